@@ -1,0 +1,178 @@
+// The `ftvm` command line.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
+import { runGuest, type RunResult } from '../runtime/guest.ts';
+import { resolveGuest } from '../runtime/samples.ts';
+
+const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
+
+usage:
+  ftvm run <guest.wasm | sample> [options] [-- guest args...]
+  ftvm bench meter [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm --help | <command> --help
+`;
+
+const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
+
+Runs a WASI preview1 command guest unreplicated, metered. The guest's stdout
+and stderr go to ours; our exit code is the guest's (125 for a trap, 124 when
+stopped at the deadline).
+
+options:
+  --count                 print the final count to stderr as "count <N>"
+  --deadline N            stop at the first check point whose count reaches N
+  --no-meter              run without instrumentation (no count)
+  --depth-limit N         call-depth budget in frame units (default ${DEFAULT_DEPTH_LIMIT})
+  --memory-limit-pages N  memory.grow fails beyond N 64 KiB pages (default ${DEFAULT_MEMORY_LIMIT_PAGES})
+  --canonicalize-nans     make NaN bit patterns identical on every CPU kind
+  --stdin FILE            bytes the guest reads on fd 0
+  --env K=V               environment variable for the guest (repeatable)
+  -h, --help              this text
+`;
+
+const BENCH_HELP = `usage: ftvm bench meter [options]
+
+Measures what metering costs on every compute guest, side by side in one run:
+unmetered, ftvm, the classic per-block global counter, ewasm's wasm-metering,
+Asyncify on top of ftvm (blocking imports only, and all), and NaN
+canonicalization. Prints a table (or, with --json, one JSON document).
+
+options:
+  --json         print the JSON report on stdout (progress goes to stderr)
+  --runs N       measured runs per variant (default 7)
+  --warmup N     warm-up runs per variant (default 2)
+  --guests a,b   only these guests
+  --quick        use each guest's small test workload (a smoke run, not a measurement)
+  -h, --help     this text
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'run':
+        return cmdRun(rest);
+      case 'bench':
+        return await cmdBench(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`ftvm: unknown command "${cmd}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    process.stderr.write(`ftvm: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
+    return 1;
+  }
+}
+
+function cmdRun(argv: string[]): number {
+  const dash = argv.indexOf('--');
+  const own = dash >= 0 ? argv.slice(0, dash) : argv;
+  const guestArgs = dash >= 0 ? argv.slice(dash + 1) : [];
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      count: { type: 'boolean' },
+      deadline: { type: 'string' },
+      'no-meter': { type: 'boolean' },
+      'depth-limit': { type: 'string' },
+      'memory-limit-pages': { type: 'string' },
+      'canonicalize-nans': { type: 'boolean' },
+      stdin: { type: 'string' },
+      env: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RUN_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    process.stderr.write(RUN_HELP);
+    return 2;
+  }
+  const path = resolveGuest(positionals[0]!);
+  const bytes = new Uint8Array(readFileSync(path));
+  const meterOptions: MeterOptions = {
+    variant: values['no-meter'] ? 'plain' : 'ftvm',
+    depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+    memoryLimitPages: values['memory-limit-pages']
+      ? positiveInt('--memory-limit-pages', values['memory-limit-pages'])
+      : undefined,
+    canonicalizeNaNs: values['canonicalize-nans'] ?? false,
+  };
+  const env: Record<string, string> = {};
+  for (const kv of values.env ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--env expects K=V, got "${kv}"`);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  const result: RunResult = runGuest(bytes, {
+    args: [positionals[0]!, ...guestArgs],
+    env,
+    stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
+    onStdout: (b) => process.stdout.write(b),
+    onStderr: (b) => process.stderr.write(b),
+    meter: meterOptions,
+    deadline: values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined,
+  });
+  if (result.outcome === 'trap') process.stderr.write(`ftvm: guest trapped: ${result.trap}\n`);
+  if (result.outcome === 'deadline') process.stderr.write(`ftvm: guest stopped at its deadline\n`);
+  if (values.count && result.count !== null) process.stderr.write(`count ${result.count}\n`);
+  if (result.outcome === 'trap') return 125;
+  if (result.outcome === 'deadline') return 124;
+  return result.exitCode ?? 0;
+}
+
+async function cmdBench(argv: string[]): Promise<number> {
+  const [what, ...rest] = argv;
+  if (what === '-h' || what === '--help' || what === undefined) {
+    process.stdout.write(BENCH_HELP);
+    return what === undefined ? 2 : 0;
+  }
+  if (what !== 'meter') {
+    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter)\n`);
+    return 2;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      json: { type: 'boolean' },
+      runs: { type: 'string' },
+      warmup: { type: 'string' },
+      guests: { type: 'string' },
+      quick: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  const { benchMeter, formatMeterReport } = await import('../bench/meter.ts');
+  const report = benchMeter({
+    runs: values.runs ? positiveInt('--runs', values.runs) : 7,
+    warmup: values.warmup ? Number(values.warmup) : 2,
+    guests: values.guests?.split(','),
+    quick: values.quick,
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
+  if (values.json) process.stdout.write(JSON.stringify(report) + '\n');
+  else process.stdout.write(formatMeterReport(report) + '\n');
+  return 0;
+}
+
+function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} expects a non-negative integer, got "${v}"`);
+  return n;
+}

@@ -1,0 +1,668 @@
+// The metering pass: gives every point of a guest's execution an exact count.
+//
+// ## The count
+// The count is the number of wasm operators executed, by this cost table:
+//   free (0): nop, drop, block, loop, else, end, unreachable, return, and the
+//             tuple.make/tuple.extract nodes binaryen uses to model multi-value;
+//   1:        every other operator (if, br, br_if, br_table, call, local.get, ...).
+// It is defined over the module as binaryen (version pinned in package.json)
+// reads it; for ordinary single-value code that is one node per wasm operator.
+//
+// ## Where it lives
+// Execution is cut into *segments*: straight-line pieces that start at a
+// function entry, a loop header, an if arm, a branch-target merge, or just after
+// a call or a br_if, and that end at the next such point. Each segment's whole
+// cost is subtracted once, at its start, from a function-local i64 *fuel*
+// (fuel = deadline - count). No operator between a segment's start and its end
+// can observe the count, so pre-charging is exact wherever it can be observed:
+//   - at a check point (function entry of a non-leaf function, every loop
+//     header), the local is compared with 0, and when the deadline is reached the
+//     host import `ftvm.check(fuel) -> fuel` is called with the exact count;
+//   - around every call (to the guest's own functions and to host imports) the
+//     local is written to the exported global `ftvm_fuel` and reloaded after, so
+//     callee and host see the exact count including the call operator;
+//   - at every return the local is written back.
+// A trap cannot run code, so the count at a trap is the value written at the
+// last write-back (a call, a return, an `unreachable`): deterministic, and the
+// same on every replica, because deadlines never cause a write-back.
+//
+// ## Call depth
+// V8's stack limit differs between threads and processes, so the pass keeps a
+// deterministic depth budget in the exported i32 global `ftvm_depth`: every
+// function that calls guest functions adds its frame weight on entry (4 + its
+// params and locals, v128 counting twice) and removes it on exit; above the
+// limit it calls `ftvm.depth_exceeded()` which traps. Leaf functions cannot
+// recurse and skip the bookkeeping; the limit leaves room for one leaf frame.
+//
+// ## Memory
+// memory.grow beyond the configured limit returns -1 (as if the engine refused),
+// decided by the instrumentation rather than by how much memory the host has.
+
+import binaryen from 'binaryen';
+import { MeterError } from './errors.ts';
+import { SHAPES, kindName, mapChildren, set } from './walk.ts';
+
+type Ref = number;
+type Type = number;
+
+export const IMPORT_MODULE = 'ftvm';
+export const IMPORT_CHECK = 'check';
+export const IMPORT_DEPTH_EXCEEDED = 'depth_exceeded';
+export const EXPORT_FUEL = 'ftvm_fuel';
+export const EXPORT_DEPTH = 'ftvm_depth';
+/** exported by the `classic` strategy: remaining budget, counting down */
+export const EXPORT_CLASSIC_REMAINING = 'ftvm_classic_remaining';
+
+export const I64_MAX = (1n << 63n) - 1n;
+
+export type Strategy = 'ftvm' | 'classic';
+
+export interface InstrumentOptions {
+  /** 'ftvm': the local-cached counter described above. 'classic': a global
+   *  counter charged and checked in every basic block (the scheme of wasmer's
+   *  metering middleware), kept as the benchmark's peer baseline. */
+  strategy: Strategy;
+  /** depth budget in frame units */
+  depthLimit: number;
+  /** memory.grow fails beyond this many 64 KiB pages */
+  memoryLimitPages: number;
+  /** replace every NaN produced by scalar float arithmetic by the canonical quiet NaN */
+  canonicalizeNaNs: boolean;
+}
+
+const FREE = new Set<number>([
+  binaryen.NopId,
+  binaryen.BlockId,
+  binaryen.LoopId,
+  binaryen.DropId,
+  binaryen.UnreachableId,
+  binaryen.ReturnId,
+  binaryen.TupleMakeId,
+  binaryen.TupleExtractId,
+]);
+
+/** cost of one expression node, excluding its children */
+export function costOf(id: number): number {
+  return FREE.has(id) ? 0 : 1;
+}
+
+const REFUSED: ReadonlyMap<number, string> = new Map([
+  [binaryen.AtomicRMWId, 'atomic memory operations (threads)'],
+  [binaryen.AtomicCmpxchgId, 'atomic memory operations (threads)'],
+  [binaryen.AtomicWaitId, 'atomic wait (threads)'],
+  [binaryen.AtomicNotifyId, 'atomic notify (threads)'],
+  [binaryen.AtomicFenceId, 'atomic fence (threads)'],
+  [binaryen.TryId, 'exception handling'],
+  [binaryen.ThrowId, 'exception handling'],
+  [binaryen.RethrowId, 'exception handling'],
+  [binaryen.PopId, 'exception handling'],
+  [binaryen.CallRefId, 'typed function references (call_ref)'],
+]);
+
+const B = binaryen as unknown as Record<string, number>;
+const ops = (names: string[]): ReadonlySet<number> => new Set(names.map((k) => B[k]!));
+const byPrefix = (prefixes: string[]): ReadonlySet<number> =>
+  new Set(Object.keys(B).filter((k) => prefixes.some((p) => k.startsWith(p))).map((k) => B[k]!));
+
+/** Relaxed SIMD operations, per expression kind (binaryen numbers ops per kind): their results differ between CPUs. */
+const RELAXED: ReadonlyMap<number, ReadonlySet<number>> = new Map([
+  [binaryen.UnaryId, byPrefix(['RelaxedTrunc'])],
+  [binaryen.BinaryId, byPrefix(['RelaxedSwizzle', 'RelaxedMin', 'RelaxedMax', 'RelaxedQ15', 'RelaxedDotI8x16I7x16SToVec'])],
+  [binaryen.SIMDTernaryId, byPrefix(['RelaxedMadd', 'RelaxedNmadd', 'RelaxedLaneselect', 'RelaxedDotI8x16I7x16AddS'])],
+]);
+
+/** Scalar float operations whose result may be a NaN with an unspecified bit pattern, per expression kind. */
+const NAN_PRODUCING: ReadonlyMap<number, ReadonlySet<number>> = new Map([
+  [
+    binaryen.UnaryId,
+    ops([
+      'SqrtFloat32', 'CeilFloat32', 'FloorFloat32', 'TruncFloat32', 'NearestFloat32',
+      'SqrtFloat64', 'CeilFloat64', 'FloorFloat64', 'TruncFloat64', 'NearestFloat64',
+      'PromoteFloat32', 'DemoteFloat64',
+    ]),
+  ],
+  [
+    binaryen.BinaryId,
+    ops([
+      'AddFloat32', 'SubFloat32', 'MulFloat32', 'DivFloat32', 'MinFloat32', 'MaxFloat32',
+      'AddFloat64', 'SubFloat64', 'MulFloat64', 'DivFloat64', 'MinFloat64', 'MaxFloat64',
+    ]),
+  ],
+]);
+
+interface Segment {
+  /** i64.const nodes to patch with the segment's cost once it is known */
+  sites: Ref[];
+  cost: number;
+}
+
+const EXIT_LABEL = 'ftvm$exit';
+const G_FUEL = 'ftvm$fuel';
+const G_DEPTH = 'ftvm$depth';
+const F_CHECK = 'ftvm$check';
+const F_DEPTH = 'ftvm$depth_exceeded';
+
+/** Instruments `module` in place. */
+export function instrumentModule(module: binaryen.Module, opts: InstrumentOptions): void {
+  refuseModuleLevelFeatures(module, opts);
+  const globalName = opts.strategy === 'ftvm' ? G_FUEL : 'ftvm$classic_remaining';
+  const exportName = opts.strategy === 'ftvm' ? EXPORT_FUEL : EXPORT_CLASSIC_REMAINING;
+  for (const name of [exportName, EXPORT_DEPTH]) {
+    if (exportExists(module, name)) {
+      throw new MeterError('FTVM_ERR_NAME_CLASH', `the module already exports "${name}", a name ftvm reserves`);
+    }
+  }
+  const i64Max = i64c(module, I64_MAX);
+  module.addGlobal(globalName, binaryen.i64, true, i64Max);
+  module.addGlobalExport(globalName, exportName);
+  if (opts.strategy === 'ftvm') {
+    module.addGlobal(G_DEPTH, binaryen.i32, true, module.i32.const(0));
+    module.addGlobalExport(G_DEPTH, EXPORT_DEPTH);
+    module.addFunctionImport(F_CHECK, IMPORT_MODULE, IMPORT_CHECK, binaryen.i64, binaryen.i64);
+    module.addFunctionImport(F_DEPTH, IMPORT_MODULE, IMPORT_DEPTH_EXCEEDED, binaryen.none, binaryen.none);
+  }
+
+  const imported = new Set<string>();
+  const defined: binaryen.FunctionInfo[] = [];
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
+    if (info.module) imported.add(info.name);
+    else defined.push(info);
+  }
+  for (const info of defined) {
+    const fn = new FunctionMeter(module, info, imported, opts);
+    const { body, vars } = fn.run();
+    module.removeFunction(info.name);
+    module.addFunction(info.name, info.params, info.results, vars, body);
+  }
+}
+
+function exportExists(module: binaryen.Module, name: string): boolean {
+  for (let i = 0; i < module.getNumExports(); i++) {
+    if (binaryen.getExportInfo(module.getExportByIndex(i)).name === name) return true;
+  }
+  return false;
+}
+
+function refuseModuleLevelFeatures(module: binaryen.Module, opts: InstrumentOptions): void {
+  if (module.hasMemory()) {
+    const mem = module.getMemoryInfo();
+    if (mem.shared) {
+      throw new MeterError(
+        'FTVM_ERR_UNSUPPORTED_FEATURE',
+        'the module uses shared memory (threads): concurrent access cannot be replayed deterministically',
+      );
+    }
+    if (mem.is64) {
+      throw new MeterError('FTVM_ERR_UNSUPPORTED_FEATURE', 'the module uses 64-bit memory (memory64), which ftvm does not support');
+    }
+    if (mem.initial > opts.memoryLimitPages) {
+      throw new MeterError(
+        'FTVM_ERR_MEMORY_LIMIT',
+        `the module's initial memory is ${mem.initial} pages, above the limit of ${opts.memoryLimitPages} pages`,
+      );
+    }
+  }
+}
+
+/** Collects every label that some branch targets. */
+function branchTargets(body: Ref): Set<string> {
+  const out = new Set<string>();
+  const visit = (e: Ref): void => {
+    const id = binaryen.getExpressionId(e);
+    if (id === binaryen.BreakId) out.add((binaryen.getExpressionInfo(e) as binaryen.BreakInfo).name);
+    if (id === binaryen.SwitchId) {
+      const info = binaryen.getExpressionInfo(e) as binaryen.SwitchInfo;
+      for (const n of info.names) out.add(n);
+      out.add(info.defaultName as string);
+    }
+    forEachChild(e, visit);
+  };
+  visit(body);
+  return out;
+}
+
+/** Visits the direct children of any expression the pass understands. */
+function forEachChild(e: Ref, fn: (c: Ref) => void): void {
+  const id = binaryen.getExpressionId(e);
+  const shape = SHAPES.get(id);
+  if (shape) {
+    mapChildren(shape, e, (c) => (fn(c), c));
+    return;
+  }
+  const kids: Ref[] = [];
+  // (binaryen.js cannot describe every kind, e.g. unreachable: ask only for the ones with children)
+  const info = (): Record<string, unknown> => binaryen.getExpressionInfo(e) as unknown as Record<string, unknown>;
+  switch (id) {
+    case binaryen.BlockId:
+      kids.push(...(info().children as Ref[]));
+      break;
+    case binaryen.IfId:
+      kids.push(info().condition as Ref, info().ifTrue as Ref, info().ifFalse as Ref);
+      break;
+    case binaryen.LoopId:
+      kids.push(info().body as Ref);
+      break;
+    case binaryen.BreakId:
+    case binaryen.SwitchId:
+      kids.push(info().value as Ref, info().condition as Ref);
+      break;
+    case binaryen.CallId:
+      kids.push(...(info().operands as Ref[]));
+      break;
+    case binaryen.CallIndirectId:
+      kids.push(...(info().operands as Ref[]), info().target as Ref);
+      break;
+    case binaryen.ReturnId:
+      kids.push(info().value as Ref);
+      break;
+    default:
+      break;
+  }
+  for (const k of kids) if (k) fn(k);
+}
+
+/** Does the function call any function of the guest (directly or indirectly)? */
+function callsGuest(body: Ref, imported: Set<string>): boolean {
+  let found = false;
+  const visit = (e: Ref): void => {
+    if (found) return;
+    const id = binaryen.getExpressionId(e);
+    if (id === binaryen.CallIndirectId) found = true;
+    if (id === binaryen.CallId) {
+      const info = binaryen.getExpressionInfo(e) as binaryen.CallInfo;
+      if (!imported.has(info.target)) found = true;
+    }
+    forEachChild(e, visit);
+  };
+  visit(body);
+  return found;
+}
+
+class FunctionMeter {
+  private readonly m: binaryen.Module;
+  private readonly vars: Type[];
+  private readonly nParams: number;
+  private readonly temps = new Map<Type, number>();
+  private readonly targets: Set<string>;
+  private readonly ftvm: boolean;
+  private fuel = -1;
+  private seg: Segment = { sites: [], cost: 0 };
+
+  constructor(
+    m: binaryen.Module,
+    private readonly info: binaryen.FunctionInfo,
+    private readonly imported: Set<string>,
+    private readonly opts: InstrumentOptions,
+  ) {
+    this.m = m;
+    this.vars = [...info.vars];
+    this.nParams = binaryen.expandType(info.params).length;
+    this.targets = branchTargets(info.body);
+    this.ftvm = opts.strategy === 'ftvm';
+  }
+
+  run(): { body: Ref; vars: Type[] } {
+    const body = this.ftvm ? this.runFtvm() : this.runClassic();
+    // Nothing must be left uncharged: the last segment is closed here.
+    this.cut();
+    return { body: body(), vars: this.vars };
+  }
+
+  private runClassic(): () => Ref {
+    const charge = this.open();
+    const body = this.visit(this.info.body);
+    const t = binaryen.getExpressionType(this.info.body);
+    return () => this.m.block(null, [...charge, body], t);
+  }
+
+  private runFtvm(): () => Ref {
+    const m = this.m;
+    this.fuel = this.addVar(binaryen.i64);
+    const results = this.info.results;
+    const nonLeaf = callsGuest(this.info.body, this.imported);
+    const weight = this.frameWeight();
+    const pre: Ref[] = [];
+    const post: Ref[] = [];
+    if (nonLeaf) {
+      // The budget leaves room for one leaf frame, which adds no weight.
+      pre.push(
+        m.global.set(G_DEPTH, m.i32.add(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(weight))),
+        m.if(
+          m.i32.gt_u(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(this.opts.depthLimit)),
+          m.block(null, [m.call(F_DEPTH, [], binaryen.none), m.unreachable()], binaryen.unreachable),
+        ),
+      );
+      post.push(m.global.set(G_DEPTH, m.i32.sub(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(weight))));
+    }
+    pre.push(m.local.set(this.fuel, m.global.get(G_FUEL, binaryen.i64)));
+    if (nonLeaf) pre.push(this.checkPoint());
+    pre.push(...this.open());
+    const inner = this.visit(this.info.body);
+    return () => {
+      const exit = m.block(EXIT_LABEL, [inner], results);
+      const flush = m.global.set(G_FUEL, m.local.get(this.fuel, binaryen.i64));
+      if (results === binaryen.none) {
+        return m.block(null, [...pre, exit, flush, ...post], binaryen.none);
+      }
+      const rv = this.addVar(results);
+      return m.block(null, [...pre, m.local.set(rv, exit), flush, ...post, m.local.get(rv, results)], results);
+    };
+  }
+
+  private frameWeight(): number {
+    let w = 4;
+    for (const t of [...binaryen.expandType(this.info.params), ...this.info.vars]) {
+      w += t === binaryen.v128 ? 2 : binaryen.expandType(t).length;
+    }
+    return w;
+  }
+
+  private addVar(t: Type): number {
+    this.vars.push(t);
+    return this.nParams + this.vars.length - 1;
+  }
+
+  /** a scratch local of type t, valid only between its set and the get right after */
+  private temp(t: Type): number {
+    let i = this.temps.get(t);
+    if (i === undefined) {
+      i = this.addVar(t);
+      this.temps.set(t, i);
+    }
+    return i;
+  }
+
+  // ---- segments -------------------------------------------------------------
+
+  /** Opens a new segment charged by the returned code, which the caller places at the segment's start. */
+  private open(): Ref[] {
+    const m = this.m;
+    if (this.ftvm) {
+      const site = i64c(m, 0n);
+      this.seg = { sites: [site], cost: 0 };
+      return [m.local.set(this.fuel, m.i64.sub(m.local.get(this.fuel, binaryen.i64), site))];
+    }
+    const a = i64c(m, 0n);
+    const b = i64c(m, 0n);
+    this.seg = { sites: [a, b], cost: 0 };
+    const g = 'ftvm$classic_remaining';
+    return [
+      m.if(m.i64.lt_u(m.global.get(g, binaryen.i64), a), m.unreachable()),
+      m.global.set(g, m.i64.sub(m.global.get(g, binaryen.i64), b)),
+    ];
+  }
+
+  /** Opens a segment for code that cannot run (after an unconditional branch). */
+  private openDead(): void {
+    this.seg = { sites: [], cost: 0 };
+  }
+
+  /** Closes the current segment: its cost is now known. */
+  private cut(): void {
+    const { sites, cost } = this.seg;
+    for (const s of sites) set.Const.setValueI64(s, BigInt(cost));
+    this.seg = { sites: [], cost: 0 };
+  }
+
+  private add(n: number): void {
+    this.seg.cost += n;
+  }
+
+  /** Ends the segment at `e` and starts a new one right after it. */
+  private after(e: Ref): Ref {
+    const m = this.m;
+    const t = binaryen.getExpressionType(e);
+    this.cut();
+    if (t === binaryen.unreachable) {
+      this.openDead();
+      return e;
+    }
+    const charge = this.open();
+    if (t === binaryen.none) return m.block(null, [e, ...charge], binaryen.none);
+    const tmp = this.temp(t);
+    return m.block(null, [m.local.set(tmp, e), ...charge, m.local.get(tmp, t)], t);
+  }
+
+  private checkPoint(): Ref {
+    const m = this.m;
+    const f = this.fuel;
+    return m.if(
+      m.i64.le_s(m.local.get(f, binaryen.i64), i64c(m, 0n)),
+      m.local.set(f, m.call(F_CHECK, [m.local.get(f, binaryen.i64)], binaryen.i64)),
+    );
+  }
+
+  // ---- the walk ---------------------------------------------------------------
+
+  private visit(e: Ref): Ref {
+    const id = binaryen.getExpressionId(e);
+    switch (id) {
+      case binaryen.BlockId:
+        return this.visitBlock(e);
+      case binaryen.LoopId:
+        return this.visitLoop(e);
+      case binaryen.IfId:
+        return this.visitIf(e);
+      case binaryen.BreakId:
+        return this.visitBreak(e);
+      case binaryen.SwitchId: {
+        const info = binaryen.getExpressionInfo(e) as binaryen.SwitchInfo;
+        if (info.value) set.Switch.setValue(e, this.visit(info.value));
+        set.Switch.setCondition(e, this.visit(info.condition));
+        this.add(1);
+        this.cut();
+        this.openDead();
+        return e;
+      }
+      case binaryen.CallId:
+      case binaryen.CallIndirectId:
+        return this.visitCall(e, id);
+      case binaryen.ReturnId:
+        return this.visitReturn(e);
+      case binaryen.UnreachableId:
+        this.cut();
+        this.openDead();
+        if (!this.ftvm) return e;
+        return this.m.block(
+          null,
+          [this.m.global.set(G_FUEL, this.m.local.get(this.fuel, binaryen.i64)), e],
+          binaryen.unreachable,
+        );
+      case binaryen.MemoryGrowId:
+        return this.visitMemoryGrow(e);
+      default:
+        return this.visitPlain(e, id);
+    }
+  }
+
+  private visitPlain(e: Ref, id: number): Ref {
+    const refused = REFUSED.get(id);
+    if (refused) throw unsupported(`${refused} in function ${this.info.name}`);
+    const shape = SHAPES.get(id);
+    if (!shape) throw unsupported(`${kindName(id)} in function ${this.info.name}`);
+    const relaxed = RELAXED.get(id);
+    if (relaxed) {
+      const op = (binaryen.getExpressionInfo(e) as unknown as { op: number }).op;
+      if (relaxed.has(op)) {
+        throw unsupported(`relaxed SIMD in function ${this.info.name}: its results differ between CPUs`);
+      }
+    }
+    mapChildren(shape, e, (c) => this.visit(c));
+    this.add(costOf(id));
+    const nanOps = this.opts.canonicalizeNaNs ? NAN_PRODUCING.get(id) : undefined;
+    if (nanOps?.has((binaryen.getExpressionInfo(e) as unknown as { op: number }).op)) return this.canonicalNaN(e);
+    return e;
+  }
+
+  /** x -> (x == x) ? x : canonical NaN; comparisons are not charged (instrumentation). */
+  private canonicalNaN(e: Ref): Ref {
+    const m = this.m;
+    const t = binaryen.getExpressionType(e);
+    if (t !== binaryen.f32 && t !== binaryen.f64) return e;
+    const tmp = this.temp(t);
+    const get = (): Ref => m.local.get(tmp, t);
+    const nan = t === binaryen.f32 ? m.f32.const_bits(0x7fc00000) : (m.f64.const_bits as (v: bigint) => Ref)(0x7ff8000000000000n);
+    const same = t === binaryen.f32 ? m.f32.eq(get(), get()) : m.f64.eq(get(), get());
+    return m.block(null, [m.local.set(tmp, e), m.select(same, get(), nan)], t);
+  }
+
+  private visitBlock(e: Ref): Ref {
+    const info = binaryen.getExpressionInfo(e) as binaryen.BlockInfo;
+    info.children.forEach((c, i) => {
+      const n = this.visit(c);
+      if (n !== c) set.Block.setChildAt(e, i, n);
+    });
+    // A block that is the target of a branch is a merge point: paths with
+    // different costs join at its end.
+    if (info.name && this.targets.has(info.name)) return this.after(e);
+    return e;
+  }
+
+  private visitLoop(e: Ref): Ref {
+    const info = binaryen.getExpressionInfo(e) as binaryen.LoopInfo;
+    this.cut();
+    const head: Ref[] = this.ftvm ? [this.checkPoint()] : [];
+    head.push(...this.open());
+    const body = this.visit(info.body);
+    set.Loop.setBody(e, this.m.block(null, [...head, body], binaryen.getExpressionType(info.body)));
+    return e;
+  }
+
+  private visitIf(e: Ref): Ref {
+    const info = binaryen.getExpressionInfo(e) as binaryen.IfInfo;
+    set.If.setCondition(e, this.visit(info.condition));
+    this.add(1);
+    this.cut();
+    const arm = (x: Ref): Ref => {
+      const charge = this.open();
+      const body = this.visit(x);
+      this.cut();
+      return this.m.block(null, [...charge, body], binaryen.getExpressionType(x));
+    };
+    set.If.setIfTrue(e, arm(info.ifTrue));
+    if (info.ifFalse) set.If.setIfFalse(e, arm(info.ifFalse));
+    return this.after(e);
+  }
+
+  private visitBreak(e: Ref): Ref {
+    const info = binaryen.getExpressionInfo(e) as binaryen.BreakInfo;
+    if (info.value) set.Break.setValue(e, this.visit(info.value));
+    if (info.condition) set.Break.setCondition(e, this.visit(info.condition));
+    this.add(1);
+    if (!info.condition) {
+      this.cut();
+      this.openDead();
+      return e;
+    }
+    // br_if: the fall-through path starts a new segment.
+    return this.after(e);
+  }
+
+  private visitReturn(e: Ref): Ref {
+    const info = binaryen.getExpressionInfo(e) as binaryen.ReturnInfo;
+    const value = info.value ? this.visit(info.value) : 0;
+    this.cut();
+    this.openDead();
+    if (!this.ftvm) {
+      if (value) set.Return.setValue(e, value);
+      return e;
+    }
+    // Every return leaves through the exit block, where the count is written back.
+    return this.m.br(EXIT_LABEL, 0, value || 0);
+  }
+
+  private visitCall(e: Ref, id: number): Ref {
+    const m = this.m;
+    const isIndirect = id === binaryen.CallIndirectId;
+    const info = binaryen.getExpressionInfo(e) as binaryen.CallIndirectInfo & binaryen.CallInfo;
+    if (info.isReturn) {
+      throw unsupported(`tail calls in function ${this.info.name}`);
+    }
+    const before = this.seg;
+    const operands = info.operands.map((o) => this.visit(o));
+    const target = isIndirect ? this.visit(info.target) : 0;
+    this.add(1);
+    const setOperand = isIndirect ? set.CallIndirect.setOperandAt : set.Call.setOperandAt;
+    const t = binaryen.getExpressionType(e);
+    if (!this.ftvm) {
+      operands.forEach((o, i) => setOperand(e, i, o));
+      if (isIndirect) set.CallIndirect.setTarget(e, target);
+      return this.after(e);
+    }
+    const code: Ref[] = [];
+    if (this.seg !== before) {
+      // An operand ended a segment (it contains a call or a branch): the
+      // write-back must come after the operands, so they are evaluated first,
+      // in order, into fresh locals.
+      operands.forEach((o, i) => {
+        const ot = binaryen.getExpressionType(o);
+        if (ot === binaryen.unreachable) {
+          code.push(o);
+          return;
+        }
+        const l = this.addVar(ot);
+        code.push(m.local.set(l, o));
+        setOperand(e, i, m.local.get(l, ot));
+      });
+      if (isIndirect) {
+        const l = this.addVar(binaryen.i32);
+        code.push(m.local.set(l, target));
+        set.CallIndirect.setTarget(e, m.local.get(l, binaryen.i32));
+      }
+    } else {
+      operands.forEach((o, i) => setOperand(e, i, o));
+      if (isIndirect) set.CallIndirect.setTarget(e, target);
+    }
+    this.cut();
+    if (t === binaryen.unreachable) {
+      this.openDead();
+      return code.length ? m.block(null, [...code, e], binaryen.unreachable) : e;
+    }
+    code.push(m.global.set(G_FUEL, m.local.get(this.fuel, binaryen.i64)));
+    // Reload what the callee (or the host) left, minus the cost of the segment that starts here.
+    const site = i64c(m, 0n);
+    const reload = m.local.set(this.fuel, m.i64.sub(m.global.get(G_FUEL, binaryen.i64), site));
+    if (t === binaryen.none) {
+      code.push(e, reload);
+    } else {
+      const tmp = this.temp(t);
+      code.push(m.local.set(tmp, e), reload, m.local.get(tmp, t));
+    }
+    this.seg = { sites: [site], cost: 0 };
+    return m.block(null, code, t);
+  }
+
+  private visitMemoryGrow(e: Ref): Ref {
+    const m = this.m;
+    const info = binaryen.getExpressionInfo(e) as binaryen.MemoryGrowInfo;
+    const delta = this.visit(info.delta);
+    this.add(1);
+    if (binaryen.getExpressionType(delta) === binaryen.unreachable) return delta;
+    // Growth beyond the limit fails deterministically, decided here and not by the engine.
+    const d = this.addVar(binaryen.i32);
+    set.MemoryGrow.setDelta(e, m.local.get(d, binaryen.i32));
+    const limit = this.opts.memoryLimitPages;
+    return m.block(
+      null,
+      [
+        m.local.set(d, delta),
+        m.if(
+          m.i32.gt_u(m.local.get(d, binaryen.i32), m.i32.sub(m.i32.const(limit), m.memory.size())),
+          m.i32.const(-1),
+          e,
+        ),
+      ],
+      binaryen.i32,
+    );
+  }
+}
+
+/** binaryen.js takes i64 constants as bigint (its .d.ts still shows the old low/high form). */
+function i64c(m: binaryen.Module, v: bigint): Ref {
+  return (m.i64.const as unknown as (v: bigint) => Ref)(v);
+}
+
+function unsupported(what: string): MeterError {
+  return new MeterError('FTVM_ERR_UNSUPPORTED_FEATURE', `the module uses ${what}, which ftvm refuses`);
+}

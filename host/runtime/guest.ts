@@ -1,0 +1,184 @@
+// One guest run on the current thread: resolve imports, instrument, instantiate,
+// run `_start`, and report how it ended and at which count.
+
+import { compileModule, EXPORT_FUEL, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
+import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism } from './wasi.ts';
+import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
+
+export class GuestLoadError extends Error {
+  constructor(
+    readonly code: 'FTVM_ERR_UNSUPPORTED_IMPORT' | 'FTVM_ERR_NO_ENTRY' | 'FTVM_ERR_INVALID_MODULE' | string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'GuestLoadError';
+  }
+}
+
+export interface RunOptions {
+  /** argv, including argv[0] */
+  args?: string[];
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+  /** called synchronously with each chunk the guest writes; output is also collected */
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  meter?: MeterOptions;
+  /** stop at the first check point whose count reaches this */
+  deadline?: bigint;
+  /** called at a check point that reached the deadline (see MeterHost.onCheck) */
+  onCheck?: CheckHandler;
+  nondeterminism?: Nondeterminism;
+  /** called before every WASI host call with the guest's exact count at that call */
+  onHostCall?: (name: string, count: bigint | null) => void;
+}
+
+export type Outcome =
+  /** `_start` returned or the guest called proc_exit */
+  | 'exit'
+  /** the guest trapped (including the call-depth limit) */
+  | 'trap'
+  /** the guest reached its deadline and the host stopped it */
+  | 'deadline';
+
+export interface RunResult {
+  outcome: Outcome;
+  exitCode: number | null;
+  /** the count where the run ended; null for an unmetered run */
+  count: bigint | null;
+  /** the trap's message, for outcome 'trap' */
+  trap: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+/**
+ * Checks every import against what ftvm provides and throws an error naming
+ * the first it does not.
+ */
+export function checkImports(module: WebAssembly.Module): void {
+  for (const imp of WebAssembly.Module.imports(module)) {
+    const name = `${imp.module}.${imp.name}`;
+    if (imp.module === WASI_MODULE && imp.kind === 'function' && WasiHost.provided.has(imp.name)) continue;
+    if (imp.module === IMPORT_MODULE) {
+      throw new GuestLoadError('FTVM_ERR_UNSUPPORTED_IMPORT', `the module imports "${name}" from the reserved module "ftvm"`);
+    }
+    throw new GuestLoadError('FTVM_ERR_UNSUPPORTED_IMPORT', `unsupported import "${name}" (${imp.kind})`);
+  }
+}
+
+/** Compiles a guest as ftvm will run it (imports checked, metered unless variant 'plain'). */
+export function compileGuest(bytes: Uint8Array, meterOptions: MeterOptions = {}): WebAssembly.Module {
+  try {
+    validateModule(bytes);
+  } catch (err) {
+    if (err instanceof MeterError) throw new GuestLoadError(err.code, err.message);
+    throw err;
+  }
+  checkImports(compileModule(bytes));
+  const { binary } = meter(bytes, meterOptions);
+  return compileModule(binary);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Runs a WASI command guest to its end on the current thread. */
+export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOptions = {}): RunResult {
+  const module = bytes instanceof WebAssembly.Module ? bytes : compileGuest(bytes, opts.meter);
+  // The optimizer drops ftvm imports a module never needs; the exported fuel global always stays.
+  const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  const wasi = new WasiHost({
+    args: opts.args ?? ['guest'],
+    env: opts.env ?? {},
+    stdin: opts.stdin,
+    stdout: (b) => {
+      out.push(b);
+      opts.onStdout?.(b);
+    },
+    stderr: (b) => {
+      err.push(b);
+      opts.onStderr?.(b);
+    },
+    nondeterminism: opts.nondeterminism,
+  });
+  const mh = new MeterHost();
+  mh.onCheck = opts.onCheck ?? null;
+  const imports: WebAssembly.Imports = { [WASI_MODULE]: wasi.imports };
+  const onHostCall = opts.onHostCall;
+  if (onHostCall) {
+    const wrapped: Record<string, (...a: never[]) => unknown> = {};
+    for (const [name, fn] of Object.entries(wasi.imports)) {
+      wrapped[name] = (...a: never[]) => {
+        onHostCall(name, metered ? mh.count : null);
+        return (fn as (...x: never[]) => unknown)(...a);
+      };
+    }
+    imports[WASI_MODULE] = wrapped;
+  }
+  if (metered) imports[IMPORT_MODULE] = mh.imports;
+
+  const result = (outcome: Outcome, exitCode: number | null, trap: string | null = null, at?: bigint): RunResult => ({
+    outcome,
+    exitCode,
+    count: metered ? (at ?? mh.count) : null,
+    trap,
+    stdout: concat(out),
+    stderr: concat(err),
+  });
+
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(module, imports);
+  } catch (e) {
+    return ended(e, result);
+  }
+  const memory = instance.exports.memory;
+  if (!(memory instanceof WebAssembly.Memory)) {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export its memory as "memory"');
+  }
+  const start = instance.exports._start;
+  if (typeof start !== 'function') {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export a "_start" function (not a WASI command)');
+  }
+  wasi.bindMemory(memory);
+  if (metered) {
+    mh.bind(instance);
+    if (opts.deadline !== undefined) mh.setDeadline(opts.deadline);
+    mh.enter();
+  }
+  try {
+    (start as () => void)();
+    return result('exit', 0);
+  } catch (e) {
+    return ended(e, result);
+  }
+}
+
+function ended(
+  e: unknown,
+  result: (o: Outcome, code: number | null, trap?: string | null, at?: bigint) => RunResult,
+): RunResult {
+  if (e instanceof WasiExit) return result('exit', e.code);
+  // The global holds the last write-back; the check point knew the exact count.
+  if (e instanceof DeadlineReached) return result('deadline', null, null, e.count);
+  if (e instanceof DepthExceeded) return result('trap', null, 'call depth limit exceeded');
+  if (e instanceof WebAssembly.RuntimeError) return result('trap', null, e.message);
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    // Never let the engine's own stack limit pass for a guest trap: it differs between threads.
+    throw new GuestLoadError(
+      'FTVM_ERR_HOST_STACK',
+      'the host thread ran out of native stack before the guest reached its deterministic depth limit; lower depthLimit',
+    );
+  }
+  throw e;
+}

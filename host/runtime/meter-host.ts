@@ -1,0 +1,102 @@
+// The host side of a metered instance's counters.
+//
+// The instrumented module keeps `fuel = deadline - count` in a function local
+// and writes it to the exported global `ftvm_fuel` at calls and returns. The
+// host keeps the deadline. Two invariants make the count readable at any time
+// the host has control:
+//   - inside `ftvm.check(fuel)`, the count is exactly `deadline - fuel`;
+//   - anywhere else (a host import, after a return, after a trap),
+//     `deadline - ftvm_fuel` is the count at the last write-back.
+// Moving the deadline moves the global by the same amount, so the second
+// invariant survives deadline changes: a trap's count never depends on where
+// the host chose to preempt.
+
+import { EXPORT_DEPTH, EXPORT_FUEL, I64_MAX, IMPORT_CHECK, IMPORT_DEPTH_EXCEEDED } from '../meter/index.ts';
+
+/** Thrown into the guest to stop it at a check point whose count reached the deadline. */
+export class DeadlineReached extends Error {
+  readonly code = 'FTVM_DEADLINE_REACHED';
+  constructor(readonly count: bigint) {
+    super(`deadline reached at count ${count}`);
+    this.name = 'DeadlineReached';
+  }
+}
+
+/** Thrown when the guest exceeds its deterministic call-depth budget. */
+export class DepthExceeded extends Error {
+  readonly code = 'FTVM_ERR_DEPTH_EXCEEDED';
+  constructor(readonly count: bigint) {
+    super(`call depth limit exceeded at count ${count}`);
+    this.name = 'DepthExceeded';
+  }
+}
+
+export type CheckHandler = (count: bigint, meter: MeterHost) => void;
+
+export class MeterHost {
+  private deadline: bigint = I64_MAX;
+  private fuel: WebAssembly.Global | null = null;
+  private depth: WebAssembly.Global | null = null;
+  private checkCount: bigint | null = null;
+  /** Called at a check point whose count reached the deadline. It may move the
+   *  deadline (execution goes on) or throw; if it leaves the deadline where it
+   *  is, the guest stops with DeadlineReached. */
+  onCheck: CheckHandler | null = null;
+
+  /** The `ftvm` import module for the instrumented guest. */
+  readonly imports = {
+    [IMPORT_CHECK]: (fuel: bigint): bigint => this.check(fuel),
+    [IMPORT_DEPTH_EXCEEDED]: (): never => {
+      throw new DepthExceeded(this.count);
+    },
+  };
+
+  bind(instance: WebAssembly.Instance): void {
+    const fuel = instance.exports[EXPORT_FUEL];
+    const depth = instance.exports[EXPORT_DEPTH];
+    if (!(fuel instanceof WebAssembly.Global) || !(depth instanceof WebAssembly.Global)) {
+      throw new Error('the instance is not metered by ftvm (no ftvm_fuel/ftvm_depth exports)');
+    }
+    this.fuel = fuel;
+    this.depth = depth;
+  }
+
+  private get fuelValue(): bigint {
+    // Before bind (during the start function) the global still holds its initial value.
+    return this.fuel ? (this.fuel.value as bigint) : I64_MAX;
+  }
+
+  /** The guest's count (see the invariants above). */
+  get count(): bigint {
+    return this.checkCount ?? this.deadline - this.fuelValue;
+  }
+
+  get currentDeadline(): bigint {
+    return this.deadline;
+  }
+
+  /** Stop (call onCheck) at the first check point whose count is >= `count`. */
+  setDeadline(count: bigint): void {
+    if (count < 0n || count > I64_MAX) throw new RangeError(`deadline ${count} out of range`);
+    const lastWriteBack = this.deadline - this.fuelValue;
+    this.deadline = count;
+    if (this.fuel) this.fuel.value = count - lastWriteBack;
+  }
+
+  /** Prepares for a call from the host into the guest's exports. */
+  enter(): void {
+    if (this.depth) this.depth.value = 0;
+  }
+
+  private check(fuel: bigint): bigint {
+    const count = this.deadline - fuel;
+    this.checkCount = count;
+    try {
+      this.onCheck?.(count, this);
+      if (count >= this.deadline) throw new DeadlineReached(count);
+      return this.deadline - count;
+    } finally {
+      this.checkCount = null;
+    }
+  }
+}

@@ -1,0 +1,16 @@
+;; Nested calls, and a host call in the middle of an expression inside a callee.
+(module
+  (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func $double (param $x i32) (result i32)
+    (i32.mul (local.get $x) (i32.const 2)))
+  (func $quad (param $x i32) (result i32)
+    (call $double (call $double (local.get $x))))
+  (func $probe (result i32)
+    (i32.add (i32.const 1) (call $yield)))
+  (func (export "_start")
+    (drop (call $quad (i32.const 5)))
+    (drop (call $yield))
+    (drop (call $probe))
+    (call $exit (call $quad (i32.const 1)))))

@@ -13,8 +13,15 @@ import { instrumentModule, type Strategy } from './instrument.ts';
 export { MeterError } from './errors.ts';
 export * from './instrument.ts';
 
-/** Bumped whenever the pass changes what it emits, so cached modules are not reused across versions. */
-export const PASS_VERSION = 1;
+/**
+ * Identifies the pass's code: the cache key includes it, so a changed pass
+ * never reuses modules instrumented by an older one.
+ */
+export const PASS_VERSION: string = (() => {
+  const h = createHash('sha256');
+  for (const f of ['index.ts', 'instrument.ts', 'walk.ts']) h.update(readFileSync(new URL(`./${f}`, import.meta.url)));
+  return h.digest('hex').slice(0, 16);
+})();
 
 const BINARYEN_VERSION: string = (
   createRequire(import.meta.url)('binaryen/package.json') as { version: string }

@@ -171,10 +171,79 @@ export function instrumentModule(module: binaryen.Module, opts: InstrumentOption
   }
   for (const info of defined) {
     const fn = new FunctionMeter(module, info, imported, opts);
-    const { body, vars } = fn.run();
+    const out = fn.run();
     module.removeFunction(info.name);
-    module.addFunction(info.name, info.params, info.results, vars, body);
+    if (opts.strategy === 'classic') {
+      module.addFunction(info.name, info.params, info.results, out.vars, out.body);
+      continue;
+    }
+    // The metered body takes the fuel and the depth as extra parameters and
+    // returns the fuel as an extra result, so both stay in registers across
+    // calls. The original name becomes a thin wrapper with the original
+    // signature, for whatever the guest exposes to the outside (exports,
+    // tables, start); the optimizer drops the wrappers nothing uses.
+    const sig = extendedSignature(info);
+    module.addFunction(meteredName(info.name), sig.params, sig.results, out.vars, out.body);
+    const w = wrapper(module, info, sig);
+    module.addFunction(info.name, info.params, info.results, w.vars, w.body);
   }
+}
+
+/** The name of a function's metered body. */
+function meteredName(name: string): string {
+  return `ftvm$m$${name}`;
+}
+
+interface Signature {
+  params: Type;
+  results: Type;
+  /** the original results, expanded */
+  orig: Type[];
+}
+
+function extendedSignature(info: binaryen.FunctionInfo): Signature {
+  const orig = binaryen.expandType(info.results);
+  return {
+    params: binaryen.createType([...binaryen.expandType(info.params), binaryen.i64, binaryen.i32]),
+    results: binaryen.createType([...orig, binaryen.i64]),
+    orig,
+  };
+}
+
+/** Splits the extended result held in local `tmp`: returns [value expression or 0, fuel expression]. */
+function splitResult(m: binaryen.Module, tmp: number, sig: { results: Type; orig: Type[] }): [Ref, Ref] {
+  const n = sig.orig.length;
+  if (n === 0) return [0, m.local.get(tmp, binaryen.i64)];
+  const part = (i: number): Ref => m.tuple.extract(m.local.get(tmp, sig.results), i);
+  const value = n === 1 ? part(0) : m.tuple.make(sig.orig.map((_, i) => part(i)));
+  return [value, part(n)];
+}
+
+function wrapper(m: binaryen.Module, info: binaryen.FunctionInfo, sig: Signature): { body: Ref; vars: Type[] } {
+  const params = binaryen.expandType(info.params);
+  const call = m.call(
+    meteredName(info.name),
+    [...params.map((t, i) => m.local.get(i, t)), m.global.get(G_FUEL, binaryen.i64), m.global.get(G_DEPTH, binaryen.i32)],
+    sig.results,
+  );
+  if (sig.orig.length === 0) return { body: m.global.set(G_FUEL, call), vars: [] };
+  const tmp = params.length;
+  const [value, fuel] = splitResult(m, tmp, sig);
+  return { body: m.block(null, [m.local.set(tmp, call), m.global.set(G_FUEL, fuel), value], info.results), vars: [sig.results] };
+}
+
+/** Moves every reference to a local at or above `from` up by `by` (to make room for parameters). */
+function shiftLocals(body: Ref, from: number, by: number): void {
+  const visit = (e: Ref): void => {
+    const id = binaryen.getExpressionId(e);
+    if (id === binaryen.LocalGetId || id === binaryen.LocalSetId) {
+      const w = id === binaryen.LocalGetId ? set.LocalGet : set.LocalSet;
+      const i = w.getIndex(e);
+      if (i >= from) w.setIndex(e, i + by);
+    }
+    forEachChild(e, visit);
+  };
+  visit(body);
 }
 
 function exportExists(module: binaryen.Module, name: string): boolean {
@@ -286,7 +355,10 @@ class FunctionMeter {
   private readonly temps = new Map<Type, number>();
   private readonly targets: Set<string>;
   private readonly ftvm: boolean;
-  private fuel = -1;
+  /** parameters added in front of the locals: fuel (i64) and depth (i32) for 'ftvm' */
+  private readonly extra: number;
+  private readonly fuel: number;
+  private readonly depth: number;
   private seg: Segment = { sites: [], cost: 0 };
 
   constructor(
@@ -300,6 +372,10 @@ class FunctionMeter {
     this.nParams = binaryen.expandType(info.params).length;
     this.targets = branchTargets(info.body);
     this.ftvm = opts.strategy === 'ftvm';
+    this.extra = this.ftvm ? 2 : 0;
+    this.fuel = this.nParams;
+    this.depth = this.nParams + 1;
+    if (this.extra) shiftLocals(info.body, this.nParams, this.extra);
   }
 
   run(): { body: Ref; vars: Type[] } {
@@ -318,36 +394,44 @@ class FunctionMeter {
 
   private runFtvm(): () => Ref {
     const m = this.m;
-    this.fuel = this.addVar(binaryen.i64);
-    const results = this.info.results;
     const nonLeaf = callsGuest(this.info.body, this.imported);
-    const weight = this.frameWeight();
     const pre: Ref[] = [];
-    const post: Ref[] = [];
     if (nonLeaf) {
-      // The budget leaves room for one leaf frame, which adds no weight.
+      // Leaf functions cannot recurse and skip the bookkeeping; the budget
+      // leaves room for one leaf frame.
+      const depth = (): Ref => m.local.get(this.depth, binaryen.i32);
       pre.push(
-        m.global.set(G_DEPTH, m.i32.add(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(weight))),
+        m.local.set(this.depth, m.i32.add(depth(), m.i32.const(this.frameWeight()))),
         m.if(
-          m.i32.gt_u(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(this.opts.depthLimit)),
-          m.block(null, [m.call(F_DEPTH, [], binaryen.none), m.unreachable()], binaryen.unreachable),
+          m.i32.gt_u(depth(), m.i32.const(this.opts.depthLimit)),
+          m.block(null, [this.writeBack(), m.call(F_DEPTH, [], binaryen.none), m.unreachable()], binaryen.unreachable),
         ),
+        this.checkPoint(),
       );
-      post.push(m.global.set(G_DEPTH, m.i32.sub(m.global.get(G_DEPTH, binaryen.i32), m.i32.const(weight))));
     }
-    pre.push(m.local.set(this.fuel, m.global.get(G_FUEL, binaryen.i64)));
-    if (nonLeaf) pre.push(this.checkPoint());
     pre.push(...this.open());
     const inner = this.visit(this.info.body);
     return () => {
-      const exit = m.block(EXIT_LABEL, [inner], results);
-      const flush = m.global.set(G_FUEL, m.local.get(this.fuel, binaryen.i64));
-      if (results === binaryen.none) {
-        return m.block(null, [...pre, exit, flush, ...post], binaryen.none);
-      }
-      const rv = this.addVar(results);
-      return m.block(null, [...pre, m.local.set(rv, exit), flush, ...post, m.local.get(rv, results)], results);
+      const sig = extendedSignature(this.info);
+      const exit = m.block(EXIT_LABEL, [inner], this.info.results);
+      const fuel = m.local.get(this.fuel, binaryen.i64);
+      if (sig.orig.length === 0) return m.block(null, [...pre, exit, fuel], binaryen.i64);
+      const rv = this.addVar(this.info.results);
+      const values =
+        sig.orig.length === 1
+          ? [m.local.get(rv, this.info.results)]
+          : sig.orig.map((_, i) => m.tuple.extract(m.local.get(rv, this.info.results), i));
+      return m.block(null, [...pre, m.local.set(rv, exit), m.tuple.make([...values, fuel])], sig.results);
     };
+  }
+
+  /** Writes the fuel (and depth) back to the instance, for the host or a trap to see. */
+  private writeBack(): Ref {
+    return this.m.global.set(G_FUEL, this.m.local.get(this.fuel, binaryen.i64));
+  }
+
+  private writeBackDepth(): Ref {
+    return this.m.global.set(G_DEPTH, this.m.local.get(this.depth, binaryen.i32));
   }
 
   private frameWeight(): number {
@@ -360,7 +444,7 @@ class FunctionMeter {
 
   private addVar(t: Type): number {
     this.vars.push(t);
-    return this.nParams + this.vars.length - 1;
+    return this.nParams + this.extra + this.vars.length - 1;
   }
 
   /** a scratch local of type t, valid only between its set and the get right after */
@@ -464,11 +548,7 @@ class FunctionMeter {
         this.cut();
         this.openDead();
         if (!this.ftvm) return e;
-        return this.m.block(
-          null,
-          [this.m.global.set(G_FUEL, this.m.local.get(this.fuel, binaryen.i64)), e],
-          binaryen.unreachable,
-        );
+        return this.m.block(null, [this.writeBack(), e], binaryen.unreachable);
       case binaryen.MemoryGrowId:
         return this.visitMemoryGrow(e);
       default:
@@ -576,9 +656,7 @@ class FunctionMeter {
     const m = this.m;
     const isIndirect = id === binaryen.CallIndirectId;
     const info = binaryen.getExpressionInfo(e) as binaryen.CallIndirectInfo & binaryen.CallInfo;
-    if (info.isReturn) {
-      throw unsupported(`tail calls in function ${this.info.name}`);
-    }
+    if (info.isReturn) throw unsupported(`tail calls in function ${this.info.name}`);
     const before = this.seg;
     const operands = info.operands.map((o) => this.visit(o));
     const target = isIndirect ? this.visit(info.target) : 0;
@@ -590,6 +668,7 @@ class FunctionMeter {
       if (isIndirect) set.CallIndirect.setTarget(e, target);
       return this.after(e);
     }
+    if (!isIndirect && !this.imported.has(info.target)) return this.directCall(info.target, operands, t);
     const code: Ref[] = [];
     if (this.seg !== before) {
       // An operand ended a segment (it contains a call or a branch): the
@@ -619,7 +698,9 @@ class FunctionMeter {
       this.openDead();
       return code.length ? m.block(null, [...code, e], binaryen.unreachable) : e;
     }
-    code.push(m.global.set(G_FUEL, m.local.get(this.fuel, binaryen.i64)));
+    // A host import, or a table entry (which is a wrapper with the original
+    // signature): both take the count and the depth from the instance.
+    code.push(this.writeBack(), this.writeBackDepth());
     // Reload what the callee (or the host) left, minus the cost of the segment that starts here.
     const site = i64c(m, 0n);
     const reload = m.local.set(this.fuel, m.i64.sub(m.global.get(G_FUEL, binaryen.i64), site));
@@ -631,6 +712,31 @@ class FunctionMeter {
     }
     this.seg = { sites: [site], cost: 0 };
     return m.block(null, code, t);
+  }
+
+  /** A call to one of the guest's own functions: fuel and depth travel as arguments and the fuel comes back as a result. */
+  private directCall(target: string, operands: Ref[], t: Type): Ref {
+    const m = this.m;
+    const callee = binaryen.getFunctionInfo(m.getFunction(target));
+    const sig = extendedSignature(callee);
+    // The fuel argument is evaluated after the original operands, so it
+    // already includes whatever they charged.
+    const call = m.call(
+      meteredName(target),
+      [...operands, m.local.get(this.fuel, binaryen.i64), m.local.get(this.depth, binaryen.i32)],
+      sig.results,
+    );
+    this.cut();
+    if (t === binaryen.unreachable) {
+      this.openDead();
+      return call;
+    }
+    const site = i64c(m, 0n);
+    this.seg = { sites: [site], cost: 0 };
+    if (sig.orig.length === 0) return m.local.set(this.fuel, m.i64.sub(call, site));
+    const tmp = this.temp(sig.results);
+    const [value, fuel] = splitResult(m, tmp, sig);
+    return m.block(null, [m.local.set(tmp, call), m.local.set(this.fuel, m.i64.sub(fuel, site)), value], t);
   }
 
   private visitMemoryGrow(e: Ref): Ref {

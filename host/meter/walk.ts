@@ -108,6 +108,8 @@ interface Setters {
   Call: { setOperandAt(e: Ref, i: number, c: Ref): void };
   CallIndirect: { setOperandAt(e: Ref, i: number, c: Ref): void; setTarget(e: Ref, c: Ref): void };
   Return: { setValue(e: Ref, c: Ref): void };
+  LocalGet: { getIndex(e: Ref): number; setIndex(e: Ref, i: number): void };
+  LocalSet: { getIndex(e: Ref): number; setIndex(e: Ref, i: number): void };
   MemoryGrow: { setDelta(e: Ref, c: Ref): void };
 }
 export const set = binaryen as unknown as Setters;

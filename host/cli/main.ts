@@ -11,6 +11,7 @@ const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm bench meter [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm demo
   ftvm --help | <command> --help
 `;
 
@@ -48,6 +49,13 @@ options:
   -h, --help     this text
 `;
 
+const DEMO_HELP = `usage: ftvm demo
+
+Runs every compute sample metered (twice) and unmetered, preempts an infinite
+loop at an exact count, stops a runaway recursion at the deterministic depth
+limit, and prints a summary of the checks.
+`;
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -56,6 +64,14 @@ export async function main(argv: string[]): Promise<number> {
         return cmdRun(rest);
       case 'bench':
         return await cmdBench(rest);
+      case 'demo': {
+        if (rest.includes('--help') || rest.includes('-h')) {
+          process.stdout.write(DEMO_HELP);
+          return 0;
+        }
+        const { demo } = await import('./demo.ts');
+        return demo((l) => process.stdout.write(`${l}\n`));
+      }
       case undefined:
       case '-h':
       case '--help':

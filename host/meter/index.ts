@@ -106,6 +106,11 @@ function resolve(opts: MeterOptions): Resolved {
 
 const memoryCache = new Map<string, Uint8Array>();
 
+/** Forgets what this process instrumented (the disk cache stays). */
+export function clearMemoryCache(): void {
+  memoryCache.clear();
+}
+
 function defaultCacheDir(): string {
   return process.env.FTVM_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', 'meter');
 }

@@ -87,11 +87,6 @@ export function costOf(id: number): number {
 }
 
 const REFUSED: ReadonlyMap<number, string> = new Map([
-  [binaryen.AtomicRMWId, 'atomic memory operations (threads)'],
-  [binaryen.AtomicCmpxchgId, 'atomic memory operations (threads)'],
-  [binaryen.AtomicWaitId, 'atomic wait (threads)'],
-  [binaryen.AtomicNotifyId, 'atomic notify (threads)'],
-  [binaryen.AtomicFenceId, 'atomic fence (threads)'],
   [binaryen.TryId, 'exception handling'],
   [binaryen.ThrowId, 'exception handling'],
   [binaryen.RethrowId, 'exception handling'],

@@ -57,6 +57,12 @@ export const SHAPES: ReadonlyMap<number, Shape> = new Map<number, Shape>([
   [binaryen.TableSetId, { cls: 'TableSet', fields: ['index', 'value'] }],
   [binaryen.TableSizeId, { cls: 'TableSize', fields: [] }],
   [binaryen.TableGrowId, { cls: 'TableGrow', fields: ['value', 'delta'] }],
+  // Atomic instructions are deterministic on an unshared memory (shared memory is refused).
+  [binaryen.AtomicRMWId, { cls: 'AtomicRMW', fields: ['ptr', 'value'] }],
+  [binaryen.AtomicCmpxchgId, { cls: 'AtomicCmpxchg', fields: ['ptr', 'expected', 'replacement'] }],
+  [binaryen.AtomicWaitId, { cls: 'AtomicWait', fields: ['ptr', 'expected', 'timeout'] }],
+  [binaryen.AtomicNotifyId, { cls: 'AtomicNotify', fields: ['ptr', 'notifyCount'] }],
+  [binaryen.AtomicFenceId, { cls: 'AtomicFence', fields: [] }],
   [binaryen.TupleMakeId, { cls: 'TupleMake', fields: [], list: 'operands' }],
   [binaryen.TupleExtractId, { cls: 'TupleExtract', fields: ['tuple'] }],
 ]);

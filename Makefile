@@ -1,0 +1,36 @@
+# ftvm: the two commands a new user needs are `make demo` and `make test`.
+# Every target installs what it needs by itself.
+
+.PHONY: all setup guests test typecheck bench demo clean
+.DELETE_ON_ERROR:
+
+NPM_STAMP := node_modules/.ftvm-installed
+FTVM := node host/cli/ftvm.mjs
+
+all: test
+
+# Node.js >= 20 comes with the machine; npm packages come from the lock file.
+setup: $(NPM_STAMP)
+$(NPM_STAMP): package.json package-lock.json
+	@node -e 'const [a]=process.versions.node.split(".").map(Number); if (a < 20) { console.error("ftvm needs Node.js >= 20, found " + process.version); process.exit(1) }'
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# Rebuilds the committed guest samples (installs clang, lld and wasi-libc from Debian when missing).
+guests: setup
+	$(MAKE) -C wasm-src
+
+typecheck: setup
+	npx tsc --noEmit -p host
+
+test: typecheck
+	npx vitest run
+
+bench: setup
+	$(FTVM) bench meter
+
+demo: setup
+	$(FTVM) demo
+
+clean:
+	rm -rf .cache

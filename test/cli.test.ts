@@ -1,0 +1,76 @@
+// The `ftvm` command as a user runs it: a real child process, its stdout,
+// stderr and exit code.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const FTVM = fileURLToPath(new URL('../host/cli/ftvm.mjs', import.meta.url));
+const GUESTS = fileURLToPath(new URL('../guests/', import.meta.url));
+
+function ftvm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [FTVM, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('ftvm run', () => {
+  it('runs a sample by name, passes args, and prints the same count twice', async () => {
+    const a = await ftvm(['run', 'fib', '--count', '--', '20']);
+    const b = await ftvm(['run', `${GUESTS}fib.wasm`, '--count', '--', '20']);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe('fib(20) = 6765\n');
+    const count = /^count (\d+)$/m.exec(a.stderr)?.[1];
+    expect(Number(count)).toBeGreaterThan(10_000);
+    expect(b.stdout).toBe(a.stdout);
+    expect(b.stderr).toBe(a.stderr);
+  }, 60_000);
+
+  it('exits 125 on a trap and 124 at a deadline, saying so', async () => {
+    const trap = await ftvm(['run', 'trap', '--count', '--', '10']);
+    expect(trap.code).toBe(125);
+    expect(trap.stderr).toMatch(/guest trapped: divide by zero/);
+    const stopped = await ftvm(['run', 'fib', '--count', '--deadline', '5000', '--', '25']);
+    expect(stopped.code).toBe(124);
+    expect(stopped.stderr).toMatch(/stopped at its deadline/);
+    expect(Number(/^count (\d+)$/m.exec(stopped.stderr)?.[1])).toBeGreaterThanOrEqual(5000);
+  }, 60_000);
+
+  it('gives a clear error for a file that is not wasm, and for bad flags', async () => {
+    const bad = await ftvm(['run', fileURLToPath(import.meta.url)]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/FTVM_ERR_INVALID_MODULE: not a valid WebAssembly module/);
+    const flag = await ftvm(['run', 'fib', '--deadline', 'soon']);
+    expect(flag.code).toBe(1);
+    expect(flag.stderr).toMatch(/--deadline expects a non-negative integer/);
+  }, 60_000);
+
+  it('documents itself', async () => {
+    const top = await ftvm(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/ftvm run/);
+    const run = await ftvm(['run', '--help']);
+    expect(run.stdout).toMatch(/--count/);
+    const bench = await ftvm(['bench', 'meter', '--help']);
+    expect(bench.stdout).toMatch(/--json/);
+  }, 60_000);
+});
+
+describe('ftvm bench meter', () => {
+  it('--json prints one document with every documented field', async () => {
+    const r = await ftvm(['bench', 'meter', '--json', '--quick', '--runs', '1', '--warmup', '0', '--guests', 'fib,hash']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.guests.map((g: { name: string }) => g.name)).toEqual(['fib', 'hash']);
+    for (const g of report.guests) {
+      for (const k of ['unmetered_ms', 'metered_ms', 'ratio', 'classic_ratio', 'asyncify_ratio', 'asyncify_full_ratio', 'nan_ratio']) {
+        expect(typeof g[k], k).toBe('number');
+        expect(g[k], k).toBeGreaterThan(0);
+      }
+      expect(BigInt(g.count) > 0n).toBe(true);
+    }
+    for (const k of ['geomean_ratio', 'classic_geomean_ratio', 'speedup_vs_classic']) expect(report[k]).toBeGreaterThan(0);
+  }, 120_000);
+});

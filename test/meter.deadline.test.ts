@@ -1,0 +1,91 @@
+// Deadlines and the depth limit: execution stops at the first check point whose
+// count reaches the deadline, at the same count on every run; an infinite loop
+// is preempted; and deep recursion traps at the deterministic depth limit, at
+// the same count on the main thread and in a worker thread.
+import { describe, expect, it } from 'vitest';
+import { runGuest } from '../host/runtime/guest.ts';
+import { runGuestInWorker } from '../host/runtime/worker.ts';
+import { sampleBytes, samples, watBytes } from './helpers.ts';
+
+const sample = (name: string) => samples().find((g) => g.name === name)!;
+
+describe('deadlines', () => {
+  it('stop at the first loop header at or past the deadline', () => {
+    // loop.wat: headers at counts 0, 8, 16, ..., 72 (8 operators per iteration)
+    const stops = [1n, 8n, 9n, 50n, 72n].map((d) => runGuest(watBytes('loop'), { deadline: d }));
+    expect(stops.map((r) => r.outcome)).toEqual(['deadline', 'deadline', 'deadline', 'deadline', 'deadline']);
+    expect(stops.map((r) => r.count)).toEqual([8n, 8n, 16n, 56n, 72n]);
+    // Past the last header the guest finishes normally.
+    expect(runGuest(watBytes('loop'), { deadline: 73n })).toMatchObject({ outcome: 'exit', exitCode: 10, count: 82n });
+  });
+
+  it('an infinite loop is preempted exactly at its deadline, every time', () => {
+    // infinite.wat: one br (cost 1) per iteration, so there is a header at every count.
+    for (const d of [1000n, 1001n, 123457n]) {
+      expect(runGuest(watBytes('infinite'), { deadline: d })).toMatchObject({ outcome: 'deadline', count: d });
+    }
+  });
+
+  it('the host can move the deadline from a check point and let the guest go on', () => {
+    const seen: bigint[] = [];
+    const r = runGuest(watBytes('infinite'), {
+      deadline: 100n,
+      onCheck: (count, meter) => {
+        seen.push(count);
+        if (seen.length < 5) meter.setDeadline(count + 100n);
+      },
+    });
+    expect(seen).toEqual([100n, 200n, 300n, 400n, 500n]);
+    expect(r).toMatchObject({ outcome: 'deadline', count: 500n });
+  });
+
+  it('a compute guest stops at the same count on every run, and earlier deadlines stop earlier', () => {
+    const g = sample('interp');
+    const args = [g.name, ...g.args_test];
+    const full = runGuest(sampleBytes(g), { args });
+    const d = full.count! / 3n;
+    const a = runGuest(sampleBytes(g), { args, deadline: d });
+    const b = runGuest(sampleBytes(g), { args, deadline: d });
+    expect(a.outcome).toBe('deadline');
+    expect(a.count! >= d).toBe(true);
+    expect(b.count).toBe(a.count);
+    const earlier = runGuest(sampleBytes(g), { args, deadline: d / 2n });
+    expect(earlier.count! < a.count!).toBe(true);
+  });
+
+  it('preemption never changes where a guest traps or what it prints', () => {
+    const g = sample('trap');
+    const free = runGuest(sampleBytes(g), { args: ['trap', '500'] });
+    const sliced = runGuest(sampleBytes(g), {
+      args: ['trap', '500'],
+      deadline: 777n,
+      onCheck: (count, meter) => meter.setDeadline(count + 777n),
+    });
+    expect(sliced).toMatchObject({ outcome: 'trap', count: free.count, trap: free.trap });
+    expect(sliced.stdout).toEqual(free.stdout);
+  });
+});
+
+describe('the call-depth limit', () => {
+  it('deep recursion traps at the same count on the main thread and in worker threads', async () => {
+    const g = sample('recurse');
+    const bytes = sampleBytes(g);
+    const args = ['recurse', '100000'];
+    const main = runGuest(bytes, { args });
+    expect(main).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded' });
+    // A worker with V8's default stack, and one with a much larger stack: the
+    // engine's limit differs, the guest's does not.
+    const small = await runGuestInWorker(bytes, { args });
+    const large = await runGuestInWorker(bytes, { args, stackSizeMb: 32 });
+    for (const r of [small, large]) {
+      expect(r).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: main.count });
+    }
+  }, 60_000);
+
+  it('the limit is configurable and a deeper budget lets deeper recursion finish', () => {
+    const bytes = sampleBytes(sample('recurse'));
+    const args = ['recurse', '300'];
+    expect(runGuest(bytes, { args, meter: { depthLimit: 1000 } }).outcome).toBe('trap');
+    expect(runGuest(bytes, { args }).outcome).toBe('exit');
+  });
+});

@@ -9,6 +9,8 @@ import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH } from '../host/meter/i
 import { MeterHost } from '../host/runtime/meter-host.ts';
 import { runGuest } from '../host/runtime/guest.ts';
 import { fuzzModules } from './fuzz-modules.ts';
+import { REF_COUNT_EXPORT, referenceInstrument } from './reference-counter.ts';
+import { WASI_MODULE, WasiExit, WasiHost } from '../host/runtime/wasi.ts';
 import { sampleBytes, samples, text } from './helpers.ts';
 
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 20261125);
@@ -121,6 +123,130 @@ describe('instrumented and plain modules behave identically', () => {
       // The comparison must have exercised real executions, traps included.
       expect(exportsRun).toBeGreaterThan(COUNT);
       expect(traps).toBeGreaterThan(0);
+    },
+    600_000,
+  );
+});
+
+/**
+ * Counts at every host call, relative to the start of each export call, up to
+ * the first trap (after a trap the real pass reports the count of its last
+ * write-back, which the naive reference does not model).
+ */
+function observeCounts(binary: Uint8Array, read: 'ftvm' | 'reference'): string[] {
+  const log: string[] = [];
+  const module = compileModule(binary);
+  const mh = new MeterHost();
+  let instance: WebAssembly.Instance | null = null;
+  let trapped = false;
+  const now = (): bigint => {
+    if (!instance) return 0n;
+    return read === 'ftvm' ? mh.count : (instance.exports[REF_COUNT_EXPORT] as WebAssembly.Global).value;
+  };
+  let base = 0n;
+  const at = (what: string) => () => {
+    if (!trapped) log.push(`${what} @${now() - base}`);
+  };
+  let functions: Array<() => unknown> = [];
+  const callExport = (i: number): unknown => {
+    const f = functions[i];
+    if (!f) throw new Error(`no export ${i}`);
+    return f();
+  };
+  const imports: WebAssembly.Imports = {
+    'fuzzing-support': {
+      'log-i32': at('log'),
+      'log-i64': at('log'),
+      'log-f32': at('log'),
+      'log-f64': at('log'),
+      'log-v128': at('log'),
+      'call-export': (i: number) => {
+        at('call-export')();
+        callExport(i);
+      },
+      'call-export-catch': (i: number) => {
+        at('call-export-catch')();
+        try {
+          callExport(i);
+          return 0;
+        } catch {
+          trapped = true;
+          return 1;
+        }
+      },
+      sleep: (_ms: number, id: number) => (at('sleep')(), id),
+    },
+    ftvm: mh.imports,
+  };
+  try {
+    instance = new WebAssembly.Instance(module, imports);
+  } catch (e) {
+    return [`instantiate: ${(e as Error).message}`];
+  }
+  if (read === 'ftvm') mh.bind(instance);
+  functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
+  for (const [name, value] of Object.entries(instance.exports)) {
+    if (trapped) break;
+    if (typeof value !== 'function' || value.length !== 0) continue;
+    if (read === 'ftvm') mh.enter();
+    base = now();
+    try {
+      (value as () => unknown)();
+      log.push(`${name} returned @${now() - base}`);
+    } catch {
+      trapped = true;
+      log.push(`${name} trapped`);
+    }
+  }
+  return log;
+}
+
+describe('the count agrees with a naive reference counter', () => {
+  it.each(samples().map((g) => [g.name, g] as const))('sample %s: at every host call', (_n, g) => {
+    const bytes = sampleBytes(g);
+    // The naive reference spends far more native stack per frame than the real pass allows for.
+    const args = g.name === 'recurse' ? [g.name, '40'] : [g.name, ...g.args_test];
+    const real: Array<[string, bigint | null]> = [];
+    const r = runGuest(bytes, { args, meter: { cacheDir: null }, onHostCall: (n, c) => real.push([n, c]) });
+    // The reference module runs with the same WASI host; its count is read from its own global.
+    const refModule = compileModule(referenceInstrument(bytes));
+    const ref: Array<[string, bigint | null]> = [];
+    const wasi = new WasiHost({ args, env: {}, stdout: () => {}, stderr: () => {} });
+    let inst: WebAssembly.Instance | null = null;
+    const wrapped = Object.fromEntries(
+      Object.entries(wasi.imports).map(([n, f]) => [
+        n,
+        (...a: never[]) => {
+          ref.push([n, (inst!.exports[REF_COUNT_EXPORT] as WebAssembly.Global).value as bigint]);
+          return (f as (...x: never[]) => unknown)(...a);
+        },
+      ]),
+    );
+    inst = new WebAssembly.Instance(refModule, { [WASI_MODULE]: wrapped });
+    wasi.bindMemory(inst.exports.memory as WebAssembly.Memory);
+    try {
+      (inst.exports._start as () => void)();
+    } catch (e) {
+      if (!(e instanceof WasiExit) && !(e instanceof WebAssembly.RuntimeError)) throw e;
+    }
+    expect(real.length).toBeGreaterThan(0);
+    expect(real).toEqual(ref);
+    // At the end of a run that did not trap the count is exact too.
+    if (r.outcome === 'exit') expect(r.count).toBe((inst.exports[REF_COUNT_EXPORT] as WebAssembly.Global).value);
+  });
+
+  it(
+    `${COUNT} random modules from binaryen's fuzzer (seed ${SEED}): at every host call and every return`,
+    async () => {
+      const modules = await fuzzModules(SEED, COUNT);
+      let compared = 0;
+      for (const { seed, bytes } of modules) {
+        const real = observeCounts(meter(bytes, { variant: 'ftvm', cacheDir: null }).binary, 'ftvm');
+        const ref = observeCounts(referenceInstrument(bytes), 'reference');
+        expect(real, `fuzz module seed ${seed}: counts differ`).toEqual(ref);
+        compared += real.filter((l) => l.includes('@')).length;
+      }
+      expect(compared).toBeGreaterThan(COUNT);
     },
     600_000,
   );

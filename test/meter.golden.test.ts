@@ -59,6 +59,17 @@ describe('golden counts', () => {
     expect(r.exitCode).toBe(4);
   });
 
+  it('br_if: the taken path is not charged for what it skips, and calls in its condition count', () => {
+    // $b: call (1) + const in $one (2) + eqz (3) + br_if, not taken (4) + const 7 (5); yield 6
+    // $c: call (7) + const (8) + br_if, taken (9), skipping two consts; yield 10; exit: const + call = 12
+    const r = run('br_if_calls');
+    expect(r.calls).toEqual([
+      ['sched_yield', 6n],
+      ['sched_yield', 10n],
+      ['proc_exit', 12n],
+    ]);
+  });
+
   it('recursion: fib(10) = 55 at 2 + 89*5 + 88*13 + 1 = 1592', () => {
     // leaf: get,const,lt_s,if (4) + get (1) = 5
     // inner: 4 + (get,const,sub,call) + (get,const,sub,call) + add = 13

@@ -64,7 +64,7 @@ export const BLOCKING_IMPORTS = [
 ];
 
 /** Features an instrumented module may use once it is emitted. */
-const EMIT_FEATURES =
+export const EMIT_FEATURES =
   binaryen.Features.MutableGlobals |
   binaryen.Features.NontrappingFPToInt |
   binaryen.Features.SIMD128 |

@@ -128,8 +128,12 @@ const NAN_PRODUCING: ReadonlyMap<number, ReadonlySet<number>> = new Map([
 interface Segment {
   /** i64.const nodes to patch with the segment's cost once it is known */
   sites: Ref[];
+  /** i64.const nodes on a br_if's taken edge, to patch with the cost the segment charged beyond that br_if */
+  refunds: Array<{ site: Ref; at: number }>;
   cost: number;
 }
+
+const segment = (sites: Ref[]): Segment => ({ sites, refunds: [], cost: 0 });
 
 const EXIT_LABEL = 'ftvm$exit';
 const G_FUEL = 'ftvm$fuel';
@@ -354,7 +358,7 @@ class FunctionMeter {
   private readonly extra: number;
   private readonly fuel: number;
   private readonly depth: number;
-  private seg: Segment = { sites: [], cost: 0 };
+  private seg: Segment = segment([]);
 
   constructor(
     m: binaryen.Module,
@@ -459,12 +463,12 @@ class FunctionMeter {
     const m = this.m;
     if (this.ftvm) {
       const site = i64c(m, 0n);
-      this.seg = { sites: [site], cost: 0 };
+      this.seg = segment([site]);
       return [m.local.set(this.fuel, m.i64.sub(m.local.get(this.fuel, binaryen.i64), site))];
     }
     const a = i64c(m, 0n);
     const b = i64c(m, 0n);
-    this.seg = { sites: [a, b], cost: 0 };
+    this.seg = segment([a, b]);
     const g = 'ftvm$classic_remaining';
     return [
       m.if(m.i64.lt_u(m.global.get(g, binaryen.i64), a), m.unreachable()),
@@ -474,14 +478,15 @@ class FunctionMeter {
 
   /** Opens a segment for code that cannot run (after an unconditional branch). */
   private openDead(): void {
-    this.seg = { sites: [], cost: 0 };
+    this.seg = segment([]);
   }
 
   /** Closes the current segment: its cost is now known. */
   private cut(): void {
-    const { sites, cost } = this.seg;
+    const { sites, refunds, cost } = this.seg;
     for (const s of sites) set.Const.setValueI64(s, BigInt(cost));
-    this.seg = { sites: [], cost: 0 };
+    for (const r of refunds) set.Const.setValueI64(r.site, BigInt(cost - r.at));
+    this.seg = segment([]);
   }
 
   private add(n: number): void {
@@ -621,16 +626,30 @@ class FunctionMeter {
   }
 
   private visitBreak(e: Ref): Ref {
+    const m = this.m;
     const info = binaryen.getExpressionInfo(e) as binaryen.BreakInfo;
     if (info.value) set.Break.setValue(e, this.visit(info.value));
-    if (info.condition) set.Break.setCondition(e, this.visit(info.condition));
+    const condition = info.condition ? this.visit(info.condition) : 0;
+    if (condition) set.Break.setCondition(e, condition);
     this.add(1);
-    if (!info.condition) {
+    if (!condition) {
       this.cut();
       this.openDead();
       return e;
     }
-    // br_if: the fall-through path starts a new segment.
+    if (this.ftvm && !info.value && binaryen.getExpressionType(e) !== binaryen.unreachable) {
+      // br_if: the fall-through path stays in the current segment, which
+      // charged it in advance; the taken path, usually the rare one, gets
+      // back what the segment charges beyond this point before it leaves.
+      const site = i64c(m, 0n);
+      this.seg.refunds.push({ site, at: this.seg.cost });
+      const fuel = (): Ref => m.local.get(this.fuel, binaryen.i64);
+      return m.if(
+        condition,
+        m.block(null, [m.local.set(this.fuel, m.i64.add(fuel(), site)), m.br(info.name)], binaryen.unreachable),
+      );
+    }
+    // br_if with a value: the fall-through path starts a new segment.
     return this.after(e);
   }
 
@@ -656,6 +675,13 @@ class FunctionMeter {
     const operands = info.operands.map((o) => this.visit(o));
     const target = isIndirect ? this.visit(info.target) : 0;
     this.add(1);
+    const all = isIndirect ? [...operands, target] : operands;
+    if (all.some((o) => binaryen.getExpressionType(o) === binaryen.unreachable)) {
+      // The call never happens: keep the operands' evaluation, which ends in a trap or a branch.
+      this.cut();
+      this.openDead();
+      return m.block(null, all.map((o) => dropValue(m, o)), binaryen.unreachable);
+    }
     const setOperand = isIndirect ? set.CallIndirect.setOperandAt : set.Call.setOperandAt;
     const t = binaryen.getExpressionType(e);
     if (!this.ftvm) {
@@ -671,10 +697,6 @@ class FunctionMeter {
       // in order, into fresh locals.
       operands.forEach((o, i) => {
         const ot = binaryen.getExpressionType(o);
-        if (ot === binaryen.unreachable) {
-          code.push(o);
-          return;
-        }
         const l = this.addVar(ot);
         code.push(m.local.set(l, o));
         setOperand(e, i, m.local.get(l, ot));
@@ -689,10 +711,6 @@ class FunctionMeter {
       if (isIndirect) set.CallIndirect.setTarget(e, target);
     }
     this.cut();
-    if (t === binaryen.unreachable) {
-      this.openDead();
-      return code.length ? m.block(null, [...code, e], binaryen.unreachable) : e;
-    }
     // A host import, or a table entry (which is a wrapper with the original
     // signature): both take the count and the depth from the instance.
     code.push(this.writeBack(), this.writeBackDepth());
@@ -705,7 +723,7 @@ class FunctionMeter {
       const tmp = this.temp(t);
       code.push(m.local.set(tmp, e), reload, m.local.get(tmp, t));
     }
-    this.seg = { sites: [site], cost: 0 };
+    this.seg = segment([site]);
     return m.block(null, code, t);
   }
 
@@ -722,12 +740,8 @@ class FunctionMeter {
       sig.results,
     );
     this.cut();
-    if (t === binaryen.unreachable) {
-      this.openDead();
-      return call;
-    }
     const site = i64c(m, 0n);
-    this.seg = { sites: [site], cost: 0 };
+    this.seg = segment([site]);
     if (sig.orig.length === 0) return m.local.set(this.fuel, m.i64.sub(call, site));
     const tmp = this.temp(sig.results);
     const [value, fuel] = splitResult(m, tmp, sig);
@@ -757,6 +771,12 @@ class FunctionMeter {
       binaryen.i32,
     );
   }
+}
+
+/** An expression evaluated for its effects only. */
+function dropValue(m: binaryen.Module, e: Ref): Ref {
+  const t = binaryen.getExpressionType(e);
+  return t === binaryen.none || t === binaryen.unreachable ? e : m.drop(e);
 }
 
 /** binaryen.js takes i64 constants as bigint (its .d.ts still shows the old low/high form). */

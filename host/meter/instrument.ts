@@ -330,6 +330,27 @@ function forEachChild(e: Ref, fn: (c: Ref) => void): void {
   for (const k of kids) if (k) fn(k);
 }
 
+/** Kinds that transfer control or let something observe the count. */
+const NOT_STRAIGHT = new Set<number>([
+  binaryen.CallId,
+  binaryen.CallIndirectId,
+  binaryen.LoopId,
+  binaryen.BreakId,
+  binaryen.SwitchId,
+  binaryen.ReturnId,
+  binaryen.UnreachableId,
+]);
+
+/** Code that always runs to its end (or traps) without calling out, looping or branching away. */
+function straight(e: Ref): boolean {
+  if (NOT_STRAIGHT.has(binaryen.getExpressionId(e))) return false;
+  let ok = true;
+  forEachChild(e, (c) => {
+    if (ok && !straight(c)) ok = false;
+  });
+  return ok;
+}
+
 /** Does the function call any function of the guest (directly or indirectly)? */
 function callsGuest(body: Ref, imported: Set<string>): boolean {
   let found = false;
@@ -613,13 +634,23 @@ class FunctionMeter {
     const info = binaryen.getExpressionInfo(e) as binaryen.IfInfo;
     set.If.setCondition(e, this.visit(info.condition));
     this.add(1);
-    this.cut();
     const arm = (x: Ref): Ref => {
       const charge = this.open();
       const body = this.visit(x);
       this.cut();
       return this.m.block(null, [...charge, body], binaryen.getExpressionType(x));
     };
+    if (this.ftvm && straight(info.ifTrue) && (!info.ifFalse || straight(info.ifFalse))) {
+      // Both arms fall through to the merge and nothing in them observes the
+      // count, so the code after the if stays in the current segment (charged
+      // in advance); each arm charges only its own cost.
+      const outer = this.seg;
+      set.If.setIfTrue(e, arm(info.ifTrue));
+      if (info.ifFalse) set.If.setIfFalse(e, arm(info.ifFalse));
+      this.seg = outer;
+      return e;
+    }
+    this.cut();
     set.If.setIfTrue(e, arm(info.ifTrue));
     if (info.ifFalse) set.If.setIfFalse(e, arm(info.ifFalse));
     return this.after(e);

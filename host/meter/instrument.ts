@@ -11,28 +11,39 @@
 // ## Where it lives
 // Execution is cut into *segments*: straight-line pieces that start at a
 // function entry, a loop header, an if arm, a branch-target merge, or just after
-// a call or a br_if, and that end at the next such point. Each segment's whole
-// cost is subtracted once, at its start, from a function-local i64 *fuel*
-// (fuel = deadline - count). No operator between a segment's start and its end
-// can observe the count, so pre-charging is exact wherever it can be observed:
-//   - at a check point (function entry of a non-leaf function, every loop
-//     header), the local is compared with 0, and when the deadline is reached the
-//     host import `ftvm.check(fuel) -> fuel` is called with the exact count;
-//   - around every call (to the guest's own functions and to host imports) the
-//     local is written to the exported global `ftvm_fuel` and reloaded after, so
-//     callee and host see the exact count including the call operator;
-//   - at every return the local is written back.
-// A trap cannot run code, so the count at a trap is the value written at the
-// last write-back (a call, a return, an `unreachable`): deterministic, and the
-// same on every replica, because deadlines never cause a write-back.
+// a call, and that end at the next such point. Each segment's whole cost is
+// subtracted once, at its start, from a *fuel* value (fuel = deadline - count).
+// No operator between a segment's start and its end can observe the count, so
+// pre-charging is exact wherever it can be observed. Two refinements keep
+// segments long: a br_if does not end its segment (its taken edge gets back
+// what the segment charges beyond it), and an if whose arms are straight-line
+// code leaves the code after it in the surrounding segment.
+//
+// The fuel lives in a parameter: every defined function F gets a metered body
+// `ftvm$m$F` that takes (fuel i64, depth i32) after its own parameters and
+// returns the fuel after its own results, so between the guest's functions the
+// fuel stays in registers. F itself becomes a wrapper with the original
+// signature that reads the fuel from, and writes it back to, the exported
+// global `ftvm_fuel`: it serves exports, table entries and the start function.
+//   - at a check point (every loop header, and the entry of a function that
+//     calls guest functions) the fuel is compared with 0; when the deadline is
+//     reached the host import `ftvm.check(fuel) -> fuel` gets the exact count;
+//   - before a host import or an indirect call the fuel (and depth) are
+//     written to the instance and reloaded after, so the host sees the exact
+//     count including the call operator;
+//   - before `unreachable` and the depth-limit trap the fuel is written back.
+// A trap cannot run code, so the count at any other trap is the value of the
+// last write-back: deterministic, and the same on every replica, because
+// deadlines never cause a write-back.
 //
 // ## Call depth
 // V8's stack limit differs between threads and processes, so the pass keeps a
-// deterministic depth budget in the exported i32 global `ftvm_depth`: every
-// function that calls guest functions adds its frame weight on entry (4 + its
-// params and locals, v128 counting twice) and removes it on exit; above the
-// limit it calls `ftvm.depth_exceeded()` which traps. Leaf functions cannot
-// recurse and skip the bookkeeping; the limit leaves room for one leaf frame.
+// deterministic depth, passed like the fuel: every function that calls guest
+// functions adds its frame weight on entry (4 + its params and locals, v128
+// counting twice); above the limit it calls `ftvm.depth_exceeded()`, which
+// traps. Leaf functions cannot recurse and skip the bookkeeping; the limit
+// leaves room for one leaf frame. The depth reaches the instance (`ftvm_depth`)
+// only before calls that may come back into the guest.
 //
 // ## Memory
 // memory.grow beyond the configured limit returns -1 (as if the engine refused),

@@ -1,7 +1,8 @@
 // The host side of a metered instance's counters.
 //
-// The instrumented module keeps `fuel = deadline - count` in a function local
-// and writes it to the exported global `ftvm_fuel` at calls and returns. The
+// The instrumented module carries `fuel = deadline - count` in registers and
+// writes it to the exported global `ftvm_fuel` before host calls, indirect
+// calls, explicit traps and returns to the host (see meter/instrument.ts). The
 // host keeps the deadline. Two invariants make the count readable at any time
 // the host has control:
 //   - inside `ftvm.check(fuel)`, the count is exactly `deadline - fuel`;

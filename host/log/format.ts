@@ -1,0 +1,210 @@
+// The log: every nondeterministic input of a guest, and every output, as
+// entries (seq, count, kind, payload), in checksummed frames.
+//
+// File layout (integers little-endian):
+//
+//   offset  size  field
+//   0       8     magic "FTVMLOG\0"
+//   8       2     version (LOG_VERSION)
+//   10      2     reserved, zero
+//   12      4     CRC-32 of bytes 0..11
+//   16      ...   frames, back to back
+//
+// Frame:
+//   0       4     payload length L, 1 <= L <= FRAME_BYTES_MAX
+//   4       4     CRC-32 of the payload
+//   8       L     payload: a msgpack array of entries
+//
+// Entries are msgpackr records with the fixed structure [seq, count, kind,
+// payload], so each frame decodes on its own. `seq` starts at 0 and grows by one
+// across the whole log; `count` never decreases. A reader refuses anything else
+// with a LogFormatError that names the frame and its byte offset; it never
+// returns a log it could not check.
+
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
+
+export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
+export const LOG_VERSION = 1;
+export const HEADER_BYTES = 16;
+export const FRAME_HEADER_BYTES = 8;
+/** No frame is larger: a reader never allocates more than this for one frame. */
+export const FRAME_BYTES_MAX = 1 << 20;
+/** No single entry payload is larger (a frame holds at least one entry). */
+export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
+
+/** What an entry records, and the shape of its payload. */
+export interface EntryPayloads {
+  /** clock_time_get: the clock's id and its value */
+  clock: { clock: number; ns: bigint };
+  /** random_get: the bytes handed to the guest */
+  random: Uint8Array;
+  /** bytes the guest read from an input fd */
+  input: { fd: number; bytes: Uint8Array };
+  /** bytes the guest wrote to an output fd */
+  output: { fd: number; bytes: Uint8Array };
+  /** a digest of the guest's state */
+  digest: Uint8Array;
+  /** the guest ended: exit code, or the trap's message */
+  exit: { code: number | null; trap: string | null };
+}
+
+export type EntryKind = keyof EntryPayloads;
+export const ENTRY_KINDS: readonly EntryKind[] = ['clock', 'random', 'input', 'output', 'digest', 'exit'];
+
+export type LogEntry = {
+  [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
+}[EntryKind];
+
+export type LogErrorCode =
+  | 'FTVM_ERR_LOG_FOREIGN'
+  | 'FTVM_ERR_LOG_VERSION'
+  | 'FTVM_ERR_LOG_HEADER'
+  | 'FTVM_ERR_LOG_TRUNCATED'
+  | 'FTVM_ERR_LOG_FRAME_SIZE'
+  | 'FTVM_ERR_LOG_CHECKSUM'
+  | 'FTVM_ERR_LOG_DECODE'
+  | 'FTVM_ERR_LOG_ENTRY';
+
+export class LogFormatError extends Error {
+  constructor(
+    readonly code: LogErrorCode,
+    message: string,
+    /** index of the bad frame, -1 for the header */
+    readonly frame: number,
+    /** byte offset where the bad part starts */
+    readonly offset: number,
+  ) {
+    super(frame < 0 ? `log header: ${message}` : `log frame ${frame} at byte ${offset}: ${message}`);
+    this.name = 'LogFormatError';
+  }
+}
+
+// One structure for every entry, fixed by the log version: frames decode independently.
+const packr = (): Packr =>
+  new Packr({
+    useRecords: true,
+    structures: [['seq', 'count', 'kind', 'payload']],
+    maxSharedStructures: 1,
+    int64AsType: 'bigint',
+    mapsAsObjects: true,
+    bundleStrings: false,
+  });
+
+export function encodeHeader(): Uint8Array {
+  const h = Buffer.alloc(HEADER_BYTES);
+  LOG_MAGIC.copy(h, 0);
+  h.writeUInt16LE(LOG_VERSION, 8);
+  h.writeUInt32LE(crc32(h.subarray(0, 12)), 12);
+  return h;
+}
+
+/** Encodes entries as one frame (the caller keeps frames under FRAME_BYTES_MAX; see LogWriter). */
+export function encodeFrame(entries: readonly LogEntry[]): Uint8Array {
+  const payload = packr().pack(entries.map((e) => ({ seq: e.seq, count: e.count, kind: e.kind, payload: e.payload })));
+  if (payload.length > FRAME_BYTES_MAX) throw new RangeError(`frame of ${payload.length} bytes exceeds ${FRAME_BYTES_MAX}`);
+  const out = Buffer.alloc(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt32LE(crc32(payload), 4);
+  payload.copy(out, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** Checks the header; returns the offset of the first frame. */
+export function decodeHeader(bytes: Uint8Array): number {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < HEADER_BYTES || !b.subarray(0, 8).equals(LOG_MAGIC)) {
+    throw new LogFormatError('FTVM_ERR_LOG_FOREIGN', 'not an ftvm log (bad magic)', -1, 0);
+  }
+  if (b.readUInt32LE(12) !== crc32(b.subarray(0, 12))) {
+    throw new LogFormatError('FTVM_ERR_LOG_HEADER', 'header checksum mismatch', -1, 0);
+  }
+  const version = b.readUInt16LE(8);
+  if (version !== LOG_VERSION) {
+    throw new LogFormatError('FTVM_ERR_LOG_VERSION', `version ${version} is not supported (this ftvm reads ${LOG_VERSION})`, -1, 8);
+  }
+  return HEADER_BYTES;
+}
+
+/** Reads a whole log, checking every frame and every entry. */
+export function readLog(bytes: Uint8Array): LogEntry[] {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = decodeHeader(b);
+  const entries: LogEntry[] = [];
+  const check = new EntryChecker();
+  for (let frame = 0; at < b.length; frame++) {
+    const fail = (code: LogErrorCode, msg: string): never => {
+      throw new LogFormatError(code, msg, frame, at);
+    };
+    if (b.length - at < FRAME_HEADER_BYTES) fail('FTVM_ERR_LOG_TRUNCATED', 'truncated frame header');
+    const length = b.readUInt32LE(at);
+    if (length === 0 || length > FRAME_BYTES_MAX) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${FRAME_BYTES_MAX}`);
+    if (b.length - at - FRAME_HEADER_BYTES < length) {
+      fail('FTVM_ERR_LOG_TRUNCATED', `frame needs ${length} bytes, ${b.length - at - FRAME_HEADER_BYTES} left`);
+    }
+    const payload = b.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
+    if (b.readUInt32LE(at + 4) !== crc32(payload)) fail('FTVM_ERR_LOG_CHECKSUM', 'checksum mismatch');
+    let decoded: unknown;
+    try {
+      decoded = packr().unpack(payload);
+    } catch (e) {
+      fail('FTVM_ERR_LOG_DECODE', `cannot decode: ${(e as Error).message}`);
+    }
+    if (!Array.isArray(decoded) || decoded.length === 0) fail('FTVM_ERR_LOG_DECODE', 'a frame holds a non-empty array of entries');
+    for (const raw of decoded as unknown[]) {
+      const problem = check.accept(raw);
+      if (problem) fail('FTVM_ERR_LOG_ENTRY', problem);
+      entries.push(raw as LogEntry);
+    }
+    at += FRAME_HEADER_BYTES + length;
+  }
+  return entries;
+}
+
+/**
+ * A log is complete when it ends with the guest's exit. A log cut exactly at a
+ * frame boundary reads as a shorter log; this is how a reader tells.
+ */
+export function isComplete(entries: readonly LogEntry[]): boolean {
+  return entries.at(-1)?.kind === 'exit';
+}
+
+const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
+const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
+
+/** The shape of each kind's payload. */
+const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
+  clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint',
+  random: isBytes,
+  input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
+  output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
+  digest: isBytes,
+  exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
+};
+
+function isObj(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
+}
+
+/** Enforces the invariants across entries: consecutive seq, non-decreasing count, known kinds. */
+export class EntryChecker {
+  private nextSeq = 0;
+  private lastCount = 0n;
+
+  /** Returns what is wrong with the entry, or null (and advances). */
+  accept(raw: unknown): string | null {
+    if (!isObj(raw)) return 'an entry must be a record';
+    const { seq, count, kind, payload } = raw;
+    if (seq !== this.nextSeq) return `entry seq ${String(seq)} where ${this.nextSeq} was expected`;
+    const c = typeof count === 'number' && Number.isSafeInteger(count) ? BigInt(count) : count;
+    if (typeof c !== 'bigint' || c < this.lastCount) {
+      return `entry ${seq}: count ${String(count)} is not a count at or after ${this.lastCount}`;
+    }
+    if (typeof kind !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(kind)) return `entry ${seq}: unknown kind ${String(kind)}`;
+    if (!PAYLOAD_OK[kind as EntryKind](payload)) return `entry ${seq}: malformed ${kind} payload`;
+    raw.count = c;
+    this.nextSeq++;
+    this.lastCount = c;
+    return null;
+  }
+}

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import binaryen from 'binaryen';
 import { loadManifest, guestPath, type SampleGuest } from '../host/runtime/samples.ts';
+import type { Nondeterminism } from '../host/runtime/wasi.ts';
 
 const WAT_DIR = fileURLToPath(new URL('../wasm-src/wat/', import.meta.url));
 
@@ -34,3 +35,24 @@ export function samples(kind?: SampleGuest['kind']): SampleGuest[] {
 }
 
 export const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+
+/**
+ * Clocks and randomness that give the same sequence in every run: for tests
+ * that compare runs of guests that read them (the entropy sample).
+ */
+export function fixedNondeterminism(): Nondeterminism {
+  let t = 1_700_000_000_000_000_000n;
+  let x = 0x9e3779b9;
+  return {
+    clockNs: () => (t += 1_234_567n),
+    clockResolutionNs: () => 1n,
+    randomFill: (d) => {
+      for (let i = 0; i < d.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        d[i] = x & 0xff;
+      }
+    },
+  };
+}

@@ -2,14 +2,15 @@
 // the same output on every run, and a trapping guest traps at the same count.
 import { describe, expect, it } from 'vitest';
 import { compileGuest, runGuest } from '../host/runtime/guest.ts';
-import { sampleBytes, samples, text } from './helpers.ts';
+import { fixedNondeterminism, sampleBytes, samples, text } from './helpers.ts';
 
 describe('every sample is deterministic', () => {
   it.each(samples().map((g) => [g.name, g] as const))('%s: two runs, same count and output', (_n, g) => {
     const args = [g.name, ...g.args_test];
     // Compiled separately each time, so nothing is shared between the runs but the bytes.
-    const a = runGuest(compileGuest(sampleBytes(g), { cacheDir: null }), { args });
-    const b = runGuest(compileGuest(sampleBytes(g), { cacheDir: null }), { args });
+    const nondeterminism = fixedNondeterminism;
+    const a = runGuest(compileGuest(sampleBytes(g), { cacheDir: null }), { args, nondeterminism: nondeterminism() });
+    const b = runGuest(compileGuest(sampleBytes(g), { cacheDir: null }), { args, nondeterminism: nondeterminism() });
     expect(a.count).not.toBeNull();
     expect(a.count).toBeGreaterThan(1000n);
     expect(b.count).toBe(a.count);

@@ -5,13 +5,13 @@
 // binaryen's fuzzer. FTVM_FUZZ_SEED and FTVM_FUZZ_MODULES reproduce or widen a run.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH } from '../host/meter/index.ts';
+import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH, EXPORT_GLOBAL_PREFIX } from '../host/meter/index.ts';
 import { MeterHost } from '../host/runtime/meter-host.ts';
 import { runGuest } from '../host/runtime/guest.ts';
 import { fuzzModules } from './fuzz-modules.ts';
 import { REF_COUNT_EXPORT, referenceInstrument } from './reference-counter.ts';
 import { WASI_MODULE, WasiExit, WasiHost } from '../host/runtime/wasi.ts';
-import { sampleBytes, samples, text } from './helpers.ts';
+import { fixedNondeterminism, sampleBytes, samples, text } from './helpers.ts';
 
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 20261125);
 const COUNT = Number(process.env.FTVM_FUZZ_MODULES ?? 200);
@@ -77,7 +77,8 @@ function observe(binary: Uint8Array): string[] {
     }
   }
   for (const [name, value] of Object.entries(instance.exports)) {
-    if (name === EXPORT_FUEL || name === EXPORT_DEPTH) continue;
+    // ftvm's own exports (the counter, the depth, internal globals exposed for digests) exist only when metered.
+    if (name === EXPORT_FUEL || name === EXPORT_DEPTH || name.startsWith(EXPORT_GLOBAL_PREFIX)) continue;
     if (value instanceof WebAssembly.Global) {
       try {
         log.push(`global ${name} = ${show(value.value)}`);
@@ -96,8 +97,8 @@ describe('instrumented and plain modules behave identically', () => {
   it.each(samples().map((g) => [g.name, g] as const))('sample %s', (_name, g) => {
     const bytes = sampleBytes(g);
     const args = [g.name, ...g.args_test];
-    const plain = runGuest(bytes, { args, meter: { variant: 'plain' } });
-    const metered = runGuest(bytes, { args, meter: {} });
+    const plain = runGuest(bytes, { args, meter: { variant: 'plain' }, nondeterminism: fixedNondeterminism() });
+    const metered = runGuest(bytes, { args, meter: {}, nondeterminism: fixedNondeterminism() });
     expect(metered.outcome).toBe(plain.outcome);
     expect(metered.exitCode).toBe(plain.exitCode);
     expect(metered.trap).toBe(plain.trap);
@@ -207,11 +208,16 @@ describe('the count agrees with a naive reference counter', () => {
     // The naive reference spends far more native stack per frame than the real pass allows for.
     const args = g.name === 'recurse' ? [g.name, '40'] : [g.name, ...g.args_test];
     const real: Array<[string, bigint | null]> = [];
-    const r = runGuest(bytes, { args, meter: { cacheDir: null }, onHostCall: (n, c) => real.push([n, c]) });
+    const r = runGuest(bytes, {
+      args,
+      meter: { cacheDir: null },
+      nondeterminism: fixedNondeterminism(),
+      onHostCall: (n, c) => real.push([n, c]),
+    });
     // The reference module runs with the same WASI host; its count is read from its own global.
     const refModule = compileModule(referenceInstrument(bytes));
     const ref: Array<[string, bigint | null]> = [];
-    const wasi = new WasiHost({ args, env: {}, stdout: () => {}, stderr: () => {} });
+    const wasi = new WasiHost({ args, env: {}, stdout: () => {}, stderr: () => {}, nondeterminism: fixedNondeterminism() });
     let inst: WebAssembly.Instance | null = null;
     const wrapped = Object.fromEntries(
       Object.entries(wasi.imports).map(([n, f]) => [

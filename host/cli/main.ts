@@ -1,15 +1,20 @@
 // The `ftvm` command line.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
 import { runGuest, type RunResult } from '../runtime/guest.ts';
 import { resolveGuest } from '../runtime/samples.ts';
+import { DivergenceError, recordGuest, replayGuest } from '../runtime/record.ts';
+import { LogWriter } from '../log/writer.ts';
+import { readLog } from '../log/format.ts';
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 
 usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
+  ftvm record <guest.wasm | sample> --log FILE [--stdin FILE] [--digest-every N] [-- guest args...]
+  ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH]
   ftvm bench meter [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm demo
   ftvm --help | <command> --help
@@ -30,6 +35,39 @@ options:
   --canonicalize-nans     make NaN bit patterns identical on every CPU kind
   --stdin FILE            bytes the guest reads on fd 0
   --env K=V               environment variable for the guest (repeatable)
+  -h, --help              this text
+`;
+
+const RECORD_HELP = `usage: ftvm record <guest.wasm | sample name> --log FILE [options] [-- guest args...]
+
+Runs a WASI command guest live and writes every nondeterministic input (stdin,
+clock readings, random bytes), every output, periodic state digests and the
+way it ended to FILE, each at the exact count where it happened. The guest's
+output goes to ours; a summary goes to stderr.
+
+options:
+  --log FILE              where the log is written (required)
+  --stdin FILE            bytes the guest reads on fd 0
+  --env K=V               environment variable for the guest (repeatable)
+  --digest-every N        log a state digest at the first check point at or past every N counts
+                          (default 10000000)
+  --depth-limit N, --memory-limit-pages N, --canonicalize-nans   as for ftvm run
+  -h, --help              this text
+`;
+
+const REPLAY_HELP = `usage: ftvm replay <guest.wasm | sample name> --log FILE [options]
+
+Runs the guest again with the log as its only source of nondeterminism and
+checks every host call, output and digest against it. It prints the guest's
+output again, then "count N" and "digest HEX" to stderr. A mismatch stops the
+replay with FTVM_ERR_DIVERGENCE naming the log entry (exit code 3); a damaged
+log stops it with the frame that is bad.
+
+options:
+  --log FILE              the log written by ftvm record (required)
+  --until COUNT           stop at the first check point at or past COUNT and print the
+                          count and digest there (time-travel debugging)
+  --memory OFFSET:LENGTH  also print that range of guest memory, in hex, to stdout
   -h, --help              this text
 `;
 
@@ -62,6 +100,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'run':
         return cmdRun(rest);
+      case 'record':
+        return cmdRecord(rest);
+      case 'replay':
+        return cmdReplay(rest);
       case 'bench':
         return await cmdBench(rest);
       case 'demo': {
@@ -116,8 +158,7 @@ function cmdRun(argv: string[]): number {
     process.stderr.write(RUN_HELP);
     return 2;
   }
-  const path = resolveGuest(positionals[0]!);
-  const bytes = new Uint8Array(readFileSync(path));
+  const bytes = loadGuest(positionals[0]!);
   const meterOptions: MeterOptions = {
     variant: values['no-meter'] ? 'plain' : 'ftvm',
     depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
@@ -126,12 +167,7 @@ function cmdRun(argv: string[]): number {
       : undefined,
     canonicalizeNaNs: values['canonicalize-nans'] ?? false,
   };
-  const env: Record<string, string> = {};
-  for (const kv of values.env ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new Error(`--env expects K=V, got "${kv}"`);
-    env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
+  const env = parseEnv(values.env);
   const result: RunResult = runGuest(bytes, {
     args: [positionals[0]!, ...guestArgs],
     env,
@@ -147,6 +183,123 @@ function cmdRun(argv: string[]): number {
   if (result.outcome === 'trap') return 125;
   if (result.outcome === 'deadline') return 124;
   return result.exitCode ?? 0;
+}
+
+function loadGuest(nameOrPath: string): Uint8Array {
+  return new Uint8Array(readFileSync(resolveGuest(nameOrPath)));
+}
+
+function cmdRecord(argv: string[]): number {
+  const dash = argv.indexOf('--');
+  const { values, positionals } = parseArgs({
+    args: dash >= 0 ? argv.slice(0, dash) : argv,
+    allowPositionals: true,
+    options: {
+      log: { type: 'string' },
+      stdin: { type: 'string' },
+      env: { type: 'string', multiple: true },
+      'digest-every': { type: 'string' },
+      'depth-limit': { type: 'string' },
+      'memory-limit-pages': { type: 'string' },
+      'canonicalize-nans': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RECORD_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1 || !values.log) {
+    process.stderr.write(RECORD_HELP);
+    return 2;
+  }
+  const bytes = loadGuest(positionals[0]!);
+  const fd = openSync(values.log, 'w');
+  const log = new LogWriter((b) => writeSync(fd, b));
+  try {
+    const r = recordGuest(bytes, log, {
+      args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
+      env: parseEnv(values.env),
+      stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
+      digestEvery: values['digest-every'] ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
+      meter: {
+        depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+        memoryLimitPages: values['memory-limit-pages'] ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
+        canonicalizeNaNs: values['canonicalize-nans'] ?? false,
+      },
+      onStdout: (b) => process.stdout.write(b),
+      onStderr: (b) => process.stderr.write(b),
+    });
+    if (r.outcome === 'trap') process.stderr.write(`ftvm: guest trapped: ${r.trap}\n`);
+    process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${values.log}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
+    return r.outcome === 'trap' ? 125 : (r.exitCode ?? 0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function cmdReplay(argv: string[]): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      log: { type: 'string' },
+      until: { type: 'string' },
+      memory: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(REPLAY_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1 || !values.log) {
+    process.stderr.write(REPLAY_HELP);
+    return 2;
+  }
+  let range: [number, number] | null = null;
+  if (values.memory) {
+    const m = /^(\d+):(\d+)$/.exec(values.memory);
+    if (!m) throw new Error(`--memory expects OFFSET:LENGTH, got "${values.memory}"`);
+    range = [Number(m[1]), Number(m[2])];
+  }
+  const bytes = loadGuest(positionals[0]!);
+  const entries = readLog(new Uint8Array(readFileSync(values.log)));
+  try {
+    const r = replayGuest(bytes, entries, {
+      until: values.until !== undefined ? BigInt(positiveInt('--until', values.until)) : undefined,
+      onStdout: (b) => process.stdout.write(b),
+      onStderr: (b) => process.stderr.write(b),
+      inspect: (memory) => {
+        if (!range) return;
+        const [off, len] = range;
+        if (off + len > memory.buffer.byteLength) throw new Error(`--memory ${off}:${len} is outside the guest's ${memory.buffer.byteLength} bytes`);
+        const view = Buffer.from(memory.buffer, off, len);
+        for (let i = 0; i < len; i += 16) {
+          process.stdout.write(`${(off + i).toString(16).padStart(8, '0')}  ${view.subarray(i, Math.min(i + 16, len)).toString('hex').replace(/(..)/g, '$1 ').trim()}\n`);
+        }
+      },
+    });
+    if (r.stoppedAtUntil) process.stderr.write(`stopped at count ${r.count} (--until ${values.until})\n`);
+    process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nreplayed ${r.entriesReplayed} of ${entries.length} entries\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof DivergenceError) {
+      process.stderr.write(`ftvm: ${err.code}: ${err.message}\n`);
+      return 3;
+    }
+    throw err;
+  }
+}
+
+function parseEnv(list: string[] | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--env expects K=V, got "${kv}"`);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return env;
 }
 
 async function cmdBench(argv: string[]): Promise<number> {

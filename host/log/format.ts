@@ -35,6 +35,18 @@ export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
 
 /** What an entry records, and the shape of its payload. */
 export interface EntryPayloads {
+  /** the first entry: what the VM was started with, so a replay runs the same thing */
+  start: {
+    /** sha256 of the guest module, hex */
+    module: string;
+    args: string[];
+    env: Record<string, string>;
+    /** a digest entry is logged at the first check point at or past every multiple of this */
+    digestEvery: bigint;
+    depthLimit: number;
+    memoryLimitPages: number;
+    canonicalizeNaNs: boolean;
+  };
   /** clock_time_get: the clock's id and its value */
   clock: { clock: number; ns: bigint };
   /** random_get: the bytes handed to the guest */
@@ -50,7 +62,7 @@ export interface EntryPayloads {
 }
 
 export type EntryKind = keyof EntryPayloads;
-export const ENTRY_KINDS: readonly EntryKind[] = ['clock', 'random', 'input', 'output', 'digest', 'exit'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'clock', 'random', 'input', 'output', 'digest', 'exit'];
 
 export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
@@ -174,6 +186,17 @@ const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSaf
 
 /** The shape of each kind's payload. */
 const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
+  start: (p) =>
+    isObj(p) &&
+    typeof p.module === 'string' &&
+    Array.isArray(p.args) &&
+    p.args.every((a) => typeof a === 'string') &&
+    isObj(p.env) &&
+    Object.values(p.env).every((v) => typeof v === 'string') &&
+    typeof p.digestEvery === 'bigint' &&
+    isInt(p.depthLimit) &&
+    isInt(p.memoryLimitPages) &&
+    typeof p.canonicalizeNaNs === 'boolean',
   clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint',
   random: isBytes,
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),

@@ -172,6 +172,8 @@ export function instrumentModule(module: binaryen.Module, opts: InstrumentOption
     module.addFunctionImport(F_DEPTH, IMPORT_MODULE, IMPORT_DEPTH_EXCEEDED, binaryen.none, binaryen.none);
   }
 
+  if (opts.strategy === 'ftvm') exportMutableGlobals(module);
+
   const imported = new Set<string>();
   const defined: binaryen.FunctionInfo[] = [];
   for (let i = 0; i < module.getNumFunctions(); i++) {
@@ -254,6 +256,17 @@ function shiftLocals(body: Ref, from: number, by: number): void {
     forEachChild(e, visit);
   };
   visit(body);
+}
+
+/** Prefix of the exports through which the host reads the guest's own mutable globals (for state digests). */
+export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
+
+function exportMutableGlobals(module: binaryen.Module): void {
+  for (let i = 0; i < module.getNumGlobals(); i++) {
+    const g = binaryen.getGlobalInfo(module.getGlobalByIndex(i));
+    if (g.module || !g.mutable || g.name === G_FUEL || g.name === G_DEPTH) continue;
+    module.addGlobalExport(g.name, `${EXPORT_GLOBAL_PREFIX}${i}`);
+  }
 }
 
 function exportExists(module: binaryen.Module, name: string): boolean {

@@ -31,6 +31,17 @@ export interface RunOptions {
   nondeterminism?: Nondeterminism;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;
+  /** called once the guest is instantiated, right before `_start` runs */
+  onStart?: (ctx: GuestContext) => void;
+}
+
+/** What a caller may look at while a guest runs. */
+export interface GuestContext {
+  instance: WebAssembly.Instance;
+  memory: WebAssembly.Memory;
+  /** null for an unmetered guest */
+  meter: MeterHost | null;
+  wasi: WasiHost;
 }
 
 export type Outcome =
@@ -156,6 +167,7 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     if (opts.deadline !== undefined) mh.setDeadline(opts.deadline);
     mh.enter();
   }
+  opts.onStart?.({ instance, memory, meter: metered ? mh : null, wasi });
   try {
     (start as () => void)();
     return result('exit', 0);

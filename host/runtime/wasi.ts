@@ -308,6 +308,12 @@ export class WasiHost {
     this.memory = memory;
   }
 
+  /** The state of the virtual devices (stdin position, open descriptors and their flags), canonically encoded for a state digest. */
+  deviceState(): string {
+    const fds = [...this.fds.entries()].sort(([a], [b]) => a - b).map(([fd, f]) => [fd, f.flags]);
+    return JSON.stringify({ stdinPos: this.stdinPos, stdinBytes: this.stdin.length, fds });
+  }
+
   private guest(): Guest {
     if (!this.memory) throw new Error('WasiHost: bindMemory() must be called before the guest runs');
     return new Guest(this.memory.buffer);

@@ -1,0 +1,248 @@
+// Record and replay of a WASI command guest.
+//
+// Recording runs the guest live and logs, at the exact count where each
+// happens: what it was started with, its stdin, every clock reading, every
+// random byte, every byte it writes, a digest of its state at fixed count
+// intervals, and how it ended. Replay runs the same guest with the log as its
+// only source of nondeterminism: each host call takes the next entry after
+// checking its kind and count, outputs and digests are compared, and any
+// mismatch stops the replay with a DivergenceError that names the entry.
+// Replay never reads a real clock or random source.
+
+import { createHash } from 'node:crypto';
+import { EXPORT_GLOBAL_PREFIX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
+import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
+import type { LogWriter } from '../log/writer.ts';
+import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
+import { liveNondeterminism, type Nondeterminism } from './wasi.ts';
+import type { MeterHost } from './meter-host.ts';
+
+export const DEFAULT_DIGEST_EVERY = 10_000_000n;
+
+export class DivergenceError extends Error {
+  readonly code = 'FTVM_ERR_DIVERGENCE';
+  constructor(
+    /** the log entry the replay was at (null: the log had no more entries) */
+    readonly entry: LogEntry | null,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      `replay diverged at ${entry ? `entry ${entry.seq} (${entry.kind} at count ${entry.count})` : 'the end of the log'}: ` +
+        `expected ${expected}, got ${actual}`,
+    );
+    this.name = 'DivergenceError';
+  }
+}
+
+export interface RecordOptions {
+  args: string[];
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+  digestEvery?: bigint;
+  meter?: Pick<MeterOptions, 'depthLimit' | 'memoryLimitPages' | 'canonicalizeNaNs' | 'cacheDir'>;
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  /** the live sources being recorded (default: the real clocks and randomness) */
+  live?: Nondeterminism;
+}
+
+export interface RecordedRun extends RunResult {
+  /** digest of the final state */
+  digest: string;
+}
+
+/** State digest: memory, the guest's mutable globals, the virtual devices. */
+export function stateDigest(ctx: GuestContext): Uint8Array {
+  const h = createHash('sha256');
+  h.update(new Uint8Array(ctx.memory.buffer));
+  const globals = Object.entries(ctx.instance.exports)
+    .filter(([name, v]) => name.startsWith(EXPORT_GLOBAL_PREFIX) && v instanceof WebAssembly.Global)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [name, g] of globals) {
+    let value: string;
+    try {
+      value = String((g as WebAssembly.Global).value);
+    } catch {
+      value = 'v128'; // not readable from JavaScript
+    }
+    h.update(`${name}=${value};`);
+  }
+  h.update(ctx.wasi.deviceState());
+  return new Uint8Array(h.digest());
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+function moduleHash(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Calls `fn(count)` at the first check point at or past every multiple of
+ * `every`, and at the first one at or past `until`, where the guest then stops.
+ */
+function schedule(meter: MeterHost, every: bigint, until: bigint | null, fn: (count: bigint) => void): void {
+  const arm = (count: bigint): void => {
+    const next = (count / every + 1n) * every;
+    meter.setDeadline(until !== null && until < next ? until : next);
+  };
+  meter.onCheck = (count) => {
+    fn(count);
+    if (until !== null && count >= until) return; // the deadline stays: the guest stops here
+    arm(count);
+  };
+  arm(0n);
+}
+
+export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptions): RecordedRun {
+  const live = opts.live ?? liveNondeterminism;
+  const env = opts.env ?? {};
+  const stdin = opts.stdin ?? new Uint8Array(0);
+  const start: EntryPayloads['start'] = {
+    module: moduleHash(bytes),
+    args: opts.args,
+    env,
+    digestEvery: opts.digestEvery ?? DEFAULT_DIGEST_EVERY,
+    depthLimit: opts.meter?.depthLimit ?? DEFAULT_DEPTH_LIMIT,
+    memoryLimitPages: opts.meter?.memoryLimitPages ?? DEFAULT_MEMORY_LIMIT_PAGES,
+    canonicalizeNaNs: opts.meter?.canonicalizeNaNs ?? false,
+  };
+  const module = compileGuest(bytes, { ...meterOptions(start), cacheDir: opts.meter?.cacheDir });
+  let ctx: GuestContext | null = null;
+  const count = (): bigint => ctx?.meter?.count ?? 0n;
+  log.append('start', 0n, start);
+  log.append('input', 0n, { fd: 0, bytes: stdin });
+  const recording: Nondeterminism = {
+    clockNs(clock) {
+      const ns = live.clockNs(clock);
+      log.append('clock', count(), { clock, ns });
+      return ns;
+    },
+    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    randomFill(dest) {
+      live.randomFill(dest);
+      log.append('random', count(), dest.slice());
+    },
+  };
+  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
+    log.append('output', count(), { fd, bytes: b });
+    user?.(b);
+  };
+  const result = runGuest(module, {
+    args: opts.args,
+    env,
+    stdin,
+    nondeterminism: recording,
+    onStdout: output(1, opts.onStdout),
+    onStderr: output(2, opts.onStderr),
+    onStart: (c) => {
+      ctx = c;
+      schedule(c.meter!, start.digestEvery, null, (at) => log.append('digest', at, stateDigest(c)));
+    },
+  });
+  const digest = stateDigest(ctx!);
+  log.append('exit', result.count!, { code: result.exitCode, trap: result.trap });
+  log.append('digest', result.count!, digest);
+  log.flush();
+  return { ...result, digest: hex(digest) };
+}
+
+function meterOptions(start: EntryPayloads['start']): MeterOptions {
+  return { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: start.canonicalizeNaNs };
+}
+
+export interface ReplayOptions {
+  /** stop at the first check point at or past this count */
+  until?: bigint;
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  cacheDir?: string | null;
+  /** called with the guest's memory when the replay stops (time-travel inspection) */
+  inspect?: (memory: WebAssembly.Memory) => void;
+}
+
+export interface ReplayedRun extends RunResult {
+  digest: string;
+  /** the replay stopped at --until before the guest ended */
+  stoppedAtUntil: boolean;
+  entriesReplayed: number;
+}
+
+export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
+  let at = 0;
+  let ctx: GuestContext | null = null;
+  const count = (): bigint => ctx?.meter?.count ?? 0n;
+  const describe = (kind: string, c: bigint, what = ''): string => `${kind}${what ? ` ${what}` : ''} at count ${c}`;
+  /** The next entry, which must be of `kind` at the current count. */
+  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> => {
+    const e = entries[at] ?? null;
+    if (!e || e.kind !== kind || e.count !== c) {
+      throw new DivergenceError(e, e ? describe(e.kind, e.count) : 'no more entries', describe(kind, c));
+    }
+    at++;
+    return e as Extract<LogEntry, { kind: K }>;
+  };
+  const start = take('start', 0n).payload;
+  if (start.module !== moduleHash(bytes)) {
+    throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
+  }
+  const stdin = take('input', 0n).payload;
+  if (stdin.fd !== 0) throw new DivergenceError(entries[1]!, 'stdin input', `input for fd ${stdin.fd}`);
+  const replaying: Nondeterminism = {
+    clockNs(clock) {
+      const e = take('clock');
+      if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
+      return e.payload.ns;
+    },
+    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    randomFill(dest) {
+      const e = take('random');
+      if (e.payload.length !== dest.length) {
+        throw new DivergenceError(e, `${e.payload.length} random bytes`, `${dest.length} random bytes`);
+      }
+      dest.set(e.payload);
+    },
+  };
+  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
+    const e = take('output');
+    if (e.payload.fd !== fd || Buffer.compare(e.payload.bytes, b) !== 0) {
+      throw new DivergenceError(e, `${e.payload.bytes.length} bytes on fd ${e.payload.fd}`, `${b.length} different bytes on fd ${fd}`);
+    }
+    user?.(b);
+  };
+  const until = opts.until ?? null;
+  const module = compileGuest(bytes, { ...meterOptions(start), cacheDir: opts.cacheDir });
+  const result = runGuest(module, {
+    args: start.args,
+    env: start.env,
+    stdin: stdin.bytes,
+    nondeterminism: replaying,
+    onStdout: output(1, opts.onStdout),
+    onStderr: output(2, opts.onStderr),
+    onStart: (c) => {
+      ctx = c;
+      schedule(c.meter!, start.digestEvery, until, (countAt) => {
+        // The check point where --until stops has a digest in the log only if it is also a digest point.
+        const e0 = entries[at];
+        if (until !== null && countAt >= until && (e0?.kind !== 'digest' || e0.count !== countAt)) return;
+        const e = take('digest', countAt);
+        const mine = stateDigest(c);
+        if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
+      });
+    },
+  });
+  const digest = stateDigest(ctx!);
+  opts.inspect?.(ctx!.memory);
+  if (result.outcome === 'deadline') {
+    return { ...result, digest: hex(digest), stoppedAtUntil: true, entriesReplayed: at };
+  }
+  const end = take('exit', result.count!);
+  if (end.payload.code !== result.exitCode || end.payload.trap !== result.trap) {
+    throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
+  }
+  const last = take('digest', result.count!);
+  if (Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
+  if (at !== entries.length) throw new DivergenceError(entries[at]!, 'the guest to go on', 'the guest ended');
+  return { ...result, digest: hex(digest), stoppedAtUntil: false, entriesReplayed: at };
+}

@@ -1,0 +1,143 @@
+// Record and replay: a replay reproduces the recorded run exactly (outputs,
+// final count, final digest), takes every nondeterministic value from the log,
+// and stops loudly, naming the entry, when the log and the guest disagree.
+import { describe, expect, it } from 'vitest';
+import { LogWriter } from '../host/log/writer.ts';
+import { encodeFrame, encodeHeader, readLog, type LogEntry } from '../host/log/format.ts';
+import { DivergenceError, recordGuest, replayGuest, type RecordOptions } from '../host/runtime/record.ts';
+import type { Nondeterminism } from '../host/runtime/wasi.ts';
+import { sampleBytes, samples, text } from './helpers.ts';
+
+function record(bytes: Uint8Array, opts: RecordOptions) {
+  const chunks: Uint8Array[] = [];
+  const out: Uint8Array[] = [];
+  const log = new LogWriter((b) => chunks.push(b));
+  const run = recordGuest(bytes, log, { ...opts, onStdout: (b) => out.push(b), meter: { cacheDir: null } });
+  return { run, entries: readLog(Buffer.concat(chunks)), stdout: Buffer.concat(out).toString() };
+}
+
+/** Rewrites a log with `edit` applied to its entries (checksums recomputed: the damage is in the meaning). */
+function edited(entries: LogEntry[], edit: (e: LogEntry[]) => void): LogEntry[] {
+  const copy = entries.map((e) => ({ ...e }) as LogEntry);
+  edit(copy);
+  return readLog(Buffer.concat([encodeHeader(), encodeFrame(copy)]));
+}
+
+const entropy = samples().find((g) => g.name === 'entropy');
+
+describe('record then replay', () => {
+  it.each(samples().map((g) => [g.name, g] as const))('%s: same output, final count and final digest', (_n, g) => {
+    const bytes = sampleBytes(g);
+    const every = 5_000n;
+    const { run, entries, stdout } = record(bytes, { args: [g.name, ...g.args_test], digestEvery: every });
+    const out: Uint8Array[] = [];
+    const replay = replayGuest(bytes, entries, { onStdout: (b) => out.push(b), cacheDir: null });
+    expect(Buffer.concat(out).toString()).toBe(stdout);
+    expect(replay).toMatchObject({ outcome: run.outcome, exitCode: run.exitCode, count: run.count, trap: run.trap, digest: run.digest });
+    expect(replay.entriesReplayed).toBe(entries.length);
+    // at most one digest per interval (a stretch without check points can cross several), and the final one
+    const digests = entries.filter((e) => e.kind === 'digest').length;
+    expect(digests).toBeGreaterThan(1);
+    expect(digests).toBeLessThanOrEqual(Number(run.count! / every) + 1);
+  });
+
+  it.skipIf(!entropy)('a program reading clocks, random and stdin in a loop replays bit for bit', () => {
+    const bytes = sampleBytes(entropy!);
+    const stdin = new TextEncoder().encode('the quick brown fox\n');
+    const a = record(bytes, { args: ['entropy', '50'], stdin });
+    const b = record(bytes, { args: ['entropy', '50'], stdin });
+    // Live runs differ (that is the point of the program) ...
+    expect(a.stdout).not.toBe(b.stdout);
+    expect(a.entries.filter((e) => e.kind === 'clock').length).toBeGreaterThanOrEqual(100);
+    expect(a.entries.filter((e) => e.kind === 'random').length).toBeGreaterThanOrEqual(50);
+    // ... and each replays exactly.
+    for (const r of [a, b]) {
+      const out: Uint8Array[] = [];
+      const replay = replayGuest(bytes, r.entries, { onStdout: (x) => out.push(x), cacheDir: null });
+      expect(Buffer.concat(out).toString()).toBe(r.stdout);
+      expect(replay.digest).toBe(r.run.digest);
+    }
+  });
+
+  it('replay takes clocks and randomness only from the log', () => {
+    const g = entropy ?? samples()[0]!;
+    const bytes = sampleBytes(g);
+    let liveCalls = 0;
+    const counting: Nondeterminism = {
+      clockNs: () => BigInt(++liveCalls),
+      clockResolutionNs: () => 1n,
+      randomFill: (d) => {
+        liveCalls++;
+        d.fill(7);
+      },
+    };
+    const r = record(bytes, { args: [g.name, ...g.args_test], live: counting });
+    const before = liveCalls;
+    replayGuest(bytes, r.entries, { cacheDir: null });
+    expect(liveCalls).toBe(before);
+  });
+
+  it('--until stops at a check point and matches the digest the recording logged there', () => {
+    const g = samples().find((s) => s.name === 'interp')!;
+    const bytes = sampleBytes(g);
+    const { run, entries } = record(bytes, { args: [g.name, ...g.args_test], digestEvery: 100_000n });
+    const digests = entries.filter((e) => e.kind === 'digest');
+    const target = digests[Math.floor(digests.length / 2)]!;
+    const stop = replayGuest(bytes, entries, { until: target.count, cacheDir: null });
+    expect(stop.stoppedAtUntil).toBe(true);
+    expect(stop.count).toBe(target.count);
+    expect(stop.digest).toBe(Buffer.from(target.payload as Uint8Array).toString('hex'));
+    expect(stop.count! < run.count!).toBe(true);
+  });
+});
+
+describe('divergence is detected, never replayed through', () => {
+  const g = samples().find((s) => s.name === 'hash')!;
+  const bytes = sampleBytes(g);
+  const recorded = record(bytes, { args: [g.name, ...g.args_test], digestEvery: 20_000n });
+
+  it('a digest entry moved by one count', () => {
+    const log = edited(recorded.entries, (es) => {
+      const i = es.findIndex((e) => e.kind === 'digest');
+      es[i] = { ...es[i]!, count: es[i]!.count + 1n } as LogEntry;
+    });
+    expect(() => replayGuest(bytes, log, { cacheDir: null })).toThrow(DivergenceError);
+    try {
+      replayGuest(bytes, log, { cacheDir: null });
+    } catch (e) {
+      expect((e as DivergenceError).entry?.kind).toBe('digest');
+      expect((e as Error).message).toMatch(/entry \d+ \(digest at count \d+\)/);
+    }
+  });
+
+  it('a changed output byte, a changed digest, a missing tail', () => {
+    const outputChanged = edited(recorded.entries, (es) => {
+      const o = es.find((e) => e.kind === 'output')! as Extract<LogEntry, { kind: 'output' }>;
+      o.payload = { fd: 1, bytes: new TextEncoder().encode('something else\n') };
+    });
+    expect(() => replayGuest(bytes, outputChanged, { cacheDir: null })).toThrow(/diverged.*output/);
+    const digestChanged = edited(recorded.entries, (es) => {
+      const d = es.find((e) => e.kind === 'digest')! as Extract<LogEntry, { kind: 'digest' }>;
+      d.payload = new Uint8Array(32);
+    });
+    expect(() => replayGuest(bytes, digestChanged, { cacheDir: null })).toThrow(/expected digest 0000/);
+    expect(() => replayGuest(bytes, recorded.entries.slice(0, -3), { cacheDir: null })).toThrow(/no more entries/);
+  });
+
+  it('a different stdin, or another guest', () => {
+    const stdinChanged = edited(recorded.entries, (es) => {
+      (es[1] as Extract<LogEntry, { kind: 'input' }>).payload = { fd: 0, bytes: new Uint8Array([1]) };
+    });
+    // hash does not read stdin, but stdin is part of the device state in every digest.
+    expect(() => replayGuest(bytes, stdinChanged, { cacheDir: null })).toThrow(DivergenceError);
+    const other = sampleBytes(samples().find((s) => s.name === 'fib')!);
+    expect(() => replayGuest(other, recorded.entries, { cacheDir: null })).toThrow(/not the guest this log was recorded with/);
+  });
+});
+
+it('the stdout bytes of a recording are the guest output', () => {
+  const g = samples().find((s) => s.name === 'fib')!;
+  const { stdout } = record(sampleBytes(g), { args: ['fib', '20'] });
+  expect(stdout).toBe('fib(20) = 6765\n');
+  expect(text(new TextEncoder().encode(stdout))).toBe(stdout);
+});

@@ -74,3 +74,35 @@ describe('ftvm bench meter', () => {
     for (const k of ['geomean_ratio', 'classic_geomean_ratio', 'speedup_vs_classic']) expect(report[k]).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('ftvm record / replay', () => {
+  it('a replay prints what the recording printed, at the same count and digest; a damaged log is refused', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/ftvm-cli-`);
+    try {
+      const log = `${dir}/run.log`;
+      writeFileSync(`${dir}/in.txt`, 'hello\n');
+      const rec = await ftvm(['record', 'entropy', '--log', log, '--stdin', `${dir}/in.txt`, '--', '10']);
+      expect(rec.code).toBe(0);
+      expect(rec.stdout).toMatch(/^entropy: stdin 6 bytes/);
+      const rep = await ftvm(['replay', 'entropy', '--log', log]);
+      expect(rep.code).toBe(0);
+      expect(rep.stdout).toBe(rec.stdout);
+      const line = (s: string, k: string) => new RegExp(`^${k} (\\S+)$`, 'm').exec(s)?.[1];
+      expect(line(rep.stderr, 'count')).toBe(line(rec.stderr, 'count'));
+      expect(line(rep.stderr, 'digest')).toBe(line(rec.stderr, 'digest'));
+      const wrong = await ftvm(['replay', 'fib', '--log', log]);
+      expect(wrong.code).toBe(3);
+      expect(wrong.stderr).toMatch(/FTVM_ERR_DIVERGENCE: .*not the guest this log was recorded with/);
+      const bytes = readFileSync(log);
+      bytes[bytes.length - 3]! ^= 0xff;
+      writeFileSync(log, bytes);
+      const bad = await ftvm(['replay', 'entropy', '--log', log]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/FTVM_ERR_LOG_CHECKSUM: log frame \d+ at byte \d+: checksum mismatch/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

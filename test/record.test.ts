@@ -141,3 +141,14 @@ it('the stdout bytes of a recording are the guest output', () => {
   expect(stdout).toBe('fib(20) = 6765\n');
   expect(text(new TextEncoder().encode(stdout))).toBe(stdout);
 });
+
+it('a recording made in a worker thread replays identically on the main thread', async () => {
+  const { recordGuestInWorker } = await import('../host/runtime/worker.ts');
+  const g = entropy ?? samples().find((s) => s.name === 'interp')!;
+  const bytes = sampleBytes(g);
+  const { result, log } = await recordGuestInWorker(bytes, { args: [g.name, ...g.args_test], stdin: new Uint8Array([1, 2, 3]) });
+  const out: Uint8Array[] = [];
+  const replay = replayGuest(bytes, readLog(log), { onStdout: (b) => out.push(b), cacheDir: null });
+  expect(Buffer.concat(out)).toEqual(Buffer.from(result.stdout));
+  expect(replay).toMatchObject({ count: result.count, digest: result.digest, outcome: result.outcome });
+}, 60_000);

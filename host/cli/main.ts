@@ -15,7 +15,7 @@ usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm record <guest.wasm | sample> --log FILE [--stdin FILE] [--digest-every N] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH]
-  ftvm bench meter [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm bench meter|replay [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm demo
   ftvm --help | <command> --help
 `;
@@ -71,7 +71,12 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay [options]
+
+replay: record and replay time of every compute guest relative to its plain
+metered run, log bytes per host call and per second (medians, interleaved runs).
+
+meter:
 
 Measures what metering costs on every compute guest, side by side in one run:
 unmetered, ftvm, the classic per-block global counter, ewasm's wasm-metering,
@@ -308,8 +313,8 @@ async function cmdBench(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return what === undefined ? 2 : 0;
   }
-  if (what !== 'meter') {
-    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter)\n`);
+  if (what !== 'meter' && what !== 'replay') {
+    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay)\n`);
     return 2;
   }
   const { values } = parseArgs({
@@ -325,6 +330,18 @@ async function cmdBench(argv: string[]): Promise<number> {
   });
   if (values.help) {
     process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (what === 'replay') {
+    const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
+    const report = benchReplay({
+      runs: values.runs ? positiveInt('--runs', values.runs) : 5,
+      warmup: values.warmup ? Number(values.warmup) : 1,
+      guests: values.guests?.split(','),
+      quick: values.quick,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stdout.write((values.json ? JSON.stringify(report) : formatReplayReport(report)) + '\n');
     return 0;
   }
   const { benchMeter, formatMeterReport } = await import('../bench/meter.ts');

@@ -20,7 +20,11 @@ const wasmOpt = join(root, 'node_modules/.bin/wasm-opt');
 
 const ALLOWED_IMPORTS = new Set(['args_get', 'args_sizes_get', 'fd_write', 'proc_exit']);
 // entropy exists to read every nondeterministic WASI input
-const EXTRA_IMPORTS = { entropy: new Set(['clock_time_get', 'fd_read', 'random_get']) };
+const EXTRA_IMPORTS = {
+  entropy: new Set(['clock_time_get', 'fd_read', 'random_get']),
+  // asclock reads Date.now / process.hrtime / Math.random via the wasi-shim
+  asclock: new Set(['clock_time_get', 'random_get']),
+};
 
 let dir = join(root, 'guests');
 let bench = true;

@@ -10,7 +10,8 @@
 // Replay never reads a real clock or random source.
 
 import { createHash } from 'node:crypto';
-import { EXPORT_GLOBAL_PREFIX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
+import { performance } from 'node:perf_hooks';
+import { EXPORT_GLOBAL_PREFIX, I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
 import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
@@ -39,7 +40,10 @@ export interface RecordOptions {
   args: string[];
   env?: Record<string, string>;
   stdin?: Uint8Array;
+  /** at most one digest per this many counts */
   digestEvery?: bigint;
+  /** the largest share of the run's time that digests may take (default 0.02); 1 digests at every interval */
+  digestBudget?: number;
   meter?: Pick<MeterOptions, 'depthLimit' | 'memoryLimitPages' | 'canonicalizeNaNs' | 'cacheDir'>;
   onStdout?: (bytes: Uint8Array) => void;
   onStderr?: (bytes: Uint8Array) => void;
@@ -78,18 +82,11 @@ function moduleHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/**
- * Calls `fn(count)` at the first check point at or past every multiple of
- * `every`, and at the first one at or past `until`, where the guest then stops.
- */
-function schedule(meter: MeterHost, every: bigint, until: bigint | null, fn: (count: bigint) => void): void {
-  const arm = (count: bigint): void => {
-    const next = (count / every + 1n) * every;
-    meter.setDeadline(until !== null && until < next ? until : next);
-  };
+/** Calls `fn(count)` at the first check point at or past every multiple of `every`. */
+function everyCounts(meter: MeterHost, every: bigint, fn: (count: bigint) => void): void {
+  const arm = (count: bigint): void => meter.setDeadline((count / every + 1n) * every);
   meter.onCheck = (count) => {
     fn(count);
-    if (until !== null && count >= until) return; // the deadline stays: the guest stops here
     arm(count);
   };
   arm(0n);
@@ -138,7 +135,19 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     onStderr: output(2, opts.onStderr),
     onStart: (c) => {
       ctx = c;
-      schedule(c.meter!, start.digestEvery, null, (at) => log.append('digest', at, stateDigest(c)));
+      // Where digests fall is the recorder's choice (the replay follows the log), so it
+      // can keep their cost bounded: hashing a large memory at every interval would
+      // dominate the run.
+      const budget = opts.digestBudget ?? 0.02;
+      let lastEnd = performance.now();
+      let lastCost = 0;
+      everyCounts(c.meter!, start.digestEvery, (at) => {
+        if (lastCost > 0 && lastCost > budget * (performance.now() - lastEnd)) return;
+        const t = performance.now();
+        log.append('digest', at, stateDigest(c));
+        lastEnd = performance.now();
+        lastCost = lastEnd - t;
+      });
     },
   });
   const digest = stateDigest(ctx!);
@@ -212,6 +221,32 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     user?.(b);
   };
   const until = opts.until ?? null;
+  // The digests logged while the guest ran (the last one follows its exit), in order.
+  const exitAt = entries.findIndex((e) => e.kind === 'exit');
+  const digests = entries.filter((e, i) => e.kind === 'digest' && (exitAt < 0 || i < exitAt));
+  let nextDigest = 0;
+  /** Stops at the check point of every logged digest, and at --until. */
+  const followDigests = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const arm = (): void => {
+      const d = digests[nextDigest]?.count ?? null;
+      const target = d !== null && (until === null || d < until) ? d : until;
+      meter.setDeadline(target ?? I64_MAX);
+    };
+    meter.onCheck = (count) => {
+      const d = digests[nextDigest];
+      if (d && count >= d.count) {
+        // The recording logged a digest at a check point with exactly this count.
+        const e = take('digest', count);
+        const mine = stateDigest(c);
+        if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
+        nextDigest++;
+      }
+      if (until !== null && count >= until) return; // the deadline stays: the guest stops here
+      arm();
+    };
+    arm();
+  };
   const module = compileGuest(bytes, { ...meterOptions(start), cacheDir: opts.cacheDir });
   const result = runGuest(module, {
     args: start.args,
@@ -222,14 +257,7 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     onStderr: output(2, opts.onStderr),
     onStart: (c) => {
       ctx = c;
-      schedule(c.meter!, start.digestEvery, until, (countAt) => {
-        // The check point where --until stops has a digest in the log only if it is also a digest point.
-        const e0 = entries[at];
-        if (until !== null && countAt >= until && (e0?.kind !== 'digest' || e0.count !== countAt)) return;
-        const e = take('digest', countAt);
-        const mine = stateDigest(c);
-        if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
-      });
+      followDigests(c);
     },
   });
   const digest = stateDigest(ctx!);

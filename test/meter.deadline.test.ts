@@ -89,3 +89,45 @@ describe('the call-depth limit', () => {
     expect(runGuest(bytes, { args }).outcome).toBe('exit');
   });
 });
+
+describe('re-entrant calls from the host', () => {
+  it('do not pile up depth: a host import that calls an export many times', async () => {
+    // g (an export) calls a guest function and the host import `loop`,
+    // which calls g again, up to 500 times in a row.
+    const { watText } = await import('./helpers.ts');
+    const { compileModule, meter } = await import('../host/meter/index.ts');
+    const { MeterHost } = await import('../host/runtime/meter-host.ts');
+    const bytes = watText(`(module
+      (import "env" "again" (func $again))
+      (func $leaf (result i32) (i32.const 1))
+      (func (export "g") (drop (call $leaf)) (call $again)))`);
+    const mh = new MeterHost();
+    let calls = 0;
+    let g: () => void = () => {};
+    const instance = new WebAssembly.Instance(compileModule(meter(bytes, { cacheDir: null, depthLimit: 20_000 }).binary), {
+      ftvm: mh.imports,
+      env: {
+        again: () => {
+          if (++calls < 500) g();
+        },
+      },
+    });
+    mh.bind(instance);
+    mh.enter();
+    g = instance.exports.g as () => void;
+    // nested: each call of g is inside the previous one's host call, 500 deep
+    expect(() => g()).toThrow(/depth limit/);
+    calls = 0;
+    // sequential: the host calls g 500 times one after the other from the top
+    let sequential = 0;
+    const mh2 = new MeterHost();
+    const instance2 = new WebAssembly.Instance(compileModule(meter(bytes, { cacheDir: null, depthLimit: 20_000 }).binary), {
+      ftvm: mh2.imports,
+      env: { again: () => void sequential++ },
+    });
+    mh2.bind(instance2);
+    mh2.enter();
+    for (let i = 0; i < 500; i++) (instance2.exports.g as () => void)();
+    expect(sequential).toBe(500);
+  });
+});

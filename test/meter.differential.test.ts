@@ -5,7 +5,7 @@
 // binaryen's fuzzer. FTVM_FUZZ_SEED and FTVM_FUZZ_MODULES reproduce or widen a run.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH, EXPORT_GLOBAL_PREFIX } from '../host/meter/index.ts';
+import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH, EXPORT_GLOBAL_PREFIX, EXPORT_START } from '../host/meter/index.ts';
 import { MeterHost } from '../host/runtime/meter-host.ts';
 import { runGuest } from '../host/runtime/guest.ts';
 import { fuzzModules } from './fuzz-modules.ts';
@@ -67,8 +67,17 @@ function observe(binary: Uint8Array): string[] {
   functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
   const metered = EXPORT_FUEL in instance.exports;
   if (metered) mh.bind(instance);
+  // The plain module ran its start function while instantiating; the metered one exports it.
+  const init = instance.exports[EXPORT_START];
+  if (typeof init === 'function') {
+    try {
+      (init as () => void)();
+    } catch (e) {
+      return [`instantiate: ${(e as Error).message}`];
+    }
+  }
   for (const [name, value] of Object.entries(instance.exports)) {
-    if (typeof value !== 'function' || value.length !== 0) continue;
+    if (name === EXPORT_START || typeof value !== 'function' || value.length !== 0) continue;
     if (metered) mh.enter();
     try {
       log.push(`${name} -> ${show((value as () => unknown)())}`);
@@ -186,9 +195,22 @@ function observeCounts(binary: Uint8Array, read: 'ftvm' | 'reference'): string[]
   }
   if (read === 'ftvm') mh.bind(instance);
   functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
+  // The reference ran the start function while instantiating (its instance
+  // was not readable yet); the real pass exports it. Compare from here on.
+  const init = instance.exports[EXPORT_START];
+  if (typeof init === 'function') {
+    try {
+      (init as () => void)();
+    } catch (e) {
+      return [`instantiate: ${(e as Error).message}`];
+    }
+  }
+  log.length = 0;
+  trapped = false;
+  log.push(`after start @${now()}`);
   for (const [name, value] of Object.entries(instance.exports)) {
     if (trapped) break;
-    if (typeof value !== 'function' || value.length !== 0) continue;
+    if (name === EXPORT_START || typeof value !== 'function' || value.length !== 0) continue;
     if (read === 'ftvm') mh.enter();
     base = now();
     try {

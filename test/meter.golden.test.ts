@@ -4,6 +4,9 @@
 // A change to the metering pass that moves any count fails here.
 import { describe, expect, it } from 'vitest';
 import { runGuest, type RunOptions } from '../host/runtime/guest.ts';
+import { readFileSync } from 'node:fs';
+import binaryen from 'binaryen';
+import { instrumentModule, WRAPPER_WEIGHT } from '../host/meter/index.ts';
 import { watBytes } from './helpers.ts';
 
 function run(name: string, opts: RunOptions = {}) {
@@ -101,12 +104,38 @@ describe('golden counts', () => {
     expect(run('grow', { meter: { cacheDir: null, memoryLimitPages: 100 } })).toMatchObject({ exitCode: 3, count: 14n });
   });
 
-  it('the depth limit traps at the same count every time', () => {
-    // _start weighs 4, $r weighs 5 (4 + 1 param). With a budget of 100 the 20th
-    // entry into $r makes 4 + 100 > 100. $r #k is entered at 2 + 4(k-1): #20 at 78.
+  it('the depth limit traps at the count its frame weights give, every time', () => {
+    // _start is entered through its wrapper (WRAPPER_WEIGHT), then each $r adds
+    // its weight; the k-th $r fails when the total passes the budget. $r #k is
+    // entered at count 2 + 4(k-1): i32.const + call, then get, const, add, call per level.
+    const limit = 1000;
+    const m = binaryen.parseText(readFileSync(new URL('../wasm-src/wat/recurse_forever.wat', import.meta.url), 'utf8'));
+    const { weights } = instrumentModule(m, { strategy: 'ftvm', depthLimit: limit, memoryLimitPages: 16, canonicalizeNaNs: false });
+    m.dispose();
+    // binaryen names the exported function by its index ("0") and $r "r"
+    const wStart = weights.get('0')!;
+    const wR = weights.get('r')!;
+    expect(wR).toBeGreaterThan(0);
+    let k = 1;
+    while (WRAPPER_WEIGHT + wStart + k * wR <= limit) k++;
+    const expected = BigInt(2 + 4 * (k - 1));
     for (let i = 0; i < 3; i++) {
-      const r = run('recurse_forever', { meter: { cacheDir: null, depthLimit: 100 } });
-      expect(r).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: 78n });
+      const r = run('recurse_forever', { meter: { cacheDir: null, depthLimit: limit } });
+      expect(r).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: expected });
     }
+  });
+
+  it('an if in a host call operand: its arm is counted before the host sees the count', () => {
+    // const (1), if (2), else-arm const (3), call (4)
+    const r = run('if_in_host_call');
+    expect(r.calls).toEqual([['proc_exit', 4n]]);
+    expect(r.exitCode).toBe(5);
+  });
+
+  it('the start function runs metered: exact counts at its host calls, and a deadline stops it', () => {
+    // const, const, add, global.set (4), call (5)
+    const r = run('start_loop', { deadline: 1_000_000n });
+    expect(r.calls).toEqual([['sched_yield', 5n]]);
+    expect(r).toMatchObject({ outcome: 'deadline', count: 1_000_000n });
   });
 });

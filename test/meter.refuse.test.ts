@@ -96,6 +96,12 @@ describe('refused modules', () => {
     expect(() => meter(bytes, { cacheDir: null })).toThrow(/ftvm_fuel/);
   });
 
+  it('a function with as many parameters as the engine allows (the metered body needs two more)', () => {
+    const params = Array.from({ length: 999 }, () => 'i32').join(' ');
+    const bytes = watText(`(module (memory (export "memory") 1) (func $f (param ${params}) (call $f ${'(i32.const 0) '.repeat(999)})) ${START})`);
+    expect(() => meter(bytes, { cacheDir: null })).toThrow(/more than 998 parameters/);
+  });
+
   it('a module without _start is not a command', () => {
     expect(() => runGuest(watText(`(module (memory (export "memory") 1))`))).toThrow(/_start/);
   });

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
-import { compileModule, meter, type MeterOptions } from '../meter/index.ts';
+import { compileModule, EXPORT_START, meter, type MeterOptions } from '../meter/index.ts';
 import { WASI_MODULE, WasiExit, WasiHost } from '../runtime/wasi.ts';
 import { MeterHost } from '../runtime/meter-host.ts';
 import { loadManifest, guestPath } from '../runtime/samples.ts';
@@ -74,9 +74,11 @@ function runOnce(module: WebAssembly.Module, args: string[]): Timed {
   const metered = 'ftvm_fuel' in instance.exports;
   if (metered) mh.bind(instance);
   const start = instance.exports._start as () => void;
+  const init = instance.exports[EXPORT_START] as (() => void) | undefined;
   const t0 = performance.now();
   let code = 0;
   try {
+    init?.();
     start();
   } catch (e) {
     if (!(e instanceof WasiExit)) throw e;

@@ -39,11 +39,12 @@
 // ## Call depth
 // V8's stack limit differs between threads and processes, so the pass keeps a
 // deterministic depth, passed like the fuel: every function that calls guest
-// functions adds its frame weight on entry (4 + its params and locals, v128
-// counting twice); above the limit it calls `ftvm.depth_exceeded()`, which
-// traps. Leaf functions cannot recurse and skip the bookkeeping; the limit
-// leaves room for one leaf frame. The depth reaches the instance (`ftvm_depth`)
-// only before calls that may come back into the guest.
+// functions adds its frame weight on entry (see frameWeight; a wrapper adds
+// WRAPPER_WEIGHT for the host or table frames in between); above the limit it
+// calls `ftvm.depth_exceeded()`, which traps. Leaf functions cannot recurse
+// and skip the bookkeeping; the limit leaves room for one leaf frame. The depth
+// reaches the instance (`ftvm_depth`) only before calls that may come back
+// into the guest, and a wrapper restores the caller's on the way out.
 //
 // ## Memory
 // memory.grow beyond the configured limit returns -1 (as if the engine refused),
@@ -61,6 +62,12 @@ export const IMPORT_CHECK = 'check';
 export const IMPORT_DEPTH_EXCEEDED = 'depth_exceeded';
 export const EXPORT_FUEL = 'ftvm_fuel';
 export const EXPORT_DEPTH = 'ftvm_depth';
+/**
+ * The module's start function, exported instead of run at instantiation, so
+ * that the host runs it metered: after it has bound the counters and set a
+ * deadline (a start function can loop forever like any other code).
+ */
+export const EXPORT_START = 'ftvm_start';
 /** exported by the `classic` strategy: remaining budget, counting down */
 export const EXPORT_CLASSIC_REMAINING = 'ftvm_classic_remaining';
 
@@ -153,11 +160,18 @@ const F_CHECK = 'ftvm$check';
 const F_DEPTH = 'ftvm$depth_exceeded';
 
 /** Instruments `module` in place. */
-export function instrumentModule(module: binaryen.Module, opts: InstrumentOptions): void {
+/** What the pass did, for tests and diagnostics. */
+export interface InstrumentReport {
+  /** frame weight of each function that takes part in the depth budget */
+  weights: Map<string, number>;
+}
+
+export function instrumentModule(module: binaryen.Module, opts: InstrumentOptions): InstrumentReport {
+  const report: InstrumentReport = { weights: new Map() };
   refuseModuleLevelFeatures(module, opts);
   const globalName = opts.strategy === 'ftvm' ? G_FUEL : 'ftvm$classic_remaining';
   const exportName = opts.strategy === 'ftvm' ? EXPORT_FUEL : EXPORT_CLASSIC_REMAINING;
-  for (const name of [exportName, EXPORT_DEPTH]) {
+  for (const name of [exportName, EXPORT_DEPTH, EXPORT_START]) {
     if (exportExists(module, name)) {
       throw new MeterError('FTVM_ERR_NAME_CLASH', `the module already exports "${name}", a name ftvm reserves`);
     }
@@ -172,7 +186,14 @@ export function instrumentModule(module: binaryen.Module, opts: InstrumentOption
     module.addFunctionImport(F_DEPTH, IMPORT_MODULE, IMPORT_DEPTH_EXCEEDED, binaryen.none, binaryen.none);
   }
 
-  if (opts.strategy === 'ftvm') exportMutableGlobals(module);
+  if (opts.strategy === 'ftvm') {
+    exportMutableGlobals(module);
+    const start = module.getStart();
+    if (start) {
+      module.setStart(0 as unknown as binaryen.FunctionRef);
+      module.addFunctionExport(binaryen.getFunctionInfo(start).name, EXPORT_START);
+    }
+  }
 
   const imported = new Set<string>();
   const defined: binaryen.FunctionInfo[] = [];
@@ -184,6 +205,7 @@ export function instrumentModule(module: binaryen.Module, opts: InstrumentOption
   for (const info of defined) {
     const fn = new FunctionMeter(module, info, imported, opts);
     const out = fn.run();
+    if (out.weight !== null) report.weights.set(info.name, out.weight);
     module.removeFunction(info.name);
     if (opts.strategy === 'classic') {
       module.addFunction(info.name, info.params, info.results, out.vars, out.body);
@@ -199,6 +221,7 @@ export function instrumentModule(module: binaryen.Module, opts: InstrumentOption
     const w = wrapper(module, info, sig);
     module.addFunction(info.name, info.params, info.results, w.vars, w.body);
   }
+  return report;
 }
 
 /** The name of a function's metered body. */
@@ -213,8 +236,15 @@ interface Signature {
   orig: Type[];
 }
 
+/** The engine's limits on parameters and results; the metered body needs two more parameters and one more result. */
+const PARAMS_MAX = 1000;
+const RESULTS_MAX = 1000;
+
 function extendedSignature(info: binaryen.FunctionInfo): Signature {
   const orig = binaryen.expandType(info.results);
+  if (binaryen.expandType(info.params).length + 2 > PARAMS_MAX || orig.length + 1 > RESULTS_MAX) {
+    throw unsupported(`a function with more than ${PARAMS_MAX - 2} parameters or ${RESULTS_MAX - 1} results (${info.name})`);
+  }
   return {
     params: binaryen.createType([...binaryen.expandType(info.params), binaryen.i64, binaryen.i32]),
     results: binaryen.createType([...orig, binaryen.i64]),
@@ -231,17 +261,36 @@ function splitResult(m: binaryen.Module, tmp: number, sig: { results: Type; orig
   return [value, part(n)];
 }
 
+/**
+ * The weight a wrapper adds to the depth: a wrapper is entered from the host
+ * (whose JavaScript frames sit between the guest's) or through a table.
+ */
+export const WRAPPER_WEIGHT = 64;
+
 function wrapper(m: binaryen.Module, info: binaryen.FunctionInfo, sig: Signature): { body: Ref; vars: Type[] } {
   const params = binaryen.expandType(info.params);
+  const saved = params.length;
+  const depth = (): Ref => m.local.get(saved, binaryen.i32);
   const call = m.call(
     meteredName(info.name),
-    [...params.map((t, i) => m.local.get(i, t)), m.global.get(G_FUEL, binaryen.i64), m.global.get(G_DEPTH, binaryen.i32)],
+    [
+      ...params.map((t, i) => m.local.get(i, t)),
+      m.global.get(G_FUEL, binaryen.i64),
+      m.i32.add(depth(), m.i32.const(WRAPPER_WEIGHT)),
+    ],
     sig.results,
   );
-  if (sig.orig.length === 0) return { body: m.global.set(G_FUEL, call), vars: [] };
-  const tmp = params.length;
+  // The depth the caller left is restored on the way out: a host import inside
+  // the callee writes its own depth to the instance.
+  const enter = m.local.set(saved, m.global.get(G_DEPTH, binaryen.i32));
+  const leave = m.global.set(G_DEPTH, depth());
+  if (sig.orig.length === 0) return { body: m.block(null, [enter, m.global.set(G_FUEL, call), leave]), vars: [binaryen.i32] };
+  const tmp = saved + 1;
   const [value, fuel] = splitResult(m, tmp, sig);
-  return { body: m.block(null, [m.local.set(tmp, call), m.global.set(G_FUEL, fuel), value], info.results), vars: [sig.results] };
+  return {
+    body: m.block(null, [enter, m.local.set(tmp, call), m.global.set(G_FUEL, fuel), leave, value], info.results),
+    vars: [binaryen.i32, sig.results],
+  };
 }
 
 /** Moves every reference to a local at or above `from` up by `by` (to make room for parameters). */
@@ -262,6 +311,12 @@ function shiftLocals(body: Ref, from: number, by: number): void {
 export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
 
 function exportMutableGlobals(module: binaryen.Module): void {
+  for (let i = 0; i < module.getNumExports(); i++) {
+    const name = binaryen.getExportInfo(module.getExportByIndex(i)).name;
+    if (name.startsWith(EXPORT_GLOBAL_PREFIX)) {
+      throw new MeterError('FTVM_ERR_NAME_CLASH', `the module already exports "${name}"; ftvm reserves names starting with "${EXPORT_GLOBAL_PREFIX}"`);
+    }
+  }
   for (let i = 0; i < module.getNumGlobals(); i++) {
     const g = binaryen.getGlobalInfo(module.getGlobalByIndex(i));
     if (g.module || !g.mutable || g.name === G_FUEL || g.name === G_DEPTH) continue;
@@ -365,14 +420,35 @@ const NOT_STRAIGHT = new Set<number>([
   binaryen.UnreachableId,
 ]);
 
-/** Code that always runs to its end (or traps) without calling out, looping or branching away. */
-function straight(e: Ref): boolean {
-  if (NOT_STRAIGHT.has(binaryen.getExpressionId(e))) return false;
-  let ok = true;
-  forEachChild(e, (c) => {
-    if (ok && !straight(c)) ok = false;
-  });
+/**
+ * Code that always runs to its end (or traps) without calling out, looping or
+ * branching away. `memo` keeps nested ifs from being walked again and again.
+ */
+function straight(e: Ref, memo: Map<Ref, boolean>): boolean {
+  const known = memo.get(e);
+  if (known !== undefined) return known;
+  let ok = !NOT_STRAIGHT.has(binaryen.getExpressionId(e));
+  if (ok) {
+    forEachChild(e, (c) => {
+      if (ok && !straight(c, memo)) ok = false;
+    });
+  }
+  memo.set(e, ok);
   return ok;
+}
+
+/** The most operand values evaluated and still waiting when any call in `body` runs. */
+function pendingAtCalls(body: Ref): number {
+  let most = 0;
+  const visit = (e: Ref, pending: number): void => {
+    const id = binaryen.getExpressionId(e);
+    if (id === binaryen.CallId || id === binaryen.CallIndirectId) most = Math.max(most, pending);
+    // In a block, earlier children leave nothing on the stack; elsewhere each earlier operand waits.
+    let i = 0;
+    forEachChild(e, (c) => visit(c, pending + (id === binaryen.BlockId ? 0 : i++)));
+  };
+  visit(body, 0);
+  return most;
 }
 
 /** Does the function call any function of the guest (directly or indirectly)? */
@@ -404,6 +480,11 @@ class FunctionMeter {
   private readonly fuel: number;
   private readonly depth: number;
   private seg: Segment = segment([]);
+  /** how many segments have been opened: code that opened one changes the fuel as it runs */
+  private opens = 0;
+  private readonly straightMemo = new Map<Ref, boolean>();
+  /** the i32.const that receives the frame weight once it is known */
+  private weightSite: Ref = 0;
 
   constructor(
     m: binaryen.Module,
@@ -422,11 +503,18 @@ class FunctionMeter {
     if (this.extra) shiftLocals(info.body, this.nParams, this.extra);
   }
 
-  run(): { body: Ref; vars: Type[] } {
+  run(): { body: Ref; vars: Type[]; weight: number | null } {
     const body = this.ftvm ? this.runFtvm() : this.runClassic();
     // Nothing must be left uncharged: the last segment is closed here.
     this.cut();
-    return { body: body(), vars: this.vars };
+    const built = body();
+    // The frame weight is known only now that every local the pass adds exists.
+    let weight: number | null = null;
+    if (this.weightSite) {
+      weight = this.frameWeight();
+      set.Const.setValueI32(this.weightSite, weight);
+    }
+    return { body: built, vars: this.vars, weight };
   }
 
   private runClassic(): () => Ref {
@@ -445,7 +533,7 @@ class FunctionMeter {
       // leaves room for one leaf frame.
       const depth = (): Ref => m.local.get(this.depth, binaryen.i32);
       pre.push(
-        m.local.set(this.depth, m.i32.add(depth(), m.i32.const(this.frameWeight()))),
+        m.local.set(this.depth, m.i32.add(depth(), (this.weightSite = m.i32.const(0)))),
         m.if(
           m.i32.gt_u(depth(), m.i32.const(this.opts.depthLimit)),
           m.block(null, [this.writeBack(), m.call(F_DEPTH, [], binaryen.none), m.unreachable()], binaryen.unreachable),
@@ -478,12 +566,18 @@ class FunctionMeter {
     return this.m.global.set(G_DEPTH, this.m.local.get(this.depth, binaryen.i32));
   }
 
+  /**
+   * An estimate, in 8-byte slots, of the engine frame of the metered body:
+   * 4 for the frame itself, every parameter and local (the ones the pass adds
+   * included; v128 counts twice), and the most values that can wait on the
+   * operand stack across one of its calls.
+   */
   private frameWeight(): number {
-    let w = 4;
-    for (const t of [...binaryen.expandType(this.info.params), ...this.info.vars]) {
+    let w = 4 + 2; // + the fuel and depth parameters
+    for (const t of [...binaryen.expandType(this.info.params), ...this.vars]) {
       w += t === binaryen.v128 ? 2 : binaryen.expandType(t).length;
     }
-    return w;
+    return w + pendingAtCalls(this.info.body);
   }
 
   private addVar(t: Type): number {
@@ -506,6 +600,7 @@ class FunctionMeter {
   /** Opens a new segment charged by the returned code, which the caller places at the segment's start. */
   private open(): Ref[] {
     const m = this.m;
+    this.opens++;
     if (this.ftvm) {
       const site = i64c(m, 0n);
       this.seg = segment([site]);
@@ -664,7 +759,7 @@ class FunctionMeter {
       this.cut();
       return this.m.block(null, [...charge, body], binaryen.getExpressionType(x));
     };
-    if (this.ftvm && straight(info.ifTrue) && (!info.ifFalse || straight(info.ifFalse))) {
+    if (this.ftvm && straight(info.ifTrue, this.straightMemo) && (!info.ifFalse || straight(info.ifFalse, this.straightMemo))) {
       // Both arms fall through to the merge and nothing in them observes the
       // count, so the code after the if stays in the current segment (charged
       // in advance); each arm charges only its own cost.
@@ -727,6 +822,7 @@ class FunctionMeter {
     const info = binaryen.getExpressionInfo(e) as binaryen.CallIndirectInfo & binaryen.CallInfo;
     if (info.isReturn) throw unsupported(`tail calls in function ${this.info.name}`);
     const before = this.seg;
+    const opensBefore = this.opens;
     const operands = info.operands.map((o) => this.visit(o));
     const target = isIndirect ? this.visit(info.target) : 0;
     this.add(1);
@@ -746,10 +842,10 @@ class FunctionMeter {
     }
     if (!isIndirect && !this.imported.has(info.target)) return this.directCall(info.target, operands, t);
     const code: Ref[] = [];
-    if (this.seg !== before) {
-      // An operand ended a segment (it contains a call or a branch): the
-      // write-back must come after the operands, so they are evaluated first,
-      // in order, into fresh locals.
+    if (this.seg !== before || this.opens !== opensBefore) {
+      // An operand changes the fuel as it runs (it contains a call, a branch or
+      // an if arm): the write-back must come after the operands, so they are
+      // evaluated first, in order, into fresh locals.
       operands.forEach((o, i) => {
         const ot = binaryen.getExpressionType(o);
         const l = this.addVar(ot);

@@ -105,7 +105,7 @@ export function mapChildren(shape: Shape, expr: Ref, fn: (child: Ref) => Ref): v
 
 /** The few binaryen.js expression setters the pass calls directly (untyped in binaryen's .d.ts). */
 interface Setters {
-  Const: { setValueI64(e: Ref, v: bigint): void };
+  Const: { setValueI64(e: Ref, v: bigint): void; setValueI32(e: Ref, v: number): void };
   Block: { setChildAt(e: Ref, i: number, c: Ref): void };
   Loop: { setBody(e: Ref, c: Ref): void };
   If: { setCondition(e: Ref, c: Ref): void; setIfTrue(e: Ref, c: Ref): void; setIfFalse(e: Ref, c: Ref): void };

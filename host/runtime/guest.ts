@@ -1,7 +1,7 @@
 // One guest run on the current thread: resolve imports, instrument, instantiate,
 // run `_start`, and report how it ended and at which count.
 
-import { compileModule, EXPORT_FUEL, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
+import { compileModule, EXPORT_FUEL, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
 import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
 
@@ -169,6 +169,9 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
   }
   opts.onStart?.({ instance, memory, meter: metered ? mh : null, wasi });
   try {
+    // A metered module's start function runs here, metered, not at instantiation.
+    const init = instance.exports[EXPORT_START];
+    if (typeof init === 'function') (init as () => void)();
     (start as () => void)();
     return result('exit', 0);
   } catch (e) {

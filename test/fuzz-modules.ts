@@ -61,3 +61,49 @@ export async function fuzzModules(seed: number, count: number, parallel = 2): Pr
   await Promise.all(Array.from({ length: parallel }, worker));
   return result;
 }
+
+/**
+ * The imports binaryen's fuzzer expects ("fuzzing-support"): `event` sees every
+ * call (log-*, call-export, call-export-catch, sleep) with its arguments;
+ * call-export(i) calls the i-th exported function, set with `exports()`.
+ */
+export function fuzzHarness(event: (name: string, args: unknown[]) => void, caught: () => void = () => {}) {
+  let functions: Array<() => unknown> = [];
+  const callExport = (i: number): unknown => {
+    const f = functions[i];
+    if (!f) throw new Error(`no export ${i}`);
+    return f();
+  };
+  const on =
+    (name: string) =>
+    (...args: unknown[]): void =>
+      event(name, args);
+  return {
+    imports: {
+      'log-i32': on('log-i32'),
+      'log-i64': on('log-i64'),
+      'log-f32': on('log-f32'),
+      'log-f64': on('log-f64'),
+      'log-v128': on('log-v128'),
+      'call-export': (i: number) => {
+        event('call-export', [i]);
+        callExport(i);
+      },
+      'call-export-catch': (i: number) => {
+        event('call-export-catch', [i]);
+        try {
+          callExport(i);
+          return 0;
+        } catch {
+          caught();
+          return 1;
+        }
+      },
+      // sleep(ms, id) returns id; nothing here waits.
+      sleep: (ms: number, id: number) => (event('sleep', [ms, id]), id),
+    },
+    exports(instance: WebAssembly.Instance): void {
+      functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
+    },
+  };
+}

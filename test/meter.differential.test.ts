@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { compileModule, meter, EXPORT_FUEL, EXPORT_DEPTH, EXPORT_GLOBAL_PREFIX, EXPORT_START } from '../host/meter/index.ts';
 import { MeterHost } from '../host/runtime/meter-host.ts';
 import { runGuest } from '../host/runtime/guest.ts';
-import { fuzzModules } from './fuzz-modules.ts';
+import { fuzzHarness, fuzzModules } from './fuzz-modules.ts';
 import { REF_COUNT_EXPORT, referenceInstrument } from './reference-counter.ts';
 import { WASI_MODULE, WasiExit, WasiHost } from '../host/runtime/wasi.ts';
 import { fixedNondeterminism, sampleBytes, samples, text } from './helpers.ts';
@@ -27,44 +27,18 @@ function observe(binary: Uint8Array): string[] {
   const log: string[] = [];
   const module = compileModule(binary);
   const mh = new MeterHost();
-  const logger = (kind: string) => (...xs: unknown[]) => {
-    log.push(`${kind} ${xs.map(show).join(' ')}`);
-  };
-  // The fuzzer's harness imports: call-export(i) calls the i-th exported function.
-  let functions: Array<() => unknown> = [];
-  const callExport = (i: number): unknown => {
-    const f = functions[i];
-    if (!f) throw new Error(`no export ${i}`);
-    return f();
-  };
-  const imports: WebAssembly.Imports = {
-    'fuzzing-support': {
-      'call-export': (i: number) => void callExport(i),
-      // sleep(ms, id) returns id; nothing here waits.
-      sleep: (_ms: number, id: number) => id,
-      'call-export-catch': (i: number) => {
-        try {
-          callExport(i);
-          return 0;
-        } catch {
-          return 1;
-        }
-      },
-      'log-i32': logger('i32'),
-      'log-i64': logger('i64'),
-      'log-f32': logger('f32'),
-      'log-f64': logger('f64'),
-      'log-v128': logger('v128'),
-    },
-    ftvm: mh.imports,
-  };
+  // log-* calls are logged with their values; the other harness calls are not observable by themselves.
+  const harness = fuzzHarness((name, args) => {
+    if (name.startsWith('log-')) log.push(`${name.slice(4)} ${args.map(show).join(' ')}`);
+  });
+  const imports: WebAssembly.Imports = { 'fuzzing-support': harness.imports, ftvm: mh.imports };
   let instance: WebAssembly.Instance;
   try {
     instance = new WebAssembly.Instance(module, imports);
   } catch (e) {
     return [`instantiate: ${(e as Error).message}`];
   }
-  functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
+  harness.exports(instance);
   const metered = EXPORT_FUEL in instance.exports;
   if (metered) mh.bind(instance);
   // The plain module ran its start function while instantiating; the metered one exports it.
@@ -154,47 +128,22 @@ function observeCounts(binary: Uint8Array, read: 'ftvm' | 'reference'): string[]
     return read === 'ftvm' ? mh.count : (instance.exports[REF_COUNT_EXPORT] as WebAssembly.Global).value;
   };
   let base = 0n;
-  const at = (what: string) => () => {
-    if (!trapped) log.push(`${what} @${now() - base}`);
-  };
-  let functions: Array<() => unknown> = [];
-  const callExport = (i: number): unknown => {
-    const f = functions[i];
-    if (!f) throw new Error(`no export ${i}`);
-    return f();
-  };
-  const imports: WebAssembly.Imports = {
-    'fuzzing-support': {
-      'log-i32': at('log'),
-      'log-i64': at('log'),
-      'log-f32': at('log'),
-      'log-f64': at('log'),
-      'log-v128': at('log'),
-      'call-export': (i: number) => {
-        at('call-export')();
-        callExport(i);
-      },
-      'call-export-catch': (i: number) => {
-        at('call-export-catch')();
-        try {
-          callExport(i);
-          return 0;
-        } catch {
-          trapped = true;
-          return 1;
-        }
-      },
-      sleep: (_ms: number, id: number) => (at('sleep')(), id),
+  const harness = fuzzHarness(
+    (name) => {
+      if (!trapped) log.push(`${name.startsWith('log-') ? 'log' : name} @${now() - base}`);
     },
-    ftvm: mh.imports,
-  };
+    () => {
+      trapped = true;
+    },
+  );
+  const imports: WebAssembly.Imports = { 'fuzzing-support': harness.imports, ftvm: mh.imports };
   try {
     instance = new WebAssembly.Instance(module, imports);
   } catch (e) {
     return [`instantiate: ${(e as Error).message}`];
   }
   if (read === 'ftvm') mh.bind(instance);
-  functions = Object.values(instance.exports).filter((v): v is () => unknown => typeof v === 'function');
+  harness.exports(instance);
   // The reference ran the start function while instantiating (its instance
   // was not readable yet); the real pass exports it. Compare from here on.
   const init = instance.exports[EXPORT_START];

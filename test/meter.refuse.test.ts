@@ -74,6 +74,13 @@ describe('refused modules', () => {
     expect(runGuest(bytes, { meter: { cacheDir: null } })).toMatchObject({ outcome: 'exit', exitCode: 5, count: 6n });
   });
 
+  it('bulk table instructions, by name', () => {
+    const e = refusal(
+      watText(`(module (table 2 funcref) (memory (export "memory") 1) (func (export "_start") (table.copy (i32.const 0) (i32.const 1) (i32.const 1))))`),
+    );
+    expect(e.message).toMatch(/table\.copy/);
+  });
+
   it('tail calls', () => {
     const e = refusal(watText(`(module (memory (export "memory") 1) (func $f (return_call $f)) (func (export "_start") (call $f)))`));
     expect(e.message).toMatch(/tail calls/);

@@ -110,6 +110,12 @@ const REFUSED: ReadonlyMap<number, string> = new Map([
   [binaryen.RethrowId, 'exception handling'],
   [binaryen.PopId, 'exception handling'],
   [binaryen.CallRefId, 'typed function references (call_ref)'],
+  // binaryen.js has no wrappers (nor id constants) for the bulk table
+  // instructions; they follow table.grow in binaryen's ExpressionIds.
+  [binaryen.TableGrowId + 1, 'table.fill'],
+  [binaryen.TableGrowId + 2, 'table.copy'],
+  [binaryen.TableGrowId + 3, 'table.init'],
+  [binaryen.TableGrowId + 4, 'elem.drop'],
 ]);
 
 const B = binaryen as unknown as Record<string, number>;

@@ -154,3 +154,37 @@ it('a recording made in a worker thread replays identically on the main thread',
   expect(Buffer.concat(out)).toEqual(Buffer.from(result.stdout));
   expect(replay).toMatchObject({ count: result.count, digest: result.digest, outcome: result.outcome });
 }, 60_000);
+
+it('large stdin and large writes span several entries and replay exactly, at every size around a chunk', async () => {
+  const { CHUNK_BYTES } = await import('../host/runtime/record.ts');
+  const g = samples().find((s) => s.name === 'entropy')!;
+  const bytes = sampleBytes(g);
+  for (const size of [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 3 * CHUNK_BYTES]) {
+    const stdin = new Uint8Array(size).map((_, i) => (i * 31) & 0xff);
+    const r = record(bytes, { args: ['entropy', '3'], stdin });
+    expect(r.entries.filter((e) => e.kind === 'input').length).toBe(Math.floor(size / CHUNK_BYTES) + 1);
+    const replay = replayGuest(bytes, r.entries, { cacheDir: null });
+    expect(replay.digest).toBe(r.run.digest);
+  }
+});
+
+it('one large write spans several output entries and replays exactly', async () => {
+  const { CHUNK_BYTES } = await import('../host/runtime/record.ts');
+  const { watText } = await import('./helpers.ts');
+  // fd_write(1, iovs=[{buf: 16, len: 600000}], 1, nwritten=8) from 10 pages of memory
+  const bytes = watText(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 10)
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 600000))
+      (memory.fill (i32.const 16) (i32.const 65) (i32.const 600000))
+      (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+  const r = record(bytes, { args: ['big'] });
+  expect(r.stdout.length).toBe(600000);
+  expect(r.entries.filter((e) => e.kind === 'output').length).toBe(Math.floor(600000 / CHUNK_BYTES) + 1);
+  const out: Uint8Array[] = [];
+  const replay = replayGuest(bytes, r.entries, { onStdout: (b) => out.push(b), cacheDir: null });
+  expect(Buffer.concat(out).toString()).toBe(r.stdout);
+  expect(replay.digest).toBe(r.run.digest);
+});

@@ -109,7 +109,8 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
   log.append('start', 0n, start);
-  log.append('input', 0n, { fd: 0, bytes: stdin });
+  // Large byte payloads span several entries at the same count (an entry's size is limited).
+  appendChunked(log, 'input', 0n, 0, stdin);
   const recording: Nondeterminism = {
     clockNs(clock) {
       const ns = live.clockNs(clock);
@@ -119,11 +120,11 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
     randomFill(dest) {
       live.randomFill(dest);
-      log.append('random', count(), dest.slice());
+      for (let at = 0; at <= dest.length; at += CHUNK_BYTES) log.append('random', count(), dest.slice(at, at + CHUNK_BYTES));
     },
   };
   const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
-    log.append('output', count(), { fd, bytes: b });
+    appendChunked(log, 'output', count(), fd, b);
     user?.(b);
   };
   const result = runGuest(module, {
@@ -155,6 +156,16 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
   log.append('digest', result.count!, digest);
   log.flush();
   return { ...result, digest: hex(digest) };
+}
+
+/** The most bytes one input, output or random entry carries. */
+export const CHUNK_BYTES = 256 * 1024;
+
+function appendChunked(log: LogWriter, kind: 'input' | 'output', count: bigint, fd: number, bytes: Uint8Array): void {
+  // The last chunk is always shorter than CHUNK_BYTES (possibly empty): that is how a reader knows it is the last.
+  for (let at = 0; at <= bytes.length; at += CHUNK_BYTES) {
+    log.append(kind, count, { fd, bytes: bytes.subarray(at, at + CHUNK_BYTES) });
+  }
 }
 
 function meterOptions(start: EntryPayloads['start']): MeterOptions {
@@ -196,8 +207,20 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
   if (start.module !== moduleHash(bytes)) {
     throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
   }
-  const stdin = take('input', 0n).payload;
-  if (stdin.fd !== 0) throw new DivergenceError(entries[1]!, 'stdin input', `input for fd ${stdin.fd}`);
+  /** Consecutive entries of `kind` at the current count, up to the first shorter than CHUNK_BYTES, joined. */
+  const takeBytes = (kind: 'input' | 'output' | 'random', fd: number, c: bigint = count()): Uint8Array => {
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      const e = take(kind, c);
+      const p = e.payload as Uint8Array | { fd: number; bytes: Uint8Array };
+      const bytes = p instanceof Uint8Array ? p : p.bytes;
+      if (!(p instanceof Uint8Array) && p.fd !== fd) throw new DivergenceError(e, `${kind} on fd ${p.fd}`, `${kind} on fd ${fd}`);
+      parts.push(bytes);
+      if (bytes.length < CHUNK_BYTES) break;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  const stdinBytes = takeBytes('input', 0, 0n);
   const replaying: Nondeterminism = {
     clockNs(clock) {
       const e = take('clock');
@@ -206,17 +229,17 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     },
     clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
     randomFill(dest) {
-      const e = take('random');
-      if (e.payload.length !== dest.length) {
-        throw new DivergenceError(e, `${e.payload.length} random bytes`, `${dest.length} random bytes`);
-      }
-      dest.set(e.payload);
+      const e = entries[at] ?? null;
+      const bytes = takeBytes('random', -1);
+      if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
+      dest.set(bytes);
     },
   };
   const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
-    const e = take('output');
-    if (e.payload.fd !== fd || Buffer.compare(e.payload.bytes, b) !== 0) {
-      throw new DivergenceError(e, `${e.payload.bytes.length} bytes on fd ${e.payload.fd}`, `${b.length} different bytes on fd ${fd}`);
+    const e = entries[at] ?? null;
+    const logged = takeBytes('output', fd);
+    if (Buffer.compare(logged, b) !== 0) {
+      throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
     }
     user?.(b);
   };
@@ -251,7 +274,7 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
   const result = runGuest(module, {
     args: start.args,
     env: start.env,
-    stdin: stdin.bytes,
+    stdin: stdinBytes,
     nondeterminism: replaying,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),

@@ -22,6 +22,22 @@ const show = (v: unknown): string => {
   return String(v);
 };
 
+/**
+ * Instantiates as an unmetered module would be: a metered module's exported
+ * start function runs right away. Returns the instance, or what went wrong.
+ */
+function instantiate(module: WebAssembly.Module, imports: WebAssembly.Imports, mh: MeterHost): WebAssembly.Instance | string {
+  try {
+    const instance = new WebAssembly.Instance(module, imports);
+    if (EXPORT_FUEL in instance.exports) mh.bind(instance);
+    const init = instance.exports[EXPORT_START];
+    if (typeof init === 'function') (init as () => void)();
+    return instance;
+  } catch (e) {
+    return `instantiate: ${(e as Error).message}`;
+  }
+}
+
 /** Runs every parameterless export in order and records everything observable. */
 function observe(binary: Uint8Array): string[] {
   const log: string[] = [];
@@ -32,24 +48,10 @@ function observe(binary: Uint8Array): string[] {
     if (name.startsWith('log-')) log.push(`${name.slice(4)} ${args.map(show).join(' ')}`);
   });
   const imports: WebAssembly.Imports = { 'fuzzing-support': harness.imports, ftvm: mh.imports };
-  let instance: WebAssembly.Instance;
-  try {
-    instance = new WebAssembly.Instance(module, imports);
-  } catch (e) {
-    return [`instantiate: ${(e as Error).message}`];
-  }
+  const instance = instantiate(module, imports, mh);
+  if (typeof instance === 'string') return [instance];
   harness.exports(instance);
   const metered = EXPORT_FUEL in instance.exports;
-  if (metered) mh.bind(instance);
-  // The plain module ran its start function while instantiating; the metered one exports it.
-  const init = instance.exports[EXPORT_START];
-  if (typeof init === 'function') {
-    try {
-      (init as () => void)();
-    } catch (e) {
-      return [`instantiate: ${(e as Error).message}`];
-    }
-  }
   for (const [name, value] of Object.entries(instance.exports)) {
     if (name === EXPORT_START || typeof value !== 'function' || value.length !== 0) continue;
     if (metered) mh.enter();
@@ -137,23 +139,12 @@ function observeCounts(binary: Uint8Array, read: 'ftvm' | 'reference'): string[]
     },
   );
   const imports: WebAssembly.Imports = { 'fuzzing-support': harness.imports, ftvm: mh.imports };
-  try {
-    instance = new WebAssembly.Instance(module, imports);
-  } catch (e) {
-    return [`instantiate: ${(e as Error).message}`];
-  }
-  if (read === 'ftvm') mh.bind(instance);
-  harness.exports(instance);
   // The reference ran the start function while instantiating (its instance
   // was not readable yet); the real pass exports it. Compare from here on.
-  const init = instance.exports[EXPORT_START];
-  if (typeof init === 'function') {
-    try {
-      (init as () => void)();
-    } catch (e) {
-      return [`instantiate: ${(e as Error).message}`];
-    }
-  }
+  const made = instantiate(module, imports, mh);
+  if (typeof made === 'string') return [made];
+  instance = made;
+  harness.exports(instance);
   log.length = 0;
   trapped = false;
   log.push(`after start @${now()}`);

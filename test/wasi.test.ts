@@ -5,6 +5,8 @@ import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type WasiOptions 
 const EBADF = 8;
 const EFAULT = 21;
 const EINVAL = 28;
+const EISDIR = 31;
+const ENOENT = 44;
 const ESPIPE = 70;
 const ENOTCAPABLE = 76;
 
@@ -116,7 +118,9 @@ describe('WasiHost', () => {
     expect(text(g.stdout)).toBe('hello, world\n');
     // fds other than 1 and 2 are not writable
     expect(g.call('write', 0, 0, 1, 64)).toBe(EBADF);
-    expect(g.call('write', 3, 0, 1, 64)).toBe(EBADF);
+    // fd 3 is now the preopened directory (not writable as a stream); fd 4 is not open
+    expect(g.call('write', 3, 0, 1, 64)).toBe(EISDIR);
+    expect(g.call('write', 4, 0, 1, 64)).toBe(EBADF);
   });
 
   it('fd_write sees memory that the guest grew after instantiation', async () => {
@@ -340,7 +344,7 @@ describe('WasiHost', () => {
   });
 
   it('stdio descriptors: fdstat, filestat, seek, prestat, path_open, close', async () => {
-    // Proves: stdio reports a character device with all rights, cannot seek (ESPIPE), there are no preopens (EBADF), path_open fails (ENOTCAPABLE / EBADF), and closing an fd makes it EBADF.
+    // Proves: stdio reports a character device with all rights, cannot seek (ESPIPE), is not a preopen (EBADF), cannot resolve paths (ENOTCAPABLE); fd 3 is the preopened directory; an unopened fd is EBADF; closing an fd makes it EBADF.
     const g = await load(`
 (module
   (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
@@ -382,11 +386,18 @@ describe('WasiHost', () => {
     expect(g.call('fdstat', 1, 64)).toBe(0);
     expect(new DataView(g.memory.buffer).getUint16(66, true)).toBe(1);
     expect(g.call('setflags', 1, 0x100)).toBe(EINVAL);
-    expect(g.call('fdstat', 3, 64)).toBe(EBADF);
-    expect(g.call('seek', 3)).toBe(EBADF);
-    expect(g.call('prestat', 3)).toBe(EBADF);
-    expect(g.call('dirname', 3)).toBe(EBADF);
-    expect(g.call('open', 3)).toBe(EBADF);
+    // fd 3 is now the preopened (empty) virtual filesystem "/"; fd 4 is not open
+    expect(g.call('fdstat', 3, 64)).toBe(0);
+    expect(g.bytes()[64]).toBe(3); // directory
+    expect(g.call('seek', 3)).toBe(EISDIR);
+    expect(g.call('prestat', 3)).toBe(0);
+    expect(g.call('dirname', 3)).toBe(0);
+    expect(g.call('open', 3)).toBe(ENOENT);
+    expect(g.call('fdstat', 4, 64)).toBe(EBADF);
+    expect(g.call('seek', 4)).toBe(EBADF);
+    expect(g.call('prestat', 4)).toBe(EBADF);
+    expect(g.call('dirname', 4)).toBe(EBADF);
+    expect(g.call('open', 4)).toBe(EBADF);
     expect(g.call('fdstat', 1, PAGE - 8)).toBe(EFAULT);
     expect(g.call('close', 1)).toBe(0);
     expect(g.call('close', 1)).toBe(EBADF);
@@ -478,7 +489,7 @@ describe('WasiHost', () => {
     expect(WasiHost.provided.has('sock_accept')).toBe(false);
     const bin = compile(`
 (module
-  (import "wasi_snapshot_preview1" "path_filestat_get" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_symlink" (func (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1))
 `);
     await expect(WebAssembly.instantiate(bin, { [WASI_MODULE]: host.imports })).rejects.toThrow(WebAssembly.LinkError);

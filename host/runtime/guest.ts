@@ -2,7 +2,7 @@
 // run `_start`, and report how it ended and at which count.
 
 import { compileModule, EXPORT_FUEL, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
-import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism } from './wasi.ts';
+import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type VirtualFs } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
 
 export class GuestLoadError extends Error {
@@ -29,6 +29,8 @@ export interface RunOptions {
   /** called at a check point that reached the deadline (see MeterHost.onCheck) */
   onCheck?: CheckHandler;
   nondeterminism?: Nondeterminism;
+  /** the in-memory filesystem preopened as fd 3 ("/"), mutated in place; default an empty one */
+  fs?: VirtualFs;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;
   /** called once the guest is instantiated, right before `_start` runs */
@@ -121,6 +123,7 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
       opts.onStderr?.(b);
     },
     nondeterminism: opts.nondeterminism,
+    fs: opts.fs,
   });
   const mh = new MeterHost();
   mh.onCheck = opts.onCheck ?? null;

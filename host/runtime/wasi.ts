@@ -2,8 +2,30 @@
  * A small, self-contained WASI preview1 host for command programs.
  *
  * Scope: stdio (fd 0 from an in-memory buffer, fds 1/2 to callbacks), argv,
- * environ, clocks, randomness, poll_oneoff over clocks and stdio, proc_exit.
- * There is no filesystem: no preopens exist and path_open always fails.
+ * environ, clocks, randomness, poll_oneoff over clocks and descriptors,
+ * proc_exit, and an in-memory filesystem (`VirtualFs`, preopened as fd 3
+ * under the name "/"; an empty one when the options give none).
+ *
+ * Filesystem semantics (see `VirtualFs`):
+ *  - Paths are relative to a directory fd; absolute paths and any `..` that
+ *    would climb above the preopen (checked lexically, before any lookup) fail
+ *    with ENOTCAPABLE. There are no symlinks; lookupflags are validated only.
+ *  - New descriptors get the lowest free number >= 4, so the same calls give
+ *    the same fds. At most MAX_FDS descriptors are open (EMFILE).
+ *  - Rights are accepted and ignored (every fd reports all rights).
+ *  - filestat timestamps (atim/mtim/ctim) are always 0, never a real clock;
+ *    dev is 0, nlink 1, inode numbers come from the VirtualFs (incremental).
+ *    A directory's size is reported as 0.
+ *  - fd_readdir lists ".", "..", then the entries sorted by name; the cookie
+ *    of an entry is its index + 1 in that order (a directory changed between
+ *    calls may therefore skip or repeat entries).
+ *  - fd_pwrite writes at the given offset even on an APPEND descriptor.
+ *  - An unlinked file stays readable/writable through descriptors already open.
+ *  - Reading, writing, seeking or resizing a directory fd gives EISDIR; a
+ *    directory fd whose directory was removed resolves no paths (ENOENT).
+ *  - Files grow up to `VirtualFs.maxFileSize` (EFBIG beyond); there is no
+ *    limit on the total size or the number of files.
+ *  - poll_oneoff reports file and directory fds as always ready (nbytes 0).
  *
  * Every value the guest can observe that is not a pure function of the
  * options (clocks, randomness) is obtained through `Nondeterminism`, so a
@@ -18,7 +40,9 @@
  *  - Any function not listed in `WasiHost.provided` is absent from `imports`,
  *    so a loader can refuse modules importing it.
  */
-import { randomFillSync } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
 
 export const WASI_MODULE = 'wasi_snapshot_preview1';
 
@@ -93,6 +117,8 @@ export interface WasiOptions {
   stderr(bytes: Uint8Array): void;
   /** default liveNondeterminism */
   nondeterminism?: Nondeterminism;
+  /** preopened as fd 3 ("/") and mutated in place; default an empty VirtualFs */
+  fs?: VirtualFs;
 }
 
 /** Thrown by proc_exit; unwinds the guest out of its entry point. */
@@ -108,13 +134,50 @@ export class WasiExit extends Error {
 // errno (preview1 `errno` enum, u16)
 const ESUCCESS = 0;
 const EBADF = 8;
+const EEXIST = 20;
 const EFAULT = 21;
+const EFBIG = 22;
+const EILSEQ = 25;
 const EINVAL = 28;
+const EISDIR = 31;
+const EMFILE = 33;
+const ENAMETOOLONG = 37;
+const ENOENT = 44;
+const ENOTDIR = 54;
+const ENOTEMPTY = 55;
 const ESPIPE = 70;
 const ENOTCAPABLE = 76;
 
 // filetype
 const FILETYPE_CHARACTER_DEVICE = 2;
+const FILETYPE_DIRECTORY = 3;
+const FILETYPE_REGULAR_FILE = 4;
+
+// oflags
+const OFLAGS_CREAT = 1;
+const OFLAGS_DIRECTORY = 2;
+const OFLAGS_EXCL = 4;
+const OFLAGS_TRUNC = 8;
+const OFLAGS_ALL = 0xf;
+// lookupflags: symlink_follow (there are no symlinks)
+const LOOKUP_ALL = 1;
+// fdflags
+const FDFLAGS_APPEND = 1;
+// whence
+const WHENCE_SET = 0;
+const WHENCE_CUR = 1;
+const WHENCE_END = 2;
+// preopentype
+const PREOPENTYPE_DIR = 0;
+
+/** the preopened directory's fd and name */
+const PREOPEN_FD = 3;
+const PREOPEN_NAME = '/';
+/** the first fd handed out by path_open */
+const FIRST_FREE_FD = 4;
+const MAX_FDS = 1024;
+const MAX_PATH = 4096;
+const MAX_NAME = 255;
 
 // eventtype
 const EVENTTYPE_CLOCK = 0;
@@ -134,6 +197,8 @@ const RIGHTS_ALL = (1n << 30n) - 1n;
 const IOVEC_SIZE = 8;
 const FDSTAT_SIZE = 24;
 const FILESTAT_SIZE = 64;
+const PRESTAT_SIZE = 8;
+const DIRENT_SIZE = 24;
 const SUBSCRIPTION_SIZE = 48;
 const EVENT_SIZE = 32;
 
@@ -153,7 +218,19 @@ const PROVIDED = [
   'fd_prestat_get',
   'fd_prestat_dir_name',
   'fd_filestat_get',
+  'fd_filestat_set_size',
+  'fd_pread',
+  'fd_pwrite',
+  'fd_tell',
+  'fd_readdir',
+  'fd_sync',
+  'fd_datasync',
   'path_open',
+  'path_filestat_get',
+  'path_create_directory',
+  'path_remove_directory',
+  'path_unlink_file',
+  'path_rename',
   'clock_time_get',
   'clock_res_get',
   'random_get',
@@ -184,8 +261,20 @@ interface Iovec {
   len: number;
 }
 
-interface StdFd {
-  flags: number;
+/** An open descriptor: stdio, a regular file (with its offset) or a directory. */
+type FdEntry =
+  | { kind: 'stdio'; flags: number }
+  | { kind: 'file'; node: VfsFile; offset: number; flags: number }
+  | { kind: 'dir'; node: VfsDir; flags: number; preopen: string | null };
+
+/** A resolved path: the directory holding the last component, its name, and the node if it exists. */
+interface Resolved {
+  /** null when the last component is '.' or '..' (it names a directory that cannot be created or removed by name) */
+  parent: VfsDir | null;
+  name: string;
+  node: VfsNode | undefined;
+  /** the path ended in '/' */
+  slash: boolean;
 }
 
 type Sub =
@@ -201,6 +290,235 @@ interface Ev {
 }
 
 const u32 = (x: number): number => x >>> 0;
+const isErrno = (x: unknown): x is number => typeof x === 'number';
+
+// ---------------------------------------------------------------------------
+// In-memory virtual filesystem
+
+/** A regular file: `data` has spare capacity past `size`, grown as written. */
+export interface VfsFile {
+  readonly kind: 'file';
+  readonly ino: bigint;
+  parent: VfsDir | null;
+  name: string;
+  data: Uint8Array;
+  size: number;
+  /** cached sha256 (hex) of the contents; null after a change */
+  hash: string | null;
+}
+
+export interface VfsDir {
+  readonly kind: 'dir';
+  readonly ino: bigint;
+  /** null for the root and for a removed directory */
+  parent: VfsDir | null;
+  name: string;
+  readonly entries: Map<string, VfsNode>;
+}
+
+export type VfsNode = VfsFile | VfsDir;
+
+const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * An in-memory directory tree, part of a guest VM's state. A `WasiHost`
+ * preopens it as fd 3 under the name "/" and mutates it in place (use
+ * `clone()` to keep an original). No symlinks, hard links, permissions or
+ * timestamps exist (every timestamp reads as 0). Inode numbers are assigned
+ * incrementally at creation (the root is 1), so the same sequence of
+ * operations always gives the same numbers.
+ */
+export class VirtualFs {
+  /** the largest size a file may reach (EFBIG beyond) */
+  readonly maxFileSize: number;
+  readonly root: VfsDir;
+  private nextIno = 1n;
+
+  constructor(opts: { maxFileSize?: number } = {}) {
+    this.maxFileSize = opts.maxFileSize ?? 256 * 1024 * 1024;
+    this.root = this.newDir(null, '');
+  }
+
+  /** Builds a tree from `{ 'a.txt': bytes, 'sub/b.txt': bytes }` (strings are UTF-8 encoded); parent directories are created as needed, a key ending in '/' makes an empty directory. */
+  static fromEntries(entries: Record<string, Uint8Array | string>, opts: { maxFileSize?: number } = {}): VirtualFs {
+    const fs = new VirtualFs(opts);
+    for (const key of Object.keys(entries).sort(byName)) {
+      const value = entries[key]!;
+      if (key.endsWith('/')) fs.mkdirp(key);
+      else fs.writeFile(key, typeof value === 'string' ? new TextEncoder().encode(value) : value);
+    }
+    return fs;
+  }
+
+  /**
+   * Loads a host directory recursively (names sorted, so inode numbers are
+   * reproducible). Only directories and regular files are copied; symlinks and
+   * special files are skipped, so nothing outside `path` is ever read.
+   */
+  static fromHostDir(path: string, opts: { maxFileSize?: number } = {}): VirtualFs {
+    const vfs = new VirtualFs(opts);
+    const load = (hostDir: string, dir: VfsDir): void => {
+      for (const name of readdirSync(hostDir).sort(byName)) {
+        const full = joinPath(hostDir, name);
+        const st = lstatSync(full);
+        if (st.isDirectory()) {
+          const d = vfs.newDir(dir, name);
+          dir.entries.set(name, d);
+          load(full, d);
+        } else if (st.isFile()) {
+          const bytes = new Uint8Array(readFileSync(full));
+          if (bytes.length > vfs.maxFileSize) throw new RangeError(`${full}: larger than maxFileSize`);
+          const f = vfs.newFile(dir, name);
+          f.data = bytes;
+          f.size = bytes.length;
+          dir.entries.set(name, f);
+        }
+      }
+    };
+    if (!lstatSync(path).isDirectory()) throw new Error(`${path} is not a directory`);
+    load(path, vfs.root);
+    return vfs;
+  }
+
+  /** A deep copy with the same inode numbers. */
+  clone(): VirtualFs {
+    const copy = new VirtualFs({ maxFileSize: this.maxFileSize });
+    copy.nextIno = this.nextIno;
+    const walk = (from: VfsDir, to: VfsDir): void => {
+      for (const [name, n] of from.entries) {
+        if (n.kind === 'dir') {
+          const d: VfsDir = { kind: 'dir', ino: n.ino, parent: to, name, entries: new Map() };
+          to.entries.set(name, d);
+          walk(n, d);
+        } else {
+          to.entries.set(name, { kind: 'file', ino: n.ino, parent: to, name, data: n.data.slice(0, n.size), size: n.size, hash: n.hash });
+        }
+      }
+    };
+    walk(this.root, copy.root);
+    return copy;
+  }
+
+  /** @internal */
+  newDir(parent: VfsDir | null, name: string): VfsDir {
+    return { kind: 'dir', ino: this.nextIno++, parent, name, entries: new Map() };
+  }
+
+  /** @internal */
+  newFile(parent: VfsDir, name: string): VfsFile {
+    return { kind: 'file', ino: this.nextIno++, parent, name, data: new Uint8Array(0), size: 0, hash: null };
+  }
+
+  private lookup(path: string): VfsNode | undefined {
+    let cur: VfsNode = this.root;
+    for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+      if (cur.kind !== 'dir') return undefined;
+      const next: VfsNode | undefined = cur.entries.get(part);
+      if (!next) return undefined;
+      cur = next;
+    }
+    return cur;
+  }
+
+  /** Creates the directory `path` and its missing parents ('/'-separated, relative to the root). */
+  mkdirp(path: string): VfsDir {
+    let cur = this.root;
+    for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+      if (part === '..') throw new Error(`VirtualFs: '..' not allowed: ${path}`);
+      const next = cur.entries.get(part);
+      if (next?.kind === 'file') throw new Error(`VirtualFs: ${path}: a file is in the way`);
+      if (next) cur = next;
+      else {
+        const d = this.newDir(cur, part);
+        cur.entries.set(part, d);
+        cur = d;
+      }
+    }
+    return cur;
+  }
+
+  /** Creates or replaces a file (parent directories created as needed). */
+  writeFile(path: string, bytes: Uint8Array): void {
+    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+    const name = parts.pop();
+    if (!name || name === '..') throw new Error(`VirtualFs: bad file path ${JSON.stringify(path)}`);
+    if (bytes.length > this.maxFileSize) throw new RangeError(`VirtualFs: ${path}: larger than maxFileSize`);
+    const dir = this.mkdirp(parts.join('/'));
+    let f = dir.entries.get(name);
+    if (f?.kind === 'dir') throw new Error(`VirtualFs: ${path} is a directory`);
+    if (!f) {
+      f = this.newFile(dir, name);
+      dir.entries.set(name, f);
+    }
+    f.data = bytes.slice();
+    f.size = bytes.length;
+    f.hash = null;
+  }
+
+  /** A copy of a file's contents, or undefined if `path` is not a file. */
+  readFile(path: string): Uint8Array | undefined {
+    const n = this.lookup(path);
+    return n?.kind === 'file' ? n.data.slice(0, n.size) : undefined;
+  }
+
+  /** The sorted entry names of a directory, or undefined if `path` is not a directory. */
+  list(path = ''): string[] | undefined {
+    const n = this.lookup(path);
+    return n?.kind === 'dir' ? [...n.entries.keys()].sort(byName) : undefined;
+  }
+
+  /**
+   * A canonical encoding of the whole tree for state digests: JSON of the
+   * next inode number and every node sorted by path ('.' is the root):
+   * `[path, 'd', ino]` or `[path, 'f', ino, size, sha256hex]`.
+   */
+  snapshot(): string {
+    const rows: (string | number)[][] = [];
+    const walk = (dir: VfsDir, prefix: string): void => {
+      rows.push([prefix === '' ? '.' : prefix, 'd', Number(dir.ino)]);
+      for (const [name, n] of dir.entries) {
+        const p = prefix === '' ? name : `${prefix}/${name}`;
+        if (n.kind === 'dir') walk(n, p);
+        else rows.push([p, 'f', Number(n.ino), n.size, fileHash(n)]);
+      }
+    };
+    walk(this.root, '');
+    rows.sort((a, b) => byName(a[0] as string, b[0] as string));
+    return JSON.stringify({ nextIno: Number(this.nextIno), nodes: rows });
+  }
+}
+
+/** sha256 (hex) of a file's contents, cached until the next change */
+export function fileHash(f: VfsFile): string {
+  if (f.hash === null) f.hash = createHash('sha256').update(f.data.subarray(0, f.size)).digest('hex');
+  return f.hash;
+}
+
+/** The path of a node from the root ('.' for the root), or null if it is no longer linked into the tree. */
+export function vfsPath(fs: VirtualFs, n: VfsNode): string | null {
+  const parts: string[] = [];
+  let cur: VfsNode = n;
+  while (cur !== fs.root) {
+    if (!cur.parent || cur.parent.entries.get(cur.name) !== cur) return null;
+    parts.push(cur.name);
+    cur = cur.parent;
+  }
+  return parts.length === 0 ? '.' : parts.reverse().join('/');
+}
+
+/** Resizes a file's contents to `size` bytes (zero-filled when growing), keeping spare capacity up to `limit`. Bytes past `size` are always 0. */
+function resizeFile(f: VfsFile, size: number, limit: number): void {
+  if (size > f.data.length) {
+    const cap = Math.max(size, Math.min(Math.max(f.data.length * 2, 64), limit));
+    const grown = new Uint8Array(cap);
+    grown.set(f.data.subarray(0, f.size));
+    f.data = grown;
+  } else if (size < f.size) {
+    f.data.fill(0, size, f.size);
+  }
+  f.size = size;
+  f.hash = null;
+}
 
 function encodeCStrings(strings: readonly string[], what: string): { list: Uint8Array[]; size: number } {
   const enc = new TextEncoder();
@@ -218,6 +536,19 @@ function encodeCStrings(strings: readonly string[], what: string): { list: Uint8
   return { list, size };
 }
 
+function fileType(f: FdEntry): number {
+  return f.kind === 'stdio' ? FILETYPE_CHARACTER_DEVICE : f.kind === 'dir' ? FILETYPE_DIRECTORY : FILETYPE_REGULAR_FILE;
+}
+
+/** filestat: dev 0, the inode, the type, nlink 1, the size (0 for a directory), and atim/mtim/ctim always 0 (no clock is read). */
+function writeFilestat(g: Guest, ptr: number, node: VfsNode): void {
+  g.u8.fill(0, ptr, ptr + FILESTAT_SIZE);
+  g.dv.setBigUint64(ptr + 8, node.ino, true);
+  g.dv.setUint8(ptr + 16, node.kind === 'dir' ? FILETYPE_DIRECTORY : FILETYPE_REGULAR_FILE);
+  g.dv.setBigUint64(ptr + 24, 1n, true);
+  g.dv.setBigUint64(ptr + 32, node.kind === 'file' ? BigInt(node.size) : 0n, true);
+}
+
 export class WasiHost {
   /** names of the preview1 functions this host provides */
   static readonly provided: ReadonlySet<string> = new Set<string>(PROVIDED);
@@ -233,12 +564,10 @@ export class WasiHost {
   private readonly nd: Nondeterminism;
   private readonly out: (bytes: Uint8Array) => void;
   private readonly err: (bytes: Uint8Array) => void;
-  /** open descriptors; only stdio exists, and it can be closed */
-  private readonly fds = new Map<number, StdFd>([
-    [0, { flags: 0 }],
-    [1, { flags: 0 }],
-    [2, { flags: 0 }],
-  ]);
+  /** the filesystem preopened as fd 3 */
+  readonly fs: VirtualFs;
+  /** open descriptors: stdio, the preopen, and whatever path_open opened; any can be closed */
+  private readonly fds = new Map<number, FdEntry>();
 
   constructor(opts: WasiOptions) {
     this.args = encodeCStrings(opts.args, 'argument');
@@ -251,6 +580,9 @@ export class WasiHost {
     this.out = opts.stdout;
     this.err = opts.stderr;
     this.nd = opts.nondeterminism ?? liveNondeterminism;
+    this.fs = opts.fs ?? new VirtualFs();
+    for (const fd of [0, 1, 2]) this.fds.set(fd, { kind: 'stdio', flags: 0 });
+    this.fds.set(PREOPEN_FD, { kind: 'dir', node: this.fs.root, flags: 0, preopen: PREOPEN_NAME });
 
     const table: Record<ProvidedName, HostFn> = {
       args_get: (argv: number, buf: number) => this.writeCStrings(this.args.list, this.args.size, u32(argv), u32(buf)),
@@ -265,8 +597,19 @@ export class WasiHost {
       fd_read: (fd: number, iovs: number, iovsLen: number, nread: number) =>
         this.fdRead(u32(fd), u32(iovs), u32(iovsLen), u32(nread)),
       fd_close: (fd: number) => (this.fds.delete(u32(fd)) ? ESUCCESS : EBADF),
-      fd_seek: (fd: number, _offset: bigint, _whence: number, _newOffsetPtr: number) =>
-        this.fds.has(u32(fd)) ? ESPIPE : EBADF,
+      fd_seek: (fd: number, offset: bigint, whence: number, newOffsetPtr: number) =>
+        this.fdSeek(u32(fd), offset, u32(whence), u32(newOffsetPtr)),
+      fd_tell: (fd: number, ptr: number) => this.fdSeek(u32(fd), 0n, WHENCE_CUR, u32(ptr)),
+      fd_pread: (fd: number, iovs: number, iovsLen: number, offset: bigint, nread: number) =>
+        this.fdPread(u32(fd), u32(iovs), u32(iovsLen), BigInt.asUintN(64, offset), u32(nread)),
+      fd_pwrite: (fd: number, iovs: number, iovsLen: number, offset: bigint, nwritten: number) =>
+        this.fdPwrite(u32(fd), u32(iovs), u32(iovsLen), BigInt.asUintN(64, offset), u32(nwritten)),
+      fd_filestat_set_size: (fd: number, size: bigint) => this.fdFilestatSetSize(u32(fd), BigInt.asUintN(64, size)),
+      fd_readdir: (fd: number, buf: number, bufLen: number, cookie: bigint, bufused: number) =>
+        this.fdReaddir(u32(fd), u32(buf), u32(bufLen), BigInt.asUintN(64, cookie), u32(bufused)),
+      // Everything lives in memory: there is nothing to flush.
+      fd_sync: (fd: number) => (this.fds.has(u32(fd)) ? ESUCCESS : EBADF),
+      fd_datasync: (fd: number) => (this.fds.has(u32(fd)) ? ESUCCESS : EBADF),
       fd_fdstat_get: (fd: number, ptr: number) => this.fdFdstatGet(u32(fd), u32(ptr)),
       fd_fdstat_set_flags: (fd: number, flags: number) => {
         const f = this.fds.get(u32(fd));
@@ -275,21 +618,29 @@ export class WasiHost {
         f.flags = flags & FDFLAGS_ALL;
         return ESUCCESS;
       },
-      // No preopened directories exist, so every fd answers "not a preopen".
-      fd_prestat_get: (_fd: number, _ptr: number) => EBADF,
-      fd_prestat_dir_name: (_fd: number, _path: number, _len: number) => EBADF,
+      fd_prestat_get: (fd: number, ptr: number) => this.fdPrestatGet(u32(fd), u32(ptr)),
+      fd_prestat_dir_name: (fd: number, path: number, len: number) => this.fdPrestatDirName(u32(fd), u32(path), u32(len)),
       fd_filestat_get: (fd: number, ptr: number) => this.fdFilestatGet(u32(fd), u32(ptr)),
       path_open: (
         dirfd: number,
-        _dirflags: number,
+        dirflags: number,
         path: number,
         pathLen: number,
-        _oflags: number,
+        oflags: number,
         _rightsBase: bigint,
         _rightsInheriting: bigint,
-        _fdflags: number,
+        fdflags: number,
         fdPtr: number,
-      ) => this.pathOpen(u32(dirfd), u32(path), u32(pathLen), u32(fdPtr)),
+      ) => this.pathOpen(u32(dirfd), u32(dirflags), u32(path), u32(pathLen), u32(oflags), u32(fdflags), u32(fdPtr)),
+      path_filestat_get: (fd: number, flags: number, path: number, pathLen: number, ptr: number) =>
+        this.pathFilestatGet(u32(fd), u32(flags), u32(path), u32(pathLen), u32(ptr)),
+      path_create_directory: (fd: number, path: number, pathLen: number) =>
+        this.pathCreateDirectory(u32(fd), u32(path), u32(pathLen)),
+      path_remove_directory: (fd: number, path: number, pathLen: number) =>
+        this.pathRemove(u32(fd), u32(path), u32(pathLen), 'dir'),
+      path_unlink_file: (fd: number, path: number, pathLen: number) => this.pathRemove(u32(fd), u32(path), u32(pathLen), 'file'),
+      path_rename: (fd: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number) =>
+        this.pathRename(u32(fd), u32(oldPath), u32(oldLen), u32(newFd), u32(newPath), u32(newLen)),
       clock_time_get: (id: number, _precision: bigint, ptr: number) => this.clockTimeGet(u32(id), u32(ptr)),
       clock_res_get: (id: number, ptr: number) => this.clockResGet(u32(id), u32(ptr)),
       random_get: (buf: number, len: number) => this.randomGet(u32(buf), u32(len)),
@@ -308,10 +659,24 @@ export class WasiHost {
     this.memory = memory;
   }
 
-  /** The state of the virtual devices (stdin position, open descriptors and their flags), canonically encoded for a state digest. */
+  /**
+   * The state of the virtual devices, canonically encoded for a state digest:
+   * stdin position, every open descriptor in fd order (kind, path, inode,
+   * offset, flags; for a file no longer linked into the tree, its size and
+   * sha256 instead of a path) and the filesystem's `snapshot()`.
+   */
   deviceState(): string {
-    const fds = [...this.fds.entries()].sort(([a], [b]) => a - b).map(([fd, f]) => [fd, f.flags]);
-    return JSON.stringify({ stdinPos: this.stdinPos, stdinBytes: this.stdin.length, fds });
+    const fds = [...this.fds.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([fd, f]) => {
+        if (f.kind === 'stdio') return [fd, 'stdio', f.flags];
+        const path = vfsPath(this.fs, f.node);
+        const where = path ?? (f.node.kind === 'file' ? `(unlinked ${f.node.size} ${fileHash(f.node)})` : '(removed)');
+        return f.kind === 'file'
+          ? [fd, 'file', where, Number(f.node.ino), f.offset, f.flags]
+          : [fd, 'dir', where, Number(f.node.ino), f.preopen, f.flags];
+      });
+    return JSON.stringify({ stdinPos: this.stdinPos, stdinBytes: this.stdin.length, fds, fs: this.fs.snapshot() });
   }
 
   private guest(): Guest {
@@ -357,6 +722,8 @@ export class WasiHost {
   }
 
   private fdWrite(fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
+    const f = this.fds.get(fd);
+    if (f && f.kind !== 'stdio') return this.fileWrite(f, iovs, iovsLen, null, nwrittenPtr);
     const sink = fd === 1 ? this.out : fd === 2 ? this.err : undefined;
     if (!sink || !this.fds.has(fd)) return EBADF;
     const g = this.guest();
@@ -382,6 +749,8 @@ export class WasiHost {
   }
 
   private fdRead(fd: number, iovs: number, iovsLen: number, nreadPtr: number): number {
+    const f = this.fds.get(fd);
+    if (f && f.kind !== 'stdio') return this.fileRead(f, iovs, iovsLen, null, nreadPtr);
     if (fd !== 0 || !this.fds.has(fd)) return EBADF;
     const g = this.guest();
     const list = this.readIovecs(g, iovs, iovsLen);
@@ -405,7 +774,7 @@ export class WasiHost {
     const g = this.guest();
     if (!g.ok(ptr, FDSTAT_SIZE)) return EFAULT;
     g.u8.fill(0, ptr, ptr + FDSTAT_SIZE);
-    g.dv.setUint8(ptr, FILETYPE_CHARACTER_DEVICE);
+    g.dv.setUint8(ptr, fileType(f));
     g.dv.setUint16(ptr + 2, f.flags, true);
     g.dv.setBigUint64(ptr + 8, RIGHTS_ALL, true);
     g.dv.setBigUint64(ptr + 16, RIGHTS_ALL, true);
@@ -413,20 +782,353 @@ export class WasiHost {
   }
 
   private fdFilestatGet(fd: number, ptr: number): number {
-    if (!this.fds.has(fd)) return EBADF;
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
     const g = this.guest();
     if (!g.ok(ptr, FILESTAT_SIZE)) return EFAULT;
-    // dev, ino, nlink, size and the timestamps are all reported as 0.
-    g.u8.fill(0, ptr, ptr + FILESTAT_SIZE);
-    g.dv.setUint8(ptr + 16, FILETYPE_CHARACTER_DEVICE);
+    if (f.kind === 'stdio') {
+      // dev, ino, nlink, size and the timestamps are all reported as 0.
+      g.u8.fill(0, ptr, ptr + FILESTAT_SIZE);
+      g.dv.setUint8(ptr + 16, FILETYPE_CHARACTER_DEVICE);
+    } else {
+      writeFilestat(g, ptr, f.node);
+    }
     return ESUCCESS;
   }
 
-  private pathOpen(dirfd: number, path: number, pathLen: number, fdPtr: number): number {
+  // ---- filesystem ----
+
+  private fdPrestatGet(fd: number, ptr: number): number {
+    const f = this.fds.get(fd);
+    if (!f || f.kind !== 'dir' || f.preopen === null) return EBADF;
+    const g = this.guest();
+    if (!g.ok(ptr, PRESTAT_SIZE)) return EFAULT;
+    g.u8.fill(0, ptr, ptr + PRESTAT_SIZE);
+    g.dv.setUint8(ptr, PREOPENTYPE_DIR);
+    g.dv.setUint32(ptr + 4, new TextEncoder().encode(f.preopen).length, true);
+    return ESUCCESS;
+  }
+
+  private fdPrestatDirName(fd: number, path: number, len: number): number {
+    const f = this.fds.get(fd);
+    if (!f || f.kind !== 'dir' || f.preopen === null) return EBADF;
+    const name = new TextEncoder().encode(f.preopen);
+    const g = this.guest();
+    if (!g.ok(path, len)) return EFAULT;
+    if (len < name.length) return ENAMETOOLONG;
+    g.u8.set(name, path);
+    return ESUCCESS;
+  }
+
+  /** The lowest free fd >= FIRST_FREE_FD, or EMFILE. */
+  private allocFd(): number {
+    if (this.fds.size >= MAX_FDS) return -EMFILE;
+    let fd = FIRST_FREE_FD;
+    while (this.fds.has(fd)) fd++;
+    return fd;
+  }
+
+  /** The directory a path is resolved against: EBADF if not open, ENOTDIR for a file, ENOTCAPABLE for stdio. */
+  private dirOf(fd: number): VfsDir | number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'stdio') return ENOTCAPABLE;
+    if (f.kind === 'file') return ENOTDIR;
+    return f.node;
+  }
+
+  /** Reads and decodes a guest path (the region must already be checked). */
+  private readPath(g: Guest, ptr: number, len: number): string | number {
+    if (len === 0) return ENOENT;
+    if (len > MAX_PATH) return ENAMETOOLONG;
+    let s: string;
+    try {
+      s = new TextDecoder('utf-8', { fatal: true }).decode(g.u8.subarray(ptr, ptr + len));
+    } catch {
+      return EILSEQ;
+    }
+    if (s.includes('\0')) return EINVAL;
+    return s;
+  }
+
+  /**
+   * Resolves `path` against `start`. Absolute paths, and any `..` that climbs
+   * above the preopen root (checked lexically first, so the answer does not
+   * depend on what exists), give ENOTCAPABLE.
+   */
+  private resolve(start: VfsDir, path: string): Resolved | number {
+    if (path.startsWith('/')) return ENOTCAPABLE;
+    const parts = path.split('/').filter((p) => p !== '');
+    const slash = path.endsWith('/');
+    let depth = 0;
+    for (let d: VfsDir | null = start; d && d !== this.fs.root; d = d.parent) depth++;
+    for (const p of parts) {
+      if (Buffer.byteLength(p) > MAX_NAME) return ENAMETOOLONG;
+      if (p === '..') {
+        if (--depth < 0) return ENOTCAPABLE;
+      } else if (p !== '.') depth++;
+    }
+    // a directory fd whose directory was removed resolves nothing
+    if (start !== this.fs.root && vfsPath(this.fs, start) === null) return ENOENT;
+    let cur: VfsDir = start;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i]!;
+      if (p === '.') continue;
+      if (p === '..') {
+        if (!cur.parent) return ENOENT;
+        cur = cur.parent;
+        continue;
+      }
+      const next = cur.entries.get(p);
+      if (!next) return ENOENT;
+      if (next.kind !== 'dir') return ENOTDIR;
+      cur = next;
+    }
+    const last = parts[parts.length - 1]!;
+    if (last === '.') return { parent: null, name: last, node: cur, slash };
+    if (last === '..') return cur.parent ? { parent: null, name: last, node: cur.parent, slash } : ENOENT;
+    return { parent: cur, name: last, node: cur.entries.get(last), slash };
+  }
+
+  /** Checks and reads a path argument and resolves it against a directory fd. */
+  private lookupPath(g: Guest, fd: number, ptr: number, len: number): Resolved | number {
+    const dir = this.dirOf(fd);
+    if (isErrno(dir)) return dir;
+    const path = this.readPath(g, ptr, len);
+    if (isErrno(path)) return path;
+    return this.resolve(dir, path);
+  }
+
+  private pathOpen(dirfd: number, dirflags: number, path: number, pathLen: number, oflags: number, fdflags: number, fdPtr: number): number {
     const g = this.guest();
     if (!g.ok(path, pathLen) || !g.ok(fdPtr, 4)) return EFAULT;
-    // No directory descriptors exist: stdio cannot resolve paths, anything else is not open.
-    return this.fds.has(dirfd) ? ENOTCAPABLE : EBADF;
+    if ((dirflags & ~LOOKUP_ALL) !== 0 || (oflags & 0xffff & ~OFLAGS_ALL) !== 0 || (fdflags & 0xffff & ~FDFLAGS_ALL) !== 0) {
+      return this.fds.has(dirfd) ? EINVAL : EBADF;
+    }
+    const r = this.lookupPath(g, dirfd, path, pathLen);
+    if (isErrno(r)) return r;
+    const fd = this.allocFd();
+    if (fd < 0) return -fd;
+    const flags = fdflags & FDFLAGS_ALL;
+    let node = r.node;
+    if (node) {
+      if ((oflags & OFLAGS_CREAT) !== 0 && (oflags & OFLAGS_EXCL) !== 0) return EEXIST;
+      if (node.kind === 'file') {
+        if ((oflags & OFLAGS_DIRECTORY) !== 0 || r.slash) return ENOTDIR;
+        if ((oflags & OFLAGS_TRUNC) !== 0) resizeFile(node, 0, this.fs.maxFileSize);
+      } else if ((oflags & (OFLAGS_TRUNC | OFLAGS_CREAT)) !== 0) {
+        return EISDIR;
+      }
+    } else {
+      if ((oflags & OFLAGS_CREAT) === 0) return ENOENT;
+      if ((oflags & OFLAGS_DIRECTORY) !== 0) return EINVAL;
+      if (r.slash) return EISDIR;
+      const parent = r.parent!;
+      node = this.fs.newFile(parent, r.name);
+      parent.entries.set(r.name, node);
+    }
+    this.fds.set(fd, node.kind === 'file' ? { kind: 'file', node, offset: 0, flags } : { kind: 'dir', node, flags, preopen: null });
+    g.dv.setUint32(fdPtr, fd, true);
+    return ESUCCESS;
+  }
+
+  /** Reads a file's bytes at `at` (or the fd's offset, advancing it) into the iovecs. */
+  private fileRead(f: Exclude<FdEntry, { kind: 'stdio' }>, iovs: number, iovsLen: number, at: bigint | null, nreadPtr: number): number {
+    const g = this.guest();
+    const list = this.readIovecs(g, iovs, iovsLen);
+    if (!list || !g.ok(nreadPtr, 4)) return EFAULT;
+    if (f.kind === 'dir') return EISDIR;
+    const file = f.node;
+    let pos = at === null ? f.offset : at > BigInt(file.size) ? file.size : Number(at);
+    let n = 0;
+    for (const v of list) {
+      const take = Math.max(0, Math.min(file.size - pos, v.len));
+      if (take === 0) break;
+      g.u8.set(file.data.subarray(pos, pos + take), v.ptr);
+      pos += take;
+      n += take;
+    }
+    if (at === null) f.offset = pos;
+    g.dv.setUint32(nreadPtr, n, true);
+    return ESUCCESS;
+  }
+
+  /** Writes the iovecs into a file at `at` (or the fd's offset / the end for APPEND, advancing it). */
+  private fileWrite(f: Exclude<FdEntry, { kind: 'stdio' }>, iovs: number, iovsLen: number, at: bigint | null, nwrittenPtr: number): number {
+    const g = this.guest();
+    const list = this.readIovecs(g, iovs, iovsLen);
+    if (!list || !g.ok(nwrittenPtr, 4)) return EFAULT;
+    if (f.kind === 'dir') return EISDIR;
+    const file = f.node;
+    let total = 0;
+    for (const v of list) total += v.len;
+    if (total > U32_MAX) return EINVAL;
+    const start = at !== null ? at : BigInt((f.flags & FDFLAGS_APPEND) !== 0 ? file.size : f.offset);
+    if (start + BigInt(total) > BigInt(this.fs.maxFileSize)) return EFBIG;
+    let pos = Number(start);
+    if (total > 0) {
+      if (pos + total > file.size) resizeFile(file, pos + total, this.fs.maxFileSize);
+      for (const v of list) {
+        file.data.set(g.u8.subarray(v.ptr, v.ptr + v.len), pos);
+        pos += v.len;
+      }
+      file.hash = null;
+    }
+    if (at === null) f.offset = pos;
+    g.dv.setUint32(nwrittenPtr, total, true);
+    return ESUCCESS;
+  }
+
+  private fdPread(fd: number, iovs: number, iovsLen: number, offset: bigint, nreadPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'stdio') return ESPIPE;
+    return this.fileRead(f, iovs, iovsLen, offset, nreadPtr);
+  }
+
+  private fdPwrite(fd: number, iovs: number, iovsLen: number, offset: bigint, nwrittenPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'stdio') return ESPIPE;
+    return this.fileWrite(f, iovs, iovsLen, offset, nwrittenPtr);
+  }
+
+  /** fd_seek and fd_tell (which is a seek by 0 from CUR): offsets beyond the end are allowed. */
+  private fdSeek(fd: number, offset: bigint, whence: number, newOffsetPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'stdio') return ESPIPE;
+    const g = this.guest();
+    if (!g.ok(newOffsetPtr, 8)) return EFAULT;
+    if (f.kind === 'dir') return EISDIR;
+    const delta = BigInt.asIntN(64, offset);
+    let base: number;
+    if ((whence & 0xff) === WHENCE_SET) base = 0;
+    else if ((whence & 0xff) === WHENCE_CUR) base = f.offset;
+    else if ((whence & 0xff) === WHENCE_END) base = f.node.size;
+    else return EINVAL;
+    const next = BigInt(base) + delta;
+    if (next < 0n || next > BigInt(Number.MAX_SAFE_INTEGER)) return EINVAL;
+    f.offset = Number(next);
+    g.dv.setBigUint64(newOffsetPtr, next, true);
+    return ESUCCESS;
+  }
+
+  private fdFilestatSetSize(fd: number, size: bigint): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'dir') return EISDIR;
+    if (f.kind === 'stdio') return EINVAL;
+    if (size > BigInt(this.fs.maxFileSize)) return EFBIG;
+    resizeFile(f.node, Number(size), this.fs.maxFileSize);
+    return ESUCCESS;
+  }
+
+  private fdReaddir(fd: number, buf: number, bufLen: number, cookie: bigint, bufusedPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind !== 'dir') return ENOTDIR;
+    const g = this.guest();
+    if (!g.ok(buf, bufLen) || !g.ok(bufusedPtr, 4)) return EFAULT;
+    const dir = f.node;
+    const names = [...dir.entries.keys()].sort(byName);
+    const list: [string, VfsNode][] = [
+      ['.', dir],
+      ['..', dir.parent ?? dir],
+      ...names.map((n): [string, VfsNode] => [n, dir.entries.get(n)!]),
+    ];
+    const enc = new TextEncoder();
+    // Serialize entries from the cookie on, copying the part that fits (the last entry truncated) straight into the checked buffer.
+    let used = 0;
+    for (let i = cookie > BigInt(list.length) ? list.length : Number(cookie); i < list.length && used < bufLen; i++) {
+      const [name, node] = list[i]!;
+      const nameBytes = enc.encode(name);
+      const ent = new Uint8Array(DIRENT_SIZE + nameBytes.length);
+      const edv = new DataView(ent.buffer);
+      edv.setBigUint64(0, BigInt(i + 1), true);
+      edv.setBigUint64(8, node.ino, true);
+      edv.setUint32(16, nameBytes.length, true);
+      edv.setUint8(20, node.kind === 'dir' ? FILETYPE_DIRECTORY : FILETYPE_REGULAR_FILE);
+      ent.set(nameBytes, DIRENT_SIZE);
+      const take = Math.min(ent.length, bufLen - used);
+      g.u8.set(ent.subarray(0, take), buf + used);
+      used += take;
+    }
+    g.dv.setUint32(bufusedPtr, used, true);
+    return ESUCCESS;
+  }
+
+  private pathFilestatGet(fd: number, flags: number, path: number, pathLen: number, ptr: number): number {
+    const g = this.guest();
+    if (!g.ok(path, pathLen) || !g.ok(ptr, FILESTAT_SIZE)) return EFAULT;
+    if ((flags & ~LOOKUP_ALL) !== 0) return this.fds.has(fd) ? EINVAL : EBADF;
+    const r = this.lookupPath(g, fd, path, pathLen);
+    if (isErrno(r)) return r;
+    if (!r.node) return ENOENT;
+    if (r.slash && r.node.kind !== 'dir') return ENOTDIR;
+    writeFilestat(g, ptr, r.node);
+    return ESUCCESS;
+  }
+
+  private pathCreateDirectory(fd: number, path: number, pathLen: number): number {
+    const g = this.guest();
+    if (!g.ok(path, pathLen)) return EFAULT;
+    const r = this.lookupPath(g, fd, path, pathLen);
+    if (isErrno(r)) return r;
+    if (r.node || !r.parent) return EEXIST;
+    r.parent.entries.set(r.name, this.fs.newDir(r.parent, r.name));
+    return ESUCCESS;
+  }
+
+  /** path_remove_directory (want 'dir') and path_unlink_file (want 'file') */
+  private pathRemove(fd: number, path: number, pathLen: number, want: 'dir' | 'file'): number {
+    const g = this.guest();
+    if (!g.ok(path, pathLen)) return EFAULT;
+    const r = this.lookupPath(g, fd, path, pathLen);
+    if (isErrno(r)) return r;
+    const node = r.node;
+    if (!node) return ENOENT;
+    if (want === 'dir') {
+      if (node.kind !== 'dir') return ENOTDIR;
+      if (!r.parent || node === this.fs.root) return EINVAL; // '.', '..' or the preopen itself
+      if (node.entries.size > 0) return ENOTEMPTY;
+    } else {
+      if (node.kind === 'dir') return EISDIR;
+      if (r.slash) return ENOTDIR;
+    }
+    r.parent!.entries.delete(r.name);
+    node.parent = null;
+    return ESUCCESS;
+  }
+
+  private pathRename(fd: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number): number {
+    const g = this.guest();
+    if (!g.ok(oldPath, oldLen) || !g.ok(newPath, newLen)) return EFAULT;
+    const from = this.lookupPath(g, fd, oldPath, oldLen);
+    if (isErrno(from)) return from;
+    const to = this.lookupPath(g, newFd, newPath, newLen);
+    if (isErrno(to)) return to;
+    const node = from.node;
+    if (!node) return ENOENT;
+    if (!from.parent || !to.parent || node === this.fs.root) return EINVAL; // '.' or '..' at either end
+    if (node.kind === 'file' && (from.slash || to.slash)) return ENOTDIR;
+    const target = to.node;
+    if (target === node) return ESUCCESS;
+    if (node.kind === 'dir') {
+      // not into itself or its own subtree
+      for (let d: VfsDir | null = to.parent; d; d = d.parent) if (d === node) return EINVAL;
+    }
+    if (target) {
+      if (node.kind === 'dir' && target.kind !== 'dir') return ENOTDIR;
+      if (node.kind === 'file' && target.kind === 'dir') return EISDIR;
+      if (target.kind === 'dir' && target.entries.size > 0) return ENOTEMPTY;
+      target.parent = null;
+    }
+    from.parent.entries.delete(from.name);
+    to.parent.entries.set(to.name, node);
+    node.parent = to.parent;
+    node.name = to.name;
+    return ESUCCESS;
   }
 
   // ---- clocks / random ----

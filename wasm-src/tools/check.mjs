@@ -24,6 +24,11 @@ const EXTRA_IMPORTS = {
   entropy: new Set(['clock_time_get', 'fd_read', 'random_get']),
   // asclock reads Date.now / process.hrtime / Math.random via the wasi-shim
   asclock: new Set(['clock_time_get', 'random_get']),
+  // fsdemo uses wasi-libc stdio/dirent on the preopened directory
+  fsdemo: new Set([
+    'fd_close', 'fd_fdstat_get', 'fd_fdstat_set_flags', 'fd_prestat_get', 'fd_prestat_dir_name', 'fd_read', 'fd_readdir', 'fd_seek',
+    'path_create_directory', 'path_open', 'path_remove_directory', 'path_rename', 'path_unlink_file',
+  ]),
 };
 
 let dir = join(root, 'guests');

@@ -188,3 +188,26 @@ it('one large write spans several output entries and replays exactly', async () 
   expect(Buffer.concat(out).toString()).toBe(r.stdout);
   expect(replay.digest).toBe(r.run.digest);
 });
+
+it('the filesystem is part of the log: a guest that reads and writes files replays from the log alone', async () => {
+  const { VirtualFs } = await import('../host/runtime/wasi.ts');
+  const g = samples().find((s) => s.name === 'fsdemo')!;
+  const bytes = sampleBytes(g);
+  const big = new Uint8Array(600_000).map((_, i) => i & 0xff);
+  const fs = VirtualFs.fromEntries({ 'input.txt': 'hello\n', 'data/big.bin': big });
+  fs.mkdirp('empty/dir');
+  const r = record(bytes, { args: ['fsdemo'], fs });
+  expect(r.stdout).toMatch(/input=6:/);
+  const files = r.entries.filter((e) => e.kind === 'file');
+  expect(files.map((e) => (e as Extract<LogEntry, { kind: 'file' }>).payload.path)).toContain('empty/dir');
+  const out: Uint8Array[] = [];
+  const replay = replayGuest(bytes, r.entries, { onStdout: (b) => out.push(b), cacheDir: null });
+  expect(Buffer.concat(out).toString()).toBe(r.stdout);
+  expect(replay.digest).toBe(r.run.digest);
+  // A different file in the log is a different VM: the final digest says so.
+  const changed = edited(r.entries, (es) => {
+    const f = es.find((e) => e.kind === 'file' && e.payload.path === 'input.txt') as Extract<LogEntry, { kind: 'file' }>;
+    f.payload = { ...f.payload, bytes: new TextEncoder().encode('HELLO\n') };
+  });
+  expect(() => replayGuest(bytes, changed, { cacheDir: null })).toThrow(DivergenceError);
+});

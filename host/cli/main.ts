@@ -7,6 +7,7 @@ import { runGuest, type RunResult } from '../runtime/guest.ts';
 import { resolveGuest } from '../runtime/samples.ts';
 import { DivergenceError, recordGuest, replayGuest } from '../runtime/record.ts';
 import { LogWriter } from '../log/writer.ts';
+import { VirtualFs } from '../runtime/wasi.ts';
 import { readLog } from '../log/format.ts';
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
@@ -34,6 +35,7 @@ options:
   --memory-limit-pages N  memory.grow fails beyond N 64 KiB pages (default ${DEFAULT_MEMORY_LIMIT_PAGES})
   --canonicalize-nans     make NaN bit patterns identical on every CPU kind
   --stdin FILE            bytes the guest reads on fd 0
+  --fs DIR                copy DIR into the guest's in-memory filesystem (preopened as "/")
   --env K=V               environment variable for the guest (repeatable)
   -h, --help              this text
 `;
@@ -48,6 +50,7 @@ output goes to ours; a summary goes to stderr.
 options:
   --log FILE              where the log is written (required)
   --stdin FILE            bytes the guest reads on fd 0
+  --fs DIR                copy DIR into the guest's in-memory filesystem (logged, so a replay needs no DIR)
   --env K=V               environment variable for the guest (repeatable)
   --digest-every N        log a state digest at the first check point at or past every N counts
                           (default 10000000)
@@ -151,6 +154,7 @@ function cmdRun(argv: string[]): number {
       'memory-limit-pages': { type: 'string' },
       'canonicalize-nans': { type: 'boolean' },
       stdin: { type: 'string' },
+      fs: { type: 'string' },
       env: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
@@ -177,6 +181,7 @@ function cmdRun(argv: string[]): number {
     args: [positionals[0]!, ...guestArgs],
     env,
     stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
+    fs: values.fs ? VirtualFs.fromHostDir(values.fs) : undefined,
     onStdout: (b) => process.stdout.write(b),
     onStderr: (b) => process.stderr.write(b),
     meter: meterOptions,
@@ -202,6 +207,7 @@ function cmdRecord(argv: string[]): number {
     options: {
       log: { type: 'string' },
       stdin: { type: 'string' },
+      fs: { type: 'string' },
       env: { type: 'string', multiple: true },
       'digest-every': { type: 'string' },
       'depth-limit': { type: 'string' },
@@ -226,6 +232,7 @@ function cmdRecord(argv: string[]): number {
       args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
       env: parseEnv(values.env),
       stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
+      fs: values.fs ? VirtualFs.fromHostDir(values.fs) : undefined,
       digestEvery: values['digest-every'] ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
       meter: {
         depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,

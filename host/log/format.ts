@@ -51,6 +51,8 @@ export interface EntryPayloads {
   clock: { clock: number; ns: bigint };
   /** random_get: the bytes handed to the guest */
   random: Uint8Array;
+  /** the VM's filesystem at start: a directory, or (part of) a file's contents, in canonical order */
+  file: { path: string; dir: boolean; bytes: Uint8Array };
   /** bytes the guest read from an input fd */
   input: { fd: number; bytes: Uint8Array };
   /** bytes the guest wrote to an output fd */
@@ -62,7 +64,7 @@ export interface EntryPayloads {
 }
 
 export type EntryKind = keyof EntryPayloads;
-export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'clock', 'random', 'input', 'output', 'digest', 'exit'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'digest', 'exit'];
 
 export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
@@ -199,6 +201,7 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     typeof p.canonicalizeNaNs === 'boolean',
   clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint',
   random: isBytes,
+  file: (p) => isObj(p) && typeof p.path === 'string' && typeof p.dir === 'boolean' && isBytes(p.bytes),
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   digest: isBytes,

@@ -15,7 +15,7 @@ import { EXPORT_GLOBAL_PREFIX, I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMI
 import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
-import { liveNondeterminism, type Nondeterminism } from './wasi.ts';
+import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
 import type { MeterHost } from './meter-host.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
@@ -49,6 +49,8 @@ export interface RecordOptions {
   onStderr?: (bytes: Uint8Array) => void;
   /** the live sources being recorded (default: the real clocks and randomness) */
   live?: Nondeterminism;
+  /** the VM's filesystem at start (default: empty) */
+  fs?: VirtualFs;
 }
 
 export interface RecordedRun extends RunResult {
@@ -109,6 +111,14 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
   log.append('start', 0n, start);
+  // The filesystem is logged in canonical order and the run starts from what a
+  // replay will rebuild from the log, so both assign the same inode numbers.
+  const tree = fsTree(opts.fs ?? new VirtualFs());
+  for (const node of tree) {
+    if (node.dir) log.append('file', 0n, { path: node.path, dir: true, bytes: new Uint8Array(0) });
+    else for (let at = 0; at <= node.bytes.length; at += CHUNK_BYTES) log.append('file', 0n, { path: node.path, dir: false, bytes: node.bytes.subarray(at, at + CHUNK_BYTES) });
+  }
+  const fs = fsFromTree(tree);
   // Large byte payloads span several entries at the same count (an entry's size is limited).
   appendChunked(log, 'input', 0n, 0, stdin);
   const recording: Nondeterminism = {
@@ -131,6 +141,7 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     args: opts.args,
     env,
     stdin,
+    fs,
     nondeterminism: recording,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),
@@ -156,6 +167,39 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
   log.append('digest', result.count!, digest);
   log.flush();
   return { ...result, digest: hex(digest) };
+}
+
+interface TreeNode {
+  path: string;
+  dir: boolean;
+  bytes: Uint8Array;
+}
+
+/** Every directory and file under the root, depth first in name order. */
+function fsTree(fs: VirtualFs): TreeNode[] {
+  const out: TreeNode[] = [];
+  const walk = (dir: string): void => {
+    for (const name of fs.list(dir) ?? []) {
+      const path = dir ? `${dir}/${name}` : name;
+      const bytes = fs.readFile(path);
+      if (bytes) out.push({ path, dir: false, bytes });
+      else {
+        out.push({ path, dir: true, bytes: new Uint8Array(0) });
+        walk(path);
+      }
+    }
+  };
+  walk('');
+  return out;
+}
+
+function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
+  const fs = new VirtualFs();
+  for (const n of tree) {
+    if (n.dir) fs.mkdirp(n.path);
+    else fs.writeFile(n.path, n.bytes);
+  }
+  return fs;
 }
 
 /** The most bytes one input, output or random entry carries. */
@@ -220,6 +264,23 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   };
+  const tree: TreeNode[] = [];
+  while (entries[at]?.kind === 'file') {
+    const e = take('file', 0n);
+    const { path, dir } = e.payload;
+    if (dir) {
+      tree.push({ path, dir, bytes: new Uint8Array(0) });
+      continue;
+    }
+    const parts = [e.payload.bytes];
+    while (parts.at(-1)!.length === CHUNK_BYTES) {
+      const next = take('file', 0n);
+      if (next.payload.path !== path || next.payload.dir) throw new DivergenceError(next, `the rest of ${path}`, next.payload.path);
+      parts.push(next.payload.bytes);
+    }
+    tree.push({ path, dir, bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
+  }
+  const fs = fsFromTree(tree);
   const stdinBytes = takeBytes('input', 0, 0n);
   const replaying: Nondeterminism = {
     clockNs(clock) {
@@ -275,6 +336,7 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     args: start.args,
     env: start.env,
     stdin: stdinBytes,
+    fs,
     nondeterminism: replaying,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),

@@ -131,3 +131,11 @@ describe('re-entrant calls from the host', () => {
     expect(sequential).toBe(500);
   });
 });
+
+describe('a guest in a worker thread', () => {
+  it('that never ends is stopped by the timeout, and the caller is told', async () => {
+    const started = Date.now();
+    await expect(runGuestInWorker(watBytes('infinite'), { timeoutMs: 1500 })).rejects.toMatchObject({ code: 'FTVM_ERR_WORKER_TIMEOUT' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+  }, 30_000);
+});

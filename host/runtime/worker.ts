@@ -15,6 +15,8 @@ export interface WorkerRunOptions {
   deadline?: bigint;
   /** native stack of the worker thread, in MiB (V8's default applies when absent) */
   stackSizeMb?: number;
+  /** terminate the worker and reject if the guest has not ended after this many milliseconds */
+  timeoutMs?: number;
 }
 
 interface Request {
@@ -52,17 +54,28 @@ function inWorker(bytes: Uint8Array, opts: WorkerRunOptions, mode: Request['mode
       resourceLimits: opts.stackSizeMb ? { stackSizeMb: opts.stackSizeMb } : undefined,
     });
     let settled = false;
+    const timer =
+      opts.timeoutMs === undefined
+        ? null
+        : setTimeout(() => {
+            settled = true;
+            void worker.terminate();
+            reject(Object.assign(new Error(`guest worker did not finish within ${opts.timeoutMs} ms`), { code: 'FTVM_ERR_WORKER_TIMEOUT' }));
+          }, opts.timeoutMs);
     worker.once('message', (reply: Reply) => {
+      if (settled) return;
       settled = true;
       void worker.terminate();
       if (reply.ok) resolve(reply);
       else reject(Object.assign(new Error(reply.message), { name: reply.name, code: reply.code }));
     });
     worker.once('error', (err) => {
+      if (settled) return;
       settled = true;
       reject(err);
     });
     worker.once('exit', (code) => {
+      if (timer) clearTimeout(timer);
       if (!settled) reject(new Error(`guest worker exited with code ${code} before replying`));
     });
   });

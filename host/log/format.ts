@@ -57,6 +57,8 @@ export interface EntryPayloads {
   input: { fd: number; bytes: Uint8Array };
   /** bytes the guest wrote to an output fd */
   output: { fd: number; bytes: Uint8Array };
+  /** an interrupt delivered to the guest at this count */
+  interrupt: { kind: number };
   /** a digest of the guest's state */
   digest: Uint8Array;
   /** the guest ended: exit code, or the trap's message */
@@ -64,7 +66,7 @@ export interface EntryPayloads {
 }
 
 export type EntryKind = keyof EntryPayloads;
-export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'digest', 'exit'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'digest', 'exit'];
 
 export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
@@ -204,6 +206,7 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
   file: (p) => isObj(p) && typeof p.path === 'string' && typeof p.dir === 'boolean' && isBytes(p.bytes),
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
+  interrupt: (p) => isObj(p) && isInt(p.kind),
   digest: isBytes,
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };

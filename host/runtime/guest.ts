@@ -4,6 +4,7 @@
 import { compileModule, EXPORT_FUEL, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
 import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type VirtualFs } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
+import { IO_FUNCTIONS, IO_MODULE } from './events.ts';
 
 export class GuestLoadError extends Error {
   constructor(
@@ -33,6 +34,8 @@ export interface RunOptions {
   fs?: VirtualFs;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;
+  /** the ftvm event ABI (`ftvm_io`); without it a guest that programs a timer is told interrupts need a recording host */
+  io?: { timer_set(periodNs: bigint): void };
   /** called once the guest is instantiated, right before `_start` runs */
   onStart?: (ctx: GuestContext) => void;
 }
@@ -73,6 +76,7 @@ export function checkImports(module: WebAssembly.Module): void {
   for (const imp of WebAssembly.Module.imports(module)) {
     const name = `${imp.module}.${imp.name}`;
     if (imp.module === WASI_MODULE && imp.kind === 'function' && WasiHost.provided.has(imp.name)) continue;
+    if (imp.module === IO_MODULE && imp.kind === 'function' && IO_FUNCTIONS.has(imp.name)) continue;
     if (imp.module === IMPORT_MODULE) {
       throw new GuestLoadError('FTVM_ERR_UNSUPPORTED_IMPORT', `the module imports "${name}" from the reserved module "ftvm"`);
     }
@@ -127,7 +131,14 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
   });
   const mh = new MeterHost();
   mh.onCheck = opts.onCheck ?? null;
-  const imports: WebAssembly.Imports = { [WASI_MODULE]: wasi.imports };
+  const imports: WebAssembly.Imports = {
+    [WASI_MODULE]: wasi.imports,
+    [IO_MODULE]: opts.io ?? {
+      timer_set: () => {
+        throw new GuestLoadError('FTVM_ERR_NO_INTERRUPTS', 'the guest programs a timer: interrupts are delivered under ftvm record/replay');
+      },
+    },
+  };
   const onHostCall = opts.onHostCall;
   if (onHostCall) {
     const wrapped: Record<string, (...a: never[]) => unknown> = {};

@@ -89,11 +89,24 @@ export class MeterHost {
     if (this.depth) this.depth.value = 0;
   }
 
+  /**
+   * Runs guest code (an exported interrupt handler) from inside a check point:
+   * it starts at the check point's count, and the guest resumes at the count
+   * the handler ended at.
+   */
+  runFromCheck(fn: () => void): void {
+    if (this.checkCount === null || !this.fuel) throw new Error('runFromCheck is only possible inside a check point');
+    // The handler's wrapper takes the count from the instance.
+    this.fuel.value = this.deadline - this.checkCount;
+    fn();
+    this.checkCount = this.deadline - (this.fuel.value as bigint);
+  }
+
   private check(fuel: bigint): bigint {
-    const count = this.deadline - fuel;
-    this.checkCount = count;
+    this.checkCount = this.deadline - fuel;
     try {
-      this.onCheck?.(count, this);
+      this.onCheck?.(this.checkCount, this);
+      const count = this.checkCount;
       if (count >= this.deadline) throw new DeadlineReached(count);
       return this.deadline - count;
     } finally {

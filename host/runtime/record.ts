@@ -16,6 +16,7 @@ import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
+import { INTERRUPT_EXPORT, LiveTimer, type InterruptSource } from './events.ts';
 import type { MeterHost } from './meter-host.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
@@ -51,6 +52,10 @@ export interface RecordOptions {
   live?: Nondeterminism;
   /** the VM's filesystem at start (default: empty) */
   fs?: VirtualFs;
+  /** where interrupts come from (default: a timer on the host's monotonic clock) */
+  interrupts?: InterruptSource;
+  /** while an interrupt can become due, the host looks at least every this many counts (default 100000) */
+  pollEvery?: bigint;
 }
 
 export interface RecordedRun extends RunResult {
@@ -84,18 +89,10 @@ function moduleHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Calls `fn(count)` at the first check point at or past every multiple of `every`. */
-function everyCounts(meter: MeterHost, every: bigint, fn: (count: bigint) => void): void {
-  const arm = (count: bigint): void => meter.setDeadline((count / every + 1n) * every);
-  meter.onCheck = (count) => {
-    fn(count);
-    arm(count);
-  };
-  arm(0n);
-}
-
 export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptions): RecordedRun {
   const live = opts.live ?? liveNondeterminism;
+  const source = opts.interrupts ?? new LiveTimer();
+  let rearm = (): void => {};
   const env = opts.env ?? {};
   const stdin = opts.stdin ?? new Uint8Array(0);
   const start: EntryPayloads['start'] = {
@@ -145,21 +142,49 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     nondeterminism: recording,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),
+    io: {
+      timer_set: (periodNs: bigint) => {
+        source.timerSet(periodNs);
+        rearm(); // a newly armed timer needs the check points visited from now on
+      },
+    },
     onStart: (c) => {
       ctx = c;
+      const meter = c.meter!;
       // Where digests fall is the recorder's choice (the replay follows the log), so it
       // can keep their cost bounded: hashing a large memory at every interval would
       // dominate the run.
       const budget = opts.digestBudget ?? 0.02;
+      const every = start.digestEvery;
+      const pollEvery = opts.pollEvery ?? 100_000n;
+      let nextDigest = every;
       let lastEnd = performance.now();
       let lastCost = 0;
-      everyCounts(c.meter!, start.digestEvery, (at) => {
-        if (lastCost > 0 && lastCost > budget * (performance.now() - lastEnd)) return;
-        const t = performance.now();
-        log.append('digest', at, stateDigest(c));
-        lastEnd = performance.now();
-        lastCost = lastEnd - t;
-      });
+      const handler = c.instance.exports[INTERRUPT_EXPORT];
+      const arm = (): void => {
+        const count = meter.count;
+        meter.setDeadline(source.armed() && count + pollEvery < nextDigest ? count + pollEvery : nextDigest);
+      };
+      rearm = arm;
+      meter.onCheck = (count) => {
+        if (count >= nextDigest) {
+          nextDigest = (count / every + 1n) * every;
+          if (!(lastCost > 0 && lastCost > budget * (performance.now() - lastEnd))) {
+            const t = performance.now();
+            log.append('digest', count, stateDigest(c));
+            lastEnd = performance.now();
+            lastCost = lastEnd - t;
+          }
+        }
+        if (typeof handler === 'function') {
+          for (const kind of source.poll(meter.count)) {
+            log.append('interrupt', meter.count, { kind });
+            meter.runFromCheck(() => (handler as (k: number) => void)(kind));
+          }
+        }
+        arm();
+      };
+      arm();
     },
   });
   const digest = stateDigest(ctx!);
@@ -305,28 +330,38 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     user?.(b);
   };
   const until = opts.until ?? null;
-  // The digests logged while the guest ran (the last one follows its exit), in order.
+  // What happened at check points while the guest ran (the last digest follows its exit), in order.
   const exitAt = entries.findIndex((e) => e.kind === 'exit');
-  const digests = entries.filter((e, i) => e.kind === 'digest' && (exitAt < 0 || i < exitAt));
-  let nextDigest = 0;
-  /** Stops at the check point of every logged digest, and at --until. */
-  const followDigests = (c: GuestContext): void => {
+  const scheduled = entries.filter((e, i) => (e.kind === 'digest' || e.kind === 'interrupt') && (exitAt < 0 || i < exitAt));
+  let next = 0;
+  /** Stops at the check point of every logged digest and interrupt, and at --until. */
+  const followLog = (c: GuestContext): void => {
     const meter = c.meter!;
+    const handler = c.instance.exports[INTERRUPT_EXPORT];
     const arm = (): void => {
-      const d = digests[nextDigest]?.count ?? null;
+      const d = scheduled[next]?.count ?? null;
       const target = d !== null && (until === null || d < until) ? d : until;
       meter.setDeadline(target ?? I64_MAX);
     };
-    meter.onCheck = (count) => {
-      const d = digests[nextDigest];
-      if (d && count >= d.count) {
-        // The recording logged a digest at a check point with exactly this count.
-        const e = take('digest', count);
-        const mine = stateDigest(c);
-        if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
-        nextDigest++;
+    meter.onCheck = () => {
+      // Everything the recording did at this check point, in its order; a
+      // handler moves the count on, and what follows must be at the new count.
+      while (scheduled[next] && meter.count >= scheduled[next]!.count) {
+        const kind = scheduled[next]!.kind;
+        if (kind === 'digest') {
+          const e = take('digest', meter.count);
+          const mine = stateDigest(c);
+          if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
+        } else {
+          const e = take('interrupt', meter.count);
+          if (typeof handler !== 'function') throw new DivergenceError(e, 'an interrupt handler', 'a guest without one');
+          next++;
+          meter.runFromCheck(() => (handler as (k: number) => void)(e.payload.kind));
+          continue;
+        }
+        next++;
       }
-      if (until !== null && count >= until) return; // the deadline stays: the guest stops here
+      if (until !== null && meter.count >= until) return; // the deadline stays: the guest stops here
       arm();
     };
     arm();
@@ -337,12 +372,14 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     env: start.env,
     stdin: stdinBytes,
     fs,
+    // The timer's ticks come from the log; programming it changes nothing here.
+    io: { timer_set: () => {} },
     nondeterminism: replaying,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),
     onStart: (c) => {
       ctx = c;
-      followDigests(c);
+      followLog(c);
     },
   });
   const digest = stateDigest(ctx!);

@@ -1,0 +1,64 @@
+// Interrupts: delivered only at check points, at an exact count that the
+// recording logs and the replay forces. Replays end in the same state for any
+// arrival pattern, and a tick moved by one count in the log is caught.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { LogWriter } from '../host/log/writer.ts';
+import { encodeFrame, encodeHeader, readLog, type LogEntry } from '../host/log/format.ts';
+import { DivergenceError, recordGuest, replayGuest, type RecordOptions } from '../host/runtime/record.ts';
+import { LiveTimer, ScriptedTicks } from '../host/runtime/events.ts';
+import { runGuest } from '../host/runtime/guest.ts';
+import { watBytes } from './helpers.ts';
+
+const timer = watBytes('timer');
+
+function record(opts: Partial<RecordOptions>) {
+  const chunks: Uint8Array[] = [];
+  const run = recordGuest(timer, new LogWriter((b) => chunks.push(b)), { args: ['timer'], meter: { cacheDir: null }, ...opts });
+  return { run, entries: readLog(Buffer.concat(chunks)) };
+}
+
+const interrupts = (entries: LogEntry[]) => entries.filter((e) => e.kind === 'interrupt');
+
+describe('interrupts', () => {
+  it('arrive at the first check point at or past their time and replay at the same counts (property, seeded)', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.bigInt({ min: 100n, max: 23_000_000n }), { maxLength: 12 }), (arrivals) => {
+        const sorted = [...arrivals].sort((a, b) => (a < b ? -1 : 1));
+        const r = record({ interrupts: new ScriptedTicks(sorted), pollEvery: 50_000n });
+        const ticks = interrupts(r.entries);
+        expect(ticks.length).toBe(sorted.length);
+        // each arrives no earlier than scheduled (the timer is on from count 3), and at most one poll interval (plus a loop iteration) later
+        ticks.forEach((t, i) => {
+          expect(t.count >= sorted[i]!).toBe(true);
+          expect(t.count - sorted[i]! <= 50_000n + 16n).toBe(true);
+        });
+        expect(r.run.exitCode).toBe(sorted.length);
+        const replay = replayGuest(timer, r.entries, { cacheDir: null });
+        expect(replay).toMatchObject({ exitCode: r.run.exitCode, count: r.run.count, digest: r.run.digest });
+      }),
+      { seed: 7, numRuns: 25 },
+    );
+  }, 120_000);
+
+  it('a tick moved by one count in the log is a divergence', () => {
+    const r = record({ interrupts: new ScriptedTicks([1_000_000n, 5_000_000n]) });
+    const copy = r.entries.map((e) => ({ ...e }) as LogEntry);
+    const i = copy.findIndex((e) => e.kind === 'interrupt');
+    copy[i] = { ...copy[i]!, count: copy[i]!.count + 1n } as LogEntry;
+    const moved = readLog(Buffer.concat([encodeHeader(), encodeFrame(copy)]));
+    expect(() => replayGuest(timer, moved, { cacheDir: null })).toThrow(DivergenceError);
+    expect(() => replayGuest(timer, moved, { cacheDir: null })).toThrow(/interrupt at count/);
+  });
+
+  it('a live timer on the host clock: the recording decides when, the replay follows', () => {
+    const r = record({ interrupts: new LiveTimer() });
+    const replay = replayGuest(timer, r.entries, { cacheDir: null });
+    expect(replay).toMatchObject({ exitCode: r.run.exitCode, count: r.run.count, digest: r.run.digest });
+    expect(interrupts(r.entries).length).toBe(r.run.exitCode);
+  });
+
+  it('without a recording host, a guest that programs a timer is told why it cannot run', () => {
+    expect(() => runGuest(timer, { meter: { cacheDir: null } })).toThrow(/interrupts are delivered under ftvm record/);
+  });
+});

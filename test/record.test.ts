@@ -211,3 +211,13 @@ it('the filesystem is part of the log: a guest that reads and writes files repla
   });
   expect(() => replayGuest(bytes, changed, { cacheDir: null })).toThrow(DivergenceError);
 });
+
+it('a guest that traps while being instantiated is recorded and replayed too', async () => {
+  const { watText } = await import('./helpers.ts');
+  // an active data segment past the end of memory traps at instantiation
+  const bytes = watText(`(module (memory (export "memory") 1) (data (i32.const 70000) "x") (func (export "_start")))`);
+  const r = record(bytes, { args: ['bad'] });
+  expect(r.run.outcome).toBe('trap');
+  const replay = replayGuest(bytes, r.entries, { cacheDir: null });
+  expect(replay).toMatchObject({ outcome: 'trap', trap: r.run.trap, digest: r.run.digest });
+});

@@ -83,6 +83,11 @@ export function stateDigest(ctx: GuestContext): Uint8Array {
   return new Uint8Array(h.digest());
 }
 
+/** The state at the end; a guest that trapped while being instantiated has none (all zeros). */
+function finalDigest(ctx: GuestContext | null): Uint8Array {
+  return ctx ? stateDigest(ctx) : new Uint8Array(32);
+}
+
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 function moduleHash(bytes: Uint8Array): string {
@@ -187,7 +192,7 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
       arm();
     },
   });
-  const digest = stateDigest(ctx!);
+  const digest = finalDigest(ctx);
   log.append('exit', result.count!, { code: result.exitCode, trap: result.trap });
   log.append('digest', result.count!, digest);
   log.flush();
@@ -382,8 +387,8 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
       followLog(c);
     },
   });
-  const digest = stateDigest(ctx!);
-  opts.inspect?.(ctx!.memory);
+  const digest = finalDigest(ctx);
+  if (ctx) opts.inspect?.((ctx as GuestContext).memory);
   if (result.outcome === 'deadline') {
     return { ...result, digest: hex(digest), stoppedAtUntil: true, entriesReplayed: at };
   }

@@ -118,11 +118,11 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
   const tree = fsTree(opts.fs ?? new VirtualFs());
   for (const node of tree) {
     if (node.dir) log.append('file', 0n, { path: node.path, dir: true, bytes: new Uint8Array(0) });
-    else for (let at = 0; at <= node.bytes.length; at += CHUNK_BYTES) log.append('file', 0n, { path: node.path, dir: false, bytes: node.bytes.subarray(at, at + CHUNK_BYTES) });
+    else for (const bytes of chunksOf(node.bytes)) log.append('file', 0n, { path: node.path, dir: false, bytes });
   }
   const fs = fsFromTree(tree);
   // Large byte payloads span several entries at the same count (an entry's size is limited).
-  appendChunked(log, 'input', 0n, 0, stdin);
+  for (const bytes of chunksOf(stdin)) log.append('input', 0n, { fd: 0, bytes });
   const recording: Nondeterminism = {
     clockNs(clock) {
       const ns = live.clockNs(clock);
@@ -132,11 +132,11 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
     randomFill(dest) {
       live.randomFill(dest);
-      for (let at = 0; at <= dest.length; at += CHUNK_BYTES) log.append('random', count(), dest.slice(at, at + CHUNK_BYTES));
+      for (const bytes of chunksOf(dest.slice())) log.append('random', count(), bytes);
     },
   };
   const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
-    appendChunked(log, 'output', count(), fd, b);
+    for (const bytes of chunksOf(b)) log.append('output', count(), { fd, bytes });
     user?.(b);
   };
   const result = runGuest(module, {
@@ -235,11 +235,11 @@ function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
 /** The most bytes one input, output or random entry carries. */
 export const CHUNK_BYTES = 256 * 1024;
 
-function appendChunked(log: LogWriter, kind: 'input' | 'output', count: bigint, fd: number, bytes: Uint8Array): void {
-  // The last chunk is always shorter than CHUNK_BYTES (possibly empty): that is how a reader knows it is the last.
-  for (let at = 0; at <= bytes.length; at += CHUNK_BYTES) {
-    log.append(kind, count, { fd, bytes: bytes.subarray(at, at + CHUNK_BYTES) });
-  }
+/** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
+function chunksOf(bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at <= bytes.length; at += CHUNK_BYTES) out.push(bytes.subarray(at, at + CHUNK_BYTES));
+  return out;
 }
 
 function meterOptions(start: EntryPayloads['start']): MeterOptions {
@@ -267,7 +267,7 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
   let at = 0;
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
-  const describe = (kind: string, c: bigint, what = ''): string => `${kind}${what ? ` ${what}` : ''} at count ${c}`;
+  const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
   /** The next entry, which must be of `kind` at the current count. */
   const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> => {
     const e = entries[at] ?? null;
@@ -281,37 +281,38 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
   if (start.module !== moduleHash(bytes)) {
     throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
   }
-  /** Consecutive entries of `kind` at the current count, up to the first shorter than CHUNK_BYTES, joined. */
-  const takeBytes = (kind: 'input' | 'output' | 'random', fd: number, c: bigint = count()): Uint8Array => {
+  /**
+   * Consecutive entries of `kind` at count `c`, up to the first shorter than
+   * CHUNK_BYTES, joined; `bytesOf` checks each entry's payload and picks its bytes.
+   */
+  const takeChunks = <K extends 'input' | 'output' | 'random' | 'file'>(
+    kind: K,
+    c: bigint,
+    bytesOf: (e: Extract<LogEntry, { kind: K }>) => Uint8Array,
+  ): Uint8Array => {
     const parts: Uint8Array[] = [];
-    for (;;) {
-      const e = take(kind, c);
-      const p = e.payload as Uint8Array | { fd: number; bytes: Uint8Array };
-      const bytes = p instanceof Uint8Array ? p : p.bytes;
-      if (!(p instanceof Uint8Array) && p.fd !== fd) throw new DivergenceError(e, `${kind} on fd ${p.fd}`, `${kind} on fd ${fd}`);
-      parts.push(bytes);
-      if (bytes.length < CHUNK_BYTES) break;
-    }
+    do parts.push(bytesOf(take(kind, c)));
+    while (parts.at(-1)!.length === CHUNK_BYTES);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  /** An input or output payload on `fd`. */
+  const onFd = (fd: number) => (e: Extract<LogEntry, { kind: 'input' | 'output' }>): Uint8Array => {
+    if (e.payload.fd !== fd) throw new DivergenceError(e, `${e.kind} on fd ${e.payload.fd}`, `${e.kind} on fd ${fd}`);
+    return e.payload.bytes;
   };
   const tree: TreeNode[] = [];
   while (entries[at]?.kind === 'file') {
-    const e = take('file', 0n);
-    const { path, dir } = e.payload;
-    if (dir) {
-      tree.push({ path, dir, bytes: new Uint8Array(0) });
-      continue;
-    }
-    const parts = [e.payload.bytes];
-    while (parts.at(-1)!.length === CHUNK_BYTES) {
-      const next = take('file', 0n);
-      if (next.payload.path !== path || next.payload.dir) throw new DivergenceError(next, `the rest of ${path}`, next.payload.path);
-      parts.push(next.payload.bytes);
-    }
-    tree.push({ path, dir, bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
+    const { path, dir } = (entries[at] as Extract<LogEntry, { kind: 'file' }>).payload;
+    const bytes = dir
+      ? take('file', 0n).payload.bytes
+      : takeChunks('file', 0n, (e) => {
+          if (e.payload.path !== path || e.payload.dir) throw new DivergenceError(e, `the rest of ${path}`, e.payload.path);
+          return e.payload.bytes;
+        });
+    tree.push({ path, dir, bytes });
   }
   const fs = fsFromTree(tree);
-  const stdinBytes = takeBytes('input', 0, 0n);
+  const stdinBytes = takeChunks('input', 0n, onFd(0));
   const replaying: Nondeterminism = {
     clockNs(clock) {
       const e = take('clock');
@@ -321,14 +322,14 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
     randomFill(dest) {
       const e = entries[at] ?? null;
-      const bytes = takeBytes('random', -1);
+      const bytes = takeChunks('random', count(), (r) => r.payload);
       if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
       dest.set(bytes);
     },
   };
   const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
     const e = entries[at] ?? null;
-    const logged = takeBytes('output', fd);
+    const logged = takeChunks('output', count(), onFd(fd));
     if (Buffer.compare(logged, b) !== 0) {
       throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
     }

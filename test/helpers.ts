@@ -30,8 +30,9 @@ export function sampleBytes(g: SampleGuest): Uint8Array {
   return new Uint8Array(readFileSync(guestPath(g.wasm)));
 }
 
+/** The sample guests of one kind; without one, every command (compute and test) guest. */
 export function samples(kind?: SampleGuest['kind']): SampleGuest[] {
-  return loadManifest().guests.filter((g) => !kind || g.kind === kind);
+  return loadManifest().guests.filter((g) => (kind ? g.kind === kind : g.kind !== 'service'));
 }
 
 export const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');

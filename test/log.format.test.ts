@@ -75,6 +75,20 @@ describe('log format', () => {
       fc.record({ kind: fc.constant('random' as const), payload: fc.uint8Array({ maxLength: 300 }) }),
       fc.record({ kind: fc.constant('input' as const), payload: fc.record({ fd: fc.nat(10), bytes: fc.uint8Array({ maxLength: 300 }) }) }),
       fc.record({ kind: fc.constant('output' as const), payload: fc.record({ fd: fc.nat(10), bytes: fc.uint8Array({ maxLength: 300 }) }) }),
+      fc.record({
+        kind: fc.constant('interrupt' as const),
+        payload: fc.record({
+          kind: fc.integer({ min: 1, max: 2 }),
+          at: fc.constantFrom('check' as const, 'wait' as const, 'idle' as const),
+          conn: fc.integer({ min: 0, max: 0xffff_ffff }),
+          bytes: fc.uint8Array({ maxLength: 300 }),
+          eof: fc.boolean(),
+        }),
+      }),
+      fc.record({
+        kind: fc.constant('send' as const),
+        payload: fc.record({ conn: fc.integer({ min: 0, max: 0xffff_ffff }), bytes: fc.uint8Array({ maxLength: 300 }), eof: fc.boolean() }),
+      }),
     );
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.bigInt({ min: 0n, max: 1000n }), kinds), { maxLength: 200 }), (items) => {

@@ -253,7 +253,7 @@ describe('VirtualFs through WASI calls', () => {
     const g = new G(fs);
     expect(g.open('a.txt').err).toBe(ENOENT);
     const fd = g.openOk('a.txt', CREAT);
-    expect(fd).toBe(4);
+    expect(fd).toBe(5); // after stdio, the preopen and the listening socket
     expect(g.write(fd, 'hello ')).toBe(0);
     expect(g.write(fd, 'world')).toBe(0);
     expect(ftext(fs, 'a.txt')).toBe('hello world');
@@ -472,17 +472,18 @@ describe('VirtualFs through WASI calls', () => {
     expect(g.stat('dir')).toMatchObject({ ino: 5n, type: 3 });
   });
 
-  it('fds are the lowest free number >= 4', () => {
-    // Proves: deterministic fd allocation; closing stdio or the preopen does not hand those numbers out.
+  it('fds are the lowest free number >= 5', () => {
+    // Proves: deterministic fd allocation; closing stdio, the preopen or the listening socket does not hand those numbers out.
     const g = new G(VirtualFs.fromEntries({ f: '' }));
-    expect([g.openOk('f'), g.openOk('f'), g.openOk('f')]).toEqual([4, 5, 6]);
-    expect(g.call('fd_close', 5)).toBe(0);
+    expect([g.openOk('f'), g.openOk('f'), g.openOk('f')]).toEqual([5, 6, 7]);
+    expect(g.call('fd_close', 6)).toBe(0);
     expect(g.call('fd_close', 0)).toBe(0);
-    expect(g.openOk('f')).toBe(5);
-    expect(g.openOk('f')).toBe(7);
+    expect(g.call('fd_close', 4)).toBe(0);
+    expect(g.openOk('f')).toBe(6);
+    expect(g.openOk('f')).toBe(8);
     expect(g.call('fd_close', 3)).toBe(0);
     expect(g.open('f').err).toBe(EBADF);
-    expect(g.open('f', 0, 0, 4).err).toBe(ENOTDIR);
+    expect(g.open('f', 0, 0, 5).err).toBe(ENOTDIR);
   });
 
   it('bad pointers give EFAULT without side effects', () => {
@@ -548,7 +549,8 @@ describe('VirtualFs through WASI calls', () => {
       [1, 'stdio', 0],
       [2, 'stdio', 0],
       [3, 'dir', '.', 1, '/', 0],
-      [4, 'file', 'out.txt', 3, 2, APPEND],
+      [4, 'listen', 0],
+      [5, 'file', 'out.txt', 3, 2, APPEND],
     ]);
     const x = VirtualFs.fromEntries({ 'a/b': 'x', c: 'y' });
     const y = new VirtualFs();

@@ -8,6 +8,7 @@ const EINVAL = 28;
 const EISDIR = 31;
 const ENOENT = 44;
 const ESPIPE = 70;
+const ENOTCONN = 53;
 const ENOTCAPABLE = 76;
 
 const PAGE = 65536;
@@ -118,9 +119,10 @@ describe('WasiHost', () => {
     expect(text(g.stdout)).toBe('hello, world\n');
     // fds other than 1 and 2 are not writable
     expect(g.call('write', 0, 0, 1, 64)).toBe(EBADF);
-    // fd 3 is now the preopened directory (not writable as a stream); fd 4 is not open
+    // fd 3 is the preopened directory (not writable as a stream); fd 4 the listening socket (not connected); fd 5 is not open
     expect(g.call('write', 3, 0, 1, 64)).toBe(EISDIR);
-    expect(g.call('write', 4, 0, 1, 64)).toBe(EBADF);
+    expect(g.call('write', 4, 0, 1, 64)).toBe(ENOTCONN);
+    expect(g.call('write', 5, 0, 1, 64)).toBe(EBADF);
   });
 
   it('fd_write sees memory that the guest grew after instantiation', async () => {
@@ -386,18 +388,23 @@ describe('WasiHost', () => {
     expect(g.call('fdstat', 1, 64)).toBe(0);
     expect(new DataView(g.memory.buffer).getUint16(66, true)).toBe(1);
     expect(g.call('setflags', 1, 0x100)).toBe(EINVAL);
-    // fd 3 is now the preopened (empty) virtual filesystem "/"; fd 4 is not open
+    // fd 3 is the preopened (empty) virtual filesystem "/"; fd 4 the listening socket; fd 5 is not open
     expect(g.call('fdstat', 3, 64)).toBe(0);
     expect(g.bytes()[64]).toBe(3); // directory
     expect(g.call('seek', 3)).toBe(EISDIR);
     expect(g.call('prestat', 3)).toBe(0);
     expect(g.call('dirname', 3)).toBe(0);
     expect(g.call('open', 3)).toBe(ENOENT);
-    expect(g.call('fdstat', 4, 64)).toBe(EBADF);
-    expect(g.call('seek', 4)).toBe(EBADF);
-    expect(g.call('prestat', 4)).toBe(EBADF);
-    expect(g.call('dirname', 4)).toBe(EBADF);
-    expect(g.call('open', 4)).toBe(EBADF);
+    expect(g.call('fdstat', 4, 64)).toBe(0);
+    expect(g.bytes()[64]).toBe(6); // socket_stream
+    expect(g.call('seek', 4)).toBe(ESPIPE);
+    expect(g.call('prestat', 4)).toBe(EBADF); // not a preopen: wasi-libc's scan for preopens stops here
+    expect(g.call('open', 4)).toBe(ENOTCAPABLE);
+    expect(g.call('fdstat', 5, 64)).toBe(EBADF);
+    expect(g.call('seek', 5)).toBe(EBADF);
+    expect(g.call('prestat', 5)).toBe(EBADF);
+    expect(g.call('dirname', 5)).toBe(EBADF);
+    expect(g.call('open', 5)).toBe(EBADF);
     expect(g.call('fdstat', 1, PAGE - 8)).toBe(EFAULT);
     expect(g.call('close', 1)).toBe(0);
     expect(g.call('close', 1)).toBe(EBADF);
@@ -486,7 +493,8 @@ describe('WasiHost', () => {
     const host = new WasiHost({ args: [], env: {}, stdout: () => {}, stderr: () => {} });
     expect(new Set(Object.keys(host.imports))).toEqual(WasiHost.provided);
     expect(WasiHost.provided.has('fd_write')).toBe(true);
-    expect(WasiHost.provided.has('sock_accept')).toBe(false);
+    expect(WasiHost.provided.has('sock_accept')).toBe(true);
+    expect(WasiHost.provided.has('path_symlink')).toBe(false);
     const bin = compile(`
 (module
   (import "wasi_snapshot_preview1" "path_symlink" (func (param i32 i32 i32 i32 i32) (result i32)))

@@ -57,8 +57,15 @@ export interface EntryPayloads {
   input: { fd: number; bytes: Uint8Array };
   /** bytes the guest wrote to an output fd */
   output: { fd: number; bytes: Uint8Array };
-  /** an interrupt delivered to the guest at this count */
-  interrupt: { kind: number };
+  /**
+   * an interrupt delivered to the guest at this count: its kind (1 timer,
+   * 2 NIC message), where it was delivered ('check' point, blocked in a
+   * host call: 'wait', or to an 'idle' reactor), and for a NIC message its
+   * connection, bytes and end-of-stream flag (timer ticks: 0, empty, false)
+   */
+  interrupt: { kind: number; at: 'check' | 'wait' | 'idle'; conn: number; bytes: Uint8Array; eof: boolean };
+  /** a message the guest sent on its virtual NIC (eof: it closed the connection) */
+  send: { conn: number; bytes: Uint8Array; eof: boolean };
   /** a digest of the guest's state */
   digest: Uint8Array;
   /** the guest ended: exit code, or the trap's message */
@@ -66,7 +73,7 @@ export interface EntryPayloads {
 }
 
 export type EntryKind = keyof EntryPayloads;
-export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'digest', 'exit'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'send', 'digest', 'exit'];
 
 export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
@@ -187,6 +194,7 @@ export function isComplete(entries: readonly LogEntry[]): boolean {
 
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
+const isU32 = (x: unknown): x is number => isInt(x) && x >= 0 && x <= 0xffff_ffff;
 
 /** The shape of each kind's payload. */
 const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
@@ -206,7 +214,14 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
   file: (p) => isObj(p) && typeof p.path === 'string' && typeof p.dir === 'boolean' && isBytes(p.bytes),
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
-  interrupt: (p) => isObj(p) && isInt(p.kind),
+  interrupt: (p) =>
+    isObj(p) &&
+    isInt(p.kind) &&
+    (p.at === 'check' || p.at === 'wait' || p.at === 'idle') &&
+    isU32(p.conn) &&
+    isBytes(p.bytes) &&
+    typeof p.eof === 'boolean',
+  send: (p) => isObj(p) && isU32(p.conn) && isBytes(p.bytes) && typeof p.eof === 'boolean',
   digest: isBytes,
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };

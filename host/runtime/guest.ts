@@ -1,10 +1,12 @@
 // One guest run on the current thread: resolve imports, instrument, instantiate,
-// run `_start`, and report how it ended and at which count.
+// run `_start` (a command) or `_initialize` and then interrupts (a reactor), and
+// report how it ended and at which count.
 
 import { compileModule, EXPORT_FUEL, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
-import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type VirtualFs } from './wasi.ts';
+import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type VirtualFs } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
-import { IO_FUNCTIONS, IO_MODULE } from './events.ts';
+import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, type Interrupt, type Place } from './events.ts';
+import type { VirtualNic } from './nic.ts';
 
 export class GuestLoadError extends Error {
   constructor(
@@ -34,8 +36,17 @@ export interface RunOptions {
   fs?: VirtualFs;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;
-  /** the ftvm event ABI (`ftvm_io`); without it a guest that programs a timer is told interrupts need a recording host */
+  /** the timer of the ftvm event ABI (`ftvm_io`); without it a guest that programs a timer is told interrupts need a recording host */
   io?: { timer_set(periodNs: bigint): void };
+  /** the VM's virtual NIC (default: one whose sends go nowhere) */
+  nic?: VirtualNic;
+  /**
+   * The guest waits for input (`place` 'wait': blocked in a host call; 'idle':
+   * a reactor between events): deliver at least one interrupt through
+   * `ctx.deliver` and return true, or return false if none will ever come.
+   * Without it, a guest that waits ends idle.
+   */
+  wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>) => boolean;
   /** called once the guest is instantiated, right before `_start` runs */
   onStart?: (ctx: GuestContext) => void;
 }
@@ -47,6 +58,10 @@ export interface GuestContext {
   /** null for an unmetered guest */
   meter: MeterHost | null;
   wasi: WasiHost;
+  /** Delivers an interrupt: a message is queued on the NIC, then the guest's handler (if any) runs from `place`. */
+  deliver(intr: Interrupt, place: Place): void;
+  /** the guest is a reactor (`_initialize` and interrupts, no `_start`) */
+  reactor: boolean;
 }
 
 export type Outcome =
@@ -55,7 +70,9 @@ export type Outcome =
   /** the guest trapped (including the call-depth limit) */
   | 'trap'
   /** the guest reached its deadline and the host stopped it */
-  | 'deadline';
+  | 'deadline'
+  /** the guest waits for input and none will come (a reactor between events, or a blocked call) */
+  | 'idle';
 
 export interface RunResult {
   outcome: Outcome;
@@ -128,15 +145,21 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     },
     nondeterminism: opts.nondeterminism,
     fs: opts.fs,
+    nic: opts.nic,
+    wait: () => (ctx && opts.wait ? opts.wait(ctx, 'wait') : false),
   });
+  let ctx: GuestContext | null = null;
   const mh = new MeterHost();
   mh.onCheck = opts.onCheck ?? null;
   const imports: WebAssembly.Imports = {
     [WASI_MODULE]: wasi.imports,
-    [IO_MODULE]: opts.io ?? {
-      timer_set: () => {
-        throw new GuestLoadError('FTVM_ERR_NO_INTERRUPTS', 'the guest programs a timer: interrupts are delivered under ftvm record/replay');
-      },
+    [IO_MODULE]: {
+      ...wasi.nicImports,
+      ...(opts.io ?? {
+        timer_set: () => {
+          throw new GuestLoadError('FTVM_ERR_NO_INTERRUPTS', 'the guest programs a timer: interrupts are delivered under ftvm record/replay');
+        },
+      }),
     },
   };
   const onHostCall = opts.onHostCall;
@@ -172,8 +195,14 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export its memory as "memory"');
   }
   const start = instance.exports._start;
-  if (typeof start !== 'function') {
-    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export a "_start" function (not a WASI command)');
+  const initialize = instance.exports._initialize;
+  const handler = instance.exports[INTERRUPT_EXPORT];
+  const reactor = typeof start !== 'function' && typeof initialize === 'function';
+  if (typeof start !== 'function' && !reactor) {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module exports neither "_start" (a WASI command) nor "_initialize" (a reactor)');
+  }
+  if (reactor && typeof handler !== 'function') {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', `a reactor (exporting "_initialize") must export its interrupt handler "${INTERRUPT_EXPORT}"`);
   }
   wasi.bindMemory(memory);
   if (metered) {
@@ -181,13 +210,30 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     if (opts.deadline !== undefined) mh.setDeadline(opts.deadline);
     mh.enter();
   }
-  opts.onStart?.({ instance, memory, meter: metered ? mh : null, wasi });
+  const deliver = (intr: Interrupt, place: Place): void => {
+    if (intr.kind === INTERRUPT_NIC) wasi.nic.arrive(intr.msg);
+    if (typeof handler !== 'function') return;
+    const call = (): void => (handler as (kind: number) => void)(intr.kind);
+    if (place === 'check' && metered) mh.runFromCheck(call);
+    else {
+      // From a blocked host call the handler's wrapper keeps the caller's depth; idle, nothing is on the stack.
+      if (place === 'idle' && metered) mh.enter();
+      call();
+    }
+  };
+  ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, reactor };
+  opts.onStart?.(ctx);
   try {
     // A metered module's start function runs here, metered, not at instantiation.
     const init = instance.exports[EXPORT_START];
     if (typeof init === 'function') (init as () => void)();
-    (start as () => void)();
-    return result('exit', 0);
+    if (!reactor) {
+      (start as () => void)();
+      return result('exit', 0);
+    }
+    (initialize as () => void)();
+    while (opts.wait?.(ctx, 'idle'));
+    return result('idle', null);
   } catch (e) {
     return ended(e, result);
   }
@@ -198,6 +244,7 @@ function ended(
   result: (o: Outcome, code: number | null, trap?: string | null, at?: bigint) => RunResult,
 ): RunResult {
   if (e instanceof WasiExit) return result('exit', e.code);
+  if (e instanceof GuestIdle) return result('idle', null);
   // The global holds the last write-back; the check point knew the exact count.
   if (e instanceof DeadlineReached) return result('deadline', null, null, e.count);
   if (e instanceof DepthExceeded) return result('trap', null, 'call depth limit exceeded');

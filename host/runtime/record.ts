@@ -16,8 +16,8 @@ import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
-import { INTERRUPT_EXPORT, LiveTimer, type InterruptSource } from './events.ts';
-import type { MeterHost } from './meter-host.ts';
+import { INTERRUPT_NIC, LiveTimer, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from './events.ts';
+import { VirtualNic, type NicMessage } from './nic.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
 
@@ -56,6 +56,20 @@ export interface RecordOptions {
   interrupts?: InterruptSource;
   /** while an interrupt can become due, the host looks at least every this many counts (default 100000) */
   pollEvery?: bigint;
+  /** called with each message the guest sends on its NIC */
+  onSend?: (msg: NicMessage) => void;
+}
+
+/** An interrupt as a log entry's payload. */
+export function interruptPayload(i: Interrupt, at: Place): EntryPayloads['interrupt'] {
+  return i.kind === INTERRUPT_NIC
+    ? { kind: i.kind, at, conn: i.msg.conn, bytes: i.msg.bytes, eof: i.msg.eof }
+    : { kind: i.kind, at, conn: 0, bytes: new Uint8Array(0), eof: false };
+}
+
+/** The interrupt a log entry's payload describes. */
+export function interruptOf(p: EntryPayloads['interrupt']): Interrupt {
+  return p.kind === INTERRUPT_NIC ? { kind: INTERRUPT_NIC, msg: { conn: p.conn, bytes: p.bytes, eof: p.eof } } : TIMER_TICK;
 }
 
 export interface RecordedRun extends RunResult {
@@ -139,11 +153,29 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
     for (const bytes of chunksOf(b)) log.append('output', count(), { fd, bytes });
     user?.(b);
   };
+  const nic = new VirtualNic((msg) => {
+    log.append('send', count(), msg);
+    opts.onSend?.(msg);
+  });
+  /** Logs and delivers, one at a time: what a handler does is logged after its interrupt. */
+  const deliverAll = (c: GuestContext, due: Interrupt[], place: Place): void => {
+    for (const i of due) {
+      log.append('interrupt', count(), interruptPayload(i, place));
+      c.deliver(i, place);
+    }
+  };
   const result = runGuest(module, {
     args: opts.args,
     env,
     stdin,
     fs,
+    nic,
+    wait: (c, place) => {
+      const due = source.wait(count());
+      deliverAll(c, due, place);
+      rearm();
+      return due.length > 0;
+    },
     nondeterminism: recording,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),
@@ -165,7 +197,6 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
       let nextDigest = every;
       let lastEnd = performance.now();
       let lastCost = 0;
-      const handler = c.instance.exports[INTERRUPT_EXPORT];
       const arm = (): void => {
         const count = meter.count;
         meter.setDeadline(source.armed() && count + pollEvery < nextDigest ? count + pollEvery : nextDigest);
@@ -181,12 +212,7 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
             lastCost = lastEnd - t;
           }
         }
-        if (typeof handler === 'function') {
-          for (const kind of source.poll(meter.count)) {
-            log.append('interrupt', meter.count, { kind });
-            meter.runFromCheck(() => (handler as (k: number) => void)(kind));
-          }
-        }
+        deliverAll(c, source.poll(meter.count), 'check');
         arm();
       };
       arm();
@@ -254,6 +280,8 @@ export interface ReplayOptions {
   cacheDir?: string | null;
   /** called with the guest's memory when the replay stops (time-travel inspection) */
   inspect?: (memory: WebAssembly.Memory) => void;
+  /** called with each message the guest sends on its NIC (the same as recorded) */
+  onSend?: (msg: NicMessage) => void;
 }
 
 export interface ReplayedRun extends RunResult {
@@ -336,42 +364,81 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     user?.(b);
   };
   const until = opts.until ?? null;
-  // What happened at check points while the guest ran (the last digest follows its exit), in order.
+  // What happened at check points and while the guest waited (the last digest
+  // follows its exit): for each position in the log, the index of the next such entry.
   const exitAt = entries.findIndex((e) => e.kind === 'exit');
-  const scheduled = entries.filter((e, i) => (e.kind === 'digest' || e.kind === 'interrupt') && (exitAt < 0 || i < exitAt));
-  let next = 0;
-  /** Stops at the check point of every logged digest and interrupt, and at --until. */
+  const running = exitAt < 0 ? entries.length : exitAt;
+  const nextEvent = new Int32Array(entries.length + 1).fill(-1);
+  for (let i = running - 1; i >= 0; i--) {
+    const k = entries[i]!.kind;
+    nextEvent[i] = k === 'digest' || k === 'interrupt' ? i : nextEvent[i + 1]!;
+  }
+  const upcoming = (): LogEntry | null => {
+    const i = nextEvent[at] ?? -1;
+    return i >= 0 ? entries[i]! : null;
+  };
+  const placeOf = (e: LogEntry): Place | null => (e.kind === 'interrupt' ? e.payload.at : e.kind === 'digest' ? 'check' : null);
+  /** The next entry, which must be an interrupt delivered at `place` now; delivers it. */
+  const deliverNext = (c: GuestContext, place: Place): void => {
+    const e = take('interrupt', count());
+    if (e.payload.at !== place) throw new DivergenceError(e, `an interrupt delivered at ${e.payload.at}`, `an interrupt delivered at ${place}`);
+    c.deliver(interruptOf(e.payload), place);
+  };
+  /** Stops at the check point of every logged digest and check-point interrupt, and at --until. */
   const followLog = (c: GuestContext): void => {
     const meter = c.meter!;
-    const handler = c.instance.exports[INTERRUPT_EXPORT];
     const arm = (): void => {
-      const d = scheduled[next]?.count ?? null;
+      const e = upcoming();
+      // An event the guest must wait for comes before any check point past its count.
+      const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
       const target = d !== null && (until === null || d < until) ? d : until;
       meter.setDeadline(target ?? I64_MAX);
     };
+    rearm = arm;
     meter.onCheck = () => {
       // Everything the recording did at this check point, in its order; a
       // handler moves the count on, and what follows must be at the new count.
-      while (scheduled[next] && meter.count >= scheduled[next]!.count) {
-        const kind = scheduled[next]!.kind;
-        if (kind === 'digest') {
-          const e = take('digest', meter.count);
-          const mine = stateDigest(c);
-          if (Buffer.compare(e.payload, mine) !== 0) throw new DivergenceError(e, `digest ${hex(e.payload)}`, `digest ${hex(mine)}`);
-        } else {
-          const e = take('interrupt', meter.count);
-          if (typeof handler !== 'function') throw new DivergenceError(e, 'an interrupt handler', 'a guest without one');
-          next++;
-          meter.runFromCheck(() => (handler as (k: number) => void)(e.payload.kind));
-          continue;
+      for (let e = upcoming(); e && meter.count >= e.count; e = upcoming()) {
+        if (placeOf(e) !== 'check') {
+          if (meter.count === e.count) break; // the guest waits for it further on, at this count
+          throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
         }
-        next++;
+        if (e.kind === 'digest') {
+          const d = take('digest', meter.count);
+          const mine = stateDigest(c);
+          if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+        } else {
+          deliverNext(c, 'check');
+        }
       }
       if (until !== null && meter.count >= until) return; // the deadline stays: the guest stops here
       arm();
     };
     arm();
   };
+  let rearm = (): void => {};
+  /** The guest waits: the interrupts the recording delivered there, each after what the previous one's handler did. */
+  const wait = (c: GuestContext, place: Exclude<Place, 'check'>): boolean => {
+    let delivered = 0;
+    for (let e = entries[at]; e?.kind === 'interrupt' && e.payload.at === place && e.count === count(); e = entries[at]) {
+      deliverNext(c, place);
+      delivered++;
+    }
+    if (delivered === 0 && entries[at]?.kind !== 'exit') {
+      const e = entries[at] ?? null;
+      throw new DivergenceError(e, e ? describe(e.kind, e.count) : 'no more entries', `the guest waiting for input (${place}) at count ${count()}`);
+    }
+    rearm();
+    return delivered > 0;
+  };
+  const nic = new VirtualNic((msg) => {
+    const e = take('send');
+    const p = e.payload;
+    if (p.conn !== msg.conn || p.eof !== msg.eof || Buffer.compare(p.bytes, msg.bytes) !== 0) {
+      throw new DivergenceError(e, `a message of ${p.bytes.length} bytes to ${p.conn}${p.eof ? ' (eof)' : ''}`, `${msg.bytes.length} bytes to ${msg.conn}${msg.eof ? ' (eof)' : ''}`);
+    }
+    opts.onSend?.(msg);
+  });
   const module = compileGuest(bytes, { ...meterOptions(start), cacheDir: opts.cacheDir });
   const result = runGuest(module, {
     args: start.args,
@@ -380,6 +447,8 @@ export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opt
     fs,
     // The timer's ticks come from the log; programming it changes nothing here.
     io: { timer_set: () => {} },
+    nic,
+    wait,
     nondeterminism: replaying,
     onStdout: output(1, opts.onStdout),
     onStderr: output(2, opts.onStderr),

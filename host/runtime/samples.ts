@@ -11,8 +11,8 @@ export interface SampleGuest {
   wasm: string;
   source: string;
   lang: 'c' | 'assemblyscript' | 'wat';
-  /** 'compute' guests are benchmarked; 'test' guests exist for the test suite */
-  kind: 'compute' | 'test';
+  /** 'compute' guests are benchmarked; 'test' guests exist for the test suite; 'service' guests serve requests on the virtual network */
+  kind: 'compute' | 'test' | 'service';
   args_test: string[];
   args_bench: string[];
   description: string;

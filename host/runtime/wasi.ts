@@ -43,6 +43,7 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
+import { MAX_MESSAGE_BYTES, VirtualNic, type NicSocket } from './nic.ts';
 
 export const WASI_MODULE = 'wasi_snapshot_preview1';
 
@@ -119,6 +120,23 @@ export interface WasiOptions {
   nondeterminism?: Nondeterminism;
   /** preopened as fd 3 ("/") and mutated in place; default an empty VirtualFs */
   fs?: VirtualFs;
+  /** the VM's network interface; its listening socket is fd 4. Default: one that sends nowhere */
+  nic?: VirtualNic;
+  /**
+   * Called when the guest blocks (a poll_oneoff with nothing ready and no
+   * clock, a blocking accept or recv, `ftvm_io.wait`): delivers at least one
+   * interrupt and returns true, or returns false when none will ever come, and
+   * the guest then ends idle. Default: nothing ever comes.
+   */
+  wait?: () => boolean;
+}
+
+/** Thrown when the guest blocks and nothing will ever wake it: the run ends idle. */
+export class GuestIdle extends Error {
+  constructor() {
+    super('the guest waits for input and none will come');
+    this.name = 'GuestIdle';
+  }
 }
 
 /** Thrown by proc_exit; unwinds the guest out of its entry point. */
@@ -146,12 +164,17 @@ const ENOENT = 44;
 const ENOTDIR = 54;
 const ENOTEMPTY = 55;
 const ESPIPE = 70;
+const EAGAIN = 6;
+const ENOTSOCK = 57;
+const ENOTCONN = 53;
+const EPIPE = 64;
 const ENOTCAPABLE = 76;
 
 // filetype
 const FILETYPE_CHARACTER_DEVICE = 2;
 const FILETYPE_DIRECTORY = 3;
 const FILETYPE_REGULAR_FILE = 4;
+const FILETYPE_SOCKET_STREAM = 6;
 
 // oflags
 const OFLAGS_CREAT = 1;
@@ -163,6 +186,10 @@ const OFLAGS_ALL = 0xf;
 const LOOKUP_ALL = 1;
 // fdflags
 const FDFLAGS_APPEND = 1;
+const FDFLAGS_NONBLOCK = 4;
+// sdflags (sock_shutdown)
+const SDFLAGS_RD = 1;
+const SDFLAGS_WR = 2;
 // whence
 const WHENCE_SET = 0;
 const WHENCE_CUR = 1;
@@ -173,8 +200,10 @@ const PREOPENTYPE_DIR = 0;
 /** the preopened directory's fd and name */
 const PREOPEN_FD = 3;
 const PREOPEN_NAME = '/';
-/** the first fd handed out by path_open */
-const FIRST_FREE_FD = 4;
+/** the VM's listening socket on its virtual network */
+export const LISTEN_FD = 4;
+/** the first fd handed out by path_open and sock_accept */
+const FIRST_FREE_FD = 5;
 const MAX_FDS = 1024;
 const MAX_PATH = 4096;
 const MAX_NAME = 255;
@@ -237,6 +266,10 @@ const PROVIDED = [
   'sched_yield',
   'proc_exit',
   'poll_oneoff',
+  'sock_accept',
+  'sock_recv',
+  'sock_send',
+  'sock_shutdown',
 ] as const;
 
 type ProvidedName = (typeof PROVIDED)[number];
@@ -261,11 +294,17 @@ interface Iovec {
   len: number;
 }
 
-/** An open descriptor: stdio, a regular file (with its offset) or a directory. */
+/** An open descriptor: stdio, a regular file (with its offset), a directory, the listening socket or an accepted one. */
 type FdEntry =
   | { kind: 'stdio'; flags: number }
   | { kind: 'file'; node: VfsFile; offset: number; flags: number }
-  | { kind: 'dir'; node: VfsDir; flags: number; preopen: string | null };
+  | { kind: 'dir'; node: VfsDir; flags: number; preopen: string | null }
+  | { kind: 'listen'; flags: number }
+  | { kind: 'sock'; sock: NicSocket; flags: number };
+
+/** A descriptor of the filesystem. */
+type FsFd = Extract<FdEntry, { kind: 'file' | 'dir' }>;
+const isFs = (f: FdEntry): f is FsFd => f.kind === 'file' || f.kind === 'dir';
 
 /** A resolved path: the directory holding the last component, its name, and the node if it exists. */
 interface Resolved {
@@ -537,7 +576,16 @@ function encodeCStrings(strings: readonly string[], what: string): { list: Uint8
 }
 
 function fileType(f: FdEntry): number {
-  return f.kind === 'stdio' ? FILETYPE_CHARACTER_DEVICE : f.kind === 'dir' ? FILETYPE_DIRECTORY : FILETYPE_REGULAR_FILE;
+  switch (f.kind) {
+    case 'stdio':
+      return FILETYPE_CHARACTER_DEVICE;
+    case 'dir':
+      return FILETYPE_DIRECTORY;
+    case 'file':
+      return FILETYPE_REGULAR_FILE;
+    default:
+      return FILETYPE_SOCKET_STREAM;
+  }
 }
 
 /** filestat: dev 0, the inode, the type, nlink 1, the size (0 for a directory), and atim/mtim/ctim always 0 (no clock is read). */
@@ -566,8 +614,13 @@ export class WasiHost {
   private readonly err: (bytes: Uint8Array) => void;
   /** the filesystem preopened as fd 3 */
   readonly fs: VirtualFs;
-  /** open descriptors: stdio, the preopen, and whatever path_open opened; any can be closed */
+  /** open descriptors: stdio, the preopen, the listening socket, and whatever path_open and sock_accept opened; any can be closed */
   private readonly fds = new Map<number, FdEntry>();
+  /** the VM's virtual NIC */
+  readonly nic: VirtualNic;
+  private readonly block: () => boolean;
+  /** `ftvm_io` functions of the virtual NIC (see events.ts) */
+  readonly nicImports: Record<'nic_recv' | 'nic_send' | 'nic_close' | 'wait', HostFn>;
 
   constructor(opts: WasiOptions) {
     this.args = encodeCStrings(opts.args, 'argument');
@@ -583,6 +636,18 @@ export class WasiHost {
     this.fs = opts.fs ?? new VirtualFs();
     for (const fd of [0, 1, 2]) this.fds.set(fd, { kind: 'stdio', flags: 0 });
     this.fds.set(PREOPEN_FD, { kind: 'dir', node: this.fs.root, flags: 0, preopen: PREOPEN_NAME });
+    this.nic = opts.nic ?? new VirtualNic();
+    this.fds.set(LISTEN_FD, { kind: 'listen', flags: 0 });
+    this.block = opts.wait ?? (() => false);
+    this.nicImports = {
+      nic_recv: (connPtr: number, buf: number, len: number) => this.nicRecv(u32(connPtr), u32(buf), u32(len)),
+      nic_send: (conn: number, buf: number, len: number) => this.nicSend(u32(conn), u32(buf), u32(len)),
+      nic_close: (conn: number) => {
+        this.nic.close(u32(conn));
+        return 0;
+      },
+      wait: () => this.waitForInput(),
+    };
 
     const table: Record<ProvidedName, HostFn> = {
       args_get: (argv: number, buf: number) => this.writeCStrings(this.args.list, this.args.size, u32(argv), u32(buf)),
@@ -596,7 +661,7 @@ export class WasiHost {
         this.fdWrite(u32(fd), u32(iovs), u32(iovsLen), u32(nwritten)),
       fd_read: (fd: number, iovs: number, iovsLen: number, nread: number) =>
         this.fdRead(u32(fd), u32(iovs), u32(iovsLen), u32(nread)),
-      fd_close: (fd: number) => (this.fds.delete(u32(fd)) ? ESUCCESS : EBADF),
+      fd_close: (fd: number) => this.fdClose(u32(fd)),
       fd_seek: (fd: number, offset: bigint, whence: number, newOffsetPtr: number) =>
         this.fdSeek(u32(fd), offset, u32(whence), u32(newOffsetPtr)),
       fd_tell: (fd: number, ptr: number) => this.fdSeek(u32(fd), 0n, WHENCE_CUR, u32(ptr)),
@@ -650,6 +715,12 @@ export class WasiHost {
       },
       poll_oneoff: (inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) =>
         this.pollOneoff(u32(inPtr), u32(outPtr), u32(nsubs), u32(neventsPtr)),
+      sock_accept: (fd: number, flags: number, fdPtr: number) => this.sockAccept(u32(fd), u32(flags), u32(fdPtr)),
+      sock_recv: (fd: number, iovs: number, iovsLen: number, riFlags: number, datalenPtr: number, flagsPtr: number) =>
+        this.sockRecv(u32(fd), u32(iovs), u32(iovsLen), u32(riFlags), u32(datalenPtr), u32(flagsPtr)),
+      sock_send: (fd: number, iovs: number, iovsLen: number, _siFlags: number, datalenPtr: number) =>
+        this.sockSend(u32(fd), u32(iovs), u32(iovsLen), u32(datalenPtr)),
+      sock_shutdown: (fd: number, how: number) => this.sockShutdown(u32(fd), u32(how)),
     };
     this.imports = table;
   }
@@ -669,14 +740,15 @@ export class WasiHost {
     const fds = [...this.fds.entries()]
       .sort(([a], [b]) => a - b)
       .map(([fd, f]) => {
-        if (f.kind === 'stdio') return [fd, 'stdio', f.flags];
+        if (f.kind === 'stdio' || f.kind === 'listen') return [fd, f.kind, f.flags];
+        if (f.kind === 'sock') return [fd, 'sock', f.sock.conn, f.flags];
         const path = vfsPath(this.fs, f.node);
         const where = path ?? (f.node.kind === 'file' ? `(unlinked ${f.node.size} ${fileHash(f.node)})` : '(removed)');
         return f.kind === 'file'
           ? [fd, 'file', where, Number(f.node.ino), f.offset, f.flags]
           : [fd, 'dir', where, Number(f.node.ino), f.preopen, f.flags];
       });
-    return JSON.stringify({ stdinPos: this.stdinPos, stdinBytes: this.stdin.length, fds, fs: this.fs.snapshot() });
+    return JSON.stringify({ stdinPos: this.stdinPos, stdinBytes: this.stdin.length, fds, fs: this.fs.snapshot(), nic: this.nic.state() });
   }
 
   private guest(): Guest {
@@ -723,6 +795,7 @@ export class WasiHost {
 
   private fdWrite(fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
     const f = this.fds.get(fd);
+    if (f?.kind === 'sock' || f?.kind === 'listen') return this.sockSend(fd, iovs, iovsLen, nwrittenPtr);
     if (f && f.kind !== 'stdio') return this.fileWrite(f, iovs, iovsLen, null, nwrittenPtr);
     const sink = fd === 1 ? this.out : fd === 2 ? this.err : undefined;
     if (!sink || !this.fds.has(fd)) return EBADF;
@@ -750,6 +823,7 @@ export class WasiHost {
 
   private fdRead(fd: number, iovs: number, iovsLen: number, nreadPtr: number): number {
     const f = this.fds.get(fd);
+    if (f?.kind === 'sock' || f?.kind === 'listen') return this.sockRead(fd, iovs, iovsLen, 0, nreadPtr, null);
     if (f && f.kind !== 'stdio') return this.fileRead(f, iovs, iovsLen, null, nreadPtr);
     if (fd !== 0 || !this.fds.has(fd)) return EBADF;
     const g = this.guest();
@@ -786,10 +860,10 @@ export class WasiHost {
     if (!f) return EBADF;
     const g = this.guest();
     if (!g.ok(ptr, FILESTAT_SIZE)) return EFAULT;
-    if (f.kind === 'stdio') {
+    if (!isFs(f)) {
       // dev, ino, nlink, size and the timestamps are all reported as 0.
       g.u8.fill(0, ptr, ptr + FILESTAT_SIZE);
-      g.dv.setUint8(ptr + 16, FILETYPE_CHARACTER_DEVICE);
+      g.dv.setUint8(ptr + 16, fileType(f));
     } else {
       writeFilestat(g, ptr, f.node);
     }
@@ -832,7 +906,7 @@ export class WasiHost {
   private dirOf(fd: number): VfsDir | number {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
-    if (f.kind === 'stdio') return ENOTCAPABLE;
+    if (f.kind === 'stdio' || f.kind === 'listen' || f.kind === 'sock') return ENOTCAPABLE;
     if (f.kind === 'file') return ENOTDIR;
     return f.node;
   }
@@ -933,7 +1007,7 @@ export class WasiHost {
   }
 
   /** Reads a file's bytes at `at` (or the fd's offset, advancing it) into the iovecs. */
-  private fileRead(f: Exclude<FdEntry, { kind: 'stdio' }>, iovs: number, iovsLen: number, at: bigint | null, nreadPtr: number): number {
+  private fileRead(f: FsFd, iovs: number, iovsLen: number, at: bigint | null, nreadPtr: number): number {
     const g = this.guest();
     const list = this.readIovecs(g, iovs, iovsLen);
     if (!list || !g.ok(nreadPtr, 4)) return EFAULT;
@@ -954,7 +1028,7 @@ export class WasiHost {
   }
 
   /** Writes the iovecs into a file at `at` (or the fd's offset / the end for APPEND, advancing it). */
-  private fileWrite(f: Exclude<FdEntry, { kind: 'stdio' }>, iovs: number, iovsLen: number, at: bigint | null, nwrittenPtr: number): number {
+  private fileWrite(f: FsFd, iovs: number, iovsLen: number, at: bigint | null, nwrittenPtr: number): number {
     const g = this.guest();
     const list = this.readIovecs(g, iovs, iovsLen);
     if (!list || !g.ok(nwrittenPtr, 4)) return EFAULT;
@@ -982,14 +1056,14 @@ export class WasiHost {
   private fdPread(fd: number, iovs: number, iovsLen: number, offset: bigint, nreadPtr: number): number {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
-    if (f.kind === 'stdio') return ESPIPE;
+    if (!isFs(f)) return ESPIPE;
     return this.fileRead(f, iovs, iovsLen, offset, nreadPtr);
   }
 
   private fdPwrite(fd: number, iovs: number, iovsLen: number, offset: bigint, nwrittenPtr: number): number {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
-    if (f.kind === 'stdio') return ESPIPE;
+    if (!isFs(f)) return ESPIPE;
     return this.fileWrite(f, iovs, iovsLen, offset, nwrittenPtr);
   }
 
@@ -997,7 +1071,7 @@ export class WasiHost {
   private fdSeek(fd: number, offset: bigint, whence: number, newOffsetPtr: number): number {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
-    if (f.kind === 'stdio') return ESPIPE;
+    if (!isFs(f)) return ESPIPE;
     const g = this.guest();
     if (!g.ok(newOffsetPtr, 8)) return EFAULT;
     if (f.kind === 'dir') return EISDIR;
@@ -1018,7 +1092,7 @@ export class WasiHost {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
     if (f.kind === 'dir') return EISDIR;
-    if (f.kind === 'stdio') return EINVAL;
+    if (!isFs(f)) return EINVAL;
     if (size > BigInt(this.fs.maxFileSize)) return EFBIG;
     resizeFile(f.node, Number(size), this.fs.maxFileSize);
     return ESUCCESS;
@@ -1164,16 +1238,156 @@ export class WasiHost {
     return ESUCCESS;
   }
 
+  // ---- the virtual network ----
+
+  /** Blocks until something arrives; a guest nothing will ever wake ends idle. */
+  private waitForInput(): void {
+    if (!this.block()) throw new GuestIdle();
+  }
+
+  private fdClose(fd: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    this.fds.delete(fd);
+    if (f.kind === 'sock') this.nic.close(f.sock.conn);
+    return ESUCCESS;
+  }
+
+  /** ftvm_io.nic_recv: >= 0 the message's length (0: the peer closed), -1 nothing queued, -2 buffer too small, -3 bad pointer. */
+  private nicRecv(connPtr: number, buf: number, len: number): number {
+    const g = this.guest();
+    if (!g.ok(connPtr, 4) || !g.ok(buf, len)) return -3;
+    const size = this.nic.peekSize();
+    if (size === null) return -1;
+    if (size > len) return -2;
+    const m = this.nic.take()!;
+    g.u8.set(m.bytes, buf);
+    g.dv.setUint32(connPtr, m.conn, true);
+    return m.bytes.length;
+  }
+
+  /** ftvm_io.nic_send: 0 sent, -2 empty or larger than MAX_MESSAGE_BYTES, -3 bad pointer. */
+  private nicSend(conn: number, buf: number, len: number): number {
+    const g = this.guest();
+    if (!g.ok(buf, len)) return -3;
+    if (len === 0 || len > MAX_MESSAGE_BYTES) return -2;
+    this.nic.emit(conn, g.u8.slice(buf, buf + len));
+    return 0;
+  }
+
+  private sockAccept(fd: number, flags: number, fdPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind !== 'listen') return ENOTSOCK;
+    if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return EINVAL;
+    if (!this.guest().ok(fdPtr, 4)) return EFAULT;
+    const next = this.allocFd();
+    if (next < 0) return -next;
+    while (this.nic.queued === 0) {
+      if (f.flags & FDFLAGS_NONBLOCK) return EAGAIN;
+      this.waitForInput();
+    }
+    const sock = this.nic.accept()!;
+    this.fds.set(next, { kind: 'sock', sock, flags: flags & FDFLAGS_ALL });
+    const g = this.guest();
+    if (!g.ok(fdPtr, 4)) return EFAULT;
+    g.dv.setUint32(fdPtr, next, true);
+    return ESUCCESS;
+  }
+
+  /** Reads a socket's stream into iovecs; blocks unless the socket is non-blocking. Writes ro_flags when flagsPtr is given. */
+  private sockRead(fd: number, iovs: number, iovsLen: number, _riFlags: number, nreadPtr: number, flagsPtr: number | null): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'listen') return ENOTCONN;
+    if (f.kind !== 'sock') return ENOTSOCK;
+    const check = (g: Guest): Iovec[] | undefined =>
+      g.ok(nreadPtr, 4) && (flagsPtr === null || g.ok(flagsPtr, 2)) ? this.readIovecs(g, iovs, iovsLen) : undefined;
+    if (!check(this.guest())) return EFAULT;
+    const s = f.sock;
+    while (this.nic.readable(s) === 0 && !s.peerClosed && !s.recvClosed) {
+      if (f.flags & FDFLAGS_NONBLOCK) return EAGAIN;
+      this.waitForInput();
+      if (this.fds.get(fd) !== f) return EBADF; // an interrupt handler closed it
+    }
+    // An interrupt handler may have grown memory: check again.
+    const g = this.guest();
+    const list = check(g);
+    if (!list) return EFAULT;
+    let n = 0;
+    for (const v of list) {
+      const bytes = this.nic.read(s, v.len);
+      g.u8.set(bytes, v.ptr);
+      n += bytes.length;
+      if (bytes.length < v.len) break;
+    }
+    g.dv.setUint32(nreadPtr, n, true);
+    if (flagsPtr !== null) g.dv.setUint16(flagsPtr, 0, true);
+    return ESUCCESS;
+  }
+
+  private sockRecv(fd: number, iovs: number, iovsLen: number, riFlags: number, datalenPtr: number, flagsPtr: number): number {
+    return this.sockRead(fd, iovs, iovsLen, riFlags, datalenPtr, flagsPtr);
+  }
+
+  /** Sends the gathered bytes on a socket, in messages of at most MAX_MESSAGE_BYTES. */
+  private sockSend(fd: number, iovs: number, iovsLen: number, datalenPtr: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'listen') return ENOTCONN;
+    if (f.kind !== 'sock') return ENOTSOCK;
+    const g = this.guest();
+    const list = this.readIovecs(g, iovs, iovsLen);
+    if (!list || !g.ok(datalenPtr, 4)) return EFAULT;
+    if (f.sock.sendClosed) return EPIPE;
+    let total = 0;
+    for (const v of list) total += v.len;
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const v of list) {
+      bytes.set(g.u8.subarray(v.ptr, v.ptr + v.len), at);
+      at += v.len;
+    }
+    for (let off = 0; off < total; off += MAX_MESSAGE_BYTES) {
+      this.nic.emit(f.sock.conn, bytes.slice(off, off + MAX_MESSAGE_BYTES));
+    }
+    g.dv.setUint32(datalenPtr, total, true);
+    return ESUCCESS;
+  }
+
+  private sockShutdown(fd: number, how: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return EBADF;
+    if (f.kind === 'listen') return ENOTCONN;
+    if (f.kind !== 'sock') return ENOTSOCK;
+    if (how === 0 || (how & ~(SDFLAGS_RD | SDFLAGS_WR)) !== 0) return EINVAL;
+    const s = f.sock;
+    if (how & SDFLAGS_RD) {
+      s.recvClosed = true;
+      s.chunks.length = 0;
+      s.head = 0;
+    }
+    if (how & SDFLAGS_WR && !s.sendClosed) {
+      s.sendClosed = true;
+      this.nic.emit(s.conn, new Uint8Array(0), true);
+    }
+    return ESUCCESS;
+  }
+
   // ---- poll_oneoff ----
 
   /**
-   * Never blocks. fd_read / fd_write subscriptions on open stdio are always
-   * ready (fd 0 reports the unread stdin byte count, and HANGUP at EOF); on
-   * other fds they report EBADF. Clock subscriptions are resolved virtually:
-   * if some event is already ready, only clocks already due are reported;
-   * otherwise the clock(s) with the earliest deadline are reported as fired,
-   * without sleeping. Absolute deadlines read the clock through
-   * Nondeterminism (once per clock id per call); relative ones read nothing.
+   * fd_read / fd_write subscriptions on stdio, files and directories are
+   * always ready (fd 0 reports the unread stdin byte count, and HANGUP at EOF);
+   * on a closed fd they report EBADF. A socket is ready to read when it has
+   * bytes or its peer closed (HANGUP), the listening socket when a connection
+   * waits to be accepted; sockets are always ready to write. Clock
+   * subscriptions are resolved virtually: if some event is already ready, only
+   * clocks already due are reported; otherwise the clock(s) with the earliest
+   * deadline are reported as fired, without sleeping. Absolute deadlines read
+   * the clock through Nondeterminism (once per clock id per call); relative
+   * ones read nothing. Only when nothing is ready and there is no clock does
+   * the call block, until an interrupt brings something (see WasiOptions.wait).
    */
   private pollOneoff(inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number {
     if (nsubs === 0) return EINVAL;
@@ -1212,25 +1426,39 @@ export class WasiHost {
       return t;
     };
 
-    const immediate: { index: number; ev: Ev }[] = [];
+    const badClocks: { index: number; ev: Ev }[] = [];
     const clocks: { index: number; ev: Ev; remaining: bigint }[] = [];
-    subs.forEach((s, index) => {
-      if (s.kind === 'fd') {
-        const open = this.fds.has(s.fd);
+    const fdEvents = (): { index: number; ev: Ev }[] => {
+      const ready: { index: number; ev: Ev }[] = [];
+      subs.forEach((s, index) => {
+        if (s.kind !== 'fd') return;
+        const f = this.fds.get(s.fd);
         let nbytes = 0n;
         let flags = 0;
-        if (open && s.fd === 0 && s.type === EVENTTYPE_FD_READ) {
-          const avail = this.stdin.length - this.stdinPos;
-          nbytes = BigInt(avail);
-          if (avail === 0) flags = EVENTRW_HANGUP;
+        if (f && s.type === EVENTTYPE_FD_READ) {
+          if (f.kind === 'stdio' && s.fd === 0) {
+            const avail = this.stdin.length - this.stdinPos;
+            nbytes = BigInt(avail);
+            if (avail === 0) flags = EVENTRW_HANGUP;
+          } else if (f.kind === 'listen') {
+            if (this.nic.queued === 0) return;
+          } else if (f.kind === 'sock') {
+            const avail = this.nic.readable(f.sock);
+            if (avail === 0 && !f.sock.peerClosed && !f.sock.recvClosed) return;
+            nbytes = BigInt(avail);
+            if (avail === 0) flags = EVENTRW_HANGUP;
+          }
         }
-        immediate.push({ index, ev: { userdata: s.userdata, error: open ? ESUCCESS : EBADF, type: s.type, nbytes, flags } });
-        return;
-      }
+        ready.push({ index, ev: { userdata: s.userdata, error: f ? ESUCCESS : EBADF, type: s.type, nbytes, flags } });
+      });
+      return ready;
+    };
+    subs.forEach((s, index) => {
+      if (s.kind === 'fd') return;
       const ev: Ev = { userdata: s.userdata, error: ESUCCESS, type: EVENTTYPE_CLOCK, nbytes: 0n, flags: 0 };
       if (!isKnownClock(s.clockId)) {
         ev.error = EINVAL;
-        immediate.push({ index, ev });
+        badClocks.push({ index, ev });
         return;
       }
       let remaining = s.timeout;
@@ -1241,6 +1469,11 @@ export class WasiHost {
       clocks.push({ index, ev, remaining });
     });
 
+    let immediate = [...badClocks, ...fdEvents()];
+    while (immediate.length === 0 && clocks.length === 0) {
+      this.waitForInput();
+      immediate = fdEvents();
+    }
     let fired: typeof clocks;
     if (immediate.length > 0) {
       fired = clocks.filter((c) => c.remaining === 0n);

@@ -1,0 +1,150 @@
+// The VM's virtual NIC: a message-oriented network interface, part of the VM's
+// state.
+//
+// The outside world talks to a VM over connections, each named by a u32 id
+// chosen by the host. A message carries the connection id and 1..MAX_MESSAGE_BYTES
+// bytes; an end-of-stream message (no bytes, `eof`) says the peer closed. Messages
+// arrive only as interrupts (kind INTERRUPT_NIC), so the recording logs each one
+// with its count and the replay delivers it at the same count.
+//
+// A guest reads them in one of two ways:
+//   - raw: `ftvm_io.nic_recv` takes the oldest queued message of any connection
+//     that is not a socket, `ftvm_io.nic_send` sends one message;
+//   - as WASI sockets: `sock_accept` on the listening socket (fd 4) turns the
+//     connection of the oldest queued message into a stream socket, and from
+//     then on that connection's messages become its byte stream.
+// A connection the guest closed stays closed: later messages for it are dropped.
+
+import { createHash } from 'node:crypto';
+
+/** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+export interface NicMessage {
+  conn: number;
+  bytes: Uint8Array;
+  /** the peer (arriving) or the guest (sent) closed the connection; bytes is empty */
+  eof: boolean;
+}
+
+/** A connection the guest accepted as a stream socket. */
+export interface NicSocket {
+  conn: number;
+  /** received bytes not read yet, oldest first */
+  chunks: Uint8Array[];
+  /** offset into chunks[0] */
+  head: number;
+  /** the peer closed its side */
+  peerClosed: boolean;
+  /** the guest shut down its sending side */
+  sendClosed: boolean;
+  /** the guest shut down its receiving side (arrivals are dropped) */
+  recvClosed: boolean;
+}
+
+export class VirtualNic {
+  /** messages of connections that are not sockets, in arrival order */
+  private readonly queue: NicMessage[] = [];
+  private readonly sockets = new Map<number, NicSocket>();
+  private readonly closed = new Set<number>();
+  /** every message the guest sent, in order, is handed here */
+  constructor(private readonly send: (msg: NicMessage) => void = () => {}) {}
+
+  /** A message arrives (called by the host at an interrupt). */
+  arrive(msg: NicMessage): void {
+    if (this.closed.has(msg.conn)) return;
+    const s = this.sockets.get(msg.conn);
+    if (!s) {
+      this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
+      return;
+    }
+    if (s.recvClosed) return;
+    if (msg.eof) s.peerClosed = true;
+    else if (!s.peerClosed) s.chunks.push(msg.bytes.slice());
+  }
+
+  /** The oldest queued message, removed; null when none is queued. */
+  take(): NicMessage | null {
+    return this.queue.shift() ?? null;
+  }
+
+  /** The size of the oldest queued message, or null. */
+  peekSize(): number | null {
+    return this.queue[0]?.bytes.length ?? null;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Sends one message from the guest. */
+  emit(conn: number, bytes: Uint8Array, eof = false): void {
+    this.send({ conn, bytes, eof });
+  }
+
+  /** Makes the connection of the oldest queued message a socket, moving its queued messages to it; null when none is queued. */
+  accept(): NicSocket | null {
+    const first = this.queue[0];
+    if (!first) return null;
+    const s: NicSocket = { conn: first.conn, chunks: [], head: 0, peerClosed: false, sendClosed: false, recvClosed: false };
+    this.sockets.set(first.conn, s);
+    const rest: NicMessage[] = [];
+    for (const m of this.queue.splice(0)) {
+      if (m.conn !== s.conn) rest.push(m);
+      else if (m.eof) s.peerClosed = true;
+      else if (!s.peerClosed) s.chunks.push(m.bytes);
+    }
+    this.queue.push(...rest);
+    return s;
+  }
+
+  /** Bytes a socket can read now. */
+  readable(s: NicSocket): number {
+    let n = 0;
+    for (const c of s.chunks) n += c.length;
+    return n - s.head;
+  }
+
+  /** Reads up to `max` bytes from a socket's stream. */
+  read(s: NicSocket, max: number): Uint8Array {
+    const out = new Uint8Array(Math.min(max, this.readable(s)));
+    let at = 0;
+    while (at < out.length) {
+      const c = s.chunks[0]!;
+      const take = Math.min(c.length - s.head, out.length - at);
+      out.set(c.subarray(s.head, s.head + take), at);
+      at += take;
+      s.head += take;
+      if (s.head === c.length) {
+        s.chunks.shift();
+        s.head = 0;
+      }
+    }
+    return out;
+  }
+
+  /** The guest closed a socket or a raw connection: the peer is told once, and later arrivals are dropped. */
+  close(conn: number): void {
+    const s = this.sockets.get(conn);
+    if (!s?.sendClosed) this.emit(conn, new Uint8Array(0), true);
+    this.sockets.delete(conn);
+    this.closed.add(conn);
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
+  }
+
+  /** Canonical encoding of everything queued and every socket, for the state digest. */
+  state(): string {
+    const h = createHash('sha256');
+    for (const m of this.queue) {
+      h.update(`${m.conn}:${m.eof ? 'eof' : m.bytes.length};`);
+      h.update(m.bytes);
+    }
+    const sockets = [...this.sockets.values()]
+      .sort((a, b) => a.conn - b.conn)
+      .map((s) => {
+        const pending = this.read({ ...s, chunks: [...s.chunks] }, Number.MAX_SAFE_INTEGER);
+        return [s.conn, s.peerClosed, s.sendClosed, s.recvClosed, createHash('sha256').update(pending).digest('hex')];
+      });
+    return JSON.stringify({ queue: this.queue.length, queued: h.digest('hex'), sockets, closed: [...this.closed].sort((a, b) => a - b) });
+  }
+}

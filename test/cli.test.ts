@@ -105,4 +105,28 @@ describe('ftvm record / replay', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('--messages feeds the virtual NIC; sends are printed as JSON lines, again by the replay; a bad line is named', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/ftvm-cli-`);
+    try {
+      const log = `${dir}/kv.log`;
+      const lines = [{ conn: 1, data: 'a SET k v' }, { conn: 2, data: 'b GET k' }, { conn: 2, eof: true }];
+      writeFileSync(`${dir}/m.jsonl`, lines.map((l) => JSON.stringify(l)).join('\n'));
+      const rec = await ftvm(['record', 'kv', '--log', log, '--messages', `${dir}/m.jsonl`]);
+      expect(rec.code).toBe(0);
+      expect(rec.stdout).toBe('{"send":{"conn":1,"data":"a OK 1"}}\n{"send":{"conn":2,"data":"b VALUE v"}}\n');
+      expect(rec.stderr).toMatch(/waits for input and no more will come/);
+      const rep = await ftvm(['replay', 'kv', '--log', log]);
+      expect(rep.code).toBe(0);
+      expect(rep.stdout).toBe(rec.stdout);
+      writeFileSync(`${dir}/bad.jsonl`, '{"conn":1,"data":"x"}\n{"conn":-1,"data":"y"}\n');
+      const bad = await ftvm(['record', 'kv', '--log', log, '--messages', `${dir}/bad.jsonl`]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/bad\.jsonl:2: "conn" must be a u32/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

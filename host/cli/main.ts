@@ -2,13 +2,15 @@
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX, type MeterOptions } from '../meter/index.ts';
 import { runGuest, type RunResult } from '../runtime/guest.ts';
 import { resolveGuest } from '../runtime/samples.ts';
 import { DivergenceError, recordGuest, replayGuest } from '../runtime/record.ts';
 import { LogWriter } from '../log/writer.ts';
 import { VirtualFs } from '../runtime/wasi.ts';
 import { readLog } from '../log/format.ts';
+import { LiveTimer, MergedSources, ScriptedMessages } from '../runtime/events.ts';
+import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 
@@ -51,6 +53,11 @@ options:
   --log FILE              where the log is written (required)
   --stdin FILE            bytes the guest reads on fd 0
   --fs DIR                copy DIR into the guest's in-memory filesystem (logged, so a replay needs no DIR)
+  --messages FILE         messages for the guest's virtual NIC, one JSON object per line:
+                            {"conn": 1, "data": "text"}   (or "base64": "...", or "eof": true)
+                          with an optional "count": N, they arrive at the first check point at or past N;
+                          without one, when the guest waits for input. Counts must not decrease.
+                          Messages the guest sends are printed to stdout as {"send": {"conn", "data"|"base64", "eof"}}.
   --env K=V               environment variable for the guest (repeatable)
   --digest-every N        log a state digest at the first check point at or past every N counts
                           (default 10000000)
@@ -208,6 +215,7 @@ function cmdRecord(argv: string[]): number {
       log: { type: 'string' },
       stdin: { type: 'string' },
       fs: { type: 'string' },
+      messages: { type: 'string' },
       env: { type: 'string', multiple: true },
       'digest-every': { type: 'string' },
       'depth-limit': { type: 'string' },
@@ -241,8 +249,11 @@ function cmdRecord(argv: string[]): number {
       },
       onStdout: (b) => process.stdout.write(b),
       onStderr: (b) => process.stderr.write(b),
+      interrupts: values.messages ? new MergedSources(new ScriptedMessages(parseMessages(values.messages)), new LiveTimer()) : undefined,
+      onSend: printSend,
     });
     if (r.outcome === 'trap') process.stderr.write(`ftvm: guest trapped: ${r.trap}\n`);
+    if (r.outcome === 'idle') process.stderr.write('ftvm: the guest waits for input and no more will come\n');
     process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${values.log}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
     return r.outcome === 'trap' ? 125 : (r.exitCode ?? 0);
   } finally {
@@ -282,6 +293,7 @@ function cmdReplay(argv: string[]): number {
       until: values.until !== undefined ? BigInt(positiveInt('--until', values.until)) : undefined,
       onStdout: (b) => process.stdout.write(b),
       onStderr: (b) => process.stderr.write(b),
+      onSend: printSend,
       inspect: (memory) => {
         if (!range) return;
         const [off, len] = range;
@@ -302,6 +314,43 @@ function cmdReplay(argv: string[]): number {
     }
     throw err;
   }
+}
+
+/** A message as one JSON line: text when it is valid UTF-8 without control characters other than newline and tab, else base64. */
+function printSend(m: NicMessage): void {
+  const text = Buffer.from(m.bytes).toString('utf8');
+  const plain = Buffer.from(text, 'utf8').equals(Buffer.from(m.bytes)) && !/[\u0000-\u0008\u000b-\u001f]/.test(text);
+  const body = m.eof ? { conn: m.conn, eof: true } : plain ? { conn: m.conn, data: text } : { conn: m.conn, base64: Buffer.from(m.bytes).toString('base64') };
+  process.stdout.write(`${JSON.stringify({ send: body })}\n`);
+}
+
+/** The --messages file: JSON Lines of {conn, data | base64 | eof, count?}. */
+function parseMessages(file: string): { count: bigint; msg: NicMessage }[] {
+  const out: { count: bigint; msg: NicMessage }[] = [];
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.trim()) return;
+      const where = `${file}:${i + 1}`;
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        throw new Error(`${where}: not a JSON object`);
+      }
+      const conn = o.conn;
+      if (typeof conn !== 'number' || !Number.isInteger(conn) || conn < 0 || conn > 0xffff_ffff) throw new Error(`${where}: "conn" must be a u32`);
+      const eof = o.eof === true;
+      const bytes =
+        typeof o.data === 'string' ? new Uint8Array(Buffer.from(o.data, 'utf8')) : typeof o.base64 === 'string' ? new Uint8Array(Buffer.from(o.base64, 'base64')) : new Uint8Array(0);
+      if (eof ? bytes.length > 0 : bytes.length === 0) throw new Error(`${where}: a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
+      if (bytes.length > MAX_MESSAGE_BYTES) throw new Error(`${where}: ${bytes.length} bytes is more than ${MAX_MESSAGE_BYTES}`);
+      const count = o.count === undefined ? I64_MAX : typeof o.count === 'number' && Number.isSafeInteger(o.count) && o.count >= 0 ? BigInt(o.count) : null;
+      if (count === null) throw new Error(`${where}: "count" must be a non-negative integer`);
+      if (out.length && count < out.at(-1)!.count) throw new Error(`${where}: counts must not decrease`);
+      out.push({ count, msg: { conn, bytes, eof } });
+    });
+  return out;
 }
 
 function parseEnv(list: string[] | undefined): Record<string, string> {

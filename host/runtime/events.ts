@@ -126,11 +126,10 @@ export class ScriptedMessages implements InterruptSource {
     }
     return due;
   }
+  /** A waiting guest gets the next message at once, with every other scripted for the same count. */
   wait(): Interrupt[] {
     const next = this.script[this.at];
-    if (!next) return [];
-    this.at++;
-    return [{ kind: INTERRUPT_NIC, msg: next.msg }];
+    return next ? this.poll(next.count) : [];
   }
 }
 

@@ -15,6 +15,9 @@
 //   4       4     CRC-32 of the payload
 //   8       L     payload: a msgpack array of entries
 //
+// Versions: 1 had timer interrupts only; 2 adds where an interrupt was
+// delivered, NIC messages in interrupt entries, and `send` entries.
+//
 // Entries are msgpackr records with the fixed structure [seq, count, kind,
 // payload], so each frame decodes on its own. `seq` starts at 0 and grows by one
 // across the whole log; `count` never decreases. A reader refuses anything else
@@ -25,7 +28,7 @@ import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 
 export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
-export const LOG_VERSION = 1;
+export const LOG_VERSION = 2;
 export const HEADER_BYTES = 16;
 export const FRAME_HEADER_BYTES = 8;
 /** No frame is larger: a reader never allocates more than this for one frame. */

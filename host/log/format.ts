@@ -16,7 +16,7 @@
 //   8       L     payload: a msgpack array of entries
 //
 // Versions: 1 had timer interrupts only; 2 adds where an interrupt was
-// delivered, NIC messages in interrupt entries, and `send` entries.
+// delivered, NIC messages in interrupt entries, `send` and `progress` entries.
 //
 // Entries are msgpackr records with the fixed structure [seq, count, kind,
 // payload], so each frame decodes on its own. `seq` starts at 0 and grows by one
@@ -69,6 +69,11 @@ export interface EntryPayloads {
   interrupt: { kind: number; at: 'check' | 'wait' | 'idle'; conn: number; bytes: Uint8Array; eof: boolean };
   /** a message the guest sent on its virtual NIC (eof: it closed the connection) */
   send: { conn: number; bytes: Uint8Array; eof: boolean };
+  /**
+   * the primary passed this count with nothing else to log: a backup may run
+   * up to it (nothing can come before it any more); a replay skips it
+   */
+  progress: null;
   /** a digest of the guest's state */
   digest: Uint8Array;
   /** the guest ended: exit code, or the trap's message */
@@ -76,7 +81,7 @@ export interface EntryPayloads {
 }
 
 export type EntryKind = keyof EntryPayloads;
-export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'send', 'digest', 'exit'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'send', 'progress', 'digest', 'exit'];
 
 export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
@@ -152,6 +157,37 @@ export function decodeHeader(bytes: Uint8Array): number {
   return HEADER_BYTES;
 }
 
+/**
+ * Decodes one whole frame (header included), checking its checksum and every
+ * entry against `check`; errors name the frame index and byte offset given.
+ */
+export function decodeFrame(frame: Uint8Array, check: EntryChecker, index = 0, offset = 0): LogEntry[] {
+  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const fail = (code: LogErrorCode, msg: string): never => {
+    throw new LogFormatError(code, msg, index, offset);
+  };
+  if (b.length < FRAME_HEADER_BYTES) fail('FTVM_ERR_LOG_TRUNCATED', 'truncated frame header');
+  const length = b.readUInt32LE(0);
+  if (length === 0 || length > FRAME_BYTES_MAX) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${FRAME_BYTES_MAX}`);
+  if (b.length - FRAME_HEADER_BYTES !== length) fail('FTVM_ERR_LOG_TRUNCATED', `frame needs ${length} bytes, has ${b.length - FRAME_HEADER_BYTES}`);
+  const payload = b.subarray(FRAME_HEADER_BYTES);
+  if (b.readUInt32LE(4) !== crc32(payload)) fail('FTVM_ERR_LOG_CHECKSUM', 'checksum mismatch');
+  let decoded: unknown;
+  try {
+    decoded = packr().unpack(payload);
+  } catch (e) {
+    fail('FTVM_ERR_LOG_DECODE', `cannot decode: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(decoded) || decoded.length === 0) fail('FTVM_ERR_LOG_DECODE', 'a frame holds a non-empty array of entries');
+  const out: LogEntry[] = [];
+  for (const raw of decoded as unknown[]) {
+    const problem = check.accept(raw);
+    if (problem) fail('FTVM_ERR_LOG_ENTRY', problem);
+    out.push(raw as LogEntry);
+  }
+  return out;
+}
+
 /** Reads a whole log, checking every frame and every entry. */
 export function readLog(bytes: Uint8Array): LogEntry[] {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -168,20 +204,7 @@ export function readLog(bytes: Uint8Array): LogEntry[] {
     if (b.length - at - FRAME_HEADER_BYTES < length) {
       fail('FTVM_ERR_LOG_TRUNCATED', `frame needs ${length} bytes, ${b.length - at - FRAME_HEADER_BYTES} left`);
     }
-    const payload = b.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
-    if (b.readUInt32LE(at + 4) !== crc32(payload)) fail('FTVM_ERR_LOG_CHECKSUM', 'checksum mismatch');
-    let decoded: unknown;
-    try {
-      decoded = packr().unpack(payload);
-    } catch (e) {
-      fail('FTVM_ERR_LOG_DECODE', `cannot decode: ${(e as Error).message}`);
-    }
-    if (!Array.isArray(decoded) || decoded.length === 0) fail('FTVM_ERR_LOG_DECODE', 'a frame holds a non-empty array of entries');
-    for (const raw of decoded as unknown[]) {
-      const problem = check.accept(raw);
-      if (problem) fail('FTVM_ERR_LOG_ENTRY', problem);
-      entries.push(raw as LogEntry);
-    }
+    for (const e of decodeFrame(b.subarray(at, at + FRAME_HEADER_BYTES + length), check, frame, at)) entries.push(e);
     at += FRAME_HEADER_BYTES + length;
   }
   return entries;
@@ -225,6 +248,7 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     isBytes(p.bytes) &&
     typeof p.eof === 'boolean',
   send: (p) => isObj(p) && isU32(p.conn) && isBytes(p.bytes) && typeof p.eof === 'boolean',
+  progress: (p) => p === null,
   digest: isBytes,
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };
@@ -235,8 +259,11 @@ function isObj(x: unknown): x is Record<string, unknown> {
 
 /** Enforces the invariants across entries: consecutive seq, non-decreasing count, known kinds. */
 export class EntryChecker {
-  private nextSeq = 0;
-  private lastCount = 0n;
+  /** a checker for a log read from entry `nextSeq` on (a backup made from a snapshot) */
+  constructor(
+    private nextSeq = 0,
+    private lastCount = 0n,
+  ) {}
 
   /** Returns what is wrong with the entry, or null (and advances). */
   accept(raw: unknown): string | null {

@@ -2,8 +2,8 @@
 // run `_start` (a command) or `_initialize` and then interrupts (a reactor), and
 // report how it ended and at which count.
 
-import { compileModule, EXPORT_FUEL, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
-import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type VirtualFs } from './wasi.ts';
+import { compileModule, EXPORT_FUEL, EXPORT_GLOBAL_PREFIX, EXPORT_START, meter, MeterError, type MeterOptions, IMPORT_MODULE, validateModule } from '../meter/index.ts';
+import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type DeviceImage, type Nondeterminism, type VirtualFs, type WasiOptions } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
 import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, type Interrupt, type Place } from './events.ts';
 import type { VirtualNic } from './nic.ts';
@@ -49,6 +49,42 @@ export interface RunOptions {
   wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>) => boolean;
   /** called once the guest is instantiated, right before `_start` runs */
   onStart?: (ctx: GuestContext) => void;
+  /** resume a reactor from a snapshot instead of starting it: no start function or `_initialize` runs */
+  resume?: ResumePoint;
+}
+
+/** An idle reactor's state: everything but the module. */
+export interface ResumePoint {
+  count: bigint;
+  memory: Uint8Array;
+  /** the exported mutable globals (ftvm_global_<i>) and their values */
+  globals: [string, number | bigint][];
+  devices: DeviceImage;
+}
+
+export class SnapshotError extends Error {
+  readonly code = 'FTVM_ERR_SNAPSHOT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SnapshotError';
+  }
+}
+
+/** The exported mutable globals a snapshot carries; a v128 global cannot be read from JavaScript and is refused. */
+export function snapshotGlobals(instance: WebAssembly.Instance): [string, number | bigint][] {
+  const out: [string, number | bigint][] = [];
+  for (const [name, v] of Object.entries(instance.exports)) {
+    if (!name.startsWith(EXPORT_GLOBAL_PREFIX) || !(v instanceof WebAssembly.Global)) continue;
+    let value: unknown;
+    try {
+      value = v.value;
+    } catch {
+      throw new SnapshotError(`global ${name} is a v128: it cannot be snapshotted`);
+    }
+    if (typeof value !== 'number' && typeof value !== 'bigint') throw new SnapshotError(`global ${name} holds a reference: it cannot be snapshotted`);
+    out.push([name, value]);
+  }
+  return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** What a caller may look at while a guest runs. */
@@ -131,7 +167,7 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
   const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
-  const wasi = new WasiHost({
+  const wasiOptions: WasiOptions = {
     args: opts.args ?? ['guest'],
     env: opts.env ?? {},
     stdin: opts.stdin,
@@ -147,7 +183,8 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     fs: opts.fs,
     nic: opts.nic,
     wait: () => (ctx && opts.wait ? opts.wait(ctx, 'wait') : false),
-  });
+  };
+  const wasi = opts.resume ? WasiHost.fromImage(wasiOptions, opts.resume.devices) : new WasiHost(wasiOptions);
   let ctx: GuestContext | null = null;
   const mh = new MeterHost();
   mh.onCheck = opts.onCheck ?? null;
@@ -222,8 +259,13 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
     }
   };
   ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, reactor };
+  if (opts.resume) resume(ctx, opts.resume);
   opts.onStart?.(ctx);
   try {
+    if (opts.resume) {
+      while (opts.wait?.(ctx, 'idle'));
+      return result('idle', null);
+    }
     // A metered module's start function runs here, metered, not at instantiation.
     const init = instance.exports[EXPORT_START];
     if (typeof init === 'function') (init as () => void)();
@@ -237,6 +279,26 @@ export function runGuest(bytes: Uint8Array | WebAssembly.Module, opts: RunOption
   } catch (e) {
     return ended(e, result);
   }
+}
+
+/** Puts a fresh instance of a reactor in the state of a resume point. */
+function resume(ctx: GuestContext, r: ResumePoint): void {
+  if (!ctx.reactor) throw new SnapshotError('only a reactor (between events) resumes from a snapshot');
+  if (!ctx.meter) throw new SnapshotError('only a metered guest resumes from a snapshot');
+  const have = ctx.memory.buffer.byteLength;
+  if (r.memory.length < have || r.memory.length % 65536 !== 0) {
+    throw new SnapshotError(`the snapshot's memory (${r.memory.length} bytes) does not fit the module's (${have} bytes at start)`);
+  }
+  if (r.memory.length > have) ctx.memory.grow((r.memory.length - have) / 65536);
+  new Uint8Array(ctx.memory.buffer).set(r.memory);
+  const mine = new Set(snapshotGlobals(ctx.instance).map(([n]) => n));
+  for (const [name, value] of r.globals) {
+    const g = ctx.instance.exports[name];
+    if (!mine.delete(name) || !(g instanceof WebAssembly.Global)) throw new SnapshotError(`the snapshot has a global ${name} the module does not`);
+    g.value = value;
+  }
+  if (mine.size) throw new SnapshotError(`the snapshot lacks the module's globals ${[...mine].join(', ')}`);
+  ctx.meter.resumeAt(r.count);
 }
 
 function ended(

@@ -84,6 +84,12 @@ export class MeterHost {
     if (this.fuel) this.fuel.value = count - lastWriteBack;
   }
 
+  /** Sets the count of a freshly bound instance (a VM restored from a snapshot). */
+  resumeAt(count: bigint): void {
+    if (!this.fuel) throw new Error('resumeAt needs a bound instance');
+    this.fuel.value = this.deadline - count;
+  }
+
   /** Prepares for a call from the host into the guest's exports. */
   enter(): void {
     if (this.depth) this.depth.value = 0;

@@ -42,6 +42,12 @@ export interface NicSocket {
   recvClosed: boolean;
 }
 
+export interface NicImage {
+  queue: NicMessage[];
+  sockets: { conn: number; pending: Uint8Array; peerClosed: boolean; sendClosed: boolean; recvClosed: boolean }[];
+  closed: number[];
+}
+
 export class VirtualNic {
   /** messages of connections that are not sockets, in arrival order */
   private readonly queue: NicMessage[] = [];
@@ -130,6 +136,42 @@ export class VirtualNic {
     this.sockets.delete(conn);
     this.closed.add(conn);
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
+  }
+
+  /** Everything the NIC holds, for a snapshot (structured-clonable). */
+  image(): NicImage {
+    return {
+      queue: this.queue.map((m) => ({ conn: m.conn, bytes: m.bytes.slice(), eof: m.eof })),
+      sockets: [...this.sockets.values()].map((s) => ({
+        conn: s.conn,
+        pending: this.read({ ...s, chunks: [...s.chunks] }, Number.MAX_SAFE_INTEGER),
+        peerClosed: s.peerClosed,
+        sendClosed: s.sendClosed,
+        recvClosed: s.recvClosed,
+      })),
+      closed: [...this.closed],
+    };
+  }
+
+  /** Rebuilds the state an image describes (the NIC must be new). */
+  restore(img: NicImage): void {
+    this.queue.push(...img.queue.map((m) => ({ conn: m.conn, bytes: m.bytes, eof: m.eof })));
+    for (const s of img.sockets) {
+      this.sockets.set(s.conn, {
+        conn: s.conn,
+        chunks: s.pending.length ? [s.pending] : [],
+        head: 0,
+        peerClosed: s.peerClosed,
+        sendClosed: s.sendClosed,
+        recvClosed: s.recvClosed,
+      });
+    }
+    for (const c of img.closed) this.closed.add(c);
+  }
+
+  /** The socket of an accepted connection. */
+  socket(conn: number): NicSocket | undefined {
+    return this.sockets.get(conn);
   }
 
   /** Canonical encoding of everything queued and every socket, for the state digest. */

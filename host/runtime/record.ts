@@ -104,7 +104,7 @@ function finalDigest(ctx: GuestContext | null): Uint8Array {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-function moduleHash(bytes: Uint8Array): string {
+export function moduleHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
@@ -262,13 +262,13 @@ function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
 export const CHUNK_BYTES = 256 * 1024;
 
 /** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
-function chunksOf(bytes: Uint8Array): Uint8Array[] {
+export function chunksOf(bytes: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let at = 0; at <= bytes.length; at += CHUNK_BYTES) out.push(bytes.subarray(at, at + CHUNK_BYTES));
   return out;
 }
 
-function meterOptions(start: EntryPayloads['start']): MeterOptions {
+export function meterOptions(start: EntryPayloads['start']): MeterOptions {
   return { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: start.canonicalizeNaNs };
 }
 
@@ -291,7 +291,9 @@ export interface ReplayedRun extends RunResult {
   entriesReplayed: number;
 }
 
-export function replayGuest(bytes: Uint8Array, entries: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
+export function replayGuest(bytes: Uint8Array, logged: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
+  // Progress markers only tell a following backup how far it may run.
+  const entries = logged.filter((e) => e.kind !== 'progress');
   let at = 0;
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;

@@ -43,7 +43,7 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
-import { MAX_MESSAGE_BYTES, VirtualNic, type NicSocket } from './nic.ts';
+import { MAX_MESSAGE_BYTES, VirtualNic, type NicImage, type NicSocket } from './nic.ts';
 
 export const WASI_MODULE = 'wasi_snapshot_preview1';
 
@@ -187,6 +187,8 @@ const LOOKUP_ALL = 1;
 // fdflags
 const FDFLAGS_APPEND = 1;
 const FDFLAGS_NONBLOCK = 4;
+// riflags (sock_recv): RECV_PEEK; RECV_WAITALL is accepted and ignored
+const RIFLAGS_PEEK = 1;
 // sdflags (sock_shutdown)
 const SDFLAGS_RD = 1;
 const SDFLAGS_WR = 2;
@@ -367,6 +369,27 @@ const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
  * incrementally at creation (the root is 1), so the same sequence of
  * operations always gives the same numbers.
  */
+/** A filesystem in a VM snapshot: nodes in an order where every parent precedes its children; the root first. */
+export interface FsImage {
+  maxFileSize: number;
+  nextIno: bigint;
+  nodes: { ino: bigint; kind: 'file' | 'dir'; parent: bigint | null; name: string; data: Uint8Array | null }[];
+}
+
+/** Everything a WasiHost holds besides guest memory, for a VM snapshot (structured-clonable). */
+export interface DeviceImage {
+  stdin: Uint8Array;
+  stdinPos: number;
+  fs: FsImage;
+  fds: ({ fd: number; flags: number } & (
+    | { kind: 'stdio' | 'listen' }
+    | { kind: 'file'; ino: bigint; offset: number }
+    | { kind: 'dir'; ino: bigint; preopen: string | null }
+    | { kind: 'sock'; conn: number }
+  ))[];
+  nic: NicImage;
+}
+
 export class VirtualFs {
   /** the largest size a file may reach (EFBIG beyond) */
   readonly maxFileSize: number;
@@ -511,6 +534,55 @@ export class VirtualFs {
    * next inode number and every node sorted by path ('.' is the root):
    * `[path, 'd', ino]` or `[path, 'f', ino, size, sha256hex]`.
    */
+  /**
+   * Every node reachable from the root plus `extra` (files no longer linked
+   * but still open), with inode numbers and the next one, for a VM snapshot.
+   */
+  image(extra: VfsNode[] = []): FsImage {
+    const nodes: FsImage['nodes'] = [];
+    const seen = new Set<bigint>();
+    const add = (n: VfsNode): void => {
+      if (seen.has(n.ino)) return;
+      seen.add(n.ino);
+      nodes.push({
+        ino: n.ino,
+        kind: n.kind,
+        parent: n.parent ? n.parent.ino : null,
+        name: n.name,
+        data: n.kind === 'file' ? n.data.slice(0, n.size) : null,
+      });
+      if (n.kind === 'dir') for (const c of n.entries.values()) add(c);
+    };
+    add(this.root);
+    for (const n of extra) add(n);
+    return { maxFileSize: this.maxFileSize, nextIno: this.nextIno, nodes };
+  }
+
+  /** The filesystem an image describes, and its nodes by inode number. */
+  static fromImage(img: FsImage): { fs: VirtualFs; byIno: Map<bigint, VfsNode> } {
+    const fs = new VirtualFs({ maxFileSize: img.maxFileSize });
+    const byIno = new Map<bigint, VfsNode>([[fs.root.ino, fs.root]]);
+    const root = img.nodes[0];
+    if (!root || root.kind !== 'dir' || root.ino !== fs.root.ino) throw new Error('filesystem image: the first node must be the root');
+    for (const n of img.nodes.slice(1)) {
+      const node: VfsNode =
+        n.kind === 'dir'
+          ? { kind: 'dir', ino: n.ino, parent: null, name: n.name, entries: new Map() }
+          : { kind: 'file', ino: n.ino, parent: null, name: n.name, data: n.data ?? new Uint8Array(0), size: n.data?.length ?? 0, hash: null };
+      byIno.set(n.ino, node);
+    }
+    for (const n of img.nodes.slice(1)) {
+      if (n.parent === null) continue;
+      const parent = byIno.get(n.parent);
+      const node = byIno.get(n.ino)!;
+      if (!parent || parent.kind !== 'dir') throw new Error(`filesystem image: node ${n.ino} has no directory ${n.parent}`);
+      node.parent = parent;
+      parent.entries.set(n.name, node);
+    }
+    fs.nextIno = img.nextIno;
+    return { fs, byIno };
+  }
+
   snapshot(): string {
     const rows: (string | number)[][] = [];
     const walk = (dir: VfsDir, prefix: string): void => {
@@ -723,6 +795,70 @@ export class WasiHost {
       sock_shutdown: (fd: number, how: number) => this.sockShutdown(u32(fd), u32(how)),
     };
     this.imports = table;
+  }
+
+  /** The devices' whole state, for a VM snapshot. */
+  image(): DeviceImage {
+    const orphans: VfsNode[] = [];
+    const fds: DeviceImage['fds'] = [...this.fds.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([fd, f]) => {
+        switch (f.kind) {
+          case 'stdio':
+          case 'listen':
+            return { fd, flags: f.flags, kind: f.kind };
+          case 'sock':
+            return { fd, flags: f.flags, kind: 'sock', conn: f.sock.conn };
+          case 'file':
+            orphans.push(f.node);
+            return { fd, flags: f.flags, kind: 'file', ino: f.node.ino, offset: f.offset };
+          case 'dir':
+            orphans.push(f.node);
+            return { fd, flags: f.flags, kind: 'dir', ino: f.node.ino, preopen: f.preopen };
+        }
+      });
+    return { stdin: this.stdin.slice(), stdinPos: this.stdinPos, fs: this.fs.image(orphans), fds, nic: this.nic.image() };
+  }
+
+  /** Puts the devices in the state of an image (taken from a host built with the same options). */
+  private restore(img: DeviceImage, byIno: Map<bigint, VfsNode>): void {
+    this.stdinPos = img.stdinPos;
+    this.nic.restore(img.nic);
+    this.fds.clear();
+    for (const f of img.fds) {
+      switch (f.kind) {
+        case 'stdio':
+        case 'listen':
+          this.fds.set(f.fd, { kind: f.kind, flags: f.flags });
+          break;
+        case 'sock': {
+          const sock = this.nic.socket(f.conn);
+          if (!sock) throw new Error(`device image: fd ${f.fd} names connection ${f.conn}, which has no socket`);
+          this.fds.set(f.fd, { kind: 'sock', sock, flags: f.flags });
+          break;
+        }
+        case 'file': {
+          const node = byIno.get(f.ino);
+          if (node?.kind !== 'file') throw new Error(`device image: fd ${f.fd} names inode ${f.ino}, which is not a file`);
+          this.fds.set(f.fd, { kind: 'file', node, offset: f.offset, flags: f.flags });
+          break;
+        }
+        case 'dir': {
+          const node = byIno.get(f.ino);
+          if (node?.kind !== 'dir') throw new Error(`device image: fd ${f.fd} names inode ${f.ino}, which is not a directory`);
+          this.fds.set(f.fd, { kind: 'dir', node, flags: f.flags, preopen: f.preopen });
+          break;
+        }
+      }
+    }
+  }
+
+  /** A host in the state of a device image; `opts.stdin` and `opts.fs` are ignored (the image has both). */
+  static fromImage(opts: WasiOptions, img: DeviceImage): WasiHost {
+    const { fs, byIno } = VirtualFs.fromImage(img.fs);
+    const host = new WasiHost({ ...opts, stdin: img.stdin, fs });
+    host.restore(img, byIno);
+    return host;
   }
 
   /** must be called after instantiation, before running */
@@ -1281,12 +1417,14 @@ export class WasiHost {
     if (f.kind !== 'listen') return ENOTSOCK;
     if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return EINVAL;
     if (!this.guest().ok(fdPtr, 4)) return EFAULT;
-    const next = this.allocFd();
-    if (next < 0) return -next;
     while (this.nic.queued === 0) {
       if (f.flags & FDFLAGS_NONBLOCK) return EAGAIN;
       this.waitForInput();
+      if (this.fds.get(fd) !== f) return EBADF; // an interrupt handler closed it
     }
+    // Only now: an interrupt handler may have opened descriptors while this call waited.
+    const next = this.allocFd();
+    if (next < 0) return -next;
     const sock = this.nic.accept()!;
     this.fds.set(next, { kind: 'sock', sock, flags: flags & FDFLAGS_ALL });
     const g = this.guest();
@@ -1296,7 +1434,7 @@ export class WasiHost {
   }
 
   /** Reads a socket's stream into iovecs; blocks unless the socket is non-blocking. Writes ro_flags when flagsPtr is given. */
-  private sockRead(fd: number, iovs: number, iovsLen: number, _riFlags: number, nreadPtr: number, flagsPtr: number | null): number {
+  private sockRead(fd: number, iovs: number, iovsLen: number, riFlags: number, nreadPtr: number, flagsPtr: number | null): number {
     const f = this.fds.get(fd);
     if (!f) return EBADF;
     if (f.kind === 'listen') return ENOTCONN;
@@ -1315,8 +1453,10 @@ export class WasiHost {
     const list = check(g);
     if (!list) return EFAULT;
     let n = 0;
+    // RECV_PEEK reads from a copy, so the stream keeps its bytes.
+    const from = riFlags & RIFLAGS_PEEK ? { ...s, chunks: [...s.chunks] } : s;
     for (const v of list) {
-      const bytes = this.nic.read(s, v.len);
+      const bytes = this.nic.read(from, v.len);
       g.u8.set(bytes, v.ptr);
       n += bytes.length;
       if (bytes.length < v.len) break;
@@ -1342,6 +1482,7 @@ export class WasiHost {
     if (f.sock.sendClosed) return EPIPE;
     let total = 0;
     for (const v of list) total += v.len;
+    if (total > U32_MAX) return EINVAL;
     const bytes = new Uint8Array(total);
     let at = 0;
     for (const v of list) {

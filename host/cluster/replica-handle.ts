@@ -1,0 +1,70 @@
+// The host thread's side of one replica worker.
+
+import { EventEmitter } from 'node:events';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { FromReplica, ReplicaInit, ToReplica } from './replica.ts';
+
+const ENTRY = new URL('./replica-entry.mjs', import.meta.url);
+
+export interface ReplicaHandleEvents {
+  message: [FromReplica];
+  /** the worker is gone (it ended, failed, or was terminated) */
+  exit: [number];
+}
+
+export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
+  private readonly worker: Worker;
+  private readonly port;
+  private readonly signal: Int32Array;
+  private gone = false;
+
+  constructor(init: Omit<ReplicaInit, 'signal' | 'port'>, opts: { stackSizeMb?: number } = {}) {
+    super();
+    const { port1, port2 } = new MessageChannel();
+    const sab = new SharedArrayBuffer(8);
+    this.signal = new Int32Array(sab);
+    this.port = port1;
+    const data: ReplicaInit = { ...init, signal: sab, port: port2 };
+    const transfer: ArrayBuffer[] = [];
+    if (init.snapshot) transfer.push(init.snapshot.memory.buffer as ArrayBuffer);
+    this.worker = new Worker(ENTRY, {
+      workerData: data,
+      transferList: [port2, ...transfer],
+      resourceLimits: { stackSizeMb: opts.stackSizeMb ?? 8 },
+    });
+    this.worker.on('message', (m: FromReplica) => this.emit('message', m));
+    this.worker.on('error', (e) => this.emit('message', { t: 'error', code: 'FTVM_ERR_REPLICA', message: e.message }));
+    this.worker.on('exit', (code) => {
+      this.gone = true;
+      this.port.close();
+      this.emit('exit', code);
+    });
+  }
+
+  get alive(): boolean {
+    return !this.gone;
+  }
+
+  /** Posts to the worker and wakes it if it waits. */
+  send(m: ToReplica, transfer: ArrayBuffer[] = []): void {
+    if (this.gone) return;
+    this.port.postMessage(m, transfer);
+    Atomics.add(this.signal, 0, 1);
+    Atomics.notify(this.signal, 0);
+  }
+
+  /** Microseconds the primary sleeps at each poll (0: full speed). */
+  setThrottle(us: number): void {
+    Atomics.store(this.signal, 1, Math.max(0, Math.round(us)));
+  }
+
+  get throttle(): number {
+    return Atomics.load(this.signal, 1);
+  }
+
+  /** Stops the worker at once. */
+  async terminate(): Promise<void> {
+    if (this.gone) return;
+    await this.worker.terminate();
+  }
+}

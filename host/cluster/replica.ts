@@ -1,0 +1,554 @@
+// One replica of a fault-tolerant VM, run on a worker thread so that the
+// host's event loop (heartbeats, acks, client traffic) never waits for a
+// guest that computes.
+//
+// A replica is in one of two modes and changes only from the first to the
+// second:
+//   - replay (a backup): the log streamed from the primary is its only source
+//     of nondeterminism. It runs no further than the count of the last entry
+//     it received (the primary's `progress` entries move that horizon while
+//     the guest computes without host calls), and blocks for more.
+//   - live (the primary): clocks, randomness, client messages and timer ticks
+//     are real; each becomes a log entry, batched into frames and posted to
+//     the host thread, which streams them to the backup and releases each
+//     output once the backup has acknowledged its entry.
+// Going live happens wherever the replay ran out of log after the host told it
+// so (`golive`): inside a host call, at a check point, or while waiting.
+//
+// The host thread talks to the worker through a MessagePort read synchronously
+// (receiveMessageOnPort) at check points and whenever the guest waits; after
+// each post it bumps `signal[0]` and notifies, which wakes a blocked worker.
+// `signal[1]` is the throttle: microseconds the primary sleeps per poll.
+
+import { performance } from 'node:perf_hooks';
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { I64_MAX } from '../meter/index.ts';
+import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
+import { compileGuest, runGuest, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/guest.ts';
+import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
+import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
+import { VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import {
+  CHUNK_BYTES,
+  chunksOf,
+  DivergenceError,
+  interruptOf,
+  interruptPayload,
+  meterOptions,
+  moduleHash,
+  stateDigest,
+} from '../runtime/record.ts';
+
+/** What the host hands a new replica (structured-clonable, plus the port). */
+export interface ReplicaInit {
+  vm: string;
+  module: Uint8Array;
+  /** how the VM was started (the first log entry) */
+  start: EntryPayloads['start'];
+  /** the VM's stdin, logged at start (a primary at boot only) */
+  stdin?: Uint8Array;
+  role: 'primary' | 'backup';
+  /** a backup made from a snapshot of the running primary, instead of from boot */
+  snapshot?: Snapshot;
+  signal: SharedArrayBuffer;
+  port: MessagePort;
+  /** the largest share of run time state digests may take (default 0.02) */
+  digestBudget?: number;
+  /** a live replica logs a progress entry at least this often while computing (default 2 ms) */
+  progressEveryMs?: number;
+  /** a live replica looks for messages at least every this many counts (default 100000) */
+  pollEvery?: bigint;
+  cacheDir?: string | null;
+}
+
+/** An idle reactor's state and its place in the log. */
+export interface Snapshot extends ResumePoint {
+  /** the first log entry that follows the snapshot */
+  seq: number;
+  timerPeriodNs: bigint;
+  /** the state digest at the snapshot, checked by the replica restored from it */
+  digest: Uint8Array;
+}
+
+/** Host thread → worker. */
+export type ToReplica =
+  | { t: 'entries'; entries: LogEntry[] }
+  | { t: 'golive' }
+  | { t: 'msg'; msg: NicMessage }
+  | { t: 'snapshot'; id: number }
+  | { t: 'stop' };
+
+/** An output a live replica produced, released by the host once its entry is acknowledged. */
+export interface Output {
+  seq: number;
+  /** 'send': a NIC message; 'output': bytes on fd 1 or 2 */
+  kind: 'send' | 'output';
+  conn: number;
+  fd: number;
+  bytes: Uint8Array;
+  eof: boolean;
+}
+
+/** Worker → host thread. */
+export type FromReplica =
+  | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[] }
+  | { t: 'progress'; count: bigint; seq: number }
+  | { t: 'live'; seq: number; count: bigint }
+  | { t: 'snapshot'; id: number; snapshot: Snapshot }
+  | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string }
+  | { t: 'error'; code: string; message: string }
+  | { t: 'stopped' };
+
+class Stopped extends Error {}
+
+const SIGNAL = 0;
+const THROTTLE = 1;
+const FRAME_FLUSH_BYTES = 512 * 1024;
+
+export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
+  const signal = new Int32Array(init.signal);
+  const start = init.start;
+  const module = compileGuest(init.module, { ...meterOptions(start), cacheDir: init.cacheDir });
+  if (moduleHash(init.module) !== start.module) throw new Error('the module is not the one the VM was started with');
+
+  let mode: 'replay' | 'live' = init.role === 'primary' ? 'live' : 'replay';
+  let ctx: GuestContext | null = null;
+  const count = (): bigint => ctx?.meter?.count ?? 0n;
+
+  // ---- the inbox ----
+  const feed: LogEntry[] = [];
+  let at = 0;
+  /** the count of the last entry received: the replay may run up to it */
+  let horizon = init.snapshot ? init.snapshot.count : -1n;
+  /** the seq of the last entry received (progress entries included) */
+  let lastSeq = init.snapshot ? init.snapshot.seq - 1 : -1;
+  let goLive = false;
+  let exitSeen = false;
+  const inbox: NicMessage[] = [];
+  let snapshotWanted: number | null = null;
+
+  const handle = (m: ToReplica): void => {
+    switch (m.t) {
+      case 'entries':
+        for (const e of m.entries) {
+          if (e.seq !== lastSeq + 1) throw new Error(`log entry ${e.seq} arrived after ${lastSeq}`);
+          lastSeq = e.seq;
+          if (e.count > horizon) horizon = e.count;
+          if (e.kind === 'exit') exitSeen = true;
+          if (e.kind !== 'progress') feed.push(e);
+        }
+        break;
+      case 'golive':
+        goLive = true;
+        break;
+      case 'msg':
+        inbox.push(m.msg);
+        break;
+      case 'snapshot':
+        snapshotWanted = m.id;
+        break;
+      case 'stop':
+        throw new Stopped();
+    }
+  };
+  /** Takes every message posted so far; with `blockMs` (Infinity: no limit), waits for one when none is there. */
+  const pump = (blockMs = 0): boolean => {
+    const seen = Atomics.load(signal, SIGNAL);
+    let got = false;
+    for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
+      handle(r.message as ToReplica);
+      got = true;
+    }
+    if (got || blockMs <= 0) return got;
+    Atomics.wait(signal, SIGNAL, seen, blockMs === Infinity ? undefined : blockMs);
+    for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
+      handle(r.message as ToReplica);
+      got = true;
+    }
+    return got;
+  };
+
+  // ---- the log a live replica writes ----
+  let nextSeq = init.snapshot ? init.snapshot.seq : 0;
+  let pending: LogEntry[] = [];
+  let pendingBytes = 0;
+  let outputs: Output[] = [];
+  const flush = (): void => {
+    if (!pending.length) return;
+    const frame = encodeFrame(pending);
+    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs }, [frame.buffer as ArrayBuffer]);
+    pending = [];
+    pendingBytes = 0;
+    outputs = [];
+  };
+  const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
+    const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
+    pending.push(e);
+    pendingBytes += 32 + (payload instanceof Uint8Array ? payload.length : ((payload as { bytes?: Uint8Array } | null)?.bytes?.length ?? 0));
+    if (pendingBytes >= FRAME_FLUSH_BYTES) flush();
+    return e;
+  };
+  let lastProgress = performance.now();
+
+  // ---- the replay side ----
+  const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
+  let lastReport = 0;
+  const report = (): void => {
+    const now = performance.now();
+    if (now - lastReport < 2) return;
+    lastReport = now;
+    post({ t: 'progress', count: count(), seq: at < feed.length ? feed[at]!.seq - 1 : lastSeq });
+  };
+  /** The next logged entry, blocking until it arrives; null once the replica is live. */
+  const peek = (): LogEntry | null => {
+    if (at >= 4096) {
+      // consumed entries are not needed any more
+      feed.splice(0, at);
+      at = 0;
+    }
+    while (at >= feed.length) {
+      if (mode === 'live') return null;
+      if (goLive) {
+        switchLive();
+        return null;
+      }
+      report();
+      pump(Infinity);
+    }
+    return feed[at]!;
+  };
+  /** The next entry, which must be of `kind` at `c`; null once live. */
+  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> | null => {
+    if (mode === 'live') return null;
+    const e = peek();
+    if (!e) return null;
+    if (e.kind !== kind || e.count !== c) throw new DivergenceError(e, describe(e.kind, e.count), describe(kind, c));
+    at++;
+    return e as Extract<LogEntry, { kind: K }>;
+  };
+  /** Chunked bytes (see record.ts); null once live. A replica never goes live in the middle of one payload: the primary logged all of it at once. */
+  const takeChunks = <K extends 'input' | 'output' | 'random'>(kind: K, c: bigint, bytesOf: (e: Extract<LogEntry, { kind: K }>) => Uint8Array): Uint8Array | null => {
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      const e = take(kind, c);
+      if (!e) {
+        if (parts.length) throw new Error(`the log ended inside a ${kind} payload`);
+        return null;
+      }
+      parts.push(bytesOf(e));
+      if (parts.at(-1)!.length < CHUNK_BYTES) break;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  const onFd = (fd: number) => (e: Extract<LogEntry, { kind: 'input' | 'output' }>): Uint8Array => {
+    if (e.payload.fd !== fd) throw new DivergenceError(e, `${e.kind} on fd ${e.payload.fd}`, `${e.kind} on fd ${fd}`);
+    return e.payload.bytes;
+  };
+
+  // ---- the timer (device state on both sides; ticks only live) ----
+  let timerPeriod = init.snapshot?.timerPeriodNs ?? 0n;
+  let timerNext = 0n;
+  const nowNs = (): bigint => process.hrtime.bigint();
+  const timerArm = (): void => {
+    timerNext = timerPeriod > 0n ? nowNs() + timerPeriod : 0n;
+  };
+  const timerDue = (): Interrupt[] => {
+    if (!timerPeriod || nowNs() < timerNext) return [];
+    timerNext = nowNs() + timerPeriod;
+    return [TIMER_TICK];
+  };
+  if (mode === 'live') timerArm();
+
+  // ---- nondeterminism ----
+  const live: Nondeterminism = liveNondeterminism;
+  const nd: Nondeterminism = {
+    clockNs(clock) {
+      const e = take('clock');
+      if (e) {
+        if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
+        return e.payload.ns;
+      }
+      const ns = live.clockNs(clock);
+      append('clock', count(), { clock, ns });
+      return ns;
+    },
+    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    randomFill(dest) {
+      const e = mode === 'replay' ? peek() : null;
+      const bytes = takeChunks('random', count(), (r) => r.payload);
+      if (bytes) {
+        if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
+        dest.set(bytes);
+        return;
+      }
+      live.randomFill(dest);
+      for (const b of chunksOf(dest.slice())) append('random', count(), b);
+    },
+  };
+  const output = (fd: number) => (b: Uint8Array): void => {
+    const e = mode === 'replay' ? peek() : null;
+    const logged = takeChunks('output', count(), onFd(fd));
+    if (logged) {
+      if (Buffer.compare(logged, b) !== 0) throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
+      return;
+    }
+    for (const bytes of chunksOf(b)) {
+      const entry = append('output', count(), { fd, bytes });
+      outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
+    }
+    flush();
+  };
+  const nic = new VirtualNic((msg) => {
+    const e = take('send');
+    if (e) {
+      const p = e.payload;
+      if (p.conn !== msg.conn || p.eof !== msg.eof || Buffer.compare(p.bytes, msg.bytes) !== 0) {
+        throw new DivergenceError(e, `a message of ${p.bytes.length} bytes to ${p.conn}`, `${msg.bytes.length} bytes to ${msg.conn}`);
+      }
+      return;
+    }
+    const entry = append('send', count(), msg);
+    outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
+    flush();
+  });
+
+  // ---- check points ----
+  const budget = init.digestBudget ?? 0.02;
+  const every = start.digestEvery;
+  const pollEvery = init.pollEvery ?? 100_000n;
+  const progressEveryMs = init.progressEveryMs ?? 2;
+  let nextDigest = every;
+  let digestEnd = performance.now();
+  let digestCost = 0;
+  const placeOf = (e: LogEntry): Place | null => (e.kind === 'interrupt' ? e.payload.at : e.kind === 'digest' ? 'check' : null);
+  /** The next digest or interrupt received, and where it is in the feed. */
+  const nextEvent = (): LogEntry | null => {
+    for (let i = at; i < feed.length; i++) {
+      const k = feed[i]!.kind;
+      if (k === 'digest' || k === 'interrupt' || k === 'exit') return k === 'exit' ? null : feed[i]!;
+    }
+    return null;
+  };
+  const exitReceived = (): boolean => exitSeen;
+  const deliver = (c: GuestContext, i: Interrupt, place: Place): void => {
+    append('interrupt', count(), interruptPayload(i, place));
+    c.deliver(i, place);
+  };
+
+  const replayCheck = (c: GuestContext): void => {
+    const meter = c.meter!;
+    for (;;) {
+      const e = nextEvent();
+      if (e && meter.count >= e.count) {
+        if (placeOf(e) !== 'check') {
+          if (meter.count === e.count) {
+            meter.setDeadline(e.count + 1n);
+            return;
+          }
+          throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
+        }
+        if (e.kind === 'digest') {
+          const d = take('digest', meter.count)!;
+          const mine = stateDigest(c);
+          if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+        } else {
+          const i = take('interrupt', meter.count)!;
+          c.deliver(interruptOf(i.payload), 'check');
+        }
+        continue;
+      }
+      if (e) {
+        meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
+        return;
+      }
+      if (exitReceived()) {
+        meter.setDeadline(I64_MAX);
+        return;
+      }
+      if (horizon > meter.count) {
+        meter.setDeadline(horizon);
+        return;
+      }
+      // Nothing is known past this point yet.
+      if (goLive && at >= feed.length) {
+        switchLive();
+        liveCheck(c);
+        return;
+      }
+      report();
+      pump(Infinity);
+    }
+  };
+
+  const liveCheck = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const now = meter.count;
+    if (now >= nextDigest) {
+      nextDigest = (now / every + 1n) * every;
+      if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd))) {
+        const t = performance.now();
+        append('digest', now, stateDigest(c));
+        digestEnd = performance.now();
+        digestCost = digestEnd - t;
+      }
+    }
+    pump(0);
+    // While a snapshot waits for the reactor to be idle, new messages wait too.
+    if (snapshotWanted === null) for (const msg of inbox.splice(0)) deliver(c, { kind: INTERRUPT_NIC, msg }, 'check');
+    for (const i of timerDue()) deliver(c, i, 'check');
+    const t = performance.now();
+    if (t - lastProgress >= progressEveryMs) {
+      lastProgress = t;
+      if (!pending.length || pending.at(-1)!.count !== meter.count) append('progress', meter.count, null);
+      flush();
+    }
+    const throttle = Atomics.load(signal, THROTTLE);
+    if (throttle > 0) sleepNs(BigInt(throttle) * 1000n);
+    meter.setDeadline(meter.count + pollEvery);
+  };
+
+  const takeSnapshot = (c: GuestContext, id: number): void => {
+    flush();
+    const snapshot: Snapshot = {
+      seq: nextSeq,
+      count: count(),
+      memory: new Uint8Array(c.memory.buffer).slice(),
+      globals: snapshotGlobals(c.instance),
+      devices: c.wasi.image(),
+      timerPeriodNs: timerPeriod,
+      digest: stateDigest(c),
+    };
+    post({ t: 'snapshot', id, snapshot }, [snapshot.memory.buffer as ArrayBuffer]);
+  };
+
+  const switchLive = (): void => {
+    mode = 'live';
+    nextSeq = lastSeq + 1;
+    timerArm();
+    lastProgress = performance.now();
+    nextDigest = (count() / every + 1n) * every;
+    post({ t: 'live', seq: nextSeq, count: count() });
+  };
+
+  // ---- waiting ----
+  const wait = (c: GuestContext, place: Exclude<Place, 'check'>): boolean => {
+    while (mode === 'replay') {
+      const e = peek();
+      if (!e) break; // went live
+      if (!(e.kind === 'interrupt' && e.payload.at === place && e.count === count())) {
+        if (e.kind === 'exit') return false;
+        throw new DivergenceError(e, describe(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
+      }
+      // Every interrupt the primary delivered in this one wait, each after what the previous handler did.
+      for (let n: LogEntry | null = e; n; ) {
+        at++;
+        c.deliver(interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
+        if (mode !== 'replay') return true;
+        // Another one follows only at this count: the log shows it, or shows the primary went past.
+        while (at >= feed.length && horizon <= count() && !goLive) {
+          report();
+          pump(Infinity);
+        }
+        const m = at < feed.length ? feed[at]! : null;
+        n = m && m.kind === 'interrupt' && m.payload.at === place && m.count === count() ? m : null;
+      }
+      if (c.meter) replayCheckArm(c);
+      return true;
+    }
+    for (;;) {
+      if (place === 'idle' && snapshotWanted !== null) {
+        takeSnapshot(c, snapshotWanted);
+        snapshotWanted = null;
+      }
+      const due: Interrupt[] = [...inbox.splice(0).map((msg): Interrupt => ({ kind: INTERRUPT_NIC, msg })), ...timerDue()];
+      if (due.length) {
+        for (const i of due) deliver(c, i, place);
+        flush();
+        if (c.meter) c.meter.setDeadline(c.meter.count + pollEvery);
+        return true;
+      }
+      flush();
+      const untilTick = timerPeriod ? Number(timerNext - nowNs()) / 1e6 : Infinity;
+      pump(Math.max(untilTick, 0.05));
+    }
+  };
+  /** After the replay delivered at a wait, the next deadline follows the log. */
+  const replayCheckArm = (c: GuestContext): void => {
+    const e = nextEvent();
+    const meter = c.meter!;
+    if (e) meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
+    else if (exitReceived()) meter.setDeadline(I64_MAX);
+    else meter.setDeadline(horizon > meter.count ? horizon : meter.count);
+  };
+
+  // ---- the run ----
+  let stdin = init.stdin ?? new Uint8Array(0);
+  if (!init.snapshot) {
+    if (mode === 'live') {
+      append('start', 0n, start);
+      for (const bytes of chunksOf(stdin)) append('input', 0n, { fd: 0, bytes });
+      flush();
+    } else {
+      const s = take('start', 0n)!;
+      if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
+      stdin = takeChunks('input', 0n, onFd(0)) ?? new Uint8Array(0);
+    }
+  }
+  let result: RunResult;
+  try {
+    result = runGuest(module, {
+      args: start.args,
+      env: start.env,
+      stdin,
+      nic,
+      nondeterminism: nd,
+      onStdout: output(1),
+      onStderr: output(2),
+      io: {
+        timer_set: (ns: bigint) => {
+          timerPeriod = ns > 0n ? ns : 0n;
+          if (mode === 'live') timerArm();
+        },
+      },
+      wait,
+      resume: init.snapshot,
+      onStart: (c) => {
+        ctx = c;
+        if (init.snapshot) {
+          const mine = stateDigest(c);
+          if (Buffer.compare(mine, init.snapshot.digest) !== 0) {
+            throw new Error(`the state restored from the snapshot has digest ${hex(mine)}, not ${hex(init.snapshot.digest)}`);
+          }
+        }
+        c.meter!.onCheck = () => (mode === 'replay' ? replayCheck(c) : liveCheck(c));
+        if (mode === 'replay') replayCheckArm(c);
+        else c.meter!.setDeadline(pollEvery);
+      },
+    });
+  } catch (e) {
+    if (e instanceof Stopped) {
+      flush();
+      post({ t: 'stopped' });
+      return;
+    }
+    throw e;
+  }
+  const digest = ctx ? stateDigest(ctx) : new Uint8Array(32);
+  if (mode === 'replay') {
+    const end = take('exit', result.count!);
+    if (end && (end.payload.code !== result.exitCode || end.payload.trap !== result.trap)) {
+      throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
+    }
+    const last = end ? take('digest', result.count!) : null;
+    if (last && Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
+  }
+  if (mode === 'live') {
+    append('exit', result.count!, { code: result.exitCode, trap: result.trap });
+    append('digest', result.count!, digest);
+    flush();
+  }
+  const { stdout: _o, stderr: _e, ...rest } = result;
+  post({ t: 'ended', result: rest, digest: hex(digest) });
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -1,7 +1,7 @@
 # ftvm: the two commands a new user needs are `make demo` and `make test`.
 # Every target installs what it needs by itself.
 
-.PHONY: all setup guests test typecheck bench demo clean
+.PHONY: all setup etcd guests test typecheck bench demo clean
 .DELETE_ON_ERROR:
 
 NPM_STAMP := node_modules/.ftvm-installed
@@ -16,6 +16,16 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# The arbiter tests run a real etcd server (Debian's etcd-server, 3.4); each
+# test starts its own on free ports, so no system service is needed.
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+etcd:
+	@if command -v etcd >/dev/null 2>&1; then :; else \
+	  echo "etcd missing; installing etcd-server"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server; \
+	fi
+
 # Rebuilds the committed guest samples (installs clang, lld and wasi-libc from Debian when missing).
 guests: setup
 	$(MAKE) -C wasm-src
@@ -23,7 +33,7 @@ guests: setup
 typecheck: setup
 	npx tsc --noEmit -p host
 
-test: typecheck
+test: typecheck etcd
 	npx vitest run
 
 bench: setup

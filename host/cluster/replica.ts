@@ -22,9 +22,9 @@
 
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { I64_MAX } from '../meter/index.ts';
+import { I64_MAX } from '../meter/abi.ts';
 import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
-import { compileGuest, runGuest, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/guest.ts';
+import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
 import { VirtualNic, type NicMessage } from '../runtime/nic.ts';
@@ -37,12 +37,14 @@ import {
   meterOptions,
   moduleHash,
   stateDigest,
-} from '../runtime/record.ts';
+} from '../runtime/replay-core.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
 export interface ReplicaInit {
   vm: string;
   module: Uint8Array;
+  /** the module as compileGuest made it (metered), compiled by the host thread: a worker never loads binaryen */
+  compiled: WebAssembly.Module;
   /** how the VM was started (the first log entry) */
   start: EntryPayloads['start'];
   /** the VM's stdin, logged at start (a primary at boot only) */
@@ -58,7 +60,6 @@ export interface ReplicaInit {
   progressEveryMs?: number;
   /** a live replica looks for messages at least every this many counts (default 100000) */
   pollEvery?: bigint;
-  cacheDir?: string | null;
 }
 
 /** An idle reactor's state and its place in the log. */
@@ -108,7 +109,7 @@ const FRAME_FLUSH_BYTES = 512 * 1024;
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
   const signal = new Int32Array(init.signal);
   const start = init.start;
-  const module = compileGuest(init.module, { ...meterOptions(start), cacheDir: init.cacheDir });
+  const module = init.compiled;
   if (moduleHash(init.module) !== start.module) throw new Error('the module is not the one the VM was started with');
 
   let mode: 'replay' | 'live' = init.role === 'primary' ? 'live' : 'replay';
@@ -193,11 +194,17 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   // ---- the replay side ----
   const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
   let lastReport = 0;
-  const report = (): void => {
-    const now = performance.now();
-    if (now - lastReport < 2) return;
-    lastReport = now;
-    post({ t: 'progress', count: count(), seq: at < feed.length ? feed[at]!.seq - 1 : lastSeq });
+  let reported = '';
+  /** Tells the host how far the replay got: at most every 2 ms, and always before it blocks (`now`). */
+  const report = (now = false): void => {
+    const t = performance.now();
+    if (!now && t - lastReport < 2) return;
+    const seq = at < feed.length ? feed[at]!.seq - 1 : lastSeq;
+    const key = `${count()}/${seq}`;
+    if (key === reported) return;
+    lastReport = t;
+    reported = key;
+    post({ t: 'progress', count: count(), seq });
   };
   /** The next logged entry, blocking until it arrives; null once the replica is live. */
   const peek = (): LogEntry | null => {
@@ -212,7 +219,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         switchLive();
         return null;
       }
-      report();
+      report(true);
       pump(Infinity);
     }
     return feed[at]!;
@@ -375,7 +382,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         liveCheck(c);
         return;
       }
-      report();
+      report(true);
       pump(Infinity);
     }
   };
@@ -446,7 +453,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.
         while (at >= feed.length && horizon <= count() && !goLive) {
-          report();
+          report(true);
           pump(Infinity);
         }
         const m = at < feed.length ? feed[at]! : null;
@@ -496,7 +503,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   }
   let result: RunResult;
   try {
-    result = runGuest(module, {
+    result = runModule(module, {
       args: start.args,
       env: start.env,
       stdin,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import binaryen from 'binaryen';
 import { MeterError } from './errors.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from './abi.ts';
 import { instrumentModule, type Strategy } from './instrument.ts';
 
 export { MeterError } from './errors.ts';
@@ -19,7 +20,7 @@ export * from './instrument.ts';
  */
 export const PASS_VERSION: string = (() => {
   const h = createHash('sha256');
-  for (const f of ['index.ts', 'instrument.ts', 'walk.ts']) h.update(readFileSync(new URL(`./${f}`, import.meta.url)));
+  for (const f of ['index.ts', 'instrument.ts', 'walk.ts', 'abi.ts']) h.update(readFileSync(new URL(`./${f}`, import.meta.url)));
   return h.digest('hex').slice(0, 16);
 })();
 
@@ -51,8 +52,6 @@ export interface MeterOptions {
   cacheDir?: string | null;
 }
 
-export const DEFAULT_DEPTH_LIMIT = 40_000;
-export const DEFAULT_MEMORY_LIMIT_PAGES = 16_384;
 
 /** The imports Asyncify must be able to unwind through when limited to blocking ones. */
 export const BLOCKING_IMPORTS = [

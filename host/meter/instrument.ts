@@ -57,21 +57,8 @@ import { SHAPES, kindName, mapChildren, set } from './walk.ts';
 type Ref = number;
 type Type = number;
 
-export const IMPORT_MODULE = 'ftvm';
-export const IMPORT_CHECK = 'check';
-export const IMPORT_DEPTH_EXCEEDED = 'depth_exceeded';
-export const EXPORT_FUEL = 'ftvm_fuel';
-export const EXPORT_DEPTH = 'ftvm_depth';
-/**
- * The module's start function, exported instead of run at instantiation, so
- * that the host runs it metered: after it has bound the counters and set a
- * deadline (a start function can loop forever like any other code).
- */
-export const EXPORT_START = 'ftvm_start';
-/** exported by the `classic` strategy: remaining budget, counting down */
-export const EXPORT_CLASSIC_REMAINING = 'ftvm_classic_remaining';
-
-export const I64_MAX = (1n << 63n) - 1n;
+import { EXPORT_CLASSIC_REMAINING, EXPORT_DEPTH, EXPORT_FUEL, EXPORT_GLOBAL_PREFIX, EXPORT_START, I64_MAX, IMPORT_CHECK, IMPORT_DEPTH_EXCEEDED, IMPORT_MODULE } from './abi.ts';
+export * from './abi.ts';
 
 export type Strategy = 'ftvm' | 'classic';
 
@@ -313,8 +300,6 @@ function shiftLocals(body: Ref, from: number, by: number): void {
   visit(body);
 }
 
-/** Prefix of the exports through which the host reads the guest's own mutable globals (for state digests). */
-export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
 
 function exportMutableGlobals(module: binaryen.Module): void {
   for (let i = 0; i < module.getNumExports(); i++) {

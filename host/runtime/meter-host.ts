@@ -12,7 +12,7 @@
 // invariant survives deadline changes: a trap's count never depends on where
 // the host chose to preempt.
 
-import { EXPORT_DEPTH, EXPORT_FUEL, I64_MAX, IMPORT_CHECK, IMPORT_DEPTH_EXCEEDED } from '../meter/index.ts';
+import { EXPORT_DEPTH, EXPORT_FUEL, I64_MAX, IMPORT_CHECK, IMPORT_DEPTH_EXCEEDED } from '../meter/abi.ts';
 
 /** Thrown into the guest to stop it at a check point whose count reached the deadline. */
 export class DeadlineReached extends Error {

@@ -11,31 +11,19 @@
 
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { EXPORT_GLOBAL_PREFIX, I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, type MeterOptions } from '../meter/index.ts';
+import { I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
+import type { MeterOptions } from '../meter/index.ts';
 import type { EntryKind, EntryPayloads, LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { compileGuest, runGuest, type GuestContext, type RunResult } from './guest.ts';
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
 import { INTERRUPT_NIC, LiveTimer, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from './events.ts';
 import { VirtualNic, type NicMessage } from './nic.ts';
+import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay-core.ts';
+
+export { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay-core.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
-
-export class DivergenceError extends Error {
-  readonly code = 'FTVM_ERR_DIVERGENCE';
-  constructor(
-    /** the log entry the replay was at (null: the log had no more entries) */
-    readonly entry: LogEntry | null,
-    readonly expected: string,
-    readonly actual: string,
-  ) {
-    super(
-      `replay diverged at ${entry ? `entry ${entry.seq} (${entry.kind} at count ${entry.count})` : 'the end of the log'}: ` +
-        `expected ${expected}, got ${actual}`,
-    );
-    this.name = 'DivergenceError';
-  }
-}
 
 export interface RecordOptions {
   args: string[];
@@ -60,41 +48,9 @@ export interface RecordOptions {
   onSend?: (msg: NicMessage) => void;
 }
 
-/** An interrupt as a log entry's payload. */
-export function interruptPayload(i: Interrupt, at: Place): EntryPayloads['interrupt'] {
-  return i.kind === INTERRUPT_NIC
-    ? { kind: i.kind, at, conn: i.msg.conn, bytes: i.msg.bytes, eof: i.msg.eof }
-    : { kind: i.kind, at, conn: 0, bytes: new Uint8Array(0), eof: false };
-}
-
-/** The interrupt a log entry's payload describes. */
-export function interruptOf(p: EntryPayloads['interrupt']): Interrupt {
-  return p.kind === INTERRUPT_NIC ? { kind: INTERRUPT_NIC, msg: { conn: p.conn, bytes: p.bytes, eof: p.eof } } : TIMER_TICK;
-}
-
 export interface RecordedRun extends RunResult {
   /** digest of the final state */
   digest: string;
-}
-
-/** State digest: memory, the guest's mutable globals, the virtual devices. */
-export function stateDigest(ctx: GuestContext): Uint8Array {
-  const h = createHash('sha256');
-  h.update(new Uint8Array(ctx.memory.buffer));
-  const globals = Object.entries(ctx.instance.exports)
-    .filter(([name, v]) => name.startsWith(EXPORT_GLOBAL_PREFIX) && v instanceof WebAssembly.Global)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [name, g] of globals) {
-    let value: string;
-    try {
-      value = String((g as WebAssembly.Global).value);
-    } catch {
-      value = 'v128'; // not readable from JavaScript
-    }
-    h.update(`${name}=${value};`);
-  }
-  h.update(ctx.wasi.deviceState());
-  return new Uint8Array(h.digest());
 }
 
 /** The state at the end; a guest that trapped while being instantiated has none (all zeros). */
@@ -103,10 +59,6 @@ function finalDigest(ctx: GuestContext | null): Uint8Array {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-
-export function moduleHash(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptions): RecordedRun {
   const live = opts.live ?? liveNondeterminism;
@@ -256,20 +208,6 @@ function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
     else fs.writeFile(n.path, n.bytes);
   }
   return fs;
-}
-
-/** The most bytes one input, output or random entry carries. */
-export const CHUNK_BYTES = 256 * 1024;
-
-/** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
-export function chunksOf(bytes: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (let at = 0; at <= bytes.length; at += CHUNK_BYTES) out.push(bytes.subarray(at, at + CHUNK_BYTES));
-  return out;
-}
-
-export function meterOptions(start: EntryPayloads['start']): MeterOptions {
-  return { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: start.canonicalizeNaNs };
 }
 
 export interface ReplayOptions {

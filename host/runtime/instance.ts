@@ -1,0 +1,310 @@
+// One guest run on the current thread: resolve imports, instantiate, run
+// `_start` (a command) or `_initialize` and then interrupts (a reactor), and
+// report how it ended and at which count. Nothing here loads binaryen, so
+// worker threads that run guests start fast; compiling (metering) is guest.ts.
+
+import { EXPORT_FUEL, EXPORT_GLOBAL_PREFIX, EXPORT_START, IMPORT_MODULE } from '../meter/abi.ts';
+import type { MeterOptions } from '../meter/index.ts';
+import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type DeviceImage, type Nondeterminism, type VirtualFs, type WasiOptions } from './wasi.ts';
+import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
+import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, type Interrupt, type Place } from './events.ts';
+import type { VirtualNic } from './nic.ts';
+
+export class GuestLoadError extends Error {
+  constructor(
+    readonly code: 'FTVM_ERR_UNSUPPORTED_IMPORT' | 'FTVM_ERR_NO_ENTRY' | 'FTVM_ERR_INVALID_MODULE' | string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'GuestLoadError';
+  }
+}
+
+export interface RunOptions {
+  /** argv, including argv[0] */
+  args?: string[];
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+  /** called synchronously with each chunk the guest writes; output is also collected */
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  meter?: MeterOptions;
+  /** stop at the first check point whose count reaches this */
+  deadline?: bigint;
+  /** called at a check point that reached the deadline (see MeterHost.onCheck) */
+  onCheck?: CheckHandler;
+  nondeterminism?: Nondeterminism;
+  /** the in-memory filesystem preopened as fd 3 ("/"), mutated in place; default an empty one */
+  fs?: VirtualFs;
+  /** called before every WASI host call with the guest's exact count at that call */
+  onHostCall?: (name: string, count: bigint | null) => void;
+  /** the timer of the ftvm event ABI (`ftvm_io`); without it a guest that programs a timer is told interrupts need a recording host */
+  io?: { timer_set(periodNs: bigint): void };
+  /** the VM's virtual NIC (default: one whose sends go nowhere) */
+  nic?: VirtualNic;
+  /**
+   * The guest waits for input (`place` 'wait': blocked in a host call; 'idle':
+   * a reactor between events): deliver at least one interrupt through
+   * `ctx.deliver` and return true, or return false if none will ever come.
+   * Without it, a guest that waits ends idle.
+   */
+  wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>) => boolean;
+  /** called once the guest is instantiated, right before `_start` runs */
+  onStart?: (ctx: GuestContext) => void;
+  /** resume a reactor from a snapshot instead of starting it: no start function or `_initialize` runs */
+  resume?: ResumePoint;
+}
+
+/** An idle reactor's state: everything but the module. */
+export interface ResumePoint {
+  count: bigint;
+  memory: Uint8Array;
+  /** the exported mutable globals (ftvm_global_<i>) and their values */
+  globals: [string, number | bigint][];
+  devices: DeviceImage;
+}
+
+export class SnapshotError extends Error {
+  readonly code = 'FTVM_ERR_SNAPSHOT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SnapshotError';
+  }
+}
+
+/** The exported mutable globals a snapshot carries; a v128 global cannot be read from JavaScript and is refused. */
+export function snapshotGlobals(instance: WebAssembly.Instance): [string, number | bigint][] {
+  const out: [string, number | bigint][] = [];
+  for (const [name, v] of Object.entries(instance.exports)) {
+    if (!name.startsWith(EXPORT_GLOBAL_PREFIX) || !(v instanceof WebAssembly.Global)) continue;
+    let value: unknown;
+    try {
+      value = v.value;
+    } catch {
+      throw new SnapshotError(`global ${name} is a v128: it cannot be snapshotted`);
+    }
+    if (typeof value !== 'number' && typeof value !== 'bigint') throw new SnapshotError(`global ${name} holds a reference: it cannot be snapshotted`);
+    out.push([name, value]);
+  }
+  return out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** What a caller may look at while a guest runs. */
+export interface GuestContext {
+  instance: WebAssembly.Instance;
+  memory: WebAssembly.Memory;
+  /** null for an unmetered guest */
+  meter: MeterHost | null;
+  wasi: WasiHost;
+  /** Delivers an interrupt: a message is queued on the NIC, then the guest's handler (if any) runs from `place`. */
+  deliver(intr: Interrupt, place: Place): void;
+  /** the guest is a reactor (`_initialize` and interrupts, no `_start`) */
+  reactor: boolean;
+}
+
+export type Outcome =
+  /** `_start` returned or the guest called proc_exit */
+  | 'exit'
+  /** the guest trapped (including the call-depth limit) */
+  | 'trap'
+  /** the guest reached its deadline and the host stopped it */
+  | 'deadline'
+  /** the guest waits for input and none will come (a reactor between events, or a blocked call) */
+  | 'idle';
+
+export interface RunResult {
+  outcome: Outcome;
+  exitCode: number | null;
+  /** the count where the run ended; null for an unmetered run */
+  count: bigint | null;
+  /** the trap's message, for outcome 'trap' */
+  trap: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+/**
+ * Checks every import against what ftvm provides and throws an error naming
+ * the first it does not.
+ */
+export function checkImports(module: WebAssembly.Module): void {
+  for (const imp of WebAssembly.Module.imports(module)) {
+    const name = `${imp.module}.${imp.name}`;
+    if (imp.module === WASI_MODULE && imp.kind === 'function' && WasiHost.provided.has(imp.name)) continue;
+    if (imp.module === IO_MODULE && imp.kind === 'function' && IO_FUNCTIONS.has(imp.name)) continue;
+    if (imp.module === IMPORT_MODULE) {
+      throw new GuestLoadError('FTVM_ERR_UNSUPPORTED_IMPORT', `the module imports "${name}" from the reserved module "ftvm"`);
+    }
+    throw new GuestLoadError('FTVM_ERR_UNSUPPORTED_IMPORT', `unsupported import "${name}" (${imp.kind})`);
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Runs a compiled guest (see guest.ts's compileGuest) to its end on the current thread. */
+export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): RunResult {
+  // The optimizer drops ftvm imports a module never needs; the exported fuel global always stays.
+  const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  const wasiOptions: WasiOptions = {
+    args: opts.args ?? ['guest'],
+    env: opts.env ?? {},
+    stdin: opts.stdin,
+    stdout: (b) => {
+      out.push(b);
+      opts.onStdout?.(b);
+    },
+    stderr: (b) => {
+      err.push(b);
+      opts.onStderr?.(b);
+    },
+    nondeterminism: opts.nondeterminism,
+    fs: opts.fs,
+    nic: opts.nic,
+    wait: () => (ctx && opts.wait ? opts.wait(ctx, 'wait') : false),
+  };
+  const wasi = opts.resume ? WasiHost.fromImage(wasiOptions, opts.resume.devices) : new WasiHost(wasiOptions);
+  let ctx: GuestContext | null = null;
+  const mh = new MeterHost();
+  mh.onCheck = opts.onCheck ?? null;
+  const imports: WebAssembly.Imports = {
+    [WASI_MODULE]: wasi.imports,
+    [IO_MODULE]: {
+      ...wasi.nicImports,
+      ...(opts.io ?? {
+        timer_set: () => {
+          throw new GuestLoadError('FTVM_ERR_NO_INTERRUPTS', 'the guest programs a timer: interrupts are delivered under ftvm record/replay');
+        },
+      }),
+    },
+  };
+  const onHostCall = opts.onHostCall;
+  if (onHostCall) {
+    const wrapped: Record<string, (...a: never[]) => unknown> = {};
+    for (const [name, fn] of Object.entries(wasi.imports)) {
+      wrapped[name] = (...a: never[]) => {
+        onHostCall(name, metered ? mh.count : null);
+        return (fn as (...x: never[]) => unknown)(...a);
+      };
+    }
+    imports[WASI_MODULE] = wrapped;
+  }
+  if (metered) imports[IMPORT_MODULE] = mh.imports;
+
+  const result = (outcome: Outcome, exitCode: number | null, trap: string | null = null, at?: bigint): RunResult => ({
+    outcome,
+    exitCode,
+    count: metered ? (at ?? mh.count) : null,
+    trap,
+    stdout: concat(out),
+    stderr: concat(err),
+  });
+
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(module, imports);
+  } catch (e) {
+    return ended(e, result);
+  }
+  const memory = instance.exports.memory;
+  if (!(memory instanceof WebAssembly.Memory)) {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export its memory as "memory"');
+  }
+  const start = instance.exports._start;
+  const initialize = instance.exports._initialize;
+  const handler = instance.exports[INTERRUPT_EXPORT];
+  const reactor = typeof start !== 'function' && typeof initialize === 'function';
+  if (typeof start !== 'function' && !reactor) {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module exports neither "_start" (a WASI command) nor "_initialize" (a reactor)');
+  }
+  if (reactor && typeof handler !== 'function') {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', `a reactor (exporting "_initialize") must export its interrupt handler "${INTERRUPT_EXPORT}"`);
+  }
+  wasi.bindMemory(memory);
+  if (metered) {
+    mh.bind(instance);
+    if (opts.deadline !== undefined) mh.setDeadline(opts.deadline);
+    mh.enter();
+  }
+  const deliver = (intr: Interrupt, place: Place): void => {
+    if (intr.kind === INTERRUPT_NIC) wasi.nic.arrive(intr.msg);
+    if (typeof handler !== 'function') return;
+    const call = (): void => (handler as (kind: number) => void)(intr.kind);
+    if (place === 'check' && metered) mh.runFromCheck(call);
+    else {
+      // From a blocked host call the handler's wrapper keeps the caller's depth; idle, nothing is on the stack.
+      if (place === 'idle' && metered) mh.enter();
+      call();
+    }
+  };
+  ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, reactor };
+  if (opts.resume) resume(ctx, opts.resume);
+  opts.onStart?.(ctx);
+  try {
+    if (opts.resume) {
+      while (opts.wait?.(ctx, 'idle'));
+      return result('idle', null);
+    }
+    // A metered module's start function runs here, metered, not at instantiation.
+    const init = instance.exports[EXPORT_START];
+    if (typeof init === 'function') (init as () => void)();
+    if (!reactor) {
+      (start as () => void)();
+      return result('exit', 0);
+    }
+    (initialize as () => void)();
+    while (opts.wait?.(ctx, 'idle'));
+    return result('idle', null);
+  } catch (e) {
+    return ended(e, result);
+  }
+}
+
+/** Puts a fresh instance of a reactor in the state of a resume point. */
+function resume(ctx: GuestContext, r: ResumePoint): void {
+  if (!ctx.reactor) throw new SnapshotError('only a reactor (between events) resumes from a snapshot');
+  if (!ctx.meter) throw new SnapshotError('only a metered guest resumes from a snapshot');
+  const have = ctx.memory.buffer.byteLength;
+  if (r.memory.length < have || r.memory.length % 65536 !== 0) {
+    throw new SnapshotError(`the snapshot's memory (${r.memory.length} bytes) does not fit the module's (${have} bytes at start)`);
+  }
+  if (r.memory.length > have) ctx.memory.grow((r.memory.length - have) / 65536);
+  new Uint8Array(ctx.memory.buffer).set(r.memory);
+  const mine = new Set(snapshotGlobals(ctx.instance).map(([n]) => n));
+  for (const [name, value] of r.globals) {
+    const g = ctx.instance.exports[name];
+    if (!mine.delete(name) || !(g instanceof WebAssembly.Global)) throw new SnapshotError(`the snapshot has a global ${name} the module does not`);
+    g.value = value;
+  }
+  if (mine.size) throw new SnapshotError(`the snapshot lacks the module's globals ${[...mine].join(', ')}`);
+  ctx.meter.resumeAt(r.count);
+}
+
+function ended(
+  e: unknown,
+  result: (o: Outcome, code: number | null, trap?: string | null, at?: bigint) => RunResult,
+): RunResult {
+  if (e instanceof WasiExit) return result('exit', e.code);
+  if (e instanceof GuestIdle) return result('idle', null);
+  // The global holds the last write-back; the check point knew the exact count.
+  if (e instanceof DeadlineReached) return result('deadline', null, null, e.count);
+  if (e instanceof DepthExceeded) return result('trap', null, 'call depth limit exceeded');
+  if (e instanceof WebAssembly.RuntimeError) return result('trap', null, e.message);
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    // Never let the engine's own stack limit pass for a guest trap: it differs between threads.
+    throw new GuestLoadError(
+      'FTVM_ERR_HOST_STACK',
+      'the host thread ran out of native stack before the guest reached its deterministic depth limit; lower depthLimit',
+    );
+  }
+  throw e;
+}

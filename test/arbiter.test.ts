@@ -1,0 +1,212 @@
+// The arbiter's contract, checked on both implementations: one winner per
+// generation, latest(), unique stable host slots, and no hang when etcd is gone.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ArbiterError, FileArbiter, MAX_SLOT, type Arbiter } from '../host/cluster/arbiter.ts';
+import { EtcdArbiter } from '../host/cluster/etcd-arbiter.ts';
+import { freePorts, startEtcd, type TestEtcd } from './etcd.ts';
+
+const ARBITER_URL = new URL('../host/cluster/arbiter.ts', import.meta.url).href;
+
+interface Backend {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** A new arbiter instance on namespace `ns`: instances on the same namespace share their state. */
+  open(ns: string): Arbiter;
+}
+
+function fileBackend(): Backend {
+  let dir = '';
+  return {
+    name: 'FileArbiter',
+    async start() {
+      dir = mkdtempSync(join(tmpdir(), 'ftvm-arbiter-'));
+    },
+    async stop() {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+    open: (ns) => new FileArbiter(join(dir, ns)),
+  };
+}
+
+function etcdBackend(): Backend {
+  let etcd: TestEtcd | undefined;
+  return {
+    name: 'EtcdArbiter',
+    async start() {
+      etcd = await startEtcd();
+    },
+    async stop() {
+      await etcd?.stop();
+    },
+    open: (ns) => new EtcdArbiter({ endpoints: [etcd!.endpoint], prefix: `${ns}/` }),
+  };
+}
+
+describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
+  const instances: Arbiter[] = [];
+  const arbiter = (ns: string): Arbiter => {
+    const a = backend.open(ns);
+    instances.push(a);
+    return a;
+  };
+
+  beforeAll(() => backend.start(), 20_000);
+  afterEach(async () => {
+    await Promise.all(instances.splice(0).map((a) => a.close()));
+  });
+  afterAll(() => backend.stop(), 10_000);
+
+  it('gives a generation to exactly one of many concurrent claimants', async () => {
+    // Separate instances, as separate hosts would have (for etcd: separate connections).
+    const claimants = Array.from({ length: 20 }, () => arbiter('race'));
+    const won = await Promise.all(claimants.map((a, i) => a.claim('vm1', 7, `host-${i}`)));
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const winner = won.indexOf(true);
+    expect(await claimants[0].latest('vm1')).toEqual({ gen: 7, host: `host-${winner}` });
+    // A second claim of a taken generation fails, even by its owner.
+    expect(await claimants[winner].claim('vm1', 7, `host-${winner}`)).toBe(false);
+  });
+
+  it('claims generations independently; latest() is the highest and its owner', async () => {
+    const a = arbiter('gens');
+    expect(await a.latest('vm1')).toBeNull();
+    // 10 after 9 and 2: the order is numeric, not textual.
+    expect(await a.claim('vm1', 2, 'h1')).toBe(true);
+    expect(await a.claim('vm1', 10, 'h2')).toBe(true);
+    expect(await a.claim('vm1', 9, 'h3')).toBe(true);
+    expect(await a.claim('vm1', 2, 'h3')).toBe(false);
+    expect(await a.latest('vm1')).toEqual({ gen: 10, host: 'h2' });
+    // Another VM, including one whose name extends this one's, is separate.
+    expect(await a.latest('vm')).toBeNull();
+    expect(await a.latest('vm10')).toBeNull();
+    expect(await a.claim('vm10', 10, 'h1')).toBe(true);
+    expect(await a.latest('vm10')).toEqual({ gen: 10, host: 'h1' });
+    expect(await a.latest('vm1')).toEqual({ gen: 10, host: 'h2' });
+    // Namespaces (directories, key prefixes) do not see each other.
+    expect(await arbiter('gens-other').latest('vm1')).toBeNull();
+  });
+
+  it('rejects bad names and generations with ArbiterError', async () => {
+    const a = arbiter('bad');
+    await expect(a.claim('bad/name', 1, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('..', 1, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('vm1', 1, '')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('vm1', 0, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('vm1', -1, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('vm1', 1.5, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(a.latest('a b')).rejects.toThrow(ArbiterError);
+    await expect(a.register({ id: 'x/y', peer: 'p:1', client: 'c:1' })).rejects.toThrow(ArbiterError);
+    expect(await a.latest('vm1')).toBeNull();
+  });
+
+  it('gives hosts unique slots, kept when a host registers again', async () => {
+    const ids = ['h3', 'h1', 'h5', 'h2', 'h4'];
+    const rec = (id: string, port: number) => ({ id, peer: `127.0.0.1:${port}`, client: `127.0.0.1:${port + 1}` });
+    const slots = await Promise.all(ids.map((id, i) => arbiter('hosts').register(rec(id, 9000 + 10 * i))));
+    expect(new Set(slots).size).toBe(ids.length);
+    for (const s of slots) expect(s >= 1 && s <= MAX_SLOT).toBe(true);
+
+    const a = arbiter('hosts');
+    const h1 = slots[ids.indexOf('h1')];
+    expect(await a.register(rec('h1', 7000))).toBe(h1);
+    const listed = await a.hosts();
+    expect(listed.map((h) => h.id)).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    expect(listed[0]).toEqual({ ...rec('h1', 7000), slot: h1 });
+    expect(listed.map((h) => h.slot).sort()).toEqual([...slots].sort());
+
+    const h6 = await a.register(rec('h6', 8000));
+    expect(slots).not.toContain(h6);
+    expect(await arbiter('hosts-other').hosts()).toEqual([]);
+  });
+});
+
+describe('FileArbiter across processes', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ftvm-arbiter-procs-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /**
+   * One child: loads FileArbiter, says "ready", waits for a line on stdin (so
+   * that all children claim at the same moment), then prints its result.
+   */
+  function child(host: string) {
+    const code = `
+      import { FileArbiter } from ${JSON.stringify(ARBITER_URL)};
+      const a = new FileArbiter(${JSON.stringify(dir)});
+      process.stdout.write('ready\\n');
+      process.stdin.once('data', async () => {
+        const won = await a.claim('vm1', 1, ${JSON.stringify(host)});
+        process.stdout.write(won ? 'won\\n' : 'lost\\n');
+        process.exit(0);
+      });`;
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    /** After 'close' (not 'exit'), all its output has been read. */
+    const closed = new Promise<void>((r) => p.once('close', () => r()));
+    const ready = new Promise<void>((resolve, reject) => {
+      p.stdout.on('data', () => out.startsWith('ready\n') && resolve());
+      void closed.then(() => reject(new Error(`child ${host} ended before it was ready: ${err}`)));
+    });
+    return { p, host, ready, closed, lines: () => out.trim().split('\n'), stderr: () => err };
+  }
+
+  it('gives a generation to exactly one of several processes', async () => {
+    const children = Array.from({ length: 6 }, (_, i) => child(`proc-${i}`));
+    try {
+      await Promise.all(children.map((c) => c.ready));
+      for (const c of children) c.p.stdin.write('go\n');
+      await Promise.all(children.map((c) => c.closed));
+      const results = children.map((c) => c.lines().slice(1).join(' ') || `nothing (${c.stderr()})`);
+      expect(results.filter((r) => r === 'won')).toHaveLength(1);
+      expect(results.filter((r) => r === 'lost')).toHaveLength(children.length - 1);
+      const winner = children[results.indexOf('won')].host;
+      expect(await new FileArbiter(dir).latest('vm1')).toEqual({ gen: 1, host: winner });
+    } finally {
+      for (const c of children) c.p.kill('SIGKILL');
+    }
+  }, 20_000);
+});
+
+describe('EtcdArbiter without etcd', () => {
+  it('rejects with ArbiterError instead of hanging', async () => {
+    const [port] = await freePorts(1);
+    const a = new EtcdArbiter({ endpoints: [`127.0.0.1:${port}`], timeoutMs: 500 });
+    try {
+      await expect(a.claim('vm1', 1, 'h1')).rejects.toThrow(/etcd unreachable/);
+      await expect(a.claim('vm1', 1, 'h1')).rejects.toThrow(ArbiterError);
+      await expect(a.latest('vm1')).rejects.toThrow(ArbiterError);
+      await expect(a.register({ id: 'h1', peer: 'p:1', client: 'c:1' })).rejects.toThrow(ArbiterError);
+      await expect(a.hosts()).rejects.toThrow(/etcd unreachable/);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('rejects with ArbiterError when the endpoint accepts connections but never answers', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const a = new EtcdArbiter({ endpoints: [`127.0.0.1:${port}`], timeoutMs: 300 });
+    try {
+      await expect(a.latest('vm1')).rejects.toThrow(/etcd unreachable/);
+    } finally {
+      await a.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+});

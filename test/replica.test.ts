@@ -1,0 +1,157 @@
+// Replicas on worker threads, wired together in one process: a live primary
+// streams its log to a backup that replays it; the backup goes live where the
+// log ends; a new backup is made from a snapshot of the running primary.
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '../host/log/format.ts';
+import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
+import type { FromReplica, Output, Snapshot } from '../host/cluster/replica.ts';
+import { meterOptions, moduleHash } from '../host/runtime/record.ts';
+import { compileGuest } from '../host/runtime/guest.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
+import { sampleBytes, samples } from './helpers.ts';
+
+const kv = sampleBytes(samples('service').find((g) => g.name === 'kv')!);
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+const startOf = (module: Uint8Array): EntryPayloads['start'] => ({
+  module: moduleHash(module),
+  args: ['kv'],
+  env: {},
+  digestEvery: 1_000_000n,
+  depthLimit: DEFAULT_DEPTH_LIMIT,
+  memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES,
+  canonicalizeNaNs: false,
+});
+
+const handles: ReplicaHandle[] = [];
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((h) => h.terminate()));
+});
+
+/** A replica and everything it said. */
+function replica(init: Omit<ConstructorParameters<typeof ReplicaHandle>[0], 'compiled'>) {
+  const h = new ReplicaHandle({ ...init, compiled: compileGuest(init.module, meterOptions(init.start)) });
+  handles.push(h);
+  const said: FromReplica[] = [];
+  const waiters: { test: (m: FromReplica) => boolean; resolve: (m: FromReplica) => void }[] = [];
+  h.on('message', (m) => {
+    said.push(m);
+    for (const w of waiters.splice(0)) {
+      if (w.test(m)) w.resolve(m);
+      else waiters.push(w);
+    }
+  });
+  const until = (test: (m: FromReplica) => boolean, ms = 20_000): Promise<FromReplica> => {
+    const found = said.find(test);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no such message within ${ms} ms; got ${said.map((m) => m.t).join(',')}`)), ms);
+      waiters.push({ test, resolve: (m) => (clearTimeout(t), resolve(m)) });
+    });
+  };
+  return { h, said, until };
+}
+
+/** Decodes a primary's frames in order and forwards them to `to` (when given). */
+function stream(from: ReturnType<typeof replica>, to: () => ReplicaHandle | null, startSeq = 0) {
+  const check = new EntryChecker(startSeq);
+  const entries: LogEntry[] = [];
+  const outputs: Output[] = [];
+  from.h.on('message', (m) => {
+    if (m.t !== 'log') return;
+    const got = decodeFrame(m.frame, check);
+    entries.push(...got);
+    outputs.push(...m.outputs);
+    to()?.send({ t: 'entries', entries: got });
+  });
+  return { entries, outputs };
+}
+
+const request = (h: ReplicaHandle, conn: number, text: string) => h.send({ t: 'msg', msg: { conn, bytes: enc(text), eof: false } });
+const replyTo = (outs: Output[], id: string) => outs.find((o) => dec(o.bytes).startsWith(`${id} `));
+
+async function reply(from: { outputs: Output[] }, id: string, ms = 20_000): Promise<string> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    const o = replyTo(from.outputs, id);
+    if (o) return dec(o.bytes);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`no reply to ${id}`);
+}
+
+describe('replicas', () => {
+  it('a backup follows the primary, goes live where the log ends, and keeps the state', async () => {
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    for (let i = 0; i < 20; i++) request(p.h, 1, `s${i} SET k${i} v${i}`);
+    expect(await reply(log, 's19')).toBe('s19 OK 20');
+    // the backup replays up to the last entry it has
+    const last = log.entries.at(-1)!;
+    await b.until((m) => m.t === 'progress' && m.seq >= last.seq - 1 && m.count >= last.count);
+    // the primary dies; the backup has all of its log, goes live, and answers from the same state
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await b.until((m) => m.t === 'live')) as Extract<FromReplica, { t: 'live' }>;
+    expect(live.seq).toBe(last.seq + 1);
+    const after = stream(b, () => null, live.seq);
+    request(b.h, 2, 'g GET k7');
+    request(b.h, 2, 'w SET z 1');
+    expect(await reply(after, 'g')).toBe('g VALUE v7');
+    expect(await reply(after, 'w')).toBe('w OK 21');
+    expect(after.entries[0]!.seq).toBe(live.seq);
+    expect(b.said.some((m) => m.t === 'error')).toBe(false);
+  }, 60_000);
+
+  it('a backup made from a snapshot of the running primary follows the rest of the log', async () => {
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    let backup: ReplicaHandle | null = null;
+    const log = stream(p, () => backup);
+    for (let i = 0; i < 10; i++) request(p.h, 1, `a${i} SET k${i} ${'x'.repeat(i * 100)}`);
+    await reply(log, 'a9');
+    p.h.send({ t: 'snapshot', id: 1 });
+    const snap = ((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>).snapshot as Snapshot;
+    expect(snap.seq).toBe(log.entries.at(-1)!.seq + 1);
+    // entries after the snapshot go to the new backup
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup', snapshot: snap });
+    backup = b.h;
+    for (let i = 0; i < 10; i++) request(p.h, 3, `b${i} SET k${i} y${i}`);
+    expect(await reply(log, 'b9')).toBe('b9 OK 20');
+    const last = log.entries.at(-1)!;
+    await b.until((m) => m.t === 'progress' && m.count >= last.count);
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await b.until((m) => m.t === 'live')) as Extract<FromReplica, { t: 'live' }>;
+    const after = stream(b, () => null, live.seq);
+    request(b.h, 4, 'c GET k3');
+    request(b.h, 4, 'd INFO');
+    expect(await reply(after, 'c')).toBe('c VALUE y3');
+    expect(await reply(after, 'd')).toMatch(/^d INFO 10 20 \d+$/);
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+  }, 60_000);
+
+  it('a backup that replays something else reports a divergence', async () => {
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup' });
+    let tamper = false;
+    const check = new EntryChecker();
+    p.h.on('message', (m) => {
+      if (m.t !== 'log') return;
+      const got = decodeFrame(m.frame, check).map((e) =>
+        tamper && e.kind === 'interrupt' ? ({ ...e, payload: { ...e.payload, bytes: enc('z SET k other') } } as LogEntry) : e,
+      );
+      b.h.send({ t: 'entries', entries: got });
+    });
+    request(p.h, 1, 'a SET k v');
+    await new Promise((r) => setTimeout(r, 200));
+    tamper = true;
+    request(p.h, 1, 'b SET k w');
+    const err = (await b.until((m) => m.t === 'error')) as Extract<FromReplica, { t: 'error' }>;
+    expect(err.code).toBe('FTVM_ERR_DIVERGENCE');
+  }, 60_000);
+});

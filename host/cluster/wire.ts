@@ -1,0 +1,122 @@
+// Framing for the TCP channels between hosts (the log channel) and between
+// clients and hosts.
+//
+// Frame (integers little-endian):
+//   0   4   body length L, 1 <= L <= limit
+//   4   4   CRC-32 of the body
+//   8   L   body: one msgpack map { v: WIRE_VERSION, t: type, ...fields }
+// A frame that is too large, fails its checksum, does not decode, or carries
+// another version ends the connection with a WireError; nothing it carried is
+// acted on.
+//
+// Peers prove they know the cluster secret before anything else flows:
+//   dialer   -> { t: 'hello', id, nonce: A }
+//   listener -> { t: 'challenge', id, nonce: B, mac: HMAC(secret, 'listener' A B) }
+//   dialer   -> { t: 'auth', mac: HMAC(secret, 'dialer' B A) }
+//   listener -> { t: 'welcome' }
+// Each side checks the other's MAC; a peer that sends anything else first, or
+// a wrong MAC, is disconnected.
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import type { Socket } from 'node:net';
+import { Packr } from 'msgpackr';
+
+export const WIRE_VERSION = 1;
+export const WIRE_HEADER = 8;
+/** The largest frame on the log channel (log frames are at most 1 MiB; snapshots go in 4 MiB chunks). */
+export const PEER_FRAME_MAX = 8 * 1024 * 1024;
+/** The largest frame a client may send (a module to start, or a message). */
+export const CLIENT_FRAME_MAX = 32 * 1024 * 1024;
+
+export class WireError extends Error {
+  constructor(
+    readonly code: 'FTVM_ERR_FRAME_SIZE' | 'FTVM_ERR_FRAME_CHECKSUM' | 'FTVM_ERR_FRAME_DECODE' | 'FTVM_ERR_FRAME_VERSION' | 'FTVM_ERR_AUTH',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WireError';
+  }
+}
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false });
+
+export type WireMessage = { t: string } & Record<string, unknown>;
+
+export function encodeMessage(m: WireMessage): Buffer {
+  const body = packr.pack({ ...m, v: WIRE_VERSION });
+  const frame = Buffer.allocUnsafe(WIRE_HEADER + body.length);
+  frame.writeUInt32LE(body.length, 0);
+  frame.writeUInt32LE(crc32(body), 4);
+  body.copy(frame, WIRE_HEADER);
+  return frame;
+}
+
+/** Cuts a byte stream into messages, checking each frame. */
+export class FrameDecoder {
+  private buf: Buffer = Buffer.alloc(0);
+  constructor(private readonly limit: number) {}
+
+  /** The messages completed by `chunk`; throws WireError at the first bad frame. */
+  push(chunk: Buffer): WireMessage[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const out: WireMessage[] = [];
+    while (this.buf.length >= WIRE_HEADER) {
+      const len = this.buf.readUInt32LE(0);
+      if (len === 0 || len > this.limit) throw new WireError('FTVM_ERR_FRAME_SIZE', `frame of ${len} bytes (at most ${this.limit})`);
+      if (this.buf.length < WIRE_HEADER + len) break;
+      const body = this.buf.subarray(WIRE_HEADER, WIRE_HEADER + len);
+      if (crc32(body) !== this.buf.readUInt32LE(4)) throw new WireError('FTVM_ERR_FRAME_CHECKSUM', 'frame checksum mismatch');
+      let m: unknown;
+      try {
+        m = packr.unpack(body);
+      } catch (e) {
+        throw new WireError('FTVM_ERR_FRAME_DECODE', `frame does not decode: ${(e as Error).message}`);
+      }
+      if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof (m as WireMessage).t !== 'string') {
+        throw new WireError('FTVM_ERR_FRAME_DECODE', 'a frame holds a map with a string "t"');
+      }
+      if ((m as { v?: unknown }).v !== WIRE_VERSION) throw new WireError('FTVM_ERR_FRAME_VERSION', `frame version ${String((m as { v?: unknown }).v)} (this host speaks ${WIRE_VERSION})`);
+      out.push(m as WireMessage);
+      this.buf = this.buf.subarray(WIRE_HEADER + len);
+    }
+    if (!this.buf.length) this.buf = Buffer.alloc(0);
+    return out;
+  }
+}
+
+/** Reads messages from a socket; a bad frame destroys the socket and is reported once. */
+export function readMessages(sock: Socket, limit: number, onMessage: (m: WireMessage) => void, onBadFrame: (e: WireError) => void): void {
+  const dec = new FrameDecoder(limit);
+  sock.on('data', (chunk: Buffer) => {
+    let msgs: WireMessage[];
+    try {
+      msgs = dec.push(chunk);
+    } catch (e) {
+      onBadFrame(e as WireError);
+      sock.destroy();
+      return;
+    }
+    for (const m of msgs) {
+      if (sock.destroyed) return;
+      onMessage(m);
+    }
+  });
+}
+
+export function send(sock: Socket, m: WireMessage): boolean {
+  if (sock.destroyed) return false;
+  return sock.write(encodeMessage(m));
+}
+
+// ---- authentication ----
+
+export const nonce = (): Buffer => randomBytes(16);
+
+export function mac(secret: string, role: 'listener' | 'dialer', a: Uint8Array, b: Uint8Array): Buffer {
+  return createHmac('sha256', secret).update(role).update(a).update(b).digest();
+}
+
+export function macOk(expected: Buffer, got: unknown): boolean {
+  return got instanceof Uint8Array && got.length === expected.length && timingSafeEqual(expected, got);
+}

@@ -8,7 +8,7 @@ import { encodeFrame, encodeHeader, readLog, type LogEntry } from '../host/log/f
 import { DivergenceError, recordGuest, replayGuest, type RecordOptions } from '../host/runtime/record.ts';
 import { LiveTimer, ScriptedTicks } from '../host/runtime/events.ts';
 import { runGuest } from '../host/runtime/guest.ts';
-import { watBytes } from './helpers.ts';
+import { watBytes, watText } from './helpers.ts';
 
 const timer = watBytes('timer');
 
@@ -60,5 +60,53 @@ describe('interrupts', () => {
 
   it('without a recording host, a guest that programs a timer is told why it cannot run', () => {
     expect(() => runGuest(timer, { meter: { cacheDir: null } })).toThrow(/interrupts are delivered under ftvm record/);
+  });
+
+  it("a handler's host calls are logged at their own counts, whatever the host's poll interval", () => {
+    // The handler does some work, then reads the clock: its clock entry must follow its
+    // interrupt by that work's cost, the same at every tick and for every poll interval.
+    const guest = watText(`
+(module
+  (import "ftvm_io" "timer_set" (func $timer_set (param i64)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (global $i (mut i32) (i32.const 0))
+  (global $acc (mut i32) (i32.const 0))
+  (func (export "ftvm_interrupt") (param $kind i32)
+    (global.set $acc (i32.mul (i32.add (global.get $acc) (i32.const 7)) (i32.const 3)))
+    (global.set $acc (i32.xor (global.get $acc) (global.get $i)))
+    (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 64))))
+  (func (export "_start")
+    (call $timer_set (i64.const 1000000))
+    (loop $l
+      (global.set $i (i32.add (global.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (global.get $i) (i32.const 1000000))))
+    (call $exit (i32.const 0))))`);
+    const gaps = (pollEvery: bigint): bigint[] => {
+      const chunks: Uint8Array[] = [];
+      recordGuest(guest, new LogWriter((b) => chunks.push(b)), {
+        args: ['g'],
+        meter: { cacheDir: null },
+        interrupts: new ScriptedTicks([100_000n, 1_000_000n, 2_500_000n]),
+        pollEvery,
+      });
+      const entries = readLog(Buffer.concat(chunks));
+      const out: bigint[] = [];
+      entries.forEach((e, i) => {
+        if (e.kind === 'interrupt') {
+          const next = entries[i + 1]!;
+          expect(next.kind).toBe('clock');
+          out.push(next.count - e.count);
+        }
+      });
+      expect(replayGuest(guest, entries, { cacheDir: null }).outcome).toBe('exit');
+      return out;
+    };
+    const a = gaps(1000n);
+    expect(a.length).toBe(3);
+    expect(a[0]! > 0n).toBe(true);
+    expect(new Set(a).size).toBe(1);
+    expect(gaps(50_000n)).toEqual(a);
   });
 });

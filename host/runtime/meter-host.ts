@@ -102,10 +102,15 @@ export class MeterHost {
    */
   runFromCheck(fn: () => void): void {
     if (this.checkCount === null || !this.fuel) throw new Error('runFromCheck is only possible inside a check point');
-    // The handler's wrapper takes the count from the instance.
+    // The handler's wrapper takes the count from the instance; while it runs,
+    // its host calls read their counts from its write-backs, not from this check point.
     this.fuel.value = this.deadline - this.checkCount;
-    fn();
-    this.checkCount = this.deadline - (this.fuel.value as bigint);
+    this.checkCount = null;
+    try {
+      fn();
+    } finally {
+      this.checkCount = this.deadline - (this.fuel.value as bigint);
+    }
   }
 
   private check(fuel: bigint): bigint {

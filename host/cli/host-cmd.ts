@@ -1,0 +1,91 @@
+// `ftvm host`: run one host daemon of a cluster.
+
+import { parseArgs } from 'node:util';
+import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
+import { FtHost } from '../cluster/host.ts';
+
+export const HOST_HELP = `usage: ftvm host --id ID --dir DIR | --etcd URL[,URL...] [options]
+
+Runs one host of an ftvm cluster until SIGTERM or SIGINT. It runs replicas of
+VMs on worker threads, streams each primary's log to its backup over the
+authenticated log channel, releases outputs only once the backup has the log
+up to them, watches its peers, goes live through the arbiter when a partner
+dies, and re-creates lost backups from snapshots. When it is listening it
+prints one JSON line to stdout: {"ready": true, "id", "peer", "client", "slot"}.
+What it does goes to stderr.
+
+options:
+  --id ID               this host's name (letters, digits, _ . -)
+  --secret S            the cluster secret (default: $FTVM_SECRET; required)
+  --dir DIR             file arbiter and host registry on a directory every host reaches
+                        (the embedded default for hosts on one machine)
+  --etcd URLS           etcd arbiter and registry instead (comma-separated endpoints)
+  --bind ADDR           address to listen on (default 127.0.0.1)
+  --peer-port N         log channel port (default 0: any free port)
+  --client-port N       client port (default 0: any free port)
+  --heartbeat-ms N      heartbeat period (default 50)
+  --fail-ms N           a peer silent this long is dead (default 600)
+  --lag-target-ms N     backup lag above which the primary is slowed (default 100)
+  -h, --help            this text
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      id: { type: 'string' },
+      secret: { type: 'string' },
+      dir: { type: 'string' },
+      etcd: { type: 'string' },
+      bind: { type: 'string' },
+      'peer-port': { type: 'string' },
+      'client-port': { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
+      'fail-ms': { type: 'string' },
+      'lag-target-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HOST_HELP);
+    return 0;
+  }
+  const secret = values.secret ?? process.env.FTVM_SECRET;
+  if (!values.id || !secret || (!values.dir === !values.etcd)) {
+    process.stderr.write(`ftvm host: --id, a secret (--secret or FTVM_SECRET) and one of --dir or --etcd are required\n\n${HOST_HELP}`);
+    return 2;
+  }
+  const num = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got "${v}"`);
+    return n;
+  };
+  let arbiter: Arbiter;
+  if (values.dir) arbiter = new FileArbiter(values.dir);
+  else {
+    const { EtcdArbiter } = await import('../cluster/etcd-arbiter.ts');
+    arbiter = new EtcdArbiter({ endpoints: values.etcd!.split(',') });
+  }
+  const host = new FtHost({
+    id: values.id,
+    secret,
+    arbiter,
+    bind: values.bind,
+    peerPort: num('peer-port', values['peer-port']),
+    clientPort: num('client-port', values['client-port']),
+    heartbeatMs: num('heartbeat-ms', values['heartbeat-ms']),
+    failMs: num('fail-ms', values['fail-ms']),
+    lagTargetMs: num('lag-target-ms', values['lag-target-ms']),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  await host.start();
+  process.stdout.write(`${JSON.stringify({ ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, slot: host.slot })}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await host.close();
+  await arbiter.close();
+  return 0;
+}

@@ -1,0 +1,801 @@
+// `ftvm host`: one host of a cluster. It runs replicas of VMs on worker
+// threads, streams each primary's log to its backup over an authenticated TCP
+// log channel, releases outputs by the Output Rule, watches its peers, takes
+// over through the arbiter when a partner dies, and re-creates lost backups
+// from snapshots of the running primary.
+//
+// Channels:
+//   peer   TCP between hosts: heartbeats, log frames, acks, backups, forwarded
+//          client messages and outputs (wire.ts; authenticated by HMAC).
+//   client TCP from clients (wire.ts, no secret): start/stop VMs, send messages
+//          to a VM, receive its outputs (each with the VM's output sequence
+//          number, so a client drops the duplicates a failover can cause).
+
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
+import { compileGuestAsync, compileMetered } from '../runtime/compile.ts';
+import { moduleHash } from '../runtime/replay-core.ts';
+import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { NAME_RE, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ReplicaHandle } from './replica-handle.ts';
+import type { FromReplica, Output, Snapshot } from './replica.ts';
+import { CLIENT_FRAME_MAX, PEER_FRAME_MAX, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
+
+export interface HostOptions {
+  id: string;
+  /** the cluster secret every peer must prove it knows */
+  secret: string;
+  arbiter: Arbiter;
+  /** address to listen on (default 127.0.0.1) */
+  bind?: string;
+  peerPort?: number;
+  clientPort?: number;
+  /** heartbeat period (default 50 ms) */
+  heartbeatMs?: number;
+  /** a peer silent this long is dead (default 600 ms) */
+  failMs?: number;
+  /** the execution lag a backup may have before the primary is slowed (default 100 ms) */
+  lagTargetMs?: number;
+  /** where the host says what it does (default: nowhere) */
+  log?: (line: string) => void;
+}
+
+interface Link {
+  id: string;
+  addr: string;
+  sock: Socket | null;
+  ready: boolean;
+  nextDialAt: number;
+}
+
+/** A frame of log entries not yet acknowledged by the backup. */
+interface PendingFrame {
+  first: number;
+  last: number;
+  frame: Uint8Array;
+}
+
+interface Vm {
+  name: string;
+  gen: number;
+  role: 'primary' | 'backup';
+  module: Uint8Array;
+  metered: Uint8Array;
+  compiled: WebAssembly.Module;
+  start: EntryPayloads['start'];
+  reactor: boolean;
+  handle: ReplicaHandle;
+  claiming: boolean;
+  /** when this host started watching its partner (a grace period for a new pairing) */
+  since: number;
+  // primary
+  backup: string | null;
+  alone: boolean;
+  frames: PendingFrame[];
+  held: Output[];
+  acked: number;
+  released: number;
+  /** (count, time) of the primary's recent frames, for the lag in time */
+  marks: { count: bigint; at: number }[];
+  primaryCount: bigint;
+  lagMs: number;
+  lagCounts: bigint;
+  snapshotFor: string | null;
+  snapshotSeq: number;
+  // backup
+  primary: string | null;
+  check: EntryChecker | null;
+  lastSeq: number;
+  replayCount: bigint;
+  replaySeq: number;
+  /** outputs seen in the log that the primary may not have released yet */
+  unreleased: Output[];
+  primaryReleased: number;
+  ended: boolean;
+  console: string;
+}
+
+export interface VmStatus {
+  name: string;
+  gen: number;
+  role: 'primary' | 'backup';
+  partner: string | null;
+  alone: boolean;
+  acked: number;
+  released: number;
+  lagMs: number;
+  lagCounts: string;
+  throttleUs: number;
+  ended: boolean;
+}
+
+const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+
+export class FtHost {
+  readonly id: string;
+  slot = 0;
+  peerAddr = '';
+  clientAddr = '';
+  private readonly opts: Required<Omit<HostOptions, 'log'>> & { log: (line: string) => void };
+  private readonly peerServer: Server;
+  private readonly clientServer: Server;
+  private readonly links = new Map<string, Link>();
+  private readonly lastHeard = new Map<string, number>();
+  private members: HostRecord[] = [];
+  private readonly vms = new Map<string, Vm>();
+  /** which host runs the primary of a VM, as far as this host knows */
+  private readonly primaries = new Map<string, { gen: number; host: string }>();
+  private readonly clients = new Map<number, Socket>();
+  private nextConn = 1;
+  private readonly incoming = new Set<Socket>();
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  /** counters for what the host refused */
+  readonly refused = { unauthenticated: 0, badFrames: 0 };
+  private readonly snapshotsIn = new Map<string, Uint8Array[]>();
+  private snapshotIds = 0;
+
+  constructor(opts: HostOptions) {
+    if (!NAME_RE.test(opts.id)) throw new Error(`host id ${JSON.stringify(opts.id)} must match ${NAME_RE}`);
+    if (!opts.secret) throw new Error('a cluster secret is required');
+    this.id = opts.id;
+    this.opts = {
+      bind: '127.0.0.1',
+      peerPort: 0,
+      clientPort: 0,
+      heartbeatMs: 50,
+      failMs: 600,
+      lagTargetMs: 100,
+      log: () => {},
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    } as unknown as FtHost['opts'];
+    this.peerServer = createServer((s) => this.acceptPeer(s));
+    this.clientServer = createServer((s) => this.acceptClient(s));
+  }
+
+  private say(line: string): void {
+    this.opts.log(`[${this.id}] ${line}`);
+  }
+
+  async start(): Promise<void> {
+    const listen = (srv: Server, port: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(port, this.opts.bind, () => {
+          const a = srv.address();
+          resolve(typeof a === 'object' && a ? `${this.opts.bind}:${a.port}` : String(a));
+        });
+      });
+    this.peerAddr = await listen(this.peerServer, this.opts.peerPort);
+    this.clientAddr = await listen(this.clientServer, this.opts.clientPort);
+    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.peerAddr, client: this.clientAddr });
+    await this.refreshMembers();
+    this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
+    this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
+    this.say(`up: peer ${this.peerAddr}, client ${this.clientAddr}, slot ${this.slot}`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
+    for (const l of this.links.values()) l.sock?.destroy();
+    for (const s of this.incoming) s.destroy();
+    for (const s of this.clients.values()) s.destroy();
+    await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
+  }
+
+  status(): { id: string; slot: number; peers: { id: string; alive: boolean }[]; vms: VmStatus[]; refused: FtHost['refused'] } {
+    return {
+      id: this.id,
+      slot: this.slot,
+      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id) })),
+      vms: [...this.vms.values()].map((vm) => ({
+        name: vm.name,
+        gen: vm.gen,
+        role: vm.role,
+        partner: vm.role === 'primary' ? vm.backup : vm.primary,
+        alone: vm.alone,
+        acked: vm.acked,
+        released: vm.released,
+        lagMs: vm.lagMs,
+        lagCounts: String(vm.lagCounts),
+        throttleUs: vm.handle.throttle,
+        ended: vm.ended,
+      })),
+      refused: this.refused,
+    };
+  }
+
+  // ---- membership and the log channel ----
+
+  private async refreshMembers(): Promise<void> {
+    if (this.closed) return;
+    this.members = await this.opts.arbiter.hosts();
+    for (const m of this.members) {
+      if (m.id === this.id) continue;
+      const l = this.links.get(m.id);
+      if (!l) this.links.set(m.id, { id: m.id, addr: m.peer, sock: null, ready: false, nextDialAt: 0 });
+      else if (l.addr !== m.peer) {
+        // the host restarted elsewhere
+        l.addr = m.peer;
+        l.sock?.destroy();
+      }
+    }
+  }
+
+  private alive(id: string): boolean {
+    const t = this.lastHeard.get(id);
+    return t !== undefined && performance.now() - t < this.opts.failMs;
+  }
+
+  private heard(id: string): void {
+    this.lastHeard.set(id, performance.now());
+  }
+
+  private dial(l: Link): void {
+    const [host, port] = [l.addr.slice(0, l.addr.lastIndexOf(':')), Number(l.addr.slice(l.addr.lastIndexOf(':') + 1))];
+    const sock = connect({ host, port });
+    sock.setNoDelay(true);
+    l.sock = sock;
+    l.ready = false;
+    const mine = nonce();
+    let stage: 'hello' | 'auth' | 'ready' = 'hello';
+    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine }));
+    readMessages(
+      sock,
+      PEER_FRAME_MAX,
+      (m) => {
+        if (stage === 'hello') {
+          if (m.t !== 'challenge' || m.id !== l.id || !(m.nonce instanceof Uint8Array) || !macOk(mac(this.opts.secret, 'listener', mine, m.nonce), m.mac)) {
+            this.say(`peer ${l.id} at ${l.addr} failed to authenticate`);
+            sock.destroy();
+            return;
+          }
+          send(sock, { t: 'auth', mac: mac(this.opts.secret, 'dialer', m.nonce, mine) });
+          stage = 'auth';
+        } else if (stage === 'auth') {
+          if (m.t !== 'welcome') return void sock.destroy();
+          stage = 'ready';
+          l.ready = true;
+          this.heard(l.id);
+          this.onLinkUp(l.id);
+        } else {
+          this.heard(l.id);
+          this.onPeer(l.id, m);
+        }
+      },
+      () => this.refused.badFrames++,
+    );
+    const down = (): void => {
+      if (l.sock === sock) {
+        l.sock = null;
+        l.ready = false;
+        l.nextDialAt = performance.now() + 100;
+      }
+    };
+    sock.on('error', down);
+    sock.on('close', down);
+  }
+
+  private acceptPeer(sock: Socket): void {
+    sock.setNoDelay(true);
+    this.incoming.add(sock);
+    sock.on('close', () => this.incoming.delete(sock));
+    sock.on('error', () => {});
+    let peer: string | null = null;
+    let theirs: Uint8Array | null = null;
+    let mine: Buffer | null = null;
+    const refuse = (why: string): void => {
+      this.refused.unauthenticated++;
+      this.say(`refused a peer connection: ${why}`);
+      sock.destroy();
+    };
+    const timer = setTimeout(() => peer === null && refuse('no authentication in time'), 5000);
+    sock.on('close', () => clearTimeout(timer));
+    let authed = false;
+    readMessages(
+      sock,
+      PEER_FRAME_MAX,
+      (m) => {
+        if (!authed) {
+          if (mine === null) {
+            if (m.t !== 'hello' || typeof m.id !== 'string' || !NAME_RE.test(m.id) || !(m.nonce instanceof Uint8Array)) return refuse(`"${m.t}" before hello`);
+            peer = m.id;
+            theirs = m.nonce;
+            mine = nonce();
+            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine) });
+            return;
+          }
+          if (m.t !== 'auth' || !macOk(mac(this.opts.secret, 'dialer', mine, theirs!), m.mac)) return refuse(`peer ${peer} does not know the cluster secret`);
+          authed = true;
+          send(sock, { t: 'welcome' });
+          this.heard(peer!);
+          return;
+        }
+        this.heard(peer!);
+        this.onPeer(peer!, m);
+      },
+      (e: WireError) => {
+        this.refused.badFrames++;
+        this.say(`dropped peer ${peer ?? '(unauthenticated)'}: ${e.message}`);
+      },
+    );
+  }
+
+  /** Sends to a peer over this host's own connection to it; false if that is down. */
+  private toPeer(id: string, m: WireMessage): boolean {
+    const l = this.links.get(id);
+    if (!l?.ready || !l.sock) return false;
+    return send(l.sock, m) || true;
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    for (const l of this.links.values()) {
+      if (!l.sock && now >= l.nextDialAt) this.dial(l);
+      else if (l.ready && l.sock) send(l.sock, { t: 'hb' });
+    }
+    for (const vm of this.vms.values()) {
+      if (vm.claiming || vm.ended) continue;
+      const partner = vm.role === 'primary' ? vm.backup : vm.primary;
+      if (!partner) continue;
+      if (now - vm.since < this.opts.failMs * 2) continue;
+      if (!this.alive(partner)) {
+        this.say(`${vm.name}: ${vm.role === 'primary' ? 'backup' : 'primary'} ${partner} is silent`);
+        void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
+      }
+    }
+  }
+
+  /** A link came (back) up: resend what the backup has not acknowledged. */
+  private onLinkUp(id: string): void {
+    for (const vm of this.vms.values()) {
+      if (vm.role !== 'primary' || vm.backup !== id) continue;
+      for (const f of vm.frames) this.toPeer(id, { t: 'log', vm: vm.name, gen: vm.gen, first: f.first, last: f.last, frame: f.frame, released: vm.released });
+    }
+  }
+
+  // ---- peer messages ----
+
+  private onPeer(from: string, m: WireMessage): void {
+    try {
+      this.onPeerMessage(from, m);
+    } catch (e) {
+      this.refused.badFrames++;
+      this.say(`bad ${m.t} message from ${from}: ${(e as Error).message}`);
+    }
+  }
+
+  private onPeerMessage(from: string, m: WireMessage): void {
+    const vm = typeof m.vm === 'string' ? this.vms.get(m.vm) : undefined;
+    switch (m.t) {
+      case 'hb':
+        return;
+      case 'snapchunk': {
+        const key = `${String(m.vm)}/${String(m.gen)}`;
+        const parts = this.snapshotsIn.get(key) ?? [];
+        parts.push(m.bytes as Uint8Array);
+        this.snapshotsIn.set(key, parts);
+        return;
+      }
+      case 'backup':
+        void this.makeBackup(from, m).catch((e) => this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`));
+        return;
+      case 'log': {
+        if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
+        const first = m.first as number;
+        const last = m.last as number;
+        vm.primaryReleased = Math.max(vm.primaryReleased, m.released as number);
+        vm.unreleased = vm.unreleased.filter((o) => o.seq > vm.primaryReleased);
+        if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
+          this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
+          return;
+        }
+        const entries = decodeFrame(m.frame as Uint8Array, vm.check!);
+        for (const e of entries) {
+          if (e.kind === 'send') vm.unreleased.push({ seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof });
+          else if (e.kind === 'output') vm.unreleased.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
+        }
+        vm.lastSeq = last;
+        vm.handle.send({ t: 'entries', entries });
+        this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
+        return;
+      }
+      case 'ack': {
+        if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return;
+        this.acked(vm, m.seq as number, m.count as bigint);
+        return;
+      }
+      case 'fwd':
+        this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0);
+        return;
+      case 'out':
+        this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof });
+        return;
+      case 'primary': {
+        const known = this.primaries.get(m.vm as string);
+        if (!known || known.gen <= (m.gen as number)) this.primaries.set(m.vm as string, { gen: m.gen as number, host: m.host as string });
+        return;
+      }
+      case 'backup-failed':
+        if (vm && vm.role === 'primary' && vm.backup === from) void this.backupLost(vm);
+        return;
+      case 'failover':
+        // the primary's host stopped its replica on request: take over at once
+        if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) void this.primaryLost(vm);
+        return;
+      case 'stop':
+        if (vm && vm.gen <= (m.gen as number)) this.dropVm(vm, 'stopped');
+        return;
+      default:
+        throw new Error(`unknown message type "${m.t}"`);
+    }
+  }
+
+  // ---- VMs ----
+
+  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'module' | 'metered' | 'compiled' | 'start' | 'handle'> & Partial<Vm>): Vm {
+    const vm: Vm = {
+      reactor: WebAssembly.Module.exports(fields.compiled).some((e) => e.name === '_initialize'),
+      claiming: false,
+      since: performance.now(),
+      backup: null,
+      alone: false,
+      frames: [],
+      held: [],
+      acked: -1,
+      released: -1,
+      marks: [],
+      primaryCount: 0n,
+      lagMs: 0,
+      lagCounts: 0n,
+      snapshotFor: null,
+      snapshotSeq: 0,
+      primary: null,
+      check: null,
+      lastSeq: -1,
+      replayCount: 0n,
+      replaySeq: -1,
+      unreleased: [],
+      primaryReleased: -1,
+      ended: false,
+      console: '',
+      ...fields,
+    };
+    this.vms.set(vm.name, vm);
+    vm.handle.on('message', (msg) => this.fromReplica(vm, msg));
+    vm.handle.on('exit', () => {
+      if (this.vms.get(vm.name) === vm && !vm.ended) this.say(`${vm.name}: replica worker exited`);
+    });
+    return vm;
+  }
+
+  /** Starts a VM with its primary here and a backup on another host. */
+  async startVm(req: { name: string; module: Uint8Array; args?: string[]; env?: Record<string, string> }): Promise<{ gen: number; primary: string; backup: string | null }> {
+    if (!NAME_RE.test(req.name)) throw new Error(`VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
+    const start: EntryPayloads['start'] = {
+      module: moduleHash(req.module),
+      args: req.args ?? [req.name],
+      env: req.env ?? {},
+      digestEvery: 10_000_000n,
+      depthLimit: DEFAULT_DEPTH_LIMIT,
+      memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES,
+      canonicalizeNaNs: false,
+    };
+    const c = await compileGuestAsync(req.module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
+    if (!(await this.opts.arbiter.claim(req.name, 1, this.id))) throw new Error(`VM ${req.name} exists already`);
+    const backup = this.pickBackupHost(req.name);
+    const handle = new ReplicaHandle({ vm: req.name, module: req.module, compiled: c.module, start, role: 'primary' });
+    const vm = this.newVm({ name: req.name, gen: 1, role: 'primary', module: req.module, metered: c.metered, compiled: c.module, start, handle });
+    this.primaries.set(vm.name, { gen: 1, host: this.id });
+    this.announce(vm);
+    if (backup) {
+      vm.backup = backup;
+      this.toPeer(backup, { t: 'backup', vm: vm.name, gen: 1, module: req.module, metered: c.metered, start, primary: this.id, snapshot: null });
+    } else {
+      vm.alone = true;
+    }
+    this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none'}`);
+    return { gen: 1, primary: this.id, backup };
+  }
+
+  private pickBackupHost(vmName: string): string | null {
+    const load = (id: string): number => [...this.vms.values()].filter((v) => v.name !== vmName).length + (id === this.id ? 1000 : 0);
+    const candidates = this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready);
+    candidates.sort((a, b) => load(a.id) - load(b.id) || (a.id < b.id ? -1 : 1));
+    return candidates[0]?.id ?? null;
+  }
+
+  private announce(vm: Vm): void {
+    this.primaries.set(vm.name, { gen: vm.gen, host: this.id });
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id });
+  }
+
+  private async makeBackup(from: string, m: WireMessage): Promise<void> {
+    const name = m.vm as string;
+    const gen = m.gen as number;
+    const old = this.vms.get(name);
+    if (old) this.dropVm(old, 'replaced by a new backup');
+    const start = m.start as EntryPayloads['start'];
+    const c = compileMetered(m.metered as Uint8Array);
+    let snapshot: Snapshot | undefined;
+    if (m.snapshot) {
+      const parts = this.snapshotsIn.get(`${name}/${gen}`) ?? [];
+      this.snapshotsIn.delete(`${name}/${gen}`);
+      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
+    }
+    const handle = new ReplicaHandle({ vm: name, module: m.module as Uint8Array, compiled: c.module, start, role: 'backup', snapshot });
+    const vm = this.newVm({ name, gen, role: 'backup', module: m.module as Uint8Array, metered: c.metered, compiled: c.module, start, handle });
+    vm.primary = from;
+    vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
+    vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
+    this.primaries.set(name, { gen, host: from });
+    this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
+  }
+
+  private fromReplica(vm: Vm, m: FromReplica): void {
+    if (this.vms.get(vm.name) !== vm) return;
+    switch (m.t) {
+      case 'log': {
+        vm.primaryCount = m.count;
+        vm.marks.push({ count: m.count, at: performance.now() });
+        if (vm.marks.length > 4096) vm.marks.splice(0, 2048);
+        if (vm.alone) {
+          for (const o of m.outputs) this.release(vm, o);
+          return;
+        }
+        vm.frames.push({ first: m.first, last: m.last, frame: m.frame });
+        vm.held.push(...m.outputs);
+        if (vm.backup) this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
+        return;
+      }
+      case 'progress':
+        vm.replayCount = m.count;
+        vm.replaySeq = m.seq;
+        return;
+      case 'live': {
+        this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
+        // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
+        for (const o of vm.unreleased) this.release(vm, o);
+        vm.unreleased = [];
+        return;
+      }
+      case 'snapshot':
+        this.shipSnapshot(vm, m.snapshot);
+        return;
+      case 'ended':
+        vm.ended = true;
+        this.say(`${vm.name}: ${vm.role} ended (${m.result.outcome}${m.result.exitCode !== null ? ` ${m.result.exitCode}` : ''}) at count ${m.result.count}`);
+        return;
+      case 'error':
+        this.say(`${vm.name}: ${vm.role} failed: ${m.code}: ${m.message}`);
+        if (vm.role === 'backup' && vm.primary) this.toPeer(vm.primary, { t: 'backup-failed', vm: vm.name, gen: vm.gen });
+        this.dropVm(vm, m.code);
+        return;
+      case 'stopped':
+        return;
+    }
+  }
+
+  /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
+  private acked(vm: Vm, seq: number, replayCount: bigint): void {
+    if (seq > vm.acked) vm.acked = seq;
+    while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.frames.shift();
+    let i = 0;
+    while (i < vm.held.length && vm.held[i]!.seq <= vm.acked) this.release(vm, vm.held[i++]!);
+    if (i) vm.held.splice(0, i);
+    // lag: how long ago the primary was where the backup is now
+    vm.lagCounts = vm.primaryCount > replayCount ? vm.primaryCount - replayCount : 0n;
+    let at = performance.now();
+    for (const mk of vm.marks) {
+      if (mk.count >= replayCount) {
+        at = mk.at;
+        break;
+      }
+    }
+    vm.lagMs = vm.lagCounts === 0n ? 0 : performance.now() - at;
+    this.throttle(vm);
+  }
+
+  /** Slows the primary gradually while the backup lags more than the target, and releases it again. */
+  private throttle(vm: Vm): void {
+    const target = this.opts.lagTargetMs;
+    const t = vm.handle.throttle;
+    if (vm.lagMs > target) vm.handle.setThrottle(Math.min(20_000, Math.max(50, t * 1.5)));
+    else if (vm.lagMs < target / 2 && t > 0) vm.handle.setThrottle(t < 20 ? 0 : t / 2);
+  }
+
+  private release(vm: Vm, o: Output): void {
+    if (o.seq > vm.released) vm.released = o.seq;
+    if (o.kind === 'output') {
+      vm.console = (vm.console + Buffer.from(o.bytes).toString('utf8')).slice(-65536);
+      return;
+    }
+    const slot = o.conn >>> 24;
+    const msg = { t: 'recv', vm: vm.name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof };
+    if (slot === this.slot) this.toClient(o.conn, msg);
+    else {
+      const owner = this.members.find((h) => h.slot === slot);
+      if (owner) this.toPeer(owner.id, { ...msg, t: 'out' });
+    }
+  }
+
+  private dropVm(vm: Vm, why: string): void {
+    if (this.vms.get(vm.name) !== vm) return;
+    this.vms.delete(vm.name);
+    vm.ended = true;
+    void vm.handle.terminate();
+    this.say(`${vm.name}: ${vm.role} dropped (${why})`);
+  }
+
+  /** Claims generation gen+1, retrying while the arbiter cannot be reached; never goes live without it. */
+  private async claimNext(vm: Vm): Promise<boolean> {
+    for (;;) {
+      if (this.closed || this.vms.get(vm.name) !== vm) return false;
+      try {
+        return await this.opts.arbiter.claim(vm.name, vm.gen + 1, this.id);
+      } catch (e) {
+        this.say(`${vm.name}: arbiter unreachable (${(e as Error).message}); not going live`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  private async primaryLost(vm: Vm): Promise<void> {
+    vm.claiming = true;
+    const won = await this.claimNext(vm);
+    if (this.vms.get(vm.name) !== vm) return;
+    if (!won) return this.dropVm(vm, 'lost the arbiter to another replica');
+    vm.gen++;
+    vm.role = 'primary';
+    vm.primary = null;
+    vm.alone = true;
+    vm.claiming = false;
+    vm.handle.send({ t: 'golive' });
+    this.announce(vm);
+    this.say(`${vm.name}: won generation ${vm.gen}; going live`);
+    this.recreateBackup(vm);
+  }
+
+  private async backupLost(vm: Vm): Promise<void> {
+    vm.claiming = true;
+    const won = await this.claimNext(vm);
+    if (this.vms.get(vm.name) !== vm) return;
+    if (!won) return this.dropVm(vm, 'lost the arbiter: the backup went live');
+    vm.gen++;
+    vm.claiming = false;
+    vm.backup = null;
+    vm.alone = true;
+    vm.frames = [];
+    for (const o of vm.held) this.release(vm, o);
+    vm.held = [];
+    this.announce(vm);
+    this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);
+    this.recreateBackup(vm);
+  }
+
+  /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
+  private recreateBackup(vm: Vm): void {
+    if (!vm.reactor) {
+      this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
+      return;
+    }
+    const target = this.pickBackupHost(vm.name);
+    if (!target) {
+      const t = setTimeout(() => this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && this.recreateBackup(vm), 500);
+      this.timers.push(t);
+      return;
+    }
+    vm.snapshotFor = target;
+    vm.handle.send({ t: 'snapshot', id: ++this.snapshotIds });
+  }
+
+  private shipSnapshot(vm: Vm, snap: Snapshot): void {
+    const target = vm.snapshotFor;
+    if (!target || vm.role !== 'primary') return;
+    if (!this.links.get(target)?.ready) {
+      vm.snapshotFor = null;
+      this.recreateBackup(vm);
+      return;
+    }
+    const { memory, ...meta } = snap;
+    for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
+      this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
+      if (memory.length === 0) break;
+    }
+    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta });
+    vm.snapshotSeq = snap.seq;
+    vm.backup = target;
+    vm.alone = false;
+    vm.acked = snap.seq - 1;
+    vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
+    vm.since = performance.now();
+    vm.snapshotFor = null;
+    this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory)`);
+  }
+
+  // ---- clients ----
+
+  private acceptClient(sock: Socket): void {
+    sock.setNoDelay(true);
+    const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
+    this.clients.set(conn, sock);
+    sock.on('close', () => this.clients.delete(conn));
+    sock.on('error', () => {});
+    readMessages(
+      sock,
+      CLIENT_FRAME_MAX,
+      (m) => void this.onClient(sock, conn, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      (e) => {
+        this.refused.badFrames++;
+        this.say(`dropped a client: ${e.message}`);
+      },
+    );
+  }
+
+  private toClient(conn: number, m: WireMessage): void {
+    const s = this.clients.get(conn);
+    if (s) send(s, m);
+  }
+
+  private async onClient(sock: Socket, conn: number, m: WireMessage): Promise<void> {
+    const id = m.id ?? null;
+    switch (m.t) {
+      case 'start': {
+        if (!(m.module instanceof Uint8Array)) throw new Error('start needs "module" (bytes)');
+        const r = await this.startVm({ name: String(m.vm), module: m.module, args: m.args as string[] | undefined, env: m.env as Record<string, string> | undefined });
+        send(sock, { t: 'started', id, vm: m.vm, ...r });
+        return;
+      }
+      case 'send': {
+        const data = m.data instanceof Uint8Array ? m.data : typeof m.data === 'string' ? new Uint8Array(Buffer.from(m.data)) : null;
+        if (!data || (data.length === 0 && m.eof !== true) || data.length > MAX_MESSAGE_BYTES) {
+          throw new Error(`send needs "data" of 1..${MAX_MESSAGE_BYTES} bytes (or eof)`);
+        }
+        this.route(String(m.vm), conn, data, m.eof === true, 0);
+        return;
+      }
+      case 'status':
+        send(sock, { t: 'status', ...this.status(), host: this.id, id });
+        return;
+      case 'failover': {
+        const vm = this.vms.get(String(m.vm));
+        if (!vm || vm.role !== 'primary' || !vm.backup) throw new Error(`this host has no primary of ${String(m.vm)} with a backup`);
+        const backup = vm.backup;
+        this.dropVm(vm, 'test failover');
+        this.toPeer(backup, { t: 'failover', vm: vm.name, gen: vm.gen });
+        send(sock, { t: 'ok', id });
+        return;
+      }
+      case 'stop': {
+        const name = String(m.vm);
+        const known = this.primaries.get(name);
+        for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'stop', vm: name, gen: known?.gen ?? Number.MAX_SAFE_INTEGER });
+        const vm = this.vms.get(name);
+        if (vm) this.dropVm(vm, 'stopped');
+        send(sock, { t: 'ok', id });
+        return;
+      }
+      default:
+        throw new Error(`unknown request "${m.t}"`);
+    }
+  }
+
+  /** A client message for a VM: to its primary replica here, or forwarded to the host that has it. */
+  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number): void {
+    const vm = this.vms.get(name);
+    if (vm && vm.role === 'primary' && !vm.claiming) {
+      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof } });
+      return;
+    }
+    const p = this.primaries.get(name);
+    if (p && p.host !== this.id && hops < 3) {
+      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1 });
+      return;
+    }
+    // Nobody known runs it (a failover is under way): the client retries.
+  }
+}

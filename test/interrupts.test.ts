@@ -109,4 +109,43 @@ describe('interrupts', () => {
     expect(new Set(a).size).toBe(1);
     expect(gaps(50_000n)).toEqual(a);
   });
+
+  it('interrupts are masked while the handler runs: it is never re-entered, and what came meanwhile follows it', () => {
+    // The handler loops long enough for several ticks to fall due inside it; it records the
+    // deepest nesting it saw, which is the exit code.
+    const guest = watText(`
+(module
+  (import "ftvm_io" "timer_set" (func $timer_set (param i64)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (global $depth (mut i32) (i32.const 0))
+  (global $max (mut i32) (i32.const 0))
+  (global $calls (mut i32) (i32.const 0))
+  (global $i (mut i32) (i32.const 0))
+  (func (export "ftvm_interrupt") (param $kind i32) (local $j i32)
+    (global.set $depth (i32.add (global.get $depth) (i32.const 1)))
+    (if (i32.gt_u (global.get $depth) (global.get $max)) (then (global.set $max (global.get $depth))))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (loop $l
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $j) (i32.const 50000))))
+    (global.set $depth (i32.sub (global.get $depth) (i32.const 1))))
+  (func (export "_start")
+    (call $timer_set (i64.const 1000000))
+    (loop $l
+      (global.set $i (i32.add (global.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (global.get $i) (i32.const 200000))))
+    (call $exit (i32.add (i32.mul (global.get $calls) (i32.const 16)) (global.get $max)))))`);
+    const ticks = [10_000n, 20_000n, 30_000n, 40_000n, 50_000n];
+    const chunks: Uint8Array[] = [];
+    const run = recordGuest(guest, new LogWriter((b) => chunks.push(b)), {
+      args: ['g'],
+      meter: { cacheDir: null },
+      interrupts: new ScriptedTicks(ticks),
+      pollEvery: 1000n,
+    });
+    expect(run.exitCode! & 15).toBe(1); // never nested
+    expect(run.exitCode! >> 4).toBe(ticks.length); // and no tick lost
+    expect(replayGuest(guest, readLog(Buffer.concat(chunks)), { cacheDir: null }).exitCode).toBe(run.exitCode);
+  });
 });

@@ -400,9 +400,12 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       }
     }
     pump(0);
-    // While a snapshot waits for the reactor to be idle, new messages wait too.
-    if (snapshotWanted === null) for (const msg of inbox.splice(0)) deliver(c, { kind: INTERRUPT_NIC, msg }, 'check');
-    for (const i of timerDue()) deliver(c, i, 'check');
+    // Interrupts wait while the handler runs (it is not re-entered), and while a
+    // snapshot waits for the reactor to be idle.
+    if (!c.masked()) {
+      if (snapshotWanted === null) for (const msg of inbox.splice(0)) deliver(c, { kind: INTERRUPT_NIC, msg }, 'check');
+      for (const i of timerDue()) deliver(c, i, 'check');
+    }
     const t = performance.now();
     if (t - lastProgress >= progressEveryMs) {
       lastProgress = t;

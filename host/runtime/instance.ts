@@ -96,8 +96,15 @@ export interface GuestContext {
   /** null for an unmetered guest */
   meter: MeterHost | null;
   wasi: WasiHost;
-  /** Delivers an interrupt: a message is queued on the NIC, then the guest's handler (if any) runs from `place`. */
+  /**
+   * Delivers an interrupt: a message is queued on the NIC, then the guest's
+   * handler (if any) runs from `place`, unless a handler is running already:
+   * interrupts are masked while the handler runs (it is not re-entered), so a
+   * host delivers at check points only when `masked()` is false.
+   */
   deliver(intr: Interrupt, place: Place): void;
+  /** an interrupt handler is running */
+  masked(): boolean;
   /** the guest is a reactor (`_initialize` and interrupts, no `_start`) */
   reactor: boolean;
 }
@@ -235,10 +242,18 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     if (opts.deadline !== undefined) mh.setDeadline(opts.deadline);
     mh.enter();
   }
+  let inHandler = 0;
   const deliver = (intr: Interrupt, place: Place): void => {
     if (intr.kind === INTERRUPT_NIC) wasi.nic.arrive(intr.msg);
-    if (typeof handler !== 'function') return;
-    const call = (): void => (handler as (kind: number) => void)(intr.kind);
+    if (typeof handler !== 'function' || inHandler > 0) return;
+    const call = (): void => {
+      inHandler++;
+      try {
+        (handler as (kind: number) => void)(intr.kind);
+      } finally {
+        inHandler--;
+      }
+    };
     if (place === 'check' && metered) mh.runFromCheck(call);
     else {
       // From a blocked host call the handler's wrapper keeps the caller's depth; idle, nothing is on the stack.
@@ -246,7 +261,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       call();
     }
   };
-  ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, reactor };
+  ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, masked: () => inHandler > 0, reactor };
   if (opts.resume) resume(ctx, opts.resume);
   opts.onStart?.(ctx);
   try {

@@ -164,7 +164,8 @@ export function recordGuest(bytes: Uint8Array, log: LogWriter, opts: RecordOptio
             lastCost = lastEnd - t;
           }
         }
-        deliverAll(c, source.poll(meter.count), 'check');
+        // Interrupts wait while the handler runs (it is not re-entered).
+        if (!c.masked()) deliverAll(c, source.poll(meter.count), 'check');
         arm();
       };
       arm();

@@ -21,7 +21,11 @@ export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
   private nextId = 1;
   /** the highest output sequence number seen per VM */
   private readonly seen = new Map<string, number>();
+  /** outputs received again (dropped) */
   duplicates = 0;
+  /** outputs that arrived after a later one without having been seen before: a broken order (dropped, counted) */
+  outOfOrder = 0;
+  private readonly recent = new Map<string, Set<number>>();
 
   constructor(readonly addr: string) {
     super();
@@ -63,11 +67,16 @@ export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
     if (m.t === 'recv') {
       const vm = String(m.vm);
       const seq = m.seq as number;
+      const recent = this.recent.get(vm) ?? new Set<number>();
+      this.recent.set(vm, recent);
       if (seq <= (this.seen.get(vm) ?? -1)) {
-        this.duplicates++;
+        if (recent.has(seq)) this.duplicates++;
+        else this.outOfOrder++;
         return;
       }
       this.seen.set(vm, seq);
+      recent.add(seq);
+      if (recent.size > 100_000) recent.delete(recent.values().next().value!);
       this.emit('recv', { vm, seq, data: m.data as Uint8Array, eof: m.eof === true });
       return;
     }

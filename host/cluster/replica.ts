@@ -494,14 +494,16 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   // ---- the run ----
   let stdin = init.stdin ?? new Uint8Array(0);
   if (!init.snapshot) {
-    if (mode === 'live') {
+    // A backup told to go live before the primary logged anything boots the VM itself.
+    const s = mode === 'replay' ? take('start', 0n) : null;
+    if (s) {
+      if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
+      // the primary logged its start and its stdin in one frame
+      stdin = takeChunks('input', 0n, onFd(0)) ?? new Uint8Array(0);
+    } else {
       append('start', 0n, start);
       for (const bytes of chunksOf(stdin)) append('input', 0n, { fd: 0, bytes });
       flush();
-    } else {
-      const s = take('start', 0n)!;
-      if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
-      stdin = takeChunks('input', 0n, onFd(0)) ?? new Uint8Array(0);
     }
   }
   let result: RunResult;

@@ -1,0 +1,231 @@
+// Fault tolerance with real host processes on loopback: kill -9 of the
+// primary's host under client load, of the backup's host, a test failover, and
+// peers that do not belong. The workload is the kv sample.
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { FtClient } from '../host/cluster/client.ts';
+import { encodeMessage } from '../host/cluster/wire.ts';
+import { Cluster, eventually } from './cluster.ts';
+
+const KV = new Uint8Array(readFileSync(new URL('../guests/kv.wasm', import.meta.url)));
+const TRIALS = Number(process.env.FTVM_FAILOVER_TRIALS ?? 20);
+
+let cluster: Cluster | null = null;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = null;
+});
+
+type VmInfo = { name: string; gen: number; role: string; partner: string | null; alone: boolean; acked: number };
+async function vmOn(c: FtClient, vm: string): Promise<VmInfo | undefined> {
+  const s = await c.status();
+  return (s.vms as VmInfo[]).find((v) => v.name === vm);
+}
+
+/** Unique-key writes at a steady rate, each retried (same id) until answered. */
+class KvLoad {
+  private n = 0;
+  private timer: NodeJS.Timeout | null = null;
+  readonly pending = new Map<string, { text: string; key: string; value: string; sentAt: number }>();
+  /** writes the VM acknowledged: key -> value */
+  readonly acked = new Map<string, string>();
+  readonly answers = new Map<string, string>();
+  constructor(
+    private readonly client: FtClient,
+    private readonly vm: string,
+  ) {
+    client.on('recv', (r) => {
+      const text = Buffer.from(r.data).toString();
+      const id = text.split(' ')[0]!;
+      const p = this.pending.get(id);
+      this.answers.set(id, text);
+      if (!p) return;
+      this.pending.delete(id);
+      if (/^\S+ OK \d+$/.test(text)) this.acked.set(p.key, p.value);
+    });
+  }
+  start(): void {
+    this.timer = setInterval(() => {
+      for (let k = 0; k < 3; k++) {
+        const i = this.n++;
+        const p = { text: `w${i} SET key${i} value${i}`, key: `key${i}`, value: `value${i}`, sentAt: Date.now() };
+        this.pending.set(`w${i}`, p);
+        this.client.send(this.vm, p.text);
+      }
+      const now = Date.now();
+      for (const p of this.pending.values()) {
+        if (now - p.sentAt > 700) {
+          p.sentAt = now;
+          this.client.send(this.vm, p.text);
+        }
+      }
+    }, 5);
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+  /** Retries what is unanswered until everything is. */
+  async drain(ms = 20_000): Promise<void> {
+    await eventually(
+      'every write answered',
+      async () => {
+        for (const p of this.pending.values()) this.client.send(this.vm, p.text);
+        await new Promise((r) => setTimeout(r, 150));
+        return this.pending.size === 0 ? true : undefined;
+      },
+      ms,
+    );
+  }
+  /** Reads every acknowledged key back; returns the ones missing or wrong. */
+  async verify(): Promise<string[]> {
+    const bad: string[] = [];
+    const keys = [...this.acked.keys()];
+    for (let i = 0; i < keys.length; i += 200) {
+      const batch = keys.slice(i, i + 200);
+      for (const k of batch) this.client.send(this.vm, `g-${k} GET ${k}`);
+      await eventually(`reads of ${batch.length} keys`, () => (batch.every((k) => this.answers.has(`g-${k}`)) ? true : undefined), 10_000);
+      for (const k of batch) if (this.answers.get(`g-${k}`) !== `g-${k} VALUE ${this.acked.get(k)}`) bad.push(k);
+    }
+    return bad;
+  }
+}
+
+async function threeHosts(): Promise<Cluster> {
+  const c = new Cluster();
+  cluster = c;
+  await Promise.all(['h1', 'h2', 'h3'].map((id) => c.add(id)));
+  // every host sees the others before a VM is placed
+  const admin = await c.client('h1');
+  await eventually('peers up', async () => {
+    const s = await admin.status();
+    return (s.peers as { alive: boolean }[]).filter((p) => p.alive).length === 2 ? true : undefined;
+  });
+  return c;
+}
+
+describe('failover', () => {
+  it(`kill -9 of the primary's host under load loses no acknowledged write (${TRIALS} seeded trials)`, async () => {
+    const delays = fc.sample(fc.integer({ min: 50, max: 900 }), { seed: 2026, numRuns: TRIALS });
+    for (const [trial, delay] of delays.entries()) {
+      const c = await threeHosts();
+      const admin = await c.client('h1');
+      const started = await admin.start('kv', KV);
+      expect(started).toMatchObject({ primary: 'h1', backup: 'h2' });
+      const client = await c.client('h3');
+      const load = new KvLoad(client, 'kv');
+      load.start();
+      await new Promise((r) => setTimeout(r, delay));
+      await c.kill('h1');
+      // the backup takes over, and a new backup is made on the third host
+      const h2 = await c.client('h2');
+      await eventually(`trial ${trial}: h2 primary with a backup on h3`, async () => {
+        const v = await vmOn(h2, 'kv');
+        return v && v.role === 'primary' && v.gen === 2 && v.partner === 'h3' && !v.alone ? v : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      load.stop();
+      await load.drain();
+      expect(await load.verify(), `trial ${trial} (kill after ${delay} ms)`).toEqual([]);
+      expect(client.outOfOrder).toBe(0);
+      expect(load.acked.size).toBeGreaterThan(0);
+      // the new backup follows the new primary: it acknowledges the log (it was restored from a
+      // snapshot whose digest it checked, and it compares every logged digest)
+      const v = await vmOn(h2, 'kv');
+      client.send('kv', 'last SET after failover');
+      await eventually('the new backup acknowledges', async () => ((await vmOn(h2, 'kv'))!.acked > v!.acked ? true : undefined));
+      expect(c.host('h3').log.join('\n')).toMatch(/backup of h2 from a snapshot/);
+      expect(c.host('h3').log.join('\n')).not.toMatch(/failed/);
+      await c.stop();
+      cluster = null;
+    }
+  }, 600_000);
+
+  it("kill -9 of the backup's host: the primary goes on and a new backup is made from a snapshot", async () => {
+    const c = await threeHosts();
+    const admin = await c.client('h1');
+    await admin.start('kv', KV);
+    const client = await c.client('h1');
+    const load = new KvLoad(client, 'kv');
+    load.start();
+    await new Promise((r) => setTimeout(r, 300));
+    await c.kill('h2');
+    await eventually('a new backup on h3', async () => {
+      const v = await vmOn(admin, 'kv');
+      return v && v.gen === 2 && v.partner === 'h3' && !v.alone ? v : undefined;
+    });
+    load.stop();
+    await load.drain();
+    expect(await load.verify()).toEqual([]);
+    expect(c.host('h3').log.join('\n')).toMatch(/backup of h1 from a snapshot at entry [1-9]\d*/);
+  }, 120_000);
+
+  it('a test failover kills only the primary replica: the backup takes over, the host stays', async () => {
+    const c = await threeHosts();
+    const admin = await c.client('h1');
+    await admin.start('kv', KV);
+    const client = await c.client('h3');
+    const load = new KvLoad(client, 'kv');
+    load.start();
+    await new Promise((r) => setTimeout(r, 200));
+    await admin.request({ t: 'failover', vm: 'kv' });
+    const h2 = await c.client('h2');
+    await eventually('h2 primary', async () => {
+      const v = await vmOn(h2, 'kv');
+      return v && v.role === 'primary' && v.gen === 2 ? v : undefined;
+    });
+    load.stop();
+    try {
+      await load.drain();
+    } catch (e) {
+      for (const h of c.hosts.values()) console.log(h.log.join('\n'));
+      throw e;
+    }
+    expect(await load.verify()).toEqual([]);
+    expect(c.host('h1').proc.exitCode).toBe(null);
+  }, 120_000);
+});
+
+describe('the log channel refuses what does not belong', () => {
+  const raw = (addr: string, bytes: Buffer): Promise<void> =>
+    new Promise((resolve) => {
+      const i = addr.lastIndexOf(':');
+      const s = connect({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)) }, () => s.write(bytes));
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      setTimeout(() => {
+        s.destroy();
+        resolve();
+      }, 5000);
+    });
+
+  it('a peer without the secret, a malformed frame and an oversized frame are cut off; the host keeps serving', async () => {
+    const c = await threeHosts();
+    const admin = await c.client('h1');
+    await admin.start('kv', KV);
+    const load = new KvLoad(await c.client('h1'), 'kv');
+    load.start();
+    const peer = c.host('h1').peer;
+    // an impostor: a hello, then an auth with a made-up MAC
+    await raw(peer, Buffer.concat([encodeMessage({ t: 'hello', id: 'intruder', nonce: new Uint8Array(16) }), encodeMessage({ t: 'auth', mac: new Uint8Array(32) })]));
+    // entries before any authentication
+    await raw(peer, encodeMessage({ t: 'log', vm: 'kv', gen: 1, first: 0, last: 0, frame: new Uint8Array(8) }));
+    // garbage, a bad checksum, and a frame far over the limit
+    await raw(peer, Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    const bad = Buffer.from(encodeMessage({ t: 'hb' }));
+    bad[5]! ^= 0xff;
+    await raw(peer, bad);
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(64 * 1024 * 1024, 0);
+    await raw(peer, huge);
+    const s = await admin.status();
+    expect((s.refused as { unauthenticated: number }).unauthenticated).toBeGreaterThanOrEqual(2);
+    expect((s.refused as { badFrames: number }).badFrames).toBeGreaterThanOrEqual(3);
+    load.stop();
+    await load.drain();
+    expect(await load.verify()).toEqual([]);
+    expect(((await vmOn(admin, 'kv')) as VmInfo).gen).toBe(1); // nobody took over
+  }, 120_000);
+});

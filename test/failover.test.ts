@@ -97,12 +97,14 @@ async function threeHosts(): Promise<Cluster> {
   const c = new Cluster();
   cluster = c;
   await Promise.all(['h1', 'h2', 'h3'].map((id) => c.add(id)));
-  // every host sees the others before a VM is placed
-  const admin = await c.client('h1');
-  await eventually('peers up', async () => {
-    const s = await admin.status();
-    return (s.peers as { alive: boolean }[]).filter((p) => p.alive).length === 2 ? true : undefined;
-  });
+  // every host is linked to the others both ways before a VM is placed
+  for (const id of ['h1', 'h2', 'h3']) {
+    const admin = await c.client(id);
+    await eventually(`${id}: peers up`, async () => {
+      const s = await admin.status();
+      return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === 2 ? true : undefined;
+    });
+  }
   return c;
 }
 

@@ -187,11 +187,11 @@ export class FtHost {
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
-  status(): { id: string; slot: number; peers: { id: string; alive: boolean }[]; vms: VmStatus[]; refused: FtHost['refused'] } {
+  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused'] } {
     return {
       id: this.id,
       slot: this.slot,
-      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id) })),
+      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false })),
       vms: [...this.vms.values()].map((vm) => ({
         name: vm.name,
         gen: vm.gen,
@@ -496,9 +496,11 @@ export class FtHost {
       vm.backup = backup;
       this.toPeer(backup, { t: 'backup', vm: vm.name, gen: 1, module: req.module, metered: c.metered, start, primary: this.id, snapshot: null });
     } else {
+      // No other host yet: run alone and make a backup from a snapshot once one is up.
       vm.alone = true;
+      this.recreateBackup(vm);
     }
-    this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none'}`);
+    this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none yet'}`);
     return { gen: 1, primary: this.id, backup };
   }
 

@@ -27,11 +27,16 @@ export class Cluster {
   readonly hosts = new Map<string, TestHost>();
   private readonly clients: FtClient[] = [];
 
-  constructor(private readonly extraArgs: string[] = ['--fail-ms', '400', '--heartbeat-ms', '40']) {}
+  constructor(
+    private readonly extraArgs: string[] = ['--fail-ms', '400', '--heartbeat-ms', '40'],
+    /** how hosts reach the arbiter (default: a file arbiter in this cluster's directory) */
+    private readonly arbiterArgs: string[] | null = null,
+  ) {}
 
   /** Starts a host and waits (bounded) until it listens. */
   async add(id: string, args: string[] = []): Promise<TestHost> {
-    const proc = spawn(process.execPath, [FTVM, 'host', '--id', id, '--dir', join(this.dir, 'arbiter'), ...this.extraArgs, ...args], {
+    const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
+    const proc = spawn(process.execPath, [FTVM, 'host', '--id', id, ...arbiter, ...this.extraArgs, ...args], {
       env: { ...process.env, FTVM_SECRET: SECRET },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -23,6 +23,7 @@ options:
   --bind ADDR           address to listen on (default 127.0.0.1)
   --peer-port N         log channel port (default 0: any free port)
   --client-port N       client port (default 0: any free port)
+  --advertise-peer A    the host:port other hosts dial for the log channel (default: where it listens)
   --heartbeat-ms N      heartbeat period (default 50)
   --fail-ms N           a peer silent this long is dead (default 600)
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       bind: { type: 'string' },
       'peer-port': { type: 'string' },
       'client-port': { type: 'string' },
+      'advertise-peer': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'fail-ms': { type: 'string' },
       'lag-target-ms': { type: 'string' },
@@ -74,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     bind: values.bind,
     peerPort: num('peer-port', values['peer-port']),
     clientPort: num('client-port', values['client-port']),
+    advertisePeer: values['advertise-peer'],
     heartbeatMs: num('heartbeat-ms', values['heartbeat-ms']),
     failMs: num('fail-ms', values['fail-ms']),
     lagTargetMs: num('lag-target-ms', values['lag-target-ms']),

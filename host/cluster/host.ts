@@ -32,6 +32,8 @@ export interface HostOptions {
   bind?: string;
   peerPort?: number;
   clientPort?: number;
+  /** the peer address other hosts dial (default: the address listened on), e.g. behind a proxy or NAT */
+  advertisePeer?: string;
   /** heartbeat period (default 50 ms) */
   heartbeatMs?: number;
   /** a peer silent this long is dead (default 600 ms) */
@@ -148,6 +150,7 @@ export class FtHost {
       heartbeatMs: 50,
       failMs: 600,
       lagTargetMs: 100,
+      advertisePeer: '',
       log: () => {},
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
@@ -170,7 +173,7 @@ export class FtHost {
       });
     this.peerAddr = await listen(this.peerServer, this.opts.peerPort);
     this.clientAddr = await listen(this.clientServer, this.opts.clientPort);
-    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.peerAddr, client: this.clientAddr });
+    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr });
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));

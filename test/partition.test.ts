@@ -1,0 +1,139 @@
+// The log channel cut with both hosts alive (a fault-injecting proxy in front
+// of each): exactly one replica stays live, the other stops and emits nothing;
+// with the file arbiter and with a real etcd. And a slowed backup: the primary
+// is throttled while the lag is over target, then released.
+import { readFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { FtClient } from '../host/cluster/client.ts';
+import { Cluster, eventually } from './cluster.ts';
+import { Proxy } from './proxy.ts';
+import { freePorts, startEtcd } from './etcd.ts';
+
+const KV = new Uint8Array(readFileSync(new URL('../guests/kv.wasm', import.meta.url)));
+
+type VmInfo = { name: string; gen: number; role: string; partner: string | null; alone: boolean; acked: number; lagMs: number; throttleUs: number };
+async function vmOn(c: FtClient, vm: string): Promise<VmInfo | undefined> {
+  return ((await c.status()).vms as VmInfo[]).find((v) => v.name === vm);
+}
+
+let cluster: Cluster | null = null;
+const proxies: Proxy[] = [];
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = null;
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+
+/** h1 and h2 behind proxies on their log channel ports, h3 direct. */
+async function proxiedCluster(arbiterArgs: string[] | null): Promise<{ c: Cluster; p1: Proxy; p2: Proxy }> {
+  const c = new Cluster(undefined, arbiterArgs);
+  cluster = c;
+  const [port1, port2] = await freePorts(2);
+  const p1 = new Proxy(`127.0.0.1:${port1}`);
+  const p2 = new Proxy(`127.0.0.1:${port2}`);
+  proxies.push(p1, p2);
+  await Promise.all([p1.start(), p2.start()]);
+  await Promise.all([
+    c.add('h1', ['--peer-port', String(port1), '--advertise-peer', p1.addr]),
+    c.add('h2', ['--peer-port', String(port2), '--advertise-peer', p2.addr]),
+    c.add('h3'),
+  ]);
+  for (const id of ['h1', 'h2', 'h3']) {
+    const a = await c.client(id);
+    await eventually(`${id}: peers up`, async () => {
+      const s = await a.status();
+      return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === 2 ? true : undefined;
+    });
+  }
+  return { c, p1, p2 };
+}
+
+async function cutChannel(arbiterArgs: string[] | null): Promise<void> {
+  const { c, p1, p2 } = await proxiedCluster(arbiterArgs);
+  const a1 = await c.client('h1');
+  const a2 = await c.client('h2');
+  expect(await a1.start('kv', KV)).toMatchObject({ primary: 'h1', backup: 'h2' });
+  const acked = new Map<string, string>();
+  a1.on('recv', (r) => {
+    const m = /^w(\d+) OK/.exec(Buffer.from(r.data).toString());
+    if (m) acked.set(`k${m[1]}`, `v${m[1]}`);
+  });
+  let i = 0;
+  const load = setInterval(() => a1.send('kv', `w${i} SET k${i} v${i++}`), 3);
+  await eventually('writes acknowledged', () => (acked.size > 20 ? true : undefined));
+  p1.cut();
+  p2.cut();
+  // both sides see their partner go silent and race for generation 2; one wins
+  const settled = await eventually('one replica left', async () => {
+    const [v1, v2] = [await vmOn(a1, 'kv'), await vmOn(a2, 'kv')];
+    const live = [v1, v2].filter((v) => v && v.role === 'primary' && v.gen === 2);
+    return live.length === 1 && [v1, v2].filter((v) => v !== undefined).length === 1 ? { v1, v2 } : undefined;
+  });
+  clearInterval(load);
+  const winner = settled.v1 ? a1 : a2;
+  const loser = settled.v1 ? 'h2' : 'h1';
+  // the loser says it lost and has no replica any more
+  expect(c.host(loser).log.join('\n')).toMatch(/lost the arbiter/);
+  // every write h1's client saw acknowledged is in the winner's state
+  p1.heal();
+  p2.heal();
+  const answers = new Map<string, string>();
+  winner.on('recv', (r) => {
+    const t = Buffer.from(r.data).toString();
+    answers.set(t.split(' ')[0]!, t);
+  });
+  for (const [k] of acked) winner.send('kv', `g-${k} GET ${k}`);
+  await eventually('reads answered', () => ([...acked.keys()].every((k) => answers.has(`g-${k}`)) ? true : undefined));
+  for (const [k, v] of acked) expect(answers.get(`g-${k}`)).toBe(`g-${k} VALUE ${v}`);
+}
+
+describe('a cut log channel', () => {
+  it('with the file arbiter: exactly one replica stays live', async () => {
+    await cutChannel(null);
+  }, 120_000);
+
+  describe('with etcd', () => {
+    let etcd: Awaited<ReturnType<typeof startEtcd>> | null = null;
+    beforeAll(async () => {
+      etcd = await startEtcd();
+    }, 30_000);
+    afterAll(async () => {
+      await etcd?.stop();
+    });
+    it('exactly one replica stays live', async () => {
+      await cutChannel(['--etcd', etcd!.endpoint]);
+    }, 120_000);
+  });
+});
+
+describe('a slow backup', () => {
+  it('the primary is throttled while the lag is over target, and released when the backup catches up', async () => {
+    const { c, p2 } = await proxiedCluster(null);
+    const a1 = await c.client('h1');
+    expect(await a1.start('kv', KV)).toMatchObject({ primary: 'h1', backup: 'h2' });
+    let i = 0;
+    const load = setInterval(() => a1.send('kv', `w${i} SET k${i % 100} v${i++}`), 2);
+    try {
+      // everything flowing to h2 (the log) is delayed by 250 ms: the backup lags
+      p2.delayMs = 250;
+      const slowed = await eventually('the primary throttled', async () => {
+        const v = await vmOn(a1, 'kv');
+        return v && v.throttleUs > 0 ? v : undefined;
+      });
+      expect(slowed.lagMs).toBeGreaterThan(100);
+      // the lag stays bounded while throttled (the delay, plus what one throttled poll adds)
+      for (let k = 0; k < 10; k++) {
+        const v = await vmOn(a1, 'kv');
+        expect(v!.lagMs).toBeLessThan(2000);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      p2.delayMs = 0;
+      await eventually('the primary released', async () => {
+        const v = await vmOn(a1, 'kv');
+        return v && v.throttleUs === 0 && v.lagMs < 100 ? v : undefined;
+      });
+    } finally {
+      clearInterval(load);
+    }
+  }, 120_000);
+});

@@ -81,10 +81,18 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft [options]
 
 replay: record and replay time of every compute guest relative to its plain
 metered run, log bytes per host call and per second (medians, interleaved runs).
+
+ft: on a local cluster of real host processes, FT (a primary and a backup on
+three hosts) against unreplicated (one host): kv throughput and a CPU-bound
+guest's time and their ratios, output latency p50/p99 and what FT adds, log
+bandwidth idle and under load, backup lag p50/p99, failover time from kill -9
+to the new primary's first answer (p50/p99 over --trials), backup re-creation
+time and primary pause for 16 and 64 MiB guests. Options: --json, --quick,
+--trials N (default 7), --seconds N of load per throughput run (default 3).
 
 meter:
 
@@ -369,8 +377,8 @@ async function cmdBench(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return what === undefined ? 2 : 0;
   }
-  if (what !== 'meter' && what !== 'replay') {
-    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay)\n`);
+  if (what !== 'meter' && what !== 'replay' && what !== 'ft') {
+    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft)\n`);
     return 2;
   }
   const { values } = parseArgs({
@@ -381,11 +389,24 @@ async function cmdBench(argv: string[]): Promise<number> {
       warmup: { type: 'string' },
       guests: { type: 'string' },
       quick: { type: 'boolean' },
+      trials: { type: 'string' },
+      seconds: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (what === 'ft') {
+    const { benchFt, formatFtReport } = await import('../bench/ft.ts');
+    const report = await benchFt({
+      trials: values.trials ? positiveInt('--trials', values.trials) : undefined,
+      seconds: values.seconds ? positiveInt('--seconds', values.seconds) : undefined,
+      quick: values.quick,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stdout.write((values.json ? JSON.stringify(report) : formatFtReport(report)) + '\n');
     return 0;
   }
   if (what === 'replay') {

@@ -86,6 +86,10 @@ interface Vm {
   lagCounts: bigint;
   snapshotFor: string | null;
   snapshotSeq: number;
+  /** bytes of log frames sent to backups */
+  logBytes: number;
+  /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
+  recreate: { memoryBytes: number; pauseMs: number; ms: number | null; askedAt: number } | null;
   // backup
   primary: string | null;
   check: EntryChecker | null;
@@ -111,6 +115,8 @@ export interface VmStatus {
   lagCounts: string;
   throttleUs: number;
   ended: boolean;
+  logBytes: number;
+  recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
 }
 
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
@@ -207,6 +213,8 @@ export class FtHost {
         lagCounts: String(vm.lagCounts),
         throttleUs: vm.handle.throttle,
         ended: vm.ended,
+        logBytes: vm.logBytes,
+        recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
       })),
       refused: this.refused,
     };
@@ -457,6 +465,8 @@ export class FtHost {
       lagCounts: 0n,
       snapshotFor: null,
       snapshotSeq: 0,
+      logBytes: 0,
+      recreate: null,
       primary: null,
       check: null,
       lastSeq: -1,
@@ -554,7 +564,10 @@ export class FtHost {
         }
         vm.frames.push({ first: m.first, last: m.last, frame: m.frame });
         vm.held.push(...m.outputs);
-        if (vm.backup) this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
+        if (vm.backup) {
+          vm.logBytes += m.frame.length;
+          this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
+        }
         return;
       }
       case 'progress':
@@ -569,6 +582,7 @@ export class FtHost {
         return;
       }
       case 'snapshot':
+        if (vm.recreate) vm.recreate.pauseMs = m.pauseMs;
         this.shipSnapshot(vm, m.snapshot);
         return;
       case 'ended':
@@ -588,6 +602,7 @@ export class FtHost {
   /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
   private acked(vm: Vm, seq: number, replayCount: bigint): void {
     if (seq > vm.acked) vm.acked = seq;
+    if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.frames.shift();
     let i = 0;
     while (i < vm.held.length && vm.held[i]!.seq <= vm.acked) this.release(vm, vm.held[i++]!);
@@ -695,6 +710,7 @@ export class FtHost {
       return;
     }
     vm.snapshotFor = target;
+    vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
     vm.handle.send({ t: 'snapshot', id: ++this.snapshotIds });
   }
 
@@ -713,13 +729,14 @@ export class FtHost {
     }
     this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta });
     vm.snapshotSeq = snap.seq;
+    if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.alone = false;
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
     vm.since = performance.now();
     vm.snapshotFor = null;
-    this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory)`);
+    this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory, the primary paused ${vm.recreate?.pauseMs.toFixed(1)} ms)`);
   }
 
   // ---- clients ----

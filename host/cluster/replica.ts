@@ -95,7 +95,7 @@ export type FromReplica =
   | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[] }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
-  | { t: 'snapshot'; id: number; snapshot: Snapshot }
+  | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
   | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string }
   | { t: 'error'; code: string; message: string }
   | { t: 'stopped' };
@@ -419,6 +419,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   const takeSnapshot = (c: GuestContext, id: number): void => {
     flush();
+    const t0 = performance.now();
     const snapshot: Snapshot = {
       seq: nextSeq,
       count: count(),
@@ -428,7 +429,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       timerPeriodNs: timerPeriod,
       digest: stateDigest(c),
     };
-    post({ t: 'snapshot', id, snapshot }, [snapshot.memory.buffer as ArrayBuffer]);
+    // The guest is paused from here to the copy's end: how long is part of the message.
+    post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
   };
 
   const switchLive = (): void => {

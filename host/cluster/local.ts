@@ -1,0 +1,111 @@
+// A local ftvm cluster: real `ftvm host` processes on loopback, sharing a file
+// arbiter in a temporary directory (or an etcd). Used by the tests, the FT
+// benchmark and the demo. Every wait is bounded; stop() kills every process.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FtClient } from './client.ts';
+
+const FTVM = fileURLToPath(new URL('../cli/ftvm.mjs', import.meta.url));
+
+export interface TestHost {
+  id: string;
+  proc: ChildProcess;
+  peer: string;
+  client: string;
+  /** everything it wrote to stderr */
+  log: string[];
+  exited: Promise<void>;
+}
+
+export class LocalCluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));
+  /** a fresh cluster secret */
+  readonly secret = randomBytes(16).toString('hex');
+  readonly hosts = new Map<string, TestHost>();
+  private readonly clients: FtClient[] = [];
+
+  constructor(
+    private readonly extraArgs: string[] = ['--fail-ms', '400', '--heartbeat-ms', '40'],
+    /** how hosts reach the arbiter (default: a file arbiter in this cluster's directory) */
+    private readonly arbiterArgs: string[] | null = null,
+  ) {}
+
+  /** Starts a host and waits (bounded) until it listens. */
+  async add(id: string, args: string[] = []): Promise<TestHost> {
+    const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
+    const proc = spawn(process.execPath, [FTVM, 'host', '--id', id, ...arbiter, ...this.extraArgs, ...args], {
+      env: { ...process.env, FTVM_SECRET: this.secret },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const log: string[] = [];
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    const ready = await new Promise<{ peer: string; client: string }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`host ${id} not ready within 30 s:\n${log.join('\n')}`)), 30_000);
+      let buf = '';
+      proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        buf += d;
+        const line = buf.split('\n').find((l) => l.startsWith('{'));
+        if (line) {
+          clearTimeout(t);
+          resolve(JSON.parse(line) as { peer: string; client: string });
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`host ${id} exited (${code}) before it was ready:\n${log.join('\n')}`));
+      });
+    });
+    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, log, exited };
+    this.hosts.set(id, h);
+    return h;
+  }
+
+  host(id: string): TestHost {
+    const h = this.hosts.get(id);
+    if (!h) throw new Error(`no host ${id}`);
+    return h;
+  }
+
+  async client(id: string): Promise<FtClient> {
+    const c = new FtClient(this.host(id).client);
+    await c.connect();
+    this.clients.push(c);
+    return c;
+  }
+
+  /** kill -9 */
+  async kill(id: string): Promise<void> {
+    const h = this.host(id);
+    h.proc.kill('SIGKILL');
+    await h.exited;
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.close();
+    for (const h of this.hosts.values()) h.proc.kill('SIGKILL');
+    await Promise.all([...this.hosts.values()].map((h) => h.exited));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Polls `fn` until it returns a value that is not undefined, at most `ms`. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+  const t0 = Date.now();
+  let last: unknown;
+  while (Date.now() - t0 < ms) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}

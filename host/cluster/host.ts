@@ -548,6 +548,9 @@ export class FtHost {
     vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
     vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
     this.primaries.set(name, { gen, host: from });
+    // Tell the primary the backup is in place (and where it starts), before any new entry.
+    vm.replayCount = snapshot ? snapshot.count : 0n;
+    this.toPeer(from, { t: 'ack', vm: name, gen, seq: vm.lastSeq, count: vm.replayCount });
     this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
   }
 

@@ -27,6 +27,8 @@ options:
   --heartbeat-ms N      heartbeat period (default 50)
   --fail-ms N           a peer silent this long is dead (default 600)
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
+  --unacked-log-max N   bytes of log the backup has not acknowledged at which the primary
+                        stalls until it has (default 33554432)
   -h, --help            this text
 `;
 
@@ -45,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
       'heartbeat-ms': { type: 'string' },
       'fail-ms': { type: 'string' },
       'lag-target-ms': { type: 'string' },
+      'unacked-log-max': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -80,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     heartbeatMs: num('heartbeat-ms', values['heartbeat-ms']),
     failMs: num('fail-ms', values['fail-ms']),
     lagTargetMs: num('lag-target-ms', values['lag-target-ms']),
+    unackedLogMax: num('unacked-log-max', values['unacked-log-max']),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   await host.start();

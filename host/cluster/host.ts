@@ -38,6 +38,8 @@ export interface HostOptions {
   heartbeatMs?: number;
   /** a peer silent this long is dead (default 600 ms) */
   failMs?: number;
+  /** log the backup has not acknowledged, in bytes, at which the primary stalls (default 32 MiB) */
+  unackedLogMax?: number;
   /** the execution lag a backup may have before the primary is slowed (default 100 ms) */
   lagTargetMs?: number;
   /** where the host says what it does (default: nowhere) */
@@ -88,6 +90,10 @@ interface Vm {
   snapshotSeq: number;
   /** bytes of log frames sent to backups */
   logBytes: number;
+  /** bytes of log frames the backup has not acknowledged */
+  unackedBytes: number;
+  /** how often a full buffer stalled the primary */
+  stalls: number;
   /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null; askedAt: number } | null;
   // backup
@@ -116,10 +122,14 @@ export interface VmStatus {
   throttleUs: number;
   ended: boolean;
   logBytes: number;
+  unackedBytes: number;
+  stalls: number;
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
 }
 
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+/** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
+export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
 
 export class FtHost {
   readonly id: string;
@@ -156,6 +166,7 @@ export class FtHost {
       heartbeatMs: 50,
       failMs: 600,
       lagTargetMs: 100,
+      unackedLogMax: UNACKED_LOG_MAX,
       advertisePeer: '',
       log: () => {},
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
@@ -214,6 +225,8 @@ export class FtHost {
         throttleUs: vm.handle.throttle,
         ended: vm.ended,
         logBytes: vm.logBytes,
+        unackedBytes: vm.unackedBytes,
+        stalls: vm.stalls,
         recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
       })),
       refused: this.refused,
@@ -350,6 +363,11 @@ export class FtHost {
       else if (l.ready && l.sock) send(l.sock, { t: 'hb' });
     }
     for (const vm of this.vms.values()) {
+      // A backup repeats its ack with each heartbeat: an ack lost with a link is not lost for long,
+      // and the primary learns the replay's count even when no log flows.
+      if (vm.role === 'backup' && vm.primary && !vm.claiming) {
+        this.toPeer(vm.primary, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
+      }
       if (vm.claiming || vm.ended) continue;
       const partner = vm.role === 'primary' ? vm.backup : vm.primary;
       if (!partner) continue;
@@ -466,6 +484,8 @@ export class FtHost {
       snapshotFor: null,
       snapshotSeq: 0,
       logBytes: 0,
+      unackedBytes: 0,
+      stalls: 0,
       recreate: null,
       primary: null,
       check: null,
@@ -566,6 +586,11 @@ export class FtHost {
           return;
         }
         vm.frames.push({ first: m.first, last: m.last, frame: m.frame });
+        vm.unackedBytes += m.frame.length;
+        if (vm.unackedBytes > this.opts.unackedLogMax) {
+          vm.handle.setStall(true);
+          vm.stalls++;
+        }
         vm.held.push(...m.outputs);
         if (vm.backup) {
           vm.logBytes += m.frame.length;
@@ -606,7 +631,8 @@ export class FtHost {
   private acked(vm: Vm, seq: number, replayCount: bigint): void {
     if (seq > vm.acked) vm.acked = seq;
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
-    while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.frames.shift();
+    while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
+    if (vm.unackedBytes < this.opts.unackedLogMax / 2) vm.handle.setStall(false);
     let i = 0;
     while (i < vm.held.length && vm.held[i]!.seq <= vm.acked) this.release(vm, vm.held[i++]!);
     if (i) vm.held.splice(0, i);
@@ -693,6 +719,8 @@ export class FtHost {
     vm.backup = null;
     vm.alone = true;
     vm.frames = [];
+    vm.unackedBytes = 0;
+    vm.handle.setStall(false);
     for (const o of vm.held) this.release(vm, o);
     vm.held = [];
     this.announce(vm);
@@ -737,6 +765,7 @@ export class FtHost {
     vm.alone = false;
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
+    vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
     vm.since = performance.now();
     vm.snapshotFor = null;
     this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory, the primary paused ${vm.recreate?.pauseMs.toFixed(1)} ms)`);

@@ -30,7 +30,7 @@ export class LocalCluster {
   private readonly clients: FtClient[] = [];
 
   constructor(
-    private readonly extraArgs: string[] = ['--fail-ms', '400', '--heartbeat-ms', '40'],
+    private readonly extraArgs: string[] = ['--fail-ms', '1000', '--heartbeat-ms', '50'],
     /** how hosts reach the arbiter (default: a file arbiter in this cluster's directory) */
     private readonly arbiterArgs: string[] | null = null,
   ) {}

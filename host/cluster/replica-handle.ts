@@ -21,7 +21,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
   constructor(init: Omit<ReplicaInit, 'signal' | 'port'>, opts: { stackSizeMb?: number } = {}) {
     super();
     const { port1, port2 } = new MessageChannel();
-    const sab = new SharedArrayBuffer(8);
+    const sab = new SharedArrayBuffer(16);
     this.signal = new Int32Array(sab);
     this.port = port1;
     const data: ReplicaInit = { ...init, signal: sab, port: port2 };
@@ -56,6 +56,12 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
   /** Microseconds the primary sleeps at each poll (0: full speed). */
   setThrottle(us: number): void {
     Atomics.store(this.signal, 1, Math.max(0, Math.round(us)));
+  }
+
+  /** Stops the primary at its next log flush until released (its log buffer is full). */
+  setStall(on: boolean): void {
+    Atomics.store(this.signal, 2, on ? 1 : 0);
+    if (!on) Atomics.notify(this.signal, 2);
   }
 
   get throttle(): number {

@@ -18,7 +18,9 @@
 // The host thread talks to the worker through a MessagePort read synchronously
 // (receiveMessageOnPort) at check points and whenever the guest waits; after
 // each post it bumps `signal[0]` and notifies, which wakes a blocked worker.
-// `signal[1]` is the throttle: microseconds the primary sleeps per poll.
+// `signal[1]` is the throttle: microseconds the primary sleeps per poll;
+// `signal[2]` is the stall: while it is 1 (the host's buffer of log the backup
+// has not acknowledged is full), the primary waits after posting a frame.
 
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -104,6 +106,7 @@ class Stopped extends Error {}
 
 const SIGNAL = 0;
 const THROTTLE = 1;
+const STALL = 2;
 const FRAME_FLUSH_BYTES = 512 * 1024;
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
@@ -181,6 +184,11 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     pending = [];
     pendingBytes = 0;
     outputs = [];
+    // A full buffer stalls the primary; a stop still gets through.
+    while (Atomics.load(signal, STALL) === 1) {
+      Atomics.wait(signal, STALL, 1, 50);
+      pump(0);
+    }
   };
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;

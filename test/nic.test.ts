@@ -84,6 +84,24 @@ describe('kv (reactor on the virtual NIC)', () => {
     expect(replies(again)).toEqual(replies(r.sent));
   });
 
+  it("replays when a digest falls on the handler's first check point, at the count the message was delivered", () => {
+    // A digest at every check point puts one at the handler's entry, at the very count of its idle delivery:
+    // the replay must stop there too, before the handler runs on.
+    const chunks: Uint8Array[] = [];
+    const run = recordGuest(kv, new LogWriter((b) => chunks.push(b)), {
+      args: ['kv'],
+      meter: { cacheDir: null },
+      live: fixedNondeterminism(),
+      interrupts: new ScriptedMessages([msg(0n, 1, '1 SET a b'), msg(0n, 1, '2 GET a')]),
+      digestEvery: 1n,
+      digestBudget: 1,
+    });
+    const entries = readLog(Buffer.concat(chunks));
+    const i = entries.findIndex((e) => e.kind === 'interrupt');
+    expect(entries[i + 1]).toMatchObject({ kind: 'digest', count: entries[i]!.count });
+    expect(replayGuest(kv, entries, { cacheDir: null }).digest).toBe(run.digest);
+  });
+
   it('a changed message in the log is a divergence', () => {
     const r = record(kv, [msg(0n, 1, '1 SET k v1'), msg(0n, 1, '2 GET k')]);
     const copy = r.entries.map((e) => ({ ...e })) as LogEntry[];

@@ -462,6 +462,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       // Every interrupt the primary delivered in this one wait, each after what the previous handler did.
       for (let n: LogEntry | null = e; n; ) {
         at++;
+        // The handler's own check points may hold the next event (a digest at this very count).
+        if (c.meter) replayCheckArm(c);
         c.deliver(interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.

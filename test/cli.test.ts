@@ -130,3 +130,19 @@ describe('ftvm record / replay', () => {
     }
   }, 60_000);
 });
+
+describe('ftvm demo', () => {
+  it('a VM survives kill -9 of its primary host, and no acknowledged write is lost', async () => {
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [FTVM, 'demo'], { timeout: 120_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+      });
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/h2 won generation 2 at the arbiter and went live/);
+    expect(r.stdout).toMatch(/a new backup runs on h3, made from a snapshot/);
+    expect(r.stdout).toMatch(/acknowledged writes lost +0\n/);
+    expect(Number(/writes acknowledged +(\d+)/.exec(r.stdout)?.[1])).toBeGreaterThan(100);
+  }, 150_000);
+});

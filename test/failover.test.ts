@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import type { FtClient } from '../host/cluster/client.ts';
 import { encodeMessage } from '../host/cluster/wire.ts';
 import { Cluster, eventually } from './cluster.ts';
+import { KvLoad } from '../host/cluster/kv-load.ts';
 
 const KV = new Uint8Array(readFileSync(new URL('../guests/kv.wasm', import.meta.url)));
 const TRIALS = Number(process.env.FTVM_FAILOVER_TRIALS ?? 20);
@@ -24,87 +25,12 @@ async function vmOn(c: FtClient, vm: string): Promise<VmInfo | undefined> {
   return (s.vms as VmInfo[]).find((v) => v.name === vm);
 }
 
-/** Unique-key writes at a steady rate, each retried (same id) until answered. */
-class KvLoad {
-  private n = 0;
-  private timer: NodeJS.Timeout | null = null;
-  readonly pending = new Map<string, { text: string; key: string; value: string; sentAt: number }>();
-  /** writes the VM acknowledged: key -> value */
-  readonly acked = new Map<string, string>();
-  readonly answers = new Map<string, string>();
-  constructor(
-    private readonly client: FtClient,
-    private readonly vm: string,
-  ) {
-    client.on('recv', (r) => {
-      const text = Buffer.from(r.data).toString();
-      const id = text.split(' ')[0]!;
-      const p = this.pending.get(id);
-      this.answers.set(id, text);
-      if (!p) return;
-      this.pending.delete(id);
-      if (/^\S+ OK \d+$/.test(text)) this.acked.set(p.key, p.value);
-    });
-  }
-  start(): void {
-    this.timer = setInterval(() => {
-      for (let k = 0; k < 3; k++) {
-        const i = this.n++;
-        const p = { text: `w${i} SET key${i} value${i}`, key: `key${i}`, value: `value${i}`, sentAt: Date.now() };
-        this.pending.set(`w${i}`, p);
-        this.client.send(this.vm, p.text);
-      }
-      const now = Date.now();
-      for (const p of this.pending.values()) {
-        if (now - p.sentAt > 700) {
-          p.sentAt = now;
-          this.client.send(this.vm, p.text);
-        }
-      }
-    }, 5);
-  }
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
-  /** Retries what is unanswered until everything is. */
-  async drain(ms = 20_000): Promise<void> {
-    await eventually(
-      'every write answered',
-      async () => {
-        for (const p of this.pending.values()) this.client.send(this.vm, p.text);
-        await new Promise((r) => setTimeout(r, 150));
-        return this.pending.size === 0 ? true : undefined;
-      },
-      ms,
-    );
-  }
-  /** Reads every acknowledged key back; returns the ones missing or wrong. */
-  async verify(): Promise<string[]> {
-    const bad: string[] = [];
-    const keys = [...this.acked.keys()];
-    for (let i = 0; i < keys.length; i += 200) {
-      const batch = keys.slice(i, i + 200);
-      for (const k of batch) this.client.send(this.vm, `g-${k} GET ${k}`);
-      await eventually(`reads of ${batch.length} keys`, () => (batch.every((k) => this.answers.has(`g-${k}`)) ? true : undefined), 10_000);
-      for (const k of batch) if (this.answers.get(`g-${k}`) !== `g-${k} VALUE ${this.acked.get(k)}`) bad.push(k);
-    }
-    return bad;
-  }
-}
-
 async function threeHosts(): Promise<Cluster> {
   const c = new Cluster();
   cluster = c;
   await Promise.all(['h1', 'h2', 'h3'].map((id) => c.add(id)));
   // every host is linked to the others both ways before a VM is placed
-  for (const id of ['h1', 'h2', 'h3']) {
-    const admin = await c.client(id);
-    await eventually(`${id}: peers up`, async () => {
-      const s = await admin.status();
-      return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === 2 ? true : undefined;
-    });
-  }
+  await c.linked();
   return c;
 }
 

@@ -38,13 +38,7 @@ async function proxiedCluster(arbiterArgs: string[] | null): Promise<{ c: Cluste
     c.add('h2', ['--peer-port', String(port2), '--advertise-peer', p2.addr]),
     c.add('h3'),
   ]);
-  for (const id of ['h1', 'h2', 'h3']) {
-    const a = await c.client(id);
-    await eventually(`${id}: peers up`, async () => {
-      const s = await a.status();
-      return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === 2 ? true : undefined;
-    });
-  }
+  await c.linked();
   return { c, p1, p2 };
 }
 
@@ -153,11 +147,8 @@ describe('a full log buffer', () => {
     proxies.push(p2);
     await p2.start();
     await Promise.all([c.add('h1'), c.add('h2', ['--peer-port', String(port2), '--advertise-peer', p2.addr])]);
+    await c.linked();
     const a1 = await c.client('h1');
-    await eventually('peers up', async () => {
-      const peers = (await a1.status()).peers as { alive: boolean; linked: boolean }[];
-      return peers.length === 1 && peers[0]!.alive && peers[0]!.linked ? true : undefined;
-    });
     expect(await a1.start('kv', KV)).toMatchObject({ primary: 'h1', backup: 'h2' });
     const acked = new Set<string>();
     a1.on('recv', (r) => acked.add(Buffer.from(r.data).toString().split(' ')[0]!));

@@ -45,13 +45,7 @@ async function cluster(n: number): Promise<LocalCluster> {
   const c = new LocalCluster(['--fail-ms', '400', '--heartbeat-ms', '40']);
   const ids = Array.from({ length: n }, (_, i) => `h${i + 1}`);
   await Promise.all(ids.map((id) => c.add(id)));
-  for (const id of ids) {
-    const a = await c.client(id);
-    await eventually(`${id}: peers up`, async () => {
-      const s = await a.status();
-      return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === n - 1 ? true : undefined;
-    });
-  }
+  await c.linked();
   return c;
 }
 

@@ -79,6 +79,22 @@ export class LocalCluster {
     return c;
   }
 
+  /** Waits (bounded) until every host is alive and linked both ways to every other. */
+  async linked(ms = 20_000): Promise<void> {
+    const n = this.hosts.size;
+    for (const id of this.hosts.keys()) {
+      const a = await this.client(id);
+      await eventually(
+        `${id}: linked to its peers`,
+        async () => {
+          const s = await a.status();
+          return (s.peers as { alive: boolean; linked: boolean }[]).filter((p) => p.alive && p.linked).length === n - 1 ? true : undefined;
+        },
+        ms,
+      );
+    }
+  }
+
   /** kill -9 */
   async kill(id: string): Promise<void> {
     const h = this.host(id);

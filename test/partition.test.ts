@@ -77,9 +77,16 @@ async function cutChannel(arbiterArgs: string[] | null): Promise<void> {
     const t = Buffer.from(r.data).toString();
     answers.set(t.split(' ')[0]!, t);
   });
-  for (const [k] of acked) winner.send('kv', `g-${k} GET ${k}`);
+  // (outputs the winner held during the race may still be acknowledging writes: read those too)
+  const asked = new Set<string>();
+  const ask = (): void => {
+    for (const [k] of acked) if (!asked.has(k)) asked.add(k), winner.send('kv', `g-${k} GET ${k}`);
+  };
   try {
-    await eventually('reads answered', () => ([...acked.keys()].every((k) => answers.has(`g-${k}`)) ? true : undefined));
+    await eventually('reads answered', () => {
+      ask();
+      return [...acked.keys()].every((k) => answers.has(`g-${k}`)) ? true : undefined;
+    });
   } catch (e) {
     for (const h of c.hosts.values()) console.log(h.log.join('\n'));
     throw e;

@@ -10,9 +10,11 @@ Runs one host of an ftvm cluster until SIGTERM or SIGINT. It runs replicas of
 VMs on worker threads, streams each primary's log to its backup over the
 authenticated log channel, releases outputs only once the backup has the log
 up to them, watches its peers, goes live through the arbiter when a partner
-dies, and re-creates lost backups from snapshots. When it is listening it
-prints one JSON line to stdout: {"ready": true, "id", "peer", "client", "slot"}.
-What it does goes to stderr.
+dies, and re-creates lost backups from snapshots. It serves the REST API
+(under /v1, bearer token; GET /v1/openapi.json documents it). When it is
+listening it prints one JSON line to stdout:
+{"ready": true, "id", "peer", "client", "api", "slot", "token"} (the token only
+when it was generated). What it does goes to stderr.
 
 options:
   --id ID               this host's name (letters, digits, _ . -)
@@ -24,6 +26,8 @@ options:
   --peer-port N         log channel port (default 0: any free port)
   --client-port N       client port (default 0: any free port)
   --advertise-peer A    the host:port other hosts dial for the log channel (default: where it listens)
+  --api-port N          REST API port (default 0: any free port)
+  --token T             the API's bearer token (default: $FTVM_TOKEN, else generated and printed once)
   --heartbeat-ms N      heartbeat period (default 50)
   --fail-ms N           a peer silent this long is dead (default 600)
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
@@ -44,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
       'peer-port': { type: 'string' },
       'client-port': { type: 'string' },
       'advertise-peer': { type: 'string' },
+      'api-port': { type: 'string' },
+      token: { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'fail-ms': { type: 'string' },
       'lag-target-ms': { type: 'string' },
@@ -87,11 +93,20 @@ export async function main(argv: string[]): Promise<number> {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   await host.start();
-  process.stdout.write(`${JSON.stringify({ ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, slot: host.slot })}\n`);
+  const { buildApi } = await import('../api/server.ts');
+  const given = values.token ?? process.env.FTVM_TOKEN;
+  const api = await buildApi(host, { token: given });
+  const bind = values.bind ?? '127.0.0.1';
+  await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });
+  const a = api.app.server.address();
+  const apiAddr = typeof a === 'object' && a ? `${bind}:${a.port}` : String(a);
+  const ready = { ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, api: `http://${apiAddr}`, slot: host.slot, ...(given ? {} : { token: api.token }) };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  await api.app.close();
   await host.close();
   await arbiter.close();
   return 0;

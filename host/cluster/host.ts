@@ -128,6 +128,19 @@ export interface VmStatus {
 }
 
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+/** outputs an API connection keeps for its reader */
+const API_BOX_MAX = 10_000;
+
+/** A request the host refuses, with a stable code. */
+export class HostError extends Error {
+  constructor(
+    readonly code: 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HostError';
+  }
+}
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
 export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
 
@@ -146,6 +159,8 @@ export class FtHost {
   /** which host runs the primary of a VM, as far as this host knows */
   private readonly primaries = new Map<string, { gen: number; host: string }>();
   private readonly clients = new Map<number, Socket>();
+  /** outputs kept for API connections, and who waits for them */
+  private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[] }>();
   private nextConn = 1;
   private readonly incoming = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
@@ -519,7 +534,7 @@ export class FtHost {
       canonicalizeNaNs: false,
     };
     const c = await compileGuestAsync(req.module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
-    if (!(await this.opts.arbiter.claim(req.name, 1, this.id))) throw new Error(`VM ${req.name} exists already`);
+    if (!(await this.opts.arbiter.claim(req.name, 1, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     const backup = this.pickBackupHost(req.name);
     const handle = new ReplicaHandle({ vm: req.name, module: req.module, compiled: c.module, start, role: 'primary' });
     const vm = this.newVm({ name: req.name, gen: 1, role: 'primary', module: req.module, metered: c.metered, compiled: c.module, start, handle });
@@ -793,6 +808,67 @@ export class FtHost {
   private toClient(conn: number, m: WireMessage): void {
     const s = this.clients.get(conn);
     if (s) send(s, m);
+    const box = this.apiBoxes.get(conn);
+    if (box && m.t === 'recv') {
+      box.outputs.push({ vm: String(m.vm), seq: m.seq as number, data: m.data as Uint8Array, eof: m.eof === true });
+      if (box.outputs.length > API_BOX_MAX) box.outputs.splice(0, box.outputs.length - API_BOX_MAX);
+      for (const w of box.waiters.splice(0)) w();
+    }
+  }
+
+  // ---- what the REST API uses ----
+
+  /** Kills the primary replica of a VM held here (a test failover); its backup takes over. */
+  failoverVm(name: string): void {
+    const vm = this.vms.get(name);
+    if (!vm || vm.role !== 'primary' || !vm.backup) throw new HostError('FTVM_ERR_NOT_PRIMARY', `this host has no primary of ${name} with a backup`);
+    const backup = vm.backup;
+    this.dropVm(vm, 'test failover');
+    this.toPeer(backup, { t: 'failover', vm: vm.name, gen: vm.gen });
+  }
+
+  /** Stops a VM: both replicas, wherever they run. */
+  stopVm(name: string): void {
+    const known = this.primaries.get(name);
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'stop', vm: name, gen: known?.gen ?? Number.MAX_SAFE_INTEGER });
+    const vm = this.vms.get(name);
+    if (vm) this.dropVm(vm, 'stopped');
+    this.primaries.delete(name);
+  }
+
+  /** VMs this host runs a replica of or knows the primary of. */
+  knownVms(): { name: string; gen: number; primary: string }[] {
+    return [...this.primaries.entries()].map(([name, p]) => ({ name, gen: p.gen, primary: p.host })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** A connection id for an API client, whose outputs are kept for it to read. */
+  apiConnection(): number {
+    const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
+    this.apiBoxes.set(conn, { outputs: [], waiters: [] });
+    return conn;
+  }
+
+  /** Sends a message to a VM on behalf of connection `conn` (through its primary, wherever it runs). */
+  sendToVm(name: string, conn: number, data: Uint8Array, eof: boolean): void {
+    if (!this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    this.route(name, conn, data, eof, 0);
+  }
+
+  /** Outputs for an API connection after `after` (a sequence number), waiting up to `waitMs` for the first. */
+  async outputsFor(conn: number, vm: string, after: number, waitMs: number): Promise<{ vm: string; seq: number; data: Uint8Array; eof: boolean }[]> {
+    const box = this.apiBoxes.get(conn);
+    if (!box) throw new HostError('FTVM_ERR_NOT_FOUND', `no API connection ${conn} on this host`);
+    const pick = () => box.outputs.filter((o) => o.vm === vm && o.seq > after);
+    if (!pick().length && waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, waitMs);
+        box.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return pick();
   }
 
   private async onClient(sock: Socket, conn: number, m: WireMessage): Promise<void> {
@@ -815,24 +891,14 @@ export class FtHost {
       case 'status':
         send(sock, { t: 'status', ...this.status(), host: this.id, id });
         return;
-      case 'failover': {
-        const vm = this.vms.get(String(m.vm));
-        if (!vm || vm.role !== 'primary' || !vm.backup) throw new Error(`this host has no primary of ${String(m.vm)} with a backup`);
-        const backup = vm.backup;
-        this.dropVm(vm, 'test failover');
-        this.toPeer(backup, { t: 'failover', vm: vm.name, gen: vm.gen });
+      case 'failover':
+        this.failoverVm(String(m.vm));
         send(sock, { t: 'ok', id });
         return;
-      }
-      case 'stop': {
-        const name = String(m.vm);
-        const known = this.primaries.get(name);
-        for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'stop', vm: name, gen: known?.gen ?? Number.MAX_SAFE_INTEGER });
-        const vm = this.vms.get(name);
-        if (vm) this.dropVm(vm, 'stopped');
+      case 'stop':
+        this.stopVm(String(m.vm));
         send(sock, { t: 'ok', id });
         return;
-      }
       default:
         throw new Error(`unknown request "${m.t}"`);
     }

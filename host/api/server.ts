@@ -1,0 +1,255 @@
+// The REST API of one host (fastify), under /v1. Schema-first: every route
+// declares JSON Schemas for its params, body and responses; the OpenAPI
+// document at GET /v1/openapi.json is generated from them. Every route but
+// /healthz needs `Authorization: Bearer <token>`. Errors share one shape,
+// { error: { code, message } }, with the codes of ERRORS.
+
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
+import { HostError, type FtHost } from '../cluster/host.ts';
+import { GuestLoadError } from '../runtime/instance.ts';
+import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { guestPath, loadManifest } from '../runtime/samples.ts';
+import { NAME_RE } from '../cluster/arbiter.ts';
+
+/** The error catalogue: stable codes and their HTTP statuses. */
+export const ERRORS = {
+  FTVM_ERR_BAD_REQUEST: 400,
+  FTVM_ERR_INVALID_MODULE: 400,
+  FTVM_ERR_UNSUPPORTED_IMPORT: 400,
+  FTVM_ERR_NO_ENTRY: 400,
+  FTVM_ERR_UNAUTHORIZED: 401,
+  FTVM_ERR_NOT_FOUND: 404,
+  FTVM_ERR_EXISTS: 409,
+  FTVM_ERR_NOT_PRIMARY: 409,
+  FTVM_ERR_TOO_LARGE: 413,
+  FTVM_ERR_INTERNAL: 500,
+} as const;
+export type ErrorCode = keyof typeof ERRORS;
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The largest module a client may upload (base64 in a JSON body, so the body limit is a third more). */
+export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
+
+const errorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', enum: Object.keys(ERRORS) }, message: { type: 'string' } } } },
+} as const;
+const vmSchema = {
+  type: 'object',
+  required: ['name', 'gen', 'primary'],
+  properties: {
+    name: { type: 'string' },
+    gen: { type: 'integer' },
+    primary: { type: 'string' },
+    backup: { type: ['string', 'null'] },
+    replica: {
+      type: ['object', 'null'],
+      description: "this host's replica of the VM, if it runs one",
+      properties: {
+        role: { type: 'string', enum: ['primary', 'backup'] },
+        alone: { type: 'boolean' },
+        acked: { type: 'integer' },
+        released: { type: 'integer' },
+        lagMs: { type: 'number' },
+        lagCounts: { type: 'string' },
+        throttleUs: { type: 'number' },
+        logBytes: { type: 'integer' },
+        ended: { type: 'boolean' },
+      },
+    },
+  },
+} as const;
+const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: NAME_RE.source } } } as const;
+const e = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorSchema]));
+
+export interface ApiOptions {
+  /** bearer token; generated when absent (buildApi returns it) */
+  token?: string;
+}
+
+/** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
+export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; token: string }> {
+  const token = opts.token ?? randomBytes(24).toString('base64url');
+  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+  await app.register(swagger, { openapi: { info: { title: 'ftvm', version: '1' }, components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } });
+
+  const fail = (reply: FastifyReply, code: ErrorCode, message: string) => reply.code(ERRORS[code]).send({ error: { code, message } });
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
+    if (err instanceof ApiError) return fail(reply, err.code, err.message);
+    if (err instanceof HostError) return fail(reply, err.code, err.message);
+    if (err instanceof GuestLoadError) return fail(reply, (err.code in ERRORS ? err.code : 'FTVM_ERR_INVALID_MODULE') as ErrorCode, err.message);
+    if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
+    if (err.statusCode === 413) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
+    if (err.statusCode && err.statusCode < 500) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
+    return fail(reply, 'FTVM_ERR_INTERNAL', err.message);
+  });
+  app.setNotFoundHandler((req, reply) => fail(reply, 'FTVM_ERR_NOT_FOUND', `no route ${req.method} ${req.url}`));
+
+  const expected = Buffer.from(`Bearer ${token}`);
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (req.url === '/healthz') return;
+    const got = Buffer.from(req.headers.authorization ?? '');
+    if (got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(reply, 'FTVM_ERR_UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required');
+  });
+
+  // ---- metrics ----
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const vmGauge = (name: string, help: string, pick: (v: ReturnType<FtHost['status']>['vms'][number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['vm', 'role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of host.status().vms) this.set({ vm: v.name, role: v.role }, pick(v));
+      },
+    });
+  vmGauge('ftvm_vm_generation', 'the generation of each VM replica on this host', (v) => v.gen);
+  vmGauge('ftvm_log_bytes_sent', 'bytes of log sent to the backup', (v) => v.logBytes);
+  vmGauge('ftvm_log_acked_seq', 'the last log entry the backup acknowledged', (v) => v.acked);
+  vmGauge('ftvm_outputs_released_seq', 'the last output released', (v) => v.released);
+  vmGauge('ftvm_log_unacked_bytes', 'log the backup has not acknowledged', (v) => v.unackedBytes);
+  vmGauge('ftvm_lag_ms', "the backup's execution lag in time", (v) => v.lagMs);
+  vmGauge('ftvm_lag_counts', "the backup's execution lag in counts", (v) => Number(v.lagCounts));
+  vmGauge('ftvm_throttle_us', "the primary's throttle per poll", (v) => v.throttleUs);
+
+  const view = (name: string) => {
+    const known = host.knownVms().find((v) => v.name === name);
+    if (!known) throw new ApiError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    const r = host.status().vms.find((v) => v.name === name) ?? null;
+    return {
+      ...known,
+      backup: r?.role === 'primary' ? r.partner : r?.role === 'backup' ? host.id : null,
+      replica: r && { role: r.role, alone: r.alone, acked: r.acked, released: r.released, lagMs: r.lagMs, lagCounts: r.lagCounts, throttleUs: r.throttleUs, logBytes: r.logBytes, ended: r.ended },
+    };
+  };
+
+  app.get('/healthz', { schema: { security: [], response: { 200: { type: 'object', properties: { ok: { type: 'boolean' }, host: { type: 'string' } } } } } }, async () => ({ ok: true, host: host.id }));
+
+  app.get('/metrics', { schema: { response: { 401: errorSchema } } }, async (_req, reply) => {
+    reply.header('content-type', registry.contentType);
+    return registry.metrics();
+  });
+
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/v1/hosts', {
+    schema: { response: { 200: { type: 'object', properties: { self: { type: 'string' }, hosts: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, alive: { type: 'boolean' } } } } } }, ...e(401) } },
+  }, async () => ({ self: host.id, hosts: [{ id: host.id, alive: true }, ...host.status().peers.map((p) => ({ id: p.id, alive: p.alive }))] }));
+
+  app.post('/v1/vms', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: {
+          name: { type: 'string', pattern: NAME_RE.source },
+          sample: { type: 'string', description: 'a sample guest by name' },
+          module: { type: 'string', contentEncoding: 'base64', description: 'a WebAssembly module, base64' },
+          args: { type: 'array', items: { type: 'string' } },
+          env: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+      },
+      response: { 201: vmSchema, ...e(400, 401, 409, 413) },
+    },
+  }, async (req, reply) => {
+    const body = req.body as { name: string; sample?: string; module?: string; args?: string[]; env?: Record<string, string> };
+    if ((body.sample === undefined) === (body.module === undefined)) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample" and "module"');
+    let module: Uint8Array;
+    if (body.sample !== undefined) {
+      const g = loadManifest().guests.find((x) => x.name === body.sample);
+      if (!g) throw new ApiError('FTVM_ERR_BAD_REQUEST', `no sample guest named ${body.sample}`);
+      module = new Uint8Array(readFileSync(guestPath(g.wasm)));
+    } else {
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body.module!)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
+      module = new Uint8Array(Buffer.from(body.module!, 'base64'));
+      if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}`);
+    }
+    await host.startVm({ name: body.name, module, args: body.args, env: body.env });
+    return reply.code(201).send(view(body.name));
+  });
+
+  app.get('/v1/vms', { schema: { response: { 200: { type: 'array', items: vmSchema }, ...e(401) } } }, async () => host.knownVms().map((v) => view(v.name)));
+
+  app.get('/v1/vms/:name', { schema: { params: nameParam, response: { 200: vmSchema, ...e(400, 401, 404) } } }, async (req) => view((req.params as { name: string }).name));
+
+  app.delete('/v1/vms/:name', { schema: { params: nameParam, response: { 204: { type: 'null' }, ...e(400, 401, 404) } } }, async (req, reply) => {
+    const { name } = req.params as { name: string };
+    view(name);
+    host.stopVm(name);
+    return reply.code(204).send();
+  });
+
+  app.post('/v1/vms/:name/failover', { schema: { params: nameParam, response: { 202: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...e(400, 401, 404, 409) } } }, async (req, reply) => {
+    const { name } = req.params as { name: string };
+    view(name);
+    host.failoverVm(name);
+    return reply.code(202).send({ ok: true });
+  });
+
+  app.post('/v1/connections', { schema: { response: { 201: { type: 'object', properties: { conn: { type: 'integer' } } }, ...e(401) } } }, async (_req, reply) =>
+    reply.code(201).send({ conn: host.apiConnection() }),
+  );
+
+  app.post('/v1/vms/:name/messages', {
+    schema: {
+      params: nameParam,
+      body: {
+        type: 'object',
+        required: ['conn'],
+        additionalProperties: false,
+        properties: { conn: { type: 'integer', minimum: 0 }, data: { type: 'string' }, base64: { type: 'string' }, eof: { type: 'boolean' } },
+      },
+      response: { 202: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...e(400, 401, 404) },
+    },
+  }, async (req, reply) => {
+    const { name } = req.params as { name: string };
+    const b = req.body as { conn: number; data?: string; base64?: string; eof?: boolean };
+    const bytes = b.data !== undefined ? Buffer.from(b.data, 'utf8') : b.base64 !== undefined ? Buffer.from(b.base64, 'base64') : Buffer.alloc(0);
+    if (b.eof ? bytes.length > 0 : bytes.length === 0 || bytes.length > MAX_MESSAGE_BYTES) {
+      throw new ApiError('FTVM_ERR_BAD_REQUEST', `a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
+    }
+    host.sendToVm(name, b.conn >>> 0, new Uint8Array(bytes), b.eof === true);
+    return reply.code(202).send({ ok: true });
+  });
+
+  app.get('/v1/vms/:name/outputs', {
+    schema: {
+      params: nameParam,
+      querystring: {
+        type: 'object',
+        required: ['conn'],
+        properties: { conn: { type: 'integer', minimum: 0 }, after: { type: 'integer', default: -1 }, waitMs: { type: 'integer', minimum: 0, maximum: 60000, default: 0 } },
+      },
+      response: {
+        200: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, data: { type: 'string' }, base64: { type: 'string' }, eof: { type: 'boolean' } } } },
+        ...e(400, 401, 404),
+      },
+    },
+  }, async (req) => {
+    const { name } = req.params as { name: string };
+    const q = req.query as { conn: number; after: number; waitMs: number };
+    view(name);
+    const outs = await host.outputsFor(q.conn >>> 0, name, q.after, q.waitMs);
+    return outs.map((o) => ({ seq: o.seq, data: Buffer.from(o.data).toString('utf8'), base64: Buffer.from(o.data).toString('base64'), eof: o.eof }));
+  });
+
+  await app.ready();
+  return { app, token };
+}

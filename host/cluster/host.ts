@@ -368,7 +368,8 @@ export class FtHost {
   private toPeer(id: string, m: WireMessage): boolean {
     const l = this.links.get(id);
     if (!l?.ready || !l.sock) return false;
-    return send(l.sock, m) || true;
+    send(l.sock, m); // a full socket buffer queues: the link is still up
+    return true;
   }
 
   private tick(): void {

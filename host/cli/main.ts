@@ -20,6 +20,7 @@ usage:
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH]
   ftvm bench meter|replay|ft [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
+  ftvm cluster up [--hosts N] [--json]
   ftvm demo [meter]
   ftvm --help | <command> --help
 `;

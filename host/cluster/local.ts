@@ -17,6 +17,8 @@ export interface TestHost {
   proc: ChildProcess;
   peer: string;
   client: string;
+  /** the REST API's base URL */
+  api: string;
   /** everything it wrote to stderr */
   log: string[];
   exited: Promise<void>;
@@ -26,6 +28,8 @@ export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));
   /** a fresh cluster secret */
   readonly secret = randomBytes(16).toString('hex');
+  /** the REST API's bearer token, the same on every host */
+  readonly token = randomBytes(24).toString('base64url');
   readonly hosts = new Map<string, TestHost>();
   private readonly clients: FtClient[] = [];
 
@@ -39,13 +43,13 @@ export class LocalCluster {
   async add(id: string, args: string[] = []): Promise<TestHost> {
     const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
     const proc = spawn(process.execPath, [FTVM, 'host', '--id', id, ...arbiter, ...this.extraArgs, ...args], {
-      env: { ...process.env, FTVM_SECRET: this.secret },
+      env: { ...process.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log: string[] = [];
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    const ready = await new Promise<{ peer: string; client: string }>((resolve, reject) => {
+    const ready = await new Promise<{ peer: string; client: string; api: string }>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`host ${id} not ready within 30 s:\n${log.join('\n')}`)), 30_000);
       let buf = '';
       proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -53,7 +57,7 @@ export class LocalCluster {
         const line = buf.split('\n').find((l) => l.startsWith('{'));
         if (line) {
           clearTimeout(t);
-          resolve(JSON.parse(line) as { peer: string; client: string });
+          resolve(JSON.parse(line) as { peer: string; client: string; api: string });
         }
       });
       proc.once('exit', (code) => {
@@ -61,7 +65,7 @@ export class LocalCluster {
         reject(new Error(`host ${id} exited (${code}) before it was ready:\n${log.join('\n')}`));
       });
     });
-    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, log, exited };
+    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, api: ready.api, log, exited };
     this.hosts.set(id, h);
     return h;
   }

@@ -1,0 +1,54 @@
+// `ftvm cluster up`: a local cluster on loopback with the embedded defaults.
+
+import { parseArgs } from 'node:util';
+import { LocalCluster } from '../cluster/local.ts';
+
+export const CLUSTER_HELP = `usage: ftvm cluster up [--hosts N] [--json]
+
+Starts N ftvm hosts (default 3) on loopback, sharing a file arbiter in a
+temporary directory, one cluster secret and one API token, and waits until
+they are linked to each other. Then it prints each host's REST API URL and the
+token (with --json: one JSON line on stdout, {"token", "hosts": [{"id", "api",
+"client"}]}), and runs until SIGINT or SIGTERM, when it stops every host it
+started.
+`;
+
+export async function clusterMain(argv: string[]): Promise<number> {
+  const [what, ...rest] = argv;
+  if (what !== 'up') {
+    process[what === '-h' || what === '--help' ? 'stdout' : 'stderr'].write(CLUSTER_HELP);
+    return what === '-h' || what === '--help' ? 0 : 2;
+  }
+  const { values } = parseArgs({ args: rest, options: { hosts: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(CLUSTER_HELP);
+    return 0;
+  }
+  const n = values.hosts === undefined ? 3 : Number(values.hosts);
+  if (!Number.isInteger(n) || n < 1 || n > 16) {
+    process.stderr.write('ftvm cluster up: --hosts must be an integer from 1 to 16\n');
+    return 2;
+  }
+  const c = new LocalCluster();
+  const progress = (l: string): void => void process.stderr.write(`${l}\n`);
+  try {
+    progress(`starting ${n} hosts...`);
+    await Promise.all(Array.from({ length: n }, (_, i) => c.add(`h${i + 1}`)));
+    progress('linking them...');
+    await c.linked();
+    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client }));
+    if (values.json) process.stdout.write(`${JSON.stringify({ token: c.token, hosts })}\n`);
+    else {
+      for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}\n`);
+      process.stdout.write(`token ${c.token}\n`);
+    }
+    progress('up; SIGINT or SIGTERM stops every host');
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    return 0;
+  } finally {
+    await c.stop();
+  }
+}

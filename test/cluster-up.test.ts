@@ -1,0 +1,44 @@
+// `ftvm cluster up` as a user runs it: a child process that brings up a local
+// cluster, prints the API URLs and the token as one JSON line, serves the REST
+// API on every host (a VM started through one host is seen and reached through
+// another), and stops every host on SIGTERM.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { eventually } from './cluster.ts';
+
+const FTVM = fileURLToPath(new URL('../host/cli/ftvm.mjs', import.meta.url));
+
+describe('ftvm cluster up', () => {
+  it('brings up hosts with one token; the REST API starts a VM and reaches it through any host; SIGTERM stops them all', async () => {
+    const proc = spawn(process.execPath, [FTVM, 'cluster', 'up', '--hosts', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    try {
+      let out = '';
+      proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const info = await eventually('the JSON line', () => (out.includes('\n') ? (JSON.parse(out.split('\n')[0]!) as { token: string; hosts: { id: string; api: string }[] }) : undefined), 60_000);
+      expect(info.hosts.map((h) => h.id)).toEqual(['h1', 'h2']);
+      const call = async (host: number, method: string, path: string, body?: unknown) => {
+        const r = await fetch(`${info.hosts[host]!.api}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${info.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
+        });
+        return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+      };
+      expect((await fetch(`${info.hosts[0]!.api}/v1/vms`)).status).toBe(401);
+      const started = await call(0, 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+      expect(started.status).toBe(201);
+      expect(started.json).toMatchObject({ primary: 'h1', backup: 'h2' });
+      // through the other host: it knows the VM and forwards messages to the primary
+      await eventually('h2 knows kv', async () => ((await call(1, 'GET', '/v1/vms/kv')).status === 200 ? true : undefined));
+      const { conn } = (await call(1, 'POST', '/v1/connections')).json as { conn: number };
+      expect((await call(1, 'POST', '/v1/vms/kv/messages', { conn, data: 'a SET x 1' })).status).toBe(202);
+      const outs = (await call(1, 'GET', `/v1/vms/kv/outputs?conn=${conn}&waitMs=10000`)).json as unknown as { data: string }[];
+      expect(outs.map((o) => o.data)).toEqual(['a OK 1']);
+    } finally {
+      proc.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  }, 120_000);
+});

@@ -36,6 +36,27 @@ describe('ftvm cluster up', () => {
       expect((await call(1, 'POST', '/v1/vms/kv/messages', { conn, data: 'a SET x 1' })).status).toBe(202);
       const outs = (await call(1, 'GET', `/v1/vms/kv/outputs?conn=${conn}&waitMs=10000`)).json as unknown as { data: string }[];
       expect(outs.map((o) => o.data)).toEqual(['a OK 1']);
+      // the same through `ftvm vm`
+      const vm = (...args: string[]) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const p = spawn(process.execPath, [FTVM, 'vm', ...args, '--api', info.hosts[1]!.api, '--token', info.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+          p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+          p.once('exit', (code) => resolve({ code, stdout, stderr }));
+        });
+      const st = await vm('start', 'kv2', '--sample', 'kv');
+      expect(st.code).toBe(0);
+      expect(JSON.parse(st.stdout)).toMatchObject({ name: 'kv2', primary: 'h2', backup: 'h1' });
+      const sent = await vm('send', 'kv2', 'q SET y 2');
+      expect(JSON.parse(sent.stdout).map((o: { data: string }) => o.data)).toEqual(['q OK 1']);
+      expect(JSON.parse((await vm('ls')).stdout).map((v: { name: string }) => v.name)).toEqual(['kv', 'kv2']);
+      const nope = await vm('show', 'ghost');
+      expect(nope.code).toBe(1);
+      expect(nope.stderr).toMatch(/FTVM_ERR_NOT_FOUND: no VM named ghost/);
+      expect((await vm('kill', 'kv2')).code).toBe(0);
+      expect((await vm('show', 'kv2')).code).toBe(1);
     } finally {
       proc.kill('SIGTERM');
     }

@@ -36,7 +36,7 @@ export async function clusterMain(argv: string[]): Promise<number> {
     await Promise.all(Array.from({ length: n }, (_, i) => c.add(`h${i + 1}`)));
     progress('linking them...');
     await c.linked();
-    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client }));
+    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client })).sort((a, b) => (a.id < b.id ? -1 : 1));
     if (values.json) process.stdout.write(`${JSON.stringify({ token: c.token, hosts })}\n`);
     else {
       for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}\n`);

@@ -21,6 +21,7 @@ usage:
   ftvm bench meter|replay|ft [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
+  ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
   ftvm demo [meter]
   ftvm --help | <command> --help
 `;

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { LogWriter } from '../host/log/writer.ts';
 import { readLog, type LogEntry } from '../host/log/format.ts';
-import { DivergenceError, recordGuest, replayGuest } from '../host/runtime/record.ts';
+import { DivergenceError, recordGuest, replayGuest, type RecordOptions } from '../host/runtime/record.ts';
 import { ScriptedMessages } from '../host/runtime/events.ts';
 import { runGuest, GuestLoadError } from '../host/runtime/guest.ts';
 import type { NicMessage } from '../host/runtime/nic.ts';
@@ -23,7 +23,7 @@ type Script = { count: bigint; msg: NicMessage }[];
 const msg = (count: bigint, conn: number, s: string): Script[number] => ({ count, msg: { conn, bytes: enc(s), eof: false } });
 const eof = (count: bigint, conn: number): Script[number] => ({ count, msg: { conn, bytes: new Uint8Array(0), eof: true } });
 
-function record(bytes: Uint8Array, script: Script) {
+function record(bytes: Uint8Array, script: Script, extra: Partial<RecordOptions> = {}) {
   const chunks: Uint8Array[] = [];
   const sent: NicMessage[] = [];
   const run = recordGuest(bytes, new LogWriter((b) => chunks.push(b)), {
@@ -32,6 +32,7 @@ function record(bytes: Uint8Array, script: Script) {
     live: fixedNondeterminism(),
     interrupts: new ScriptedMessages(script),
     onSend: (m) => sent.push(m),
+    ...extra,
   });
   return { run, sent, entries: readLog(Buffer.concat(chunks)) };
 }
@@ -87,16 +88,7 @@ describe('kv (reactor on the virtual NIC)', () => {
   it("replays when a digest falls on the handler's first check point, at the count the message was delivered", () => {
     // A digest at every check point puts one at the handler's entry, at the very count of its idle delivery:
     // the replay must stop there too, before the handler runs on.
-    const chunks: Uint8Array[] = [];
-    const run = recordGuest(kv, new LogWriter((b) => chunks.push(b)), {
-      args: ['kv'],
-      meter: { cacheDir: null },
-      live: fixedNondeterminism(),
-      interrupts: new ScriptedMessages([msg(0n, 1, '1 SET a b'), msg(0n, 1, '2 GET a')]),
-      digestEvery: 1n,
-      digestBudget: 1,
-    });
-    const entries = readLog(Buffer.concat(chunks));
+    const { run, entries } = record(kv, [msg(0n, 1, '1 SET a b'), msg(0n, 1, '2 GET a')], { digestEvery: 1n, digestBudget: 1 });
     const i = entries.findIndex((e) => e.kind === 'interrupt');
     expect(entries[i + 1]).toMatchObject({ kind: 'digest', count: entries[i]!.count });
     expect(replayGuest(kv, entries, { cacheDir: null }).digest).toBe(run.digest);

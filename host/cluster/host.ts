@@ -87,7 +87,6 @@ interface Vm {
   lagMs: number;
   lagCounts: bigint;
   snapshotFor: string | null;
-  snapshotSeq: number;
   /** bytes of log frames sent to backups */
   logBytes: number;
   /** bytes of log frames the backup has not acknowledged */
@@ -101,12 +100,10 @@ interface Vm {
   check: EntryChecker | null;
   lastSeq: number;
   replayCount: bigint;
-  replaySeq: number;
   /** outputs seen in the log that the primary may not have released yet */
   unreleased: Output[];
   primaryReleased: number;
   ended: boolean;
-  console: string;
 }
 
 export interface VmStatus {
@@ -498,7 +495,6 @@ export class FtHost {
       lagMs: 0,
       lagCounts: 0n,
       snapshotFor: null,
-      snapshotSeq: 0,
       logBytes: 0,
       unackedBytes: 0,
       stalls: 0,
@@ -507,11 +503,9 @@ export class FtHost {
       check: null,
       lastSeq: -1,
       replayCount: 0n,
-      replaySeq: -1,
       unreleased: [],
       primaryReleased: -1,
       ended: false,
-      console: '',
       ...fields,
     };
     this.vms.set(vm.name, vm);
@@ -616,7 +610,6 @@ export class FtHost {
       }
       case 'progress':
         vm.replayCount = m.count;
-        vm.replaySeq = m.seq;
         return;
       case 'live': {
         this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
@@ -676,7 +669,8 @@ export class FtHost {
   private release(vm: Vm, o: Output): void {
     if (o.seq > vm.released) vm.released = o.seq;
     if (o.kind === 'output') {
-      vm.console = (vm.console + Buffer.from(o.bytes).toString('utf8')).slice(-65536);
+      // A guest's stdout and stderr go to the host's log, once released like any output.
+      this.say(`${vm.name} fd ${o.fd}: ${Buffer.from(o.bytes).toString('utf8').trimEnd()}`);
       return;
     }
     const slot = o.conn >>> 24;
@@ -775,7 +769,6 @@ export class FtHost {
       if (memory.length === 0) break;
     }
     this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta });
-    vm.snapshotSeq = snap.seq;
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.alone = false;

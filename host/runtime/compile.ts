@@ -12,8 +12,8 @@ export interface Compiled {
   module: WebAssembly.Module;
 }
 
-/** Checks a guest and meters it, loading the pass only when the cache does not have it. */
-export async function compileGuestAsync(bytes: Uint8Array, opts: MeterOptions = {}): Promise<Compiled> {
+/** Checks that `bytes` is a module ftvm can run: valid, and importing only what ftvm provides. */
+export function checkGuest(bytes: Uint8Array): void {
   try {
     validateModule(bytes);
   } catch (err) {
@@ -21,6 +21,11 @@ export async function compileGuestAsync(bytes: Uint8Array, opts: MeterOptions = 
     throw err;
   }
   checkImports(compileModule(bytes));
+}
+
+/** Checks a guest and meters it, loading the pass only when the cache does not have it. */
+export async function compileGuestAsync(bytes: Uint8Array, opts: MeterOptions = {}): Promise<Compiled> {
+  checkGuest(bytes);
   const hit = lookup(cacheKey(bytes, resolve(opts)), opts.cacheDir);
   if (hit) return { metered: hit, module: compileModule(hit) };
   const { meter } = await import('../meter/index.ts');

@@ -1,20 +1,15 @@
 // Compiling and running a guest: guest bytes are checked, metered (with the
 // cache) and compiled here; the run itself is instance.ts.
 
-import { compileModule, meter, MeterError, type MeterOptions, validateModule } from '../meter/index.ts';
-import { checkImports, GuestLoadError, runModule, type RunOptions, type RunResult } from './instance.ts';
+import { compileModule, meter, type MeterOptions } from '../meter/index.ts';
+import { runModule, type RunOptions, type RunResult } from './instance.ts';
+import { checkGuest } from './compile.ts';
 
 export * from './instance.ts';
 
 /** Compiles a guest as ftvm will run it (imports checked, metered unless variant 'plain'). */
 export function compileGuest(bytes: Uint8Array, meterOptions: MeterOptions = {}): WebAssembly.Module {
-  try {
-    validateModule(bytes);
-  } catch (err) {
-    if (err instanceof MeterError) throw new GuestLoadError(err.code, err.message);
-    throw err;
-  }
-  checkImports(compileModule(bytes));
+  checkGuest(bytes);
   const { binary } = meter(bytes, meterOptions);
   return compileModule(binary);
 }

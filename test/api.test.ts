@@ -16,17 +16,24 @@ let dir: string;
 let host: FtHost;
 let app: FastifyInstance;
 let token: string;
+const hostLog: string[] = [];
 const auth = () => ({ authorization: `Bearer ${token}` });
 const KV = readFileSync(new URL('../guests/kv.wasm', import.meta.url));
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ftvm-api-'));
-  host = new FtHost({ id: 'a1', secret: 's', arbiter: new FileArbiter(dir) });
+  host = new FtHost({ id: 'a1', secret: 's', arbiter: new FileArbiter(dir), log: (l) => hostLog.push(l) });
   await host.start();
   ({ app, token } = await buildApi(host));
 });
+/** an event stream left open: the server's close must end it */
+let openStream: ReadableStreamDefaultReader<string> | null = null;
 afterAll(async () => {
   await app.close();
+  if (openStream) {
+    // read to its end: it ends because the server closed it
+    for (;;) if ((await openStream.read()).done) break;
+  }
   await host.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -75,9 +82,21 @@ describe('the REST API', () => {
     expect(huge[1]).toBe('FTVM_ERR_TOO_LARGE');
     expect(await code(app.inject({ url: '/v1/vms/ghost', headers: auth() }))).toEqual([404, 'FTVM_ERR_NOT_FOUND', 'no VM named ghost']);
     expect((await code(app.inject({ url: '/v1/nothing', headers: auth() })))[0]).toBe(404);
-    // a failover needs a backup: this host runs kv1 alone
-    expect((await code(app.inject({ method: 'POST', url: '/v1/vms/kv1/failover', headers: auth() })))[1]).toBe('FTVM_ERR_NOT_PRIMARY');
+    // a failover needs a backup, and a backup restart needs a backup that is not being made: this host runs kv1 alone
+    expect(await code(app.inject({ method: 'POST', url: '/v1/vms/kv1/failover', headers: auth() }))).toEqual([409, 'FTVM_ERR_CONFLICT', 'kv1 has no backup to take over yet']);
+    expect(await code(app.inject({ method: 'POST', url: '/v1/vms/kv1/backup/restart', headers: auth() }))).toEqual([409, 'FTVM_ERR_CONFLICT', 'a new backup of kv1 is being made already']);
     expect((await code(app.inject({ method: 'POST', url: '/v1/vms/ghost/failover', headers: auth() })))[0]).toBe(404);
+    expect((await code(app.inject({ method: 'POST', url: '/v1/vms/ghost/backup/restart', headers: auth() })))[0]).toBe(404);
+    // limits: out of range, or too small for the module
+    expect((await code(post({ name: 'x', sample: 'kv', memoryMiB: 0 })))[0]).toBe(400);
+    expect((await code(post({ name: 'x', sample: 'kv', cpuPercent: 101 })))[0]).toBe(400);
+    expect((await code(post({ name: 'x', sample: 'kv', stdin: 'a', stdinBase64: 'YQ==' })))[2]).toBe('give at most one of "stdin" and "stdinBase64"');
+    expect((await code(post({ name: 'x', sample: 'kv', stdinBase64: '!!' })))[2]).toBe('"stdinBase64" is not base64');
+    const big = Buffer.from(watText('(module (memory (export "memory") 32) (func (export "_start")))'));
+    const tooSmall = await code(post({ name: 'x', module: big.toString('base64'), memoryMiB: 1 }));
+    expect(tooSmall.slice(0, 2)).toEqual([400, 'FTVM_ERR_INVALID_MODULE']);
+    expect(tooSmall[2]).toMatch(/initial memory is 32 pages, above the limit of 16 pages/);
+    expect((await code(app.inject({ url: '/v1/vms/x', headers: auth() })))[0]).toBe(404);
     expect((await code(app.inject({ method: 'DELETE', url: '/v1/vms/ghost', headers: auth() })))[0]).toBe(404);
   });
 
@@ -101,16 +120,95 @@ describe('the REST API', () => {
     expect((await app.inject({ url: `/v1/vms/kv1/outputs`, headers: auth() })).statusCode).toBe(400);
   });
 
+  it('starts a VM with stdin and limits: the guest reads the stdin, the VM shows its limits', async () => {
+    const r = await app.inject({ method: 'POST', url: '/v1/vms', headers: auth(), payload: { name: 'ent', sample: 'entropy', stdin: 'hello ftvm', memoryMiB: 8, cpuPercent: 50 } });
+    expect(r.statusCode).toBe(201);
+    expect(r.json()).toMatchObject({ name: 'ent', memoryMiB: 8, cpuPercent: 50 });
+    // a command guest's stdout goes to the host's log once released
+    await eventually('the guest printed', () => hostLog.find((l) => l.includes('ent fd 1: entropy: stdin 10 bytes')), 30_000);
+    await eventually('the VM ended', async () => ((await app.inject({ url: '/v1/vms/ent', headers: auth() })).json().state === 'ended' ? true : undefined));
+  });
+
+  it('streams outputs as Server-Sent Events, resuming after Last-Event-ID; closes API connections', async () => {
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    const conn = (await app.inject({ method: 'POST', url: '/v1/connections', headers: auth() })).json().conn as number;
+    const events = async (after: { header?: string; query?: number }, want: number) => {
+      const ctl = new AbortController();
+      const res = await fetch(`${base}/v1/vms/kv1/outputs/stream?conn=${conn}${after.query !== undefined ? `&after=${after.query}` : ''}`, {
+        headers: { ...auth(), ...(after.header ? { 'last-event-id': after.header } : {}) },
+        signal: ctl.signal,
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const got: { id: number; data: { seq: number; data: string } }[] = [];
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      const timer = setTimeout(() => ctl.abort(), 20_000);
+      try {
+        while (got.length < want) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const id = /^id: (\d+)$/m.exec(block);
+            const data = /^data: (.*)$/m.exec(block);
+            if (id && data && /^event: output$/m.test(block)) got.push({ id: Number(id[1]), data: JSON.parse(data[1]!) });
+          }
+        }
+      } finally {
+        clearTimeout(timer);
+        ctl.abort();
+      }
+      return got.slice(0, want);
+    };
+    const first = events({}, 2);
+    for (const m of ['s1 SET a 1', 's2 GET a', 's3 GET a']) {
+      expect((await app.inject({ method: 'POST', url: '/v1/vms/kv1/messages', headers: auth(), payload: { conn, data: m } })).statusCode).toBe(202);
+    }
+    const two = await first;
+    expect(two.map((e) => e.data.data)).toEqual(['s1 OK 2', 's2 VALUE 1']);
+    expect(two[1]!.id).toBe(two[1]!.data.seq);
+    // a reader that lost the stream resumes after the last id it saw, by header or query
+    expect((await events({ header: String(two[0]!.id) }, 2)).map((e) => e.data.data)).toEqual(['s2 VALUE 1', 's3 VALUE 1']);
+    expect((await events({ query: two[1]!.id }, 1)).map((e) => e.data.data)).toEqual(['s3 VALUE 1']);
+    // a stream for a connection that does not exist, or a VM that does not
+    expect((await fetch(`${base}/v1/vms/kv1/outputs/stream?conn=999`, { headers: auth() })).status).toBe(404);
+    expect((await fetch(`${base}/v1/vms/ghost/outputs/stream?conn=${conn}`, { headers: auth() })).status).toBe(404);
+    // closing the connection drops what was kept for it
+    expect((await app.inject({ method: 'DELETE', url: `/v1/connections/${conn}`, headers: auth() })).statusCode).toBe(204);
+    expect((await app.inject({ url: `/v1/vms/kv1/outputs?conn=${conn}`, headers: auth() })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'DELETE', url: `/v1/connections/${conn}`, headers: auth() })).statusCode).toBe(404);
+    // a stream still open when the server closes is ended by it
+    const c2 = (await app.inject({ method: 'POST', url: '/v1/connections', headers: auth() })).json().conn as number;
+    const open = await fetch(`${base}/v1/vms/kv1/outputs/stream?conn=${c2}`, { headers: auth() });
+    expect(open.status).toBe(200);
+    openStream = open.body!.pipeThrough(new TextDecoderStream()).getReader();
+  });
+
   it('hosts, metrics in Prometheus text, the OpenAPI document, and DELETE', async () => {
     expect((await app.inject({ url: '/v1/hosts', headers: auth() })).json()).toEqual({ self: 'a1', hosts: [{ id: 'a1', alive: true }] });
     const m = await app.inject({ url: '/metrics', headers: auth() });
     expect(m.headers['content-type']).toMatch(/text\/plain/);
     expect(m.body).toMatch(/ftvm_vm_generation\{vm="kv1",role="primary"\} 1/);
+    expect(m.body).toMatch(/^ftvm_failovers_total 0$/m);
+    expect(m.body).toMatch(/^ftvm_outputs_held\{vm="kv1",role="primary"\} 0$/m);
     const doc = (await app.inject({ url: '/v1/openapi.json', headers: auth() })).json();
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/vms', '/v1/vms/{name}', '/v1/vms/{name}/failover', '/v1/vms/{name}/messages', '/v1/vms/{name}/outputs', '/v1/hosts']));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/vms', '/v1/vms/{name}', '/v1/vms/{name}/failover', '/v1/vms/{name}/messages', '/v1/vms/{name}/outputs', '/v1/vms/{name}/outputs/stream', '/v1/vms/{name}/backup/restart', '/v1/connections/{conn}', '/v1/hosts']));
     expect(doc.paths['/v1/vms'].post.responses['409']).toBeDefined();
     expect((await app.inject({ method: 'DELETE', url: '/v1/vms/kv2', headers: auth() })).statusCode).toBe(204);
     expect((await app.inject({ url: '/v1/vms/kv2', headers: auth() })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/vms/kv2', headers: auth() })).statusCode).toBe(404);
+    // the name is free again: the new VM starts after the generation that ended the old one
+    const again = await app.inject({ method: 'POST', url: '/v1/vms', headers: auth(), payload: { name: 'kv2', sample: 'kv' } });
+    expect(again.statusCode).toBe(201);
+    expect(again.json()).toMatchObject({ name: 'kv2', gen: 3 });
+    const conn = (await app.inject({ method: 'POST', url: '/v1/connections', headers: auth() })).json().conn as number;
+    await app.inject({ method: 'POST', url: '/v1/vms/kv2/messages', headers: auth(), payload: { conn, data: 'n GET k' } });
+    const fresh = (await app.inject({ url: `/v1/vms/kv2/outputs?conn=${conn}&waitMs=10000`, headers: auth() })).json() as { data: string }[];
+    expect(fresh.map((o) => o.data)).toEqual(['n NOTFOUND']);
   });
 });

@@ -143,6 +143,9 @@ describe('ftvm demo', () => {
     expect(r.stdout).toMatch(/h2 won generation 2 at the arbiter and went live/);
     expect(r.stdout).toMatch(/a new backup runs on h3, made from a snapshot/);
     expect(r.stdout).toMatch(/acknowledged writes lost +0\n/);
+    // the client was on the killed host: it came back on another, once
+    expect(r.stdout).toMatch(/client reconnects \(same connection id\) +1\n/);
+    expect(r.stdout).toMatch(/outputs out of order +0\n/);
     expect(Number(/writes acknowledged +(\d+)/.exec(r.stdout)?.[1])).toBeGreaterThan(100);
   }, 150_000);
 });

@@ -3,6 +3,9 @@
 // API on every host (a VM started through one host is seen and reached through
 // another), and stops every host on SIGTERM.
 import { spawn } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { eventually } from './cluster.ts';
@@ -55,6 +58,47 @@ describe('ftvm cluster up', () => {
       const nope = await vm('show', 'ghost');
       expect(nope.code).toBe(1);
       expect(nope.stderr).toMatch(/FTVM_ERR_NOT_FOUND: no VM named ghost/);
+      // tail follows a connection's outputs while send writes on it
+      const tailer = spawn(process.execPath, [FTVM, 'vm', 'tail', 'kv2', '--count', '2', '--api', info.hosts[0]!.api, '--token', info.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let tailOut = '';
+      let tailErr = '';
+      tailer.stdout.setEncoding('utf8').on('data', (d: string) => (tailOut += d));
+      tailer.stderr.setEncoding('utf8').on('data', (d: string) => (tailErr += d));
+      const tailDone = new Promise<number | null>((r) => tailer.once('exit', (code) => r(code)));
+      try {
+        const tconn = await eventually('tail says its connection', () => /connection (\d+)/.exec(tailErr)?.[1]);
+        // the connection is h1's (tail asked h1), so send through h1
+        const sendOn = (t: string) =>
+          new Promise<number | null>((resolve) => {
+            const p = spawn(process.execPath, [FTVM, 'vm', 'send', 'kv2', t, '--conn', tconn, '--wait-ms', '0', '--api', info.hosts[0]!.api, '--token', info.token], { stdio: 'ignore' });
+            p.once('exit', resolve);
+          });
+        expect(await sendOn('t1 SET z 9')).toBe(0);
+        expect(await sendOn('t2 GET z')).toBe(0);
+        expect(await Promise.race([tailDone, new Promise((r) => setTimeout(() => r('timeout'), 30_000))])).toBe(0);
+        expect(tailOut.trim().split('\n').map((l) => JSON.parse(l).data)).toEqual(['t1 OK 2', 't2 VALUE 9']);
+      } finally {
+        tailer.kill('SIGKILL');
+      }
+      // restart-backup is forwarded to kv2's primary (h2) and makes a new backup, generation 2
+      expect((await vm('restart-backup', 'kv2')).code).toBe(0);
+      await eventually('kv2 in generation 2 with a backup', async () => {
+        const v = JSON.parse((await vm('show', 'kv2')).stdout);
+        return v.gen === 2 && v.state === 'running' ? true : undefined;
+      });
+      // a command guest with stdin and limits
+      const stdinFile = join(tmpdir(), `ftvm-stdin-${process.pid}`);
+      writeFileSync(stdinFile, 'twelve bytes');
+      try {
+        const ent = await vm('start', 'ent', '--sample', 'entropy', '--stdin-file', stdinFile, '--memory-mib', '4', '--cpu-percent', '50', '--env', 'A=b');
+        expect(ent.code).toBe(0);
+        expect(JSON.parse(ent.stdout)).toMatchObject({ name: 'ent', memoryMiB: 4, cpuPercent: 50 });
+        const bad = await vm('start', 'ent2', '--sample', 'entropy', '--memory-mib', 'lots');
+        expect(bad.code).toBe(1);
+        expect(bad.stderr).toMatch(/--memory-mib needs an integer/);
+      } finally {
+        rmSync(stdinFile, { force: true });
+      }
       expect((await vm('kill', 'kv2')).code).toBe(0);
       expect((await vm('show', 'kv2')).code).toBe(1);
     } finally {

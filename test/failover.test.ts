@@ -116,6 +116,65 @@ describe('failover', () => {
   }, 120_000);
 });
 
+describe('a client whose host fails', () => {
+  it("comes back on another host with its connection, and gets the outputs released while it was away, once each", async () => {
+    const c = await threeHosts();
+    const admin = await c.client('h1');
+    await admin.start('kv', KV);
+    // the client is on h3, which runs no replica of kv (primary h1, backup h2)
+    const client = await c.clientOf(['h3', 'h1']);
+    const conn = client.conn;
+    const answers: string[] = [];
+    client.on('recv', (r) => answers.push(Buffer.from(r.data).toString()));
+    for (let i = 0; i < 10; i++) client.send('kv', `a${i} SET k${i} ${i}`);
+    await eventually('the first answers', () => (answers.length === 10 ? true : undefined));
+    const released = async () => ((await vmOn(admin, 'kv')) as unknown as { releasedCount: number }).releasedCount;
+    const before = await released();
+    // From here the client loses what h3 forwards to it: answers in flight when a host dies.
+    const sock = (client as unknown as { sock: import('node:net').Socket }).sock;
+    sock.removeAllListeners('data');
+    sock.on('data', () => {});
+    for (let i = 0; i < 20; i++) client.send('kv', `b${i} GET k${i % 10}`);
+    await eventually('the primary released all 20 answers', async () => ((await released()) >= before + 20 ? true : undefined));
+    await c.kill('h3');
+    await eventually('the client is back, on h1', () => (client.reconnects === 1 && client.host === 'h1' ? true : undefined));
+    expect(client.conn).toBe(conn);
+    // nothing was sent again: what arrives was kept by the primary and resent
+    const want = Array.from({ length: 20 }, (_, i) => `b${i} VALUE ${i % 10}`);
+    await eventually('every answer, resent', () => (answers.length >= 30 ? true : undefined));
+    expect(answers.slice(10)).toEqual(want);
+    expect(client.duplicates).toBe(0);
+    expect(client.outOfOrder).toBe(0);
+    // and the connection goes on serving
+    client.send('kv', 'c GET k3');
+    await eventually('a new answer', () => (answers.at(-1) === 'c VALUE 3' ? true : undefined));
+  }, 120_000);
+
+  it("on the primary's host, killed under load: it comes back elsewhere and no acknowledged write is lost", async () => {
+    const c = await threeHosts();
+    const admin = await c.client('h2');
+    await admin.request({ t: 'status' });
+    const starter = await c.client('h1');
+    await starter.start('kv', KV);
+    const client = await c.clientOf(['h1', 'h2', 'h3']);
+    const load = new KvLoad(client, 'kv');
+    load.start();
+    await new Promise((r) => setTimeout(r, 300));
+    await c.kill('h1');
+    await eventually('h2 live', async () => {
+      const v = await vmOn(admin, 'kv');
+      return v && v.role === 'primary' && v.gen === 2 ? v : undefined;
+    });
+    await eventually('the client is back', () => (client.reconnects >= 1 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 300));
+    load.stop();
+    await load.drain();
+    expect(await load.verify()).toEqual([]);
+    expect(client.host).not.toBe('h1');
+    expect(client.outOfOrder).toBe(0);
+  }, 120_000);
+});
+
 describe('the log channel refuses what does not belong', () => {
   const raw = (addr: string, bytes: Buffer): Promise<void> =>
     new Promise((resolve) => {

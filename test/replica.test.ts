@@ -106,6 +106,28 @@ describe('replicas', () => {
     expect(b.said.some((m) => m.t === 'error')).toBe(false);
   }, 60_000);
 
+  it('a CPU limit makes the live guest rest (100 - p) / p of the time it computes, and a backup replays it all the same', async () => {
+    const hash = sampleBytes(samples('compute').find((g) => g.name === 'hash')!);
+    const start = { ...startOf(hash), args: ['hash', '200'] };
+    const full = replica({ vm: 'h', module: hash, start, role: 'primary' });
+    const t0 = performance.now();
+    const capped = replica({ vm: 'h', module: hash, start, role: 'primary', cpuPercent: 25 });
+    const b = replica({ vm: 'h', module: hash, start, role: 'backup' });
+    stream(capped, () => b.h);
+    const end = (await capped.until((m) => m.t === 'ended', 60_000)) as Extract<FromReplica, { t: 'ended' }>;
+    const wall = performance.now() - t0;
+    const free = (await full.until((m) => m.t === 'ended', 60_000)) as Extract<FromReplica, { t: 'ended' }>;
+    // the limit changes timing only: the same run, to the same count and state
+    expect(end.result.count).toBe(free.result.count);
+    expect(end.digest).toBe(free.digest);
+    expect((await b.until((m) => m.t === 'ended', 60_000) as Extract<FromReplica, { t: 'ended' }>).digest).toBe(end.digest);
+    // rest owed is paid in sleeps of at least 1 ms: what is left unpaid is under 1 ms
+    expect(free.cpu.restedMs).toBe(0);
+    expect(end.cpu.ranMs).toBeGreaterThan(0);
+    expect(end.cpu.restedMs).toBeGreaterThanOrEqual(3 * end.cpu.ranMs - 1);
+    expect(wall).toBeGreaterThanOrEqual(end.cpu.ranMs + end.cpu.restedMs);
+  }, 120_000);
+
   it('a backup made from a snapshot of the running primary follows the rest of the log', async () => {
     const start = startOf(kv);
     const p = replica({ vm: 'v', module: kv, start, role: 'primary' });

@@ -13,7 +13,7 @@ import { HostError, type FtHost } from '../cluster/host.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
-import { NAME_RE } from '../cluster/arbiter.ts';
+import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 
 /** The error catalogue: stable codes and their HTTP statuses. */
 export const ERRORS = {
@@ -25,8 +25,10 @@ export const ERRORS = {
   FTVM_ERR_NOT_FOUND: 404,
   FTVM_ERR_EXISTS: 409,
   FTVM_ERR_NOT_PRIMARY: 409,
+  FTVM_ERR_CONFLICT: 409,
   FTVM_ERR_TOO_LARGE: 413,
   FTVM_ERR_INTERNAL: 500,
+  FTVM_ERR_UNAVAILABLE: 503,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 
@@ -39,6 +41,8 @@ export class ApiError extends Error {
   }
 }
 
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
 /** The largest module a client may upload (base64 in a JSON body, so the body limit is a third more). */
 export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
 
@@ -49,12 +53,24 @@ const errorSchema = {
 } as const;
 const vmSchema = {
   type: 'object',
-  required: ['name', 'gen', 'primary'],
+  required: ['name', 'gen', 'state', 'primary', 'backup'],
+  description: 'a VM as its primary\'s host last described it to this host (ageMs ago); -1 for numbers not yet known',
   properties: {
     name: { type: 'string' },
-    gen: { type: 'integer' },
+    gen: { type: 'integer', description: 'the generation: 1 at start, one more at every failover or backup restart' },
+    state: { type: 'string', enum: ['running', 'alone', 'ended', 'failing-over'], description: 'running: with a backup; alone: no backup yet; failing-over: the primary\'s host is silent' },
     primary: { type: 'string' },
     backup: { type: ['string', 'null'] },
+    count: { type: 'string', description: "the primary's instruction count (a decimal integer)" },
+    lagMs: { type: 'number', description: "the backup's execution lag in time" },
+    lagCounts: { type: 'string' },
+    logBytes: { type: 'integer', description: 'bytes of log sent to backups by this primary' },
+    acked: { type: 'integer', description: 'the last log entry the backup acknowledged' },
+    released: { type: 'integer', description: 'the sequence number of the last output released' },
+    held: { type: 'integer', description: 'outputs held until the backup acknowledges their log' },
+    memoryMiB: { type: 'number' },
+    cpuPercent: { type: 'integer' },
+    ageMs: { type: 'integer' },
     replica: {
       type: ['object', 'null'],
       description: "this host's replica of the VM, if it runs one",
@@ -90,6 +106,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.code, err.message);
     if (err instanceof HostError) return fail(reply, err.code, err.message);
+    if (err instanceof ArbiterError) return fail(reply, 'FTVM_ERR_UNAVAILABLE', `the arbiter: ${err.message}`);
     if (err instanceof GuestLoadError) return fail(reply, (err.code in ERRORS ? err.code : 'FTVM_ERR_INVALID_MODULE') as ErrorCode, err.message);
     if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
     if (err.statusCode === 413) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
@@ -127,16 +144,28 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   vmGauge('ftvm_lag_ms', "the backup's execution lag in time", (v) => v.lagMs);
   vmGauge('ftvm_lag_counts', "the backup's execution lag in counts", (v) => Number(v.lagCounts));
   vmGauge('ftvm_throttle_us', "the primary's throttle per poll", (v) => v.throttleUs);
+  vmGauge('ftvm_outputs_held', 'outputs held until the backup acknowledges their log', (v) => v.held);
+  vmGauge('ftvm_outputs_released', 'outputs this replica released as the primary', (v) => v.releasedCount);
+  new Gauge({
+    name: 'ftvm_failovers_total',
+    help: 'VMs this host took over from a failed or stopped primary',
+    registers: [registry],
+    collect() {
+      this.set(host.failovers);
+    },
+  });
 
-  const view = (name: string) => {
-    const known = host.knownVms().find((v) => v.name === name);
-    if (!known) throw new ApiError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
-    const r = host.status().vms.find((v) => v.name === name) ?? null;
+  const viewOf = (info: ReturnType<FtHost['vmInfos']>[number]) => {
+    const r = host.status().vms.find((v) => v.name === info.name) ?? null;
     return {
-      ...known,
-      backup: r?.role === 'primary' ? r.partner : r?.role === 'backup' ? host.id : null,
+      ...info,
       replica: r && { role: r.role, alone: r.alone, acked: r.acked, released: r.released, lagMs: r.lagMs, lagCounts: r.lagCounts, throttleUs: r.throttleUs, logBytes: r.logBytes, ended: r.ended },
     };
+  };
+  const view = (name: string) => {
+    const info = host.vmInfos().find((v) => v.name === name);
+    if (!info) throw new ApiError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    return viewOf(info);
   };
 
   app.get('/healthz', { schema: { security: [], response: { 200: { type: 'object', properties: { ok: { type: 'boolean' }, host: { type: 'string' } } } } } }, async () => ({ ok: true, host: host.id }));
@@ -164,42 +193,57 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           module: { type: 'string', contentEncoding: 'base64', description: 'a WebAssembly module, base64' },
           args: { type: 'array', items: { type: 'string' } },
           env: { type: 'object', additionalProperties: { type: 'string' } },
+          stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
+          stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
+          memoryMiB: { type: 'integer', minimum: 1, maximum: 1024, description: 'the most memory the guest may grow to (default 1024)' },
+          cpuPercent: { type: 'integer', minimum: 1, maximum: 100, description: 'the share of one core the primary may compute (default 100)' },
         },
       },
       response: { 201: vmSchema, ...e(400, 401, 409, 413) },
     },
   }, async (req, reply) => {
-    const body = req.body as { name: string; sample?: string; module?: string; args?: string[]; env?: Record<string, string> };
+    const body = req.body as { name: string; sample?: string; module?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number };
     if ((body.sample === undefined) === (body.module === undefined)) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample" and "module"');
+    if (body.stdin !== undefined && body.stdinBase64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "stdin" and "stdinBase64"');
+    if (body.stdinBase64 !== undefined && !BASE64_RE.test(body.stdinBase64)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"stdinBase64" is not base64');
     let module: Uint8Array;
     if (body.sample !== undefined) {
       const g = loadManifest().guests.find((x) => x.name === body.sample);
       if (!g) throw new ApiError('FTVM_ERR_BAD_REQUEST', `no sample guest named ${body.sample}`);
       module = new Uint8Array(readFileSync(guestPath(g.wasm)));
     } else {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body.module!)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
+      if (!BASE64_RE.test(body.module!)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
       module = new Uint8Array(Buffer.from(body.module!, 'base64'));
       if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}`);
     }
-    await host.startVm({ name: body.name, module, args: body.args, env: body.env });
+    const stdin = body.stdin !== undefined ? Buffer.from(body.stdin, 'utf8') : body.stdinBase64 !== undefined ? Buffer.from(body.stdinBase64, 'base64') : undefined;
+    await host.startVm({ name: body.name, module, args: body.args, env: body.env, stdin: stdin && new Uint8Array(stdin), memoryMiB: body.memoryMiB, cpuPercent: body.cpuPercent });
     return reply.code(201).send(view(body.name));
   });
 
-  app.get('/v1/vms', { schema: { response: { 200: { type: 'array', items: vmSchema }, ...e(401) } } }, async () => host.knownVms().map((v) => view(v.name)));
+  app.get('/v1/vms', { schema: { response: { 200: { type: 'array', items: vmSchema }, ...e(401) } } }, async () => host.vmInfos().map(viewOf));
 
   app.get('/v1/vms/:name', { schema: { params: nameParam, response: { 200: vmSchema, ...e(400, 401, 404) } } }, async (req) => view((req.params as { name: string }).name));
 
   app.delete('/v1/vms/:name', { schema: { params: nameParam, response: { 204: { type: 'null' }, ...e(400, 401, 404) } } }, async (req, reply) => {
     const { name } = req.params as { name: string };
     view(name);
-    host.stopVm(name);
+    await host.stopVm(name);
     return reply.code(204).send();
   });
 
-  app.post('/v1/vms/:name/failover', { schema: { params: nameParam, response: { 202: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...e(400, 401, 404, 409) } } }, async (req, reply) => {
-    const { name } = req.params as { name: string };
-    view(name);
-    host.failoverVm(name);
+  const ok202 = { type: 'object', properties: { ok: { type: 'boolean' } } } as const;
+  app.post('/v1/vms/:name/failover', {
+    schema: { description: "Test failover: kills only the primary replica (on whichever host runs it); its backup takes over and a new backup is made.", params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
+  }, async (req, reply) => {
+    await host.adminVm('failover', (req.params as { name: string }).name);
+    return reply.code(202).send({ ok: true });
+  });
+
+  app.post('/v1/vms/:name/backup/restart', {
+    schema: { description: 'Re-creates the backup: stops it, fences it off with a new generation, and makes a new one from a snapshot of the primary (reactor guests).', params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
+  }, async (req, reply) => {
+    await host.adminVm('restart-backup', (req.params as { name: string }).name);
     return reply.code(202).send({ ok: true });
   });
 
@@ -248,6 +292,62 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     view(name);
     const outs = await host.outputsFor(q.conn >>> 0, name, q.after, q.waitMs);
     return outs.map((o) => ({ seq: o.seq, data: Buffer.from(o.data).toString('utf8'), base64: Buffer.from(o.data).toString('base64'), eof: o.eof }));
+  });
+
+  const connParam = { type: 'object', required: ['conn'], properties: { conn: { type: 'integer', minimum: 0 } } } as const;
+  app.delete('/v1/connections/:conn', {
+    schema: { description: 'Closes an API connection: the outputs kept for it are dropped. Connections unused for 10 minutes are closed by the host.', params: connParam, response: { 204: { type: 'null' }, ...e(400, 401, 404) } },
+  }, async (req, reply) => {
+    host.closeApiConnection((req.params as { conn: number }).conn >>> 0);
+    return reply.code(204).send();
+  });
+
+  // Server-Sent Events: every output of the VM for this connection after `after`
+  // (or the Last-Event-ID header), as `event: output` with the sequence number as its id.
+  const streams = new Set<AbortController>();
+  app.addHook('preClose', async () => {
+    for (const s of streams) s.abort();
+  });
+  app.get('/v1/vms/:name/outputs/stream', {
+    schema: {
+      description: 'A text/event-stream of outputs: `id: <seq>`, `event: output`, `data: {"seq","data","base64","eof"}`; a comment every 15 s keeps it open. Resumes after the Last-Event-ID header.',
+      params: nameParam,
+      querystring: { type: 'object', required: ['conn'], properties: { conn: { type: 'integer', minimum: 0 }, after: { type: 'integer', default: -1 } } },
+      headers: { type: 'object', properties: { 'last-event-id': { type: 'string', pattern: '^-?[0-9]+$' } } },
+      response: { 200: { description: 'text/event-stream', type: 'string' }, ...e(400, 401, 404) },
+    },
+  }, async (req, reply) => {
+    const { name } = req.params as { name: string };
+    const q = req.query as { conn: number; after: number };
+    const conn = q.conn >>> 0;
+    view(name);
+    if (!host.hasApiConnection(conn)) throw new ApiError('FTVM_ERR_NOT_FOUND', `no API connection ${conn} on this host`);
+    const lastId = req.headers['last-event-id'];
+    let after = typeof lastId === 'string' ? Number(lastId) : q.after;
+    const stop = new AbortController();
+    streams.add(stop);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
+    res.write(': ftvm outputs\n\n');
+    req.raw.once('close', () => stop.abort());
+    try {
+      while (!stop.signal.aborted && host.hasApiConnection(conn)) {
+        const outs = await host.outputsFor(conn, name, after, 15_000, stop.signal);
+        if (stop.signal.aborted) break;
+        if (!outs.length) res.write(': keep-alive\n\n');
+        for (const o of outs) {
+          const data = JSON.stringify({ seq: o.seq, data: Buffer.from(o.data).toString('utf8'), base64: Buffer.from(o.data).toString('base64'), eof: o.eof });
+          res.write(`id: ${o.seq}\nevent: output\ndata: ${data}\n\n`);
+          after = o.seq;
+        }
+      }
+    } catch {
+      // the connection was closed while waiting
+    } finally {
+      streams.delete(stop);
+      res.end();
+    }
   });
 
   await app.ready();

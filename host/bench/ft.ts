@@ -6,6 +6,7 @@
 // once). Measured:
 //   - kv throughput under a closed-loop load, and its ratio;
 //   - a CPU-bound guest's run time (hash), and its ratio;
+//   - the same guest under CPU limits of 50% and 25% (run time ratios to 100%);
 //   - output latency of one request at a time (p50, p99), and what FT adds;
 //   - log bandwidth idle and under load, and the backup's lag (p50, p99);
 //   - failover time from kill -9 of the primary's host to the first answer
@@ -92,10 +93,10 @@ async function latencies(c: FtClient, vm: string, count: number): Promise<number
   return out;
 }
 
-async function cpuBound(c: FtClient, vm: string, args: string[]): Promise<number> {
+async function cpuBound(c: FtClient, vm: string, args: string[], cpuPercent = 100): Promise<number> {
   const hash = new Uint8Array(readFileSync(guestPath('hash.wasm')));
   const t0 = performance.now();
-  await c.start(vm, hash, { args });
+  await c.start(vm, hash, { args, cpuPercent });
   // the primary's status says when the guest ended
   await eventually('the CPU-bound guest ends', async () => ((await vmOn(c, vm))?.ended ? true : undefined), 120_000);
   return performance.now() - t0;
@@ -107,6 +108,8 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   const trials = opts.quick ? 2 : (opts.trials ?? 7);
   const kv = new Uint8Array(readFileSync(guestPath('kv.wasm')));
   const hashArgs = opts.quick ? ['hash', '200'] : ['hash', '1500'];
+  /** long enough that starting a VM and noticing its end weigh little against the run */
+  const limitArgs = opts.quick ? ['hash', '400'] : ['hash', '4000'];
   const result: Record<string, unknown> = {};
   /** Output latency of one request at a time on the kv VM, then a CPU-bound guest's run time, named for the variant. */
   const latencyAndCpu = async (a: FtClient, variant: string): Promise<Record<string, number>> => {
@@ -152,6 +155,15 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
       result.lag_ms_p50 = round(quantile(lags, 0.5), 3);
       result.lag_ms_p99 = round(quantile(lags, 0.99), 3);
       Object.assign(result, await latencyAndCpu(a, 'ft'));
+      // the CPU limit: the same guest with a share of one core, medians of 3 runs each
+      for (const pct of [100, 50, 25]) {
+        say(`cpu limit ${pct}%`);
+        const runs: number[] = [];
+        for (let r = 0; r < 3; r++) runs.push(await cpuBound(a, `cpu${pct}-${r}`, limitArgs, pct));
+        result[`cpu_limit_${pct}_ms`] = round(quantile(runs, 0.5));
+      }
+      result.cpu_limit_50_time_ratio = round((result.cpu_limit_50_ms as number) / (result.cpu_limit_100_ms as number), 3);
+      result.cpu_limit_25_time_ratio = round((result.cpu_limit_25_ms as number) / (result.cpu_limit_100_ms as number), 3);
     } finally {
       await c.stop();
     }

@@ -2,10 +2,11 @@
 //
 // Three host processes on loopback share a file arbiter in a temporary
 // directory. The key-value sample starts with its primary on h1 and its backup
-// on h2; a client on h3 writes to it steadily. h1 is killed with kill -9: h2
-// takes over, a new backup is made on h3 from a snapshot, and every write the
-// client saw acknowledged is read back. The summary ends with the number of
-// acknowledged writes lost, which must be 0.
+// on h2; a client connected to h1 (knowing h2 and h3 too) writes to it
+// steadily. h1 is killed with kill -9: h2 takes over, the client comes back on
+// another host with its connection, a new backup is made on h3 from a snapshot,
+// and every write the client saw acknowledged is read back. The summary ends
+// with the number of acknowledged writes lost, which must be 0.
 
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -30,16 +31,17 @@ export async function clusterDemo(say: (line: string) => void): Promise<number> 
     const admin = await c.client('h1');
     const started = await admin.start('kv', kv);
     say(`2. started the kv sample: primary on ${String(started.primary)}, backup on ${String(started.backup)}`);
-    const client = await c.client('h3');
+    const client = await c.clientOf(['h1', 'h2', 'h3']);
+    client.on('reconnect', (host) => say(`   the client came back on ${host}, with its connection id`));
     const load = new KvLoad(client, 'kv');
     load.start();
-    say('3. a client on h3 writes unique keys (about 600 writes/s), each retried until answered');
+    say('3. a client connected to h1 (it knows h2 and h3 too) writes unique keys (about 600 writes/s), each retried until answered');
     await new Promise((r) => setTimeout(r, 2000));
     say(`   ${load.acked.size} writes acknowledged so far`);
     const sentBefore = load.sent;
+    say("4. kill -9 of h1, the primary's host and the client's");
     await c.kill('h1');
     const killedAt = performance.now();
-    say("4. kill -9 of h1, the primary's host");
     // the first write sent after the kill that gets an answer: the new primary is live
     const firstAnswer = await eventually(
       'an answer from the new primary',
@@ -72,6 +74,7 @@ export async function clusterDemo(say: (line: string) => void): Promise<number> 
     say(`  failover time (kill -9 to the new primary's first answer)  ${failoverMs.toFixed(0)} ms`);
     say(`  writes sent                                               ${load.sent}`);
     say(`  writes acknowledged                                       ${load.acked.size}`);
+    say(`  client reconnects (same connection id)                    ${client.reconnects}`);
     say(`  duplicate outputs dropped by the client                   ${client.duplicates}`);
     say(`  outputs out of order                                      ${client.outOfOrder}`);
     say(`  acknowledged writes lost                                  ${lost.length}`);

@@ -10,13 +10,25 @@ $FTVM_TOKEN). Prints JSON answers; errors go to stderr with their code and
 exit 1.
 
 commands:
-  start NAME (--sample S | --module FILE) [--arg A ...]   start a VM
-  ls                                               the VMs the host knows
-  show NAME                                        one VM: generation, placement, replica state
-  kill NAME                                        stop both replicas
-  failover NAME                                    kill only the primary replica (test failover)
-  send NAME TEXT                                   send one message; prints the answers that
-                                                   arrive within --wait-ms (default 2000)
+  start NAME (--sample S | --module FILE)   start a VM; with
+        [--arg A ...] [--env K=V ...]       its arguments and environment,
+        [--stdin-file FILE]                 its stdin (read whole),
+        [--memory-mib N] [--cpu-percent P]  the most memory it may grow to (MiB)
+                                            and the share of one core it may use
+  ls                                        every VM the cluster has: state, placement,
+                                            count, lag, log bytes, outputs released
+  show NAME                                 one VM
+  kill NAME                                 stop both replicas
+  failover NAME                             kill only the primary replica (test failover);
+                                            the backup takes over and a new backup is made
+  restart-backup NAME                       replace the backup with a new one made from a
+                                            snapshot of the primary
+  send NAME TEXT [--conn C] [--wait-ms MS]  send one message (on a new API connection, or C);
+                                            prints the answers that arrive within --wait-ms
+                                            (default 2000)
+  tail NAME [--conn C] [--after SEQ]        follow a connection's outputs (Server-Sent Events),
+        [--count N]                         one JSON line each, until N arrived or Ctrl-C; a new
+                                            connection's id is printed to stderr, for send --conn
 `;
 
 export async function vmMain(argv: string[]): Promise<number> {
@@ -29,6 +41,13 @@ export async function vmMain(argv: string[]): Promise<number> {
       sample: { type: 'string' },
       module: { type: 'string' },
       arg: { type: 'string', multiple: true },
+      env: { type: 'string', multiple: true },
+      'stdin-file': { type: 'string' },
+      'memory-mib': { type: 'string' },
+      'cpu-percent': { type: 'string' },
+      conn: { type: 'string' },
+      after: { type: 'string' },
+      count: { type: 'string' },
       'wait-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -59,6 +78,12 @@ export async function vmMain(argv: string[]): Promise<number> {
     if (!name) throw new Error(`ftvm vm ${cmd}: a VM name is required`);
     return encodeURIComponent(name);
   };
+  const int = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    if (!/^-?\d+$/.test(v)) throw new Error(`--${flag} needs an integer, not ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const connection = async (): Promise<number> => int('conn', values.conn) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
   try {
     switch (cmd) {
       case 'start': {
@@ -66,6 +91,18 @@ export async function vmMain(argv: string[]): Promise<number> {
         const body: Record<string, unknown> = { name, args: values.arg };
         if (values.sample) body.sample = values.sample;
         if (values.module) body.module = readFileSync(values.module).toString('base64');
+        if (values.env) {
+          body.env = Object.fromEntries(
+            values.env.map((kv) => {
+              const i = kv.indexOf('=');
+              if (i < 1) throw new Error(`--env needs KEY=VALUE, not ${JSON.stringify(kv)}`);
+              return [kv.slice(0, i), kv.slice(i + 1)];
+            }),
+          );
+        }
+        if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
+        body.memoryMiB = int('memory-mib', values['memory-mib']);
+        body.cpuPercent = int('cpu-percent', values['cpu-percent']);
         print(await call('POST', '/v1/vms', body));
         return 0;
       }
@@ -81,9 +118,14 @@ export async function vmMain(argv: string[]): Promise<number> {
       case 'failover':
         print(await call('POST', `/v1/vms/${needName()}/failover`));
         return 0;
+      case 'restart-backup':
+        print(await call('POST', `/v1/vms/${needName()}/backup/restart`));
+        return 0;
+      case 'tail':
+        return await tail(api, token, needName(), await connection(), int('after', values.after) ?? -1, int('count', values.count) ?? Infinity, values.conn === undefined);
       case 'send': {
         if (text === undefined) throw new Error('ftvm vm send: the message text is required');
-        const { conn } = (await call('POST', '/v1/connections')) as { conn: number };
+        const conn = await connection();
         await call('POST', `/v1/vms/${needName()}/messages`, { conn, data: text });
         const waitMs = values['wait-ms'] === undefined ? 2000 : Number(values['wait-ms']);
         print(await call('GET', `/v1/vms/${needName()}/outputs?conn=${conn}&waitMs=${waitMs}`));
@@ -96,5 +138,46 @@ export async function vmMain(argv: string[]): Promise<number> {
   } catch (e) {
     process.stderr.write(`ftvm vm ${cmd}: ${(e as Error).message}\n`);
     return 1;
+  }
+}
+
+/** Prints a connection's outputs as they come, one JSON line each, until `count` arrived or SIGINT. */
+async function tail(api: string, token: string, name: string, conn: number, after: number, count: number, announce: boolean): Promise<number> {
+  if (announce) process.stderr.write(`ftvm vm tail: connection ${conn} (send on it with: ftvm vm send ${decodeURIComponent(name)} TEXT --conn ${conn})\n`);
+  const stop = new AbortController();
+  const onSig = (): void => stop.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  let seen = 0;
+  try {
+    const r = await fetch(`${api}/v1/vms/${name}/outputs/stream?conn=${conn}&after=${after}`, { headers: { authorization: `Bearer ${token}` }, signal: stop.signal });
+    if (!r.ok) {
+      const j = (await r.json()) as { error?: { code: string; message: string } };
+      throw new Error(`${j.error?.code ?? r.status}: ${j.error?.message ?? r.statusText}`);
+    }
+    const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    while (seen < count) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      for (let i = buf.indexOf('\n\n'); i >= 0 && seen < count; i = buf.indexOf('\n\n')) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = /^data: (.*)$/m.exec(block);
+        if (data && /^event: output$/m.test(block)) {
+          process.stdout.write(`${data[1]}\n`);
+          seen++;
+        }
+      }
+    }
+    stop.abort();
+    return 0;
+  } catch (e) {
+    if (stop.signal.aborted) return 0;
+    throw e;
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
   }
 }

@@ -23,7 +23,7 @@ export interface HostRecord {
 }
 
 export interface Arbiter {
-  /** Atomically takes generation `gen` of `vm` for `host`: true only for the one call that created it. */
+  /** Atomically takes generation `gen` of `vm` for `host` (or STOPPED): true only for the one call that created it. */
   claim(vm: string, gen: number, host: string): Promise<boolean>;
   /** The highest claimed generation of `vm` and its owner, or null. */
   latest(vm: string): Promise<{ gen: number; host: string } | null>;
@@ -52,6 +52,18 @@ export function checkName(what: string, name: string): void {
 export const MAX_SLOT = 255;
 
 /**
+ * The owner of the generation that ends a VM (it was deleted): no replica of it
+ * may go live after it, and the name may be used again from the next generation.
+ * Not a valid host name, so no host can be mistaken for it.
+ */
+export const STOPPED = '-stopped';
+
+/** Checks the owner of a claim: a host, or STOPPED. */
+export function checkOwner(owner: string): void {
+  if (owner !== STOPPED) checkName('host', owner);
+}
+
+/**
  * The file arbiter: `<dir>/vms/<vm>/<gen>` is created with O_EXCL (atomic on
  * one filesystem), holding the owner's id; `<dir>/hosts/<id>.json` is each
  * host's record, replaced atomically by rename; `<dir>/slots/<n>` names the
@@ -64,7 +76,7 @@ export class FileArbiter implements Arbiter {
 
   async claim(vm: string, gen: number, host: string): Promise<boolean> {
     checkName('VM', vm);
-    checkName('host', host);
+    checkOwner(host);
     if (!Number.isSafeInteger(gen) || gen < 1) throw new ArbiterError(`generation ${gen} must be a positive integer`);
     const d = join(this.dir, 'vms', vm);
     mkdirSync(d, { recursive: true });

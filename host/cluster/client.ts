@@ -3,6 +3,14 @@
 // output sequence number; the client drops any it has already seen (a
 // failover can deliver an output twice), so what it hands on is in order and
 // without duplicates.
+//
+// Given several hosts, the client comes back on another one when its host
+// fails: it keeps its connection id, tells the new host which output of each
+// VM it saw last, and the VMs' primaries resend what it missed (from the
+// outputs each replica keeps, the last 4096 or 4 MiB per VM). Messages sent
+// while no host is reachable wait in a queue; a message in flight when the host
+// failed may be lost, so requests an application must see answered are
+// retried by it (the kv workload retries by request id).
 
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
@@ -15,7 +23,23 @@ export interface Received {
   eof: boolean;
 }
 
-export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
+export interface ClientOptions {
+  /** come back on another host (in order, round the list) when the connection fails (default: true with several hosts) */
+  reconnect?: boolean;
+  /** messages kept while no host is reachable (default 10000); more are dropped and counted */
+  queueMax?: number;
+}
+
+export interface ClientEvents {
+  recv: [Received];
+  /** the connection to a host was lost (reconnecting follows when enabled) */
+  close: [];
+  /** connected again, to this host, with the same connection id */
+  reconnect: [string];
+}
+
+export class FtClient extends EventEmitter<ClientEvents> {
+  readonly addrs: string[];
   private sock: Socket | null = null;
   private readonly waiting = new Map<number, { resolve: (m: WireMessage) => void; reject: (e: Error) => void }>();
   private nextId = 1;
@@ -25,42 +49,115 @@ export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
   duplicates = 0;
   /** outputs that arrived after a later one without having been seen before: a broken order (dropped, counted) */
   outOfOrder = 0;
+  /** times the client came back on a host after losing one */
+  reconnects = 0;
+  /** messages dropped because the queue was full while no host was reachable */
+  dropped = 0;
   private readonly recent = new Map<string, Set<number>>();
+  /** this client's connection id, kept across reconnects */
+  conn: number | null = null;
+  /** the host serving this client now */
+  host: string | null = null;
+  private at = 0;
+  private closing = false;
+  private readonly queue: WireMessage[] = [];
+  private readonly reconnecting: boolean;
+  private readonly queueMax: number;
 
-  constructor(readonly addr: string) {
+  constructor(addrs: string | string[], opts: ClientOptions = {}) {
     super();
+    this.addrs = typeof addrs === 'string' ? [addrs] : [...addrs];
+    if (!this.addrs.length) throw new Error('FtClient needs at least one host address');
+    this.reconnecting = opts.reconnect ?? this.addrs.length > 1;
+    this.queueMax = opts.queueMax ?? 10_000;
   }
 
-  connect(timeoutMs = 5000): Promise<void> {
-    const i = this.addr.lastIndexOf(':');
+  /** the address connected to now (or last) */
+  get addr(): string {
+    return this.addrs[this.at]!;
+  }
+
+  /** Connects to the first host that answers, trying each in turn once. */
+  async connect(timeoutMs = 5000): Promise<void> {
+    let last: Error | null = null;
+    for (let i = 0; i < this.addrs.length; i++) {
+      try {
+        await this.open(this.at, timeoutMs);
+        return;
+      } catch (e) {
+        last = e as Error;
+        this.at = (this.at + 1) % this.addrs.length;
+      }
+    }
+    throw last!;
+  }
+
+  /** Opens a connection to addrs[i] and waits for the host's hello (its connection id). */
+  private open(i: number, timeoutMs: number): Promise<void> {
+    const addr = this.addrs[i]!;
+    const c = addr.lastIndexOf(':');
     return new Promise((resolve, reject) => {
-      const sock = connect({ host: this.addr.slice(0, i), port: Number(this.addr.slice(i + 1)) });
+      const sock = connect({ host: addr.slice(0, c), port: Number(addr.slice(c + 1)) });
       sock.setNoDelay(true);
+      let hello = false;
       const t = setTimeout(() => {
         sock.destroy();
-        reject(new Error(`cannot reach ${this.addr} within ${timeoutMs} ms`));
+        reject(new Error(`cannot reach ${addr} within ${timeoutMs} ms`));
       }, timeoutMs);
-      sock.once('connect', () => {
-        clearTimeout(t);
-        this.sock = sock;
-        resolve();
-      });
       sock.once('error', (e) => {
         clearTimeout(t);
-        reject(e);
+        if (!hello) reject(e);
       });
       sock.on('close', () => {
+        clearTimeout(t);
+        if (!hello) return reject(new Error(`${addr} closed the connection`));
+        if (this.sock !== sock) return;
+        this.sock = null;
         for (const w of this.waiting.values()) w.reject(new Error('connection closed'));
         this.waiting.clear();
         this.emit('close');
+        if (this.reconnecting && !this.closing) void this.comeBack();
       });
       readMessages(
         sock,
         CLIENT_FRAME_MAX,
-        (m) => this.onMessage(m),
+        (m) => {
+          if (!hello) {
+            if (m.t !== 'hello') return;
+            hello = true;
+            clearTimeout(t);
+            const first = this.conn === null;
+            if (first) this.conn = m.conn as number;
+            this.host = String(m.host);
+            this.sock = sock;
+            if (!first) {
+              // the same connection id on the new host, and what was seen of each VM
+              send(sock, { t: 'resume', id: this.nextId++, conn: this.conn, seen: Object.fromEntries(this.seen) });
+            }
+            for (const q of this.queue.splice(0)) send(sock, q);
+            resolve();
+            return;
+          }
+          this.onMessage(m);
+        },
         () => {},
       );
     });
+  }
+
+  /** After losing its host: tries each host in turn, with a growing pause, until one answers or close(). */
+  private async comeBack(): Promise<void> {
+    for (let pause = 50; !this.closing; pause = Math.min(pause * 2, 1000)) {
+      this.at = (this.at + 1) % this.addrs.length;
+      try {
+        await this.open(this.at, 2000);
+        this.reconnects++;
+        this.emit('reconnect', this.host!);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
   }
 
   private onMessage(m: WireMessage): void {
@@ -105,14 +202,18 @@ export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
     });
   }
 
-  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string> } = {}): Promise<WireMessage> {
+  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string>; stdin?: Uint8Array; memoryMiB?: number; cpuPercent?: number } = {}): Promise<WireMessage> {
     return this.request({ t: 'start', vm, module, ...opts });
   }
 
-  /** Sends one message to a VM (fire and forget: its answers arrive as 'recv'). */
+  /** Sends one message to a VM (its answers arrive as 'recv'); queued while reconnecting. */
   send(vm: string, data: Uint8Array | string, eof = false): void {
-    if (!this.sock) throw new Error('not connected');
-    send(this.sock, { t: 'send', vm, data: typeof data === 'string' ? new Uint8Array(Buffer.from(data)) : data, eof });
+    const m = { t: 'send', vm, data: typeof data === 'string' ? new Uint8Array(Buffer.from(data)) : data, eof };
+    if (!this.seen.has(vm)) this.seen.set(vm, -1);
+    if (this.sock) return void send(this.sock, m);
+    if (this.closing || (!this.reconnecting && this.conn !== null)) throw new Error('not connected');
+    if (this.queue.length >= this.queueMax) this.dropped++;
+    else this.queue.push(m);
   }
 
   status(): Promise<WireMessage> {
@@ -120,6 +221,7 @@ export class FtClient extends EventEmitter<{ recv: [Received]; close: [] }> {
   }
 
   close(): void {
+    this.closing = true;
     this.sock?.destroy();
   }
 }

@@ -11,7 +11,7 @@
 // which is safe because a replica that cannot reach the arbiter never emits.
 
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
-import { ArbiterError, MAX_SLOT, checkName, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ArbiterError, MAX_SLOT, checkName, checkOwner, type Arbiter, type HostRecord } from './arbiter.ts';
 
 export interface EtcdArbiterOptions {
   /** etcd client URLs, e.g. 'http://127.0.0.1:2379' (a bare host:port means http) */
@@ -50,7 +50,7 @@ export class EtcdArbiter implements Arbiter {
 
   async claim(vm: string, gen: number, host: string): Promise<boolean> {
     checkName('VM', vm);
-    checkName('host', host);
+    checkOwner(host);
     if (!Number.isSafeInteger(gen) || gen < 1) throw new ArbiterError(`generation ${gen} must be a positive integer`);
     if (gen > MAX_GEN) throw new ArbiterError(`generation ${gen} is beyond the etcd arbiter's limit of ${MAX_GEN}`);
     const key = `${this.vmPrefix(vm)}${String(gen).padStart(12, '0')}`;

@@ -18,7 +18,7 @@ import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts
 import { compileGuestAsync, compileMetered } from '../runtime/compile.ts';
 import { moduleHash } from '../runtime/replay-core.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
-import { NAME_RE, type Arbiter, type HostRecord } from './arbiter.ts';
+import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { CLIENT_FRAME_MAX, PEER_FRAME_MAX, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
@@ -70,6 +70,8 @@ interface Vm {
   compiled: WebAssembly.Module;
   start: EntryPayloads['start'];
   reactor: boolean;
+  /** the share of one core the live replica may compute, in percent */
+  cpuPercent: number;
   handle: ReplicaHandle;
   claiming: boolean;
   /** when this host started watching its partner (a grace period for a new pairing) */
@@ -81,6 +83,8 @@ interface Vm {
   held: Output[];
   acked: number;
   released: number;
+  /** outputs this replica released as the primary */
+  releasedCount: number;
   /** (count, time) of the primary's recent frames, for the lag in time */
   marks: { count: bigint; at: number }[];
   primaryCount: bigint;
@@ -93,6 +97,8 @@ interface Vm {
   unackedBytes: number;
   /** how often a full buffer stalled the primary */
   stalls: number;
+  /** when the primary last told the other hosts how the VM is doing */
+  toldAt: number;
   /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null; askedAt: number } | null;
   // backup
@@ -102,9 +108,32 @@ interface Vm {
   replayCount: bigint;
   /** outputs seen in the log that the primary may not have released yet */
   unreleased: Output[];
+  /**
+   * recent NIC outputs, oldest first, for clients that come back on another host:
+   * a primary keeps what it released, a backup what it saw in the log
+   */
+  retained: Output[];
+  retainedBytes: number;
   primaryReleased: number;
   ended: boolean;
 }
+
+/** What a VM is started with. */
+export interface StartRequest {
+  name: string;
+  module: Uint8Array;
+  args?: string[];
+  env?: Record<string, string>;
+  /** stdin, whole, logged at start (command guests read it; default empty) */
+  stdin?: Uint8Array;
+  /** the most memory the guest may grow to, in MiB (default and most: 1024) */
+  memoryMiB?: number;
+  /** the share of one core the primary may compute, in percent (default 100) */
+  cpuPercent?: number;
+}
+
+/** What a host may be asked to do to a VM's primary. */
+export type AdminOp = 'failover' | 'restart-backup';
 
 export interface VmStatus {
   name: string;
@@ -121,17 +150,54 @@ export interface VmStatus {
   logBytes: number;
   unackedBytes: number;
   stalls: number;
+  /** outputs held until the backup acknowledges their log */
+  held: number;
+  /** outputs this replica released as the primary */
+  releasedCount: number;
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
 }
 
+/** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
+export interface VmInfo {
+  name: string;
+  gen: number;
+  primary: string;
+  backup: string | null;
+  /** 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest ended), 'failing-over' (its primary's host is silent) */
+  state: 'running' | 'alone' | 'ended' | 'failing-over';
+  count: string;
+  lagMs: number;
+  lagCounts: string;
+  logBytes: number;
+  acked: number;
+  released: number;
+  held: number;
+  memoryMiB: number;
+  cpuPercent: number;
+  /** ms since the primary's host said this */
+  ageMs: number;
+}
+
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+/** NIC outputs a replica keeps per VM for clients that come back on another host */
+const RETAIN_MAX = 4096;
+const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
+/** how often a primary's host tells the others how its VMs are doing */
+const INFO_EVERY_MS = 250;
+/** an API connection nobody read from or wrote on this long is closed */
+export const API_CONN_IDLE_MS = 10 * 60_000;
+/** how long a host waits for the primary's host to answer a forwarded request */
+const ADMIN_TIMEOUT_MS = 5000;
 /** outputs an API connection keeps for its reader */
 const API_BOX_MAX = 10_000;
+
+export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_UNAVAILABLE';
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_UNAVAILABLE'];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS',
+    readonly code: HostErrorCode,
     message: string,
   ) {
     super(message);
@@ -155,9 +221,22 @@ export class FtHost {
   private readonly vms = new Map<string, Vm>();
   /** which host runs the primary of a VM, as far as this host knows */
   private readonly primaries = new Map<string, { gen: number; host: string }>();
+  /** how each VM is doing, as its primary's host last said (with when it arrived) */
+  private readonly infos = new Map<string, { info: Omit<VmInfo, 'ageMs'>; at: number }>();
+  /** requests forwarded to another host, waiting for its answer */
+  private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private adminIds = 0;
+  /** VMs deleted, with the generation that ended them: older news of them is stale */
+  private readonly tombstones = new Map<string, number>();
+  /** VMs this host took over as a backup */
+  failovers = 0;
   private readonly clients = new Map<number, Socket>();
+  /** clients that came back here: the host each of those connections is served by now */
+  private readonly connOwners = new Map<number, string>();
+  /** connections that came back here, with the last output forwarded to them per VM */
+  private readonly adopted = new Map<number, Map<string, number>>();
   /** outputs kept for API connections, and who waits for them */
-  private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[] }>();
+  private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
   private nextConn = 1;
   private readonly incoming = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
@@ -239,6 +318,8 @@ export class FtHost {
         logBytes: vm.logBytes,
         unackedBytes: vm.unackedBytes,
         stalls: vm.stalls,
+        held: vm.held.length,
+        releasedCount: vm.releasedCount,
         recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
       })),
       refused: this.refused,
@@ -390,6 +471,38 @@ export class FtHost {
         void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
       }
     }
+    for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
+    const wall = Date.now();
+    for (const [conn, box] of this.apiBoxes) {
+      if (wall - box.usedAt > API_CONN_IDLE_MS && !box.waiters.length) this.apiBoxes.delete(conn);
+    }
+  }
+
+  /** What this primary says of its VM to every host. */
+  private infoOf(vm: Vm): Omit<VmInfo, 'ageMs'> {
+    return {
+      name: vm.name,
+      gen: vm.gen,
+      primary: this.id,
+      backup: vm.backup,
+      state: vm.ended ? 'ended' : vm.alone || !vm.backup ? 'alone' : 'running',
+      count: String(vm.primaryCount),
+      lagMs: vm.lagMs,
+      lagCounts: String(vm.lagCounts),
+      logBytes: vm.logBytes,
+      acked: vm.acked,
+      released: vm.released,
+      held: vm.held.length,
+      memoryMiB: vm.start.memoryLimitPages / 16,
+      cpuPercent: vm.cpuPercent,
+    };
+  }
+
+  private tell(vm: Vm): void {
+    vm.toldAt = performance.now();
+    const info = this.infoOf(vm);
+    this.infos.set(vm.name, { info, at: vm.toldAt });
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'vminfo', info });
   }
 
   /** A link came (back) up: resend what the backup has not acknowledged. */
@@ -438,7 +551,11 @@ export class FtHost {
         }
         const entries = decodeFrame(m.frame as Uint8Array, vm.check!);
         for (const e of entries) {
-          if (e.kind === 'send') vm.unreleased.push({ seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof });
+          if (e.kind === 'send') {
+            const o: Output = { seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof };
+            vm.unreleased.push(o);
+            this.retain(vm, o);
+          }
           else if (e.kind === 'output') vm.unreleased.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
         }
         vm.lastSeq = last;
@@ -457,11 +574,16 @@ export class FtHost {
       case 'out':
         this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof });
         return;
-      case 'primary': {
-        const known = this.primaries.get(m.vm as string);
-        if (!known || known.gen <= (m.gen as number)) this.primaries.set(m.vm as string, { gen: m.gen as number, host: m.host as string });
+      case 'primary':
+        this.learnPrimary(m.vm as string, m.gen as number, m.host as string);
         return;
-      }
+      case 'adopt':
+        if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn as number, m.after as number, m.owner as string);
+        else this.connOwners.set(m.conn as number, m.owner as string);
+        return;
+      case 'conn-owner':
+        this.connOwners.set(m.conn as number, m.owner as string);
+        return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from) void this.backupLost(vm);
         return;
@@ -470,8 +592,37 @@ export class FtHost {
         if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) void this.primaryLost(vm);
         return;
       case 'stop':
-        if (vm && vm.gen <= (m.gen as number)) this.dropVm(vm, 'stopped');
+        this.stopped(m.vm as string, m.gen as number);
         return;
+      case 'vminfo': {
+        const info = m.info as Omit<VmInfo, 'ageMs'>;
+        if (typeof info?.name !== 'string' || typeof info.gen !== 'number') throw new Error('vminfo without a name and generation');
+        const known = this.infos.get(info.name);
+        if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
+        if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
+        this.learnPrimary(info.name, info.gen, info.primary);
+        return;
+      }
+      case 'admin': {
+        const answer = (err?: HostError | Error) =>
+          this.toPeer(from, { t: 'admin-res', id: m.id, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_CONFLICT') : null, message: err?.message ?? null });
+        try {
+          this.adminHere(m.op as AdminOp, String(m.vm));
+          answer();
+        } catch (e) {
+          answer(e as Error);
+        }
+        return;
+      }
+      case 'admin-res': {
+        const w = this.adminWaits.get(m.id as number);
+        if (!w) return;
+        this.adminWaits.delete(m.id as number);
+        clearTimeout(w.timer);
+        if (m.code === null) w.resolve();
+        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
+        return;
+      }
       default:
         throw new Error(`unknown message type "${m.t}"`);
     }
@@ -490,6 +641,7 @@ export class FtHost {
       held: [],
       acked: -1,
       released: -1,
+      releasedCount: 0,
       marks: [],
       primaryCount: 0n,
       lagMs: 0,
@@ -498,12 +650,16 @@ export class FtHost {
       logBytes: 0,
       unackedBytes: 0,
       stalls: 0,
+      toldAt: 0,
       recreate: null,
+      cpuPercent: 100,
       primary: null,
       check: null,
       lastSeq: -1,
       replayCount: 0n,
       unreleased: [],
+      retained: [],
+      retainedBytes: 0,
       primaryReleased: -1,
       ended: false,
       ...fields,
@@ -517,34 +673,44 @@ export class FtHost {
   }
 
   /** Starts a VM with its primary here and a backup on another host. */
-  async startVm(req: { name: string; module: Uint8Array; args?: string[]; env?: Record<string, string> }): Promise<{ gen: number; primary: string; backup: string | null }> {
+  async startVm(req: StartRequest): Promise<{ gen: number; primary: string; backup: string | null }> {
     if (!NAME_RE.test(req.name)) throw new Error(`VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
+    const memoryMiB = req.memoryMiB ?? DEFAULT_MEMORY_LIMIT_PAGES / 16;
+    const cpuPercent = req.cpuPercent ?? 100;
+    if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new Error(`memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
+    if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new Error('cpuPercent must be an integer from 1 to 100');
     const start: EntryPayloads['start'] = {
       module: moduleHash(req.module),
       args: req.args ?? [req.name],
       env: req.env ?? {},
       digestEvery: 10_000_000n,
       depthLimit: DEFAULT_DEPTH_LIMIT,
-      memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES,
+      memoryLimitPages: memoryMiB * 16,
       canonicalizeNaNs: false,
     };
     const c = await compileGuestAsync(req.module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
-    if (!(await this.opts.arbiter.claim(req.name, 1, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
+    const last = await this.opts.arbiter.latest(req.name);
+    if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    const gen = last ? last.gen + 1 : 1;
+    if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
-    const handle = new ReplicaHandle({ vm: req.name, module: req.module, compiled: c.module, start, role: 'primary' });
-    const vm = this.newVm({ name: req.name, gen: 1, role: 'primary', module: req.module, metered: c.metered, compiled: c.module, start, handle });
-    this.primaries.set(vm.name, { gen: 1, host: this.id });
+    const handle = new ReplicaHandle({ vm: req.name, module: req.module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
+    const vm = this.newVm({ name: req.name, gen, role: 'primary', module: req.module, metered: c.metered, compiled: c.module, start, handle, cpuPercent });
+    this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
     if (backup) {
       vm.backup = backup;
-      this.toPeer(backup, { t: 'backup', vm: vm.name, gen: 1, module: req.module, metered: c.metered, start, primary: this.id, snapshot: null });
+      this.toPeer(backup, { t: 'backup', vm: vm.name, gen, module: req.module, metered: c.metered, start, primary: this.id, snapshot: null, cpuPercent });
     } else {
       // No other host yet: run alone and make a backup from a snapshot once one is up.
       vm.alone = true;
       this.recreateBackup(vm);
     }
+    this.tell(vm);
     this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none yet'}`);
-    return { gen: 1, primary: this.id, backup };
+    return { gen, primary: this.id, backup };
   }
 
   private pickBackupHost(vmName: string): string | null {
@@ -562,6 +728,7 @@ export class FtHost {
   private async makeBackup(from: string, m: WireMessage): Promise<void> {
     const name = m.vm as string;
     const gen = m.gen as number;
+    if ((this.tombstones.get(name) ?? 0) > gen) return; // deleted since
     const old = this.vms.get(name);
     if (old) this.dropVm(old, 'replaced by a new backup');
     const start = m.start as EntryPayloads['start'];
@@ -572,8 +739,9 @@ export class FtHost {
       this.snapshotsIn.delete(`${name}/${gen}`);
       snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
     }
-    const handle = new ReplicaHandle({ vm: name, module: m.module as Uint8Array, compiled: c.module, start, role: 'backup', snapshot });
-    const vm = this.newVm({ name, gen, role: 'backup', module: m.module as Uint8Array, metered: c.metered, compiled: c.module, start, handle });
+    const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
+    const handle = new ReplicaHandle({ vm: name, module: m.module as Uint8Array, compiled: c.module, start, role: 'backup', snapshot, cpuPercent });
+    const vm = this.newVm({ name, gen, role: 'backup', module: m.module as Uint8Array, metered: c.metered, compiled: c.module, start, handle, cpuPercent });
     vm.primary = from;
     vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
     vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
@@ -614,8 +782,12 @@ export class FtHost {
       case 'live': {
         this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
         // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
+        const unreleased = new Set(vm.unreleased);
+        this.dropRetained(vm, (o) => unreleased.has(o));
         for (const o of vm.unreleased) this.release(vm, o);
         vm.unreleased = [];
+        // clients that came back on another host get what they missed from this primary
+        for (const [conn, vms] of this.adopted) if (vms.has(vm.name)) this.adopt(vm.name, conn, vms.get(vm.name)!);
         return;
       }
       case 'snapshot':
@@ -668,18 +840,63 @@ export class FtHost {
 
   private release(vm: Vm, o: Output): void {
     if (o.seq > vm.released) vm.released = o.seq;
+    vm.releasedCount++;
     if (o.kind === 'output') {
       // A guest's stdout and stderr go to the host's log, once released like any output.
       this.say(`${vm.name} fd ${o.fd}: ${Buffer.from(o.bytes).toString('utf8').trimEnd()}`);
       return;
     }
-    const slot = o.conn >>> 24;
-    const msg = { t: 'recv', vm: vm.name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof };
-    if (slot === this.slot) this.toClient(o.conn, msg);
-    else {
-      const owner = this.members.find((h) => h.slot === slot);
-      if (owner) this.toPeer(owner.id, { ...msg, t: 'out' });
-    }
+    this.retain(vm, o);
+    this.deliverOut(vm.name, o);
+  }
+
+  /** Another host runs the primary of a VM in generation `gen`. */
+  private learnPrimary(name: string, gen: number, host: string): void {
+    // news of a VM from before it was deleted (it crossed the stop on the way)
+    if ((this.tombstones.get(name) ?? 0) > gen) return;
+    const known = this.primaries.get(name);
+    if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
+    this.primaries.set(name, { gen, host });
+    // a new primary: clients that came back here get what they missed from it
+    for (const [conn, vms] of this.adopted) if (vms.has(name)) this.adopt(name, conn, vms.get(name)!);
+  }
+
+  /** A NIC output to the host its client is on (it started there, or came back there). */
+  private deliverOut(name: string, o: Output): void {
+    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof };
+    const owner = this.connOwners.get(o.conn) ?? this.members.find((h) => h.slot === o.conn >>> 24)?.id;
+    if (owner === this.id || (owner === undefined && o.conn >>> 24 === this.slot)) this.toClient(o.conn, msg);
+    else if (owner) this.toPeer(owner, { ...msg, t: 'out' });
+  }
+
+  private retain(vm: Vm, o: Output): void {
+    if (o.kind !== 'send') return;
+    vm.retained.push(o);
+    vm.retainedBytes += o.bytes.length;
+    let drop = 0;
+    while (vm.retained.length - drop > RETAIN_MAX || vm.retainedBytes > RETAIN_BYTES_MAX) vm.retainedBytes -= vm.retained[drop++]!.bytes.length;
+    if (drop) vm.retained.splice(0, drop);
+  }
+
+  private dropRetained(vm: Vm, which: (o: Output) => boolean): void {
+    vm.retained = vm.retained.filter((o) => !which(o));
+    vm.retainedBytes = vm.retained.reduce((n, o) => n + o.bytes.length, 0);
+  }
+
+  /**
+   * A client of this host has (or had) outputs of `name` on `conn`: tell the VM's
+   * primary to send them here from now on, and to resend what it kept after `after`.
+   */
+  private adopt(name: string, conn: number, after: number): void {
+    const vm = this.vms.get(name);
+    if (vm && vm.role === 'primary' && !vm.claiming) return this.resend(vm, conn, after, this.id);
+    const p = this.primaries.get(name);
+    if (p && p.host !== this.id) this.toPeer(p.host, { t: 'adopt', vm: name, conn, after, owner: this.id });
+  }
+
+  private resend(vm: Vm, conn: number, after: number, owner: string): void {
+    this.connOwners.set(conn, owner);
+    for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
   }
 
   private dropVm(vm: Vm, why: string): void {
@@ -714,7 +931,9 @@ export class FtHost {
     vm.alone = true;
     vm.claiming = false;
     vm.handle.send({ t: 'golive' });
+    this.failovers++;
     this.announce(vm);
+    this.tell(vm);
     this.say(`${vm.name}: won generation ${vm.gen}; going live`);
     this.recreateBackup(vm);
   }
@@ -734,6 +953,7 @@ export class FtHost {
     for (const o of vm.held) this.release(vm, o);
     vm.held = [];
     this.announce(vm);
+    this.tell(vm);
     this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);
     this.recreateBackup(vm);
   }
@@ -768,7 +988,7 @@ export class FtHost {
       this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
       if (memory.length === 0) break;
     }
-    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta });
+    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta, cpuPercent: vm.cpuPercent });
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.alone = false;
@@ -784,14 +1004,20 @@ export class FtHost {
 
   private acceptClient(sock: Socket): void {
     sock.setNoDelay(true);
-    const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
-    this.clients.set(conn, sock);
-    sock.on('close', () => this.clients.delete(conn));
+    const c = { conn: ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0 };
+    this.clients.set(c.conn, sock);
+    sock.on('close', () => {
+      if (this.clients.get(c.conn) !== sock) return;
+      this.clients.delete(c.conn);
+      this.adopted.delete(c.conn);
+    });
     sock.on('error', () => {});
+    // the client learns its connection id, to come back with it after a failure
+    send(sock, { t: 'hello', conn: c.conn, host: this.id });
     readMessages(
       sock,
       CLIENT_FRAME_MAX,
-      (m) => void this.onClient(sock, conn, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
       (e) => {
         this.refused.badFrames++;
         this.say(`dropped a client: ${e.message}`);
@@ -802,6 +1028,8 @@ export class FtHost {
   private toClient(conn: number, m: WireMessage): void {
     const s = this.clients.get(conn);
     if (s) send(s, m);
+    const adopted = m.t === 'recv' ? this.adopted.get(conn) : undefined;
+    if (adopted && (m.seq as number) > (adopted.get(String(m.vm)) ?? -1)) adopted.set(String(m.vm), m.seq as number);
     const box = this.apiBoxes.get(conn);
     if (box && m.t === 'recv') {
       box.outputs.push({ vm: String(m.vm), seq: m.seq as number, data: m.data as Uint8Array, eof: m.eof === true });
@@ -812,22 +1040,97 @@ export class FtHost {
 
   // ---- what the REST API uses ----
 
-  /** Kills the primary replica of a VM held here (a test failover); its backup takes over. */
-  failoverVm(name: string): void {
+  /** Runs an operation on a VM whose primary is on this host. */
+  private adminHere(op: AdminOp, name: string): void {
     const vm = this.vms.get(name);
-    if (!vm || vm.role !== 'primary' || !vm.backup) throw new HostError('FTVM_ERR_NOT_PRIMARY', `this host has no primary of ${name} with a backup`);
-    const backup = vm.backup;
-    this.dropVm(vm, 'test failover');
-    this.toPeer(backup, { t: 'failover', vm: vm.name, gen: vm.gen });
+    if (!vm || vm.role !== 'primary' || vm.claiming) throw new HostError('FTVM_ERR_NOT_PRIMARY', `${this.id} has no primary of ${name}`);
+    if (op === 'failover') {
+      // a test failover: kill only the primary replica; its backup takes over at once
+      if (!vm.backup || vm.alone) throw new HostError('FTVM_ERR_CONFLICT', `${name} has no backup to take over yet`);
+      const backup = vm.backup;
+      this.dropVm(vm, 'test failover');
+      this.toPeer(backup, { t: 'failover', vm: vm.name, gen: vm.gen });
+      return;
+    }
+    // restart the backup: stop it, fence it off with a new generation, and make a new one from a snapshot
+    if (!vm.reactor) throw new HostError('FTVM_ERR_CONFLICT', `${name} is not a reactor: a backup can only be made from boot, with the VM`);
+    if (vm.snapshotFor !== null || (vm.alone && !vm.backup)) throw new HostError('FTVM_ERR_CONFLICT', `a new backup of ${name} is being made already`);
+    if (vm.backup) this.toPeer(vm.backup, { t: 'stop', vm: vm.name, gen: vm.gen });
+    this.say(`${name}: restarting the backup on request`);
+    void this.backupLost(vm);
   }
 
-  /** Stops a VM: both replicas, wherever they run. */
-  stopVm(name: string): void {
-    const known = this.primaries.get(name);
-    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'stop', vm: name, gen: known?.gen ?? Number.MAX_SAFE_INTEGER });
+  /** Runs an operation on a VM's primary: here, or on the host that has it (forwarded, with its answer). */
+  async adminVm(op: AdminOp, name: string): Promise<void> {
+    const p = this.primaries.get(name);
+    if (!p) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    if (p.host === this.id || this.vms.get(name)?.role === 'primary') return this.adminHere(op, name);
+    if (!this.alive(p.host)) throw new HostError('FTVM_ERR_UNAVAILABLE', `the primary's host ${p.host} is not answering; a failover may be under way`);
+    const id = ++this.adminIds;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.adminWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
+      }, ADMIN_TIMEOUT_MS);
+      this.adminWaits.set(id, { resolve, reject, timer });
+      if (!this.toPeer(p.host, { t: 'admin', id, op, vm: name })) {
+        clearTimeout(timer);
+        this.adminWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${p.host}, the primary's host`));
+      }
+    });
+  }
+
+  /**
+   * Deletes a VM: claims the generation after its last one as STOPPED (so no
+   * replica of it can go live again, even one that misses this), then stops
+   * both replicas wherever they run. The name can be used again.
+   */
+  async stopVm(name: string): Promise<void> {
+    if (!this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    let gen = 0;
+    for (let tries = 0; tries < 20; tries++) {
+      const last = await this.opts.arbiter.latest(name);
+      if (!last || last.host === STOPPED) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+      if (await this.opts.arbiter.claim(name, last.gen + 1, STOPPED)) {
+        gen = last.gen + 1;
+        break;
+      }
+    }
+    if (!gen) throw new HostError('FTVM_ERR_UNAVAILABLE', `${name} kept changing generation while it was being deleted; try again`);
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'stop', vm: name, gen });
+    this.stopped(name, gen);
+  }
+
+  /** A VM was deleted in generation `gen`: drop its replica here and forget it. */
+  private stopped(name: string, gen: number): void {
     const vm = this.vms.get(name);
-    if (vm) this.dropVm(vm, 'stopped');
-    this.primaries.delete(name);
+    if (vm && vm.gen < gen) this.dropVm(vm, 'stopped');
+    if ((this.primaries.get(name)?.gen ?? 0) < gen) {
+      this.primaries.delete(name);
+      this.infos.delete(name);
+    }
+    this.tombstones.set(name, gen);
+  }
+
+  /** Every VM of the cluster this host knows of, as its primary's host last said. */
+  vmInfos(): VmInfo[] {
+    const now = performance.now();
+    const out: VmInfo[] = [];
+    for (const [name, p] of this.primaries) {
+      const local = this.vms.get(name);
+      const said = this.infos.get(name);
+      let info: VmInfo;
+      if (local && local.role === 'primary') info = { ...this.infoOf(local), ageMs: 0 };
+      else if (said && said.info.gen === p.gen) info = { ...said.info, ageMs: Math.round(now - said.at) };
+      else {
+        // announced, but not yet described
+        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, ageMs: -1 };
+      }
+      if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
+      out.push(info);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   /** VMs this host runs a replica of or knows the primary of. */
@@ -838,39 +1141,86 @@ export class FtHost {
   /** A connection id for an API client, whose outputs are kept for it to read. */
   apiConnection(): number {
     const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
-    this.apiBoxes.set(conn, { outputs: [], waiters: [] });
+    this.apiBoxes.set(conn, { outputs: [], waiters: [], usedAt: Date.now() });
     return conn;
+  }
+
+  /** Closes an API connection: its kept outputs are dropped, and a reader waiting on it returns. */
+  closeApiConnection(conn: number): void {
+    const box = this.apiBoxes.get(conn);
+    if (!box) throw new HostError('FTVM_ERR_NOT_FOUND', `no API connection ${conn} on this host`);
+    this.apiBoxes.delete(conn);
+    for (const w of box.waiters.splice(0)) w();
+  }
+
+  /** Whether an API connection is open on this host. */
+  hasApiConnection(conn: number): boolean {
+    return this.apiBoxes.has(conn);
   }
 
   /** Sends a message to a VM on behalf of connection `conn` (through its primary, wherever it runs). */
   sendToVm(name: string, conn: number, data: Uint8Array, eof: boolean): void {
     if (!this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    const box = this.apiBoxes.get(conn);
+    if (box) box.usedAt = Date.now();
     this.route(name, conn, data, eof, 0);
   }
 
-  /** Outputs for an API connection after `after` (a sequence number), waiting up to `waitMs` for the first. */
-  async outputsFor(conn: number, vm: string, after: number, waitMs: number): Promise<{ vm: string; seq: number; data: Uint8Array; eof: boolean }[]> {
+  /** Outputs for an API connection after `after` (a sequence number), waiting up to `waitMs` (or until `signal` aborts) for the first. */
+  async outputsFor(conn: number, vm: string, after: number, waitMs: number, signal?: AbortSignal): Promise<{ vm: string; seq: number; data: Uint8Array; eof: boolean }[]> {
     const box = this.apiBoxes.get(conn);
     if (!box) throw new HostError('FTVM_ERR_NOT_FOUND', `no API connection ${conn} on this host`);
+    box.usedAt = Date.now();
     const pick = () => box.outputs.filter((o) => o.vm === vm && o.seq > after);
-    if (!pick().length && waitMs > 0) {
+    if (!pick().length && waitMs > 0 && !signal?.aborted) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, waitMs);
-        box.waiters.push(() => {
+        const done = (): void => {
           clearTimeout(t);
+          signal?.removeEventListener('abort', done);
+          const i = box.waiters.indexOf(done);
+          if (i >= 0) box.waiters.splice(i, 1);
           resolve();
-        });
+        };
+        const t = setTimeout(done, waitMs);
+        signal?.addEventListener('abort', done);
+        box.waiters.push(done);
       });
     }
     return pick();
   }
 
-  private async onClient(sock: Socket, conn: number, m: WireMessage): Promise<void> {
+  private async onClient(sock: Socket, c: { conn: number }, m: WireMessage): Promise<void> {
     const id = m.id ?? null;
+    const conn = c.conn;
     switch (m.t) {
+      case 'resume': {
+        // A client whose host failed comes back here with its connection id and what it has seen.
+        const old = m.conn;
+        const seen = m.seen as Record<string, number> | undefined;
+        if (typeof old !== 'number' || !Number.isInteger(old) || old < 0 || old > 0xffffffff) throw new Error('resume needs "conn" (a u32)');
+        if (typeof seen !== 'object' || seen === null || !Object.values(seen).every((v) => Number.isInteger(v))) throw new Error('resume needs "seen": { vm: seq }');
+        if (this.clients.get(conn) === sock) this.clients.delete(conn);
+        c.conn = old;
+        this.clients.set(old, sock);
+        this.connOwners.set(old, this.id);
+        const vms = new Map(Object.entries(seen));
+        this.adopted.set(old, vms);
+        for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'conn-owner', conn: old, owner: this.id });
+        for (const [name, after] of vms) this.adopt(name, old, after);
+        send(sock, { t: 'resumed', id, conn: old });
+        return;
+      }
       case 'start': {
         if (!(m.module instanceof Uint8Array)) throw new Error('start needs "module" (bytes)');
-        const r = await this.startVm({ name: String(m.vm), module: m.module, args: m.args as string[] | undefined, env: m.env as Record<string, string> | undefined });
+        const r = await this.startVm({
+          name: String(m.vm),
+          module: m.module,
+          args: m.args as string[] | undefined,
+          env: m.env as Record<string, string> | undefined,
+          stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,
+          memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
+          cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
+        });
         send(sock, { t: 'started', id, vm: m.vm, ...r });
         return;
       }
@@ -886,11 +1236,11 @@ export class FtHost {
         send(sock, { t: 'status', ...this.status(), host: this.id, id });
         return;
       case 'failover':
-        this.failoverVm(String(m.vm));
+        await this.adminVm('failover', String(m.vm));
         send(sock, { t: 'ok', id });
         return;
       case 'stop':
-        this.stopVm(String(m.vm));
+        await this.stopVm(String(m.vm));
         send(sock, { t: 'ok', id });
         return;
       default:

@@ -76,6 +76,14 @@ export class LocalCluster {
     return h;
   }
 
+  /** A client that knows several hosts, and comes back on the next when its host fails. */
+  async clientOf(ids: string[]): Promise<FtClient> {
+    const c = new FtClient(ids.map((id) => this.host(id).client), { reconnect: true });
+    await c.connect();
+    this.clients.push(c);
+    return c;
+  }
+
   async client(id: string): Promise<FtClient> {
     const c = new FtClient(this.host(id).client);
     await c.connect();

@@ -62,6 +62,8 @@ export interface ReplicaInit {
   progressEveryMs?: number;
   /** a live replica looks for messages at least every this many counts (default 100000) */
   pollEvery?: bigint;
+  /** the share of one core a live replica may compute, in percent (default 100: no limit) */
+  cpuPercent?: number;
 }
 
 /** An idle reactor's state and its place in the log. */
@@ -98,7 +100,7 @@ export type FromReplica =
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
   | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
-  | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string }
+  | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string; cpu: { ranMs: number; restedMs: number } }
   | { t: 'error'; code: string; message: string }
   | { t: 'stopped' };
 
@@ -422,7 +424,27 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
     const throttle = Atomics.load(signal, THROTTLE);
     if (throttle > 0) sleepNs(BigInt(throttle) * 1000n);
+    cpuQuota();
     meter.setDeadline(meter.count + pollEvery);
+  };
+
+  // The CPU limit: for every millisecond the guest computed, it rests (100 - p) / p ms.
+  const cpuShare = Math.min(100, Math.max(1, init.cpuPercent ?? 100)) / 100;
+  let ranSince = performance.now();
+  let owedMs = 0;
+  /** time the live guest computed and rested under the CPU limit */
+  const cpu = { ranMs: 0, restedMs: 0 };
+  const cpuQuota = (): void => {
+    if (cpuShare >= 1) return;
+    const t = performance.now();
+    cpu.ranMs += t - ranSince;
+    owedMs += ((t - ranSince) * (1 - cpuShare)) / cpuShare;
+    if (owedMs >= 1) {
+      sleepNs(BigInt(Math.round(owedMs * 1e6)));
+      owedMs = 0;
+    }
+    ranSince = performance.now();
+    cpu.restedMs += ranSince - t;
   };
 
   const takeSnapshot = (c: GuestContext, id: number): void => {
@@ -487,6 +509,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         for (const i of due) deliver(c, i, place);
         flush();
         if (c.meter) c.meter.setDeadline(c.meter.count + pollEvery);
+        ranSince = performance.now();
         return true;
       }
       flush();
@@ -572,7 +595,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     flush();
   }
   const { stdout: _o, stderr: _e, ...rest } = result;
-  post({ t: 'ended', result: rest, digest: hex(digest) });
+  post({ t: 'ended', result: rest, digest: hex(digest), cpu });
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

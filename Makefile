@@ -1,7 +1,7 @@
 # ftvm: the two commands a new user needs are `make demo` and `make test`.
 # Every target installs what it needs by itself.
 
-.PHONY: all setup etcd guests test typecheck bench demo clean
+.PHONY: all setup etcd chromium guests test typecheck bench demo clean
 .DELETE_ON_ERROR:
 
 NPM_STAMP := node_modules/.ftvm-installed
@@ -26,6 +26,14 @@ etcd:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server; \
 	fi
 
+# The status page's test drives Debian's Chromium headless (through playwright-core).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; else \
+	  echo "chromium missing; installing chromium"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
 # Rebuilds the committed guest samples (installs clang, lld and wasi-libc from Debian when missing).
 guests: setup
 	$(MAKE) -C wasm-src
@@ -33,7 +41,7 @@ guests: setup
 typecheck: setup
 	npx tsc --noEmit -p host
 
-test: typecheck etcd
+test: typecheck etcd chromium
 	npx vitest run
 
 bench: setup

@@ -14,6 +14,7 @@ import { GuestLoadError } from '../runtime/instance.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
+import { registerUi } from './ui.ts';
 
 /** The error catalogue: stable codes and their HTTP statuses. */
 export const ERRORS = {
@@ -117,7 +118,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
 
   const expected = Buffer.from(`Bearer ${token}`);
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (req.url === '/healthz') return;
+    // /healthz and the status page's HTML carry no data; the page asks for the token itself
+    if (req.url === '/healthz' || req.url === '/ui' || req.url.startsWith('/ui?')) return;
     const got = Buffer.from(req.headers.authorization ?? '');
     if (got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(reply, 'FTVM_ERR_UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required');
   });
@@ -174,6 +176,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });
+
+  registerUi(app);
 
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -38,6 +38,9 @@ async function ask(host: string, conn: number, line: string): Promise<string> {
 describe('the REST API across a cluster', () => {
   it('every host describes the VM; failover and backup restart are forwarded to the primary; state survives both', async () => {
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).json).toMatchObject({ primary: 'h1', backup: 'h2', state: 'running' });
+    // a second VM's backup goes to the host with the fewest replicas: h3
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'spread', sample: 'kv' })).json).toMatchObject({ primary: 'h1', backup: 'h3' });
+    expect((await api('h1', 'DELETE', '/v1/vms/spread')).status).toBe(204);
     const { conn } = (await api('h3', 'POST', '/v1/connections')).json as { conn: number };
     expect(await ask('h3', conn, 'a SET k 1')).toBe('a OK 1');
     // h3 runs no replica of kv, yet knows how it is doing

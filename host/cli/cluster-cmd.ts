@@ -41,6 +41,7 @@ export async function clusterMain(argv: string[]): Promise<number> {
     else {
       for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}\n`);
       process.stdout.write(`token ${c.token}\n`);
+      process.stdout.write(`status page ${hosts[0]!.api}/ui#token=${c.token}\n`);
     }
     progress('up; SIGINT or SIGTERM stops every host');
     await new Promise<void>((resolve) => {

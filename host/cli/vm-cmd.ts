@@ -103,6 +103,7 @@ export async function vmMain(argv: string[]): Promise<number> {
         if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
         body.memoryMiB = int('memory-mib', values['memory-mib']);
         body.cpuPercent = int('cpu-percent', values['cpu-percent']);
+        process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds)...\n`);
         print(await call('POST', '/v1/vms', body));
         return 0;
       }

@@ -714,7 +714,8 @@ export class FtHost {
   }
 
   private pickBackupHost(vmName: string): string | null {
-    const load = (id: string): number => [...this.vms.values()].filter((v) => v.name !== vmName).length + (id === this.id ? 1000 : 0);
+    // the replicas each host runs, as the cluster view says
+    const load = (id: string): number => this.vmInfos().filter((v) => v.name !== vmName && (v.primary === id || v.backup === id)).length;
     const candidates = this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready);
     candidates.sort((a, b) => load(a.id) - load(b.id) || (a.id < b.id ? -1 : 1));
     return candidates[0]?.id ?? null;

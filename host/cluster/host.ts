@@ -179,7 +179,7 @@ export interface VmInfo {
 }
 
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
-/** NIC outputs a replica keeps per VM for clients that come back on another host */
+/** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
 const RETAIN_MAX = 4096;
 const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
 /** how often a primary's host tells the others how its VMs are doing */
@@ -874,9 +874,11 @@ export class FtHost {
     if (o.kind !== 'send') return;
     vm.retained.push(o);
     vm.retainedBytes += o.bytes.length;
+    if (vm.retained.length <= RETAIN_MAX && vm.retainedBytes <= RETAIN_BYTES_MAX) return;
+    // over a bound: drop the oldest quarter at once, so the cost per output stays constant
     let drop = 0;
-    while (vm.retained.length - drop > RETAIN_MAX || vm.retainedBytes > RETAIN_BYTES_MAX) vm.retainedBytes -= vm.retained[drop++]!.bytes.length;
-    if (drop) vm.retained.splice(0, drop);
+    while (vm.retained.length - drop > (RETAIN_MAX * 3) / 4 || vm.retainedBytes > (RETAIN_BYTES_MAX * 3) / 4) vm.retainedBytes -= vm.retained[drop++]!.bytes.length;
+    vm.retained.splice(0, drop);
   }
 
   private dropRetained(vm: Vm, which: (o: Output) => boolean): void {

@@ -221,7 +221,7 @@ export class FtHost {
   private readonly vms = new Map<string, Vm>();
   /** which host runs the primary of a VM, as far as this host knows */
   private readonly primaries = new Map<string, { gen: number; host: string }>();
-  /** how each VM is doing, as its primary's host last said (with when it arrived) */
+  /** how each VM is doing, as another host running its primary last said (with when it arrived) */
   private readonly infos = new Map<string, { info: Omit<VmInfo, 'ageMs'>; at: number }>();
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -501,7 +501,6 @@ export class FtHost {
   private tell(vm: Vm): void {
     vm.toldAt = performance.now();
     const info = this.infoOf(vm);
-    this.infos.set(vm.name, { info, at: vm.toldAt });
     for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'vminfo', info });
   }
 
@@ -597,8 +596,8 @@ export class FtHost {
       case 'vminfo': {
         const info = m.info as Omit<VmInfo, 'ageMs'>;
         if (typeof info?.name !== 'string' || typeof info.gen !== 'number') throw new Error('vminfo without a name and generation');
-        const known = this.infos.get(info.name);
         if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
+        const known = this.infos.get(info.name);
         if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
         this.learnPrimary(info.name, info.gen, info.primary);
         return;
@@ -787,8 +786,7 @@ export class FtHost {
         this.dropRetained(vm, (o) => unreleased.has(o));
         for (const o of vm.unreleased) this.release(vm, o);
         vm.unreleased = [];
-        // clients that came back on another host get what they missed from this primary
-        for (const [conn, vms] of this.adopted) if (vms.has(vm.name)) this.adopt(vm.name, conn, vms.get(vm.name)!);
+        this.readopt(vm.name);
         return;
       }
       case 'snapshot':
@@ -858,8 +856,15 @@ export class FtHost {
     const known = this.primaries.get(name);
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
     this.primaries.set(name, { gen, host });
-    // a new primary: clients that came back here get what they missed from it
-    for (const [conn, vms] of this.adopted) if (vms.has(name)) this.adopt(name, conn, vms.get(name)!);
+    this.readopt(name);
+  }
+
+  /** A VM has a new primary: clients that came back here get from it what they missed. */
+  private readopt(name: string): void {
+    for (const [conn, vms] of this.adopted) {
+      const after = vms.get(name);
+      if (after !== undefined) this.adopt(name, conn, after);
+    }
   }
 
   /** A NIC output to the host its client is on (it started there, or came back there). */

@@ -16,7 +16,13 @@
 //   8       L     payload: a msgpack array of entries
 //
 // Versions: 1 had timer interrupts only; 2 adds where an interrupt was
-// delivered, NIC messages in interrupt entries, `send` and `progress` entries.
+// delivered, NIC messages in interrupt entries, `send` and `progress` entries;
+// 3 adds to `start` how stdin is given (whole at start, or streamed: an
+// `input` entry at each read), the preopened directories and whether the
+// guest has the listening socket, and to `file` the preopen a file belongs to
+// and its modification time. A version-2 log still reads: a start entry
+// without those fields means stdin whole, one preopen "/", the socket given
+// (what version 2 always did), a file entry without them belongs to preopen 0.
 //
 // Entries are msgpackr records with the fixed structure [seq, count, kind,
 // payload], so each frame decodes on its own. `seq` starts at 0 and grows by one
@@ -28,11 +34,15 @@ import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 
 export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
-export const LOG_VERSION = 2;
+export const LOG_VERSION = 3;
+/** The oldest version a reader accepts (see "Versions" above). */
+export const LOG_VERSION_MIN = 2;
 export const HEADER_BYTES = 16;
 export const FRAME_HEADER_BYTES = 8;
 /** No frame is larger: a reader never allocates more than this for one frame. */
 export const FRAME_BYTES_MAX = 1 << 20;
+/** No start entry names more preopened directories. */
+export const PREOPENS_MAX = 64;
 /** No single entry payload is larger (a frame holds at least one entry). */
 export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
 
@@ -49,13 +59,29 @@ export interface EntryPayloads {
     depthLimit: number;
     memoryLimitPages: number;
     canonicalizeNaNs: boolean;
+    /**
+     * how fd 0 is given (version 3; absent: 'whole'): 'whole', every byte as
+     * `input` entries at count 0 right after the files; 'stream', one `input`
+     * entry at the count of each read the guest makes, holding what it got
+     * (empty: end of file)
+     */
+    stdin?: StdinMode;
+    /** the guest names of the preopened directories, at fds 3, 4, ... (version 3; absent: ["/"]) */
+    preopens?: string[];
+    /** the guest has the NIC's listening socket after the preopens (version 3; absent: true) */
+    listen?: boolean;
   };
   /** clock_time_get: the clock's id and its value */
   clock: { clock: number; ns: bigint };
   /** random_get: the bytes handed to the guest */
   random: Uint8Array;
-  /** the VM's filesystem at start: a directory, or (part of) a file's contents, in canonical order */
-  file: { path: string; dir: boolean; bytes: Uint8Array };
+  /**
+   * the VM's filesystem at start: a directory, or (part of) a file's
+   * contents, in canonical order; `preopen` is the index of its preopened
+   * directory in `start.preopens` (absent: 0), `mtimeNs` its modification
+   * time in ns since the epoch (absent: 0)
+   */
+  file: { path: string; dir: boolean; bytes: Uint8Array; preopen?: number; mtimeNs?: bigint };
   /** bytes the guest read from an input fd */
   input: { fd: number; bytes: Uint8Array };
   /** bytes the guest wrote to an output fd */
@@ -79,6 +105,9 @@ export interface EntryPayloads {
   /** the guest ended: exit code, or the trap's message */
   exit: { code: number | null; trap: string | null };
 }
+
+/** How a guest's stdin is given, see EntryPayloads['start'].stdin. */
+export type StdinMode = 'whole' | 'stream';
 
 export type EntryKind = keyof EntryPayloads;
 export const ENTRY_KINDS: readonly EntryKind[] = ['start', 'file', 'clock', 'random', 'input', 'output', 'interrupt', 'send', 'progress', 'digest', 'exit'];
@@ -151,8 +180,8 @@ export function decodeHeader(bytes: Uint8Array): number {
     throw new LogFormatError('FTVM_ERR_LOG_HEADER', 'header checksum mismatch', -1, 0);
   }
   const version = b.readUInt16LE(8);
-  if (version !== LOG_VERSION) {
-    throw new LogFormatError('FTVM_ERR_LOG_VERSION', `version ${version} is not supported (this ftvm reads ${LOG_VERSION})`, -1, 8);
+  if (version < LOG_VERSION_MIN || version > LOG_VERSION) {
+    throw new LogFormatError('FTVM_ERR_LOG_VERSION', `version ${version} is not supported (this ftvm reads ${LOG_VERSION_MIN} to ${LOG_VERSION})`, -1, 8);
   }
   return HEADER_BYTES;
 }
@@ -234,10 +263,19 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     typeof p.digestEvery === 'bigint' &&
     isInt(p.depthLimit) &&
     isInt(p.memoryLimitPages) &&
-    typeof p.canonicalizeNaNs === 'boolean',
+    typeof p.canonicalizeNaNs === 'boolean' &&
+    (p.stdin === undefined || p.stdin === 'whole' || p.stdin === 'stream') &&
+    (p.preopens === undefined || (Array.isArray(p.preopens) && p.preopens.length <= PREOPENS_MAX && p.preopens.every((n) => typeof n === 'string'))) &&
+    (p.listen === undefined || typeof p.listen === 'boolean'),
   clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint',
   random: isBytes,
-  file: (p) => isObj(p) && typeof p.path === 'string' && typeof p.dir === 'boolean' && isBytes(p.bytes),
+  file: (p) =>
+    isObj(p) &&
+    typeof p.path === 'string' &&
+    typeof p.dir === 'boolean' &&
+    isBytes(p.bytes) &&
+    (p.preopen === undefined || (isInt(p.preopen) && p.preopen >= 0 && p.preopen < PREOPENS_MAX)) &&
+    (p.mtimeNs === undefined || typeof p.mtimeNs === 'bigint'),
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   interrupt: (p) =>

@@ -17,7 +17,10 @@
 // Where an interrupt is delivered:
 //   'check' at a check point while the guest computes;
 //   'wait'  inside a host call that blocks (ftvm_io.wait, poll_oneoff with
-//           nothing ready and no clock, a blocking accept or recv);
+//           nothing ready, a blocking accept or recv); a poll_oneoff with a
+//           clock is a timed wait: it ends when the interrupt comes or the
+//           clock fires, whichever is first (live, the host really sleeps;
+//           a replay knows from the log which it was and never sleeps);
 //   'idle'  to a reactor (a guest exporting `_initialize` instead of `_start`)
 //           between events, when no guest code is on the stack.
 // The handler runs in every place, starting at the count of delivery.
@@ -47,8 +50,14 @@ export interface InterruptSource {
   armed(): boolean;
   /** the interrupts due now, in delivery order */
   poll(count: bigint): Interrupt[];
-  /** the guest waits: block until at least one interrupt is due and return those; [] when none ever will */
-  wait(count: bigint): Interrupt[];
+  /**
+   * The guest waits: block until at least one interrupt is due and return
+   * those. `timeoutNs` null: [] means none ever will. `timeoutNs` set (a timed
+   * wait, poll_oneoff with a clock): block at most that many nanoseconds and
+   * return [] if nothing came by then; a source may return [] earlier (the
+   * caller sleeps the rest, see `sleepNs`).
+   */
+  wait(count: bigint, timeoutNs?: bigint | null): Interrupt[];
 }
 
 /** Sleeps the calling thread (a worker blocks here; the main thread only in tools and tests). */
@@ -76,9 +85,18 @@ export class LiveTimer implements InterruptSource {
     this.next = now + this.period;
     return [TIMER_TICK];
   }
-  wait(): Interrupt[] {
-    if (!this.period) return [];
-    sleepNs(this.next - this.now());
+  /** Sleeps until the next tick, or for `timeoutNs` when that comes first (then [], no tick). */
+  wait(_count?: bigint, timeoutNs: bigint | null = null): Interrupt[] {
+    if (!this.period) {
+      if (timeoutNs !== null) sleepNs(timeoutNs);
+      return [];
+    }
+    const untilTick = this.next - this.now();
+    if (timeoutNs !== null && timeoutNs < untilTick) {
+      sleepNs(timeoutNs);
+      return [];
+    }
+    sleepNs(untilTick);
     this.next = this.now() + this.period;
     return [TIMER_TICK];
   }
@@ -103,7 +121,7 @@ export class ScriptedTicks implements InterruptSource {
     }
     return due;
   }
-  /** A waiting guest gets the next tick at once (scripted time does not pass while it waits). */
+  /** A waiting guest (timed or not) gets the next tick at once (scripted time does not pass while it waits). */
   wait(): Interrupt[] {
     if (!this.armed()) return [];
     this.at++;
@@ -126,7 +144,7 @@ export class ScriptedMessages implements InterruptSource {
     }
     return due;
   }
-  /** A waiting guest gets the next message at once, with every other scripted for the same count. */
+  /** A waiting guest (timed or not) gets the next message at once, with every other scripted for the same count. */
   wait(): Interrupt[] {
     const next = this.script[this.at];
     return next ? this.poll(next.count) : [];
@@ -148,13 +166,16 @@ export class MergedSources implements InterruptSource {
   poll(count: bigint): Interrupt[] {
     return this.sources.flatMap((s) => s.poll(count));
   }
-  wait(count: bigint): Interrupt[] {
+  /** A timed wait gives each source what is left of `timeoutNs` (measured on the host's monotonic clock), in order. */
+  wait(count: bigint, timeoutNs: bigint | null = null): Interrupt[] {
     for (const s of this.sources) {
       const due = s.poll(count);
       if (due.length) return due;
     }
+    const end = timeoutNs === null ? null : process.hrtime.bigint() + timeoutNs;
     for (const s of this.sources) {
-      const due = s.wait(count);
+      const left = end === null ? null : end - process.hrtime.bigint();
+      const due = s.wait(count, left === null ? null : left > 0n ? left : 0n);
       if (due.length) return due;
     }
     return [];

@@ -7,7 +7,7 @@ import { EXPORT_FUEL, EXPORT_GLOBAL_PREFIX, EXPORT_START, IMPORT_MODULE } from '
 import type { MeterOptions } from '../meter/index.ts';
 import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type DeviceImage, type Nondeterminism, type VirtualFs, type WasiOptions } from './wasi.ts';
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
-import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, type Interrupt, type Place } from './events.ts';
+import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, sleepNs, type Interrupt, type Place } from './events.ts';
 import type { VirtualNic } from './nic.ts';
 
 export class GuestLoadError extends Error {
@@ -24,7 +24,20 @@ export interface RunOptions {
   /** argv, including argv[0] */
   args?: string[];
   env?: Record<string, string>;
+  /** bytes available on fd 0, then end of file (ignored when `stdinRead` is given) */
   stdin?: Uint8Array;
+  /**
+   * Streamed stdin (WasiOptions.stdinRead): called with the number of bytes
+   * the guest asks for (> 0); returns at most that many, empty at end of file.
+   */
+  stdinRead?: (maxBytes: number) => Uint8Array;
+  /**
+   * Directories preopened at fds 3, 4, ... in this order under their guest
+   * names (WasiOptions.preopens); [] means none. Absent: `fs` under "/".
+   */
+  preopens?: Preopen[];
+  /** give the guest the NIC's listening socket at the first fd after the preopens (default true) */
+  listen?: boolean;
   /** called synchronously with each chunk the guest writes; output is also collected */
   onStdout?: (bytes: Uint8Array) => void;
   onStderr?: (bytes: Uint8Array) => void;
@@ -44,15 +57,26 @@ export interface RunOptions {
   nic?: VirtualNic;
   /**
    * The guest waits for input (`place` 'wait': blocked in a host call; 'idle':
-   * a reactor between events): deliver at least one interrupt through
-   * `ctx.deliver` and return true, or return false if none will ever come.
-   * Without it, a guest that waits ends idle.
+   * a reactor between events). `timeoutNs` null: deliver at least one
+   * interrupt through `ctx.deliver` and return true, or return false if none
+   * will ever come (the guest ends idle). `timeoutNs` set (a poll_oneoff with
+   * a clock and nothing ready; only at 'wait'): return true once an interrupt
+   * was delivered, false when that many nanoseconds passed with none. A live
+   * caller really sleeps; a replaying caller answers from its log at once.
+   * Without it, a guest that waits untimed ends idle, and a timed wait
+   * sleeps for real (see `sleepNs`) and returns false.
    */
-  wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>) => boolean;
+  wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null) => boolean;
   /** called once the guest is instantiated, right before `_start` runs */
   onStart?: (ctx: GuestContext) => void;
   /** resume a reactor from a snapshot instead of starting it: no start function or `_initialize` runs */
   resume?: ResumePoint;
+}
+
+/** A directory the guest sees: the in-memory tree (mutated in place) and the name it is preopened under ("/", "/data", "."). */
+export interface Preopen {
+  name: string;
+  fs: VirtualFs;
 }
 
 /** An idle reactor's state: everything but the module. */
@@ -156,16 +180,27 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
+// The WasiOptions fields of the WASI host's next version (stdin streaming, preopens, timed waits).
+type WasiOptionsNext = WasiOptions & {
+  stdinRead?: (maxBytes: number) => Uint8Array;
+  preopens?: Preopen[];
+  listen?: boolean;
+  wait?: (timeoutNs?: bigint | null) => boolean;
+};
+
 /** Runs a compiled guest (see guest.ts's compileGuest) to its end on the current thread. */
 export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): RunResult {
   // The optimizer drops ftvm imports a module never needs; the exported fuel global always stays.
   const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
-  const wasiOptions: WasiOptions = {
+  const wasiOptions: WasiOptionsNext = {
     args: opts.args ?? ['guest'],
     env: opts.env ?? {},
     stdin: opts.stdin,
+    stdinRead: opts.stdinRead,
+    preopens: opts.preopens,
+    listen: opts.listen,
     stdout: (b) => {
       out.push(b);
       opts.onStdout?.(b);
@@ -177,7 +212,12 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     nondeterminism: opts.nondeterminism,
     fs: opts.fs,
     nic: opts.nic,
-    wait: () => (ctx && opts.wait ? opts.wait(ctx, 'wait') : false),
+    wait: (timeoutNs?: bigint | null) => {
+      if (ctx && opts.wait) return opts.wait(ctx, 'wait', timeoutNs ?? null);
+      if (timeoutNs === undefined || timeoutNs === null) return false;
+      sleepNs(timeoutNs);
+      return false;
+    },
   };
   const wasi = opts.resume ? WasiHost.fromImage(wasiOptions, opts.resume.devices) : new WasiHost(wasiOptions);
   let ctx: GuestContext | null = null;
@@ -266,7 +306,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
   opts.onStart?.(ctx);
   try {
     if (opts.resume) {
-      while (opts.wait?.(ctx, 'idle'));
+      while (opts.wait?.(ctx, 'idle', null));
       return result('idle', null);
     }
     // A metered module's start function runs here, metered, not at instantiation.
@@ -277,7 +317,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       return result('exit', 0);
     }
     (initialize as () => void)();
-    while (opts.wait?.(ctx, 'idle'));
+    while (opts.wait?.(ctx, 'idle', null));
     return result('idle', null);
   } catch (e) {
     return ended(e, result);

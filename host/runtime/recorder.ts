@@ -1,0 +1,524 @@
+// Record and replay of a WASI command guest, given an already compiled
+// (metered) module. Nothing here loads binaryen: the command line compiles
+// through compileGuestAsync (compile.ts), which loads the pass only when the
+// metering cache does not have the module. record.ts wraps these two for
+// callers that hand over the guest's bytes only.
+//
+// Recording runs the guest live and logs, at the exact count where each
+// happens: what it was started with (arguments, environment, the names of its
+// preopened directories, whether it has the listening socket, how stdin is
+// given), the files of each preopened directory, its stdin (whole at start,
+// or as it reads it), every clock reading, every random byte, every byte it
+// writes, every interrupt, a digest of its state at fixed count intervals,
+// and how it ended (the full u32 exit status). Replay runs the same guest
+// with the log as its only source of nondeterminism: each host call takes the
+// next entry after checking its kind and count, outputs and digests are
+// compared, and any mismatch stops the replay with a DivergenceError that
+// names the entry. Replay never reads a real clock or random source, and
+// never sleeps: a timed wait (poll_oneoff with a clock) that the recording
+// ended without an interrupt ends at once, the logged clock readings keep
+// what the guest sees exact.
+
+import { performance } from 'node:perf_hooks';
+import { I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
+import type { MeterOptions } from '../meter/cache.ts';
+import type { EntryKind, EntryPayloads, LogEntry, StdinMode } from '../log/format.ts';
+import type { LogWriter } from '../log/writer.ts';
+import { runModule, type GuestContext, type Preopen, type RunResult } from './instance.ts';
+import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
+import { LiveTimer, sleepNs, type Interrupt, type InterruptSource, type Place } from './events.ts';
+import { VirtualNic, type NicMessage } from './nic.ts';
+import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from './replay-core.ts';
+
+export const DEFAULT_DIGEST_EVERY = 10_000_000n;
+
+export interface RecordOptions {
+  args: string[];
+  env?: Record<string, string>;
+  /** stdin given whole: logged at start (mode 'whole'); ignored when `stdinRead` is given */
+  stdin?: Uint8Array;
+  /**
+   * Streamed stdin (mode 'stream'): the live source, called with at most
+   * CHUNK_BYTES - 1 and the guest's request (> 0); returns at most that many
+   * bytes, empty at end of file. Each read is logged as one `input` entry at
+   * the count of the read.
+   */
+  stdinRead?: (maxBytes: number) => Uint8Array;
+  /** at most one digest per this many counts */
+  digestEvery?: bigint;
+  /** the largest share of the run's time that digests may take (default 0.02); 1 digests at every interval */
+  digestBudget?: number;
+  meter?: Pick<MeterOptions, 'depthLimit' | 'memoryLimitPages' | 'canonicalizeNaNs' | 'cacheDir'>;
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  /** the live sources being recorded (default: the real clocks and randomness) */
+  live?: Nondeterminism;
+  /** the VM's filesystem at start, preopened as "/" (default: empty); ignored when `preopens` is given */
+  fs?: VirtualFs;
+  /**
+   * The preopened directories, at fds 3, 4, ... (at most PREOPENS_MAX of
+   * log/format.ts). Their trees are logged at start and the guest runs on
+   * copies rebuilt from the log (the caller's trees are never changed); the
+   * final trees are in the result. Default: `fs` (or an empty tree) as "/".
+   */
+  preopens?: Preopen[];
+  /** give the guest the NIC's listening socket (default true) */
+  listen?: boolean;
+  /** where interrupts come from (default: a timer on the host's monotonic clock) */
+  interrupts?: InterruptSource;
+  /** while an interrupt can become due, the host looks at least every this many counts (default 100000) */
+  pollEvery?: bigint;
+  /** called with each message the guest sends on its NIC */
+  onSend?: (msg: NicMessage) => void;
+}
+
+export interface RecordedRun extends RunResult {
+  /** digest of the final state, hex */
+  digest: string;
+  /** the VM's preopened directories as the guest left them, in fd order */
+  preopens: Preopen[];
+}
+
+/** The state at the end; a guest that trapped while being instantiated has none (all zeros). */
+function finalDigest(ctx: GuestContext | null): Uint8Array {
+  return ctx ? stateDigest(ctx) : new Uint8Array(32);
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+/** The start entry a recording of `bytes` with `opts` begins with; its meter options are what `module` must be compiled with. */
+export function recordStart(bytes: Uint8Array, opts: RecordOptions): EntryPayloads['start'] {
+  return {
+    module: moduleHash(bytes),
+    args: opts.args,
+    env: opts.env ?? {},
+    digestEvery: opts.digestEvery ?? DEFAULT_DIGEST_EVERY,
+    depthLimit: opts.meter?.depthLimit ?? DEFAULT_DEPTH_LIMIT,
+    memoryLimitPages: opts.meter?.memoryLimitPages ?? DEFAULT_MEMORY_LIMIT_PAGES,
+    canonicalizeNaNs: opts.meter?.canonicalizeNaNs ?? false,
+    stdin: opts.stdinRead ? 'stream' : 'whole',
+    preopens: (opts.preopens ?? [{ name: '/', fs: opts.fs ?? new VirtualFs() }]).map((p) => p.name),
+    listen: opts.listen ?? true,
+  };
+}
+
+/**
+ * Records a guest: `module` is `bytes` compiled (metered) with the meter
+ * options of `recordStart(bytes, opts)`. Throws what the guest's run throws
+ * (GuestLoadError with its FTVM_ERR_* code); the log then ends without an
+ * exit entry.
+ */
+export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log: LogWriter, opts: RecordOptions): RecordedRun {
+  const live = opts.live ?? liveNondeterminism;
+  const source = opts.interrupts ?? new LiveTimer();
+  let rearm = (): void => {};
+  const start = recordStart(bytes, opts);
+  const stdin = opts.stdin ?? new Uint8Array(0);
+  let ctx: GuestContext | null = null;
+  const count = (): bigint => ctx?.meter?.count ?? 0n;
+  log.append('start', 0n, start);
+  // Each tree is logged in canonical order and the run starts from what a
+  // replay will rebuild from the log, so both assign the same inode numbers.
+  const given = opts.preopens ?? [{ name: '/', fs: opts.fs ?? new VirtualFs() }];
+  const trees = given.map((p) => fsTree(p.fs));
+  trees.forEach((tree, preopen) => {
+    for (const node of tree) {
+      const head = { path: node.path, dir: node.dir, preopen, mtimeNs: node.mtimeNs };
+      if (node.dir) log.append('file', 0n, { ...head, bytes: new Uint8Array(0) });
+      else for (const bytes of chunksOf(node.bytes)) log.append('file', 0n, { ...head, bytes });
+    }
+  });
+  const preopens: Preopen[] = given.map((p, i) => ({ name: p.name, fs: fsFromTree(trees[i]!) }));
+  // Large byte payloads span several entries at the same count (an entry's size is limited).
+  if (start.stdin === 'whole') for (const bytes of chunksOf(stdin)) log.append('input', 0n, { fd: 0, bytes });
+  const liveRead = opts.stdinRead;
+  const stdinRead = liveRead
+    ? (maxBytes: number): Uint8Array => {
+        const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
+        if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
+        log.append('input', count(), { fd: 0, bytes: bytes.slice() });
+        return bytes;
+      }
+    : undefined;
+  const recording: Nondeterminism = {
+    clockNs(clock) {
+      const ns = live.clockNs(clock);
+      log.append('clock', count(), { clock, ns });
+      return ns;
+    },
+    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    randomFill(dest) {
+      live.randomFill(dest);
+      for (const bytes of chunksOf(dest.slice())) log.append('random', count(), bytes);
+    },
+  };
+  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
+    for (const bytes of chunksOf(b)) log.append('output', count(), { fd, bytes });
+    user?.(b);
+  };
+  const nic = new VirtualNic((msg) => {
+    log.append('send', count(), msg);
+    opts.onSend?.(msg);
+  });
+  /** Logs and delivers, one at a time: what a handler does is logged after its interrupt. */
+  const deliverAll = (c: GuestContext, due: Interrupt[], place: Place): void => {
+    for (const i of due) {
+      log.append('interrupt', count(), interruptPayload(i, place));
+      c.deliver(i, place);
+    }
+  };
+  const result = runModule(module, {
+    args: start.args,
+    env: start.env,
+    stdin: start.stdin === 'whole' ? stdin : undefined,
+    stdinRead,
+    preopens,
+    fs: preopens[0]?.fs,
+    listen: start.listen,
+    nic,
+    wait: (c, place, timeoutNs) => {
+      // A timed wait really sleeps, but no longer than until an interrupt comes.
+      const end = timeoutNs === null ? null : process.hrtime.bigint() + timeoutNs;
+      const due = source.wait(count(), timeoutNs);
+      deliverAll(c, due, place);
+      if (!due.length && end !== null) sleepNs(end - process.hrtime.bigint());
+      rearm();
+      return due.length > 0;
+    },
+    nondeterminism: recording,
+    onStdout: output(1, opts.onStdout),
+    onStderr: output(2, opts.onStderr),
+    io: {
+      timer_set: (periodNs: bigint) => {
+        source.timerSet(periodNs);
+        rearm(); // a newly armed timer needs the check points visited from now on
+      },
+    },
+    onStart: (c) => {
+      ctx = c;
+      const meter = c.meter!;
+      // Where digests fall is the recorder's choice (the replay follows the log), so it
+      // can keep their cost bounded: hashing a large memory at every interval would
+      // dominate the run.
+      const budget = opts.digestBudget ?? 0.02;
+      const every = start.digestEvery;
+      const pollEvery = opts.pollEvery ?? 100_000n;
+      let nextDigest = every;
+      let lastEnd = performance.now();
+      let lastCost = 0;
+      const arm = (): void => {
+        const count = meter.count;
+        meter.setDeadline(source.armed() && count + pollEvery < nextDigest ? count + pollEvery : nextDigest);
+      };
+      rearm = arm;
+      meter.onCheck = (count) => {
+        if (count >= nextDigest) {
+          nextDigest = (count / every + 1n) * every;
+          if (!(lastCost > 0 && lastCost > budget * (performance.now() - lastEnd))) {
+            const t = performance.now();
+            log.append('digest', count, stateDigest(c));
+            lastEnd = performance.now();
+            lastCost = lastEnd - t;
+          }
+        }
+        // Interrupts wait while the handler runs (it is not re-entered).
+        if (!c.masked()) deliverAll(c, source.poll(meter.count), 'check');
+        arm();
+      };
+      arm();
+    },
+  });
+  const digest = finalDigest(ctx);
+  log.append('exit', result.count!, { code: result.exitCode, trap: result.trap });
+  log.append('digest', result.count!, digest);
+  log.flush();
+  return { ...result, digest: hex(digest), preopens };
+}
+
+interface TreeNode {
+  path: string;
+  dir: boolean;
+  bytes: Uint8Array;
+  /** modification time, ns since the epoch */
+  mtimeNs: bigint;
+}
+
+/** Every directory and file under the root, depth first in name order. */
+function fsTree(fs: VirtualFs): TreeNode[] {
+  const out: TreeNode[] = [];
+  const walk = (dir: string): void => {
+    for (const name of fs.list(dir) ?? []) {
+      const path = dir ? `${dir}/${name}` : name;
+      const bytes = fs.readFile(path);
+      if (bytes) out.push({ path, dir: false, bytes, mtimeNs: mtimeOf(fs, path) });
+      else if (fs.list(path)) {
+        out.push({ path, dir: true, bytes: new Uint8Array(0), mtimeNs: mtimeOf(fs, path) });
+        walk(path);
+      }
+    }
+  };
+  walk('');
+  return out;
+}
+
+function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
+  const fs = new VirtualFs();
+  for (const n of tree) {
+    if (n.dir) fs.mkdirp(n.path);
+    else fs.writeFile(n.path, n.bytes);
+  }
+  // Directories last: creating their entries would not change a logged time, but keep it simple and exact.
+  for (const n of tree) setMtime(fs, n.path, n.mtimeNs);
+  return fs;
+}
+
+/** A node's modification time in ns (0 where the filesystem keeps none). */
+function mtimeOf(_fs: VirtualFs, _path: string): bigint {
+  return 0n;
+}
+
+/** Sets a node's modification (and access, change) time in ns. */
+function setMtime(_fs: VirtualFs, _path: string, _ns: bigint): void {}
+
+export interface ReplayOptions {
+  /** stop at the first check point at or past this count */
+  until?: bigint;
+  onStdout?: (bytes: Uint8Array) => void;
+  onStderr?: (bytes: Uint8Array) => void;
+  cacheDir?: string | null;
+  /** called with the guest's memory when the replay stops (time-travel inspection) */
+  inspect?: (memory: WebAssembly.Memory) => void;
+  /** called with each message the guest sends on its NIC (the same as recorded) */
+  onSend?: (msg: NicMessage) => void;
+}
+
+export interface ReplayedRun extends RunResult {
+  digest: string;
+  /** the replay stopped at --until before the guest ended */
+  stoppedAtUntil: boolean;
+  entriesReplayed: number;
+  /** the VM's preopened directories as the guest left them (or as they were at --until), in fd order */
+  preopens: Preopen[];
+}
+
+/**
+ * The start entry of a log (what its module must be compiled with, see
+ * replay-core.ts meterOptions); a DivergenceError when the log does not begin
+ * with one.
+ */
+export function startOf(logged: readonly LogEntry[]): EntryPayloads['start'] {
+  const e = logged[0] ?? null;
+  if (e?.kind !== 'start' || e.count !== 0n) throw new DivergenceError(e, e ? `${e.kind} at count ${e.count}` : 'no more entries', 'start at count 0');
+  return e.payload;
+}
+
+/**
+ * Replays a log: `module` is `bytes` compiled with the meter options of the
+ * log's start entry. Throws DivergenceError (FTVM_ERR_DIVERGENCE) naming the
+ * entry where the guest and the log disagree.
+ */
+export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logged: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
+  // Progress markers only tell a following backup how far it may run.
+  const entries = logged.filter((e) => e.kind !== 'progress');
+  let at = 0;
+  let ctx: GuestContext | null = null;
+  const count = (): bigint => ctx?.meter?.count ?? 0n;
+  const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
+  /** The next entry, which must be of `kind` at the current count. */
+  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> => {
+    const e = entries[at] ?? null;
+    if (!e || e.kind !== kind || e.count !== c) {
+      throw new DivergenceError(e, e ? describe(e.kind, e.count) : 'no more entries', describe(kind, c));
+    }
+    at++;
+    return e as Extract<LogEntry, { kind: K }>;
+  };
+  const start = take('start', 0n).payload;
+  if (start.module !== moduleHash(bytes)) {
+    throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
+  }
+  // A version-2 log has none of these: stdin whole, "/" preopened, the socket given.
+  const stdinMode: StdinMode = start.stdin ?? 'whole';
+  const names = start.preopens ?? ['/'];
+  /**
+   * Consecutive entries of `kind` at count `c`, up to the first shorter than
+   * CHUNK_BYTES, joined; `bytesOf` checks each entry's payload and picks its bytes.
+   */
+  const takeChunks = <K extends 'input' | 'output' | 'random' | 'file'>(
+    kind: K,
+    c: bigint,
+    bytesOf: (e: Extract<LogEntry, { kind: K }>) => Uint8Array,
+  ): Uint8Array => {
+    const parts: Uint8Array[] = [];
+    do parts.push(bytesOf(take(kind, c)));
+    while (parts.at(-1)!.length === CHUNK_BYTES);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  /** An input or output payload on `fd`. */
+  const onFd = (fd: number) => (e: Extract<LogEntry, { kind: 'input' | 'output' }>): Uint8Array => {
+    if (e.payload.fd !== fd) throw new DivergenceError(e, `${e.kind} on fd ${e.payload.fd}`, `${e.kind} on fd ${fd}`);
+    return e.payload.bytes;
+  };
+  const trees: TreeNode[][] = names.map(() => []);
+  while (entries[at]?.kind === 'file') {
+    const first = entries[at] as Extract<LogEntry, { kind: 'file' }>;
+    const { path, dir } = first.payload;
+    const preopen = first.payload.preopen ?? 0;
+    if (preopen >= names.length) throw new DivergenceError(first, `a file of preopen ${preopen}`, `${names.length} preopened directories`);
+    const bytes = dir
+      ? take('file', 0n).payload.bytes
+      : takeChunks('file', 0n, (e) => {
+          if (e.payload.path !== path || e.payload.dir || (e.payload.preopen ?? 0) !== preopen) throw new DivergenceError(e, `the rest of ${path}`, e.payload.path);
+          return e.payload.bytes;
+        });
+    trees[preopen]!.push({ path, dir, bytes, mtimeNs: first.payload.mtimeNs ?? 0n });
+  }
+  const preopens: Preopen[] = names.map((name, i) => ({ name, fs: fsFromTree(trees[i]!) }));
+  const stdinBytes = stdinMode === 'whole' ? takeChunks('input', 0n, onFd(0)) : undefined;
+  const stdinRead =
+    stdinMode === 'stream'
+      ? (maxBytes: number): Uint8Array => {
+          const e = take('input');
+          const bytes = onFd(0)(e);
+          if (bytes.length > maxBytes) throw new DivergenceError(e, `a read of ${bytes.length} bytes`, `a read of at most ${maxBytes} bytes`);
+          return bytes;
+        }
+      : undefined;
+  const replaying: Nondeterminism = {
+    clockNs(clock) {
+      const e = take('clock');
+      if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
+      return e.payload.ns;
+    },
+    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    randomFill(dest) {
+      const e = entries[at] ?? null;
+      const bytes = takeChunks('random', count(), (r) => r.payload);
+      if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
+      dest.set(bytes);
+    },
+  };
+  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
+    const e = entries[at] ?? null;
+    const logged = takeChunks('output', count(), onFd(fd));
+    if (Buffer.compare(logged, b) !== 0) {
+      throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
+    }
+    user?.(b);
+  };
+  const until = opts.until ?? null;
+  // What happened at check points and while the guest waited (the last digest
+  // follows its exit): for each position in the log, the index of the next such entry.
+  const exitAt = entries.findIndex((e) => e.kind === 'exit');
+  const running = exitAt < 0 ? entries.length : exitAt;
+  const nextEvent = new Int32Array(entries.length + 1).fill(-1);
+  for (let i = running - 1; i >= 0; i--) {
+    const k = entries[i]!.kind;
+    nextEvent[i] = k === 'digest' || k === 'interrupt' ? i : nextEvent[i + 1]!;
+  }
+  const upcoming = (): LogEntry | null => {
+    const i = nextEvent[at] ?? -1;
+    return i >= 0 ? entries[i]! : null;
+  };
+  const placeOf = (e: LogEntry): Place | null => (e.kind === 'interrupt' ? e.payload.at : e.kind === 'digest' ? 'check' : null);
+  /** The next entry, which must be an interrupt delivered at `place` now; delivers it. */
+  const deliverNext = (c: GuestContext, place: Place): void => {
+    const e = take('interrupt', count());
+    if (e.payload.at !== place) throw new DivergenceError(e, `an interrupt delivered at ${e.payload.at}`, `an interrupt delivered at ${place}`);
+    // The handler's own check points may hold the next event (a digest at this very count).
+    if (place !== 'check') rearm();
+    c.deliver(interruptOf(e.payload), place);
+  };
+  /** Stops at the check point of every logged digest and check-point interrupt, and at --until. */
+  const followLog = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const arm = (): void => {
+      const e = upcoming();
+      // An event the guest must wait for comes before any check point past its count.
+      const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
+      const target = d !== null && (until === null || d < until) ? d : until;
+      meter.setDeadline(target ?? I64_MAX);
+    };
+    rearm = arm;
+    meter.onCheck = () => {
+      // Everything the recording did at this check point, in its order; a
+      // handler moves the count on, and what follows must be at the new count.
+      for (let e = upcoming(); e && meter.count >= e.count; e = upcoming()) {
+        if (placeOf(e) !== 'check') {
+          if (meter.count === e.count) break; // the guest waits for it further on, at this count
+          throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
+        }
+        if (e.kind === 'digest') {
+          const d = take('digest', meter.count);
+          const mine = stateDigest(c);
+          if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+        } else {
+          deliverNext(c, 'check');
+        }
+      }
+      if (until !== null && meter.count >= until) return; // the deadline stays: the guest stops here
+      arm();
+    };
+    arm();
+  };
+  let rearm = (): void => {};
+  /**
+   * The guest waits: the interrupts the recording delivered there, each after
+   * what the previous one's handler did. A timed wait with none logged here
+   * ended by its clock: it returns false at once.
+   */
+  const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
+    let delivered = 0;
+    for (let e = entries[at]; e?.kind === 'interrupt' && e.payload.at === place && e.count === count(); e = entries[at]) {
+      deliverNext(c, place);
+      delivered++;
+    }
+    if (delivered === 0 && timeoutNs === null && entries[at]?.kind !== 'exit') {
+      const e = entries[at] ?? null;
+      throw new DivergenceError(e, e ? describe(e.kind, e.count) : 'no more entries', `the guest waiting for input (${place}) at count ${count()}`);
+    }
+    rearm();
+    return delivered > 0;
+  };
+  const nic = new VirtualNic((msg) => {
+    const e = take('send');
+    const p = e.payload;
+    if (p.conn !== msg.conn || p.eof !== msg.eof || Buffer.compare(p.bytes, msg.bytes) !== 0) {
+      throw new DivergenceError(e, `a message of ${p.bytes.length} bytes to ${p.conn}${p.eof ? ' (eof)' : ''}`, `${msg.bytes.length} bytes to ${msg.conn}${msg.eof ? ' (eof)' : ''}`);
+    }
+    opts.onSend?.(msg);
+  });
+  const result = runModule(module, {
+    args: start.args,
+    env: start.env,
+    stdin: stdinBytes,
+    stdinRead,
+    preopens,
+    fs: preopens[0]?.fs,
+    listen: start.listen ?? true,
+    // The timer's ticks come from the log; programming it changes nothing here.
+    io: { timer_set: () => {} },
+    nic,
+    wait,
+    nondeterminism: replaying,
+    onStdout: output(1, opts.onStdout),
+    onStderr: output(2, opts.onStderr),
+    onStart: (c) => {
+      ctx = c;
+      followLog(c);
+    },
+  });
+  const digest = finalDigest(ctx);
+  if (ctx) opts.inspect?.((ctx as GuestContext).memory);
+  if (result.outcome === 'deadline') {
+    return { ...result, digest: hex(digest), stoppedAtUntil: true, entriesReplayed: at, preopens };
+  }
+  const end = take('exit', result.count!);
+  if (end.payload.code !== result.exitCode || end.payload.trap !== result.trap) {
+    throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
+  }
+  const last = take('digest', result.count!);
+  if (Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
+  if (at !== entries.length) throw new DivergenceError(entries[at]!, 'the guest to go on', 'the guest ended');
+  return { ...result, digest: hex(digest), stoppedAtUntil: false, entriesReplayed: at, preopens };
+}

@@ -7,12 +7,14 @@ import { describe, expect, it } from 'vitest';
 const FTVM = fileURLToPath(new URL('../host/cli/ftvm.mjs', import.meta.url));
 const GUESTS = fileURLToPath(new URL('../guests/', import.meta.url));
 
-function ftvm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs the command; `stdin` is written to its stdin (a pipe), which is then closed (the guest reads end of file). */
+function ftvm(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [FTVM, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [FTVM, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
+    child.stdin?.end(stdin);
   });
 }
 

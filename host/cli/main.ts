@@ -2,22 +2,19 @@
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX, type MeterOptions } from '../meter/index.ts';
-import { runGuest, type RunResult } from '../runtime/guest.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../meter/abi.ts';
+import type { MeterOptions } from '../meter/cache.ts';
+import type { RunResult } from '../runtime/instance.ts';
+import type { RecordOptions } from '../runtime/recorder.ts';
 import { resolveGuest } from '../runtime/samples.ts';
-import { DivergenceError, recordGuest, replayGuest } from '../runtime/record.ts';
-import { LogWriter } from '../log/writer.ts';
-import { VirtualFs } from '../runtime/wasi.ts';
-import { readLog } from '../log/format.ts';
-import { LiveTimer, MergedSources, ScriptedMessages } from '../runtime/events.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 
 usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
-  ftvm record <guest.wasm | sample> --log FILE [--stdin FILE] [--digest-every N] [-- guest args...]
-  ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH]
+  ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]
+  ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]
   ftvm bench meter|replay|ft [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
@@ -26,11 +23,31 @@ usage:
   ftvm --help | <command> --help
 `;
 
+const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
+                          (default: HOST as written), at fds 3, 4, ... in the order given (repeatable).
+                          HOST is read once, at start, into the VM's in-memory filesystem: the guest
+                          never touches it and never sees a later change to it
+  --fs DIR                the same as --dir DIR::/  (placed first)
+                          With neither, the guest has no preopened directory (fd 3 is EBADF).
+  --out DIR               when the guest ends, write the final tree of each preopened directory to
+                          DIR/0, DIR/1, ... (in --dir order); DIR must be empty or not exist`;
+
+const STDIN_HELP = `  --stdin FILE            give the guest FILE as its stdin, read whole at start
+                          Without it, the guest reads our stdin as it goes when that is a pipe or a
+                          file (\`ftvm run shell.wasm < script.sql\`); from a terminal it reads nothing`;
+
+const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
+trapped, 124 when it was stopped at its deadline; any other status (124, 125,
+126 and above: proc_exit's full u32) is reported as FTVM_ERR_EXIT_STATUS with
+its value, and the exit code is 1. A guest that sleeps (poll_oneoff on a clock)
+really sleeps.`;
+
 const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
 
 Runs a WASI preview1 command guest unreplicated, metered. The guest's stdout
-and stderr go to ours; our exit code is the guest's (125 for a trap, 124 when
-stopped at the deadline).
+and stderr go to ours. It has no listening socket.
+
+${EXIT_HELP}
 
 options:
   --count                 print the final count to stderr as "count <N>"
@@ -39,8 +56,12 @@ options:
   --depth-limit N         call-depth budget in frame units (default ${DEFAULT_DEPTH_LIMIT})
   --memory-limit-pages N  memory.grow fails beyond N 64 KiB pages (default ${DEFAULT_MEMORY_LIMIT_PAGES})
   --canonicalize-nans     make NaN bit patterns identical on every CPU kind
-  --stdin FILE            bytes the guest reads on fd 0
-  --fs DIR                copy DIR into the guest's in-memory filesystem (preopened as "/")
+${STDIN_HELP}
+${DIR_HELP}
+  --dir-writeback         when the guest ends, make each --dir's host directory hold what the guest
+                          left there: files it created or changed are written, what it removed is
+                          removed, anything else is left alone. It happens after the VM ended and
+                          is not part of it (the guest never sees the host directory)
   --env K=V               environment variable for the guest (repeatable)
   -h, --help              this text
 `;
@@ -48,19 +69,29 @@ options:
 const RECORD_HELP = `usage: ftvm record <guest.wasm | sample name> --log FILE [options] [-- guest args...]
 
 Runs a WASI command guest live and writes every nondeterministic input (stdin,
-clock readings, random bytes), every output, periodic state digests and the
-way it ended to FILE, each at the exact count where it happened. The guest's
-output goes to ours; a summary goes to stderr.
+the preopened directories' files with their modification times, clock
+readings, random bytes, NIC messages), every output, periodic state digests
+and the way it ended (the full exit status) to FILE, each at the exact count
+where it happened. The guest's output goes to ours; a summary goes to stderr.
+A guest that sleeps really sleeps (and a message or timer tick wakes it); its
+replay does not sleep.
+
+${EXIT_HELP}
 
 options:
   --log FILE              where the log is written (required)
-  --stdin FILE            bytes the guest reads on fd 0
-  --fs DIR                copy DIR into the guest's in-memory filesystem (logged, so a replay needs no DIR)
+${STDIN_HELP}
+                          (each read is logged at its count, so a replay needs no stdin)
+${DIR_HELP}
+                          The files are logged, so a replay needs no HOST.
+  --dir-writeback         as for ftvm run
   --messages FILE         messages for the guest's virtual NIC, one JSON object per line:
                             {"conn": 1, "data": "text"}   (or "base64": "...", or "eof": true)
                           with an optional "count": N, they arrive at the first check point at or past N;
-                          without one, when the guest waits for input. Counts must not decrease.
+                          without one, when the guest waits for input (or sleeps). Counts must not decrease.
                           Messages the guest sends are printed to stdout as {"send": {"conn", "data"|"base64", "eof"}}.
+                          The guest gets the NIC's listening socket (the fd after its preopens).
+  --listen                give the guest the listening socket without --messages
   --env K=V               environment variable for the guest (repeatable)
   --digest-every N        log a state digest at the first check point at or past every N counts
                           (default 10000000)
@@ -71,16 +102,22 @@ options:
 const REPLAY_HELP = `usage: ftvm replay <guest.wasm | sample name> --log FILE [options]
 
 Runs the guest again with the log as its only source of nondeterminism and
-checks every host call, output and digest against it. It prints the guest's
-output again, then "count N" and "digest HEX" to stderr. A mismatch stops the
-replay with FTVM_ERR_DIVERGENCE naming the log entry (exit code 3); a damaged
-log stops it with the frame that is bad.
+checks every host call, output and digest against it: stdin, the preopened
+directories and the listening socket come from the log too, and the guest
+never sleeps. It prints the guest's output again, then how it ended ("exit N"
+with the full status, "trap MESSAGE" or "idle"), "count N" and "digest HEX" to
+stderr, and exits 0. A mismatch stops the replay with FTVM_ERR_DIVERGENCE
+naming the log entry (exit code 3); a damaged log stops it with the frame that
+is bad.
 
 options:
   --log FILE              the log written by ftvm record (required)
   --until COUNT           stop at the first check point at or past COUNT and print the
                           count and digest there (time-travel debugging)
   --memory OFFSET:LENGTH  also print that range of guest memory, in hex, to stdout
+  --out DIR               write the final tree of each preopened directory to DIR/0, DIR/1, ...
+                          (the files the recorded guest left, byte for byte); DIR must be empty
+                          or not exist
   -h, --help              this text
 `;
 
@@ -132,11 +169,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'run':
-        return cmdRun(rest);
+        return await cmdRun(rest);
       case 'record':
-        return cmdRecord(rest);
+        return await cmdRecord(rest);
       case 'replay':
-        return cmdReplay(rest);
+        return await cmdReplay(rest);
       case 'bench':
         return await cmdBench(rest);
       case 'demo': {
@@ -173,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function cmdRun(argv: string[]): number {
+async function cmdRun(argv: string[]): Promise<number> {
   const dash = argv.indexOf('--');
   const own = dash >= 0 ? argv.slice(0, dash) : argv;
   const guestArgs = dash >= 0 ? argv.slice(dash + 1) : [];
@@ -189,6 +226,9 @@ function cmdRun(argv: string[]): number {
       'canonicalize-nans': { type: 'boolean' },
       stdin: { type: 'string' },
       fs: { type: 'string' },
+      dir: { type: 'string', multiple: true },
+      'dir-writeback': { type: 'boolean' },
+      out: { type: 'string' },
       env: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
@@ -201,6 +241,9 @@ function cmdRun(argv: string[]): number {
     process.stderr.write(RUN_HELP);
     return 2;
   }
+  const io = await import('./guest-io.ts');
+  const dirs = io.parseDirs(values.dir, values.fs);
+  if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
   const meterOptions: MeterOptions = {
     variant: values['no-meter'] ? 'plain' : 'ftvm',
@@ -211,29 +254,37 @@ function cmdRun(argv: string[]): number {
     canonicalizeNaNs: values['canonicalize-nans'] ?? false,
   };
   const env = parseEnv(values.env);
-  const result: RunResult = runGuest(bytes, {
+  const deadline = values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined;
+  const { compileGuestAsync } = await import('../runtime/compile.ts');
+  const { runModule } = await import('../runtime/instance.ts');
+  const { module } = await compileGuestAsync(bytes, meterOptions);
+  const initial = io.loadPreopens(dirs);
+  // The VM works on copies: the trees read at start stay as they were, for write-back.
+  const preopens = initial.map((p) => ({ name: p.name, fs: p.fs.clone() }));
+  const result: RunResult = runModule(module, {
     args: [positionals[0]!, ...guestArgs],
     env,
-    stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
-    fs: values.fs ? VirtualFs.fromHostDir(values.fs) : undefined,
+    stdin: values.stdin ? io.stdinFile(values.stdin) : undefined,
+    stdinRead: values.stdin ? undefined : (io.processStdin() ?? undefined),
+    preopens,
+    listen: false,
     onStdout: (b) => process.stdout.write(b),
     onStderr: (b) => process.stderr.write(b),
-    meter: meterOptions,
-    deadline: values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined,
+    deadline,
   });
-  if (result.outcome === 'trap') process.stderr.write(`ftvm: guest trapped: ${result.trap}\n`);
-  if (result.outcome === 'deadline') process.stderr.write(`ftvm: guest stopped at its deadline\n`);
+  const status = io.exitStatus(result);
+  if (status.message) process.stderr.write(`${status.message}\n`);
   if (values.count && result.count !== null) process.stderr.write(`count ${result.count}\n`);
-  if (result.outcome === 'trap') return 125;
-  if (result.outcome === 'deadline') return 124;
-  return result.exitCode ?? 0;
+  if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, preopens)) process.stderr.write(`${l}\n`);
+  if (values.out !== undefined) io.writeOut(values.out, preopens);
+  return status.code;
 }
 
 function loadGuest(nameOrPath: string): Uint8Array {
   return new Uint8Array(readFileSync(resolveGuest(nameOrPath)));
 }
 
-function cmdRecord(argv: string[]): number {
+async function cmdRecord(argv: string[]): Promise<number> {
   const dash = argv.indexOf('--');
   const { values, positionals } = parseArgs({
     args: dash >= 0 ? argv.slice(0, dash) : argv,
@@ -242,7 +293,11 @@ function cmdRecord(argv: string[]): number {
       log: { type: 'string' },
       stdin: { type: 'string' },
       fs: { type: 'string' },
+      dir: { type: 'string', multiple: true },
+      'dir-writeback': { type: 'boolean' },
+      out: { type: 'string' },
       messages: { type: 'string' },
+      listen: { type: 'boolean' },
       env: { type: 'string', multiple: true },
       'digest-every': { type: 'string' },
       'depth-limit': { type: 'string' },
@@ -259,36 +314,53 @@ function cmdRecord(argv: string[]): number {
     process.stderr.write(RECORD_HELP);
     return 2;
   }
+  const io = await import('./guest-io.ts');
+  const dirs = io.parseDirs(values.dir, values.fs);
+  if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
+  const messages = values.messages ? parseMessages(values.messages) : null;
+  const { compileGuestAsync } = await import('../runtime/compile.ts');
+  const { recordModule, recordStart } = await import('../runtime/recorder.ts');
+  const { meterOptions } = await import('../runtime/replay-core.ts');
+  const { LiveTimer, MergedSources, ScriptedMessages } = await import('../runtime/events.ts');
+  const { LogWriter } = await import('../log/writer.ts');
+  const initial = io.loadPreopens(dirs);
+  const opts: RecordOptions = {
+    args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
+    env: parseEnv(values.env),
+    stdin: values.stdin ? io.stdinFile(values.stdin) : undefined,
+    stdinRead: values.stdin ? undefined : (io.processStdin() ?? undefined),
+    preopens: initial,
+    listen: values.listen === true || messages !== null,
+    digestEvery: values['digest-every'] ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
+    meter: {
+      depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+      memoryLimitPages: values['memory-limit-pages'] ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
+      canonicalizeNaNs: values['canonicalize-nans'] ?? false,
+    },
+    onStdout: (b) => process.stdout.write(b),
+    onStderr: (b) => process.stderr.write(b),
+    interrupts: messages ? new MergedSources(new ScriptedMessages(messages), new LiveTimer()) : undefined,
+    onSend: printSend,
+  };
+  const { module } = await compileGuestAsync(bytes, meterOptions(recordStart(bytes, opts)));
   const fd = openSync(values.log, 'w');
   const log = new LogWriter((b) => writeSync(fd, b));
   try {
-    const r = recordGuest(bytes, log, {
-      args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
-      env: parseEnv(values.env),
-      stdin: values.stdin ? new Uint8Array(readFileSync(values.stdin)) : undefined,
-      fs: values.fs ? VirtualFs.fromHostDir(values.fs) : undefined,
-      digestEvery: values['digest-every'] ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
-      meter: {
-        depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
-        memoryLimitPages: values['memory-limit-pages'] ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
-        canonicalizeNaNs: values['canonicalize-nans'] ?? false,
-      },
-      onStdout: (b) => process.stdout.write(b),
-      onStderr: (b) => process.stderr.write(b),
-      interrupts: values.messages ? new MergedSources(new ScriptedMessages(parseMessages(values.messages)), new LiveTimer()) : undefined,
-      onSend: printSend,
-    });
-    if (r.outcome === 'trap') process.stderr.write(`ftvm: guest trapped: ${r.trap}\n`);
+    const r = recordModule(bytes, module, log, opts);
+    const status = io.exitStatus(r);
+    if (status.message) process.stderr.write(`${status.message}\n`);
     if (r.outcome === 'idle') process.stderr.write('ftvm: the guest waits for input and no more will come\n');
     process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${values.log}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
-    return r.outcome === 'trap' ? 125 : (r.exitCode ?? 0);
+    if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, r.preopens)) process.stderr.write(`${l}\n`);
+    if (values.out !== undefined) io.writeOut(values.out, r.preopens);
+    return status.code;
   } finally {
     closeSync(fd);
   }
 }
 
-function cmdReplay(argv: string[]): number {
+async function cmdReplay(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -296,6 +368,7 @@ function cmdReplay(argv: string[]): number {
       log: { type: 'string' },
       until: { type: 'string' },
       memory: { type: 'string' },
+      out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -313,10 +386,21 @@ function cmdReplay(argv: string[]): number {
     if (!m) throw new Error(`--memory expects OFFSET:LENGTH, got "${values.memory}"`);
     range = [Number(m[1]), Number(m[2])];
   }
+  const io = await import('./guest-io.ts');
+  if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
+  const { readLog } = await import('../log/format.ts');
+  const { replayModule, startOf } = await import('../runtime/recorder.ts');
+  const { DivergenceError, meterOptions, moduleHash } = await import('../runtime/replay-core.ts');
+  const { compileGuestAsync } = await import('../runtime/compile.ts');
   const entries = readLog(new Uint8Array(readFileSync(values.log)));
   try {
-    const r = replayGuest(bytes, entries, {
+    const start = startOf(entries);
+    if (start.module !== moduleHash(bytes)) {
+      throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
+    }
+    const { module } = await compileGuestAsync(bytes, meterOptions(start));
+    const r = replayModule(bytes, module, entries, {
       until: values.until !== undefined ? BigInt(positiveInt('--until', values.until)) : undefined,
       onStdout: (b) => process.stdout.write(b),
       onStderr: (b) => process.stderr.write(b),
@@ -332,7 +416,9 @@ function cmdReplay(argv: string[]): number {
       },
     });
     if (r.stoppedAtUntil) process.stderr.write(`stopped at count ${r.count} (--until ${values.until})\n`);
+    else process.stderr.write(r.outcome === 'trap' ? `trap ${r.trap}\n` : r.outcome === 'exit' ? `exit ${r.exitCode}\n` : `${r.outcome}\n`);
     process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nreplayed ${r.entriesReplayed} of ${entries.length} entries\n`);
+    if (values.out !== undefined) for (const l of io.writeOut(values.out, r.preopens)) process.stderr.write(`${l}\n`);
     return 0;
   } catch (err) {
     if (err instanceof DivergenceError) {

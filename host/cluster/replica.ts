@@ -473,12 +473,27 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   };
 
   // ---- waiting ----
-  const wait = (c: GuestContext, place: Exclude<Place, 'check'>): boolean => {
+  /**
+   * The guest waits (RunOptions.wait). Replaying, it gets the interrupts the
+   * primary delivered in this wait; a timed wait (`timeoutNs` set) with none
+   * ended by its clock and returns false at once, as soon as the log shows
+   * the primary went on (an entry, or a progress past this count). Live, it
+   * takes client messages and timer ticks as they come, for at most
+   * `timeoutNs` when set.
+   */
+  const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
     while (mode === 'replay') {
+      if (timeoutNs !== null) {
+        while (at >= feed.length && horizon <= count() && !goLive) {
+          report(true);
+          pump(Infinity);
+        }
+        if (at >= feed.length && horizon > count()) return false;
+      }
       const e = peek();
       if (!e) break; // went live
       if (!(e.kind === 'interrupt' && e.payload.at === place && e.count === count())) {
-        if (e.kind === 'exit') return false;
+        if (timeoutNs !== null || e.kind === 'exit') return false;
         throw new DivergenceError(e, describe(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
       }
       // Every interrupt the primary delivered in this one wait, each after what the previous handler did.
@@ -499,6 +514,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       if (c.meter) replayCheckArm(c);
       return true;
     }
+    const end = timeoutNs === null ? null : nowNs() + timeoutNs;
     for (;;) {
       if (place === 'idle' && snapshotWanted !== null) {
         takeSnapshot(c, snapshotWanted);
@@ -513,8 +529,15 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         return true;
       }
       flush();
-      const untilTick = timerPeriod ? Number(timerNext - nowNs()) / 1e6 : Infinity;
-      pump(Math.max(untilTick, 0.05));
+      const t = nowNs();
+      if (end !== null && t >= end) {
+        // Sleeping is not computing: the CPU limit counts from here.
+        ranSince = performance.now();
+        return false;
+      }
+      const untilTick = timerPeriod ? Number(timerNext - t) / 1e6 : Infinity;
+      const untilEnd = end === null ? Infinity : Number(end - t) / 1e6;
+      pump(Math.max(Math.min(untilTick, untilEnd), 0.05));
     }
   };
   /** After the replay delivered at a wait, the next deadline follows the log. */

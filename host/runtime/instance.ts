@@ -47,7 +47,7 @@ export interface RunOptions {
   /** called at a check point that reached the deadline (see MeterHost.onCheck) */
   onCheck?: CheckHandler;
   nondeterminism?: Nondeterminism;
-  /** the in-memory filesystem preopened as fd 3 ("/"), mutated in place; default an empty one */
+  /** the in-memory filesystem preopened as fd 3 ("/"), mutated in place; default an empty one; ignored when `preopens` is given */
   fs?: VirtualFs;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;
@@ -210,7 +210,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       opts.onStderr?.(b);
     },
     nondeterminism: opts.nondeterminism,
-    fs: opts.fs,
+    fs: opts.fs ?? opts.preopens?.[0]?.fs,
     nic: opts.nic,
     wait: (timeoutNs?: bigint | null) => {
       if (ctx && opts.wait) return opts.wait(ctx, 'wait', timeoutNs ?? null);

@@ -173,7 +173,6 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
     stdin: start.stdin === 'whole' ? stdin : undefined,
     stdinRead,
     preopens,
-    fs: preopens[0]?.fs,
     listen: start.listen,
     nic,
     wait: (c, place, timeoutNs) => {
@@ -494,7 +493,6 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
     stdin: stdinBytes,
     stdinRead,
     preopens,
-    fs: preopens[0]?.fs,
     listen: start.listen ?? true,
     // The timer's ticks come from the log; programming it changes nothing here.
     io: { timer_set: () => {} },

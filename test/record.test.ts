@@ -220,3 +220,32 @@ it('a guest that traps while being instantiated is recorded and replayed too', a
   const replay = replayGuest(bytes, r.entries, { cacheDir: null });
   expect(replay).toMatchObject({ outcome: 'trap', trap: r.run.trap, digest: r.run.digest });
 });
+
+it('a version-2 log (no stdin mode, preopens or listen flag in its start entry, files without preopen) still replays', async () => {
+  const { VirtualFs } = await import('../host/runtime/wasi.ts');
+  const g = samples().find((s) => s.name === 'fsdemo')!;
+  const bytes = sampleBytes(g);
+  const r = record(bytes, { args: ['fsdemo'], fs: VirtualFs.fromEntries({ 'input.txt': 'hello\n' }), stdin: new TextEncoder().encode('in') });
+  // What version 2 wrote: the same entries without the new fields, under a version-2 header.
+  const old = r.entries.map((e) => {
+    if (e.kind === 'start') {
+      const { stdin: _s, preopens: _p, listen: _l, ...rest } = e.payload;
+      return { ...e, payload: rest };
+    }
+    if (e.kind === 'file') {
+      const { preopen: _p, mtimeNs: _m, ...rest } = e.payload;
+      return { ...e, payload: rest };
+    }
+    return e;
+  }) as LogEntry[];
+  const header = Buffer.from(encodeHeader());
+  header.writeUInt16LE(2, 8);
+  const { crc32 } = await import('node:zlib');
+  header.writeUInt32LE(crc32(header.subarray(0, 12)), 12);
+  const entries = readLog(Buffer.concat([header, encodeFrame(old)]));
+  expect(entries[0]!.kind === 'start' && entries[0]!.payload.preopens).toBeUndefined();
+  const out: Uint8Array[] = [];
+  const replay = replayGuest(bytes, entries, { onStdout: (b) => out.push(b), cacheDir: null });
+  expect(Buffer.concat(out).toString()).toBe(r.stdout);
+  expect(replay.digest).toBe(r.run.digest);
+});

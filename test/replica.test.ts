@@ -8,7 +8,9 @@ import type { FromReplica, Output, Snapshot } from '../host/cluster/replica.ts';
 import { meterOptions, moduleHash } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
-import { sampleBytes, samples } from './helpers.ts';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
 
 const kv = sampleBytes(samples('service').find((g) => g.name === 'kv')!);
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -192,5 +194,43 @@ describe('replicas', () => {
     const last = log.entries.at(-1)!;
     await b.until((m) => m.t === 'error' || (m.t === 'progress' && m.count >= last.count));
     expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+  }, 60_000);
+
+  it('a primary really sleeps in a timed wait, and its backup replays the sleep without waiting for anything but the log', async () => {
+    // sleep.wat exits 0 only when its monotonic clock moved >= 200 ms across the sleep
+    const sleep = watBytes('sleep');
+    const start = { ...startOf(sleep), args: ['sleep'] };
+    const p = replica({ vm: 's', module: sleep, start, role: 'primary' });
+    const b = replica({ vm: 's', module: sleep, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    const end = (await p.until((m) => m.t === 'ended')) as Extract<FromReplica, { t: 'ended' }>;
+    expect(end.result).toMatchObject({ outcome: 'exit', exitCode: 0 });
+    const ns = log.entries.filter((e): e is Extract<LogEntry, { kind: 'clock' }> => e.kind === 'clock').map((e) => e.payload.ns);
+    expect(ns.at(-1)! - ns[0]!).toBeGreaterThanOrEqual(200_000_000n);
+    const replayed = (await b.until((m) => m.t === 'ended' || m.t === 'error')) as Extract<FromReplica, { t: 'ended' }>;
+    expect(replayed.t).toBe('ended');
+    expect(replayed.result).toMatchObject({ outcome: 'exit', exitCode: 0, count: end.result.count });
+    expect(replayed.digest).toBe(end.digest);
+  }, 60_000);
+
+  it('a message wakes a primary in a long timed wait, and the backup delivers it in the same wait', async () => {
+    // sleep_or_message.wat polls a 60 s clock and the listening socket; replicas have "/" at fd 3, the socket at fd 4
+    const text = readFileSync(fileURLToPath(new URL('../wasm-src/wat/sleep_or_message.wat', import.meta.url)), 'utf8');
+    const guest = watText(text.replace('(i32.store (i32.const 128) (i32.const 3))', '(i32.store (i32.const 128) (i32.const 4))'));
+    const start = { ...startOf(guest), args: ['wake'] };
+    const p = replica({ vm: 'w', module: guest, start, role: 'primary' });
+    const b = replica({ vm: 'w', module: guest, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    // once the primary logged its reading before the wait, it is waiting (or about to)
+    const t0 = Date.now();
+    while (!log.entries.some((e) => e.kind === 'clock') && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 5));
+    request(p.h, 1, 'wake up');
+    const end = (await p.until((m) => m.t === 'ended')) as Extract<FromReplica, { t: 'ended' }>;
+    // exit 0: the socket's event came first and less than 60 s passed
+    expect(end.result).toMatchObject({ outcome: 'exit', exitCode: 0 });
+    expect(log.entries.find((e) => e.kind === 'interrupt')?.payload).toMatchObject({ kind: 2, at: 'wait' });
+    const replayed = (await b.until((m) => m.t === 'ended' || m.t === 'error')) as Extract<FromReplica, { t: 'ended' }>;
+    expect(replayed.t).toBe('ended');
+    expect(replayed.digest).toBe(end.digest);
   }, 60_000);
 });

@@ -1,0 +1,40 @@
+;; Reads "in.txt" (at most 4096 bytes) from the directory preopened at fd 3,
+;; writes it, followed by "done\n", to "out.txt" (created or truncated) in the
+;; one at fd 4, and removes "old.txt" there if it exists. Exit code: 0, or 10
+;; + the step that failed (0 open in.txt, 1 read, 2 open out.txt, 3 write).
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_unlink_file" (func $unlink (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  ;; 16, 20: fds; 32: iovecs (2); 64: nread/nwritten; 512..: names; 4096: buffer
+  (data (i32.const 512) "in.txt")
+  (data (i32.const 520) "out.txt")
+  (data (i32.const 528) "done\n")
+  (data (i32.const 536) "old.txt")
+  (func (export "_start")
+    (local $n i32)
+    ;; rights: fd_read (2) | fd_seek (4) | fd_write (64) | fd_filestat_get (2097152)
+    (if (call $open (i32.const 3) (i32.const 1) (i32.const 512) (i32.const 6) (i32.const 0)
+                    (i64.const 6) (i64.const 0) (i32.const 0) (i32.const 16))
+      (then (call $exit (i32.const 10))))
+    (i32.store (i32.const 32) (i32.const 4096))
+    (i32.store (i32.const 36) (i32.const 4096))
+    (if (call $read (i32.load (i32.const 16)) (i32.const 32) (i32.const 1) (i32.const 64))
+      (then (call $exit (i32.const 11))))
+    (local.set $n (i32.load (i32.const 64)))
+    ;; oflags: creat (1) | trunc (8)
+    (if (call $open (i32.const 4) (i32.const 1) (i32.const 520) (i32.const 7) (i32.const 9)
+                    (i64.const 68) (i64.const 0) (i32.const 0) (i32.const 20))
+      (then (call $exit (i32.const 12))))
+    (i32.store (i32.const 32) (i32.const 4096))
+    (i32.store (i32.const 36) (local.get $n))
+    (i32.store (i32.const 40) (i32.const 528))
+    (i32.store (i32.const 44) (i32.const 5))
+    (if (call $write (i32.load (i32.const 20)) (i32.const 32) (i32.const 2) (i32.const 64))
+      (then (call $exit (i32.const 13))))
+    (drop (call $unlink (i32.const 4) (i32.const 536) (i32.const 7)))
+    (call $exit (i32.const 0))))

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { LogWriter } from '../host/log/writer.ts';
 import { encodeFrame, encodeHeader, readLog, type LogEntry } from '../host/log/format.ts';
 import { DivergenceError, recordGuest, replayGuest, type RecordOptions } from '../host/runtime/record.ts';
-import { LiveTimer, ScriptedTicks } from '../host/runtime/events.ts';
+import { INTERRUPT_NIC, LiveTimer, MergedSources, ScriptedMessages, ScriptedTicks, TIMER_TICK } from '../host/runtime/events.ts';
 import { runGuest } from '../host/runtime/guest.ts';
 import { watBytes, watText } from './helpers.ts';
 
@@ -147,5 +147,37 @@ describe('interrupts', () => {
     expect(run.exitCode! & 15).toBe(1); // never nested
     expect(run.exitCode! >> 4).toBe(ticks.length); // and no tick lost
     expect(replayGuest(guest, readLog(Buffer.concat(chunks)), { cacheDir: null }).exitCode).toBe(run.exitCode);
+  });
+});
+
+describe('timed waits in the interrupt sources', () => {
+  // A timed wait (poll_oneoff with a clock) ends at the first interrupt or at its timeout. The
+  // sources decide which from their own clock; the time is injected, so nothing here sleeps long.
+  it('LiveTimer: a tick due before the timeout ends the wait with it; a timeout before the tick ends it with none', () => {
+    let now = 1_000n;
+    const t = new LiveTimer(() => now);
+    t.timerSet(500n);
+    now = 1_400n; // the tick is due at 1500: 100 ns away
+    expect(t.wait(0n, 1_000_000n)).toEqual([TIMER_TICK]);
+    now = 2_000n;
+    t.timerSet(10_000_000_000n); // 10 s away
+    expect(t.wait(0n, 0n)).toEqual([]);
+    // an unarmed timer never ticks: an untimed wait gets nothing, a timed one times out
+    const off = new LiveTimer(() => 0n);
+    expect(off.wait(0n, null)).toEqual([]);
+    expect(off.wait(0n, 1n)).toEqual([]);
+  });
+
+  it('MergedSources: a scripted message ends a timed wait at once, before a live timer is asked', () => {
+    const msg = { conn: 1, bytes: new Uint8Array([1]), eof: false };
+    let asked = false;
+    const timer = new LiveTimer(() => 0n);
+    const spy = { ...timer, timerSet: () => {}, armed: () => false, poll: () => [], wait: () => ((asked = true), []) };
+    const m = new MergedSources(new ScriptedMessages([{ count: 1n << 62n, msg }]), spy);
+    expect(m.wait(5n, 60_000_000_000n)).toEqual([{ kind: INTERRUPT_NIC, msg }]);
+    expect(asked).toBe(false);
+    // nothing scripted left: the timed wait goes to the timer with what is left of the timeout
+    expect(m.wait(6n, 0n)).toEqual([]);
+    expect(asked).toBe(true);
   });
 });

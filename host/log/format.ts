@@ -79,9 +79,11 @@ export interface EntryPayloads {
    * the VM's filesystem at start: a directory, or (part of) a file's
    * contents, in canonical order; `preopen` is the index of its preopened
    * directory in `start.preopens` (absent: 0), `mtimeNs` its modification
-   * time in ns since the epoch (absent: 0)
+   * time in ns since the epoch (absent: 0); `symlink`: a symbolic link whose
+   * target (UTF-8) is `bytes`. Version 3 logs each preopen's root first, as
+   * the directory with path "".
    */
-  file: { path: string; dir: boolean; bytes: Uint8Array; preopen?: number; mtimeNs?: bigint };
+  file: { path: string; dir: boolean; bytes: Uint8Array; preopen?: number; mtimeNs?: bigint; symlink?: boolean };
   /** bytes the guest read from an input fd */
   input: { fd: number; bytes: Uint8Array };
   /** bytes the guest wrote to an output fd */
@@ -275,7 +277,8 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     typeof p.dir === 'boolean' &&
     isBytes(p.bytes) &&
     (p.preopen === undefined || (isInt(p.preopen) && p.preopen >= 0 && p.preopen < PREOPENS_MAX)) &&
-    (p.mtimeNs === undefined || typeof p.mtimeNs === 'bigint'),
+    (p.mtimeNs === undefined || typeof p.mtimeNs === 'bigint') &&
+    (p.symlink === undefined || typeof p.symlink === 'boolean'),
   input: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   output: (p) => isObj(p) && isInt(p.fd) && isBytes(p.bytes),
   interrupt: (p) =>

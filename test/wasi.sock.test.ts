@@ -68,8 +68,10 @@ class Harness {
   readonly memory: WebAssembly.Memory;
   /** batches of messages, one delivered per wait() call; wait() returns false once none is left */
   readonly toCome: NicMessage[][] = [];
-  /** how often the host called wait() */
+  /** how often the host called wait() without a timeout (blocked until an interrupt) */
   waits = 0;
+  /** the timeouts of the timed waits (poll_oneoff with a clock), each answered "the time passed, nothing came" */
+  timedWaits: bigint[] = [];
   /** runs inside wait() before the batch is delivered, as a guest interrupt handler would */
   onWait: (() => void) | null = null;
 
@@ -81,7 +83,11 @@ class Harness {
       stdout: () => {},
       stderr: () => {},
       nic: this.nic,
-      wait: () => {
+      wait: (timeoutNs) => {
+        if (timeoutNs !== null) {
+          this.timedWaits.push(timeoutNs);
+          return false;
+        }
         this.waits++;
         this.onWait?.();
         const batch = this.toCome.shift();

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import binaryen from 'binaryen';
-import { WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type WasiOptions } from '../host/runtime/wasi.ts';
+import { Rights, WASI_MODULE, WasiExit, WasiHost, type Nondeterminism, type WasiOptions } from '../host/runtime/wasi.ts';
 
 const EBADF = 8;
 const EFAULT = 21;
@@ -376,8 +376,12 @@ describe('WasiHost', () => {
     for (const fd of [0, 1, 2]) {
       expect(g.call('fdstat', fd, 64)).toBe(0);
       expect(g.bytes()[64]).toBe(2); // character_device
-      expect(u64At(g.memory, 72)).toBe((1n << 30n) - 1n);
-      expect(u64At(g.memory, 80)).toBe((1n << 30n) - 1n);
+      // stdin may read, stdout/stderr write; none may seek or tell (wasmtime's stdio rights)
+      const rights = u64At(g.memory, 72);
+      expect(rights & Rights.FD_READ).toBe(fd === 0 ? Rights.FD_READ : 0n);
+      expect(rights & Rights.FD_WRITE).toBe(fd === 0 ? 0n : Rights.FD_WRITE);
+      expect(rights & (Rights.FD_SEEK | Rights.FD_TELL)).toBe(0n);
+      expect(u64At(g.memory, 80)).toBe(rights);
       expect(g.call('filestat', fd, 128)).toBe(0);
       expect(g.bytes()[128 + 16]).toBe(2);
       expect(g.call('seek', fd)).toBe(ESPIPE);
@@ -413,9 +417,10 @@ describe('WasiHost', () => {
     expect(g.call('write', 2)).toBe(0);
   });
 
-  it('poll_oneoff reports clock and stdio events without sleeping', async () => {
-    // Proves: a relative clock timeout fires at once (no real sleep, no clock read); ready stdio events pre-empt pending clocks; abstime deadlines use Nondeterminism.
+  it('poll_oneoff waits for clocks through wait(timeoutNs) and reports clock and stdio events', async () => {
+    // Proves: with nothing ready, a relative clock reads the clock through Nondeterminism and waits the time left through wait(timeoutNs) (a replayer answers without sleeping), then fires; ready stdio events pre-empt pending clocks without waiting; abstime deadlines use Nondeterminism.
     const { nd, calls } = fakeNd(() => 5_000n);
+    const waits: (bigint | null)[] = [];
     const g = await load(
       `
 (module
@@ -424,7 +429,14 @@ describe('WasiHost', () => {
   (func (export "poll") (param i32 i32 i32 i32) (result i32)
     (call $poll (local.get 0) (local.get 1) (local.get 2) (local.get 3))))
 `,
-      { nondeterminism: nd, stdin: new Uint8Array([9, 9]) },
+      {
+        nondeterminism: nd,
+        stdin: new Uint8Array([9, 9]),
+        wait: (t) => {
+          waits.push(t);
+          return false;
+        },
+      },
     );
     const dv = new DataView(g.memory.buffer);
     const IN = 1024;
@@ -455,14 +467,14 @@ describe('WasiHost', () => {
       };
     };
 
-    // a one-hour relative sleep returns immediately with its clock event
+    // a one-hour relative sleep: one clock reading, one wait for the hour, then its clock event
     clockSub(0, 42n, 3_600_000_000_000n, false);
-    const t0 = Date.now();
     expect(g.call('poll', IN, OUT, 1, 8)).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(1000);
     expect(u32At(g.memory, 8)).toBe(1);
     expect(event(0)).toEqual({ userdata: 42n, error: 0, type: 0, nbytes: 0n });
-    expect(calls).toEqual([]);
+    expect(calls).toEqual(['clock:1']);
+    expect(waits).toEqual([3_600_000_000_000n]);
+    calls.length = 0;
 
     // stdin readable + a pending timeout: only the fd event is reported
     clockSub(0, 1n, 1_000_000n, false);
@@ -470,6 +482,7 @@ describe('WasiHost', () => {
     expect(g.call('poll', IN, OUT, 2, 8)).toBe(0);
     expect(u32At(g.memory, 8)).toBe(1);
     expect(event(0)).toEqual({ userdata: 2n, error: 0, type: 1, nbytes: 2n });
+    expect(waits.length).toBe(1);
 
     // an absolute deadline already passed fires alongside a ready stdout; a bad fd reports EBADF
     clockSub(0, 3n, 4_000n, true);
@@ -488,16 +501,15 @@ describe('WasiHost', () => {
     expect(g.call('poll', PAGE - 40, OUT, 1, 8)).toBe(EFAULT);
   });
 
-  it('provided lists exactly the import names, and nothing else is importable', async () => {
-    // Proves: WasiHost.provided equals the keys of imports, and a module importing an unprovided call fails to link.
+  it('provided lists exactly the import names: all 46 of preview1, and nothing else is importable', async () => {
+    // Proves: WasiHost.provided equals the keys of imports and holds every preview1 function, and a module importing a name preview1 does not define fails to link.
     const host = new WasiHost({ args: [], env: {}, stdout: () => {}, stderr: () => {} });
     expect(new Set(Object.keys(host.imports))).toEqual(WasiHost.provided);
-    expect(WasiHost.provided.has('fd_write')).toBe(true);
-    expect(WasiHost.provided.has('sock_accept')).toBe(true);
-    expect(WasiHost.provided.has('path_symlink')).toBe(false);
+    expect(WasiHost.provided.size).toBe(46);
+    for (const name of ['fd_write', 'sock_accept', 'path_symlink', 'proc_raise', 'fd_renumber', 'fd_allocate']) expect(WasiHost.provided.has(name)).toBe(true);
     const bin = compile(`
 (module
-  (import "wasi_snapshot_preview1" "path_symlink" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_frobnicate" (func (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1))
 `);
     await expect(WebAssembly.instantiate(bin, { [WASI_MODULE]: host.imports })).rejects.toThrow(WebAssembly.LinkError);

@@ -1,0 +1,123 @@
+/**
+ * Socket calls (`sock_*`) on the VM's virtual NIC: the listening socket and
+ * the connections accepted from it. fd_read/fd_write on a socket come here too.
+ * A blocking call waits through `WasiCtx.waitForInput` (an interrupt may bring
+ * data; a guest nothing will wake ends idle). Sockets carry SOCK_RIGHTS, the
+ * listening socket LISTEN_RIGHTS (see fdtable.ts).
+ */
+import { Errno, FDFLAGS_ALL, FDFLAGS_NONBLOCK, RIFLAGS_RECV_PEEK, Rights, SDFLAGS_RD, SDFLAGS_WR } from '../abi.ts';
+import type { WasiCtx } from '../ctx.ts';
+import { SOCK_RIGHTS } from '../fdtable.ts';
+import { gather, iovecsTotal, readIovecs, u32, type Guest, type Iovec } from '../memory.ts';
+import { MAX_MESSAGE_BYTES } from '../../nic.ts';
+
+type HostFn = (...args: any[]) => number | void;
+
+function sockAccept(ctx: WasiCtx, fd: number, flags: number, fdPtr: number): number {
+  const f = ctx.fds.get(fd);
+  if (!f) return Errno.BADF;
+  if (f.kind !== 'listen') return Errno.NOTSOCK;
+  if ((f.base & Rights.SOCK_ACCEPT) === 0n) return Errno.NOTCAPABLE;
+  if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return Errno.INVAL;
+  if (!ctx.guest().ok(fdPtr, 4)) return Errno.FAULT;
+  while (ctx.nic.queued === 0) {
+    if (f.flags & FDFLAGS_NONBLOCK) return Errno.AGAIN;
+    ctx.waitForInput();
+    if (ctx.fds.get(fd) !== f) return Errno.BADF; // an interrupt handler closed it
+  }
+  // Only now: an interrupt handler may have opened descriptors while this call waited.
+  const next = ctx.fds.alloc();
+  if (next < 0) return -next;
+  const sock = ctx.nic.accept()!;
+  ctx.fds.set(next, { kind: 'sock', sock, flags: flags & FDFLAGS_ALL, base: SOCK_RIGHTS, inheriting: 0n });
+  const g = ctx.guest();
+  if (!g.ok(fdPtr, 4)) return Errno.FAULT;
+  g.dv.setUint32(fdPtr, next, true);
+  return Errno.SUCCESS;
+}
+
+/** Reads a socket's stream into iovecs; blocks unless the socket is non-blocking. Writes ro_flags when flagsPtr is given. */
+export function sockRead(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number, riFlags: number, nreadPtr: number, flagsPtr: number | null): number {
+  const f = ctx.fds.get(fd);
+  if (!f) return Errno.BADF;
+  if (f.kind === 'listen') return Errno.NOTCONN;
+  if (f.kind !== 'sock') return Errno.NOTSOCK;
+  if ((f.base & Rights.FD_READ) === 0n) return Errno.NOTCAPABLE;
+  const check = (g: Guest): Iovec[] | undefined =>
+    g.ok(nreadPtr, 4) && (flagsPtr === null || g.ok(flagsPtr, 2)) ? readIovecs(g, iovs, iovsLen) : undefined;
+  if (!check(ctx.guest())) return Errno.FAULT;
+  const s = f.sock;
+  while (ctx.nic.readable(s) === 0 && !s.peerClosed && !s.recvClosed) {
+    if (f.flags & FDFLAGS_NONBLOCK) return Errno.AGAIN;
+    ctx.waitForInput();
+    if (ctx.fds.get(fd) !== f) return Errno.BADF; // an interrupt handler closed it
+  }
+  // An interrupt handler may have grown memory: check again.
+  const g = ctx.guest();
+  const list = check(g);
+  if (!list) return Errno.FAULT;
+  let n = 0;
+  // RECV_PEEK reads from a copy, so the stream keeps its bytes.
+  const from = riFlags & RIFLAGS_RECV_PEEK ? { ...s, chunks: [...s.chunks] } : s;
+  for (const v of list) {
+    const bytes = ctx.nic.read(from, v.len);
+    g.u8.set(bytes, v.ptr);
+    n += bytes.length;
+    if (bytes.length < v.len) break;
+  }
+  g.dv.setUint32(nreadPtr, n, true);
+  if (flagsPtr !== null) g.dv.setUint16(flagsPtr, 0, true);
+  return Errno.SUCCESS;
+}
+
+/** Sends the gathered bytes on a socket, in messages of at most MAX_MESSAGE_BYTES. */
+export function sockSend(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number, datalenPtr: number): number {
+  const f = ctx.fds.get(fd);
+  if (!f) return Errno.BADF;
+  if (f.kind === 'listen') return Errno.NOTCONN;
+  if (f.kind !== 'sock') return Errno.NOTSOCK;
+  if ((f.base & Rights.FD_WRITE) === 0n) return Errno.NOTCAPABLE;
+  const g = ctx.guest();
+  const list = readIovecs(g, iovs, iovsLen);
+  if (!list || !g.ok(datalenPtr, 4)) return Errno.FAULT;
+  if (f.sock.sendClosed) return Errno.PIPE;
+  const total = iovecsTotal(list);
+  if (total < 0) return -total;
+  const bytes = gather(g, list, total);
+  for (let off = 0; off < total; off += MAX_MESSAGE_BYTES) {
+    ctx.nic.emit(f.sock.conn, bytes.slice(off, off + MAX_MESSAGE_BYTES));
+  }
+  g.dv.setUint32(datalenPtr, total, true);
+  return Errno.SUCCESS;
+}
+
+function sockShutdown(ctx: WasiCtx, fd: number, how: number): number {
+  const f = ctx.fds.get(fd);
+  if (!f) return Errno.BADF;
+  if (f.kind === 'listen') return Errno.NOTCONN;
+  if (f.kind !== 'sock') return Errno.NOTSOCK;
+  if ((f.base & Rights.SOCK_SHUTDOWN) === 0n) return Errno.NOTCAPABLE;
+  if (how === 0 || (how & ~(SDFLAGS_RD | SDFLAGS_WR)) !== 0) return Errno.INVAL;
+  const s = f.sock;
+  if (how & SDFLAGS_RD) {
+    s.recvClosed = true;
+    s.chunks.length = 0;
+    s.head = 0;
+  }
+  if (how & SDFLAGS_WR && !s.sendClosed) {
+    s.sendClosed = true;
+    ctx.nic.emit(s.conn, new Uint8Array(0), true);
+  }
+  return Errno.SUCCESS;
+}
+
+/** The `sock_*` imports. */
+export function socketCalls(ctx: WasiCtx): Record<string, HostFn> {
+  return {
+    sock_accept: (fd: number, flags: number, fdPtr: number) => sockAccept(ctx, u32(fd), u32(flags), u32(fdPtr)),
+    sock_recv: (fd: number, iovs: number, n: number, ri: number, datalen: number, flags: number) =>
+      sockRead(ctx, u32(fd), u32(iovs), u32(n), u32(ri), u32(datalen), u32(flags)),
+    sock_send: (fd: number, iovs: number, n: number, _si: number, datalen: number) => sockSend(ctx, u32(fd), u32(iovs), u32(n), u32(datalen)),
+    sock_shutdown: (fd: number, how: number) => sockShutdown(ctx, u32(fd), u32(how)),
+  };
+}

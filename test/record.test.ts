@@ -152,7 +152,7 @@ it('a recording made in a worker thread replays identically on the main thread',
   const replay = replayGuest(bytes, readLog(log), { onStdout: (b) => out.push(b), cacheDir: null });
   expect(Buffer.concat(out)).toEqual(Buffer.from(result.stdout));
   expect(replay).toMatchObject({ count: result.count, digest: result.digest, outcome: result.outcome });
-}, 60_000);
+}, 180_000);
 
 it('large stdin and large writes span several entries and replay exactly, at every size around a chunk', async () => {
   const { CHUNK_BYTES } = await import('../host/runtime/record.ts');

@@ -11,7 +11,7 @@
 // a replay from the log gives the same files (to `--out`) without any host
 // directory. Nothing here loads binaryen.
 
-import { existsSync, fstatSync, mkdirSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleepNs } from '../runtime/events.ts';
 import type { Preopen, RunResult } from '../runtime/instance.ts';
@@ -136,18 +136,19 @@ export function exitStatus(r: Pick<RunResult, 'outcome' | 'exitCode' | 'trap'>):
 
 interface HostNode {
   path: string;
-  dir: boolean;
+  kind: 'dir' | 'file' | 'symlink';
 }
 
-/** Every directory and file of an in-memory tree, parents before children. */
+/** Every directory, file and symbolic link of an in-memory tree, parents before children. */
 function treeOf(fs: VirtualFs): HostNode[] {
   const out: HostNode[] = [];
   const walk = (dir: string): void => {
     for (const name of fs.list(dir) ?? []) {
       const path = dir ? `${dir}/${name}` : name;
-      if (fs.readFile(path)) out.push({ path, dir: false });
+      if (fs.readFile(path)) out.push({ path, kind: 'file' });
+      else if (fs.readLink(path) !== undefined) out.push({ path, kind: 'symlink' });
       else if (fs.list(path)) {
-        out.push({ path, dir: true });
+        out.push({ path, kind: 'dir' });
         walk(path);
       }
     }
@@ -164,24 +165,47 @@ function safe(path: string): string {
   return path;
 }
 
-/** Writes a tree's directories and files under `root` (created); returns how many files were written. */
+/** Whether something (a dangling symlink included) is at `path`. */
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes a tree's directories, files and symbolic links (as links, their
+ * targets as the guest wrote them) under `root` (created); `only` picks the
+ * files to write. Returns how many files and links were written.
+ */
 function writeTree(fs: VirtualFs, root: string, only?: (path: string, bytes: Uint8Array) => boolean): number {
   mkdirSync(root, { recursive: true });
-  let files = 0;
+  let written = 0;
   for (const n of treeOf(fs)) {
     const to = join(root, safe(n.path));
-    if (n.dir) {
-      if (existsSync(to) && !statSync(to).isDirectory()) rmSync(to, { force: true });
+    const isDir = present(to) && lstatSync(to).isDirectory();
+    if (n.kind === 'dir') {
+      if (present(to) && !isDir) rmSync(to, { force: true });
       mkdirSync(to, { recursive: true });
+      continue;
+    }
+    if (n.kind === 'symlink') {
+      const target = fs.readLink(n.path)!;
+      if (present(to) && !isDir && lstatSync(to).isSymbolicLink() && readlinkSync(to) === target) continue;
+      if (present(to)) rmSync(to, { recursive: true, force: true });
+      symlinkSync(target, to);
+      written++;
       continue;
     }
     const bytes = fs.readFile(n.path)!;
     if (only && !only(n.path, bytes)) continue;
-    if (existsSync(to) && statSync(to).isDirectory()) rmSync(to, { recursive: true, force: true });
+    if (present(to) && (isDir || lstatSync(to).isSymbolicLink())) rmSync(to, { recursive: true, force: true });
     writeFileSync(to, bytes);
-    files++;
+    written++;
   }
-  return files;
+  return written;
 }
 
 /**
@@ -200,15 +224,14 @@ export function writeBack(specs: readonly DirSpec[], initial: readonly Preopen[]
       const was = before.readFile(path);
       return !was || Buffer.compare(was, bytes) !== 0;
     });
-    const now = new Set(treeOf(after).map((n) => `${n.dir ? 'd' : 'f'}:${n.path}`));
+    // What the guest left, by path: a node it replaced by another kind was rewritten above.
+    const now = new Set(treeOf(after).map((n) => n.path));
     let removed = 0;
     // Deepest first, so a removed directory's contents go before it.
     for (const n of treeOf(before).reverse()) {
-      if (now.has(`${n.dir ? 'd' : 'f'}:${n.path}`)) continue;
+      if (now.has(n.path)) continue;
       const at = join(s.host, safe(n.path));
-      if (!existsSync(at)) continue;
-      // Only if the guest's new tree does not hold the other kind of node there.
-      if (now.has(`${n.dir ? 'f' : 'd'}:${n.path}`)) continue;
+      if (!present(at)) continue;
       rmSync(at, { recursive: true, force: true });
       removed++;
     }

@@ -180,21 +180,13 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-// The WasiOptions fields of the WASI host's next version (stdin streaming, preopens, timed waits).
-type WasiOptionsNext = WasiOptions & {
-  stdinRead?: (maxBytes: number) => Uint8Array;
-  preopens?: Preopen[];
-  listen?: boolean;
-  wait?: (timeoutNs?: bigint | null) => boolean;
-};
-
 /** Runs a compiled guest (see guest.ts's compileGuest) to its end on the current thread. */
 export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): RunResult {
   // The optimizer drops ftvm imports a module never needs; the exported fuel global always stays.
   const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
-  const wasiOptions: WasiOptionsNext = {
+  const wasiOptions: WasiOptions = {
     args: opts.args ?? ['guest'],
     env: opts.env ?? {},
     stdin: opts.stdin,
@@ -210,12 +202,11 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       opts.onStderr?.(b);
     },
     nondeterminism: opts.nondeterminism,
-    fs: opts.fs ?? opts.preopens?.[0]?.fs,
+    fs: opts.fs,
     nic: opts.nic,
-    wait: (timeoutNs?: bigint | null) => {
-      if (ctx && opts.wait) return opts.wait(ctx, 'wait', timeoutNs ?? null);
-      if (timeoutNs === undefined || timeoutNs === null) return false;
-      sleepNs(timeoutNs);
+    wait: (timeoutNs: bigint | null) => {
+      if (ctx && opts.wait) return opts.wait(ctx, 'wait', timeoutNs);
+      if (timeoutNs !== null) sleepNs(timeoutNs);
       return false;
     },
   };

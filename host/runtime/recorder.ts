@@ -25,7 +25,7 @@ import type { MeterOptions } from '../meter/cache.ts';
 import type { EntryKind, EntryPayloads, LogEntry, StdinMode } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
 import { runModule, type GuestContext, type Preopen, type RunResult } from './instance.ts';
-import { liveNondeterminism, VirtualFs, type Nondeterminism } from './wasi.ts';
+import { liveNondeterminism, VirtualFs, type Nondeterminism, type VfsDir, type VfsNode } from './wasi.ts';
 import { LiveTimer, sleepNs, type Interrupt, type InterruptSource, type Place } from './events.ts';
 import { VirtualNic, type NicMessage } from './nic.ts';
 import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from './replay-core.ts';
@@ -123,7 +123,7 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
   const trees = given.map((p) => fsTree(p.fs));
   trees.forEach((tree, preopen) => {
     for (const node of tree) {
-      const head = { path: node.path, dir: node.dir, preopen, mtimeNs: node.mtimeNs };
+      const head = { path: node.path, dir: node.dir, preopen, mtimeNs: node.mtimeNs, ...(node.symlink ? { symlink: true } : {}) };
       if (node.dir) log.append('file', 0n, { ...head, bytes: new Uint8Array(0) });
       else for (const bytes of chunksOf(node.bytes)) log.append('file', 0n, { ...head, bytes });
     }
@@ -235,49 +235,68 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
 }
 
 interface TreeNode {
+  /** '/'-separated from the preopen's root; '' is the root itself */
   path: string;
   dir: boolean;
+  /** a file's contents, or a symbolic link's target (UTF-8) */
   bytes: Uint8Array;
+  /** a symbolic link */
+  symlink: boolean;
   /** modification time, ns since the epoch */
   mtimeNs: bigint;
 }
 
-/** Every directory and file under the root, depth first in name order. */
+/** The root, then every directory, file and symbolic link under it, depth first in name order. */
 function fsTree(fs: VirtualFs): TreeNode[] {
-  const out: TreeNode[] = [];
-  const walk = (dir: string): void => {
-    for (const name of fs.list(dir) ?? []) {
-      const path = dir ? `${dir}/${name}` : name;
-      const bytes = fs.readFile(path);
-      if (bytes) out.push({ path, dir: false, bytes, mtimeNs: mtimeOf(fs, path) });
-      else if (fs.list(path)) {
-        out.push({ path, dir: true, bytes: new Uint8Array(0), mtimeNs: mtimeOf(fs, path) });
-        walk(path);
+  const out: TreeNode[] = [{ path: '', dir: true, bytes: new Uint8Array(0), symlink: false, mtimeNs: fs.root.mtimNs }];
+  const walk = (dir: VfsDir, at: string): void => {
+    for (const name of [...dir.entries.keys()].sort(byName)) {
+      const node = dir.entries.get(name)!.node;
+      const path = at ? `${at}/${name}` : name;
+      if (node.kind === 'dir') {
+        out.push({ path, dir: true, bytes: new Uint8Array(0), symlink: false, mtimeNs: node.mtimNs });
+        walk(node, path);
+      } else if (node.kind === 'file') {
+        out.push({ path, dir: false, bytes: node.data.slice(0, node.size), symlink: false, mtimeNs: node.mtimNs });
+      } else {
+        out.push({ path, dir: false, bytes: new TextEncoder().encode(node.target), symlink: true, mtimeNs: node.mtimNs });
       }
     }
   };
-  walk('');
+  walk(fs.root, '');
   return out;
 }
 
+/** The tree a `fsTree` describes, with the same names, contents and times (atim, mtim and ctim all the logged mtime). */
 function fsFromTree(tree: readonly TreeNode[]): VirtualFs {
   const fs = new VirtualFs();
   for (const n of tree) {
     if (n.dir) fs.mkdirp(n.path);
+    else if (n.symlink) fs.symlink(new TextDecoder().decode(n.bytes), n.path);
     else fs.writeFile(n.path, n.bytes);
   }
-  // Directories last: creating their entries would not change a logged time, but keep it simple and exact.
-  for (const n of tree) setMtime(fs, n.path, n.mtimeNs);
+  // Times last: linking entries into a directory must not move what was logged.
+  for (const n of tree) {
+    const node = nodeAt(fs, n.path);
+    if (node) node.atimNs = node.mtimNs = node.ctimNs = n.mtimeNs;
+  }
   return fs;
 }
 
-/** A node's modification time in ns (0 where the filesystem keeps none). */
-function mtimeOf(_fs: VirtualFs, _path: string): bigint {
-  return 0n;
+/** The node at a '/'-separated path, without following symbolic links. */
+function nodeAt(fs: VirtualFs, path: string): VfsNode | undefined {
+  let cur: VfsNode = fs.root;
+  for (const part of path.split('/').filter((p) => p !== '')) {
+    if (cur.kind !== 'dir') return undefined;
+    const next = cur.entries.get(part);
+    if (!next) return undefined;
+    cur = next.node;
+  }
+  return cur;
 }
 
-/** Sets a node's modification (and access, change) time in ns. */
-function setMtime(_fs: VirtualFs, _path: string, _ns: bigint): void {}
+/** Name order as the filesystem lists names (UTF-16 code units). */
+const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export interface ReplayOptions {
   /** stop at the first check point at or past this count */
@@ -367,10 +386,12 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
     const bytes = dir
       ? take('file', 0n).payload.bytes
       : takeChunks('file', 0n, (e) => {
-          if (e.payload.path !== path || e.payload.dir || (e.payload.preopen ?? 0) !== preopen) throw new DivergenceError(e, `the rest of ${path}`, e.payload.path);
+          if (e.payload.path !== path || e.payload.dir || (e.payload.preopen ?? 0) !== preopen || e.payload.symlink !== first.payload.symlink) {
+            throw new DivergenceError(e, `the rest of ${path}`, e.payload.path);
+          }
           return e.payload.bytes;
         });
-    trees[preopen]!.push({ path, dir, bytes, mtimeNs: first.payload.mtimeNs ?? 0n });
+    trees[preopen]!.push({ path, dir, bytes, symlink: first.payload.symlink === true, mtimeNs: first.payload.mtimeNs ?? 0n });
   }
   const preopens: Preopen[] = names.map((name, i) => ({ name, fs: fsFromTree(trees[i]!) }));
   const stdinBytes = stdinMode === 'whole' ? takeChunks('input', 0n, onFd(0)) : undefined;

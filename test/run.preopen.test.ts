@@ -5,7 +5,7 @@
 // the guest ended, and a replay, which needs no host directory (the files
 // are in the log with their preopen and mtime), writes the same files to
 // `--out`. Bad --dir values give clear errors with stable codes.
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readLog, type LogEntry } from '../host/log/format.ts';
 import { ftvm, scratch } from './ftvm-cli.ts';
@@ -53,6 +53,7 @@ describe('--dir', () => {
 
   it('ftvm record logs the files with their preopen and mtime; ftvm replay needs no host directory and writes the same files to --out', async () => {
     const { input, output } = dirs('rec');
+    symlinkSync('in.txt', `${input}/link.txt`);
     const log = `${tmp.dir}/copy.log`;
     const rec = await ftvm(['record', copy, '--log', log, '--dir', `${input}::/in`, '--dir', `${output}::/out`, '--dir-writeback', '--out', `${tmp.dir}/rec-out`]);
     expect(rec.code).toBe(0);
@@ -65,12 +66,17 @@ describe('--dir', () => {
     expect(inTxt.payload.preopen).toBe(0);
     expect(inTxt.payload.mtimeNs).toBe(statSync(`${input}/in.txt`, { bigint: true }).mtimeNs);
     expect(files.find((e) => e.payload.path === 'old.txt')!.payload.preopen).toBe(1);
+    // each preopen's root comes first, with the host directory's mtime; a symlink is logged as one
+    expect(files.find((e) => e.payload.path === '' && e.payload.preopen === 0)!.payload.mtimeNs).toBe(statSync(input, { bigint: true }).mtimeNs);
+    const link = files.find((e) => e.payload.path === 'link.txt')!;
+    expect([link.payload.symlink, Buffer.from(link.payload.bytes).toString()]).toEqual([true, 'in.txt']);
     // replay with the host directories changed: they are not read
     writeFileSync(`${input}/in.txt`, 'something else\n');
     const rep = await ftvm(['replay', copy, '--log', log, '--out', `${tmp.dir}/rep-out`]);
     expect(rep.code).toBe(0);
     expect(readFileSync(`${tmp.dir}/rep-out/1/out.txt`, 'utf8')).toBe('forty-two\ndone\n');
     expect(readFileSync(`${tmp.dir}/rep-out/0/in.txt`, 'utf8')).toBe('forty-two\n');
+    expect(readlinkSync(`${tmp.dir}/rep-out/0/link.txt`)).toBe('in.txt');
     expect(existsSync(`${tmp.dir}/rep-out/1/old.txt`)).toBe(false);
     expect(readFileSync(`${tmp.dir}/rec-out/1/out.txt`, 'utf8')).toBe('forty-two\ndone\n');
   }, 120_000);

@@ -2,13 +2,14 @@
  * Path resolution inside a preopen, the capability boundary of preview1.
  *
  * A path is resolved component by component from a directory descriptor,
- * keeping the chain of directories from the descriptor's preopen root to the
+ * keeping the chain of directories from the descriptor's directory to the
  * current one:
  *  - an absolute path is refused (ENOTCAPABLE), as is an empty one (ENOENT);
- *  - `..` steps up that chain and may climb to the preopen's root, never
- *    above it (ENOTCAPABLE). (wasmtime's cap-std stops at the descriptor
- *    itself; here a descriptor of a subdirectory may climb to its preopen's
- *    root, as a path relative to it on Linux would.)
+ *  - `..` steps up that chain and may climb back to the directory of the
+ *    descriptor the path is resolved from, never above it (ENOTCAPABLE),
+ *    even when that directory is a subdirectory of its preopen: a descriptor
+ *    is a capability for its own subtree only. This is wasmtime's rule
+ *    (cap-std); Linux would let `..` climb to the root.
  *  - a symbolic link met in an intermediate component is always followed, the
  *    last component only when the caller asks (LOOKUPFLAGS_SYMLINK_FOLLOW) or
  *    when the path ends in '/'. Its target is resolved relative to the
@@ -36,7 +37,7 @@ export interface Resolved {
   node: VfsNode | undefined;
   /** the path (or the last link target followed) ended in '/' */
   slash: boolean;
-  /** the preopen root the path was resolved under */
+  /** the preopen's root */
   root: VfsDir;
 }
 
@@ -54,16 +55,6 @@ export function readPath(g: Guest, ptr: number, len: number): string | number {
   return s;
 }
 
-/** The chain of directories from the preopen root down to `d`, or null if `d` was removed. */
-function chainTo(root: VfsDir, d: VfsDir): VfsDir[] | null {
-  if (!isLinked(d)) return null;
-  const chain: VfsDir[] = [];
-  for (let cur: VfsDir | null = d; cur; cur = cur.parent) {
-    chain.push(cur);
-    if (cur === root) return chain.reverse();
-  }
-  return null;
-}
 
 /**
  * Resolves `path` against a directory descriptor. `followLast`: follow a
@@ -76,8 +67,9 @@ export function resolve(dirFd: DirFd, path: string, followLast: boolean, slashFo
   const root = dirFd.fs.root;
   if (path.length === 0) return Errno.NOENT;
   if (path.startsWith('/')) return Errno.NOTCAPABLE;
-  const chain = chainTo(root, dirFd.node);
-  if (!chain) return Errno.NOENT;
+  // a directory fd whose directory was removed resolves nothing
+  if (!isLinked(dirFd.node)) return Errno.NOENT;
+  const chain: VfsDir[] = [dirFd.node];
   let slash = path.endsWith('/');
   // Components still to walk, in reverse order (the next one last).
   const todo = path.split('/').filter((p) => p !== '').reverse();

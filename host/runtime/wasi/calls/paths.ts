@@ -10,8 +10,9 @@
  *    even with a trailing '/' (which then gives ENOTDIR, as on Linux).
  *  - path_link refuses directories (EPERM) and an existing target (EEXIST);
  *    rename and link across two different filesystems give EXDEV.
- *  - path_symlink stores the target text as given; whether it stays inside
- *    the preopen is decided each time it is followed (resolve.ts).
+ *  - path_symlink refuses an absolute target (ENOTCAPABLE, as wasmtime) and
+ *    otherwise stores the target text as given; whether it stays inside the
+ *    descriptor's subtree is decided each time it is followed (resolve.ts).
  *  - path_readlink copies as much of the target as fits and reports that
  *    count (truncating, as readlink(2) and wasmtime do).
  *  - Timestamps: a new inode gets atim = mtim = ctim = now; a directory whose
@@ -274,6 +275,8 @@ function pathSymlink(ctx: WasiCtx, oldPath: number, oldLen: number, fd: number, 
   const target = readPath(g, oldPath, oldLen);
   if (isErrno(target)) return target;
   if (Buffer.byteLength(target) > MAX_SYMLINK_BYTES) return Errno.NAMETOOLONG;
+  // An absolute target could never be followed inside a preopen: refused at creation, as wasmtime does.
+  if (target.startsWith('/')) return Errno.NOTCAPABLE;
   const l = lookup(ctx, g, fd, Rights.PATH_SYMLINK, newPath, newLen, 'never');
   if (isErrno(l)) return l;
   const { dir, r } = l;

@@ -2,15 +2,68 @@
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX, type MeterOptions } from '../meter/index.ts';
-import { runGuest, type RunResult } from '../runtime/guest.ts';
-import { resolveGuest } from '../runtime/samples.ts';
-import { DivergenceError, recordGuest, replayGuest } from '../runtime/record.ts';
-import { LogWriter } from '../log/writer.ts';
-import { VirtualFs } from '../runtime/wasi.ts';
-import { readLog } from '../log/format.ts';
-import { LiveTimer, MergedSources, ScriptedMessages } from '../runtime/events.ts';
-import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../meter/abi.ts';
+import type { MeterOptions } from '../meter/cache.ts';
+import type { RunResult } from '../runtime/guest.ts';
+import type { NicMessage } from '../runtime/nic.ts';
+
+// The runtime is imported by main() for the commands that run a guest
+// (loadRuntime), so that `ftvm --help` and the commands that do not run one
+// start in about the time Node itself takes. The metering pass is loaded
+// later still, only for a guest that is not in the cache (runtime/guest.ts).
+let runGuest: typeof import('../runtime/guest.ts').runGuest;
+let loadMeteringPass: typeof import('../runtime/guest.ts').loadMeteringPass;
+let resolveGuest: typeof import('../runtime/samples.ts').resolveGuest;
+let DivergenceError: typeof import('../runtime/record.ts').DivergenceError;
+let recordGuest: typeof import('../runtime/record.ts').recordGuest;
+let replayGuest: typeof import('../runtime/record.ts').replayGuest;
+let LogWriter: typeof import('../log/writer.ts').LogWriter;
+let VirtualFs: typeof import('../runtime/wasi.ts').VirtualFs;
+let readLog: typeof import('../log/format.ts').readLog;
+let LiveTimer: typeof import('../runtime/events.ts').LiveTimer;
+let MergedSources: typeof import('../runtime/events.ts').MergedSources;
+let ScriptedMessages: typeof import('../runtime/events.ts').ScriptedMessages;
+let MAX_MESSAGE_BYTES: typeof import('../runtime/nic.ts').MAX_MESSAGE_BYTES;
+
+/** Imports what the commands that run a guest use (tens of milliseconds; the metering pass is not among it). */
+async function loadRuntime(): Promise<void> {
+  const [guest, samples, record, writer, wasi, format, events, nic] = await Promise.all([
+    import('../runtime/guest.ts'),
+    import('../runtime/samples.ts'),
+    import('../runtime/record.ts'),
+    import('../log/writer.ts'),
+    import('../runtime/wasi.ts'),
+    import('../log/format.ts'),
+    import('../runtime/events.ts'),
+    import('../runtime/nic.ts'),
+  ]);
+  ({ runGuest, loadMeteringPass } = guest);
+  ({ resolveGuest } = samples);
+  ({ DivergenceError, recordGuest, replayGuest } = record);
+  ({ LogWriter } = writer);
+  ({ VirtualFs } = wasi);
+  ({ readLog } = format);
+  ({ LiveTimer, MergedSources, ScriptedMessages } = events);
+  ({ MAX_MESSAGE_BYTES } = nic);
+}
+
+/**
+ * Runs a command that may compile its guest synchronously. When the guest is
+ * not in the cache and the pass is not loaded (FTVM_ERR_PASS_NOT_LOADED,
+ * raised while compiling, before the guest runs or reads any input), the pass
+ * is loaded and the command run again from its start. A command that compiles
+ * through compileGuestAsync never needs the second attempt.
+ */
+async function withMeteringPass(cmd: () => number | Promise<number>): Promise<number> {
+  await loadRuntime();
+  try {
+    return await cmd();
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'FTVM_ERR_PASS_NOT_LOADED') throw err;
+    await loadMeteringPass();
+    return await cmd();
+  }
+}
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 
@@ -18,7 +71,7 @@ usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm record <guest.wasm | sample> --log FILE [--stdin FILE] [--digest-every N] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH]
-  ftvm bench meter|replay|ft [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
   ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
@@ -84,7 +137,14 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup [options]
+
+startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
+\`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
+starts) and \`ftvm run fib -- 20\` (cached), side by side with \`node -e 0\`
+in interleaved rounds: wall and CPU time, peak memory, ratios to node.
+--baseline DIR also runs another checkout's entry (DIR/host/cli/ftvm.mjs).
+Options: --json, --runs N (default 7), --warmup N (default 1).
 
 replay: record and replay time of every compute guest relative to its plain
 metered run, log bytes per host call and per second (medians, interleaved runs).
@@ -132,11 +192,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'run':
-        return cmdRun(rest);
+        return await withMeteringPass(() => cmdRun(rest));
       case 'record':
-        return cmdRecord(rest);
+        return await withMeteringPass(() => cmdRecord(rest));
       case 'replay':
-        return cmdReplay(rest);
+        return await withMeteringPass(() => cmdReplay(rest));
       case 'bench':
         return await cmdBench(rest);
       case 'demo': {
@@ -146,6 +206,8 @@ export async function main(argv: string[]): Promise<number> {
         }
         const say = (l: string): void => void process.stdout.write(`${l}\n`);
         if (rest[0] === 'meter') {
+          await loadRuntime();
+          await loadMeteringPass();
           const { demo } = await import('./demo.ts');
           return demo(say);
         }
@@ -396,8 +458,8 @@ async function cmdBench(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return what === undefined ? 2 : 0;
   }
-  if (what !== 'meter' && what !== 'replay' && what !== 'ft') {
-    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft)\n`);
+  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup') {
+    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)\n`);
     return 2;
   }
   const { values } = parseArgs({
@@ -410,11 +472,27 @@ async function cmdBench(argv: string[]): Promise<number> {
       quick: { type: 'boolean' },
       trials: { type: 'string' },
       seconds: { type: 'string' },
+      baseline: { type: 'string' },
+      api: { type: 'string' },
+      token: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (what === 'startup') {
+    const { benchStartup, formatStartupReport } = await import('../bench/startup.ts');
+    const report = await benchStartup({
+      runs: values.runs ? positiveInt('--runs', values.runs) : undefined,
+      warmup: values.warmup ? positiveInt('--warmup', values.warmup) : undefined,
+      baseline: values.baseline,
+      api: values.api,
+      token: values.token,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
     return 0;
   }
   if (what === 'ft') {
@@ -429,6 +507,9 @@ async function cmdBench(argv: string[]): Promise<number> {
     return 0;
   }
   if (what === 'replay') {
+    // It compiles guests synchronously (runtime/guest.ts).
+    await loadRuntime();
+    await loadMeteringPass();
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
     const report = benchReplay({
       runs: values.runs ? positiveInt('--runs', values.runs) : 5,

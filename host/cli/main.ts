@@ -11,40 +11,44 @@ import type { NicMessage } from '../runtime/nic.ts';
 // (loadRuntime), so that `ftvm --help` and the commands that do not run one
 // start in about the time Node itself takes. The metering pass is loaded
 // later still, only for a guest that is not in the cache (runtime/guest.ts).
+// A name used by a command's body is declared here and assigned in loadRuntime.
 let runGuest: typeof import('../runtime/guest.ts').runGuest;
 let loadMeteringPass: typeof import('../runtime/guest.ts').loadMeteringPass;
 let resolveGuest: typeof import('../runtime/samples.ts').resolveGuest;
-let DivergenceError: typeof import('../runtime/record.ts').DivergenceError;
-let recordGuest: typeof import('../runtime/record.ts').recordGuest;
-let replayGuest: typeof import('../runtime/record.ts').replayGuest;
-let LogWriter: typeof import('../log/writer.ts').LogWriter;
 let VirtualFs: typeof import('../runtime/wasi.ts').VirtualFs;
-let readLog: typeof import('../log/format.ts').readLog;
 let LiveTimer: typeof import('../runtime/events.ts').LiveTimer;
 let MergedSources: typeof import('../runtime/events.ts').MergedSources;
 let ScriptedMessages: typeof import('../runtime/events.ts').ScriptedMessages;
 let MAX_MESSAGE_BYTES: typeof import('../runtime/nic.ts').MAX_MESSAGE_BYTES;
+// Only for record and replay (the log and its encoding: another ~20 ms of CPU).
+let DivergenceError: typeof import('../runtime/record.ts').DivergenceError;
+let recordGuest: typeof import('../runtime/record.ts').recordGuest;
+let replayGuest: typeof import('../runtime/record.ts').replayGuest;
+let LogWriter: typeof import('../log/writer.ts').LogWriter;
+let readLog: typeof import('../log/format.ts').readLog;
 
-/** Imports what the commands that run a guest use (tens of milliseconds; the metering pass is not among it). */
-async function loadRuntime(): Promise<void> {
-  const [guest, samples, record, writer, wasi, format, events, nic] = await Promise.all([
+/**
+ * Imports what the commands that run a guest use (tens of milliseconds; the
+ * metering pass is not among it), and with `log` what record and replay add.
+ */
+async function loadRuntime(log: boolean): Promise<void> {
+  const [guest, samples, wasi, events, nic] = await Promise.all([
     import('../runtime/guest.ts'),
     import('../runtime/samples.ts'),
-    import('../runtime/record.ts'),
-    import('../log/writer.ts'),
     import('../runtime/wasi.ts'),
-    import('../log/format.ts'),
     import('../runtime/events.ts'),
     import('../runtime/nic.ts'),
   ]);
   ({ runGuest, loadMeteringPass } = guest);
   ({ resolveGuest } = samples);
-  ({ DivergenceError, recordGuest, replayGuest } = record);
-  ({ LogWriter } = writer);
   ({ VirtualFs } = wasi);
-  ({ readLog } = format);
   ({ LiveTimer, MergedSources, ScriptedMessages } = events);
   ({ MAX_MESSAGE_BYTES } = nic);
+  if (!log) return;
+  const [record, writer, format] = await Promise.all([import('../runtime/record.ts'), import('../log/writer.ts'), import('../log/format.ts')]);
+  ({ DivergenceError, recordGuest, replayGuest } = record);
+  ({ LogWriter } = writer);
+  ({ readLog } = format);
 }
 
 /**
@@ -54,8 +58,8 @@ async function loadRuntime(): Promise<void> {
  * is loaded and the command run again from its start. A command that compiles
  * through compileGuestAsync never needs the second attempt.
  */
-async function withMeteringPass(cmd: () => number | Promise<number>): Promise<number> {
-  await loadRuntime();
+async function withMeteringPass(log: boolean, cmd: () => number | Promise<number>): Promise<number> {
+  await loadRuntime(log);
   try {
     return await cmd();
   } catch (err) {
@@ -192,11 +196,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'run':
-        return await withMeteringPass(() => cmdRun(rest));
+        return await withMeteringPass(false, () => cmdRun(rest));
       case 'record':
-        return await withMeteringPass(() => cmdRecord(rest));
+        return await withMeteringPass(true, () => cmdRecord(rest));
       case 'replay':
-        return await withMeteringPass(() => cmdReplay(rest));
+        return await withMeteringPass(true, () => cmdReplay(rest));
       case 'bench':
         return await cmdBench(rest);
       case 'demo': {
@@ -206,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
         }
         const say = (l: string): void => void process.stdout.write(`${l}\n`);
         if (rest[0] === 'meter') {
-          await loadRuntime();
+          await loadRuntime(true);
           await loadMeteringPass();
           const { demo } = await import('./demo.ts');
           return demo(say);
@@ -508,7 +512,7 @@ async function cmdBench(argv: string[]): Promise<number> {
   }
   if (what === 'replay') {
     // It compiles guests synchronously (runtime/guest.ts).
-    await loadRuntime();
+    await loadRuntime(true);
     await loadMeteringPass();
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
     const report = benchReplay({

@@ -32,6 +32,7 @@ const PROBE = `data:text/javascript,${encodeURIComponent(
     `process.on('exit',()=>{const u=process.cpuUsage();appendFileSync(f,JSON.stringify({cpu_ms:(u.user+u.system)/1000,rss_kb:process.resourceUsage().maxRSS})+'\\n')})}`,
 )}`;
 
+/** What benchStartup measures and how many times; every field is optional. */
 export interface StartupOptions {
   /** measured rounds (default 7) */
   runs?: number;
@@ -64,6 +65,7 @@ export interface StartupRow {
   exit_codes: number[];
 }
 
+/** The benchmark's result, printed as JSON by `ftvm bench startup --json` (times in ms, memory in MB). */
 export interface StartupReport {
   runs: number;
   warmup: number;

@@ -210,8 +210,8 @@ export async function main(argv: string[]): Promise<number> {
         }
         const say = (l: string): void => void process.stdout.write(`${l}\n`);
         if (rest[0] === 'meter') {
-          await loadRuntime(true);
-          await loadMeteringPass();
+          // demo.ts compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
+          await (await import('../runtime/guest.ts')).loadMeteringPass();
           const { demo } = await import('./demo.ts');
           return demo(say);
         }
@@ -511,9 +511,8 @@ async function cmdBench(argv: string[]): Promise<number> {
     return 0;
   }
   if (what === 'replay') {
-    // It compiles guests synchronously (runtime/guest.ts).
-    await loadRuntime(true);
-    await loadMeteringPass();
+    // It compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
+    await (await import('../runtime/guest.ts')).loadMeteringPass();
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
     const report = benchReplay({
       runs: values.runs ? positiveInt('--runs', values.runs) : 5,

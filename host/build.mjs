@@ -35,7 +35,7 @@
 // written after everything else, so an interrupted build is never current.
 
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root: this file is host/build.mjs (or its copy, dist/build.mjs). */
@@ -66,19 +66,20 @@ const MAX_SOURCE_FILES = 10_000;
 export function sourceFiles(dir = SOURCE_DIR) {
   /** @type {Map<string, number[]>} */
   const out = new Map();
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
+  // `rel` is the folder's path under `dir` with "/" (names are joined by hand: path.relative per file costs more than the stat).
+  const walk = (abs, rel) => {
+    for (const e of readdirSync(abs, { withFileTypes: true })) {
       if (e.name.startsWith('.') || e.name.startsWith('#') || e.name.endsWith('~')) continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
+      const p = `${abs}${sep}${e.name}`;
+      if (e.isDirectory()) walk(p, `${rel}${e.name}/`);
       else if (e.isFile()) {
         if (out.size >= MAX_SOURCE_FILES) throw new Error(`more than ${MAX_SOURCE_FILES} files under ${dir}`);
         const s = statSync(p);
-        out.set(relative(dir, p).split(sep).join('/'), [s.size, s.mtimeMs, s.ctimeMs, s.ino]);
+        out.set(`${rel}${e.name}`, [s.size, s.mtimeMs, s.ctimeMs, s.ino]);
       }
     }
   };
-  walk(dir);
+  walk(dir, '');
   return out;
 }
 

@@ -1,7 +1,7 @@
 # ftvm: the two commands a new user needs are `make demo` and `make test`.
 # Every target installs what it needs by itself.
 
-.PHONY: all setup etcd chromium guests test typecheck bench demo clean
+.PHONY: all setup build etcd chromium guests test typecheck bench demo clean
 .DELETE_ON_ERROR:
 
 NPM_STAMP := node_modules/.ftvm-installed
@@ -10,11 +10,17 @@ FTVM := node host/cli/ftvm.mjs
 all: test
 
 # Node.js >= 20 comes with the machine; npm packages come from the lock file.
-setup: $(NPM_STAMP)
+setup: $(NPM_STAMP) build
 $(NPM_STAMP): package.json package-lock.json
 	@node -e 'const [a]=process.versions.node.split(".").map(Number); if (a < 20) { console.error("ftvm needs Node.js >= 20, found " + process.version); process.exit(1) }'
 	npm ci --no-audit --no-fund
 	@touch $@
+
+# The host's TypeScript built into JavaScript (dist/), so the command line
+# starts without transpiling. A no-op when dist/ is current; `ftvm` also
+# rebuilds it by itself when a source changed (host/build.mjs says how).
+build: $(NPM_STAMP)
+	node host/build.mjs
 
 # The arbiter tests run a real etcd server (Debian's etcd-server, 3.4); each
 # test starts its own on free ports, so no system service is needed.
@@ -51,4 +57,4 @@ demo: setup
 	$(FTVM) demo
 
 clean:
-	rm -rf .cache
+	rm -rf .cache dist

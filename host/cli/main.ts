@@ -15,7 +15,7 @@ usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]
-  ftvm bench meter|replay|ft [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
   ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
@@ -121,7 +121,14 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup [options]
+
+startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
+\`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
+starts) and \`ftvm run fib -- 20\` (cached), side by side with \`node -e 0\`
+in interleaved rounds: wall and CPU time, peak memory, ratios to node.
+--baseline DIR also runs another checkout's entry (DIR/host/cli/ftvm.mjs).
+Options: --json, --runs N (default 7), --warmup N (default 1).
 
 replay: record and replay time of every compute guest relative to its plain
 metered run, log bytes per host call and per second (medians, interleaved runs).
@@ -183,6 +190,7 @@ export async function main(argv: string[]): Promise<number> {
         }
         const say = (l: string): void => void process.stdout.write(`${l}\n`);
         if (rest[0] === 'meter') {
+          // demo.ts compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
           const { demo } = await import('./demo.ts');
           return demo(say);
         }
@@ -482,8 +490,8 @@ async function cmdBench(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return what === undefined ? 2 : 0;
   }
-  if (what !== 'meter' && what !== 'replay' && what !== 'ft') {
-    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft)\n`);
+  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup') {
+    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)\n`);
     return 2;
   }
   const { values } = parseArgs({
@@ -496,11 +504,27 @@ async function cmdBench(argv: string[]): Promise<number> {
       quick: { type: 'boolean' },
       trials: { type: 'string' },
       seconds: { type: 'string' },
+      baseline: { type: 'string' },
+      api: { type: 'string' },
+      token: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (what === 'startup') {
+    const { benchStartup, formatStartupReport } = await import('../bench/startup.ts');
+    const report = await benchStartup({
+      runs: values.runs ? positiveInt('--runs', values.runs) : undefined,
+      warmup: values.warmup ? positiveInt('--warmup', values.warmup) : undefined,
+      baseline: values.baseline,
+      api: values.api,
+      token: values.token,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
     return 0;
   }
   if (what === 'ft') {
@@ -515,6 +539,7 @@ async function cmdBench(argv: string[]): Promise<number> {
     return 0;
   }
   if (what === 'replay') {
+    // It compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
     const report = benchReplay({
       runs: values.runs ? positiveInt('--runs', values.runs) : 5,

@@ -5,7 +5,7 @@
 // the imports, and through the C sample guest fsdemo (wasi-libc stdio).
 import { describe, it, expect } from 'vitest';
 import binaryen from 'binaryen';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WASI } from 'node:wasi';
@@ -596,6 +596,11 @@ describe('VirtualFs through WASI calls', () => {
       expect(ftext(fs, 'b.txt')).toBe('bee');
       expect(Array.from(fs.readFile('sub/a.bin')!)).toEqual([1, 2, 3]);
       expect(VirtualFs.fromHostDir(dir).snapshot()).toBe(fs.snapshot());
+      // each node keeps the host's mtime (ns) as its atim/mtim/ctim
+      utimesSync(join(dir, 'b.txt'), 1_000_000, 1_234_567);
+      const stamped = VirtualFs.fromHostDir(dir);
+      const g = new G(stamped);
+      expect(g.stat('b.txt').times).toEqual([1_234_567_000_000_000n, 1_234_567_000_000_000n, 1_234_567_000_000_000n]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -44,9 +44,10 @@ export const Errno = {
   XDEV: 75,
   NOTCAPABLE: 76,
 } as const;
+/** One of the errno values above. */
 export type ErrnoValue = (typeof Errno)[keyof typeof Errno];
 
-// ---- clockid (u32) ----
+// ---- clockid (u32): realtime, monotonic, process and thread CPU time ----
 export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
 export const CLOCK_PROCESS_CPUTIME = 2;
@@ -58,6 +59,7 @@ export function isKnownClock(id: number): boolean {
 }
 
 // ---- filetype (u8) ----
+/** preview1 `filetype` values (witx `$filetype`). */
 export const Filetype = {
   UNKNOWN: 0,
   BLOCK_DEVICE: 1,
@@ -187,4 +189,5 @@ export const SUBSCRIPTION = {
 /** `event` */
 export const EVENT = { SIZE: 32, userdata: 0, error: 8, type: 10, fd_readwrite_nbytes: 16, fd_readwrite_flags: 24 } as const;
 
+/** the largest u32, the ABI's `size` */
 export const U32_MAX = 0xffff_ffff;

@@ -164,7 +164,7 @@ export class WasiCtx {
     return this.block(timeoutNs);
   }
 
-  /** The index in `filesystems` of a VirtualFs. */
+  /** The index in `filesystems` of a VirtualFs (-1 if not preopened). */
   fsIndex(fs: VirtualFs): number {
     return this.filesystems.indexOf(fs);
   }

@@ -67,9 +67,13 @@ export type FdEntry = FdBase &
   );
 
 /** A descriptor of the filesystem. */
+/** A descriptor of the filesystem (a file or a directory). */
 export type FsFd = Extract<FdEntry, { kind: 'file' | 'dir' }>;
+/** A regular file's descriptor. */
 export type FileFd = Extract<FdEntry, { kind: 'file' }>;
+/** A directory's descriptor (a preopen when `preopen` is its name). */
 export type DirFd = Extract<FdEntry, { kind: 'dir' }>;
+/** true for a file or directory descriptor */
 export const isFs = (f: FdEntry): f is FsFd => f.kind === 'file' || f.kind === 'dir';
 
 /** The open descriptors of one WASI host. */
@@ -82,21 +86,27 @@ export class FdTable {
     this.firstFree = firstFree;
   }
 
+  /** The entry of `fd`, or undefined when it is not open. */
   get(fd: number): FdEntry | undefined {
     return this.map.get(fd);
   }
+  /** true when `fd` is open */
   has(fd: number): boolean {
     return this.map.has(fd);
   }
+  /** Opens (or replaces) `fd`; callers get numbers from `alloc`, which keeps the MAX_FDS bound. */
   set(fd: number, f: FdEntry): void {
     this.map.set(fd, f);
   }
+  /** Closes `fd` (nothing if not open). */
   delete(fd: number): void {
     this.map.delete(fd);
   }
+  /** Closes every descriptor. */
   clear(): void {
     this.map.clear();
   }
+  /** the number of open descriptors */
   get size(): number {
     return this.map.size;
   }

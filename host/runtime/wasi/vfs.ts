@@ -211,9 +211,9 @@ export class VirtualFs {
     return { kind: 'symlink', ino: this.nextIno++, nlink: 0, target, atimNs: nowNs, mtimNs: nowNs, ctimNs: nowNs };
   }
 
-  /** true when one more inode may be created */
-  canCreate(): boolean {
-    return this.inodes < this.maxInodes;
+  /** true when one more inode may be created and, given `dir`, one more entry added to it */
+  canCreate(dir?: VfsDir): boolean {
+    return this.inodes < this.maxInodes && (!dir || dir.entries.size < MAX_DIR_ENTRIES);
   }
 
   private count(): void {

@@ -44,7 +44,7 @@ import {
   WHENCE_SET,
 } from '../abi.ts';
 import type { WasiCtx } from '../ctx.ts';
-import { isFs, type FdEntry, type FileFd, type FsFd } from '../fdtable.ts';
+import { isFs, type FdEntry, type FileFd } from '../fdtable.ts';
 import { gather, iovecsTotal, isErrno, readIovecs, u32, type Guest } from '../memory.ts';
 import { resizeFile, type VfsNode } from '../vfs.ts';
 import { sockRead, sockSend } from './sockets.ts';
@@ -487,4 +487,3 @@ export function fileCalls(ctx: WasiCtx): Record<string, HostFn> {
   };
 }
 
-export type { FsFd };

@@ -37,7 +37,7 @@ import type { WasiCtx } from '../ctx.ts';
 import { DIR_RIGHTS, FILE_RIGHTS, type DirFd } from '../fdtable.ts';
 import { isErrno, u32, type Guest } from '../memory.ts';
 import { readPath, resolve, type Resolved } from '../resolve.ts';
-import { MAX_SYMLINK_BYTES, resizeFile, type VfsDir } from '../vfs.ts';
+import { MAX_DIR_ENTRIES, MAX_SYMLINK_BYTES, resizeFile, type VfsDir } from '../vfs.ts';
 import { setTimes, writeFilestat } from './files.ts';
 
 type HostFn = (...args: any[]) => number | void;
@@ -110,8 +110,8 @@ function pathOpen(
     if ((oflags & OFLAGS_CREAT) === 0) return Errno.NOENT;
     if ((oflags & OFLAGS_DIRECTORY) !== 0) return Errno.INVAL;
     if (r.slash) return Errno.ISDIR;
-    if (!dir.fs.canCreate()) return Errno.NOSPC;
     const parent = r.parent!;
+    if (!dir.fs.canCreate(parent)) return Errno.NOSPC;
     const now = ctx.nowNs();
     node = dir.fs.newFile(now);
     dir.fs.link(parent, r.name, node);
@@ -161,7 +161,7 @@ function pathCreateDirectory(ctx: WasiCtx, fd: number, path: number, pathLen: nu
   if (isErrno(l)) return l;
   const { dir, r } = l;
   if (r.node || !r.parent) return Errno.EXIST;
-  if (!dir.fs.canCreate()) return Errno.NOSPC;
+  if (!dir.fs.canCreate(r.parent)) return Errno.NOSPC;
   const d = dir.fs.newDir(r.parent, ctx.nowNs());
   dir.fs.link(r.parent, r.name, d);
   dirChanged(ctx, r.parent);
@@ -219,6 +219,7 @@ function pathRename(ctx: WasiCtx, fd: number, oldPath: number, oldLen: number, n
     if (node.kind !== 'dir' && target.kind === 'dir') return Errno.ISDIR;
     if (target.kind === 'dir' && target.entries.size > 0) return Errno.NOTEMPTY;
   }
+  if (!target && to.parent !== from.parent && to.parent.entries.size >= MAX_DIR_ENTRIES) return Errno.NOSPC;
   const now = ctx.nowNs();
   if (target) {
     fs.unlink(to.parent, to.name);
@@ -248,6 +249,7 @@ function pathLink(ctx: WasiCtx, oldFd: number, oldFlags: number, oldPath: number
   if (b.r.node || !b.r.parent) return Errno.EXIST;
   if (b.r.slash) return Errno.NOENT;
   if (a.dir.fs !== b.dir.fs) return Errno.XDEV;
+  if (b.r.parent.entries.size >= MAX_DIR_ENTRIES) return Errno.NOSPC;
   b.dir.fs.link(b.r.parent, b.r.name, node);
   node.ctimNs = ctx.nowNs();
   dirChanged(ctx, b.r.parent);
@@ -282,7 +284,7 @@ function pathSymlink(ctx: WasiCtx, oldPath: number, oldLen: number, fd: number, 
   const { dir, r } = l;
   if (r.node || !r.parent) return r.node && r.node.kind !== 'dir' && r.slash ? Errno.NOTDIR : Errno.EXIST;
   if (r.slash) return Errno.NOENT;
-  if (!dir.fs.canCreate()) return Errno.NOSPC;
+  if (!dir.fs.canCreate(r.parent)) return Errno.NOSPC;
   const now = ctx.nowNs();
   dir.fs.link(r.parent, r.name, dir.fs.newSymlink(target, now));
   dirChanged(ctx, r.parent);

@@ -13,10 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cmdConformance,
+  findTests,
   formatConformanceTable,
   judge,
   judgeReplay,
   runChild,
+  runConformance,
   type ChildResult,
   type ConformanceReport,
   type TestSpec,
@@ -155,6 +157,29 @@ describe('ftvm conformance on a tiny suite', () => {
     expect(r.stdout).toMatch(/^wat\/args-env\s+pass\s+pass$/m);
     expect(r.stdout).toMatch(/^passed\s+1\/1\s+1\/1$/m);
     expect(r.stdout).not.toMatch(/hello|node:wasi/);
+  }, 900_000);
+});
+
+describe('ftvm conformance stopped', () => {
+  it('starts no more tests once stopped (as on Ctrl-C) and reports only the ways that ended', async () => {
+    const tests = findTests([testDir]);
+    const stop = new AbortController();
+    const lines: string[] = [];
+    // Two ways run at once; stopping when the first ends must kill the other's child and start nothing more.
+    const report = await runConformance(tests, [testDir], {
+      jobs: 2,
+      timeout_s: 600,
+      noNode: false,
+      progress: (l) => {
+        lines.push(l);
+        stop.abort();
+      },
+      stop: stop.signal,
+    });
+    expect(lines).toHaveLength(1);
+    expect(report.tests).toHaveLength(5);
+    const verdicts = report.tests.flatMap((t) => [t.run, t.record_replay, t.node].filter(Boolean));
+    expect(verdicts).toHaveLength(1);
   }, 900_000);
 });
 

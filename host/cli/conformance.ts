@@ -92,7 +92,8 @@ options:
   -h, --help      this text
 
 exit code: 0 when every test passes under both ftvm ways, 1 otherwise, 2 on
-bad usage (a DIR that does not exist, no tests found, a malformed NAME.json).
+bad usage (a DIR that does not exist, no tests found, a malformed NAME.json),
+130 when stopped by SIGINT or SIGTERM (children killed, scratch copies removed).
 `;
 
 /** A usage error of `ftvm conformance`: exit code 2 with the message. Codes: FTVM_ERR_NOT_FOUND (a DIR), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON), FTVM_ERR_BAD_REQUEST (flags). */
@@ -296,13 +297,13 @@ export interface ChildResult {
 
 /**
  * Runs `node ARGS` with a closed stdin pipe, collecting bounded output, killed
- * (SIGKILL) after timeoutMs. Never rejects: a failure to start is a result
- * with code null and the error on stderr.
+ * (SIGKILL) after timeoutMs or when `stop` aborts. Never rejects: a failure to
+ * start is a result with code null and the error on stderr.
  */
-export function runChild(args: string[], timeoutMs: number, cwd: string): Promise<ChildResult> {
+export function runChild(args: string[], timeoutMs: number, cwd: string, stop?: AbortSignal): Promise<ChildResult> {
   const started = performance.now();
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd, stdio: ['pipe', 'pipe', 'pipe'], signal: stop, killSignal: 'SIGKILL' });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
@@ -468,23 +469,23 @@ function ftvmGuestFlags(spec: TestSpec, preopens: [string, string][]): { flags: 
 }
 
 /** Runs one test one way in its own scratch directory (removed afterwards). */
-async function runWay(test: ConformanceTest, way: WayName, timeoutMs: number, scratchRoot: string, id: number): Promise<WayVerdict> {
+async function runWay(test: ConformanceTest, way: WayName, timeoutMs: number, scratchRoot: string, id: number, stop?: AbortSignal): Promise<WayVerdict> {
   const scratch = mkdtempSync(join(scratchRoot, `${id}-${way}-`));
   try {
     const preopens = freshPreopens(test.spec, scratch);
     if (way === 'node') {
       const spec = { wasm: test.wasm, args: test.spec.args, env: test.spec.env, preopens: Object.fromEntries(preopens) };
-      return judge(test.spec, await runChild(['--no-warnings', NODE_RUNNER, JSON.stringify(spec)], timeoutMs, scratch), 'node');
+      return judge(test.spec, await runChild(['--no-warnings', NODE_RUNNER, JSON.stringify(spec)], timeoutMs, scratch, stop), 'node');
     }
     const { flags, guestArgs } = ftvmGuestFlags(test.spec, preopens);
-    if (way === 'run') return judge(test.spec, await runChild([FTVM_CLI, 'run', test.wasm, ...flags, ...guestArgs], timeoutMs, scratch), 'ftvm');
+    if (way === 'run') return judge(test.spec, await runChild([FTVM_CLI, 'run', test.wasm, ...flags, ...guestArgs], timeoutMs, scratch, stop), 'ftvm');
     const log = join(scratch, 'guest.ftlog');
-    const record = await runChild([FTVM_CLI, 'record', test.wasm, '--log', log, ...flags, ...guestArgs], timeoutMs, scratch);
+    const record = await runChild([FTVM_CLI, 'record', test.wasm, '--log', log, ...flags, ...guestArgs], timeoutMs, scratch, stop);
     const recorded = judge(test.spec, record, 'ftvm');
     const recordDetail = recorded.detail ? `record: ${recorded.detail}` : '';
     // Without a log there is nothing to replay; a recording that did not meet the spec is still replayed, to tell a divergence too.
     if (recorded.reason === 'timeout' || recorded.reason === 'crash' || !existsSync(log)) return { ...recorded, detail: recordDetail };
-    const replay = await runChild([FTVM_CLI, 'replay', test.wasm, '--log', log], timeoutMs, scratch);
+    const replay = await runChild([FTVM_CLI, 'replay', test.wasm, '--log', log], timeoutMs, scratch, stop);
     const replayed = judgeReplay(record, replay);
     const duration_ms = recorded.duration_ms + replayed.duration_ms;
     if (!recorded.pass) return { ...recorded, detail: replayed.pass ? recordDetail : `${recordDetail}; ${replayed.detail}`, duration_ms };
@@ -507,6 +508,8 @@ export interface ConformanceOptions {
   noNode: boolean;
   /** One line per finished test way, for progress. */
   progress?: (line: string) => void;
+  /** Aborting it kills the running children and starts no more; the report then holds only the ways that ended. */
+  stop?: AbortSignal;
 }
 
 /**
@@ -524,9 +527,10 @@ export async function runConformance(tests: ConformanceTest[], dirs: string[], o
   let done = 0;
   try {
     const worker = async (): Promise<void> => {
-      while (next < tasks.length) {
+      while (next < tasks.length && !opts.stop?.aborted) {
         const { i, way } = tasks[next++]!;
-        const v = await runWay(tests[i]!, way, opts.timeout_s * 1000, scratchRoot, i);
+        const v = await runWay(tests[i]!, way, opts.timeout_s * 1000, scratchRoot, i, opts.stop);
+        if (opts.stop?.aborted) break;
         rows[i]![way] = v;
         done++;
         opts.progress?.(`[${done}/${tasks.length}] ${tests[i]!.name} ${WAY_TITLES[way]}: ${v.pass ? 'pass' : `${v.reason}${v.detail ? ` (${v.detail})` : ''}`} ${(v.duration_ms / 1000).toFixed(1)} s`);
@@ -632,7 +636,20 @@ export async function cmdConformance(argv: string[], io: ConformanceIo = process
       if (!tests.length) throw new ConformanceUsageError('FTVM_ERR_NO_TESTS', `no test name contains "${values.filter}"`);
     }
     io.stderr(`ftvm conformance: ${tests.length} tests, ${jobs} at a time, ${timeout_s} s bound per command\n`);
-    const report = await runConformance(tests, positionals, { jobs, timeout_s, noNode: values['no-node'] ?? false, progress: (l) => io.stderr(`${l}\n`) });
+    // Ctrl-C or a kill: end the children and remove the scratch copies rather than leave them behind.
+    const stop = new AbortController();
+    const onSignal = (): void => stop.abort();
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    let report: ConformanceReport;
+    try {
+      report = await runConformance(tests, positionals, { jobs, timeout_s, noNode: values['no-node'] ?? false, progress: (l) => io.stderr(`${l}\n`), stop: stop.signal });
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    }
+    if (stop.signal.aborted) {
+      io.stderr('ftvm conformance: stopped by a signal; no report\n');
+      return 130;
+    }
     io.stdout(values.json ? `${JSON.stringify(report)}\n` : `${formatConformanceTable(report)}\n`);
     return report.summary.run === report.summary.total && report.summary.record_replay === report.summary.total ? 0 : 1;
   } catch (err) {

@@ -16,6 +16,7 @@ usage:
   ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]
   ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm conformance DIR... [--json] [--filter SUBSTR] [--no-node] [--jobs N]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
   ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
@@ -183,6 +184,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdReplay(rest);
       case 'bench':
         return await cmdBench(rest);
+      case 'conformance': {
+        const { cmdConformance } = await import('./conformance.ts');
+        return await cmdConformance(rest);
+      }
       case 'demo': {
         if (rest.includes('--help') || rest.includes('-h')) {
           process.stdout.write(DEMO_HELP);

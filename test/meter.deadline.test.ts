@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { runGuest } from '../host/runtime/guest.ts';
 import { runGuestInWorker } from '../host/runtime/worker.ts';
-import { sampleBytes, samples, watBytes } from './helpers.ts';
+import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
 
 const sample = (name: string) => samples().find((g) => g.name === name)!;
 
@@ -88,6 +88,68 @@ describe('the call-depth limit', () => {
     expect(runGuest(bytes, { args, meter: { depthLimit: 1000 } }).outcome).toBe('trap');
     expect(runGuest(bytes, { args }).outcome).toBe('exit');
   });
+});
+
+/**
+ * A recursion $r(n) that calls, once, at its bottom, a leaf holding 2000 live
+ * v128 values (32 KB of frame in V8's baseline tier); exits with (n + leaf) & 255.
+ */
+function leafRecursion(depth: number): Uint8Array {
+  const n = 2000;
+  let locals = '';
+  let init = '';
+  let sum = '(v128.const i32x4 0 0 0 0)';
+  for (let i = 0; i < n; i++) {
+    locals += `(local $v${i} v128)`;
+    init += `(local.set $v${i} (i32x4.splat (i32.add (local.get 0) (i32.const ${i}))))`;
+    sum = `(i32x4.add ${sum} (local.get $v${i}))`;
+  }
+  return watText(`(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func $leaf (param i32) (result i32) ${locals} ${init} (i32x4.extract_lane 0 ${sum}))
+    (func $r (param i32) (result i32)
+      (if (result i32) (i32.eqz (local.get 0))
+        (then (call $leaf (local.get 0)))
+        (else (i32.add (call $r (i32.sub (local.get 0) (i32.const 1))) (i32.const 1)))))
+    (func (export "_start") (call $exit (i32.and (call $r (i32.const ${depth})) (i32.const 255)))))`);
+}
+
+describe('the depth limit decides, never the native stack, with the frames that actually run', () => {
+  it('a recursion that calls a large leaf once finishes on every thread as on the bare engine, at depth 100 and 3000', async () => {
+    // The leaf is not inlined into the recursion (its frame would then be paid
+    // at every level), and its frame is checked for once, on top: so the
+    // default budget lets this run as deep as the engine itself does.
+    for (const depth of [100, 3000]) {
+      const bytes = leafRecursion(depth);
+      const bare = runGuest(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>));
+      expect(bare.outcome).toBe('exit');
+      const main = runGuest(bytes, { meter: { cacheDir: null } });
+      expect(main).toMatchObject({ outcome: 'exit', exitCode: bare.exitCode });
+      for (const stackSizeMb of [4, 16]) {
+        const w = await runGuestInWorker(bytes, { stackSizeMb, meter: { cacheDir: null } });
+        expect(w).toMatchObject({ outcome: 'exit', exitCode: bare.exitCode, count: main.count });
+      }
+    }
+  }, 300_000);
+
+  it('far deeper, it traps at the depth limit at the same count on the main thread and in 4 and 16 MiB workers', async () => {
+    const bytes = leafRecursion(300_000);
+    const main = runGuest(bytes, { meter: { cacheDir: null } });
+    expect(main).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded' });
+    for (const stackSizeMb of [4, 16]) {
+      const w = await runGuestInWorker(bytes, { stackSizeMb, meter: { cacheDir: null } });
+      expect(w).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: main.count });
+    }
+  }, 300_000);
+
+  it('the leaf frame counts where it sits: a budget too small for the leaf alone traps before calling it', () => {
+    // 2000 v128 locals are 4000 slots: a budget of 3000 cannot hold the leaf
+    // at depth 1, whatever the recursion's own frames weigh.
+    const bytes = leafRecursion(1);
+    expect(runGuest(bytes, { meter: { cacheDir: null, depthLimit: 3000 } })).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded' });
+    expect(runGuest(bytes, { meter: { cacheDir: null, depthLimit: 6000 } })).toMatchObject({ outcome: 'exit' });
+  }, 120_000);
 });
 
 describe('re-entrant calls from the host', () => {

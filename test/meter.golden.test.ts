@@ -4,9 +4,7 @@
 // A change to the metering pass that moves any count fails here.
 import { describe, expect, it } from 'vitest';
 import { runGuest, type RunOptions } from '../host/runtime/guest.ts';
-import { readFileSync } from 'node:fs';
-import binaryen from 'binaryen';
-import { instrumentModule, WRAPPER_WEIGHT } from '../host/meter/index.ts';
+import { meterWithReport, WRAPPER_WEIGHT } from '../host/meter/index.ts';
 import { watBytes } from './helpers.ts';
 
 function run(name: string, opts: RunOptions = {}) {
@@ -105,19 +103,22 @@ describe('golden counts', () => {
   });
 
   it('the depth limit traps at the count its frame weights give, every time', () => {
-    // _start is entered through its wrapper (WRAPPER_WEIGHT), then each $r adds
-    // its weight; the k-th $r fails when the total passes the budget. $r #k is
-    // entered at count 2 + 4(k-1): i32.const + call, then get, const, add, call per level.
+    // _start is entered through its wrapper (WRAPPER_WEIGHT plus the weights
+    // the optimized wrapper and body add), then each $r adds its weight; the
+    // k-th $r fails when the total passes the budget. $r #k is entered at
+    // count 2 + 4(k-1): i32.const + call, then get, const, add, call per level.
+    // The weights are those of the optimized code (weighFrames).
     const limit = 1000;
-    const m = binaryen.parseText(readFileSync(new URL('../wasm-src/wat/recurse_forever.wat', import.meta.url), 'utf8'));
-    const { weights } = instrumentModule(m, { strategy: 'ftvm', depthLimit: limit, memoryLimitPages: 16, canonicalizeNaNs: false });
-    m.dispose();
-    // binaryen names the exported function by its index ("0") and $r "r"
-    const wStart = weights.get('0')!;
-    const wR = weights.get('r')!;
+    const bytes = watBytes('recurse_forever');
+    const { weights, sites } = meterWithReport(bytes, { depthLimit: limit });
+    // binaryen names functions by index: $r is "0", its metered body "ftvm$m$0"
+    const wR = weights.get('ftvm$m$0')!;
     expect(wR).toBeGreaterThan(0);
+    expect(sites.get('ftvm$m$0')).toBe(1);
+    let entry = WRAPPER_WEIGHT;
+    for (const [name, w] of weights) if (name !== 'ftvm$m$0') entry += w * sites.get(name)!;
     let k = 1;
-    while (WRAPPER_WEIGHT + wStart + k * wR <= limit) k++;
+    while (entry + k * wR <= limit) k++;
     const expected = BigInt(2 + 4 * (k - 1));
     for (let i = 0; i < 3; i++) {
       const r = run('recurse_forever', { meter: { cacheDir: null, depthLimit: limit } });

@@ -8,11 +8,16 @@
 // canonicalization. Runs are interleaved round-robin after warm-up so that
 // drift on a shared machine hits every variant alike; medians are reported.
 
-import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { compileModule, EXPORT_START, meter, type MeterOptions } from '../meter/index.ts';
-import { WASI_MODULE, WasiExit, WasiHost } from '../runtime/wasi.ts';
+import { VirtualFs, WASI_MODULE, WasiExit, WasiHost } from '../runtime/wasi.ts';
+import { codeSectionBytes, PASS_MODULES, REAL_GUESTS, realGuestBytes, realGuestPath } from './real-guests.ts';
 import { MeterHost } from '../runtime/meter-host.ts';
 import { loadManifest, guestPath } from '../runtime/samples.ts';
 
@@ -51,12 +56,15 @@ interface Timed {
   ms: number;
   stdout: string;
   count: bigint | null;
+  /** sha256 of the file the guest wrote, when asked for one */
+  file: string | null;
 }
 
 /** One run of a compiled variant: instantiate, run _start, return wall time of _start only. */
-function runOnce(module: WebAssembly.Module, args: string[]): Timed {
+function runOnce(module: WebAssembly.Module, args: string[], outputFile: string | null = null): Timed {
   const out: Uint8Array[] = [];
-  const wasi = new WasiHost({ args, env: {}, stdout: (b) => out.push(b), stderr: () => {} });
+  const fs = new VirtualFs();
+  const wasi = new WasiHost({ args, env: {}, stdout: (b) => out.push(b), stderr: () => {}, fs });
   const mh = new MeterHost();
   // wasm-metering's counter: a host call per basic block is its design, and its cost.
   let gas = 0;
@@ -86,7 +94,13 @@ function runOnce(module: WebAssembly.Module, args: string[]): Timed {
   }
   const ms = performance.now() - t0;
   if (code !== 0) throw new Error(`guest exited with ${code}`);
-  return { ms, stdout: Buffer.concat(out).toString(), count: metered ? mh.count : null };
+  let file: string | null = null;
+  if (outputFile) {
+    const bytes = fs.readFile(outputFile);
+    if (!bytes) throw new Error(`the guest did not write ${outputFile}`);
+    file = createHash('sha256').update(bytes).digest('hex');
+  }
+  return { ms, stdout: Buffer.concat(out).toString(), count: metered ? mh.count : null, file };
 }
 
 function median(xs: number[]): number {
@@ -105,7 +119,43 @@ export interface BenchMeterOptions {
   guests?: string[];
   /** use each guest's small test workload instead of the bench workload (for smoke tests) */
   quick?: boolean;
+  /** also run the real modules (REAL_GUESTS) and measure the pass on PASS_MODULES (default true) */
+  real?: boolean;
   log?: (line: string) => void;
+}
+
+/** A real module run unmetered and metered by ftvm (the other variants are for the small guests). */
+export interface RealRow {
+  name: string;
+  module_mb: number;
+  code_mb: number;
+  count: string;
+  unmetered_ms: number;
+  metered_ms: number;
+  ratio: number;
+}
+
+/** The metering pass itself on one module, and whole `ftvm run`s against node:wasi. */
+export interface PassRow {
+  name: string;
+  module_mb: number;
+  /** code section size, MB (10^6 bytes) */
+  code_mb: number;
+  /** wall time of one metering with no cache, in a fresh process, seconds */
+  pass_s: number;
+  /** CPU time of that metering, seconds */
+  pass_cpu_s: number;
+  /** pass_cpu_s per MB of code */
+  cpu_s_per_code_mb: number;
+  /** when each step began, ms from the start (parse, instrument, optimize, weigh, emit, done) */
+  steps_ms: Record<string, number>;
+  /** peak resident memory of that process, MB (the process holds about this much before metering) */
+  peak_rss_mb: number;
+  rss_before_mb: number;
+  /** medians of whole `ftvm run` commands (a fresh cache each, then the cached module), and of node:wasi's whole run; null where not run */
+  run_cold_s: number | null;
+  run_cached_s: number | null;
+  node_wasi_s: number | null;
 }
 
 export interface GuestRow {
@@ -142,6 +192,9 @@ export interface BenchMeterReport {
   asyncify_full_geomean_ratio: number;
   nan_geomean_ratio: number;
   ewasm_refused: string[];
+  /** real modules (empty when their packages are not installed, or with real: false) */
+  real: RealRow[];
+  pass: PassRow[];
 }
 
 export function benchMeter(opts: BenchMeterOptions): BenchMeterReport {
@@ -227,7 +280,143 @@ export function benchMeter(opts: BenchMeterOptions): BenchMeterReport {
     asyncify_full_geomean_ratio: gm((r) => r.asyncify_full_ratio),
     nan_geomean_ratio: gm((r) => r.nan_ratio),
     ewasm_refused: refused,
+    real: opts.real === false ? [] : benchReal(opts, log),
+    pass: opts.real === false ? [] : benchPass(opts, log),
   };
+}
+
+const MB = 1e6;
+
+function benchReal(opts: BenchMeterOptions, log: (l: string) => void): RealRow[] {
+  const rows: RealRow[] = [];
+  for (const g of REAL_GUESTS) {
+    const bytes = realGuestBytes(g);
+    if (!bytes) {
+      log(`${g.name}: ${g.package} is not installed, skipped`);
+      continue;
+    }
+    log(`${g.name}: instrumenting`);
+    const unmetered = compileModule(plain(bytes));
+    const metered = compileModule(meter(bytes, { variant: 'ftvm' }).binary);
+    const times = { unmetered: [] as number[], metered: [] as number[] };
+    let reference: Timed | null = null;
+    let count = '';
+    for (let round = 0; round < opts.warmup + opts.runs; round++) {
+      for (const [k, m] of [['unmetered', unmetered], ['metered', metered]] as const) {
+        const t = runOnce(m, g.args, g.outputFile);
+        reference ??= t;
+        if (t.stdout !== reference.stdout || t.file !== reference.file) throw new Error(`${g.name}: ${k} run's output differs`);
+        if (t.count !== null) count = String(t.count);
+        if (round >= opts.warmup) times[k].push(t.ms);
+      }
+      log(`${g.name}: round ${round + 1}/${opts.warmup + opts.runs}`);
+    }
+    const u = median(times.unmetered);
+    const m = median(times.metered);
+    rows.push({
+      name: g.name,
+      module_mb: round3(bytes.length / MB),
+      code_mb: round3(codeSectionBytes(bytes) / MB),
+      count,
+      unmetered_ms: round3(u),
+      metered_ms: round3(m),
+      ratio: round3(m / u),
+    });
+  }
+  return rows;
+}
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+function timedSpawn(args: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
+  const s = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${args.join(' ')} exited with ${r.status}: ${r.stderr.toString().slice(-400)}`);
+  return s;
+}
+
+/** node:wasi running a module as a command with "/" preopened at `dir` (the peer's whole run). */
+const NODE_WASI = `
+import { readFileSync } from 'node:fs';
+import { WASI } from 'node:wasi';
+const [file, dir, ...args] = process.argv.slice(1);
+const wasi = new WASI({ version: 'preview1', args, env: {}, preopens: { '/': dir }, returnOnExit: true });
+const { instance } = await WebAssembly.instantiate(readFileSync(file), wasi.getImportObject());
+process.exitCode = wasi.start(instance);
+`;
+
+function benchPass(opts: BenchMeterOptions, log: (l: string) => void): PassRow[] {
+  const rows: PassRow[] = [];
+  const child = fileURLToPath(new URL('./pass-child.ts', import.meta.url));
+  for (const g of PASS_MODULES) {
+    const path = realGuestPath(g);
+    if (!path) {
+      log(`${g.name}: ${g.package} is not installed, skipped`);
+      continue;
+    }
+    const bytes = new Uint8Array(readFileSync(path));
+    log(`${g.name}: metering in a child process`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', child, path], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
+    if (r.status !== 0) throw new Error(`${g.name}: metering failed: ${r.stderr.slice(-400)}`);
+    const p = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      pass_s: number;
+      cpu_s: number;
+      steps_ms: Record<string, number>;
+      peak_rss_mb: number;
+      rss_before_mb: number;
+    };
+    const code_mb = codeSectionBytes(bytes) / MB;
+    const row: PassRow = {
+      name: g.name,
+      module_mb: round3(bytes.length / MB),
+      code_mb: round3(code_mb),
+      pass_s: round3(p.pass_s),
+      pass_cpu_s: round3(p.cpu_s),
+      cpu_s_per_code_mb: round3(p.cpu_s / code_mb),
+      steps_ms: p.steps_ms,
+      peak_rss_mb: Math.round(p.peak_rss_mb),
+      rss_before_mb: Math.round(p.rss_before_mb),
+      run_cold_s: null,
+      run_cached_s: null,
+      node_wasi_s: null,
+    };
+    const real = REAL_GUESTS.find((x) => x.name === g.name);
+    if (real) {
+      // Whole commands, side by side: ftvm run with a fresh cache, ftvm run
+      // with the module cached, and node:wasi, interleaved.
+      const cold: number[] = [];
+      const cached: number[] = [];
+      const peer: number[] = [];
+      const cache = mkdtempSync(join(tmpdir(), 'ftvm-bench-cache-'));
+      const dir = mkdtempSync(join(tmpdir(), 'ftvm-bench-dir-'));
+      try {
+        const ftvm = ['host/cli/ftvm.mjs', 'run', path, '--fs', dir, '--', ...real.args.slice(1)];
+        const rounds = opts.quick ? 1 : Math.max(1, Math.min(opts.runs, 3));
+        for (let i = 0; i < rounds; i++) {
+          rmSync(cache, { recursive: true, force: true });
+          cold.push(timedSpawn(ftvm, { ...process.env, FTVM_CACHE_DIR: cache }));
+          cached.push(timedSpawn(ftvm, { ...process.env, FTVM_CACHE_DIR: cache }));
+          peer.push(timedSpawn(['--no-warnings', '--input-type=module', '-e', NODE_WASI, path, dir, ...real.args], process.env));
+          log(`${g.name}: whole runs ${i + 1}/${rounds}`);
+        }
+      } finally {
+        rmSync(cache, { recursive: true, force: true });
+        rmSync(dir, { recursive: true, force: true });
+      }
+      row.run_cold_s = round3(median(cold));
+      row.run_cached_s = round3(median(cached));
+      row.node_wasi_s = round3(median(peer));
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+function table(head: string[], lines: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const row = (cells: string[]): string => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
+  return [row(head), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...lines.map(row)].join('\n');
 }
 
 function round3(x: number): number {
@@ -270,6 +459,35 @@ export function formatMeterReport(r: BenchMeterReport): string {
       `ftvm is ${r.speedup_vs_classic.toFixed(2)}x cheaper than the classic per-block counter (geomean)`,
   );
   if (r.ewasm_refused.length) out.push(`wasm-metering refused: ${r.ewasm_refused.join(', ')}`);
+  if (r.real.length) {
+    out.push('', 'real modules (unmetered = the same binaryen pipeline without the counter):');
+    out.push(
+      table(
+        ['module', 'MB', 'code MB', 'count', 'unmetered ms', 'ftvm ms', 'ftvm x'],
+        r.real.map((g) => [g.name, fmt(g.module_mb, 1), fmt(g.code_mb, 2), g.count, fmt(g.unmetered_ms, 1), fmt(g.metered_ms, 1), fmt(g.ratio)]),
+      ),
+    );
+  }
+  if (r.pass.length) {
+    out.push('', 'the metering pass (one fresh process each; whole commands are medians, side by side):');
+    out.push(
+      table(
+        ['module', 'MB', 'code MB', 'pass s', 'pass CPU s', 'CPU s/MB code', 'peak RSS MB', 'ftvm run cold s', 'ftvm run cached s', 'node:wasi s'],
+        r.pass.map((p) => [
+          p.name,
+          fmt(p.module_mb, 1),
+          fmt(p.code_mb, 2),
+          fmt(p.pass_s, 1),
+          fmt(p.pass_cpu_s, 1),
+          fmt(p.cpu_s_per_code_mb, 2),
+          String(p.peak_rss_mb),
+          fmt(p.run_cold_s, 1),
+          fmt(p.run_cached_s, 1),
+          fmt(p.node_wasi_s, 2),
+        ]),
+      ),
+    );
+  }
   out.push(`machine: ${r.machine.cpu}, ${r.machine.cores} cores, node ${r.machine.node}`);
   return out.join('\n');
 }

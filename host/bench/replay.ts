@@ -11,6 +11,7 @@ import { LogWriter } from '../log/writer.ts';
 import { runGuest } from '../runtime/guest.ts';
 import { DEFAULT_DIGEST_EVERY, recordGuest, replayGuest } from '../runtime/record.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
+import { REAL_GUESTS, realGuestBytes } from './real-guests.ts';
 
 export interface ReplayRow {
   name: string;
@@ -47,17 +48,43 @@ const median = (xs: number[]): number => {
 const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-export function benchReplay(opts: { runs: number; warmup: number; guests?: string[]; quick?: boolean; log?: (l: string) => void }): ReplayReport {
+/**
+ * Records and replays every compute guest, entropy, and (unless `real` is
+ * false) the real modules of REAL_GUESTS that are installed, against the
+ * plain metered run. Throws if a replay does not match its recording.
+ */
+export function benchReplay(opts: {
+  runs: number;
+  warmup: number;
+  guests?: string[];
+  quick?: boolean;
+  real?: boolean;
+  log?: (l: string) => void;
+}): ReplayReport {
   const log = opts.log ?? (() => {});
   const rows: ReplayRow[] = [];
   // The compute guests and entropy, which calls the host in a loop (any guest by name with --guests).
-  const guests = loadManifest().guests.filter((g) =>
-    opts.guests ? opts.guests.includes(g.name) : g.kind === 'compute' || g.name === 'entropy',
-  );
+  const guests: Array<{ name: string; bytes: () => Uint8Array | null; args: string[] }> = loadManifest()
+    .guests.filter((g) => (opts.guests ? opts.guests.includes(g.name) : g.kind === 'compute' || g.name === 'entropy'))
+    .map((g) => ({
+      name: g.name,
+      bytes: () => new Uint8Array(readFileSync(guestPath(g.wasm))),
+      args: [g.name, ...(opts.quick ? g.args_test : g.args_bench)],
+    }));
+  if (opts.real !== false) {
+    // Real modules write their output into the VM's in-memory filesystem, which the digests cover.
+    for (const g of REAL_GUESTS) {
+      if (!opts.guests || opts.guests.includes(g.name)) guests.push({ name: g.name, bytes: () => realGuestBytes(g), args: g.args });
+    }
+  }
   if (guests.length === 0) throw new Error('no guests selected');
   for (const g of guests) {
-    const bytes = new Uint8Array(readFileSync(guestPath(g.wasm)));
-    const args = [g.name, ...(opts.quick ? g.args_test : g.args_bench)];
+    const bytes = g.bytes();
+    if (!bytes) {
+      log(`${g.name}: not installed, skipped`);
+      continue;
+    }
+    const args = g.args;
     meter(bytes); // instrument once, outside the timings
     const times = { metered: [] as number[], record: [] as number[], replay: [] as number[] };
     let logBytes = new Uint8Array(0);

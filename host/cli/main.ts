@@ -6,6 +6,7 @@ import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../met
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
 import type { RecordOptions } from '../runtime/recorder.ts';
+import { progressReporter } from '../meter/progress.ts';
 import { resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
 
@@ -131,8 +132,10 @@ in interleaved rounds: wall and CPU time, peak memory, ratios to node.
 --baseline DIR also runs another checkout's entry (DIR/host/cli/ftvm.mjs).
 Options: --json, --runs N (default 7), --warmup N (default 1).
 
-replay: record and replay time of every compute guest relative to its plain
-metered run, log bytes per host call and per second (medians, interleaved runs).
+replay: record and replay time of every compute guest and of the real
+modules (flite, 21 MB, from npm) relative to its plain metered run, log bytes
+per host call and per second (medians, interleaved runs). --no-real skips the
+real modules.
 
 ft: on a local cluster of real host processes, FT (a primary and a backup on
 three hosts) against unreplicated (one host): kv throughput and a CPU-bound
@@ -147,7 +150,12 @@ meter:
 Measures what metering costs on every compute guest, side by side in one run:
 unmetered, ftvm, the classic per-block global counter, ewasm's wasm-metering,
 Asyncify on top of ftvm (blocking imports only, and all), and NaN
-canonicalization. Prints a table (or, with --json, one JSON document).
+canonicalization; then the real modules installed from npm (flite, a 21 MB
+speech synthesizer) unmetered and metered; then the pass itself: seconds and
+CPU seconds per MB of code and peak memory, metering flite and esbuild (20 MB,
+Go) in a fresh process, and whole \`ftvm run\`s of flite (fresh cache, cached)
+against node:wasi's. --no-real skips the real modules. Prints a table (or,
+with --json, one JSON document).
 
 options:
   --json         print the JSON report on stdout (progress goes to stderr)
@@ -265,6 +273,7 @@ async function cmdRun(argv: string[]): Promise<number> {
       ? positiveInt('--memory-limit-pages', values['memory-limit-pages'])
       : undefined,
     canonicalizeNaNs: values['canonicalize-nans'] ?? false,
+    onProgress: progressReporter(process.stderr),
   };
   const env = parseEnv(values.env);
   const deadline = values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined;
@@ -507,6 +516,7 @@ async function cmdBench(argv: string[]): Promise<number> {
       warmup: { type: 'string' },
       guests: { type: 'string' },
       quick: { type: 'boolean' },
+      'no-real': { type: 'boolean' },
       trials: { type: 'string' },
       seconds: { type: 'string' },
       baseline: { type: 'string' },
@@ -551,6 +561,7 @@ async function cmdBench(argv: string[]): Promise<number> {
       warmup: values.warmup ? Number(values.warmup) : 1,
       guests: values.guests?.split(','),
       quick: values.quick,
+      real: !values['no-real'],
       log: (l) => process.stderr.write(`${l}\n`),
     });
     process.stdout.write((values.json ? JSON.stringify(report) : formatReplayReport(report)) + '\n');
@@ -562,6 +573,7 @@ async function cmdBench(argv: string[]): Promise<number> {
     warmup: values.warmup ? Number(values.warmup) : 2,
     guests: values.guests?.split(','),
     quick: values.quick,
+    real: !values['no-real'],
     log: (l) => process.stderr.write(`${l}\n`),
   });
   if (values.json) process.stdout.write(JSON.stringify(report) + '\n');

@@ -21,5 +21,11 @@ export const I64_MAX = (1n << 63n) - 1n;
 /** Prefix of the exports through which the host reads the guest's own mutable globals (for state digests). */
 export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
 
-export const DEFAULT_DEPTH_LIMIT = 40_000;
+/**
+ * The default call-depth budget, in frame slots (see FRAME_FIXED_SLOTS in
+ * instrument.ts). At about 8 bytes of native stack per slot it needs about
+ * 520 KB, within V8's smallest default stack (984 KB on the main thread)
+ * with room for the host's own frames below the guest and in its host calls.
+ */
+export const DEFAULT_DEPTH_LIMIT = 64_000;
 export const DEFAULT_MEMORY_LIMIT_PAGES = 16_384;

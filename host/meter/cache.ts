@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { MeterError } from './errors.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from './abi.ts';
+import type { MeterProgress } from './progress.ts';
 
 /**
  * Identifies the pass's code: the cache key includes it, so a changed pass
@@ -16,7 +17,7 @@ import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from './abi.ts';
  */
 export const PASS_VERSION: string = (() => {
   const h = createHash('sha256');
-  for (const f of ['index.ts', 'instrument.ts', 'walk.ts', 'abi.ts', 'cache.ts']) h.update(readFileSync(new URL(`./${f}`, import.meta.url)));
+  for (const f of ['index.ts', 'instrument.ts', 'walk.ts', 'abi.ts', 'cache.ts', 'progress.ts']) h.update(readFileSync(new URL(`./${f}`, import.meta.url)));
   return h.digest('hex').slice(0, 16);
 })();
 
@@ -46,6 +47,12 @@ export interface MeterOptions {
   asyncify?: false | 'blocking' | 'full';
   /** where instrumented modules are cached on disk; null disables the disk cache */
   cacheDir?: string | null;
+  /**
+   * Called at each step of metering a module that is not in the cache
+   * (parse, instrument with functions done/total, optimize, weigh, emit,
+   * done); `progressReporter` renders it. Not part of the cache key.
+   */
+  onProgress?: (p: MeterProgress) => void;
 }
 
 
@@ -93,8 +100,11 @@ export function defaultCacheDir(): string {
  * names the problem if not.
  */
 export function validateModule(bytes: Uint8Array): void {
+  // validate() decodes without compiling; only a refusal compiles, for the engine's reason.
+  if (WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return;
   try {
     compileModule(bytes);
+    throw new Error('the engine refuses it');
   } catch (err) {
     throw new MeterError('FTVM_ERR_INVALID_MODULE', `not a valid WebAssembly module: ${(err as Error).message}`);
   }

@@ -2,12 +2,14 @@
 // cache the result by content hash so a large guest is transformed once.
 
 import binaryen from 'binaryen';
-import { instrumentModule, type Strategy } from './instrument.ts';
+import { instrumentModule, weighFrames, type Strategy } from './instrument.ts';
 import { cacheKey, lookup, resolve, store, validateModule, type MeterOptions, type MeteredModule, type Resolved } from './cache.ts';
+import type { MeterProgress } from './progress.ts';
 
 export { MeterError } from './errors.ts';
 export * from './instrument.ts';
 export * from './cache.ts';
+export * from './progress.ts';
 
 /** The imports Asyncify must be able to unwind through when limited to blocking ones. */
 export const BLOCKING_IMPORTS = [
@@ -31,46 +33,94 @@ export const EMIT_FEATURES =
   binaryen.Features.ExtendedConst |
   binaryen.Features.CallIndirectOverlong;
 
+/**
+ * The largest function (in binaryen expression nodes) the optimizer may
+ * inline into its only caller. binaryen's default has no bound; a large
+ * function inlined into a recursive caller makes every level of the
+ * recursion carry the callee's locals, so the guest would run out of depth
+ * budget (or, with weights taken before inlining, of native stack) where an
+ * engine running the original module would not.
+ */
+export const ONE_CALLER_INLINE_MAX_NODES = 200;
+
 /** Instrument (or, for 'plain', only round-trip) a module, using the cache. */
 export function meter(bytes: Uint8Array, options: MeterOptions = {}): MeteredModule {
   const r = resolve(options);
   const key = cacheKey(bytes, r);
   const hit = lookup(key, options.cacheDir);
   if (hit) return { binary: hit, key, cached: true };
-  const binary = transform(bytes, r);
+  const { binary } = transform(bytes, r, options.onProgress);
   store(key, binary, options.cacheDir);
   return { binary, key, cached: false };
 }
 
-function transform(bytes: Uint8Array, r: Resolved): Uint8Array {
+/** What a fresh (uncached) metering produced, for tests and diagnostics. */
+export interface MeterReport {
+  binary: Uint8Array;
+  /** frame weight (8-byte slots) of each function of the emitted module that takes part in the depth budget, by name */
+  weights: Map<string, number>;
+  /** how many places in each such function add its weight (more than one where the optimizer inlined a non-leaf) */
+  sites: Map<string, number>;
+}
+
+/** Meters `bytes` without any cache and reports the frame weights it chose. Errors as `meter`. */
+export function meterWithReport(bytes: Uint8Array, options: MeterOptions = {}): MeterReport {
+  return transform(bytes, resolve(options), options.onProgress);
+}
+
+function transform(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterProgress) => void) | undefined): MeterReport {
+  const started = performance.now();
+  const report = (p: Omit<MeterProgress, 'bytes' | 'elapsed_ms'>): void =>
+    onProgress?.({ ...p, bytes: bytes.length, elapsed_ms: performance.now() - started });
   validateModule(bytes);
+  report({ step: 'parse' });
   const module = (binaryen.readBinary as (b: Uint8Array, f?: number) => binaryen.Module)(bytes, binaryen.Features.All);
   try {
+    let frames = { weights: new Map<string, number>(), sites: new Map<string, number>() };
     if (r.variant !== 'plain') {
       const strategy: Strategy = r.variant;
-      instrumentModule(module, {
-        strategy,
-        depthLimit: r.depthLimit,
-        memoryLimitPages: r.memoryLimitPages,
-        canonicalizeNaNs: r.canonicalizeNaNs,
-      });
+      report({ step: 'instrument', done: 0, total: 0 });
+      instrumentModule(
+        module,
+        {
+          strategy,
+          depthLimit: r.depthLimit,
+          memoryLimitPages: r.memoryLimitPages,
+          canonicalizeNaNs: r.canonicalizeNaNs,
+        },
+        (done, total) => report({ step: 'instrument', done, total }),
+      );
     }
     module.setFeatures(EMIT_FEATURES);
-    if (r.optimize) {
-      binaryen.setOptimizeLevel(2);
-      binaryen.setShrinkLevel(0);
-      module.optimize();
+    const inline = binaryen.getOneCallerInlineMaxSize();
+    binaryen.setOneCallerInlineMaxSize(ONE_CALLER_INLINE_MAX_NODES);
+    try {
+      if (r.optimize) {
+        report({ step: 'optimize' });
+        binaryen.setOptimizeLevel(2);
+        binaryen.setShrinkLevel(0);
+        module.optimize();
+      }
+      if (r.asyncify) {
+        // Without a list, Asyncify assumes every import may unwind.
+        binaryen.clearPassArguments();
+        if (r.asyncify === 'blocking') binaryen.setPassArgument('asyncify-imports', BLOCKING_IMPORTS.join(','));
+        module.runPasses(['asyncify']);
+        binaryen.clearPassArguments();
+        if (r.optimize) module.optimize();
+      }
+    } finally {
+      binaryen.setOneCallerInlineMaxSize(inline);
     }
-    if (r.asyncify) {
-      // Without a list, Asyncify assumes every import may unwind.
-      binaryen.clearPassArguments();
-      if (r.asyncify === 'blocking') binaryen.setPassArgument('asyncify-imports', BLOCKING_IMPORTS.join(','));
-      module.runPasses(['asyncify']);
-      binaryen.clearPassArguments();
-      if (r.optimize) module.optimize();
+    // The frames are weighed last, as the engine will see them.
+    if (r.variant === 'ftvm') {
+      report({ step: 'weigh' });
+      frames = weighFrames(module);
     }
-    const out = module.emitBinary();
-    return out;
+    report({ step: 'emit' });
+    const binary = module.emitBinary();
+    report({ step: 'done' });
+    return { binary, ...frames };
   } finally {
     module.dispose();
   }

@@ -120,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  await host.meter.close(); // a start still waiting for its metering is answered, so the API can close
   await api.app.close();
   await host.close();
   await arbiter.close();

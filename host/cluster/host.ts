@@ -20,7 +20,7 @@ import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts'
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
-import { HASH_RE, ModuleStore, sha256Hex, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
+import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
@@ -812,9 +812,9 @@ export class FtHost {
       hash = req.moduleHash;
       const got = await this.localModule(hash, 'module');
       if (!got) throw new HostError('FTVM_ERR_MODULE_NOT_FOUND', `no module ${hash} on ${this.id}: upload it first (PUT /v1/modules)`);
-      module = got;
+      module = shared(got);
     } else {
-      module = req.module!;
+      module = shared(req.module!);
       hash = await sha256Hex(module);
     }
     const start: EntryPayloads['start'] = {
@@ -830,7 +830,10 @@ export class FtHost {
     const taken = await this.opts.arbiter.latest(req.name);
     if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
-    const meteredHash = await sha256Hex(c.metered);
+    const meteredHash = c.meteredHash;
+    // A module uploaded to this host keeps its metered form beside it: after a failover
+    // this host can be made a backup again without anything shipped back to it.
+    if (req.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
     if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -984,7 +987,7 @@ export class FtHost {
       if (!this.modules.canFit(it.bytes)) return refuse(`${this.id} has no room to keep ${it.bytes} more bytes of modules`);
     }
     for (const it of need) {
-      this.incomingModules.set(it.hash, { from, kind: it.kind, total: it.bytes, got: 0, bytes: new Uint8Array(it.bytes), hash: createHash('sha256'), at: performance.now() });
+      this.incomingModules.set(it.hash, { from, kind: it.kind, total: it.bytes, got: 0, bytes: new Uint8Array(new SharedArrayBuffer(it.bytes)), hash: createHash('sha256'), at: performance.now() });
       if (it.bytes === 0) this.onModuleChunk(from, { t: 'mod-chunk', hash: it.hash, at: 0, bytes: new Uint8Array(0) });
     }
     this.toPeer(from, { t: 'mod-need', id: m.id, need: need.map((it) => it.hash) });
@@ -1057,7 +1060,8 @@ export class FtHost {
     const moduleHash = String(m.module);
     const meteredHash = String(m.metered);
     try {
-      const module = await this.localModule(moduleHash, 'module');
+      const found = await this.localModule(moduleHash, 'module');
+      const module = found && shared(found);
       const metered = await this.localModule(meteredHash, 'metered');
       if (!module || !metered) throw new Error(`the ${module ? 'metered module' : 'module'} ${(module ? meteredHash : moduleHash).slice(0, 12)} did not arrive`);
       if (start.module !== moduleHash) throw new Error('the start entry names another module');

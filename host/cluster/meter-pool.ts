@@ -30,12 +30,13 @@ export interface MeterRequest {
 
 /** A metering worker's answer: the metered module (bytes and compiled), or why not. */
 export type MeterReply =
-  | { t: 'done'; id: number; metered: Uint8Array; module: WebAssembly.Module }
+  | { t: 'done'; id: number; metered: Uint8Array; meteredHash: string; module: WebAssembly.Module }
   | { t: 'error'; id: number; /** a GuestLoadError: the module is refused */ load: boolean; code: string; message: string };
 
-/** A guest metered by the pool: the metered module, as bytes (to ship to other hosts) and compiled. */
+/** A guest metered by the pool: the metered module, as bytes (to ship to other hosts), their SHA-256 (hex), and compiled. */
 export interface MeteredGuest {
   metered: Uint8Array;
+  meteredHash: string;
   module: WebAssembly.Module;
 }
 
@@ -130,7 +131,8 @@ export class MeterPool {
 
   /**
    * Checks and meters `bytes` (whose SHA-256 is `hash`) with `opts` on a
-   * worker thread. Rejects with GuestLoadError (the module is refused: its
+   * worker thread. Give `bytes` on a SharedArrayBuffer and the worker reads
+   * them in place (else they are copied, on this thread, for each job). Rejects with GuestLoadError (the module is refused: its
    * code says why), or MeterPoolError (FTVM_ERR_UNAVAILABLE: the lane's queue
    * is full, the job took too long, or the pool is closed; FTVM_ERR_INTERNAL:
    * the worker failed).
@@ -212,7 +214,7 @@ export class MeterPool {
       slot.timeout = null;
       slot.job = null;
       slot.done++;
-      if (r.t === 'done') this.finish(job, { metered: r.metered, module: r.module }, null);
+      if (r.t === 'done') this.finish(job, { metered: r.metered, meteredHash: r.meteredHash, module: r.module }, null);
       else this.finish(job, null, r.load ? new GuestLoadError(r.code, r.message) : new MeterPoolError('FTVM_ERR_INTERNAL', `metering failed: ${r.code}: ${r.message}`));
       if (!lane.keep || slot.done >= JOBS_PER_WORKER) void this.retire(lane, slot);
       else this.idle(lane, slot);

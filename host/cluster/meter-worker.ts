@@ -4,6 +4,7 @@
 // and never runs the pass, so its heartbeats and API keep their pace while a
 // large module is metered; replica workers never load binaryen either.
 
+import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { compileGuestAsync } from '../runtime/compile.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
@@ -16,7 +17,8 @@ port.on('message', (m: MeterRequest) => {
     try {
       const c = await compileGuestAsync(m.bytes, m.opts);
       // a copy: the metered bytes may be the memory cache's own
-      reply = { t: 'done', id: m.id, metered: c.metered.slice(), module: c.module };
+      const metered = c.metered.slice();
+      reply = { t: 'done', id: m.id, metered, meteredHash: createHash('sha256').update(metered).digest('hex'), module: c.module };
     } catch (e) {
       const err = e as Error & { code?: string };
       reply = { t: 'error', id: m.id, load: e instanceof GuestLoadError, code: typeof err.code === 'string' ? err.code : 'FTVM_ERR_INTERNAL', message: err.message };

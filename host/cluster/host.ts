@@ -159,6 +159,8 @@ interface IncomingModule {
   hash: Hash;
   /** when the last chunk arrived (performance.now()) */
   at: number;
+  /** called once it is complete or dropped */
+  waiters: (() => void)[];
 }
 
 /** What a VM is started with. */
@@ -558,6 +560,7 @@ export class FtHost {
     for (const [hash, inc] of this.incomingModules) {
       if (now - inc.at > INCOMING_IDLE_MS) {
         this.incomingModules.delete(hash);
+        for (const w of inc.waiters.splice(0)) w();
         this.say(`dropped module ${hash.slice(0, 12)} from ${inc.from}: no chunk for ${INCOMING_IDLE_MS / 1000} s (${inc.got} of ${inc.total} bytes came)`);
       }
     }
@@ -894,6 +897,9 @@ export class FtHost {
 
   /** The bytes of module `hash` if this host has them whole (from a VM it runs, just received, or stored), else null. */
   private async localModule(hash: string, kind: ModuleKind): Promise<Uint8Array | null> {
+    // arriving for another VM (a peer offered it, and this host said it was coming already): wait for it
+    const inc = this.incomingModules.get(hash);
+    if (inc) await new Promise<void>((r) => inc.waiters.push(r));
     for (const vm of this.vms.values()) {
       if (vm.moduleHash === hash) return vm.module;
       if (vm.meteredHash === hash) return vm.metered;
@@ -987,7 +993,7 @@ export class FtHost {
       if (!this.modules.canFit(it.bytes)) return refuse(`${this.id} has no room to keep ${it.bytes} more bytes of modules`);
     }
     for (const it of need) {
-      this.incomingModules.set(it.hash, { from, kind: it.kind, total: it.bytes, got: 0, bytes: new Uint8Array(new SharedArrayBuffer(it.bytes)), hash: createHash('sha256'), at: performance.now() });
+      this.incomingModules.set(it.hash, { from, kind: it.kind, total: it.bytes, got: 0, bytes: new Uint8Array(new SharedArrayBuffer(it.bytes)), hash: createHash('sha256'), at: performance.now(), waiters: [] });
       if (it.bytes === 0) this.onModuleChunk(from, { t: 'mod-chunk', hash: it.hash, at: 0, bytes: new Uint8Array(0) });
     }
     this.toPeer(from, { t: 'mod-need', id: m.id, need: need.map((it) => it.hash) });
@@ -1001,6 +1007,7 @@ export class FtHost {
     const bytes = m.bytes;
     if (!(bytes instanceof Uint8Array) || m.at !== inc.got || inc.got + bytes.length > inc.total) {
       this.incomingModules.delete(hash);
+      for (const w of inc.waiters.splice(0)) w();
       throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${String(m.at)} of ${bytes instanceof Uint8Array ? bytes.length : '?'} bytes does not follow the ${inc.got} received of ${inc.total}`);
     }
     inc.bytes.set(bytes, inc.got);
@@ -1009,13 +1016,16 @@ export class FtHost {
     inc.at = performance.now();
     if (inc.got < inc.total) return;
     this.incomingModules.delete(hash);
+    const wake = (): void => void inc.waiters.splice(0).forEach((w) => w());
     if (inc.hash.digest('hex') !== hash) {
+      wake();
       this.say(`module ${hash.slice(0, 12)} from ${from} does not match its hash: dropped`);
       return;
     }
     this.shipping.received++;
     this.shipping.receivedBytes += inc.total;
     this.arrived.set(hash, inc.bytes);
+    wake();
     void this.modules
       .put(inc.bytes, inc.kind, hash)
       .catch((e) => this.say(`module ${hash.slice(0, 12)} from ${from} is not kept on disk: ${(e as Error).message}`))

@@ -22,7 +22,7 @@ const KV = readFileSync(new URL('../guests/kv.wasm', import.meta.url));
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ftvm-api-'));
-  host = new FtHost({ id: 'a1', secret: 's', arbiter: new FileArbiter(dir), log: (l) => hostLog.push(l) });
+  host = new FtHost({ id: 'a1', secret: 's', arbiter: new FileArbiter(join(dir, 'arbiter')), dataDir: join(dir, 'data'), log: (l) => hostLog.push(l) });
   await host.start();
   ({ app, token } = await buildApi(host));
 });
@@ -38,7 +38,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('the REST API', () => {
+// Generous: a first start meters its module on a worker thread, on a machine that may be busy.
+describe('the REST API', { timeout: 120_000 }, () => {
   it('/healthz needs no token; everything else answers 401 without the right one', async () => {
     expect((await app.inject({ url: '/healthz' })).json()).toEqual({ ok: true, host: 'a1' });
     for (const url of ['/v1/vms', '/v1/hosts', '/metrics', '/v1/openapi.json']) {
@@ -66,7 +67,7 @@ describe('the REST API', () => {
       const r = await p;
       return [r.statusCode, r.json().error.code, r.json().error.message] as const;
     };
-    expect(await code(post({ name: 'x' }))).toEqual([400, 'FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample" and "module"']);
+    expect(await code(post({ name: 'x' }))).toEqual([400, 'FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample", "module" and "moduleHash"']);
     expect((await code(post({ name: 'bad name!', sample: 'kv' })))[0]).toBe(400);
     expect((await code(post({ name: 'x', sample: 'kv', extra: 1 })))[1]).toBe('FTVM_ERR_BAD_REQUEST');
     expect((await code(post({ name: 'x', sample: 'nope' })))[2]).toBe('no sample guest named nope');

@@ -3,14 +3,23 @@
 // document at GET /v1/openapi.json is generated from them. Every route but
 // /healthz needs `Authorization: Bearer <token>`. Errors share one shape,
 // { error: { code, message } }, with the codes of ERRORS.
+//
+// Modules: a client uploads a module as the raw body of `PUT /v1/modules`
+// (application/wasm, streamed to disk while hashed, checked before it is kept:
+// valid WebAssembly importing only what ftvm provides), and starts VMs of it
+// by its SHA-256 (`POST /v1/vms {"moduleHash"}`). A VM starts from a sample
+// or a small base64 module in the JSON body just as well.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
 import { HostError, type FtHost } from '../cluster/host.ts';
-import { GuestLoadError } from '../runtime/instance.ts';
+import { MeterPoolError } from '../cluster/meter-pool.ts';
+import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
+import { checkImports, GuestLoadError } from '../runtime/instance.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
@@ -24,12 +33,18 @@ export const ERRORS = {
   FTVM_ERR_NO_ENTRY: 400,
   FTVM_ERR_UNAUTHORIZED: 401,
   FTVM_ERR_NOT_FOUND: 404,
+  /** no module of that SHA-256 on this host (never uploaded here, or evicted): upload it */
+  FTVM_ERR_MODULE_NOT_FOUND: 404,
   FTVM_ERR_EXISTS: 409,
   FTVM_ERR_NOT_PRIMARY: 409,
   FTVM_ERR_CONFLICT: 409,
   FTVM_ERR_TOO_LARGE: 413,
+  /** PUT /v1/modules takes only an application/wasm body */
+  FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   FTVM_ERR_INTERNAL: 500,
   FTVM_ERR_UNAVAILABLE: 503,
+  /** the host's module store is full of modules that VMs use */
+  FTVM_ERR_STORE_FULL: 507,
 } as const;
 export type ErrorCode = keyof typeof ERRORS;
 
@@ -44,8 +59,12 @@ export class ApiError extends Error {
 
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/** The largest module a client may upload (base64 in a JSON body, so the body limit is a third more). */
+/** The largest module a client may give inline (base64 in a JSON body, so the body limit is a third more); larger ones are uploaded with PUT /v1/modules. */
 export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
+/** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
+export const UPLOADS_MAX = 4;
+/** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
+export const WASM_MEDIA_TYPE = 'application/wasm';
 
 const errorSchema = {
   type: 'object',
@@ -90,11 +109,45 @@ const vmSchema = {
   },
 } as const;
 const nameParam = { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: NAME_RE.source } } } as const;
+const hashParam = { type: 'object', required: ['hash'], properties: { hash: { type: 'string', pattern: HASH_RE.source, description: 'SHA-256 of the module, 64 lower-case hex digits' } } } as const;
+const meteringSchema = {
+  type: 'array',
+  description: 'metering jobs of the module on this host: queued (behind `ahead` others) or metering, for `ms`',
+  items: { type: 'object', properties: { state: { type: 'string', enum: ['queued', 'metering'] }, ms: { type: 'integer' }, ahead: { type: 'integer' }, memoryMiB: { type: ['number', 'null'] } } },
+} as const;
+const moduleSchema = {
+  type: 'object',
+  required: ['module', 'stored', 'vms', 'metering'],
+  properties: {
+    module: { type: 'string', description: 'SHA-256 of the module, hex' },
+    kind: { type: ['string', 'null'], enum: ['module', 'metered', null], description: 'an original module, or a metered one received for a backup' },
+    bytes: { type: ['integer', 'null'] },
+    stored: { type: 'boolean', description: "whether the host keeps it on disk (else it is only in a VM's memory, or being metered)" },
+    vms: { type: 'array', items: { type: 'string' }, description: 'the VMs on this host that run it' },
+    metering: meteringSchema,
+  },
+} as const;
 const e = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorSchema]));
 
 export interface ApiOptions {
   /** bearer token; generated when absent (buildApi returns it) */
   token?: string;
+}
+
+/**
+ * Checks an uploaded module before it is kept, on V8's compile threads
+ * (WebAssembly.compile does not hold the event loop): valid WebAssembly
+ * (FTVM_ERR_INVALID_MODULE, with V8's reason) importing only what ftvm provides
+ * (FTVM_ERR_UNSUPPORTED_IMPORT). Metering comes later, at the first start.
+ */
+async function checkUpload(bytes: Uint8Array): Promise<void> {
+  let module: WebAssembly.Module;
+  try {
+    module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  } catch (err) {
+    throw new GuestLoadError('FTVM_ERR_INVALID_MODULE', `not a valid WebAssembly module: ${(err as Error).message}`);
+  }
+  checkImports(module);
 }
 
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
@@ -107,6 +160,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
     if (err instanceof ApiError) return fail(reply, err.code, err.message);
     if (err instanceof HostError) return fail(reply, err.code, err.message);
+    if (err instanceof ModuleStoreError) return fail(reply, err.code, err.message);
+    if (err instanceof MeterPoolError) return fail(reply, err.code, err.message);
     if (err instanceof ArbiterError) return fail(reply, 'FTVM_ERR_UNAVAILABLE', `the arbiter: ${err.message}`);
     if (err instanceof GuestLoadError) return fail(reply, (err.code in ERRORS ? err.code : 'FTVM_ERR_INVALID_MODULE') as ErrorCode, err.message);
     if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
@@ -194,7 +249,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
         properties: {
           name: { type: 'string', pattern: NAME_RE.source },
           sample: { type: 'string', description: 'a sample guest by name' },
-          module: { type: 'string', contentEncoding: 'base64', description: 'a WebAssembly module, base64' },
+          module: { type: 'string', contentEncoding: 'base64', description: `a WebAssembly module, base64 (at most ${MODULE_BYTES_MAX} bytes; upload larger ones with PUT /v1/modules)` },
+          moduleHash: { type: 'string', pattern: HASH_RE.source, description: 'the SHA-256 (hex) of a module uploaded to this host with PUT /v1/modules' },
           args: { type: 'array', items: { type: 'string' } },
           env: { type: 'object', additionalProperties: { type: 'string' } },
           stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
@@ -203,26 +259,132 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           cpuPercent: { type: 'integer', minimum: 1, maximum: 100, description: 'the share of one core the primary may compute (default 100)' },
         },
       },
-      response: { 201: vmSchema, ...e(400, 401, 409, 413) },
+      description:
+        'Starts a VM: its primary on this host, its backup on another. Answers once the primary runs; a module metered for the first time takes seconds to minutes ' +
+        '(GET /v1/modules/{hash} shows the metering meanwhile), a module metered before starts at once.',
+      response: { 201: vmSchema, ...e(400, 401, 404, 409, 413, 503) },
     },
   }, async (req, reply) => {
-    const body = req.body as { name: string; sample?: string; module?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number };
-    if ((body.sample === undefined) === (body.module === undefined)) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample" and "module"');
+    const body = req.body as { name: string; sample?: string; module?: string; moduleHash?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number };
+    if ([body.sample, body.module, body.moduleHash].filter((x) => x !== undefined).length !== 1) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample", "module" and "moduleHash"');
     if (body.stdin !== undefined && body.stdinBase64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "stdin" and "stdinBase64"');
     if (body.stdinBase64 !== undefined && !BASE64_RE.test(body.stdinBase64)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"stdinBase64" is not base64');
-    let module: Uint8Array;
+    let module: Uint8Array | undefined;
     if (body.sample !== undefined) {
       const g = loadManifest().guests.find((x) => x.name === body.sample);
       if (!g) throw new ApiError('FTVM_ERR_BAD_REQUEST', `no sample guest named ${body.sample}`);
       module = new Uint8Array(readFileSync(guestPath(g.wasm)));
-    } else {
-      if (!BASE64_RE.test(body.module!)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
-      module = new Uint8Array(Buffer.from(body.module!, 'base64'));
-      if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}`);
+    } else if (body.module !== undefined) {
+      if (!BASE64_RE.test(body.module)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
+      module = new Uint8Array(Buffer.from(body.module, 'base64'));
+      if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}: upload it with PUT /v1/modules and start it by "moduleHash"`);
     }
     const stdin = body.stdin !== undefined ? Buffer.from(body.stdin, 'utf8') : body.stdinBase64 !== undefined ? Buffer.from(body.stdinBase64, 'base64') : undefined;
-    await host.startVm({ name: body.name, module, args: body.args, env: body.env, stdin: stdin && new Uint8Array(stdin), memoryMiB: body.memoryMiB, cpuPercent: body.cpuPercent });
+    await host.startVm({
+      name: body.name,
+      ...(module ? { module } : { moduleHash: body.moduleHash! }),
+      args: body.args,
+      env: body.env,
+      stdin: stdin && new Uint8Array(stdin),
+      memoryMiB: body.memoryMiB,
+      cpuPercent: body.cpuPercent,
+    });
     return reply.code(201).send(view(body.name));
+  });
+
+  // ---- modules ----
+
+  // An application/wasm body reaches the handler as the request stream itself: the
+  // store reads it to disk as it comes, so a large module is never held as JSON or base64.
+  app.addContentTypeParser(WASM_MEDIA_TYPE, (_req, payload, done) => done(null, payload));
+  let uploads = 0;
+  const uploadedSchema = {
+    type: 'object',
+    required: ['module', 'bytes', 'created'],
+    properties: { module: { type: 'string', description: 'SHA-256 of the module, hex: start it with POST /v1/vms {"moduleHash"}' }, bytes: { type: 'integer' }, created: { type: 'boolean', description: 'false: the host had it already' } },
+  } as const;
+  app.put('/v1/modules', {
+    schema: {
+      description:
+        `Uploads a module: the body is the WebAssembly binary (Content-Type: ${WASM_MEDIA_TYPE}), at most the host's limit (default 128 MiB). ` +
+        'It is checked (valid, and importing only what ftvm provides) before it is kept, and kept under its SHA-256: 201 when new, 200 when the host had it. ' +
+        'A host keeps a bounded number of modules and evicts the least recently used that no VM on it runs.',
+      consumes: [WASM_MEDIA_TYPE],
+      response: { 200: uploadedSchema, 201: uploadedSchema, ...e(400, 401, 413, 415, 503, 507) },
+    },
+    onRequest: async (req, reply) => {
+      const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== WASM_MEDIA_TYPE) {
+        reply.header('connection', 'close');
+        return fail(reply, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE', `a module is uploaded as the raw body with "Content-Type: ${WASM_MEDIA_TYPE}", not ${JSON.stringify(type || '(none)')}`);
+      }
+      const length = Number(req.headers['content-length'] ?? NaN);
+      if (length > host.modules.moduleBytesMax) {
+        reply.header('connection', 'close');
+        return fail(reply, 'FTVM_ERR_TOO_LARGE', `the module has ${length} bytes, more than this host's limit of ${host.modules.moduleBytesMax}`);
+      }
+      if (uploads >= UPLOADS_MAX) {
+        reply.header('connection', 'close');
+        return fail(reply, 'FTVM_ERR_UNAVAILABLE', `${uploads} uploads are under way on this host; try again shortly`);
+      }
+    },
+  }, async (req, reply) => {
+    uploads++;
+    try {
+      const r = await host.modules.receive(req.body as Readable, 'module', checkUpload).catch((err: Error) => {
+        if (err instanceof ModuleStoreError && err.code === 'FTVM_ERR_TOO_LARGE') reply.header('connection', 'close');
+        throw err;
+      });
+      return reply.code(r.created ? 201 : 200).send({ module: r.hash, bytes: r.bytes, created: r.created });
+    } finally {
+      uploads--;
+    }
+  });
+
+  const meteringOf = (hash: string) => host.meter.status(hash).map((j) => ({ state: j.state, ms: j.ms, ahead: j.ahead, memoryMiB: j.memoryLimitPages === null ? null : j.memoryLimitPages / 16 }));
+  app.get('/v1/modules/:hash', {
+    schema: {
+      description: 'Whether this host has the module (HEAD: the status only): stored on disk, or in a VM it runs; and its metering jobs (queued or metering, and for how long), for a client that waits for a start.',
+      params: hashParam,
+      response: { 200: moduleSchema, ...e(400, 401, 404) },
+    },
+  }, async (req) => {
+    const { hash } = req.params as { hash: string };
+    const info = host.moduleInfo(hash);
+    const metering = meteringOf(hash);
+    if (!info && !metering.length) throw new ApiError('FTVM_ERR_MODULE_NOT_FOUND', `no module ${hash} on ${host.id}`);
+    return { module: hash, kind: info?.kind ?? 'module', bytes: info?.bytes ?? null, stored: info?.stored ?? false, vms: info?.vms ?? [], metering };
+  });
+
+  app.get('/v1/modules', {
+    schema: {
+      description: "The modules this host keeps on disk, most recently used first, with the store's bounds, and every metering job.",
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            modules: { type: 'array', items: moduleSchema },
+            count: { type: 'integer' },
+            bytes: { type: 'integer' },
+            countMax: { type: 'integer' },
+            bytesMax: { type: 'integer' },
+            moduleBytesMax: { type: 'integer' },
+            metering: { type: 'array', items: { type: 'object', properties: { module: { type: 'string' }, ...meteringSchema.items.properties } } },
+          },
+        },
+        ...e(401),
+      },
+    },
+  }, async () => {
+    const usage = host.modules.usage();
+    return {
+      modules: host.modules.list().map((m) => ({ ...host.moduleInfo(m.hash)!, module: m.hash, metering: meteringOf(m.hash) })),
+      ...usage,
+      countMax: host.modules.countMax,
+      bytesMax: host.modules.bytesMax,
+      moduleBytesMax: host.modules.moduleBytesMax,
+      metering: host.meter.status().map((j) => ({ module: j.hash, state: j.state, ms: j.ms, ahead: j.ahead, memoryMiB: j.memoryLimitPages === null ? null : j.memoryLimitPages / 16 })),
+    };
   });
 
   app.get('/v1/vms', { schema: { response: { 200: { type: 'array', items: vmSchema }, ...e(401) } } }, async () => host.vmInfos().map(viewOf));

@@ -33,6 +33,12 @@ options:
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
   --unacked-log-max N   bytes of log the backup has not acknowledged at which the primary
                         stalls until it has (default 33554432)
+  --data-dir DIR        where the host keeps modules, under DIR/modules (default:
+                        $FTVM_DATA_DIR/ID, else ~/.cache/ftvm/host-ID)
+  --module-bytes-max N  the largest module it takes, uploaded or shipped (default 134217728)
+  --module-store-mib N  MiB of modules it keeps on disk; the least recently used that no
+                        VM runs are evicted (default 2048; at most 256 modules)
+  --meter-jobs N        modules larger than 1 MiB metered at once, on worker threads (default 1)
   -h, --help            this text
 `;
 
@@ -54,6 +60,10 @@ export async function main(argv: string[]): Promise<number> {
       'fail-ms': { type: 'string' },
       'lag-target-ms': { type: 'string' },
       'unacked-log-max': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'module-bytes-max': { type: 'string' },
+      'module-store-mib': { type: 'string' },
+      'meter-jobs': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -90,6 +100,10 @@ export async function main(argv: string[]): Promise<number> {
     failMs: num('fail-ms', values['fail-ms']),
     lagTargetMs: num('lag-target-ms', values['lag-target-ms']),
     unackedLogMax: num('unacked-log-max', values['unacked-log-max']),
+    dataDir: values['data-dir'],
+    moduleBytesMax: num('module-bytes-max', values['module-bytes-max']),
+    moduleStoreBytesMax: values['module-store-mib'] === undefined ? undefined : num('module-store-mib', values['module-store-mib'])! * 1024 * 1024,
+    meterJobsMax: num('meter-jobs', values['meter-jobs']),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   await host.start();
@@ -106,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  await host.meter.close(); // a start still waiting for its metering is answered, so the API can close
   await api.app.close();
   await host.close();
   await arbiter.close();

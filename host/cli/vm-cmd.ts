@@ -1,7 +1,19 @@
 // `ftvm vm ...`: the REST API of any host, from the command line.
+//
+// Requests go through node:http with no time limit of their own: a start
+// answers once the VM runs, and metering a large module the first time takes
+// minutes. Meanwhile `start` polls the module's metering state and says how
+// long it has been metering.
 
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+
+/** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
+export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
 
 export const VM_HELP = `usage: ftvm vm <command> [--api URL] [--token T] ...
 
@@ -10,7 +22,10 @@ $FTVM_TOKEN). Prints JSON answers; errors go to stderr with their code and
 exit 1.
 
 commands:
-  start NAME (--sample S | --module FILE)   start a VM; with
+  start NAME (--sample S | --module FILE)   start a VM (a module larger than 1 MiB is uploaded
+                                            first, unless the host has it, and started by its
+                                            SHA-256; the start answers once the VM runs, and
+                                            says how long the module has been metering); with
         [--arg A ...] [--env K=V ...]       its arguments and environment,
         [--stdin-file FILE]                 its stdin (read whole),
         [--memory-mib N] [--cpu-percent P]  the most memory it may grow to (MiB)
@@ -23,6 +38,9 @@ commands:
                                             the backup takes over and a new backup is made
   restart-backup NAME                       replace the backup with a new one made from a
                                             snapshot of the primary
+  upload FILE                               upload a module (PUT /v1/modules); prints its hash
+  modules                                   the modules the host keeps, its bounds, and the
+                                            metering jobs under way
   send NAME TEXT [--conn C] [--wait-ms MS]  send one message (on a new API connection, or C);
                                             prints the answers that arrive within --wait-ms
                                             (default 2000)
@@ -64,15 +82,9 @@ export async function vmMain(argv: string[]): Promise<number> {
     return 2;
   }
   const call = async (method: string, path: string, body?: unknown): Promise<unknown> => {
-    const r = await httpRequest(
-      `${api}${path}`,
-      method,
-      { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body === undefined ? undefined : JSON.stringify(body),
-    );
-    const json = r.status === 204 ? null : (JSON.parse(r.text) as { error?: { code: string; message: string } });
-    if (r.status < 200 || r.status > 299) throw new Error(`${json?.error?.code ?? r.status}: ${json?.error?.message ?? r.statusText}`);
-    return json;
+    const r = await httpCall(method, `${api}${path}`, token, body === undefined ? undefined : { type: 'application/json', data: Buffer.from(JSON.stringify(body)) });
+    if (r.status >= 300) throw new ApiCallError(r.status, r.json);
+    return r.json;
   };
   const print = (x: unknown): void => void process.stdout.write(`${JSON.stringify(x)}\n`);
   const needName = (): string => {
@@ -91,7 +103,16 @@ export async function vmMain(argv: string[]): Promise<number> {
         needName();
         const body: Record<string, unknown> = { name, args: values.arg };
         if (values.sample) body.sample = values.sample;
-        if (values.module) body.module = readFileSync(values.module).toString('base64');
+        let hash: string | null = null;
+        if (values.module) {
+          const size = statSync(values.module).size;
+          hash = await fileHash(values.module);
+          if (size <= INLINE_MODULE_BYTES_MAX) body.module = readFileSync(values.module).toString('base64');
+          else {
+            await upload(api, token, values.module, hash, false);
+            body.moduleHash = hash;
+          }
+        }
         if (values.env) {
           body.env = Object.fromEntries(
             values.env.map((kv) => {
@@ -104,10 +125,29 @@ export async function vmMain(argv: string[]): Promise<number> {
         if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
         body.memoryMiB = int('memory-mib', values['memory-mib']);
         body.cpuPercent = int('cpu-percent', values['cpu-percent']);
-        process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds)...\n`);
-        print(await call('POST', '/v1/vms', body));
+        process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
+        const watch = hash ? watchMetering(api, token, hash) : null;
+        try {
+          print(await call('POST', '/v1/vms', body));
+        } catch (e) {
+          // the host evicted the module since it was uploaded: upload it again, once
+          if (!(e instanceof ApiCallError && e.code === 'FTVM_ERR_MODULE_NOT_FOUND' && hash && values.module)) throw e;
+          await upload(api, token, values.module, hash, true);
+          print(await call('POST', '/v1/vms', body));
+        } finally {
+          watch?.stop();
+        }
         return 0;
       }
+      case 'upload': {
+        const file = name;
+        if (!file) throw new Error('ftvm vm upload: a module file is required');
+        print(await upload(api, token, file, await fileHash(file), true));
+        return 0;
+      }
+      case 'modules':
+        print(await call('GET', '/v1/modules'));
+        return 0;
       case 'ls':
         print(await call('GET', '/v1/vms'));
         return 0;
@@ -187,23 +227,33 @@ async function tail(api: string, token: string, name: string, conn: number, afte
 /** The largest answer a request reads (a VM list of the largest cluster is far smaller). */
 const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
+/** An answer of the REST API other than 2xx, with its stable code. */
+class ApiCallError extends Error {
+  readonly code: string;
+  constructor(
+    readonly status: number,
+    json: unknown,
+  ) {
+    const err = (json as { error?: { code: string; message: string } } | null)?.error;
+    super(`${err?.code ?? status}: ${err?.message ?? 'no answer'}`);
+    this.code = err?.code ?? String(status);
+  }
+}
+
 /**
- * One HTTP(S) request through node:http: fetch would load undici and compile
- * its WebAssembly HTTP parser, about 150 ms of CPU and 40 MB at every start of
- * a command that makes one call. Resolves the status and the body as text;
- * rejects with the socket's error (e.g. "connect ECONNREFUSED 127.0.0.1:8080")
- * or when the body is over MAX_ANSWER_BYTES.
+ * One HTTP request with no time limit (node:http sets none): `body` is bytes
+ * or a stream of `length` bytes. Resolves with the status and the JSON answer
+ * (null for 204 or an empty body).
  */
-async function httpRequest(
-  url: string,
-  method: string,
-  headers: Record<string, string>,
-  body?: string,
-): Promise<{ status: number; statusText: string; text: string }> {
+function httpCall(method: string, url: string, token: string, body?: { type: string; data: Buffer } | { type: string; stream: Readable; length: number }): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
   const u = new URL(url);
-  const { request } = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  const headers: Record<string, string | number> = { authorization: `Bearer ${token}` };
+  if (body) {
+    headers['content-type'] = body.type;
+    headers['content-length'] = 'data' in body ? body.data.length : body.length;
+  }
   return new Promise((resolve, reject) => {
-    const req = request(u, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method, headers }, (res) => {
       const chunks: Buffer[] = [];
       let bytes = 0;
       res.on('data', (c: Buffer) => {
@@ -214,10 +264,104 @@ async function httpRequest(
         }
         chunks.push(c);
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', text: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown = null;
+        try {
+          json = text ? JSON.parse(text) : null;
+        } catch {
+          json = { error: { code: String(res.statusCode), message: text.slice(0, 200) } };
+        }
+        resolve({ status: res.statusCode ?? 0, json, headers: res.headers });
+      });
     });
     req.on('error', reject);
-    req.end(body);
+    if (!body) req.end();
+    else if ('data' in body) req.end(body.data);
+    else {
+      body.stream.on('error', (e) => req.destroy(e));
+      body.stream.pipe(req);
+    }
   });
+}
+
+/** SHA-256 of a file, hex, read as a stream. */
+function fileHash(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file)
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+const mb = (n: number): string => (n / 1e6).toFixed(1);
+
+/**
+ * Uploads a module file (PUT /v1/modules, the file streamed as the body),
+ * unless `force` is false and the host has it already (HEAD /v1/modules/:hash).
+ * Shows how much has gone on stderr. Resolves with the host's answer.
+ */
+async function upload(api: string, token: string, file: string, hash: string, force: boolean): Promise<unknown> {
+  if (!force) {
+    const head = await httpCall('HEAD', `${api}/v1/modules/${hash}`, token);
+    if (head.status === 200) {
+      process.stderr.write(`the host has ${file} already (${hash.slice(0, 12)})\n`);
+      return { module: hash, created: false };
+    }
+  }
+  const size = statSync(file).size;
+  const stream = createReadStream(file);
+  let sent = 0;
+  let shownAt = 0;
+  const tty = process.stderr.isTTY === true;
+  stream.on('data', (c) => {
+    sent += c.length;
+    if (tty && (sent === size || Date.now() - shownAt > 200)) {
+      shownAt = Date.now();
+      process.stderr.write(`\ruploading ${file}: ${mb(sent)} / ${mb(size)} MB`);
+    }
+  });
+  if (!tty) process.stderr.write(`uploading ${file} (${mb(size)} MB)...\n`);
+  const r = await httpCall('PUT', `${api}/v1/modules`, token, { type: 'application/wasm', stream, length: size });
+  if (tty) process.stderr.write('\n');
+  if (r.status >= 300) throw new ApiCallError(r.status, r.json);
+  process.stderr.write(`uploaded ${file}: ${hash.slice(0, 12)}\n`);
+  return r.json;
+}
+
+/**
+ * Polls the metering state of module `hash` every 2 s while a start waits,
+ * and tells on stderr how long it has been queued or metering (in place on a
+ * terminal, a line every 10 s otherwise).
+ */
+function watchMetering(api: string, token: string, hash: string): { stop: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let lastLine = 0;
+  let shown = false;
+  const tick = async (): Promise<void> => {
+    const r = await httpCall('GET', `${api}/v1/modules/${hash}`, token).catch(() => null);
+    const jobs = r?.status === 200 ? ((r.json as { metering?: { state: string; ms: number; ahead: number }[] }).metering ?? []) : [];
+    const j = jobs[0];
+    if (!j || stopped) return;
+    const line = j.state === 'metering' ? `metering ${hash.slice(0, 12)}: ${Math.round(j.ms / 1000)} s` : `waiting to be metered (${j.ahead} ahead): ${Math.round(j.ms / 1000)} s`;
+    if (tty) {
+      process.stderr.write(`\r${line}   `);
+      shown = true;
+    } else if (Date.now() - lastLine >= 10_000) {
+      lastLine = Date.now();
+      process.stderr.write(`${line}\n`);
+    }
+  };
+  let stopped = false;
+  const timer = setInterval(() => void tick(), 2000);
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      if (shown) process.stderr.write('\n');
+    },
+  };
 }

@@ -11,17 +11,20 @@
 //          to a VM, receive its outputs (each with the VM's output sequence
 //          number, so a client drops the duplicates a failover can cause).
 
+import { createHash, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
-import { compileGuestAsync, compileMetered } from '../runtime/compile.ts';
-import { moduleHash } from '../runtime/replay-core.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { MeterPool } from './meter-pool.ts';
+import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
-import { CLIENT_FRAME_MAX, PEER_FRAME_MAX, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
+import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
   id: string;
@@ -44,6 +47,25 @@ export interface HostOptions {
   lagTargetMs?: number;
   /** where the host says what it does (default: nowhere) */
   log?: (line: string) => void;
+  /**
+   * where the host keeps its files: modules under <dataDir>/modules (default:
+   * $FTVM_DATA_DIR/<id>, else $XDG_CACHE_HOME/ftvm/host-<id>, else ~/.cache/ftvm/host-<id>)
+   */
+  dataDir?: string;
+  /** the largest module the host takes, uploaded or shipped, in bytes (default 128 MiB) */
+  moduleBytesMax?: number;
+  /** bytes of modules kept on disk, all together (default 2 GiB) */
+  moduleStoreBytesMax?: number;
+  /** modules kept on disk (default 256) */
+  moduleStoreCountMax?: number;
+  /** modules larger than 1 MiB metered at once (default 1; a small one never waits behind them) */
+  meterJobsMax?: number;
+}
+
+/** The data directory of host `id` when none is given (see HostOptions.dataDir). */
+export function defaultDataDir(id: string): string {
+  if (process.env.FTVM_DATA_DIR) return join(process.env.FTVM_DATA_DIR, id);
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', `host-${id}`);
 }
 
 interface Link {
@@ -67,6 +89,9 @@ interface Vm {
   role: 'primary' | 'backup';
   module: Uint8Array;
   metered: Uint8Array;
+  /** SHA-256 of `module` (the start entry's `module`) and of `metered`, hex */
+  moduleHash: string;
+  meteredHash: string;
   compiled: WebAssembly.Module;
   start: EntryPayloads['start'];
   reactor: boolean;
@@ -78,6 +103,11 @@ interface Vm {
   since: number;
   // primary
   backup: string | null;
+  /**
+   * the backup said it is in place (its first ack): log frames go to it only
+   * from then on, since a backup being made (modules shipped, compiled) would drop them
+   */
+  backupReady: boolean;
   alone: boolean;
   frames: PendingFrame[];
   held: Output[];
@@ -118,10 +148,28 @@ interface Vm {
   ended: boolean;
 }
 
+/** A module being received from a peer, in chunks (see FtHost.shipModules). */
+interface IncomingModule {
+  from: string;
+  kind: ModuleKind;
+  /** the whole module's size, and how much has arrived */
+  total: number;
+  got: number;
+  bytes: Uint8Array;
+  hash: Hash;
+  /** when the last chunk arrived (performance.now()) */
+  at: number;
+  /** called once it is complete or dropped */
+  waiters: (() => void)[];
+}
+
 /** What a VM is started with. */
 export interface StartRequest {
   name: string;
-  module: Uint8Array;
+  /** the module's bytes; or */
+  module?: Uint8Array;
+  /** the SHA-256 (hex) of a module this host has (uploaded, or kept for a VM): FTVM_ERR_MODULE_NOT_FOUND if it has not */
+  moduleHash?: string;
   args?: string[];
   env?: Record<string, string>;
   /** stdin, whole, logged at start (command guests read it; default empty) */
@@ -179,6 +227,14 @@ export interface VmInfo {
 }
 
 const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+/** how long a host waits for a peer to say which modules it needs */
+const OFFER_TIMEOUT_MS = 10_000;
+/** modules a host receives from its peers at once */
+const INCOMING_MAX = 4;
+/** a module being received that gets no chunk for this long is dropped */
+const INCOMING_IDLE_MS = 60_000;
+/** after a failed attempt to make a backup, the next one waits this long */
+const BACKUP_RETRY_MS = 2000;
 /** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
 const RETAIN_MAX = 4096;
 const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
@@ -191,8 +247,8 @@ const ADMIN_TIMEOUT_MS = 5000;
 /** outputs an API connection keeps for its reader */
 const API_BOX_MAX = 10_000;
 
-export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_UNAVAILABLE';
-const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_UNAVAILABLE'];
+export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -245,6 +301,21 @@ export class FtHost {
   readonly refused = { unauthenticated: 0, badFrames: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
   private snapshotIds = 0;
+  /** the modules this host keeps on disk: uploaded by clients, or shipped to it for its backups */
+  readonly modules: ModuleStore;
+  /** metering jobs, on worker threads */
+  readonly meter: MeterPool;
+  /** modules being received from peers, by hash */
+  private readonly incomingModules = new Map<string, IncomingModule>();
+  /** modules received whole and checked, until the store has them on disk */
+  private readonly arrived = new Map<string, Uint8Array>();
+  /** module offers made to peers, waiting for the list of what they need */
+  private readonly offerWaits = new Map<number, { resolve: (need: string[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private offerIds = 0;
+  /** the newest request to make a backup of each VM (one overtaken while it waited is dropped) */
+  private readonly making = new Map<string, object>();
+  /** what module shipping did: modules and bytes sent and received, and modules a peer had already */
+  readonly shipping = { sent: 0, sentBytes: 0, chunksSent: 0, skipped: 0, received: 0, receivedBytes: 0 };
 
   constructor(opts: HostOptions) {
     if (!NAME_RE.test(opts.id)) throw new Error(`host id ${JSON.stringify(opts.id)} must match ${NAME_RE}`);
@@ -260,8 +331,21 @@ export class FtHost {
       unackedLogMax: UNACKED_LOG_MAX,
       advertisePeer: '',
       log: () => {},
+      dataDir: defaultDataDir(opts.id),
+      moduleBytesMax: MODULE_BYTES_MAX_DEFAULT,
+      moduleStoreBytesMax: STORE_BYTES_MAX,
+      moduleStoreCountMax: STORE_COUNT_MAX,
+      meterJobsMax: 1,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
+    this.modules = new ModuleStore({
+      dir: join(this.opts.dataDir, 'modules'),
+      countMax: this.opts.moduleStoreCountMax,
+      bytesMax: this.opts.moduleStoreBytesMax,
+      moduleBytesMax: this.opts.moduleBytesMax,
+      inUse: () => this.hashesInUse(),
+    });
+    this.meter = new MeterPool({ jobsMax: this.opts.meterJobsMax });
     this.peerServer = createServer((s) => this.acceptPeer(s));
     this.clientServer = createServer((s) => this.acceptClient(s));
   }
@@ -291,6 +375,7 @@ export class FtHost {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
     for (const l of this.links.values()) l.sock?.destroy();
     for (const s of this.incoming) s.destroy();
@@ -472,6 +557,13 @@ export class FtHost {
       }
     }
     for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
+    for (const [hash, inc] of this.incomingModules) {
+      if (now - inc.at > INCOMING_IDLE_MS) {
+        this.incomingModules.delete(hash);
+        for (const w of inc.waiters.splice(0)) w();
+        this.say(`dropped module ${hash.slice(0, 12)} from ${inc.from}: no chunk for ${INCOMING_IDLE_MS / 1000} s (${inc.got} of ${inc.total} bytes came)`);
+      }
+    }
     const wall = Date.now();
     for (const [conn, box] of this.apiBoxes) {
       if (wall - box.usedAt > API_CONN_IDLE_MS && !box.waiters.length) this.apiBoxes.delete(conn);
@@ -507,7 +599,7 @@ export class FtHost {
   /** A link came (back) up: resend what the backup has not acknowledged. */
   private onLinkUp(id: string): void {
     for (const vm of this.vms.values()) {
-      if (vm.role !== 'primary' || vm.backup !== id) continue;
+      if (vm.role !== 'primary' || vm.backup !== id || !vm.backupReady) continue;
       for (const f of vm.frames) this.toPeer(id, { t: 'log', vm: vm.name, gen: vm.gen, first: f.first, last: f.last, frame: f.frame, released: vm.released });
     }
   }
@@ -536,7 +628,10 @@ export class FtHost {
         return;
       }
       case 'backup':
-        void this.makeBackup(from, m).catch((e) => this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`));
+        void this.makeBackup(from, m).catch((e) => {
+          this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`);
+          this.toPeer(from, { t: 'backup-failed', vm: m.vm, gen: m.gen });
+        });
         return;
       case 'log': {
         if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
@@ -564,9 +659,33 @@ export class FtHost {
       }
       case 'ack': {
         if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return;
+        if (!vm.backupReady) {
+          // the backup is in place: send it the log it does not have yet
+          vm.backupReady = true;
+          for (const f of vm.frames) {
+            if (f.last <= (m.seq as number)) continue;
+            vm.logBytes += f.frame.length;
+            this.toPeer(from, { t: 'log', vm: vm.name, gen: vm.gen, first: f.first, last: f.last, frame: f.frame, released: vm.released });
+          }
+        }
         this.acked(vm, m.seq as number, m.count as bigint);
         return;
       }
+      case 'mod-offer':
+        this.onModuleOffer(from, m);
+        return;
+      case 'mod-need': {
+        const w = this.offerWaits.get(m.id as number);
+        if (!w) return;
+        this.offerWaits.delete(m.id as number);
+        clearTimeout(w.timer);
+        if (typeof m.refused === 'string') w.reject(new Error(`${from} refused the module: ${m.refused}`));
+        else w.resolve((m.need as string[]) ?? []);
+        return;
+      }
+      case 'mod-chunk':
+        this.onModuleChunk(from, m);
+        return;
       case 'fwd':
         this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0);
         return;
@@ -584,7 +703,7 @@ export class FtHost {
         this.connOwners.set(m.conn as number, m.owner as string);
         return;
       case 'backup-failed':
-        if (vm && vm.role === 'primary' && vm.backup === from) void this.backupLost(vm);
+        if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
         return;
       case 'failover':
         // the primary's host stopped its replica on request: take over at once
@@ -629,12 +748,13 @@ export class FtHost {
 
   // ---- VMs ----
 
-  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'module' | 'metered' | 'compiled' | 'start' | 'handle'> & Partial<Vm>): Vm {
+  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Vm>): Vm {
     const vm: Vm = {
       reactor: WebAssembly.Module.exports(fields.compiled).some((e) => e.name === '_initialize'),
       claiming: false,
       since: performance.now(),
       backup: null,
+      backupReady: false,
       alone: false,
       frames: [],
       held: [],
@@ -671,15 +791,37 @@ export class FtHost {
     return vm;
   }
 
-  /** Starts a VM with its primary here and a backup on another host. */
+  /**
+   * Starts a VM with its primary here and a backup on another host. The module
+   * is checked and metered on a worker thread (meter-pool.ts); the promise
+   * settles once the primary replica runs. The backup is made afterwards: the
+   * module goes to its host (shipModules), which then starts it.
+   * Errors: GuestLoadError (the module is refused), HostError
+   * FTVM_ERR_MODULE_NOT_FOUND (no module of that hash here), FTVM_ERR_EXISTS,
+   * FTVM_ERR_BAD_REQUEST (bad limits), MeterPoolError FTVM_ERR_UNAVAILABLE
+   * (too many modules wait to be metered).
+   */
   async startVm(req: StartRequest): Promise<{ gen: number; primary: string; backup: string | null }> {
-    if (!NAME_RE.test(req.name)) throw new Error(`VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
+    if (!NAME_RE.test(req.name)) throw new HostError('FTVM_ERR_BAD_REQUEST', `VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
     const memoryMiB = req.memoryMiB ?? DEFAULT_MEMORY_LIMIT_PAGES / 16;
     const cpuPercent = req.cpuPercent ?? 100;
-    if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new Error(`memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
-    if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new Error('cpuPercent must be an integer from 1 to 100');
+    if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new HostError('FTVM_ERR_BAD_REQUEST', `memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
+    if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'cpuPercent must be an integer from 1 to 100');
+    if ((req.module === undefined) === (req.moduleHash === undefined)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'give exactly one of a module and a module hash');
+    let module: Uint8Array;
+    let hash: string;
+    if (req.moduleHash !== undefined) {
+      if (!HASH_RE.test(req.moduleHash)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'a module hash is 64 lower-case hex digits (SHA-256)');
+      hash = req.moduleHash;
+      const got = await this.localModule(hash, 'module');
+      if (!got) throw new HostError('FTVM_ERR_MODULE_NOT_FOUND', `no module ${hash} on ${this.id}: upload it first (PUT /v1/modules)`);
+      module = shared(got);
+    } else {
+      module = shared(req.module!);
+      hash = await sha256Hex(module);
+    }
     const start: EntryPayloads['start'] = {
-      module: moduleHash(req.module),
+      module: hash,
       args: req.args ?? [req.name],
       env: req.env ?? {},
       digestEvery: 10_000_000n,
@@ -687,7 +829,14 @@ export class FtHost {
       memoryLimitPages: memoryMiB * 16,
       canonicalizeNaNs: false,
     };
-    const c = await compileGuestAsync(req.module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
+    // A name already taken is refused before the module is metered (and again at the claim, which decides).
+    const taken = await this.opts.arbiter.latest(req.name);
+    if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
+    const meteredHash = c.meteredHash;
+    // A module uploaded to this host keeps its metered form beside it: after a failover
+    // this host can be made a backup again without anything shipped back to it.
+    if (req.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
     if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -695,13 +844,13 @@ export class FtHost {
     if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
-    const handle = new ReplicaHandle({ vm: req.name, module: req.module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
-    const vm = this.newVm({ name: req.name, gen, role: 'primary', module: req.module, metered: c.metered, compiled: c.module, start, handle, cpuPercent });
+    const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
+    const vm = this.newVm({ name: req.name, gen, role: 'primary', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
     if (backup) {
       vm.backup = backup;
-      this.toPeer(backup, { t: 'backup', vm: vm.name, gen, module: req.module, metered: c.metered, start, primary: this.id, snapshot: null, cpuPercent });
+      void this.backupFromBoot(vm, backup);
     } else {
       // No other host yet: run alone and make a backup from a snapshot once one is up.
       vm.alone = true;
@@ -710,6 +859,177 @@ export class FtHost {
     this.tell(vm);
     this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none yet'}`);
     return { gen, primary: this.id, backup };
+  }
+
+  /** Makes the first backup of a VM on `target`, replaying from boot: ships the modules, then asks for it. */
+  private async backupFromBoot(vm: Vm, target: string): Promise<void> {
+    const gen = vm.gen;
+    const current = (): boolean => this.vms.get(vm.name) === vm && vm.gen === gen && vm.backup === target && !vm.claiming;
+    try {
+      await this.shipModules(target, vm);
+    } catch (e) {
+      if (!current()) return;
+      this.say(`${vm.name}: no backup on ${target}: ${(e as Error).message}`);
+      void this.backupLost(vm);
+      return;
+    }
+    if (!current()) return;
+    this.toPeer(target, { t: 'backup', vm: vm.name, gen, module: vm.moduleHash, metered: vm.meteredHash, start: vm.start, primary: this.id, snapshot: null, cpuPercent: vm.cpuPercent });
+  }
+
+  // ---- modules: kept, found, shipped ----
+
+  /** The module and metered-module hashes of the VMs this host runs (never evicted from the store). */
+  private hashesInUse(): Set<string> {
+    const used = new Set<string>();
+    for (const vm of this.vms.values()) {
+      used.add(vm.moduleHash);
+      used.add(vm.meteredHash);
+    }
+    return used;
+  }
+
+  /** Whether this host has the module `hash` (in a VM it runs, just received, stored, or arriving now). */
+  private hasModule(hash: string): boolean {
+    for (const vm of this.vms.values()) if (vm.moduleHash === hash || vm.meteredHash === hash) return true;
+    return this.arrived.has(hash) || this.modules.get(hash) !== undefined || this.incomingModules.has(hash);
+  }
+
+  /** The bytes of module `hash` if this host has them whole (from a VM it runs, just received, or stored), else null. */
+  private async localModule(hash: string, kind: ModuleKind): Promise<Uint8Array | null> {
+    // arriving for another VM (a peer offered it, and this host said it was coming already): wait for it
+    const inc = this.incomingModules.get(hash);
+    if (inc) await new Promise<void>((r) => inc.waiters.push(r));
+    for (const vm of this.vms.values()) {
+      if (vm.moduleHash === hash) return vm.module;
+      if (vm.meteredHash === hash) return vm.metered;
+    }
+    const a = this.arrived.get(hash);
+    if (a) return a;
+    const stored = this.modules.get(hash);
+    if (!stored || stored.kind !== kind) return null;
+    try {
+      return await this.modules.read(hash);
+    } catch {
+      return null;
+    }
+  }
+
+  /** What this host knows of module `hash`: stored here, used by VMs here (by name), metering jobs. */
+  moduleInfo(hash: string): { hash: string; kind: ModuleKind | null; bytes: number | null; stored: boolean; vms: string[] } | null {
+    const vms = [...this.vms.values()].filter((v) => v.moduleHash === hash || v.meteredHash === hash);
+    const stored = this.modules.get(hash);
+    if (!stored && !vms.length) return null;
+    const v = vms[0];
+    const kind = stored?.kind ?? (v && v.moduleHash === hash ? 'module' : 'metered');
+    const bytes = stored?.bytes ?? (v ? (v.moduleHash === hash ? v.module.length : v.metered.length) : null);
+    return { hash, kind, bytes, stored: stored !== undefined, vms: vms.map((x) => x.name).sort() };
+  }
+
+  /**
+   * Ships a VM's module and its metered module to the host `target`, each at
+   * most once: the host offers them by hash and size ('mod-offer'), the peer
+   * answers with the hashes it lacks ('mod-need': it has the others stored, in
+   * a VM it runs, or arriving already, and it refuses with a reason when it
+   * cannot keep them), and only those follow, cut into 'mod-chunk' frames of
+   * MODULE_CHUNK_BYTES (4 MiB, under the 8 MiB PEER_FRAME_MAX). A chunk is
+   * written only when the link's socket buffer has drained below one chunk,
+   * so a heartbeat or a log frame of another VM on the same link waits behind
+   * at most one chunk, never behind the whole module. The peer checks each
+   * module's SHA-256 when its last chunk arrives. The 'backup' request that
+   * follows on the same link names the modules only by hash.
+   * Rejects if the link goes down, the peer does not answer within
+   * OFFER_TIMEOUT_MS, or it refuses.
+   */
+  private async shipModules(target: string, vm: Vm): Promise<void> {
+    const items = [
+      { hash: vm.moduleHash, kind: 'module' as const, bytes: vm.module },
+      { hash: vm.meteredHash, kind: 'metered' as const, bytes: vm.metered },
+    ];
+    const id = ++this.offerIds;
+    const need = await new Promise<string[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.offerWaits.delete(id);
+        reject(new Error(`${target} did not answer a module offer within ${OFFER_TIMEOUT_MS} ms`));
+      }, OFFER_TIMEOUT_MS);
+      this.offerWaits.set(id, { resolve, reject, timer });
+      if (!this.toPeer(target, { t: 'mod-offer', id, items: items.map((it) => ({ hash: it.hash, kind: it.kind, bytes: it.bytes.length })) })) {
+        clearTimeout(timer);
+        this.offerWaits.delete(id);
+        reject(new Error(`no link to ${target}`));
+      }
+    });
+    for (const it of items) {
+      if (!need.includes(it.hash)) {
+        this.shipping.skipped++;
+        continue;
+      }
+      for (let at = 0; at < it.bytes.length; at += MODULE_CHUNK_BYTES) {
+        const l = this.links.get(target);
+        if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
+        if (l.sock.writableLength > 0) await drained(l.sock, MODULE_CHUNK_BYTES);
+        if (this.links.get(target)?.sock !== l.sock || !l.ready) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
+        const bytes = it.bytes.subarray(at, at + MODULE_CHUNK_BYTES);
+        send(l.sock, { t: 'mod-chunk', hash: it.hash, at, bytes });
+        this.shipping.chunksSent++;
+        this.shipping.sentBytes += bytes.length;
+      }
+      this.shipping.sent++;
+      this.say(`${vm.name}: shipped ${it.kind} ${it.hash.slice(0, 12)} (${it.bytes.length} bytes) to ${target} in ${Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES)} chunks`);
+    }
+  }
+
+  /** A peer offers modules: answer with those this host lacks, and get ready to receive them (or refuse). */
+  private onModuleOffer(from: string, m: WireMessage): void {
+    const items = m.items as { hash: string; kind: ModuleKind; bytes: number }[];
+    if (!Array.isArray(items) || items.length > 4 || !items.every((it) => typeof it?.hash === 'string' && HASH_RE.test(it.hash) && (it.kind === 'module' || it.kind === 'metered') && Number.isInteger(it.bytes) && it.bytes >= 0)) {
+      throw new Error('mod-offer needs "items": [{ hash, kind, bytes }]');
+    }
+    const need = items.filter((it) => !this.hasModule(it.hash));
+    const refuse = (why: string): void => void this.toPeer(from, { t: 'mod-need', id: m.id, need: [], refused: why });
+    if (this.incomingModules.size + need.length > INCOMING_MAX) return refuse(`${this.id} receives ${this.incomingModules.size} modules already`);
+    for (const it of need) {
+      if (it.bytes > this.modules.moduleBytesMax) return refuse(`the ${it.kind} has ${it.bytes} bytes, more than ${this.modules.moduleBytesMax}`);
+      if (!this.modules.canFit(it.bytes)) return refuse(`${this.id} has no room to keep ${it.bytes} more bytes of modules`);
+    }
+    for (const it of need) {
+      this.incomingModules.set(it.hash, { from, kind: it.kind, total: it.bytes, got: 0, bytes: new Uint8Array(new SharedArrayBuffer(it.bytes)), hash: createHash('sha256'), at: performance.now(), waiters: [] });
+      if (it.bytes === 0) this.onModuleChunk(from, { t: 'mod-chunk', hash: it.hash, at: 0, bytes: new Uint8Array(0) });
+    }
+    this.toPeer(from, { t: 'mod-need', id: m.id, need: need.map((it) => it.hash) });
+  }
+
+  /** A chunk of a module this host said it needs; the last one is checked, kept in memory and stored. */
+  private onModuleChunk(from: string, m: WireMessage): void {
+    const hash = m.hash as string;
+    const inc = this.incomingModules.get(hash);
+    if (!inc || inc.from !== from) return; // not asked for, or dropped
+    const bytes = m.bytes;
+    if (!(bytes instanceof Uint8Array) || m.at !== inc.got || inc.got + bytes.length > inc.total) {
+      this.incomingModules.delete(hash);
+      for (const w of inc.waiters.splice(0)) w();
+      throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${String(m.at)} of ${bytes instanceof Uint8Array ? bytes.length : '?'} bytes does not follow the ${inc.got} received of ${inc.total}`);
+    }
+    inc.bytes.set(bytes, inc.got);
+    inc.hash.update(bytes);
+    inc.got += bytes.length;
+    inc.at = performance.now();
+    if (inc.got < inc.total) return;
+    this.incomingModules.delete(hash);
+    const wake = (): void => void inc.waiters.splice(0).forEach((w) => w());
+    if (inc.hash.digest('hex') !== hash) {
+      wake();
+      this.say(`module ${hash.slice(0, 12)} from ${from} does not match its hash: dropped`);
+      return;
+    }
+    this.shipping.received++;
+    this.shipping.receivedBytes += inc.total;
+    this.arrived.set(hash, inc.bytes);
+    wake();
+    void this.modules
+      .put(inc.bytes, inc.kind, hash)
+      .catch((e) => this.say(`module ${hash.slice(0, 12)} from ${from} is not kept on disk: ${(e as Error).message}`))
+      .finally(() => this.arrived.delete(hash));
   }
 
   private pickBackupHost(vmName: string): string | null {
@@ -725,31 +1045,52 @@ export class FtHost {
     for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id });
   }
 
+  /**
+   * Makes this host the backup of a VM, as the primary's host asks: the
+   * modules named by hash must be here (shipModules sent them before), the
+   * metered one is compiled off this thread (WebAssembly.compile), then the
+   * replica starts, from boot or from the snapshot whose chunks came before.
+   * A newer request for the same VM overtakes one still being made.
+   */
   private async makeBackup(from: string, m: WireMessage): Promise<void> {
     const name = m.vm as string;
     const gen = m.gen as number;
     if ((this.tombstones.get(name) ?? 0) > gen) return; // deleted since
+    const token = {};
+    this.making.set(name, token);
     const old = this.vms.get(name);
     if (old) this.dropVm(old, 'replaced by a new backup');
-    const start = m.start as EntryPayloads['start'];
-    const c = compileMetered(m.metered as Uint8Array);
     let snapshot: Snapshot | undefined;
     if (m.snapshot) {
       const parts = this.snapshotsIn.get(`${name}/${gen}`) ?? [];
       this.snapshotsIn.delete(`${name}/${gen}`);
       snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
     }
-    const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
-    const handle = new ReplicaHandle({ vm: name, module: m.module as Uint8Array, compiled: c.module, start, role: 'backup', snapshot, cpuPercent });
-    const vm = this.newVm({ name, gen, role: 'backup', module: m.module as Uint8Array, metered: c.metered, compiled: c.module, start, handle, cpuPercent });
-    vm.primary = from;
-    vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
-    vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
-    this.primaries.set(name, { gen, host: from });
-    // Tell the primary the backup is in place (and where it starts), before any new entry.
-    vm.replayCount = snapshot ? snapshot.count : 0n;
-    this.toPeer(from, { t: 'ack', vm: name, gen, seq: vm.lastSeq, count: vm.replayCount });
-    this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
+    const start = m.start as EntryPayloads['start'];
+    const moduleHash = String(m.module);
+    const meteredHash = String(m.metered);
+    try {
+      const found = await this.localModule(moduleHash, 'module');
+      const module = found && shared(found);
+      const metered = await this.localModule(meteredHash, 'metered');
+      if (!module || !metered) throw new Error(`the ${module ? 'metered module' : 'module'} ${(module ? meteredHash : moduleHash).slice(0, 12)} did not arrive`);
+      if (start.module !== moduleHash) throw new Error('the start entry names another module');
+      const compiled = await WebAssembly.compile(metered as Uint8Array<ArrayBuffer>);
+      if (this.making.get(name) !== token || this.closed || (this.tombstones.get(name) ?? 0) > gen) return; // overtaken or deleted meanwhile
+      const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
+      const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
+      const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
+      vm.primary = from;
+      vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
+      vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
+      this.primaries.set(name, { gen, host: from });
+      // Tell the primary the backup is in place (and where it starts), before any new entry.
+      vm.replayCount = snapshot ? snapshot.count : 0n;
+      this.toPeer(from, { t: 'ack', vm: name, gen, seq: vm.lastSeq, count: vm.replayCount });
+      this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
+    } finally {
+      if (this.making.get(name) === token) this.making.delete(name);
+    }
   }
 
   private fromReplica(vm: Vm, m: FromReplica): void {
@@ -770,7 +1111,7 @@ export class FtHost {
           vm.stalls++;
         }
         vm.held.push(...m.outputs);
-        if (vm.backup) {
+        if (vm.backup && vm.backupReady) {
           vm.logBytes += m.frame.length;
           this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
         }
@@ -954,6 +1295,7 @@ export class FtHost {
     vm.gen++;
     vm.claiming = false;
     vm.backup = null;
+    vm.backupReady = false;
     vm.alone = true;
     vm.frames = [];
     vm.unackedBytes = 0;
@@ -972,15 +1314,30 @@ export class FtHost {
       this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
       return;
     }
-    const target = this.pickBackupHost(vm.name);
-    if (!target) {
-      const t = setTimeout(() => this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && this.recreateBackup(vm), 500);
+    const retry = (ms: number): void => {
+      const t = setTimeout(() => {
+        this.timers.splice(this.timers.indexOf(t) >>> 0, 1);
+        if (this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && !vm.claiming) this.recreateBackup(vm);
+      }, ms);
       this.timers.push(t);
-      return;
-    }
+    };
+    const target = this.pickBackupHost(vm.name);
+    if (!target) return retry(500);
     vm.snapshotFor = target;
     vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
-    vm.handle.send({ t: 'snapshot', id: ++this.snapshotIds });
+    // The modules go first, so the primary pauses for its snapshot only once the new backup's host has them.
+    const gen = vm.gen;
+    this.shipModules(target, vm).then(
+      () => {
+        if (this.vms.get(vm.name) === vm && vm.gen === gen && vm.snapshotFor === target) vm.handle.send({ t: 'snapshot', id: ++this.snapshotIds });
+      },
+      (e: Error) => {
+        if (this.vms.get(vm.name) !== vm || vm.gen !== gen || vm.snapshotFor !== target) return;
+        this.say(`${vm.name}: no new backup on ${target}: ${e.message}`);
+        vm.snapshotFor = null;
+        retry(BACKUP_RETRY_MS);
+      },
+    );
   }
 
   private shipSnapshot(vm: Vm, snap: Snapshot): void {
@@ -996,9 +1353,10 @@ export class FtHost {
       this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
       if (memory.length === 0) break;
     }
-    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.module, metered: vm.metered, start: vm.start, primary: this.id, snapshot: meta, cpuPercent: vm.cpuPercent });
+    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.moduleHash, metered: vm.meteredHash, start: vm.start, primary: this.id, snapshot: meta, cpuPercent: vm.cpuPercent });
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
+    vm.backupReady = false;
     vm.alone = false;
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
@@ -1219,10 +1577,10 @@ export class FtHost {
         return;
       }
       case 'start': {
-        if (!(m.module instanceof Uint8Array)) throw new Error('start needs "module" (bytes)');
+        if (!(m.module instanceof Uint8Array) && typeof m.moduleHash !== 'string') throw new Error('start needs "module" (bytes) or "moduleHash" (a SHA-256, hex)');
         const r = await this.startVm({
           name: String(m.vm),
-          module: m.module,
+          ...(m.module instanceof Uint8Array ? { module: m.module } : { moduleHash: m.moduleHash as string }),
           args: m.args as string[] | undefined,
           env: m.env as Record<string, string> | undefined,
           stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,

@@ -16,6 +16,14 @@
 //   listener -> { t: 'welcome' }
 // Each side checks the other's MAC; a peer that sends anything else first, or
 // a wrong MAC, is disconnected.
+//
+// Modules go to a peer once, in chunks (FtHost.shipModules):
+//   sender   -> { t: 'mod-offer', id, items: [{ hash, kind, bytes }] }
+//   receiver -> { t: 'mod-need', id, need: [hash...] }  or  { ..., refused: why }
+//   sender   -> { t: 'mod-chunk', hash, at, bytes }     MODULE_CHUNK_BYTES at most,
+//                                                      in order, for each needed hash
+//   sender   -> { t: 'backup', ..., module: hash, metered: hash }
+// The receiver checks the SHA-256 of each module when its last chunk arrives.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -28,6 +36,8 @@ export const WIRE_HEADER = 8;
 export const PEER_FRAME_MAX = 8 * 1024 * 1024;
 /** The largest frame a client may send (a module to start, or a message). */
 export const CLIENT_FRAME_MAX = 32 * 1024 * 1024;
+/** The bytes of a module one 'mod-chunk' frame carries at most (well under PEER_FRAME_MAX with its header). */
+export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export class WireError extends Error {
   constructor(
@@ -55,10 +65,24 @@ export function encodeMessage(m: WireMessage): Buffer {
 /** Cuts a byte stream into messages, checking each frame. */
 export class FrameDecoder {
   private buf: Buffer = Buffer.alloc(0);
+  /** reads that came after `buf` while a large frame is incomplete, joined once it is whole */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   constructor(private readonly limit: number) {}
 
   /** The messages completed by `chunk`; throws WireError at the first bad frame. */
   push(chunk: Buffer): WireMessage[] {
+    if (this.buf.length >= WIRE_HEADER) {
+      // A frame is incomplete: collect reads until it is whole, and copy once
+      // (joining at each read costs the square of a large frame's size).
+      const need = WIRE_HEADER + this.buf.readUInt32LE(0);
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.buf.length + this.pendingBytes < need && need <= WIRE_HEADER + this.limit) return [];
+      chunk = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const out: WireMessage[] = [];
     while (this.buf.length >= WIRE_HEADER) {
@@ -107,6 +131,23 @@ export function readMessages(sock: Socket, limit: number, onMessage: (m: WireMes
 export function send(sock: Socket, m: WireMessage): boolean {
   if (sock.destroyed) return false;
   return sock.write(encodeMessage(m));
+}
+
+/**
+ * Resolves once `sock` has at most `below` bytes queued to write (at once if
+ * it has), or once it closes (the caller checks which).
+ */
+export function drained(sock: Socket, below: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (sock.destroyed || sock.writableLength <= below) return resolve();
+    const done = (): void => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
 }
 
 // ---- authentication ----

@@ -349,7 +349,7 @@ export function runChild(args: string[], timeoutMs: number, cwd: string, stop?: 
 // Judging
 
 /** Lines ftvm itself appends to stderr after the guest's output (summaries and messages), dropped before comparing the guest's stderr. */
-const FTVM_TAIL_LINE = /^(ftvm: .*|count \d+|digest [0-9a-f]+|log .*: \d+ entries, \d+ bytes|replayed \d+ of \d+ entries|stopped at count .*|conformance-node: .*)$/;
+const FTVM_TAIL_LINE = /^(ftvm: .*|exit \d+|trap .*|idle|count \d+|digest [0-9a-f]+|log .*: \d+ entries, \d+ bytes|replayed \d+ of \d+ entries|stopped at count .*|conformance-node: .*)$/;
 
 /** The guest's own stderr: `text` without the lines the runner appended at its end. */
 export function guestStderr(text: string): string {

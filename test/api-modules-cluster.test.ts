@@ -138,6 +138,19 @@ describe('large modules across a cluster', { timeout: 600_000 }, () => {
     const conn1 = (await api('h1', 'POST', '/v1/connections')).json.conn as number;
     expect(await ask('h1', 'big', conn1, 'three', /^big 3$/)).toBe('big 3');
 
+    // `ftvm vm upload` of the same file: the host has it already; `ftvm vm modules` lists it, in use
+    const cli = async (...args: string[]): Promise<unknown> => {
+      const p = spawn(process.execPath, [FTVM, 'vm', ...args, '--api', cluster.host('h1').api, '--token', cluster.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      expect(await new Promise((r) => p.once('exit', r))).toBe(0);
+      return JSON.parse(out);
+    };
+    expect(await cli('upload', file)).toEqual({ module: hash, bytes: big.length, created: false });
+    const listed = (await cli('modules')) as { modules: { module: string; kind: string; vms: string[] }[]; moduleBytesMax: number };
+    expect(listed.modules.find((m) => m.module === hash)).toMatchObject({ kind: 'module', vms: ['big'] });
+    expect(listed.moduleBytesMax).toBe(128 * 1024 * 1024);
+
     // a start by a hash h2 does not have is refused, and h2 keeps serving
     const unknown = await api('h2', 'POST', '/v1/vms', { name: 'ghost', moduleHash: 'f'.repeat(64) });
     expect([unknown.status, unknown.json.error.code]).toEqual([404, 'FTVM_ERR_MODULE_NOT_FOUND']);

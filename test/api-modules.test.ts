@@ -177,7 +177,10 @@ describe('modules through the REST API', { timeout: 300_000 }, () => {
     expect(started.status).toBe(201);
     const maxDelayMs = delay.max / 1e6;
     console.log(`event loop while a ${big.length}-byte module was metered for ${(meteredMs / 1000).toFixed(1)} s: max delay ${maxDelayMs.toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms (the other VM answered ${stillMetering ? 'during' : 'before the end of'} the metering)`);
-    expect(maxDelayMs).toBeLessThan(500);
+    // A loop blocked by the pass would stall for the whole metering (tens of seconds). The bound
+    // leaves room for a machine shared by many test runs, where a process with a busy metering
+    // thread was seen to stall up to about 0.8 s (an idle process: under 0.1 s).
+    expect(maxDelayMs).toBeLessThan(1500);
     await eventually('the guest printed', () => hostLog.find((l) => l.includes(`big fd 1: ${bigModuleOutput().trim()}`)), 120_000);
     // its metered form is kept beside it, both in use by the VM
     const list = (await call('GET', '/v1/modules')).json as { modules: { module: string; kind: string; vms: string[] }[] };

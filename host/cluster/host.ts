@@ -233,6 +233,12 @@ const OFFER_TIMEOUT_MS = 10_000;
 const INCOMING_MAX = 4;
 /** a module being received that gets no chunk for this long is dropped */
 const INCOMING_IDLE_MS = 60_000;
+/**
+ * A module and its metered form of at most this many bytes together go inside
+ * the 'backup' request itself, and the backup is made at once on its arrival,
+ * as small modules always were: no offer, no round trip, no compile off-thread.
+ */
+const INLINE_SHIP_BYTES_MAX = 1024 * 1024;
 /** after a failed attempt to make a backup, the next one waits this long */
 const BACKUP_RETRY_MS = 2000;
 /** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
@@ -850,7 +856,8 @@ export class FtHost {
     this.announce(vm);
     if (backup) {
       vm.backup = backup;
-      void this.backupFromBoot(vm, backup);
+      if (vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX) this.toPeer(backup, { ...this.backupRequest(vm, null), module: vm.module, metered: vm.metered });
+      else void this.backupFromBoot(vm, backup);
     } else {
       // No other host yet: run alone and make a backup from a snapshot once one is up.
       vm.alone = true;
@@ -874,7 +881,16 @@ export class FtHost {
       return;
     }
     if (!current()) return;
-    this.toPeer(target, { t: 'backup', vm: vm.name, gen, module: vm.moduleHash, metered: vm.meteredHash, start: vm.start, primary: this.id, snapshot: null, cpuPercent: vm.cpuPercent });
+    this.toPeer(target, this.backupRequest(vm, null));
+  }
+
+  /**
+   * The request that makes a host the backup of `vm`, naming its modules by
+   * hash ('moduleHash', 'meteredHash'); a small module's bytes may ride along
+   * ('module', 'metered').
+   */
+  private backupRequest(vm: Vm, snapshot: Omit<Snapshot, 'memory'> | null): WireMessage {
+    return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent };
   }
 
   // ---- modules: kept, found, shipped ----
@@ -1067,16 +1083,27 @@ export class FtHost {
       snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
     }
     const start = m.start as EntryPayloads['start'];
-    const moduleHash = String(m.module);
-    const meteredHash = String(m.metered);
+    const moduleHash = String(m.moduleHash);
+    const meteredHash = String(m.meteredHash);
     try {
-      const found = await this.localModule(moduleHash, 'module');
-      const module = found && shared(found);
-      const metered = await this.localModule(meteredHash, 'metered');
-      if (!module || !metered) throw new Error(`the ${module ? 'metered module' : 'module'} ${(module ? meteredHash : moduleHash).slice(0, 12)} did not arrive`);
+      let module: Uint8Array | null;
+      let metered: Uint8Array | null;
+      let compiled: WebAssembly.Module;
+      if (m.module instanceof Uint8Array && m.metered instanceof Uint8Array && m.module.length + m.metered.length <= INLINE_SHIP_BYTES_MAX) {
+        // small: made at once, with nothing awaited, so the backup exists as soon as its request arrived
+        module = shared(m.module);
+        metered = m.metered;
+        if (createHash('sha256').update(module).digest('hex') !== moduleHash || createHash('sha256').update(metered).digest('hex') !== meteredHash) throw new Error('the modules sent do not match their hashes');
+        compiled = new WebAssembly.Module(metered as Uint8Array<ArrayBuffer>);
+      } else {
+        const found = await this.localModule(moduleHash, 'module');
+        module = found && shared(found);
+        metered = await this.localModule(meteredHash, 'metered');
+        if (!module || !metered) throw new Error(`the ${module ? 'metered module' : 'module'} ${(module ? meteredHash : moduleHash).slice(0, 12)} did not arrive`);
+        compiled = await WebAssembly.compile(metered as Uint8Array<ArrayBuffer>);
+        if (this.making.get(name) !== token || this.closed || (this.tombstones.get(name) ?? 0) > gen) return; // overtaken or deleted meanwhile
+      }
       if (start.module !== moduleHash) throw new Error('the start entry names another module');
-      const compiled = await WebAssembly.compile(metered as Uint8Array<ArrayBuffer>);
-      if (this.making.get(name) !== token || this.closed || (this.tombstones.get(name) ?? 0) > gen) return; // overtaken or deleted meanwhile
       const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
       const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
@@ -1327,7 +1354,8 @@ export class FtHost {
     vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
     // The modules go first, so the primary pauses for its snapshot only once the new backup's host has them.
     const gen = vm.gen;
-    this.shipModules(target, vm).then(
+    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
+    (small ? Promise.resolve() : this.shipModules(target, vm)).then(
       () => {
         if (this.vms.get(vm.name) === vm && vm.gen === gen && vm.snapshotFor === target) vm.handle.send({ t: 'snapshot', id: ++this.snapshotIds });
       },
@@ -1353,7 +1381,8 @@ export class FtHost {
       this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
       if (memory.length === 0) break;
     }
-    this.toPeer(target, { t: 'backup', vm: vm.name, gen: vm.gen, module: vm.moduleHash, metered: vm.meteredHash, start: vm.start, primary: this.id, snapshot: meta, cpuPercent: vm.cpuPercent });
+    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
+    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.backupReady = false;

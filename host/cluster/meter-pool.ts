@@ -4,10 +4,12 @@
 //
 // Two lanes, so a small guest never waits behind a large one:
 //   light  modules of at most `lightBytesMax` bytes (default 1 MiB): one job
-//          at a time; its worker is started with the pool and kept for the
-//          next job (it ends after `idleMs` unused, or 100 jobs), since small
-//          jobs are many and mostly cache hits that take milliseconds once the
-//          worker has loaded its code;
+//          at a time; its worker is started at the first job and kept for the
+//          next (it ends after `idleMs` unused, or 100 jobs), since small jobs
+//          are many and mostly cache hits that take milliseconds once the
+//          worker has loaded its code. A host that never meters (it only runs
+//          backups) never starts one: a thread loading code competes with the
+//          host's own for the CPU;
 //   heavy  larger modules: at most `jobsMax` jobs at a time (default 1); each
 //          job has a fresh worker that ends with it, so the memory binaryen took
 //          for a large module is given back at once.
@@ -62,7 +64,7 @@ export interface MeterPoolOptions {
   lightBytesMax?: number;
   /** an idle light-lane worker ends after this long (default 10 min) */
   idleMs?: number;
-  /** start the light lane's worker with the pool, not at the first job (default true) */
+  /** start the light lane's worker with the pool, not at the first job (default false) */
   prewarm?: boolean;
   /** a job running this long is stopped, FTVM_ERR_UNAVAILABLE (default 30 min) */
   jobTimeoutMs?: number;
@@ -122,7 +124,7 @@ export class MeterPool {
   private closed = false;
 
   constructor(opts: MeterPoolOptions = {}) {
-    this.o = { jobsMax: 1, queueMax: 16, lightBytesMax: 1024 * 1024, idleMs: 10 * 60_000, prewarm: true, jobTimeoutMs: 30 * 60_000, stackSizeMb: 32, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
+    this.o = { jobsMax: 1, queueMax: 16, lightBytesMax: 1024 * 1024, idleMs: 10 * 60_000, prewarm: false, jobTimeoutMs: 30 * 60_000, stackSizeMb: 32, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
     if (!(Number.isInteger(this.o.jobsMax) && this.o.jobsMax >= 1)) throw new Error('jobsMax must be an integer >= 1');
     this.light = { name: 'light', max: 1, keep: true, queue: [], slots: new Set() };
     this.heavy = { name: 'heavy', max: this.o.jobsMax, keep: false, queue: [], slots: new Set() };

@@ -22,8 +22,10 @@
 //   receiver -> { t: 'mod-need', id, need: [hash...] }  or  { ..., refused: why }
 //   sender   -> { t: 'mod-chunk', hash, at, bytes }     MODULE_CHUNK_BYTES at most,
 //                                                      in order, for each needed hash
-//   sender   -> { t: 'backup', ..., module: hash, metered: hash }
+//   sender   -> { t: 'backup', ..., moduleHash, meteredHash }
 // The receiver checks the SHA-256 of each module when its last chunk arrives.
+// A module and its metered form of at most 1 MiB together skip the offer and
+// ride in the 'backup' request itself ('module', 'metered' bytes).
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';

@@ -236,6 +236,8 @@ describe('ftvm conformance judging', () => {
   it('tells a crash of ftvm, a trap and a wrong status apart', () => {
     expect(judge(spec, result({ code: 1, stderr: Buffer.from('ftvm: FTVM_ERR_UNSUPPORTED_IMPORT: fd_advise\n') }), 'ftvm')).toMatchObject({ reason: 'crash', detail: expect.stringMatching(/fd_advise/) });
     expect(judge(spec, result({ code: 125, stderr: Buffer.from('ftvm: guest trapped: unreachable\n') }), 'ftvm')).toMatchObject({ reason: 'trap', detail: 'unreachable' });
+    const panic = Buffer.from("thread 'main' panicked at src/bin/x.rs:3:5:\nassertion failed: ok\nftvm: guest trapped: unreachable\n");
+    expect(judge(spec, result({ code: 125, stderr: panic }), 'ftvm')).toMatchObject({ reason: 'trap', detail: "unreachable; guest stderr: thread 'main' panicked at src/bin/x.rs:3:5: assertion failed: ok" });
     expect(judge(spec, result({ code: 1, stderr: Buffer.from('assertion failed\n') }), 'ftvm')).toMatchObject({ reason: 'exit code' });
     expect(judge(spec, result({ code: null, signal: 'SIGSEGV' }), 'node')).toMatchObject({ reason: 'crash' });
     expect(judge(spec, result({}), 'ftvm')).toMatchObject({ pass: true, reason: null });

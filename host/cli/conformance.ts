@@ -397,19 +397,23 @@ export function judge(spec: TestSpec, r: ChildResult, kind: 'ftvm' | 'node'): Wa
   const stderr = r.stderr.toString('utf8');
   const base = { exit_code: r.timedOut || r.signal ? null : r.code, duration_ms: Math.round(r.duration_ms) };
   const fail = (reason: FailReason, detail: string): WayVerdict => ({ pass: false, reason, detail, ...base });
+  // What the guest said before it failed (a Rust panic's or a C assertion's message) says most about why.
+  const said = oneLine(guestStderr(stderr), 200);
+  const withSaid = (d: string): string => (said ? `${d}; guest stderr: ${said}` : d);
   if (r.timedOut) return fail('timeout', `killed after ${Math.round(r.duration_ms / 1000)} s`);
   if (r.signal || r.code === null) return fail('crash', `ended by ${r.signal ?? 'an error'}${stderr ? `: ${oneLine(stderr)}` : ''}`);
   if (kind === 'node') {
     if (r.code === 70 && /^conformance-node: error: /m.test(stderr)) return fail('crash', runtimeFailure(stderr) ?? 'error');
-    if (r.code === 125 && /^conformance-node: trap: /m.test(stderr)) return fail('trap', oneLine(/^conformance-node: trap: (.*)$/m.exec(stderr)![1]!));
+    if (r.code === 125 && /^conformance-node: trap: /m.test(stderr)) return fail('trap', withSaid(oneLine(/^conformance-node: trap: (.*)$/m.exec(stderr)![1]!)));
   } else {
     const failure = runtimeFailure(stderr);
     if (r.code === 1 && failure && spec.exit_code !== 1) return fail('crash', failure);
-    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', oneLine(/^ftvm: guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap'));
+    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', withSaid(oneLine(/^ftvm: guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap')));
   }
   if (r.code !== spec.exit_code) {
-    const why = runtimeFailure(stderr) ?? oneLine(guestStderr(stderr).split('\n').filter(Boolean).at(-1) ?? '');
-    return fail('exit code', `expected ${spec.exit_code}, got ${r.code}${why ? `: ${why}` : ''}`);
+    const runtime = runtimeFailure(stderr);
+    const expected = `expected ${spec.exit_code}, got ${r.code}`;
+    return fail('exit code', runtime ? `${expected}: ${runtime}` : withSaid(expected));
   }
   const stdout = r.stdout.toString('utf8');
   if (spec.stdout !== null && stdout !== spec.stdout) return fail('stdout', difference(spec.stdout, stdout));

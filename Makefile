@@ -1,7 +1,7 @@
 # ftvm: the two commands a new user needs are `make demo` and `make test`.
 # Every target installs what it needs by itself.
 
-.PHONY: all setup build etcd chromium guests test typecheck bench demo clean
+.PHONY: all setup build etcd chromium toolchains guests test typecheck bench demo clean
 .DELETE_ON_ERROR:
 
 NPM_STAMP := node_modules/.ftvm-installed
@@ -40,6 +40,20 @@ chromium:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
 
+# The real-program tests (test/real-programs.test.ts) build C and Rust programs at
+# test time, for wasm32-wasi and natively, with Debian's compilers: clang, wasm-ld,
+# wasi-libc and wasm32 compiler-rt for C; rustc 1.63 with its wasm32-wasi std for Rust.
+TOOLCHAIN_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32 libc6-dev gcc rustc libstd-rust-dev-wasm32
+toolchains:
+	@missing=""; for p in $(TOOLCHAIN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "toolchains missing:$$missing; installing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
 # Rebuilds the committed guest samples (installs clang, lld and wasi-libc from Debian when missing).
 guests: setup
 	$(MAKE) -C wasm-src
@@ -47,7 +61,7 @@ guests: setup
 typecheck: setup
 	npx tsc --noEmit -p host
 
-test: typecheck etcd chromium
+test: typecheck etcd chromium toolchains
 	npx vitest run
 
 bench: setup

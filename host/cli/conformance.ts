@@ -422,9 +422,9 @@ export function judge(spec: TestSpec, r: ChildResult, kind: 'ftvm' | 'node'): Wa
 }
 
 /**
- * Whether a replay reproduced its recording: the replay's exit code is 0 or
- * the recorded status (ftvm replay checks the guest's end against the log's
- * exit entry itself), and stdout, the guest's stderr, and the final count and
+ * Whether a replay reproduced its recording: the replay's exit code is 0
+ * (ftvm replay checks the guest's end against the log's exit entry itself and
+ * exits 0 when it matched, whatever the guest's status), and stdout, the guest's stderr, and the final count and
  * digest equal the recording's. Exit code 3 (FTVM_ERR_DIVERGENCE) and any
  * other difference are a divergence; a timeout or crash of the replay is that.
  */
@@ -435,7 +435,7 @@ export function judgeReplay(record: ChildResult, replay: ChildResult): WayVerdic
   if (replay.timedOut) return fail('timeout', `killed after ${Math.round(replay.duration_ms / 1000)} s`);
   if (replay.signal || replay.code === null) return fail('crash', `ended by ${replay.signal ?? 'an error'}`);
   if (replay.code === 3) return fail('divergence', /FTVM_ERR_DIVERGENCE.*$/m.exec(stderr)?.[0] ?? 'exit code 3');
-  if (replay.code !== 0 && replay.code !== record.code) return fail('crash', runtimeFailure(stderr) ?? `exit code ${replay.code}`);
+  if (replay.code !== 0) return fail('crash', runtimeFailure(stderr) ?? `exit code ${replay.code}`);
   const recStderr = record.stderr.toString('utf8');
   if (!replay.stdout.equals(record.stdout)) return fail('divergence', `stdout ${difference(record.stdout.toString('utf8'), replay.stdout.toString('utf8'))}`);
   if (guestStderr(stderr) !== guestStderr(recStderr)) return fail('divergence', `stderr ${difference(guestStderr(recStderr), guestStderr(stderr))}`);

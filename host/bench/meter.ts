@@ -280,12 +280,19 @@ export function benchMeter(opts: BenchMeterOptions): BenchMeterReport {
     asyncify_full_geomean_ratio: gm((r) => r.asyncify_full_ratio),
     nan_geomean_ratio: gm((r) => r.nan_ratio),
     ewasm_refused: refused,
-    real: opts.real === false ? [] : benchReal(opts, log),
-    pass: opts.real === false ? [] : benchPass(opts, log),
+    // The real modules take minutes (the pass alone spends about 150 CPU seconds on
+    // esbuild): a run limited to some guests, or a quick smoke run, leaves them out.
+    real: realWanted(opts) ? benchReal(opts, log) : [],
+    pass: realWanted(opts) ? benchPass(opts, log) : [],
   };
 }
 
 const MB = 1e6;
+
+/** Whether a run measures the real modules: not with `real: false`, a `guests` filter or `quick`. */
+function realWanted(opts: BenchMeterOptions): boolean {
+  return opts.real !== false && !opts.guests && !opts.quick;
+}
 
 function benchReal(opts: BenchMeterOptions, log: (l: string) => void): RealRow[] {
   const rows: RealRow[] = [];

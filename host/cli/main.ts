@@ -154,7 +154,7 @@ canonicalization; then the real modules installed from npm (flite, a 21 MB
 speech synthesizer) unmetered and metered; then the pass itself: seconds and
 CPU seconds per MB of code and peak memory, metering flite and esbuild (20 MB,
 Go) in a fresh process, and whole \`ftvm run\`s of flite (fresh cache, cached)
-against node:wasi's. --no-real skips the real modules. Prints a table (or,
+against node:wasi's. --no-real, --guests and --quick leave the real modules out. Prints a table (or,
 with --json, one JSON document).
 
 options:

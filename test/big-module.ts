@@ -26,7 +26,7 @@ export interface BigModuleOptions {
 }
 
 /** Unsigned LEB128 of a non-negative integer below 2^32 (spec 5.2.2). */
-function u32(n: number): number[] {
+export function u32(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n & 0x7f;
@@ -38,7 +38,7 @@ function u32(n: number): number[] {
 }
 
 /** Signed LEB128 of an i32 (spec 5.2.2). */
-function s32(n: number): number[] {
+export function s32(n: number): number[] {
   const out: number[] = [];
   n |= 0;
   for (;;) {

@@ -8,32 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { runGuest } from '../host/runtime/guest.ts';
 import binaryen from 'binaryen';
 import { clearMemoryCache, DEFAULT_DEPTH_LIMIT, instrumentModule, meter, weighFrames } from '../host/meter/index.ts';
+import { s32, u32 } from './big-module.ts';
 
 // ---- a minimal wasm binary writer ----------------------------------------------
 
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
+const uleb = u32;
+const sleb = s32;
 
 /** Appends `src` to `dst` without spreading (spread arguments are bounded by the stack). */
 function append(dst: number[], src: ArrayLike<number>): void {

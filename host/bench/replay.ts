@@ -12,6 +12,7 @@ import { runGuest } from '../runtime/guest.ts';
 import { DEFAULT_DIGEST_EVERY, recordGuest, replayGuest } from '../runtime/record.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { REAL_GUESTS, realGuestBytes } from './real-guests.ts';
+import { markdownTable } from './table.ts';
 
 export interface ReplayRow {
   name: string;
@@ -154,12 +155,8 @@ export function formatReplayReport(r: ReplayReport): string {
     String(g.log_bytes_per_second),
   ]);
   lines.push(['geomean', '', r.record_geomean_ratio.toFixed(3), r.replay_geomean_ratio.toFixed(3), '', '', '', '', '']);
-  const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const row = (c: string[]): string => '| ' + c.map((x, i) => x.padEnd(w[i]!)).join(' | ') + ' |';
   return [
-    row(head),
-    '|' + w.map((n) => '-'.repeat(n + 2)).join('|') + '|',
-    ...lines.map(row),
+    ...markdownTable(head, lines),
     '',
     `ratios are medians of ${r.runs} runs after ${r.warmup} warm-up, relative to the metered run; digests every ${r.digest_every} counts`,
     `machine: ${r.machine.cpu}, ${r.machine.cores} cores, node ${r.machine.node}`,

@@ -19,6 +19,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { markdownTable } from './table.ts';
 
 /** The entry of this checkout. */
 const FTVM = fileURLToPath(new URL('../cli/ftvm.mjs', import.meta.url));
@@ -207,12 +208,8 @@ export function formatStartupReport(r: StartupReport): string {
     x.rss_mb_median.toFixed(0),
     x.exit_codes.join(','),
   ]);
-  const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const row = (c: string[]): string => '| ' + c.map((x, i) => x.padEnd(w[i]!)).join(' | ') + ' |';
   return [
-    row(head),
-    '|' + w.map((n) => '-'.repeat(n + 2)).join('|') + '|',
-    ...lines.map(row),
+    ...markdownTable(head, lines),
     '',
     `medians of ${r.runs} interleaved rounds after ${r.warmup} warm-up; ratios are medians of per-round ratios to node -e 0` +
       (r.baseline ? `; baseline: ${r.baseline}` : ''),

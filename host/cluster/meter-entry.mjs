@@ -1,6 +1,13 @@
-// Worker threads cannot take a TypeScript entry point directly; this plain
-// module registers the TypeScript loader and then loads the metering worker.
-import { register } from 'tsx/esm/api';
+// Worker threads cannot take a TypeScript entry point directly. In the build
+// (dist/, see host/build.mjs) this file sits beside meter-worker.js and loads
+// it; in the sources (tests) it registers tsx and loads meter-worker.ts.
+import { existsSync } from 'node:fs';
 
-register();
-await import('./meter-worker.ts');
+const built = new URL('./meter-worker.js', import.meta.url);
+if (existsSync(built)) {
+  await import(built.href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('./meter-worker.ts');
+}

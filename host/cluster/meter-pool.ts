@@ -19,6 +19,7 @@
 
 import { Worker } from 'node:worker_threads';
 import type { MeterOptions } from '../meter/cache.ts';
+import { METER_STACK_MB } from '../meter/thread.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
 
 const ENTRY = new URL('./meter-entry.mjs', import.meta.url);
@@ -68,7 +69,7 @@ export interface MeterPoolOptions {
   prewarm?: boolean;
   /** a job running this long is stopped, FTVM_ERR_UNAVAILABLE (default 30 min) */
   jobTimeoutMs?: number;
-  /** native stack of a metering worker, in MiB (default 32) */
+  /** native stack of a metering worker, in MiB (default METER_STACK_MB, see meter/thread.ts) */
   stackSizeMb?: number;
 }
 
@@ -124,7 +125,7 @@ export class MeterPool {
   private closed = false;
 
   constructor(opts: MeterPoolOptions = {}) {
-    this.o = { jobsMax: 1, queueMax: 16, lightBytesMax: 1024 * 1024, idleMs: 10 * 60_000, prewarm: false, jobTimeoutMs: 30 * 60_000, stackSizeMb: 32, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
+    this.o = { jobsMax: 1, queueMax: 16, lightBytesMax: 1024 * 1024, idleMs: 10 * 60_000, prewarm: false, jobTimeoutMs: 30 * 60_000, stackSizeMb: METER_STACK_MB, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
     if (!(Number.isInteger(this.o.jobsMax) && this.o.jobsMax >= 1)) throw new Error('jobsMax must be an integer >= 1');
     this.light = { name: 'light', max: 1, keep: true, queue: [], slots: new Set() };
     this.heavy = { name: 'heavy', max: this.o.jobsMax, keep: false, queue: [], slots: new Set() };

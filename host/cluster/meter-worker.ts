@@ -15,7 +15,7 @@ port.on('message', (m: MeterRequest) => {
   void (async () => {
     let reply: MeterReply;
     try {
-      const c = await compileGuestAsync(m.bytes, m.opts);
+      const c = await compileGuestAsync(m.bytes, m.opts, true);
       // a copy: the metered bytes may be the memory cache's own
       const metered = c.metered.slice();
       reply = { t: 'done', id: m.id, metered, meteredHash: createHash('sha256').update(metered).digest('hex'), module: c.module };
@@ -24,5 +24,8 @@ port.on('message', (m: MeterRequest) => {
       reply = { t: 'error', id: m.id, load: e instanceof GuestLoadError, code: typeof err.code === 'string' ? err.code : 'FTVM_ERR_INTERNAL', message: err.message };
     }
     port.postMessage(reply, reply.t === 'done' ? [reply.metered.buffer as ArrayBuffer] : []);
+    // binaryen stopped part-way (its stack ran out) leaves its heap as it was
+    // then: this thread meters nothing more (the pool starts another).
+    if (reply.t === 'error' && reply.code === 'FTVM_ERR_MODULE_TOO_DEEP') port.close();
   })();
 });

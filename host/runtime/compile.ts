@@ -2,7 +2,7 @@
 // already cached (or handed over by the primary's host): what a host daemon
 // uses, so that it starts, and makes backups, in milliseconds.
 
-import { cacheKey, compileModule, lookup, resolve, type MeterOptions } from '../meter/cache.ts';
+import { cacheKey, compileModule, lookup, resolve, store, type MeterOptions } from '../meter/cache.ts';
 import { MeterError } from '../meter/errors.ts';
 import { checkImports, GuestLoadError } from './instance.ts';
 
@@ -29,14 +29,32 @@ export function checkGuest(bytes: Uint8Array): void {
   checkImports(module);
 }
 
-/** Checks a guest and meters it, loading the pass only when the cache does not have it. */
-export async function compileGuestAsync(bytes: Uint8Array, opts: MeterOptions = {}): Promise<Compiled> {
+/**
+ * Checks a guest (as checkGuest) and meters it, loading the pass only when
+ * the cache does not have it. The pass runs on a metering thread of its own
+ * (see meter/thread.ts: a native stack deep enough for binaryen on modules
+ * nested thousands deep), or, with `onThisThread`, here: for a caller that
+ * already is such a thread (host/cluster/meter-worker.ts). Rejects with
+ * GuestLoadError (FTVM_ERR_INVALID_MODULE, FTVM_ERR_UNSUPPORTED_IMPORT, or a
+ * MeterError's code: the module is refused), or an Error when metering
+ * itself failed.
+ */
+export async function compileGuestAsync(bytes: Uint8Array, opts: MeterOptions = {}, onThisThread = false): Promise<Compiled> {
   checkGuest(bytes);
-  const hit = lookup(cacheKey(bytes, resolve(opts)), opts.cacheDir);
+  const key = cacheKey(bytes, resolve(opts));
+  const hit = lookup(key, opts.cacheDir);
   if (hit) return { metered: hit, module: compileModule(hit) };
-  const { meter } = await import('../meter/index.ts');
   try {
-    const { binary } = meter(bytes, opts);
+    let binary: Uint8Array;
+    if (onThisThread) {
+      const { meter } = await import('../meter/index.ts');
+      binary = meter(bytes, opts).binary;
+    } else {
+      const { meterOnThread } = await import('../meter/thread.ts');
+      binary = await meterOnThread(bytes, opts);
+      // the thread stored it on disk (unless cacheDir is null); this thread remembers it too
+      store(key, binary, null);
+    }
     return { metered: binary, module: compileModule(binary) };
   } catch (err) {
     if (err instanceof MeterError) throw new GuestLoadError(err.code, err.message);

@@ -5,7 +5,9 @@
 // output --follow`, started before the primary's host is killed -9 part-way,
 // prints the whole output once, without duplicates or gaps, and exits with the
 // guest's status; a test failover of an ended VM is refused (409) and leaves it
-// as it was; an ended VM's lag is 0 once its backup acknowledged the end.
+// as it was; an ended VM's lag is 0 once its backup acknowledged the end; a
+// reactor's output reads the same from a backup made from a snapshot that
+// then took over.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,6 +81,27 @@ const PRINTER = watText(`(module
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l3)))
     (call $proc_exit (i32.const 3))))`);
+
+/** A reactor: "up" on stdout at start; each NIC message on a line of stdout, and back to its sender. */
+const ECHO = watText(`(module
+  (import "ftvm_io" "nic_recv" (func $recv (param i32 i32 i32) (result i32)))
+  (import "ftvm_io" "nic_send" (func $send (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "up\\n")
+  (func $write (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 16) (local.get $ptr))
+    (i32.store (i32.const 20) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32))))
+  (func (export "_initialize") (call $write (i32.const 100) (i32.const 3)))
+  (func (export "ftvm_interrupt") (param $kind i32) (local $n i32)
+    (block $d (loop $l
+      (local.set $n (call $recv (i32.const 0) (i32.const 1024) (i32.const 4096)))
+      (br_if $d (i32.le_s (local.get $n) (i32.const 0)))
+      (call $write (i32.const 1024) (local.get $n))
+      (call $write (i32.const 102) (i32.const 1))
+      (drop (call $send (i32.load (i32.const 0)) (i32.const 1024) (local.get $n)))
+      (br $l)))))`);
 
 /** What the printer writes on stdout with argv `argv`. */
 const expected = (argv: string[]): string => argv.map((a) => `${a}\n`).join('') + Array.from({ length: LINES }, (_, i) => `line ${String(i).padStart(2, '0')}\n`).join('');
@@ -171,6 +194,37 @@ describe('a command guest under the service', () => {
     expect([bad.status, bad.json.error.code]).toEqual([400, 'FTVM_ERR_BAD_REQUEST']);
     expect((await api('h1', 'GET', '/v1/vms/nosuch/stdout')).status).toBe(404);
     expect((await api('h1', 'DELETE', '/v1/vms/argv')).status).toBe(204);
+  }, 120_000);
+
+  it("a reactor's output survives a backup made from a snapshot and then a failover to it: the rings travel with the snapshot", async () => {
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'echo', module: Buffer.from(ECHO).toString('base64') })).json).toMatchObject({ primary: 'h1' });
+    const { conn } = (await api('h1', 'POST', '/v1/connections')).json as { conn: number };
+    let after = -1;
+    const say = async (host: string, text: string): Promise<void> => {
+      expect((await api(host, 'POST', '/v1/vms/echo/messages', { conn, data: text })).status).toBe(202);
+      const got = await eventually(`the answer to ${text}`, async () => {
+        const r = (await api(host, 'GET', `/v1/vms/echo/outputs?conn=${conn}&after=${after}&waitMs=1000`)).json as { seq: number; data: string }[];
+        return r.find((o) => o.data === text);
+      });
+      after = got.seq;
+    };
+    await say('h1', 'm1');
+    await say('h1', 'm2');
+    expect((await api('h1', 'POST', '/v1/vms/echo/backup/restart')).status).toBe(202);
+    const restarted = await eventually('a new backup from a snapshot', async () => {
+      const v = (await api('h1', 'GET', '/v1/vms/echo')).json;
+      return v.gen === 2 && v.state === 'running' && v.replica?.acked >= 0 ? v : undefined;
+    });
+    await say('h1', 'm3');
+    expect((await api('h1', 'POST', '/v1/vms/echo/failover')).status).toBe(202);
+    await eventually('the new backup took over', async () => ((await api(restarted.backup, 'GET', '/v1/vms/echo')).json.primary === restarted.backup ? true : undefined));
+    await say('h1', 'm4');
+    const out = await eventually('all four lines', async () => {
+      const r = (await api(restarted.backup, 'GET', '/v1/vms/echo/stdout')).json;
+      return r.text.includes('m4') ? r : undefined;
+    });
+    expect(out).toMatchObject({ from: 0, text: 'up\nm1\nm2\nm3\nm4\n', end: null, host: restarted.backup });
+    expect((await api('h1', 'DELETE', '/v1/vms/echo')).status).toBe(204);
   }, 120_000);
 
   it('`ftvm vm output --follow` prints the whole output once across a kill -9 of the primary, and exits with the status', async () => {

@@ -47,3 +47,27 @@ describe('OutputRing', () => {
     expect(t(c.read(10).bytes)).toBe('kl');
   });
 });
+
+describe('OutputRing against a plain copy of the stream', () => {
+  it('random writes of any size read back as the last capacity bytes, from any offset', () => {
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
+    for (const cap of [1, 5, 64, 5000]) {
+      const r = new OutputRing(cap);
+      let all = Buffer.alloc(0);
+      for (let k = 0; k < 300; k++) {
+        const w = Buffer.from(Array.from({ length: rand(k % 50 === 0 ? 3 * cap + 1 : 40) }, () => rand(256)));
+        r.append(w);
+        all = Buffer.concat([all, w]);
+        const start = Math.max(0, all.length - cap);
+        expect(r.length).toBe(all.length);
+        expect(r.dropped).toBe(start);
+        const from = rand(all.length + 2);
+        const s = r.read(from);
+        const at = Math.min(Math.max(from, start), all.length);
+        expect(s.from).toBe(at);
+        expect(Buffer.from(s.bytes).equals(all.subarray(at))).toBe(true);
+      }
+    }
+  });
+});

@@ -19,9 +19,10 @@ export interface RingSlice {
   bytes: Uint8Array;
 }
 
-/** One stream's bounded ring of released bytes. */
+/** One stream's bounded ring of released bytes: one circular buffer, grown by doubling up to the capacity. */
 export class OutputRing {
-  private chunks: Uint8Array[] = [];
+  /** byte at stream offset o is at buf[o % buf.length], for start <= o < end */
+  private buf = new Uint8Array(0);
   /** the offset of the oldest byte kept */
   private start = 0;
   /** the offset after the newest byte */
@@ -44,23 +45,29 @@ export class OutputRing {
   append(bytes: Uint8Array): void {
     if (!bytes.length) return;
     const b = bytes.length > this.capacityBytes ? bytes.subarray(bytes.length - this.capacityBytes) : bytes;
-    this.start += bytes.length - b.length;
-    this.chunks.push(b.slice());
-    this.end += bytes.length;
-    let kept = this.end - this.start;
-    while (kept > this.capacityBytes) {
-      const first = this.chunks[0]!;
-      const over = kept - this.capacityBytes;
-      if (first.length <= over) {
-        this.chunks.shift();
-        this.start += first.length;
-        kept -= first.length;
-      } else {
-        this.chunks[0] = first.subarray(over);
-        this.start += over;
-        kept -= over;
-      }
+    const end = this.end + bytes.length;
+    const kept = Math.min(end - this.start, this.capacityBytes);
+    if (kept > this.buf.length) {
+      // grow: the bytes kept move to their places in the larger buffer
+      let size = Math.max(this.buf.length, 4096);
+      while (size < kept) size *= 2;
+      const old = this.read(this.start);
+      this.buf = new Uint8Array(Math.min(size, this.capacityBytes));
+      this.put(old.from, old.bytes);
     }
+    this.put(end - b.length, b);
+    this.end = end;
+    this.start = end - kept;
+  }
+
+  /** Writes `bytes` at stream offset `at` (at most buf.length of them). */
+  private put(at: number, bytes: Uint8Array): void {
+    const n = this.buf.length;
+    if (!n || !bytes.length) return;
+    const i = at % n;
+    const first = Math.min(bytes.length, n - i);
+    this.buf.set(bytes.subarray(0, first), i);
+    if (first < bytes.length) this.buf.set(bytes.subarray(first), 0);
   }
 
   /** The bytes from offset `from` (>= 0) to the end, at most `maxBytes` of them. */
@@ -68,18 +75,12 @@ export class OutputRing {
     const at = Math.min(Math.max(from, this.start), this.end);
     const want = Math.min(this.end - at, maxBytes);
     const out = new Uint8Array(want);
-    let pos = this.start;
-    let got = 0;
-    for (const c of this.chunks) {
-      if (got >= want) break;
-      const cEnd = pos + c.length;
-      if (cEnd > at) {
-        const s = Math.max(at - pos, 0);
-        const part = c.subarray(s, s + (want - got));
-        out.set(part, got);
-        got += part.length;
-      }
-      pos = cEnd;
+    const n = this.buf.length;
+    if (want) {
+      const i = at % n;
+      const first = Math.min(want, n - i);
+      out.set(this.buf.subarray(i, i + first), 0);
+      if (first < want) out.set(this.buf.subarray(0, want - first), first);
     }
     return { from: at, next: at + want, dropped: this.start, bytes: out };
   }
@@ -92,13 +93,10 @@ export class OutputRing {
 
   /** Replaces the contents with an image taken by `image()` on another replica. */
   restore(img: { start: number; bytes: Uint8Array }): void {
-    this.chunks = img.bytes.length ? [img.bytes.slice()] : [];
+    this.buf = new Uint8Array(0);
     this.start = img.start;
-    this.end = img.start + img.bytes.length;
-    if (this.end - this.start > this.capacityBytes) {
-      const over = this.end - this.start - this.capacityBytes;
-      this.chunks[0] = this.chunks[0]!.subarray(over);
-      this.start += over;
-    }
+    this.end = img.start;
+    // the stream before the image counts as dropped: append keeps offsets from img.start
+    this.append(img.bytes);
   }
 }

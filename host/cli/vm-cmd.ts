@@ -55,6 +55,7 @@ commands:
   tail NAME [--conn C] [--after SEQ]        follow a connection's NIC outputs (Server-Sent Events),
         [--count N]                         one JSON line each, until N arrived or Ctrl-C; a new
                                             connection's id is printed to stderr, for send --conn
+                                            (a guest's stdout and stderr: see output)
 `;
 
 export async function vmMain(argv: string[]): Promise<number> {

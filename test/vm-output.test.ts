@@ -7,7 +7,8 @@
 // guest's status; a test failover of an ended VM is refused (409) and leaves it
 // as it was; an ended VM's lag is 0 once its backup acknowledged the end; a
 // reactor's output reads the same from a backup made from a snapshot that
-// then took over.
+// then took over; a VM that ended before its primary's host died is taken
+// over by its backup, with its output and status.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -253,4 +254,20 @@ describe('a command guest under the service', () => {
     // without --follow: what there is, exit 0
     expect(await vm('h3', 'output', 'printer').done).toMatchObject({ code: 0, stdout: expected(['printer', 'x', 'yy']) });
   }, 180_000);
+
+  it('a VM that ended before its primary\'s host died: the backup takes it over and serves the whole output and the status', async () => {
+    const placed = (await api('h2', 'POST', '/v1/vms', { name: 'done', module: Buffer.from(PRINTER).toString('base64'), args: ['z'] })).json;
+    expect(placed.primary).toBe('h2');
+    const backup = placed.backup as string;
+    expect(['h1', 'h3']).toContain(backup);
+    await eventually('the end released', async () => ((await api(backup, 'GET', '/v1/vms/done')).json.end ? true : undefined), 60_000);
+    await cluster.kill('h2');
+    const v = await eventually(`${backup} took the ended VM over`, async () => {
+      const r = (await api(backup, 'GET', '/v1/vms/done')).json;
+      return r.primary === backup ? r : undefined;
+    });
+    expect(v).toMatchObject({ state: 'ended', gen: 2, end: { outcome: 'exit', status: 3 }, lagMs: 0 });
+    expect((await api(backup, 'GET', '/v1/vms/done/stdout')).json).toMatchObject({ text: expected(['done', 'z']), end: { outcome: 'exit', status: 3 } });
+    expect((await api(backup, 'GET', '/v1/vms/done/stderr')).json).toMatchObject({ text: 'bye\n' });
+  }, 120_000);
 });

@@ -286,6 +286,8 @@ export const API_CONN_IDLE_MS = 10 * 60_000;
 const ADMIN_TIMEOUT_MS = 5000;
 /** outputs an API connection keeps for its reader */
 const API_BOX_MAX = 10_000;
+/** output rings received for backups not made yet, kept at once (the oldest are dropped) */
+const RINGS_IN_MAX = 64;
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
 const OUTPUT_READERS_MAX = 256;
 /** forwarded output reads waiting for an answer, per host */
@@ -349,6 +351,8 @@ export class FtHost {
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
+  /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
+  private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
   private snapshotIds = 0;
   /** the modules this host keeps on disk: uploaded by clients, or shipped to it for its backups */
   readonly modules: ModuleStore;
@@ -702,6 +706,13 @@ export class FtHost {
         const parts = this.snapshotsIn.get(key) ?? [];
         parts.push(m.bytes as Uint8Array);
         this.snapshotsIn.set(key, parts);
+        return;
+      }
+      case 'rings': {
+        const key = `${String(m.vm)}/${String(m.gen)}`;
+        this.ringsIn.delete(key);
+        this.ringsIn.set(key, m.rings as never);
+        if (this.ringsIn.size > RINGS_IN_MAX) this.ringsIn.delete(this.ringsIn.keys().next().value!);
         return;
       }
       case 'backup':
@@ -1206,7 +1217,8 @@ export class FtHost {
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
       const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
       vm.primary = from;
-      const rings = m.rings as { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } } | undefined;
+      const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
+      this.ringsIn.delete(`${name}/${gen}`);
       for (const k of ['stdout', 'stderr'] as const) {
         const img = rings?.[k];
         if (img && Number.isSafeInteger(img.start) && img.start >= 0 && img.bytes instanceof Uint8Array) vm[k].restore(img);
@@ -1545,9 +1557,10 @@ export class FtHost {
       if (memory.length === 0) break;
     }
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
-    // The output released before the snapshot goes with it, so the new backup's rings continue the same streams.
-    const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
-    this.toPeer(target, { ...this.backupRequest(vm, meta), rings, ...(small ? { module: vm.module, metered: vm.metered } : {}) });
+    // The output released before the snapshot goes with it (a frame of its own: up to 2 MiB),
+    // so the new backup's rings continue the same streams.
+    this.toPeer(target, { t: 'rings', vm: vm.name, gen: vm.gen, rings: { stdout: vm.stdout.image(), stderr: vm.stderr.image() } });
+    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.backupReady = false;

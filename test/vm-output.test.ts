@@ -253,6 +253,12 @@ describe('a command guest under the service', () => {
     expect(await err.done).toMatchObject({ code: 3, stdout: 'bye\n' });
     // without --follow: what there is, exit 0
     expect(await vm('h3', 'output', 'printer').done).toMatchObject({ code: 0, stdout: expected(['printer', 'x', 'yy']) });
+    // a guest that traps: 125, with the trap's message
+    expect((await api('h3', 'POST', '/v1/vms', { name: 'trapper', sample: 'trap', args: ['100'] })).status).toBe(201);
+    const trapped = await vm('h3', 'output', 'trapper', '--follow').done;
+    expect(trapped.code).toBe(125);
+    expect(trapped.stderr).toMatch(/the guest trapped: \S/);
+    expect((await vm('h3', 'output', 'nosuch').done)).toMatchObject({ code: 1, stderr: expect.stringMatching(/FTVM_ERR_NOT_FOUND/) });
   }, 180_000);
 
   it('a VM that ended before its primary\'s host died: the backup takes it over and serves the whole output and the status', async () => {

@@ -128,6 +128,15 @@ describe('the REST API', { timeout: 120_000 }, () => {
     // a command guest's stdout goes to the host's log once released
     await eventually('the guest printed', () => hostLog.find((l) => l.includes('ent fd 1: entropy: stdin 10 bytes')), 30_000);
     await eventually('the VM ended', async () => ((await app.inject({ url: '/v1/vms/ent', headers: auth() })).json().state === 'ended' ? true : undefined));
+    // and to its ring, with its exit status (a host alone releases at once)
+    expect((await app.inject({ url: '/v1/vms/ent', headers: auth() })).json()).toMatchObject({ end: { outcome: 'exit', status: 0 } });
+    const out = (await app.inject({ url: '/v1/vms/ent/stdout?waitMs=100', headers: auth() })).json();
+    expect(out).toMatchObject({ stream: 'stdout', from: 0, dropped: 0, end: { outcome: 'exit', status: 0 } });
+    expect(out.text).toContain('entropy: stdin 10 bytes');
+    expect(out.next).toBe(Buffer.from(out.base64, 'base64').length);
+    expect((await app.inject({ url: `/v1/vms/ent/stdout?from=${out.next}&waitMs=5000`, headers: auth() })).json()).toMatchObject({ from: out.next, next: out.next, text: '' });
+    const wait = await app.inject({ url: '/v1/vms/ent/stderr?waitMs=60001', headers: auth() });
+    expect([wait.statusCode, wait.json().error.code]).toEqual([400, 'FTVM_ERR_BAD_REQUEST']);
   });
 
   it('streams outputs as Server-Sent Events, resuming after Last-Event-ID; closes API connections', async () => {

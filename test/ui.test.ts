@@ -238,4 +238,19 @@ describe('the status page', () => {
       await context.close();
     }
   }, TEST_MS);
+
+  it('an ended VM shows how it ended: its exit status, or "trap" with the message on hover', async () => {
+    expect((await rest('POST', '/v1/vms', { name: 'fib', sample: 'fib', args: ['10'] })).status).toBe(201);
+    expect((await rest('POST', '/v1/vms', { name: 'trap', sample: 'trap', args: ['100'] })).status).toBe(201);
+    const { context, page: p } = await newPage();
+    try {
+      await p.goto(`${h1.api}/ui#token=${token}`);
+      await expect.poll(() => field(p.locator('tr[data-vm="fib"]'), 'state').textContent(), { timeout: WAIT_MS }).toBe('ended \u00b7 exit 0');
+      const trap = field(p.locator('tr[data-vm="trap"]'), 'state');
+      await expect.poll(() => trap.textContent(), { timeout: WAIT_MS }).toBe('ended \u00b7 trap');
+      expect(await trap.locator('span').getAttribute('title')).toMatch(/\S/);
+    } finally {
+      await context.close();
+    }
+  }, TEST_MS);
 });

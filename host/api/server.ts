@@ -16,7 +16,8 @@ import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
-import { HostError, type FtHost } from '../cluster/host.ts';
+import { HostError, OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
+import { OUTPUT_RING_BYTES } from '../cluster/output-ring.ts';
 import { MeterPoolError } from '../cluster/meter-pool.ts';
 import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
 import { checkImports, GuestLoadError } from '../runtime/instance.ts';
@@ -38,6 +39,8 @@ export const ERRORS = {
   FTVM_ERR_EXISTS: 409,
   FTVM_ERR_NOT_PRIMARY: 409,
   FTVM_ERR_CONFLICT: 409,
+  /** the guest ended: there is nothing to fail over, and no backup to restart */
+  FTVM_ERR_VM_ENDED: 409,
   FTVM_ERR_TOO_LARGE: 413,
   /** PUT /v1/modules takes only an application/wasm body */
   FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
@@ -91,6 +94,15 @@ const vmSchema = {
     memoryMiB: { type: 'number' },
     cpuPercent: { type: 'integer' },
     ageMs: { type: 'integer' },
+    end: {
+      type: ['object', 'null'],
+      description:
+        'how the guest ended: {"outcome":"exit","status":N} (proc_exit\'s status; 0 when _start returned) or {"outcome":"trap","message":"..."}; ' +
+        'null while it runs, and until its backup acknowledged the end (then all its output is released)',
+      properties: { outcome: { type: 'string', enum: ['exit', 'trap', 'deadline', 'idle'] }, status: { type: 'integer' }, message: { type: 'string' } },
+    },
+    stdoutBytes: { type: 'integer', description: 'bytes the guest wrote on stdout, released so far (GET /v1/vms/{name}/stdout)' },
+    stderrBytes: { type: 'integer', description: 'bytes the guest wrote on stderr, released so far' },
     replica: {
       type: ['object', 'null'],
       description: "this host's replica of the VM, if it runs one",
@@ -251,7 +263,11 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           sample: { type: 'string', description: 'a sample guest by name' },
           module: { type: 'string', contentEncoding: 'base64', description: `a WebAssembly module, base64 (at most ${MODULE_BYTES_MAX} bytes; upload larger ones with PUT /v1/modules)` },
           moduleHash: { type: 'string', pattern: HASH_RE.source, description: 'the SHA-256 (hex) of a module uploaded to this host with PUT /v1/modules' },
-          args: { type: 'array', items: { type: 'string' } },
+          args: {
+            type: 'array',
+            items: { type: 'string' },
+            description: "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi",
+          },
           env: { type: 'object', additionalProperties: { type: 'string' } },
           stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
           stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
@@ -400,18 +416,68 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
 
   const ok202 = { type: 'object', properties: { ok: { type: 'boolean' } } } as const;
   app.post('/v1/vms/:name/failover', {
-    schema: { description: "Test failover: kills only the primary replica (on whichever host runs it); its backup takes over and a new backup is made.", params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
+    schema: {
+      description:
+        "Test failover: kills only the primary replica (on whichever host runs it); its backup takes over and a new backup is made. " +
+        '409 FTVM_ERR_CONFLICT when there is no backup to fail over to yet, 409 FTVM_ERR_VM_ENDED when the guest has ended.',
+      params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
   }, async (req, reply) => {
     await host.adminVm('failover', (req.params as { name: string }).name);
     return reply.code(202).send({ ok: true });
   });
 
   app.post('/v1/vms/:name/backup/restart', {
-    schema: { description: 'Re-creates the backup: stops it, fences it off with a new generation, and makes a new one from a snapshot of the primary (reactor guests).', params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
+    schema: {
+      description: 'Re-creates the backup: stops it, fences it off with a new generation, and makes a new one from a snapshot of the primary (reactor guests). 409 FTVM_ERR_VM_ENDED when the guest has ended.',
+      params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
   }, async (req, reply) => {
     await host.adminVm('restart-backup', (req.params as { name: string }).name);
     return reply.code(202).send({ ok: true });
   });
+
+  // ---- a guest's stdout and stderr ----
+  const outputSchema = {
+    type: 'object',
+    required: ['stream', 'from', 'next', 'dropped', 'base64', 'text', 'end', 'host'],
+    properties: {
+      stream: { type: 'string', enum: ['stdout', 'stderr'] },
+      from: { type: 'integer', description: 'the byte offset of the first byte returned: later than asked for when the ring dropped older bytes' },
+      next: { type: 'integer', description: 'the offset after the last byte returned: pass it as `from` to follow the stream' },
+      dropped: { type: 'integer', description: `bytes dropped from the start of the stream so far (the ring keeps the last ${OUTPUT_RING_BYTES} bytes)` },
+      base64: { type: 'string', description: 'the bytes, base64' },
+      text: { type: 'string', description: 'the bytes as UTF-8 (a character cut at either end shows as U+FFFD; use base64 for exact bytes)' },
+      end: { ...vmSchema.properties.end, description: 'how the guest ended, once no byte after `next` will come; else null' },
+      host: { type: 'string', description: 'the host whose replica answered' },
+    },
+  } as const;
+  for (const stream of ['stdout', 'stderr'] as const) {
+    app.get(`/v1/vms/:name/${stream}`, {
+      schema: {
+        description:
+          `The guest's ${stream} as released by the Output Rule (only once its backup has the log that produced it), from byte offset \`from\` (default 0). ` +
+          `Every replica keeps the same stream, so offsets hold across a failover: follow it with \`from\` = the last \`next\`, and \`waitMs\` to wait for more; ` +
+          '`end` says how the guest ended once the stream is whole. Served by any host (from its replica, else from the host running the primary).',
+        params: nameParam,
+        querystring: {
+          type: 'object',
+          properties: {
+            from: { type: 'integer', minimum: 0, default: 0 },
+            waitMs: { type: 'integer', minimum: 0, maximum: OUTPUT_WAIT_MS_MAX, default: 0, description: 'wait this long for a byte past `from` (or the end) when there is none yet' },
+          },
+        },
+        response: { 200: outputSchema, ...e(400, 401, 404, 503) },
+      },
+    }, async (req, reply) => {
+      const { name } = req.params as { name: string };
+      const q = req.query as { from: number; waitMs: number };
+      // a client that goes away while the read waits ends the wait
+      const stop = new AbortController();
+      reply.raw.once('close', () => stop.abort());
+      const r = await host.readOutput(name, stream, q.from, q.waitMs, stop.signal);
+      const b = Buffer.from(r.bytes);
+      return { stream, from: r.from, next: r.next, dropped: r.dropped, base64: b.toString('base64'), text: b.toString('utf8'), end: r.end, host: r.host };
+    });
+  }
 
   app.post('/v1/connections', { schema: { response: { 201: { type: 'object', properties: { conn: { type: 'integer' } } }, ...e(401) } } }, async (_req, reply) =>
     reply.code(201).send({ conn: host.apiConnection() }),

@@ -107,9 +107,9 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   const seconds = opts.quick ? 1 : (opts.seconds ?? 3);
   const trials = opts.quick ? 2 : (opts.trials ?? 7);
   const kv = new Uint8Array(readFileSync(guestPath('kv.wasm')));
-  const hashArgs = opts.quick ? ['hash', '200'] : ['hash', '1500'];
+  const hashArgs = opts.quick ? ['200'] : ['1500'];
   /** long enough that starting a VM and noticing its end weigh little against the run */
-  const limitArgs = opts.quick ? ['hash', '400'] : ['hash', '4000'];
+  const limitArgs = opts.quick ? ['400'] : ['4000'];
   const result: Record<string, unknown> = {};
   /** Output latency of one request at a time on the kv VM, then a CPU-bound guest's run time, named for the variant. */
   const latencyAndCpu = async (a: FtClient, variant: string): Promise<Record<string, number>> => {

@@ -26,13 +26,21 @@ commands:
                                             first, unless the host has it, and started by its
                                             SHA-256; the start answers once the VM runs, and
                                             says how long the module has been metering); with
-        [--arg A ...] [--env K=V ...]       its arguments and environment,
+        [--arg A ...] [--env K=V ...]       its arguments (after the program name: the guest's
+                                            argv is NAME A ...) and environment,
         [--stdin-file FILE]                 its stdin (read whole),
         [--memory-mib N] [--cpu-percent P]  the most memory it may grow to (MiB)
                                             and the share of one core it may use
   ls                                        every VM the cluster has: state, placement,
                                             count, lag, log bytes, outputs released
-  show NAME                                 one VM
+  show NAME                                 one VM (with "end": its exit status or trap, once
+                                            it ended)
+  output NAME [--stderr] [--follow]         print the guest's stdout (or stderr) as released so
+                                            far; --follow waits for more until the guest ends,
+                                            then exits with its status (0..123; 125: it trapped;
+                                            1 for any other status, named on stderr). Follows
+                                            across a failover (offsets are the same on every
+                                            replica)
   kill NAME                                 stop both replicas
   failover NAME                             kill only the primary replica (test failover);
                                             the backup takes over and a new backup is made
@@ -44,9 +52,10 @@ commands:
   send NAME TEXT [--conn C] [--wait-ms MS]  send one message (on a new API connection, or C);
                                             prints the answers that arrive within --wait-ms
                                             (default 2000)
-  tail NAME [--conn C] [--after SEQ]        follow a connection's outputs (Server-Sent Events),
+  tail NAME [--conn C] [--after SEQ]        follow a connection's NIC outputs (Server-Sent Events),
         [--count N]                         one JSON line each, until N arrived or Ctrl-C; a new
                                             connection's id is printed to stderr, for send --conn
+                                            (a guest's stdout and stderr: see output)
 `;
 
 export async function vmMain(argv: string[]): Promise<number> {
@@ -67,6 +76,8 @@ export async function vmMain(argv: string[]): Promise<number> {
       after: { type: 'string' },
       count: { type: 'string' },
       'wait-ms': { type: 'string' },
+      stderr: { type: 'boolean' },
+      follow: { type: 'boolean', short: 'f' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -163,6 +174,8 @@ export async function vmMain(argv: string[]): Promise<number> {
       case 'restart-backup':
         print(await call('POST', `/v1/vms/${needName()}/backup/restart`));
         return 0;
+      case 'output':
+        return await followOutput(api, token, needName(), values.stderr === true ? 'stderr' : 'stdout', values.follow === true);
       case 'tail':
         return await tail(api, token, needName(), await connection(), int('after', values.after) ?? -1, int('count', values.count) ?? Infinity, values.conn === undefined);
       case 'send': {
@@ -221,6 +234,56 @@ async function tail(api: string, token: string, name: string, conn: number, afte
   } finally {
     process.off('SIGINT', onSig);
     process.off('SIGTERM', onSig);
+  }
+}
+
+/** How long `vm output --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
+const FOLLOW_RETRY_MS = 60_000;
+
+/**
+ * Prints a VM's released stdout or stderr (GET /v1/vms/:name/{stream}) as
+ * raw bytes. Without `follow`: what there is now, exit code 0. With it: reads
+ * on from the last offset (long polls of 20 s) until the stream is whole,
+ * then returns the guest's status as a process exit code: the status when
+ * 0..123, 125 when it trapped (its message on stderr), 1 for any other status
+ * (named on stderr, FTVM_ERR_EXIT_STATUS), as `ftvm run` does. A 503 or a
+ * lost connection (a failover under way) is retried for FOLLOW_RETRY_MS.
+ */
+async function followOutput(api: string, token: string, name: string, stream: 'stdout' | 'stderr', follow: boolean): Promise<number> {
+  let from = 0;
+  let failingSince: number | null = null;
+  for (;;) {
+    let r: { status: number; json: unknown };
+    try {
+      r = await httpCall('GET', `${api}/v1/vms/${name}/${stream}?from=${from}&waitMs=${follow ? 20_000 : 0}`, token);
+    } catch (e) {
+      r = { status: 503, json: { error: { code: 'FTVM_ERR_UNAVAILABLE', message: (e as Error).message } } };
+    }
+    if (r.status === 503 && follow) {
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince < FOLLOW_RETRY_MS) {
+        await new Promise((res) => setTimeout(res, 250));
+        continue;
+      }
+    }
+    if (r.status >= 300) throw new ApiCallError(r.status, r.json);
+    failingSince = null;
+    const o = r.json as { from: number; next: number; base64: string; end: { outcome: string; status?: number; message?: string } | null };
+    if (o.from > from) process.stderr.write(`ftvm vm output: ${o.from - from} bytes of ${stream} were dropped (the host keeps the last 1 MiB)\n`);
+    const bytes = Buffer.from(o.base64, 'base64');
+    if (bytes.length) await new Promise<void>((res) => process.stdout.write(bytes, () => res()));
+    from = o.next;
+    if (!follow) return 0;
+    if (o.end) {
+      if (o.end.outcome === 'exit') {
+        const status = o.end.status ?? 0;
+        if (status >= 0 && status <= 123) return status;
+        process.stderr.write(`ftvm vm output: FTVM_ERR_EXIT_STATUS: the guest exited with status ${status}\n`);
+        return 1;
+      }
+      process.stderr.write(`ftvm vm output: the guest ${o.end.outcome === 'trap' ? `trapped: ${o.end.message ?? ''}` : `ended (${o.end.outcome})`}\n`);
+      return o.end.outcome === 'trap' ? 125 : 1;
+    }
   }
 }
 

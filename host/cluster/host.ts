@@ -22,6 +22,7 @@ import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
+import { OutputRing, type RingSlice } from './output-ring.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
@@ -146,6 +147,30 @@ interface Vm {
   retainedBytes: number;
   primaryReleased: number;
   ended: boolean;
+  // both roles
+  /** the guest's released stdout and stderr (output-ring.ts): the same byte stream on every replica */
+  stdout: OutputRing;
+  stderr: OutputRing;
+  /** how the guest ended, once this replica ran to its end */
+  end: VmEnd | null;
+  /** readers of the output waiting for more of it (or the end): at most OUTPUT_READERS_MAX */
+  outWaiters: Set<() => void>;
+}
+
+/**
+ * How a guest ended: `exit` with proc_exit's status (0 when `_start`
+ * returned), or `trap` with the trap's message; `deadline` and `idle` do not
+ * happen under the service (a live replica waits for input without end).
+ */
+export type VmEnd = { outcome: 'exit'; status: number } | { outcome: 'trap'; message: string } | { outcome: 'deadline' | 'idle' };
+
+/** What a read of a VM's stdout or stderr returns (see FtHost.readOutput). */
+export interface OutputRead extends RingSlice {
+  stream: 'stdout' | 'stderr';
+  /** the host whose replica answered */
+  host: string;
+  /** how the guest ended, once the whole stream is in the ring that answered (no byte after `next` will come); else null */
+  end: VmEnd | null;
 }
 
 /** A module being received from a peer, in chunks (see FtHost.shipModules). */
@@ -170,6 +195,10 @@ export interface StartRequest {
   module?: Uint8Array;
   /** the SHA-256 (hex) of a module this host has (uploaded, or kept for a VM): FTVM_ERR_MODULE_NOT_FOUND if it has not */
   moduleHash?: string;
+  /**
+   * the guest's arguments after the program name, as `wasmtime run prog.wasm -- A B`
+   * and node:wasi take them: the guest's argv is [name, ...args], argv[0] being the VM's name
+   */
   args?: string[];
   env?: Record<string, string>;
   /** stdin, whole, logged at start (command guests read it; default empty) */
@@ -222,6 +251,11 @@ export interface VmInfo {
   held: number;
   memoryMiB: number;
   cpuPercent: number;
+  /** how the guest ended (null while it runs, and until the backup acknowledged its end: the Output Rule) */
+  end: VmEnd | null;
+  /** bytes the guest wrote on stdout and on stderr, released so far */
+  stdoutBytes: number;
+  stderrBytes: number;
   /** ms since the primary's host said this */
   ageMs: number;
 }
@@ -252,9 +286,18 @@ export const API_CONN_IDLE_MS = 10 * 60_000;
 const ADMIN_TIMEOUT_MS = 5000;
 /** outputs an API connection keeps for its reader */
 const API_BOX_MAX = 10_000;
+/** output rings received for backups not made yet, kept at once (the oldest are dropped) */
+const RINGS_IN_MAX = 64;
+/** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
+const OUTPUT_READERS_MAX = 256;
+/** forwarded output reads waiting for an answer, per host */
+const OUTPUT_READS_MAX = 1024;
+/** the longest a read of a VM's output waits for more, in ms */
+export const OUTPUT_WAIT_MS_MAX = 60_000;
 
-export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
-const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
+/** FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
+export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -288,6 +331,8 @@ export class FtHost {
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
+  /** output reads forwarded to the host running a VM's primary, waiting for its answer */
+  private readonly outputWaits = new Map<number, { host: string; resolve: (r: OutputRead) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   /** VMs deleted, with the generation that ended them: older news of them is stale */
   private readonly tombstones = new Map<string, number>();
   /** VMs this host took over as a backup */
@@ -306,6 +351,8 @@ export class FtHost {
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
+  /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
+  private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
   private snapshotIds = 0;
   /** the modules this host keeps on disk: uploaded by clients, or shipped to it for its backups */
   readonly modules: ModuleStore;
@@ -381,6 +428,11 @@ export class FtHost {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    for (const w of this.outputWaits.values()) {
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} is shutting down`));
+    }
+    this.outputWaits.clear();
     await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
     for (const l of this.links.values()) l.sock?.destroy();
@@ -553,7 +605,8 @@ export class FtHost {
       if (vm.role === 'backup' && vm.primary && !vm.claiming) {
         this.toPeer(vm.primary, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
       }
-      if (vm.claiming || vm.ended) continue;
+      // An ended VM too: its partner's end may take outputs not released yet with it.
+      if (vm.claiming) continue;
       const partner = vm.role === 'primary' ? vm.backup : vm.primary;
       if (!partner) continue;
       if (now - vm.since < this.opts.failMs * 2) continue;
@@ -569,6 +622,13 @@ export class FtHost {
         for (const w of inc.waiters.splice(0)) w();
         this.say(`dropped module ${hash.slice(0, 12)} from ${inc.from}: no chunk for ${INCOMING_IDLE_MS / 1000} s (${inc.got} of ${inc.total} bytes came)`);
       }
+    }
+    // a read waiting on a host that went silent fails at once: its reader asks again, of the next primary
+    for (const [id, w] of this.outputWaits) {
+      if (this.alive(w.host)) continue;
+      this.outputWaits.delete(id);
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${w.host}, the primary's host, went silent; a failover may be under way`));
     }
     const wall = Date.now();
     for (const [conn, box] of this.apiBoxes) {
@@ -593,7 +653,22 @@ export class FtHost {
       held: vm.held.length,
       memoryMiB: vm.start.memoryLimitPages / 16,
       cpuPercent: vm.cpuPercent,
+      end: this.endReleased(vm) ? vm.end : null,
+      stdoutBytes: vm.stdout.length,
+      stderrBytes: vm.stderr.length,
     };
+  }
+
+  /**
+   * Whether this replica's ring holds the guest's whole output and its end:
+   * a primary once the backup acknowledged the log up to the end (or it runs
+   * alone) and nothing is held; a backup once the primary said it released
+   * every output of the log up to the end.
+   */
+  private endReleased(vm: Vm): boolean {
+    if (!vm.end) return false;
+    if (vm.role === 'backup') return vm.unreleased.length === 0;
+    return vm.held.length === 0 && (vm.alone || !vm.backup || vm.frames.length === 0);
   }
 
   private tell(vm: Vm): void {
@@ -633,6 +708,13 @@ export class FtHost {
         this.snapshotsIn.set(key, parts);
         return;
       }
+      case 'rings': {
+        const key = `${String(m.vm)}/${String(m.gen)}`;
+        this.ringsIn.delete(key);
+        this.ringsIn.set(key, m.rings as never);
+        if (this.ringsIn.size > RINGS_IN_MAX) this.ringsIn.delete(this.ringsIn.keys().next().value!);
+        return;
+      }
       case 'backup':
         void this.makeBackup(from, m).catch((e) => {
           this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`);
@@ -643,8 +725,7 @@ export class FtHost {
         if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
         const first = m.first as number;
         const last = m.last as number;
-        vm.primaryReleased = Math.max(vm.primaryReleased, m.released as number);
-        vm.unreleased = vm.unreleased.filter((o) => o.seq > vm.primaryReleased);
+        this.primaryReleasedTo(vm, m.released as number);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
           this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
           return;
@@ -659,6 +740,7 @@ export class FtHost {
           else if (e.kind === 'output') vm.unreleased.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
         }
         vm.lastSeq = last;
+        this.primaryReleasedTo(vm, vm.primaryReleased);
         vm.handle.send({ t: 'entries', entries });
         this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
         return;
@@ -725,6 +807,9 @@ export class FtHost {
         const known = this.infos.get(info.name);
         if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
         this.learnPrimary(info.name, info.gen, info.primary);
+        // the backup here learns how far its primary released, even when no log flows (after the guest's end)
+        const mine = this.vms.get(info.name);
+        if (mine && mine.role === 'backup' && mine.gen === info.gen && mine.primary === from && typeof info.released === 'number') this.primaryReleasedTo(mine, info.released);
         return;
       }
       case 'admin': {
@@ -736,6 +821,25 @@ export class FtHost {
         } catch (e) {
           answer(e as Error);
         }
+        return;
+      }
+      case 'out-read': {
+        const answer = (r: OutputRead | null, err?: Error) =>
+          this.toPeer(from, { t: 'out-res', id: m.id, read: r, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_UNAVAILABLE') : null, message: err?.message ?? null });
+        const stream = m.stream === 'stderr' ? 'stderr' : 'stdout';
+        const waitMs = Math.min(Math.max(Number(m.waitMs) || 0, 0), OUTPUT_WAIT_MS_MAX);
+        const at = Number(m.from);
+        if (!this.vms.has(String(m.vm))) return void answer(null, new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} runs no replica of ${String(m.vm)} (any more); try again`));
+        this.readOutputHere(String(m.vm), stream, Number.isSafeInteger(at) && at >= 0 ? at : 0, Math.trunc(waitMs)).then((r) => answer(r), (e: Error) => answer(null, e));
+        return;
+      }
+      case 'out-res': {
+        const w = this.outputWaits.get(m.id as number);
+        if (!w) return;
+        this.outputWaits.delete(m.id as number);
+        clearTimeout(w.timer);
+        if (m.code === null && m.read) w.resolve(m.read as OutputRead);
+        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
       case 'admin-res': {
@@ -787,6 +891,10 @@ export class FtHost {
       retainedBytes: 0,
       primaryReleased: -1,
       ended: false,
+      stdout: new OutputRing(),
+      stderr: new OutputRing(),
+      end: null,
+      outWaiters: new Set(),
       ...fields,
     };
     this.vms.set(vm.name, vm);
@@ -828,7 +936,8 @@ export class FtHost {
     }
     const start: EntryPayloads['start'] = {
       module: hash,
-      args: req.args ?? [req.name],
+      // argv[0] is the program's name, as every runner gives it: here the VM's
+      args: [req.name, ...(req.args ?? [])],
       env: req.env ?? {},
       digestEvery: 10_000_000n,
       depthLimit: DEFAULT_DEPTH_LIMIT,
@@ -1108,6 +1217,12 @@ export class FtHost {
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
       const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
       vm.primary = from;
+      const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
+      this.ringsIn.delete(`${name}/${gen}`);
+      for (const k of ['stdout', 'stderr'] as const) {
+        const img = rings?.[k];
+        if (img && Number.isSafeInteger(img.start) && img.start >= 0 && img.bytes instanceof Uint8Array) vm[k].restore(img);
+      }
       vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
       vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
       this.primaries.set(name, { gen, host: from });
@@ -1150,10 +1265,7 @@ export class FtHost {
       case 'live': {
         this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
         // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
-        const unreleased = new Set(vm.unreleased);
-        this.dropRetained(vm, (o) => unreleased.has(o));
-        for (const o of vm.unreleased) this.release(vm, o);
-        vm.unreleased = [];
+        this.releaseUnreleased(vm);
         this.readopt(vm.name);
         return;
       }
@@ -1163,6 +1275,11 @@ export class FtHost {
         return;
       case 'ended':
         vm.ended = true;
+        vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0 } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '' } : { outcome: m.result.outcome };
+        // the replay reached the end: the primary measures no lag against a count the backup never reports
+        if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
+        if (vm.role === 'primary') this.endLag(vm);
+        this.wakeReaders(vm);
         this.say(`${vm.name}: ${vm.role} ended (${m.result.outcome}${m.result.exitCode !== null ? ` ${m.result.exitCode}` : ''}) at count ${m.result.count}`);
         return;
       case 'error':
@@ -1194,7 +1311,16 @@ export class FtHost {
       }
     }
     vm.lagMs = vm.lagCounts === 0n ? 0 : performance.now() - at;
+    this.endLag(vm);
     this.throttle(vm);
+    if (vm.end) this.wakeReaders(vm);
+  }
+
+  /** An ended VM whose backup acknowledged its end has no lag: nothing is left to replay. */
+  private endLag(vm: Vm): void {
+    if (!this.endReleased(vm)) return;
+    vm.lagMs = 0;
+    vm.lagCounts = 0n;
   }
 
   /** Slows the primary gradually while the backup lags more than the target, and releases it again. */
@@ -1209,12 +1335,54 @@ export class FtHost {
     if (o.seq > vm.released) vm.released = o.seq;
     vm.releasedCount++;
     if (o.kind === 'output') {
-      // A guest's stdout and stderr go to the host's log, once released like any output.
+      // A guest's stdout and stderr, once released like any output, go to its rings (and the host's log).
+      this.ring(vm, o);
       this.say(`${vm.name} fd ${o.fd}: ${Buffer.from(o.bytes).toString('utf8').trimEnd()}`);
       return;
     }
     this.retain(vm, o);
     this.deliverOut(vm.name, o);
+  }
+
+  /** Appends a released write on fd 1 or 2 to the VM's stdout or stderr ring, and wakes its readers. */
+  private ring(vm: Vm, o: Output): void {
+    (o.fd === 2 ? vm.stderr : vm.stdout).append(o.bytes);
+    this.wakeReaders(vm);
+  }
+
+  private wakeReaders(vm: Vm): void {
+    for (const w of [...vm.outWaiters]) w();
+  }
+
+  /**
+   * A backup learns that its primary released the outputs through `released`
+   * (a sequence number): those of them it saw in the log go to its rings, in
+   * order, so its rings hold the same bytes as the primary's.
+   */
+  private primaryReleasedTo(vm: Vm, released: number): void {
+    if (released > vm.primaryReleased) vm.primaryReleased = released;
+    let i = 0;
+    while (i < vm.unreleased.length && vm.unreleased[i]!.seq <= vm.primaryReleased) {
+      const o = vm.unreleased[i++]!;
+      if (o.kind === 'output') this.ring(vm, o);
+    }
+    if (i) vm.unreleased.splice(0, i);
+    if (vm.end) this.wakeReaders(vm);
+  }
+
+  /**
+   * A backup becomes the primary: it releases what its log holds and the old
+   * primary may not have released (clients drop the NIC outputs they saw, by
+   * sequence number; the rings take only what they lack).
+   */
+  private releaseUnreleased(vm: Vm): void {
+    this.primaryReleasedTo(vm, vm.primaryReleased);
+    const unreleased = new Set(vm.unreleased);
+    this.dropRetained(vm, (o) => unreleased.has(o));
+    const outs = vm.unreleased;
+    vm.unreleased = [];
+    for (const o of outs) this.release(vm, o);
+    this.wakeReaders(vm);
   }
 
   /** Another host runs the primary of a VM in generation `gen`. */
@@ -1279,6 +1447,7 @@ export class FtHost {
     if (this.vms.get(vm.name) !== vm) return;
     this.vms.delete(vm.name);
     vm.ended = true;
+    this.wakeReaders(vm);
     void vm.handle.terminate();
     this.say(`${vm.name}: ${vm.role} dropped (${why})`);
   }
@@ -1307,6 +1476,11 @@ export class FtHost {
     vm.alone = true;
     vm.claiming = false;
     vm.handle.send({ t: 'golive' });
+    // A replica that ran to the end sends no 'live': what its log holds is released now.
+    if (vm.end) {
+      this.releaseUnreleased(vm);
+      this.readopt(vm.name);
+    }
     this.failovers++;
     this.announce(vm);
     this.tell(vm);
@@ -1337,6 +1511,7 @@ export class FtHost {
 
   /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
   private recreateBackup(vm: Vm): void {
+    if (vm.end) return; // an ended guest needs no backup
     if (!vm.reactor) {
       this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
       return;
@@ -1382,6 +1557,9 @@ export class FtHost {
       if (memory.length === 0) break;
     }
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
+    // The output released before the snapshot goes with it (a frame of its own: up to 2 MiB),
+    // so the new backup's rings continue the same streams.
+    this.toPeer(target, { t: 'rings', vm: vm.name, gen: vm.gen, rings: { stdout: vm.stdout.image(), stderr: vm.stderr.image() } });
     this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
@@ -1439,6 +1617,7 @@ export class FtHost {
   private adminHere(op: AdminOp, name: string): void {
     const vm = this.vms.get(name);
     if (!vm || vm.role !== 'primary' || vm.claiming) throw new HostError('FTVM_ERR_NOT_PRIMARY', `${this.id} has no primary of ${name}`);
+    if (vm.end) throw new HostError('FTVM_ERR_VM_ENDED', `${name} has ended (${endText(vm.end)}): there is nothing to fail over or back up`);
     if (op === 'failover') {
       // a test failover: kill only the primary replica; its backup takes over at once
       if (!vm.backup || vm.alone) throw new HostError('FTVM_ERR_CONFLICT', `${name} has no backup to take over yet`);
@@ -1520,7 +1699,7 @@ export class FtHost {
       else if (said && said.info.gen === p.gen) info = { ...said.info, ageMs: Math.round(now - said.at) };
       else {
         // announced, but not yet described
-        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, ageMs: -1 };
+        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
       }
       if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
       out.push(info);
@@ -1582,6 +1761,68 @@ export class FtHost {
       });
     }
     return pick();
+  }
+
+  /**
+   * A VM's released stdout or stderr from byte offset `from` (at most the
+   * ring's 1 MiB; older bytes dropped: the answer starts later, see
+   * `dropped`), waiting up to `waitMs` (at most OUTPUT_WAIT_MS_MAX) for a byte
+   * past `from` or for the end. Read from this host's replica of the VM when
+   * it runs one (primary or backup: the same stream), else from the host
+   * running its primary. `end` is set once no byte after `next` will come.
+   * Errors: HostError FTVM_ERR_NOT_FOUND (no such VM), FTVM_ERR_UNAVAILABLE
+   * (the primary's host is silent or does not answer; a failover may be under
+   * way), FTVM_ERR_BAD_REQUEST (bad `from` or `waitMs`).
+   */
+  async readOutput(name: string, stream: 'stdout' | 'stderr', from: number, waitMs: number, signal?: AbortSignal): Promise<OutputRead> {
+    if (!Number.isSafeInteger(from) || from < 0) throw new HostError('FTVM_ERR_BAD_REQUEST', '"from" is a byte offset, an integer >= 0');
+    if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > OUTPUT_WAIT_MS_MAX) throw new HostError('FTVM_ERR_BAD_REQUEST', `"waitMs" is an integer from 0 to ${OUTPUT_WAIT_MS_MAX}`);
+    if (this.vms.has(name)) return this.readOutputHere(name, stream, from, waitMs, signal);
+    const p = this.primaries.get(name);
+    if (!p || p.host === this.id) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    if (!this.alive(p.host)) throw new HostError('FTVM_ERR_UNAVAILABLE', `the primary's host ${p.host} is not answering; a failover may be under way`);
+    if (this.outputWaits.size >= OUTPUT_READS_MAX) throw new HostError('FTVM_ERR_UNAVAILABLE', `${this.outputWaits.size} output reads wait for other hosts already; try again shortly`);
+    const id = ++this.adminIds;
+    return new Promise<OutputRead>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.outputWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} did not answer within ${waitMs + ADMIN_TIMEOUT_MS} ms`));
+      }, waitMs + ADMIN_TIMEOUT_MS);
+      this.outputWaits.set(id, { host: p.host, resolve, reject, timer });
+      if (!this.toPeer(p.host, { t: 'out-read', id, vm: name, stream, from, waitMs })) {
+        clearTimeout(timer);
+        this.outputWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${p.host}, the primary's host`));
+      }
+    });
+  }
+
+  /** readOutput from this host's own replica of `name`. */
+  private async readOutputHere(name: string, stream: 'stdout' | 'stderr', from: number, waitMs: number, signal?: AbortSignal): Promise<OutputRead> {
+    let vm = this.vms.get(name);
+    if (!vm) throw new HostError('FTVM_ERR_NOT_FOUND', `${this.id} runs no replica of ${name}`);
+    const done = (v: Vm): boolean => v[stream].length > from || this.endReleased(v);
+    if (!done(vm) && waitMs > 0 && !signal?.aborted && vm.outWaiters.size < OUTPUT_READERS_MAX) {
+      const v = vm;
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          clearTimeout(t);
+          signal?.removeEventListener('abort', finish);
+          v.outWaiters.delete(wake);
+          resolve();
+        };
+        const wake = (): void => {
+          if (done(v) || this.vms.get(name) !== v) finish();
+        };
+        const t = setTimeout(finish, waitMs);
+        signal?.addEventListener('abort', finish);
+        v.outWaiters.add(wake);
+      });
+      // the replica was replaced meanwhile (a backup made anew): read the one there is now
+      vm = this.vms.get(name) ?? v;
+    }
+    const slice = vm[stream].read(from);
+    return { ...slice, stream, host: this.id, end: this.endReleased(vm) ? vm.end : null };
   }
 
   private async onClient(sock: Socket, c: { conn: number }, m: WireMessage): Promise<void> {
@@ -1657,4 +1898,9 @@ export class FtHost {
     }
     // Nobody known runs it (a failover is under way): the client retries.
   }
+}
+
+/** How a guest ended, in words: "exit 3", "trap: unreachable". */
+export function endText(e: VmEnd): string {
+  return e.outcome === 'exit' ? `exit ${e.status}` : e.outcome === 'trap' ? `trap: ${e.message}` : e.outcome;
 }

@@ -408,7 +408,7 @@ export function judge(spec: TestSpec, r: ChildResult, kind: 'ftvm' | 'node'): Wa
   } else {
     const failure = runtimeFailure(stderr);
     if (r.code === 1 && failure && spec.exit_code !== 1) return fail('crash', failure);
-    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', withSaid(oneLine(/^ftvm: guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap')));
+    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', withSaid(oneLine(/^ftvm: (?:FTVM_ERR_TRAP: )?guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap')));
   }
   if (r.code !== spec.exit_code) {
     const runtime = runtimeFailure(stderr);

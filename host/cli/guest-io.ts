@@ -11,7 +11,7 @@
 // a replay from the log gives the same files (to `--out`) without any host
 // directory. Nothing here loads binaryen.
 
-import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleepNs } from '../runtime/events.ts';
 import type { Preopen, RunResult } from '../runtime/instance.ts';
@@ -119,11 +119,12 @@ export function processStdin(): ((maxBytes: number) => Uint8Array) | null {
  * other status (124, 125: they would read as ftvm's; 126 and above: reserved
  * by shells, and by WASI's proc_exit, which treats them as a failure) is
  * reported with its full u32 value and gives 1. Returns the code and the
- * message to print (null: none).
+ * message to print (null: none): `ftvm: FTVM_ERR_TRAP: guest trapped: MESSAGE`,
+ * `ftvm: FTVM_ERR_DEADLINE: ...`, `ftvm: FTVM_ERR_EXIT_STATUS: ...`.
  */
 export function exitStatus(r: Pick<RunResult, 'outcome' | 'exitCode' | 'trap'>): { code: number; message: string | null } {
-  if (r.outcome === 'trap') return { code: 125, message: `ftvm: guest trapped: ${r.trap}` };
-  if (r.outcome === 'deadline') return { code: 124, message: 'ftvm: guest stopped at its deadline' };
+  if (r.outcome === 'trap') return { code: 125, message: `ftvm: FTVM_ERR_TRAP: guest trapped: ${r.trap}` };
+  if (r.outcome === 'deadline') return { code: 124, message: 'ftvm: FTVM_ERR_DEADLINE: guest stopped at its deadline' };
   const status = r.exitCode ?? 0;
   if (status >= 0 && status <= 123) return { code: status, message: null };
   return {
@@ -257,9 +258,4 @@ export function writeOut(dir: string, final: readonly Preopen[]): string[] {
     const files = writeTree(p.fs, join(dir, String(i)));
     return `out ${join(dir, String(i))} (${p.name}): ${files} files`;
   });
-}
-
-/** Reads a whole file for `--stdin FILE`. */
-export function stdinFile(path: string): Uint8Array {
-  return new Uint8Array(readFileSync(path));
 }

@@ -28,6 +28,12 @@ usage:
   ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
   ftvm demo [meter]
   ftvm --help | <command> --help
+
+Failures print one line, "ftvm: FTVM_ERR_<CODE>: message", on stderr. Exit status of
+run/record/replay/bench/conformance: 0 success, 1 failure (a file, module or log refused,
+output lost), 2 wrong command line (FTVM_ERR_USAGE), 3 replay diverged, 4 replay of an
+incomplete log, 124 guest stopped at its deadline, 125 guest trapped; run and record
+otherwise exit with the guest's status (0..123).
 `;
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
@@ -44,10 +50,18 @@ const STDIN_HELP = `  --stdin FILE            give the guest FILE as its stdin, 
                           file (\`ftvm run shell.wasm < script.sql\`); from a terminal it reads nothing`;
 
 const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
-trapped, 124 when it was stopped at its deadline; any other status (124, 125,
-126 and above: proc_exit's full u32) is reported as FTVM_ERR_EXIT_STATUS with
-its value, and the exit code is 1. A guest that sleeps (poll_oneoff on a clock)
-really sleeps.`;
+trapped (FTVM_ERR_TRAP), 124 when it was stopped at its deadline
+(FTVM_ERR_DEADLINE); any other status (124, 125, 126 and above: proc_exit's
+full u32) is reported as FTVM_ERR_EXIT_STATUS with its value, and the exit code
+is 1. A wrong command line exits 2 (FTVM_ERR_USAGE), a file, module or log that
+cannot be used exits 1, each with one line "ftvm: FTVM_ERR_<CODE>: message".
+A guest that sleeps (poll_oneoff on a clock) really sleeps.
+
+Output: when the reader of our stdout or stderr goes away (EPIPE, as in
+\`| head\`), output to it stops quietly and the guest runs on: the exit code is
+still the guest's. Any other write error (ENOSPC, EIO) is reported once as
+FTVM_ERR_OUTPUT_LOST, later output to that stream is dropped, and the exit
+code is 1. What the guest's fd_write returns never depends on either.`;
 
 const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
 
@@ -85,6 +99,13 @@ replay does not sleep.
 
 ${EXIT_HELP}
 
+The log reaches FILE as the guest runs: an entry waits at most ${LOG_FLUSH_MS} ms in
+memory (or until the next check point of a long computation), and everything
+is written before the guest waits for input or sleeps. A recording that is
+stopped (Ctrl-C, SIGTERM, even SIGKILL) leaves a log that \`ftvm replay\`
+reproduces up to its end, then reports FTVM_ERR_LOG_INCOMPLETE (exit code 4);
+what the guest did in the last ${LOG_FLUSH_MS} ms before the signal may be missing.
+
 options:
   --log FILE              where the log is written (required)
 ${STDIN_HELP}
@@ -113,9 +134,15 @@ checks every host call, output and digest against it: stdin, the preopened
 directories and the listening socket come from the log too, and the guest
 never sleeps. It prints the guest's output again, then how it ended ("exit N"
 with the full status, "trap MESSAGE" or "idle"), "count N" and "digest HEX" to
-stderr, and exits 0. A mismatch stops the replay with FTVM_ERR_DIVERGENCE
-naming the log entry (exit code 3); a damaged log stops it with the frame that
-is bad.
+stderr.
+
+Exit code: 0 when the log was reproduced (whatever the guest's own status
+was; see --exit-status); 3 when the guest diverged from the log
+(FTVM_ERR_DIVERGENCE, naming the log entry); 4 when the log ends before the
+guest did, a recording that was stopped (FTVM_ERR_LOG_INCOMPLETE: every entry
+it has was reproduced, and the replay stops at its end; a last frame cut off
+by the end of the file is left out); 1 when the log is damaged (the bad frame
+is named) or cannot be read; 2 for a wrong command line.
 
 options:
   --log FILE              the log written by ftvm record (required)
@@ -125,6 +152,10 @@ options:
   --out DIR               write the final tree of each preopened directory to DIR/0, DIR/1, ...
                           (the files the recorded guest left, byte for byte); DIR must be empty
                           or not exist
+  --exit-status MODE      "replay" (default): the exit codes above. "guest": when the log was
+                          reproduced to the guest's end, exit as \`ftvm run\` would have for the
+                          recorded guest (its status 0..123, 125 for a trap, 1 for another
+                          status); divergence, an incomplete or bad log still give 3, 4, 1
   -h, --help              this text
 `;
 

@@ -17,6 +17,8 @@ import { sleepNs } from '../runtime/events.ts';
 import type { Preopen, RunResult } from '../runtime/instance.ts';
 import { VirtualFs } from '../runtime/wasi.ts';
 import { PREOPENS_MAX } from '../log/format.ts';
+import type { NicMessage } from '../runtime/nic.ts';
+import { hostStdout } from './host-output.ts';
 
 /** A bad `--dir`, `--fs` or `--out` value; `code` names which rule it broke. */
 export class GuestDirError extends Error {
@@ -258,4 +260,12 @@ export function writeOut(dir: string, final: readonly Preopen[]): string[] {
     const files = writeTree(p.fs, join(dir, String(i)));
     return `out ${join(dir, String(i))} (${p.name}): ${files} files`;
   });
+}
+
+/** A message as one JSON line: text when it is valid UTF-8 without control characters other than newline and tab, else base64. */
+export function printSend(m: NicMessage): void {
+  const text = Buffer.from(m.bytes).toString('utf8');
+  const plain = Buffer.from(text, 'utf8').equals(Buffer.from(m.bytes)) && !/[\u0000-\u0008\u000b-\u001f]/.test(text);
+  const body = m.eof ? { conn: m.conn, eof: true } : plain ? { conn: m.conn, data: text } : { conn: m.conn, base64: Buffer.from(m.bytes).toString('base64') };
+  hostStdout.write(`${JSON.stringify({ send: body })}\n`);
 }

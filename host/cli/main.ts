@@ -7,7 +7,6 @@ import { hostStderr, hostStdout, outputLost } from './host-output.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../meter/abi.ts';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
-import type { RecordOptions } from '../runtime/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
 import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
@@ -402,51 +401,43 @@ async function cmdRecord(argv: string[]): Promise<number> {
   const env = parseEnv(values.env);
   const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
   const { compileGuestAsync } = await import('../runtime/compile.ts');
-  const { recordModule, recordStart } = await import('../runtime/recorder.ts');
+  const { recordStart } = await import('../runtime/recorder.ts');
+  const { VirtualFs } = await import('../runtime/wasi.ts');
   const { meterOptions } = await import('../runtime/replay-core.ts');
-  const { LiveTimer, MergedSources, ScriptedMessages } = await import('../runtime/events.ts');
-  const { LogWriter } = await import('../log/writer.ts');
-  const initial = io.loadPreopens(dirs);
-  const opts: RecordOptions = {
-    args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
-    env,
-    stdin,
-    stdinRead: stdin ? undefined : (io.processStdin() ?? undefined),
-    preopens: initial,
-    listen: values.listen === true || messages !== null,
-    digestEvery: values['digest-every'] !== undefined ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
-    meter: {
-      depthLimit: values['depth-limit'] !== undefined ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
-      memoryLimitPages: values['memory-limit-pages'] !== undefined ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
-      canonicalizeNaNs: values['canonicalize-nans'] ?? false,
-    },
-    onStdout: hostStdout.sink,
-    onStderr: hostStderr.sink,
-    interrupts: messages ? new MergedSources(new ScriptedMessages(messages), new LiveTimer()) : undefined,
-    onSend: printSend,
+  const { recordInWorker } = await import('./record-worker.ts');
+  const args = [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])];
+  const listen = values.listen === true || messages !== null;
+  const digestEvery = values['digest-every'] !== undefined ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined;
+  const meter = {
+    depthLimit: values['depth-limit'] !== undefined ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+    memoryLimitPages: values['memory-limit-pages'] !== undefined ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
+    canonicalizeNaNs: values['canonicalize-nans'] ?? false,
   };
+  // The start entry decides how the guest is metered; the recording itself (record-worker.ts) logs the same one.
+  const start = recordStart(bytes, { args, env, stdin, stdinRead: stdin ? undefined : (io.processStdin() ?? undefined), preopens: dirs.map((d) => ({ name: d.guest, fs: new VirtualFs() })), listen, digestEvery, meter });
   // The log file is made before the guest is compiled, so a path that cannot be written is refused first.
   const fd = onFile('--log', logPath, 'create', () => openSync(logPath, 'w'));
-  const sink = (b: Uint8Array): void => {
-    try {
-      for (let at = 0; at < b.length; ) at += writeSync(fd, b, at, b.length - at);
-    } catch (e) {
-      const f = fileError(e, '--log', logPath, 'write');
-      throw new CliError('FTVM_ERR_LOG_WRITE', `${f.message}; the log is incomplete`);
-    }
-  };
   try {
-    const { module } = await compileGuestAsync(bytes, meterOptions(recordStart(bytes, opts)));
+    const { module } = await compileGuestAsync(bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
     // What is logged reaches the file within LOG_FLUSH_MS (and before every wait), so a recording that is stopped leaves a log that replays up to there.
-    const log = new LogWriter(sink, { flushAfterMs: LOG_FLUSH_MS });
-    const r = recordModule(bytes, module, log, opts);
-    const status = io.exitStatus(r);
-    if (status.message) hostStderr.write(`${status.message}\n`);
-    if (r.outcome === 'idle') hostStderr.write('ftvm: the guest waits for input and no more will come\n');
-    hostStderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${logPath}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
-    if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, r.preopens)) hostStderr.write(`${l}\n`);
-    if (values.out !== undefined) io.writeOut(values.out, r.preopens);
-    return status.code;
+    const status = await recordInWorker({
+      module,
+      bytes,
+      args,
+      env,
+      stdin,
+      dirs,
+      listen,
+      digestEvery,
+      meter,
+      messages,
+      logFd: fd,
+      logPath,
+      flushAfterMs: LOG_FLUSH_MS,
+      dirWriteback: values['dir-writeback'] ?? false,
+      out: values.out,
+    });
+    return outputLost() ? EXIT.failure : status;
   } finally {
     closeSync(fd);
   }
@@ -504,7 +495,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
     until,
     onStdout: hostStdout.sink,
     onStderr: hostStderr.sink,
-    onSend: printSend,
+    onSend: io.printSend,
     inspect: (memory) => {
       if (!range) return;
       const [off, len] = range;
@@ -535,14 +526,6 @@ async function cmdReplay(argv: string[]): Promise<number> {
   }
   if (exitMode === 'guest' && !r.stoppedAtUntil) return io.exitStatus(r).code;
   return EXIT.ok;
-}
-
-/** A message as one JSON line: text when it is valid UTF-8 without control characters other than newline and tab, else base64. */
-function printSend(m: NicMessage): void {
-  const text = Buffer.from(m.bytes).toString('utf8');
-  const plain = Buffer.from(text, 'utf8').equals(Buffer.from(m.bytes)) && !/[\u0000-\u0008\u000b-\u001f]/.test(text);
-  const body = m.eof ? { conn: m.conn, eof: true } : plain ? { conn: m.conn, data: text } : { conn: m.conn, base64: Buffer.from(m.bytes).toString('base64') };
-  hostStdout.write(`${JSON.stringify({ send: body })}\n`);
 }
 
 /** The --messages file: JSON Lines of {conn, data | base64 | eof, count?}. */

@@ -81,6 +81,14 @@ export interface RecordOptions {
   pollEvery?: bigint;
   /** called with each message the guest sends on its NIC */
   onSend?: (msg: NicMessage) => void;
+  /**
+   * Called with the log at every check point the recorder visits (at least
+   * every FLUSH_POLL_COUNTS counts), and before the guest blocks (stdin, a
+   * wait), between host calls: nothing is half logged there. `ftvm record`
+   * uses it to end a recording on a signal (it flushes the log and never
+   * returns).
+   */
+  atCheckPoint?: (log: LogWriter) => void;
 }
 
 export interface RecordedRun extends RunResult {
@@ -146,6 +154,7 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
   const stdinRead = liveRead
     ? (maxBytes: number): Uint8Array => {
         log.flush(); // the read may block for ever: what was logged reaches the file first
+        opts.atCheckPoint?.(log);
         const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
         if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
         log.append('input', count(), { fd: 0, bytes: bytes.slice() });
@@ -191,6 +200,7 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
       // A timed wait really sleeps, but no longer than until an interrupt comes.
       const end = timeoutNs === null ? null : process.hrtime.bigint() + timeoutNs;
       log.flush(); // the guest may wait long: what was logged reaches the file first
+      opts.atCheckPoint?.(log);
       const due = source.wait(count(), timeoutNs);
       deliverAll(c, due, place);
       if (!due.length && end !== null) sleepNs(end - process.hrtime.bigint());
@@ -238,6 +248,7 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
         // Interrupts wait while the handler runs (it is not re-entered).
         if (!c.masked()) deliverAll(c, source.poll(meter.count), 'check');
         log.flushIfDue(meter.count);
+        opts.atCheckPoint?.(log);
         arm();
       };
       arm();

@@ -493,6 +493,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
   let memoryError: CliError | null = null;
   const r = replayModule(bytes, module, entries, {
     until,
+    acceptIncomplete: true,
     onStdout: hostStdout.sink,
     onStderr: hostStderr.sink,
     onSend: io.printSend,

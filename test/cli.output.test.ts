@@ -5,8 +5,8 @@
 // reproduces the whole run). A full disk (/dev/full: ENOSPC) is reported once
 // as FTVM_ERR_OUTPUT_LOST and the command exits 1, with the guest still run
 // to its end. Real child processes with real pipes and /dev/full.
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FTVM, ftvm, scratch, watFile } from './ftvm-cli.ts';
 
@@ -38,7 +38,19 @@ beforeAll(() => {
   guest = watFile(tmp.dir, 'writer', WRITER);
 });
 
-/** Runs ftvm with stdout a pipe that is closed after the first chunk arrives (as `| head -c 1` does). */
+/** Runs `ftvm ARGS | head -c 10` in bash (a real pipe); returns ftvm's exit status (PIPESTATUS) and its stderr. */
+function throughHead(args: string[]): Promise<{ status: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const script = '"$@" 2>"$ERR_FILE" | head -c 10 > /dev/null; echo "${PIPESTATUS[0]}"';
+    const errFile = `${tmp.dir}/head-${Math.random().toString(36).slice(2)}.err`;
+    execFile('bash', ['-c', script, 'bash', process.execPath, FTVM, ...args], { env: { ...process.env, ERR_FILE: errFile }, timeout: 120_000 }, (err, stdout) => {
+      if (err) return reject(err);
+      resolve({ status: Number(stdout.trim()), stderr: readFileSync(errFile, 'utf8') });
+    });
+  });
+}
+
+/** Runs ftvm with stdout a socket (Node's 'pipe') that is closed after the first chunk arrives. */
 function withClosedStdout(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [FTVM, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
@@ -62,8 +74,14 @@ function onDevFull(args: string[], which: 'stdout' | 'stderr'): Promise<{ code: 
   });
 }
 
-describe('ftvm writing to a closed pipe (EPIPE)', () => {
-  it('run: stops writing quietly, the guest runs on unaware, and the exit status is the guest\'s', async () => {
+describe('ftvm writing to a closed pipe or socket (EPIPE, ECONNRESET)', () => {
+  it('run | head: stops writing quietly, the guest runs on unaware, and the exit status is the guest\'s', async () => {
+    const r = await throughHead(['run', guest]);
+    expect(r.status, r.stderr).toBe(7);
+    expect(r.stderr).toBe('');
+  }, 120_000);
+
+  it('run, stdout a socket whose reader closed (ECONNRESET or EPIPE): the same', async () => {
     const r = await withClosedStdout(['run', guest]);
     expect(r.signal).toBe(null);
     expect(r.code, r.stderr).toBe(7);

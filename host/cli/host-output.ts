@@ -7,7 +7,8 @@
 // returns to the guest is decided before its bytes get here (and logged by
 // `record`), so a closed pipe changes nothing a replay checks. The rules,
 // as node:wasi's command line behaves for EPIPE:
-//   - EPIPE (the reader went away, `ftvm run ... | head -2`): writing to that
+//   - EPIPE (the reader went away, `ftvm run ... | head -2`; ECONNRESET when
+//     the stream is a socket, as Node's child_process gives): writing to that
 //     stream stops quietly; the guest runs on and ftvm's exit status is the
 //     guest's.
 //   - any other error (ENOSPC on `> /dev/full`, EIO): one line
@@ -22,7 +23,7 @@ import { sleepNs } from '../runtime/events.ts';
 
 /** One of ftvm's own output streams (fd 1 or 2); see the rules above. */
 export class HostOutput {
-  /** 'open'; 'closed' after EPIPE (quietly); 'failed' after any other error (reported once) */
+  /** 'open'; 'closed' after EPIPE or ECONNRESET (quietly); 'failed' after any other error (reported once) */
   state: 'open' | 'closed' | 'failed' = 'open';
   /** the error that made the stream 'failed' (errno code and text), null otherwise */
   failure: { code: string; message: string } | null = null;
@@ -55,7 +56,7 @@ export class HostOutput {
           backoffMs = Math.min(backoffMs * 2, 10);
           continue;
         }
-        if (code === 'EPIPE') {
+        if (code === 'EPIPE' || code === 'ECONNRESET') {
           this.state = 'closed';
           return;
         }

@@ -100,10 +100,12 @@ ${EXIT_HELP}
 
 The log reaches FILE as the guest runs: an entry waits at most ${LOG_FLUSH_MS} ms in
 memory (or until the next check point of a long computation), and everything
-is written before the guest waits for input or sleeps. A recording that is
-stopped (Ctrl-C, SIGTERM, even SIGKILL) leaves a log that \`ftvm replay\`
-reproduces up to its end, then reports FTVM_ERR_LOG_INCOMPLETE (exit code 4);
-what the guest did in the last ${LOG_FLUSH_MS} ms before the signal may be missing.
+is written before the guest waits for input or sleeps. Ctrl-C (SIGINT) or
+SIGTERM stops the guest at its next check point, writes what was logged and
+ends with the signal's status (130, 143): the log then holds exactly what the
+guest printed. After SIGKILL the log ends at its last write, at most about
+${LOG_FLUSH_MS} ms behind. \`ftvm replay\` reproduces such a log up to its end, then
+reports FTVM_ERR_LOG_INCOMPLETE (exit code 4).
 
 options:
   --log FILE              where the log is written (required)

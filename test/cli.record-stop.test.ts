@@ -142,6 +142,17 @@ describe('a recording stopped by a signal', () => {
     const rep = await ftvm(['replay', loop, '--log', cut]);
     expect(rep.code, rep.stderr).toBe(4);
     expect(rep.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_INCOMPLETE: .*its last frame is cut off at byte \d+/m);
+    // Cut while the VM was being set up (a whole stdin spans several frames at count 0): the guest never ran.
+    writeFileSync(`${tmp.dir}/stdin.txt`, 'x'.repeat(300_000));
+    const whole = `${tmp.dir}/stdin.log`;
+    expect((await ftvm(['record', 'fib', '--log', whole, '--stdin', `${tmp.dir}/stdin.txt`, '--', '5'])).code).toBe(0);
+    const frames = readFileSync(whole);
+    let end = 16;
+    for (let i = 0; i < 2; i++) end += 8 + frames.readUInt32LE(end); // the start frame and one of stdin
+    writeFileSync(cut, frames.subarray(0, end));
+    const early = await ftvm(['replay', 'fib', '--log', cut]);
+    expect(early.code, early.stderr).toBe(4);
+    expect(early.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_INCOMPLETE: .*before the guest started/m);
     // The header alone: nothing to replay, said the same way.
     writeFileSync(cut, bytes.subarray(0, 16));
     const none = await ftvm(['replay', loop, '--log', cut]);

@@ -7,6 +7,7 @@ import { hostStderr, hostStdout, outputLost } from './host-output.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../meter/abi.ts';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
+import type { ReplayedRun, ReplayOptions } from '../runtime/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
 import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
@@ -477,7 +478,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
   const io = await import('./guest-io.ts');
   if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
-  const { readLogPrefix } = await import('../log/format.ts');
+  const { isComplete, readLogPrefix } = await import('../log/format.ts');
   const { replayModule, startOf } = await import('../runtime/recorder.ts');
   const { DivergenceError, meterOptions, moduleHash } = await import('../runtime/replay-core.ts');
   const { compileGuestAsync } = await import('../runtime/compile.ts');
@@ -493,7 +494,20 @@ async function cmdReplay(argv: string[]): Promise<number> {
   }
   const { module } = await compileGuestAsync(bytes, meterOptions(start));
   let memoryError: CliError | null = null;
-  const r = replayModule(bytes, module, entries, {
+  const incompleteError = (what: string): CliError => {
+    const cut = cutAt !== null ? `; its last frame is cut off at byte ${cutAt}` : '';
+    return new CliError('FTVM_ERR_LOG_INCOMPLETE', `--log ${logPath} ends before the guest did (a recording that was stopped${cut}): ${what}`, EXIT.incomplete);
+  };
+  const replay = (opts: ReplayOptions): ReplayedRun => {
+    try {
+      return replayModule(bytes, module, entries, opts);
+    } catch (e) {
+      // The log ends while the VM is being set up (its files, a whole stdin): the guest never ran.
+      if (e instanceof DivergenceError && e.entry === null && !isComplete(entries)) throw incompleteError('it ends before the guest started');
+      throw e;
+    }
+  };
+  const r = replay({
     until,
     acceptIncomplete: true,
     onStdout: hostStdout.sink,
@@ -519,14 +533,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
   hostStderr.write(`count ${r.count}\ndigest ${r.digest}\nreplayed ${r.entriesReplayed} of ${logged} entries\n`);
   if (values.out !== undefined) for (const l of io.writeOut(values.out, r.preopens)) hostStderr.write(`${l}\n`);
   if (memoryError) throw memoryError;
-  if (r.incomplete) {
-    const cut = cutAt !== null ? `; its last frame is cut off at byte ${cutAt}` : '';
-    throw new CliError(
-      'FTVM_ERR_LOG_INCOMPLETE',
-      `--log ${logPath} ends before the guest did (a recording that was stopped${cut}): every logged entry was reproduced, up to count ${r.count}`,
-      EXIT.incomplete,
-    );
-  }
+  if (r.incomplete) throw incompleteError(`every logged entry was reproduced, up to count ${r.count}`);
   if (exitMode === 'guest' && !r.stoppedAtUntil) return io.exitStatus(r).code;
   return EXIT.ok;
 }

@@ -48,6 +48,12 @@ export interface LogWriterOptions {
   now?: () => number;
 }
 
+/**
+ * Writes one log: the header at once, then entries (append) in frames handed
+ * to the sink whole. Holds at most one frame's worth of entries (about
+ * FRAME_TARGET_BYTES) in memory, and with `flushAfterMs` no entry longer than
+ * that. Errors: see append; what the sink throws.
+ */
 export class LogWriter {
   private pending: LogEntry[] = [];
   private pendingBytes = 0;

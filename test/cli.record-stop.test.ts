@@ -158,5 +158,12 @@ describe('a recording stopped by a signal', () => {
     const none = await ftvm(['replay', loop, '--log', cut]);
     expect(none.code).toBe(4);
     expect(none.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_INCOMPLETE: .*nothing to replay/m);
+    // An empty file (stopped before the log was begun) likewise; a foreign one is still refused as such.
+    writeFileSync(cut, '');
+    expect((await ftvm(['replay', loop, '--log', cut])).code).toBe(4);
+    writeFileSync(cut, 'MZ');
+    const foreign = await ftvm(['replay', loop, '--log', cut]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_FOREIGN: /m);
   }, 120_000);
 });

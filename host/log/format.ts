@@ -256,7 +256,8 @@ export function readLog(bytes: Uint8Array): LogEntry[] {
  * Reads a log as readLog does, except that a last frame cut off by the end of
  * the file (what a recording killed while writing leaves) ends the log
  * there instead of being an error: `cutAt` is the byte offset where that
- * frame starts (null: the file ends at a frame boundary). Any other damage is
+ * frame starts (null: the file ends at a frame boundary; 0: the file ends
+ * inside the header, possibly empty). Any other damage is
  * a LogFormatError as in readLog.
  */
 export function readLogPrefix(bytes: Uint8Array): { entries: LogEntry[]; cutAt: number | null } {
@@ -265,6 +266,10 @@ export function readLogPrefix(bytes: Uint8Array): { entries: LogEntry[]; cutAt: 
 
 function readFrames(bytes: Uint8Array, prefix: boolean): { entries: LogEntry[]; cutAt: number | null } {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // A file cut inside its header (empty, or part of the magic): a recording stopped before it wrote anything.
+  if (prefix && b.length < HEADER_BYTES && LOG_MAGIC.subarray(0, Math.min(b.length, LOG_MAGIC.length)).equals(b.subarray(0, LOG_MAGIC.length))) {
+    return { entries: [], cutAt: 0 };
+  }
   let at = decodeHeader(b);
   const entries: LogEntry[] = [];
   const check = new EntryChecker();

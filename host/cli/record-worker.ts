@@ -112,6 +112,12 @@ export function recordInWorker(job: RecordJob): Promise<number> {
       done();
       reject(err);
     });
+    // After its answer or an error this changes nothing (a promise settles once).
+    worker.once('exit', (code) => {
+      if (stopping) return;
+      done();
+      reject(new Error(`the recording's worker thread ended (exit code ${code}) without an answer`));
+    });
   });
 }
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   FRAME_BYTES_MAX,
+  START_FRAME_BYTES_MAX,
   HEADER_BYTES,
   LogFormatError,
   encodeFrame,
@@ -148,10 +149,15 @@ describe('log format', () => {
     future.writeUInt16LE(99, 8);
     future.writeUInt32LE(crc32(future.subarray(0, 12)), 12);
     expect(errorOf(future).code).toBe('FTVM_ERR_LOG_VERSION');
+    // The first frame holds the start entry alone and may be larger (a command line's arguments), up to its own limit.
     const huge = Buffer.concat([encodeHeader(), Buffer.alloc(8)]);
-    huge.writeUInt32LE(FRAME_BYTES_MAX + 1, HEADER_BYTES);
+    huge.writeUInt32LE(START_FRAME_BYTES_MAX + 1, HEADER_BYTES);
     const e = errorOf(huge);
     expect(e).toMatchObject({ code: 'FTVM_ERR_LOG_FRAME_SIZE', frame: 0, offset: HEADER_BYTES });
+    const first = encodeFrame([{ seq: 0, count: 0n, kind: 'random', payload: new Uint8Array(1) }]);
+    const second = Buffer.concat([encodeHeader(), first, Buffer.alloc(8)]);
+    second.writeUInt32LE(FRAME_BYTES_MAX + 1, HEADER_BYTES + first.length);
+    expect(errorOf(second)).toMatchObject({ code: 'FTVM_ERR_LOG_FRAME_SIZE', frame: 1, offset: HEADER_BYTES + first.length });
   });
 
   it('entries out of order are refused even when every checksum is right', () => {

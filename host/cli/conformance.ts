@@ -408,7 +408,7 @@ export function judge(spec: TestSpec, r: ChildResult, kind: 'ftvm' | 'node'): Wa
   } else {
     const failure = runtimeFailure(stderr);
     if (r.code === 1 && failure && spec.exit_code !== 1) return fail('crash', failure);
-    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', withSaid(oneLine(/^ftvm: guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap')));
+    if (r.code === 125 && spec.exit_code !== 125) return fail('trap', withSaid(oneLine(/^ftvm: (?:FTVM_ERR_TRAP: )?guest trapped: (.*)$/m.exec(stderr)?.[1] ?? 'trap')));
   }
   if (r.code !== spec.exit_code) {
     const runtime = runtimeFailure(stderr);
@@ -616,7 +616,7 @@ export async function cmdConformance(argv: string[], io: ConformanceIo = process
       },
     }));
   } catch (err) {
-    io.stderr(`ftvm conformance: FTVM_ERR_BAD_REQUEST: ${(err as Error).message}\n\n${CONFORMANCE_HELP}`);
+    io.stderr(`ftvm: FTVM_ERR_BAD_REQUEST: ${(err as Error).message.split('\n')[0]} (see ftvm conformance --help)\n`);
     return 2;
   }
   if (values.help) {
@@ -658,7 +658,7 @@ export async function cmdConformance(argv: string[], io: ConformanceIo = process
     return report.summary.run === report.summary.total && report.summary.record_replay === report.summary.total ? 0 : 1;
   } catch (err) {
     if (err instanceof ConformanceUsageError) {
-      io.stderr(`ftvm conformance: ${err.code}: ${err.message}\n`);
+      io.stderr(`ftvm: ${err.code}: ${err.message}\n`);
       return 2;
     }
     throw err;

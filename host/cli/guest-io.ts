@@ -11,12 +11,14 @@
 // a replay from the log gives the same files (to `--out`) without any host
 // directory. Nothing here loads binaryen.
 
-import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleepNs } from '../runtime/events.ts';
 import type { Preopen, RunResult } from '../runtime/instance.ts';
 import { VirtualFs } from '../runtime/wasi.ts';
 import { PREOPENS_MAX } from '../log/format.ts';
+import type { NicMessage } from '../runtime/nic.ts';
+import { hostStdout } from './host-output.ts';
 
 /** A bad `--dir`, `--fs` or `--out` value; `code` names which rule it broke. */
 export class GuestDirError extends Error {
@@ -119,11 +121,12 @@ export function processStdin(): ((maxBytes: number) => Uint8Array) | null {
  * other status (124, 125: they would read as ftvm's; 126 and above: reserved
  * by shells, and by WASI's proc_exit, which treats them as a failure) is
  * reported with its full u32 value and gives 1. Returns the code and the
- * message to print (null: none).
+ * message to print (null: none): `ftvm: FTVM_ERR_TRAP: guest trapped: MESSAGE`,
+ * `ftvm: FTVM_ERR_DEADLINE: ...`, `ftvm: FTVM_ERR_EXIT_STATUS: ...`.
  */
 export function exitStatus(r: Pick<RunResult, 'outcome' | 'exitCode' | 'trap'>): { code: number; message: string | null } {
-  if (r.outcome === 'trap') return { code: 125, message: `ftvm: guest trapped: ${r.trap}` };
-  if (r.outcome === 'deadline') return { code: 124, message: 'ftvm: guest stopped at its deadline' };
+  if (r.outcome === 'trap') return { code: 125, message: `ftvm: FTVM_ERR_TRAP: guest trapped: ${r.trap}` };
+  if (r.outcome === 'deadline') return { code: 124, message: 'ftvm: FTVM_ERR_DEADLINE: guest stopped at its deadline' };
   const status = r.exitCode ?? 0;
   if (status >= 0 && status <= 123) return { code: status, message: null };
   return {
@@ -259,7 +262,10 @@ export function writeOut(dir: string, final: readonly Preopen[]): string[] {
   });
 }
 
-/** Reads a whole file for `--stdin FILE`. */
-export function stdinFile(path: string): Uint8Array {
-  return new Uint8Array(readFileSync(path));
+/** A message as one JSON line: text when it is valid UTF-8 without control characters other than newline and tab, else base64. */
+export function printSend(m: NicMessage): void {
+  const text = Buffer.from(m.bytes).toString('utf8');
+  const plain = Buffer.from(text, 'utf8').equals(Buffer.from(m.bytes)) && !/[\u0000-\u0008\u000b-\u001f]/.test(text);
+  const body = m.eof ? { conn: m.conn, eof: true } : plain ? { conn: m.conn, data: text } : { conn: m.conn, base64: Buffer.from(m.bytes).toString('base64') };
+  hostStdout.write(`${JSON.stringify({ send: body })}\n`);
 }

@@ -2,13 +2,18 @@
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { CliError, describeFailure, EXIT, fileError, onFile, usageError } from './errors.ts';
+import { hostStderr, hostStdout, outputLost } from './host-output.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES, I64_MAX } from '../meter/abi.ts';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
-import type { RecordOptions } from '../runtime/recorder.ts';
+import type { ReplayedRun, ReplayOptions } from '../runtime/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
-import { resolveGuest } from '../runtime/samples.ts';
+import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
+
+/** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
+const LOG_FLUSH_MS = 100;
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 
@@ -23,6 +28,12 @@ usage:
   ftvm vm start|ls|show|kill|failover|send ... [--api URL] [--token T]
   ftvm demo [meter]
   ftvm --help | <command> --help
+
+Failures print one line, "ftvm: FTVM_ERR_<CODE>: message", on stderr. Exit status of
+run/record/replay/bench/conformance: 0 success, 1 failure (a file, module or log refused,
+output lost), 2 wrong command line (FTVM_ERR_USAGE), 3 replay diverged, 4 replay of an
+incomplete log, 124 guest stopped at its deadline, 125 guest trapped; run and record
+otherwise exit with the guest's status (0..123).
 `;
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
@@ -39,10 +50,18 @@ const STDIN_HELP = `  --stdin FILE            give the guest FILE as its stdin, 
                           file (\`ftvm run shell.wasm < script.sql\`); from a terminal it reads nothing`;
 
 const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
-trapped, 124 when it was stopped at its deadline; any other status (124, 125,
-126 and above: proc_exit's full u32) is reported as FTVM_ERR_EXIT_STATUS with
-its value, and the exit code is 1. A guest that sleeps (poll_oneoff on a clock)
-really sleeps.`;
+trapped (FTVM_ERR_TRAP), 124 when it was stopped at its deadline
+(FTVM_ERR_DEADLINE); any other status (124, 125, 126 and above: proc_exit's
+full u32) is reported as FTVM_ERR_EXIT_STATUS with its value, and the exit code
+is 1. A wrong command line exits 2 (FTVM_ERR_USAGE), a file, module or log that
+cannot be used exits 1, each with one line "ftvm: FTVM_ERR_<CODE>: message".
+A guest that sleeps (poll_oneoff on a clock) really sleeps.
+
+Output: when the reader of our stdout or stderr goes away (EPIPE, as in
+\`| head\`), output to it stops quietly and the guest runs on: the exit code is
+still the guest's. Any other write error (ENOSPC, EIO) is reported once as
+FTVM_ERR_OUTPUT_LOST, later output to that stream is dropped, and the exit
+code is 1. What the guest's fd_write returns never depends on either.`;
 
 const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
 
@@ -80,6 +99,15 @@ replay does not sleep.
 
 ${EXIT_HELP}
 
+The log reaches FILE as the guest runs: an entry waits at most ${LOG_FLUSH_MS} ms in
+memory (or until the next check point of a long computation), and everything
+is written before the guest waits for input or sleeps. Ctrl-C (SIGINT) or
+SIGTERM stops the guest at its next check point, writes what was logged and
+ends with the signal's status (130, 143): the log then holds exactly what the
+guest printed. After SIGKILL the log ends at its last write, at most about
+${LOG_FLUSH_MS} ms behind. \`ftvm replay\` reproduces such a log up to its end, then
+reports FTVM_ERR_LOG_INCOMPLETE (exit code 4).
+
 options:
   --log FILE              where the log is written (required)
 ${STDIN_HELP}
@@ -108,9 +136,15 @@ checks every host call, output and digest against it: stdin, the preopened
 directories and the listening socket come from the log too, and the guest
 never sleeps. It prints the guest's output again, then how it ended ("exit N"
 with the full status, "trap MESSAGE" or "idle"), "count N" and "digest HEX" to
-stderr, and exits 0. A mismatch stops the replay with FTVM_ERR_DIVERGENCE
-naming the log entry (exit code 3); a damaged log stops it with the frame that
-is bad.
+stderr.
+
+Exit code: 0 when the log was reproduced (whatever the guest's own status
+was; see --exit-status); 3 when the guest diverged from the log
+(FTVM_ERR_DIVERGENCE, naming the log entry); 4 when the log ends before the
+guest did, a recording that was stopped (FTVM_ERR_LOG_INCOMPLETE: every entry
+it has was reproduced, and the replay stops at its end; a last frame cut off
+by the end of the file is left out); 1 when the log is damaged (the bad frame
+is named) or cannot be read; 2 for a wrong command line.
 
 options:
   --log FILE              the log written by ftvm record (required)
@@ -120,6 +154,10 @@ options:
   --out DIR               write the final tree of each preopened directory to DIR/0, DIR/1, ...
                           (the files the recorded guest left, byte for byte); DIR must be empty
                           or not exist
+  --exit-status MODE      "replay" (default): the exit codes above. "guest": when the log was
+                          reproduced to the guest's end, exit as \`ftvm run\` would have for the
+                          recorded guest (its status 0..123, 125 for a trap, 1 for another
+                          status); divergence, an incomplete or bad log still give 3, 4, 1
   -h, --help              this text
 `;
 
@@ -180,7 +218,19 @@ preempts an infinite loop at an exact count, stops a runaway recursion at the
 deterministic depth limit, and prints a summary of the checks.
 `;
 
+/**
+ * Runs one `ftvm` command line (argv without the program name) and returns
+ * the exit status (see errors.ts for the table). Every failure of `run`,
+ * `record`, `replay`, `bench` and `conformance` is printed as one line
+ * `ftvm: FTVM_ERR_X: message` on stderr, never as a stack trace; output that
+ * could not be written (FTVM_ERR_OUTPUT_LOST) makes the status 1.
+ */
 export async function main(argv: string[]): Promise<number> {
+  const status = await dispatch(argv);
+  return outputLost() ? EXIT.failure : status;
+}
+
+async function dispatch(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
@@ -198,18 +248,17 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'demo': {
         if (rest.includes('--help') || rest.includes('-h')) {
-          process.stdout.write(DEMO_HELP);
+          hostStdout.write(DEMO_HELP);
           return 0;
         }
-        const say = (l: string): void => void process.stdout.write(`${l}\n`);
+        const say = (l: string): void => void hostStdout.write(`${l}\n`);
         if (rest[0] === 'meter') {
           // demo.ts compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
           const { demo } = await import('./demo.ts');
           return demo(say);
         }
         if (rest.length) {
-          process.stderr.write(`ftvm demo: unknown argument "${rest[0]}"\n\n${DEMO_HELP}`);
-          return 2;
+          throw usageError(`ftvm demo: unknown argument "${rest[0]}" (see ftvm demo --help)`);
         }
         const { clusterDemo } = await import('./demo-cluster.ts');
         return await clusterDemo(say);
@@ -218,16 +267,19 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
       case '--help':
       case 'help':
-        process.stdout.write(USAGE);
-        return cmd === undefined ? 2 : 0;
+        if (cmd === undefined) {
+          hostStderr.write(USAGE);
+          return EXIT.usage;
+        }
+        hostStdout.write(USAGE);
+        return 0;
       default:
-        process.stderr.write(`ftvm: unknown command "${cmd}"\n\n${USAGE}`);
-        return 2;
+        throw usageError(`unknown command "${cmd}" (see ftvm --help)`);
     }
   } catch (err) {
-    const e = err as Error & { code?: string };
-    process.stderr.write(`ftvm: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
-    return 1;
+    const { line, status } = describeFailure(err, cmd);
+    hostStderr.write(`${line}\n`);
+    return status;
   }
 }
 
@@ -255,28 +307,24 @@ async function cmdRun(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(RUN_HELP);
+    hostStdout.write(RUN_HELP);
     return 0;
   }
-  if (positionals.length !== 1) {
-    process.stderr.write(RUN_HELP);
-    return 2;
-  }
+  if (positionals.length !== 1) throw usageError(`ftvm run takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm run --help`);
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
   if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
   const meterOptions: MeterOptions = {
     variant: values['no-meter'] ? 'plain' : 'ftvm',
-    depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
-    memoryLimitPages: values['memory-limit-pages']
-      ? positiveInt('--memory-limit-pages', values['memory-limit-pages'])
-      : undefined,
+    depthLimit: values['depth-limit'] !== undefined ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+    memoryLimitPages: values['memory-limit-pages'] !== undefined ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
     canonicalizeNaNs: values['canonicalize-nans'] ?? false,
-    onProgress: progressReporter(process.stderr),
+    onProgress: progressReporter(hostStderr),
   };
   const env = parseEnv(values.env);
   const deadline = values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined;
+  const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
   const { compileGuestAsync } = await import('../runtime/compile.ts');
   const { runModule } = await import('../runtime/instance.ts');
   const { module } = await compileGuestAsync(bytes, meterOptions);
@@ -286,24 +334,37 @@ async function cmdRun(argv: string[]): Promise<number> {
   const result: RunResult = runModule(module, {
     args: [positionals[0]!, ...guestArgs],
     env,
-    stdin: values.stdin ? io.stdinFile(values.stdin) : undefined,
-    stdinRead: values.stdin ? undefined : (io.processStdin() ?? undefined),
+    stdin,
+    stdinRead: stdin ? undefined : (io.processStdin() ?? undefined),
     preopens,
     listen: false,
-    onStdout: (b) => process.stdout.write(b),
-    onStderr: (b) => process.stderr.write(b),
+    onStdout: hostStdout.sink,
+    onStderr: hostStderr.sink,
     deadline,
   });
   const status = io.exitStatus(result);
-  if (status.message) process.stderr.write(`${status.message}\n`);
-  if (values.count && result.count !== null) process.stderr.write(`count ${result.count}\n`);
-  if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, preopens)) process.stderr.write(`${l}\n`);
+  if (status.message) hostStderr.write(`${status.message}\n`);
+  if (values.count && result.count !== null) hostStderr.write(`count ${result.count}\n`);
+  if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, preopens)) hostStderr.write(`${l}\n`);
   if (values.out !== undefined) io.writeOut(values.out, preopens);
   return status.code;
 }
 
+/** The guest's bytes: a path, or a sample's name. FTVM_ERR_GUEST_NOT_FOUND, or a file error naming the path. */
 function loadGuest(nameOrPath: string): Uint8Array {
-  return new Uint8Array(readFileSync(resolveGuest(nameOrPath)));
+  let path: string;
+  try {
+    path = resolveGuest(nameOrPath);
+  } catch {
+    const samples = loadManifest().guests.map((g) => g.name);
+    throw new CliError('FTVM_ERR_GUEST_NOT_FOUND', `${nameOrPath}: no such file or sample guest (samples: ${samples.join(', ')})`);
+  }
+  return onFile('guest', path, 'read', () => new Uint8Array(readFileSync(path)));
+}
+
+/** `--stdin FILE`, read whole; a file error names it. */
+function readStdinFile(path: string): Uint8Array {
+  return onFile('--stdin', path, 'read', () => new Uint8Array(readFileSync(path)));
 }
 
 async function cmdRecord(argv: string[]): Promise<number> {
@@ -329,54 +390,57 @@ async function cmdRecord(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(RECORD_HELP);
+    hostStdout.write(RECORD_HELP);
     return 0;
   }
-  if (positionals.length !== 1 || !values.log) {
-    process.stderr.write(RECORD_HELP);
-    return 2;
-  }
+  if (positionals.length !== 1) throw usageError(`ftvm record takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm record --help`);
+  if (!values.log) throw usageError('ftvm record needs --log FILE: see ftvm record --help');
+  const logPath = values.log;
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
   if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
-  const messages = values.messages ? parseMessages(values.messages) : null;
+  const messages = values.messages !== undefined ? parseMessages(values.messages) : null;
+  const env = parseEnv(values.env);
+  const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
   const { compileGuestAsync } = await import('../runtime/compile.ts');
-  const { recordModule, recordStart } = await import('../runtime/recorder.ts');
+  const { recordStart } = await import('../runtime/recorder.ts');
+  const { VirtualFs } = await import('../runtime/wasi.ts');
   const { meterOptions } = await import('../runtime/replay-core.ts');
-  const { LiveTimer, MergedSources, ScriptedMessages } = await import('../runtime/events.ts');
-  const { LogWriter } = await import('../log/writer.ts');
-  const initial = io.loadPreopens(dirs);
-  const opts: RecordOptions = {
-    args: [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])],
-    env: parseEnv(values.env),
-    stdin: values.stdin ? io.stdinFile(values.stdin) : undefined,
-    stdinRead: values.stdin ? undefined : (io.processStdin() ?? undefined),
-    preopens: initial,
-    listen: values.listen === true || messages !== null,
-    digestEvery: values['digest-every'] ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined,
-    meter: {
-      depthLimit: values['depth-limit'] ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
-      memoryLimitPages: values['memory-limit-pages'] ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
-      canonicalizeNaNs: values['canonicalize-nans'] ?? false,
-    },
-    onStdout: (b) => process.stdout.write(b),
-    onStderr: (b) => process.stderr.write(b),
-    interrupts: messages ? new MergedSources(new ScriptedMessages(messages), new LiveTimer()) : undefined,
-    onSend: printSend,
+  const { recordInWorker } = await import('./record-worker.ts');
+  const args = [positionals[0]!, ...(dash >= 0 ? argv.slice(dash + 1) : [])];
+  const listen = values.listen === true || messages !== null;
+  const digestEvery = values['digest-every'] !== undefined ? BigInt(positiveInt('--digest-every', values['digest-every']) || 1) : undefined;
+  const meter = {
+    depthLimit: values['depth-limit'] !== undefined ? positiveInt('--depth-limit', values['depth-limit']) : undefined,
+    memoryLimitPages: values['memory-limit-pages'] !== undefined ? positiveInt('--memory-limit-pages', values['memory-limit-pages']) : undefined,
+    canonicalizeNaNs: values['canonicalize-nans'] ?? false,
   };
-  const { module } = await compileGuestAsync(bytes, meterOptions(recordStart(bytes, opts)));
-  const fd = openSync(values.log, 'w');
-  const log = new LogWriter((b) => writeSync(fd, b));
+  // The start entry decides how the guest is metered; the recording itself (record-worker.ts) logs the same one.
+  const start = recordStart(bytes, { args, env, stdin, stdinRead: stdin ? undefined : (io.processStdin() ?? undefined), preopens: dirs.map((d) => ({ name: d.guest, fs: new VirtualFs() })), listen, digestEvery, meter });
+  // The log file is made before the guest is compiled, so a path that cannot be written is refused first.
+  const fd = onFile('--log', logPath, 'create', () => openSync(logPath, 'w'));
   try {
-    const r = recordModule(bytes, module, log, opts);
-    const status = io.exitStatus(r);
-    if (status.message) process.stderr.write(`${status.message}\n`);
-    if (r.outcome === 'idle') process.stderr.write('ftvm: the guest waits for input and no more will come\n');
-    process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${values.log}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
-    if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, r.preopens)) process.stderr.write(`${l}\n`);
-    if (values.out !== undefined) io.writeOut(values.out, r.preopens);
-    return status.code;
+    const { module } = await compileGuestAsync(bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
+    // What is logged reaches the file within LOG_FLUSH_MS (and before every wait), so a recording that is stopped leaves a log that replays up to there.
+    const status = await recordInWorker({
+      module,
+      bytes,
+      args,
+      env,
+      stdin,
+      dirs,
+      listen,
+      digestEvery,
+      meter,
+      messages,
+      logFd: fd,
+      logPath,
+      flushAfterMs: LOG_FLUSH_MS,
+      dirWriteback: values['dir-writeback'] ?? false,
+      out: values.out,
+    });
+    return outputLost() ? EXIT.failure : status;
   } finally {
     closeSync(fd);
   }
@@ -391,78 +455,94 @@ async function cmdReplay(argv: string[]): Promise<number> {
       until: { type: 'string' },
       memory: { type: 'string' },
       out: { type: 'string' },
+      'exit-status': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    process.stdout.write(REPLAY_HELP);
+    hostStdout.write(REPLAY_HELP);
     return 0;
   }
-  if (positionals.length !== 1 || !values.log) {
-    process.stderr.write(REPLAY_HELP);
-    return 2;
-  }
+  if (positionals.length !== 1) throw usageError(`ftvm replay takes one guest (a .wasm file or a sample name), got ${positionals.length}: see ftvm replay --help`);
+  if (!values.log) throw usageError('ftvm replay needs --log FILE: see ftvm replay --help');
+  const logPath = values.log;
+  const exitMode = values['exit-status'] ?? 'replay';
+  if (exitMode !== 'replay' && exitMode !== 'guest') throw usageError(`--exit-status expects "replay" or "guest", got "${exitMode}"`);
   let range: [number, number] | null = null;
-  if (values.memory) {
+  if (values.memory !== undefined) {
     const m = /^(\d+):(\d+)$/.exec(values.memory);
-    if (!m) throw new Error(`--memory expects OFFSET:LENGTH, got "${values.memory}"`);
+    if (!m || !Number.isSafeInteger(Number(m[1])) || !Number.isSafeInteger(Number(m[2]))) throw usageError(`--memory expects OFFSET:LENGTH (non-negative integers), got "${values.memory}"`);
     range = [Number(m[1]), Number(m[2])];
   }
+  const until = values.until !== undefined ? BigInt(positiveInt('--until', values.until)) : undefined;
   const io = await import('./guest-io.ts');
   if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
-  const { readLog } = await import('../log/format.ts');
+  const { isComplete, readLogPrefix } = await import('../log/format.ts');
   const { replayModule, startOf } = await import('../runtime/recorder.ts');
   const { DivergenceError, meterOptions, moduleHash } = await import('../runtime/replay-core.ts');
   const { compileGuestAsync } = await import('../runtime/compile.ts');
-  const entries = readLog(new Uint8Array(readFileSync(values.log)));
-  try {
-    const start = startOf(entries);
-    if (start.module !== moduleHash(bytes)) {
-      throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
-    }
-    const { module } = await compileGuestAsync(bytes, meterOptions(start));
-    const r = replayModule(bytes, module, entries, {
-      until: values.until !== undefined ? BigInt(positiveInt('--until', values.until)) : undefined,
-      onStdout: (b) => process.stdout.write(b),
-      onStderr: (b) => process.stderr.write(b),
-      onSend: printSend,
-      inspect: (memory) => {
-        if (!range) return;
-        const [off, len] = range;
-        if (off + len > memory.buffer.byteLength) throw new Error(`--memory ${off}:${len} is outside the guest's ${memory.buffer.byteLength} bytes`);
-        const view = Buffer.from(memory.buffer, off, len);
-        for (let i = 0; i < len; i += 16) {
-          process.stdout.write(`${(off + i).toString(16).padStart(8, '0')}  ${view.subarray(i, Math.min(i + 16, len)).toString('hex').replace(/(..)/g, '$1 ').trim()}\n`);
-        }
-      },
-    });
-    if (r.stoppedAtUntil) process.stderr.write(`stopped at count ${r.count} (--until ${values.until})\n`);
-    else process.stderr.write(r.outcome === 'trap' ? `trap ${r.trap}\n` : r.outcome === 'exit' ? `exit ${r.exitCode}\n` : `${r.outcome}\n`);
-    process.stderr.write(`count ${r.count}\ndigest ${r.digest}\nreplayed ${r.entriesReplayed} of ${entries.length} entries\n`);
-    if (values.out !== undefined) for (const l of io.writeOut(values.out, r.preopens)) process.stderr.write(`${l}\n`);
-    return 0;
-  } catch (err) {
-    if (err instanceof DivergenceError) {
-      process.stderr.write(`ftvm: ${err.code}: ${err.message}\n`);
-      return 3;
-    }
-    throw err;
+  const file = onFile('--log', logPath, 'read', () => new Uint8Array(readFileSync(logPath)));
+  const { entries, cutAt } = readLogPrefix(file);
+  if (entries.length === 0) {
+    const why = cutAt !== null ? `its first frame is cut off at byte ${cutAt}` : 'it has no entries';
+    throw new CliError('FTVM_ERR_LOG_INCOMPLETE', `--log ${logPath}: nothing to replay: ${why} (a recording stopped before the guest started)`, EXIT.incomplete);
   }
-}
-
-/** A message as one JSON line: text when it is valid UTF-8 without control characters other than newline and tab, else base64. */
-function printSend(m: NicMessage): void {
-  const text = Buffer.from(m.bytes).toString('utf8');
-  const plain = Buffer.from(text, 'utf8').equals(Buffer.from(m.bytes)) && !/[\u0000-\u0008\u000b-\u001f]/.test(text);
-  const body = m.eof ? { conn: m.conn, eof: true } : plain ? { conn: m.conn, data: text } : { conn: m.conn, base64: Buffer.from(m.bytes).toString('base64') };
-  process.stdout.write(`${JSON.stringify({ send: body })}\n`);
+  const start = startOf(entries);
+  if (start.module !== moduleHash(bytes)) {
+    throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
+  }
+  const { module } = await compileGuestAsync(bytes, meterOptions(start));
+  let memoryError: CliError | null = null;
+  const incompleteError = (what: string): CliError => {
+    const cut = cutAt !== null ? `; its last frame is cut off at byte ${cutAt}` : '';
+    return new CliError('FTVM_ERR_LOG_INCOMPLETE', `--log ${logPath} ends before the guest did (a recording that was stopped${cut}): ${what}`, EXIT.incomplete);
+  };
+  const replay = (opts: ReplayOptions): ReplayedRun => {
+    try {
+      return replayModule(bytes, module, entries, opts);
+    } catch (e) {
+      // The log ends while the VM is being set up (its files, a whole stdin): the guest never ran.
+      if (e instanceof DivergenceError && e.entry === null && !isComplete(entries)) throw incompleteError('it ends before the guest started');
+      throw e;
+    }
+  };
+  const r = replay({
+    until,
+    acceptIncomplete: true,
+    onStdout: hostStdout.sink,
+    onStderr: hostStderr.sink,
+    onSend: io.printSend,
+    inspect: (memory) => {
+      if (!range) return;
+      const [off, len] = range;
+      if (off + len > memory.buffer.byteLength) {
+        memoryError = new CliError('FTVM_ERR_MEMORY_RANGE', `--memory ${off}:${len} is outside the guest's ${memory.buffer.byteLength} bytes of memory`, EXIT.usage);
+        return;
+      }
+      const view = Buffer.from(memory.buffer, off, len);
+      for (let i = 0; i < len; i += 16) {
+        hostStdout.write(`${(off + i).toString(16).padStart(8, '0')}  ${view.subarray(i, Math.min(i + 16, len)).toString('hex').replace(/(..)/g, '$1 ').trim()}\n`);
+      }
+    },
+  });
+  const logged = entries.filter((e) => e.kind !== 'progress').length;
+  if (r.stoppedAtUntil) hostStderr.write(`stopped at count ${r.count} (--until ${values.until})\n`);
+  else if (r.incomplete) hostStderr.write(`stopped at count ${r.count}: the end of the log\n`);
+  else hostStderr.write(r.outcome === 'trap' ? `trap ${r.trap}\n` : r.outcome === 'exit' ? `exit ${r.exitCode}\n` : `${r.outcome}\n`);
+  hostStderr.write(`count ${r.count}\ndigest ${r.digest}\nreplayed ${r.entriesReplayed} of ${logged} entries\n`);
+  if (values.out !== undefined) for (const l of io.writeOut(values.out, r.preopens)) hostStderr.write(`${l}\n`);
+  if (memoryError) throw memoryError;
+  if (r.incomplete) throw incompleteError(`every logged entry was reproduced, up to count ${r.count}`);
+  if (exitMode === 'guest' && !r.stoppedAtUntil) return io.exitStatus(r).code;
+  return EXIT.ok;
 }
 
 /** The --messages file: JSON Lines of {conn, data | base64 | eof, count?}. */
 function parseMessages(file: string): { count: bigint; msg: NicMessage }[] {
   const out: { count: bigint; msg: NicMessage }[] = [];
-  readFileSync(file, 'utf8')
+  const bad = (message: string): CliError => new CliError('FTVM_ERR_MESSAGES', message, EXIT.usage);
+  onFile('--messages', file, 'read', () => readFileSync(file, 'utf8'))
     .split('\n')
     .forEach((line, i) => {
       if (!line.trim()) return;
@@ -471,18 +551,18 @@ function parseMessages(file: string): { count: bigint; msg: NicMessage }[] {
       try {
         o = JSON.parse(line) as Record<string, unknown>;
       } catch {
-        throw new Error(`${where}: not a JSON object`);
+        throw bad(`${where}: not a JSON object`);
       }
       const conn = o.conn;
-      if (typeof conn !== 'number' || !Number.isInteger(conn) || conn < 0 || conn > 0xffff_ffff) throw new Error(`${where}: "conn" must be a u32`);
+      if (typeof conn !== 'number' || !Number.isInteger(conn) || conn < 0 || conn > 0xffff_ffff) throw bad(`${where}: "conn" must be a u32`);
       const eof = o.eof === true;
       const bytes =
         typeof o.data === 'string' ? new Uint8Array(Buffer.from(o.data, 'utf8')) : typeof o.base64 === 'string' ? new Uint8Array(Buffer.from(o.base64, 'base64')) : new Uint8Array(0);
-      if (eof ? bytes.length > 0 : bytes.length === 0) throw new Error(`${where}: a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
-      if (bytes.length > MAX_MESSAGE_BYTES) throw new Error(`${where}: ${bytes.length} bytes is more than ${MAX_MESSAGE_BYTES}`);
+      if (eof ? bytes.length > 0 : bytes.length === 0) throw bad(`${where}: a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
+      if (bytes.length > MAX_MESSAGE_BYTES) throw bad(`${where}: ${bytes.length} bytes is more than ${MAX_MESSAGE_BYTES}`);
       const count = o.count === undefined ? I64_MAX : typeof o.count === 'number' && Number.isSafeInteger(o.count) && o.count >= 0 ? BigInt(o.count) : null;
-      if (count === null) throw new Error(`${where}: "count" must be a non-negative integer`);
-      if (out.length && count < out.at(-1)!.count) throw new Error(`${where}: counts must not decrease`);
+      if (count === null) throw bad(`${where}: "count" must be a non-negative integer`);
+      if (out.length && count < out.at(-1)!.count) throw bad(`${where}: counts must not decrease`);
       out.push({ count, msg: { conn, bytes, eof } });
     });
   return out;
@@ -492,7 +572,7 @@ function parseEnv(list: string[] | undefined): Record<string, string> {
   const env: Record<string, string> = {};
   for (const kv of list ?? []) {
     const eq = kv.indexOf('=');
-    if (eq <= 0) throw new Error(`--env expects K=V, got "${kv}"`);
+    if (eq <= 0) throw usageError(`--env expects K=V, got "${kv}"`);
     env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return env;
@@ -501,12 +581,12 @@ function parseEnv(list: string[] | undefined): Record<string, string> {
 async function cmdBench(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
   if (what === '-h' || what === '--help' || what === undefined) {
-    process.stdout.write(BENCH_HELP);
-    return what === undefined ? 2 : 0;
+    if (what === undefined) throw usageError('ftvm bench needs a benchmark: meter, replay, ft or startup (see ftvm bench --help)');
+    hostStdout.write(BENCH_HELP);
+    return 0;
   }
   if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup') {
-    process.stderr.write(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)\n`);
-    return 2;
+    throw usageError(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)`);
   }
   const { values } = parseArgs({
     args: rest,
@@ -526,7 +606,7 @@ async function cmdBench(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(BENCH_HELP);
+    hostStdout.write(BENCH_HELP);
     return 0;
   }
   if (what === 'startup') {
@@ -537,9 +617,9 @@ async function cmdBench(argv: string[]): Promise<number> {
       baseline: values.baseline,
       api: values.api,
       token: values.token,
-      log: (l) => process.stderr.write(`${l}\n`),
+      log: (l) => hostStderr.write(`${l}\n`),
     });
-    process.stdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
+    hostStdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
     return 0;
   }
   if (what === 'ft') {
@@ -548,9 +628,9 @@ async function cmdBench(argv: string[]): Promise<number> {
       trials: values.trials ? positiveInt('--trials', values.trials) : undefined,
       seconds: values.seconds ? positiveInt('--seconds', values.seconds) : undefined,
       quick: values.quick,
-      log: (l) => process.stderr.write(`${l}\n`),
+      log: (l) => hostStderr.write(`${l}\n`),
     });
-    process.stdout.write((values.json ? JSON.stringify(report) : formatFtReport(report)) + '\n');
+    hostStdout.write((values.json ? JSON.stringify(report) : formatFtReport(report)) + '\n');
     return 0;
   }
   if (what === 'replay') {
@@ -558,31 +638,32 @@ async function cmdBench(argv: string[]): Promise<number> {
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
     const report = benchReplay({
       runs: values.runs ? positiveInt('--runs', values.runs) : 5,
-      warmup: values.warmup ? Number(values.warmup) : 1,
+      warmup: values.warmup !== undefined ? positiveInt('--warmup', values.warmup) : 1,
       guests: values.guests?.split(','),
       quick: values.quick,
       real: !values['no-real'],
-      log: (l) => process.stderr.write(`${l}\n`),
+      log: (l) => hostStderr.write(`${l}\n`),
     });
-    process.stdout.write((values.json ? JSON.stringify(report) : formatReplayReport(report)) + '\n');
+    hostStdout.write((values.json ? JSON.stringify(report) : formatReplayReport(report)) + '\n');
     return 0;
   }
   const { benchMeter, formatMeterReport } = await import('../bench/meter.ts');
   const report = benchMeter({
     runs: values.runs ? positiveInt('--runs', values.runs) : 7,
-    warmup: values.warmup ? Number(values.warmup) : 2,
+    warmup: values.warmup !== undefined ? positiveInt('--warmup', values.warmup) : 2,
     guests: values.guests?.split(','),
     quick: values.quick,
     real: !values['no-real'],
-    log: (l) => process.stderr.write(`${l}\n`),
+    log: (l) => hostStderr.write(`${l}\n`),
   });
-  if (values.json) process.stdout.write(JSON.stringify(report) + '\n');
-  else process.stdout.write(formatMeterReport(report) + '\n');
+  if (values.json) hostStdout.write(JSON.stringify(report) + '\n');
+  else hostStdout.write(formatMeterReport(report) + '\n');
   return 0;
 }
 
+/** A non-negative integer option value (decimal digits only); FTVM_ERR_USAGE otherwise. */
 function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} expects a non-negative integer, got "${v}"`);
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw usageError(`${flag} expects a non-negative integer, got "${v}"`);
   return n;
 }

@@ -11,7 +11,8 @@
 //   16      ...   frames, back to back
 //
 // Frame:
-//   0       4     payload length L, 1 <= L <= FRAME_BYTES_MAX
+//   0       4     payload length L, 1 <= L <= FRAME_BYTES_MAX (the first frame of
+//                 a file, which holds the start entry alone: START_FRAME_BYTES_MAX)
 //   4       4     CRC-32 of the payload
 //   8       L     payload: a msgpack array of entries
 //
@@ -23,6 +24,11 @@
 // and its modification time. A version-2 log still reads: a start entry
 // without those fields means stdin whole, one preopen "/", the socket given
 // (what version 2 always did), a file entry without them belongs to preopen 0.
+//
+// A log written by a recording that was stopped (a signal, a crash) ends
+// early: at a frame boundary (no exit entry: isComplete is false), or inside
+// its last frame when the process died while writing it (readLogPrefix reads
+// what came before). Both read as incomplete, never as a different run.
 //
 // Entries are msgpackr records with the fixed structure [seq, count, kind,
 // payload], so each frame decodes on its own. `seq` starts at 0 and grows by one
@@ -41,6 +47,12 @@ export const HEADER_BYTES = 16;
 export const FRAME_HEADER_BYTES = 8;
 /** No frame is larger: a reader never allocates more than this for one frame. */
 export const FRAME_BYTES_MAX = 1 << 20;
+/**
+ * The first frame of a log file holds the start entry alone, with the
+ * guest's arguments and environment, which may exceed FRAME_BYTES_MAX (a
+ * command line may hold a few MiB): it may be this large.
+ */
+export const START_FRAME_BYTES_MAX = 16 << 20;
 /** No start entry names more preopened directories. */
 export const PREOPENS_MAX = 64;
 /** No single entry payload is larger (a frame holds at least one entry). */
@@ -128,6 +140,15 @@ export type LogErrorCode =
   | 'FTVM_ERR_LOG_DECODE'
   | 'FTVM_ERR_LOG_ENTRY';
 
+/** An entry or frame too large to be written (FTVM_ERR_LOG_ENTRY_TOO_LARGE): the writer refuses it before it reaches the log. */
+export class LogLimitError extends Error {
+  readonly code = 'FTVM_ERR_LOG_ENTRY_TOO_LARGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'LogLimitError';
+  }
+}
+
 export class LogFormatError extends Error {
   constructor(
     readonly code: LogErrorCode,
@@ -161,10 +182,17 @@ export function encodeHeader(): Uint8Array {
   return h;
 }
 
-/** Encodes entries as one frame (the caller keeps frames under FRAME_BYTES_MAX; see LogWriter). */
-export function encodeFrame(entries: readonly LogEntry[]): Uint8Array {
+/**
+ * Encodes entries as one frame of at most `maxBytes` of payload (FRAME_BYTES_MAX;
+ * START_FRAME_BYTES_MAX for a file's first frame, see LogWriter); a larger one
+ * is refused with LogLimitError (FTVM_ERR_LOG_ENTRY_TOO_LARGE).
+ */
+export function encodeFrame(entries: readonly LogEntry[], maxBytes: number = FRAME_BYTES_MAX): Uint8Array {
   const payload = packr().pack(entries.map((e) => ({ seq: e.seq, count: e.count, kind: e.kind, payload: e.payload })));
-  if (payload.length > FRAME_BYTES_MAX) throw new RangeError(`frame of ${payload.length} bytes exceeds ${FRAME_BYTES_MAX}`);
+  if (payload.length > maxBytes) {
+    const what = entries.length === 1 ? `a ${entries[0]!.kind} entry` : `a frame of ${entries.length} entries`;
+    throw new LogLimitError(`${what} takes ${payload.length} bytes, more than the log's limit of ${maxBytes}`);
+  }
   const out = Buffer.alloc(FRAME_HEADER_BYTES + payload.length);
   out.writeUInt32LE(payload.length, 0);
   out.writeUInt32LE(crc32(payload), 4);
@@ -192,14 +220,14 @@ export function decodeHeader(bytes: Uint8Array): number {
  * Decodes one whole frame (header included), checking its checksum and every
  * entry against `check`; errors name the frame index and byte offset given.
  */
-export function decodeFrame(frame: Uint8Array, check: EntryChecker, index = 0, offset = 0): LogEntry[] {
+export function decodeFrame(frame: Uint8Array, check: EntryChecker, index = 0, offset = 0, maxBytes: number = FRAME_BYTES_MAX): LogEntry[] {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   const fail = (code: LogErrorCode, msg: string): never => {
     throw new LogFormatError(code, msg, index, offset);
   };
   if (b.length < FRAME_HEADER_BYTES) fail('FTVM_ERR_LOG_TRUNCATED', 'truncated frame header');
   const length = b.readUInt32LE(0);
-  if (length === 0 || length > FRAME_BYTES_MAX) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${FRAME_BYTES_MAX}`);
+  if (length === 0 || length > maxBytes) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${maxBytes}`);
   if (b.length - FRAME_HEADER_BYTES !== length) fail('FTVM_ERR_LOG_TRUNCATED', `frame needs ${length} bytes, has ${b.length - FRAME_HEADER_BYTES}`);
   const payload = b.subarray(FRAME_HEADER_BYTES);
   if (b.readUInt32LE(4) !== crc32(payload)) fail('FTVM_ERR_LOG_CHECKSUM', 'checksum mismatch');
@@ -219,9 +247,29 @@ export function decodeFrame(frame: Uint8Array, check: EntryChecker, index = 0, o
   return out;
 }
 
-/** Reads a whole log, checking every frame and every entry. */
+/** Reads a whole log, checking every frame and every entry (a frame cut off at the end is FTVM_ERR_LOG_TRUNCATED). */
 export function readLog(bytes: Uint8Array): LogEntry[] {
+  return readFrames(bytes, false).entries;
+}
+
+/**
+ * Reads a log as readLog does, except that a last frame cut off by the end of
+ * the file (what a recording killed while writing leaves) ends the log
+ * there instead of being an error: `cutAt` is the byte offset where that
+ * frame starts (null: the file ends at a frame boundary; 0: the file ends
+ * inside the header, possibly empty). Any other damage is
+ * a LogFormatError as in readLog.
+ */
+export function readLogPrefix(bytes: Uint8Array): { entries: LogEntry[]; cutAt: number | null } {
+  return readFrames(bytes, true);
+}
+
+function readFrames(bytes: Uint8Array, prefix: boolean): { entries: LogEntry[]; cutAt: number | null } {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // A file cut inside its header (empty, or part of the magic): a recording stopped before it wrote anything.
+  if (prefix && b.length < HEADER_BYTES && LOG_MAGIC.subarray(0, Math.min(b.length, LOG_MAGIC.length)).equals(b.subarray(0, LOG_MAGIC.length))) {
+    return { entries: [], cutAt: 0 };
+  }
   let at = decodeHeader(b);
   const entries: LogEntry[] = [];
   const check = new EntryChecker();
@@ -229,24 +277,30 @@ export function readLog(bytes: Uint8Array): LogEntry[] {
     const fail = (code: LogErrorCode, msg: string): never => {
       throw new LogFormatError(code, msg, frame, at);
     };
-    if (b.length - at < FRAME_HEADER_BYTES) fail('FTVM_ERR_LOG_TRUNCATED', 'truncated frame header');
+    const maxBytes = frame === 0 ? START_FRAME_BYTES_MAX : FRAME_BYTES_MAX;
+    if (b.length - at < FRAME_HEADER_BYTES) {
+      if (prefix) return { entries, cutAt: at };
+      fail('FTVM_ERR_LOG_TRUNCATED', 'truncated frame header');
+    }
     const length = b.readUInt32LE(at);
-    if (length === 0 || length > FRAME_BYTES_MAX) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${FRAME_BYTES_MAX}`);
+    if (length === 0 || length > maxBytes) fail('FTVM_ERR_LOG_FRAME_SIZE', `frame length ${length} outside 1..${maxBytes}`);
     if (b.length - at - FRAME_HEADER_BYTES < length) {
+      if (prefix) return { entries, cutAt: at };
       fail('FTVM_ERR_LOG_TRUNCATED', `frame needs ${length} bytes, ${b.length - at - FRAME_HEADER_BYTES} left`);
     }
-    for (const e of decodeFrame(b.subarray(at, at + FRAME_HEADER_BYTES + length), check, frame, at)) entries.push(e);
+    for (const e of decodeFrame(b.subarray(at, at + FRAME_HEADER_BYTES + length), check, frame, at, maxBytes)) entries.push(e);
     at += FRAME_HEADER_BYTES + length;
   }
-  return entries;
+  return { entries, cutAt: null };
 }
 
 /**
- * A log is complete when it ends with the guest's exit. A log cut exactly at a
- * frame boundary reads as a shorter log; this is how a reader tells.
+ * A log is complete when it holds the guest's exit (a recording also logs the
+ * final digest after it, see runtime/recorder.ts). A log cut at a frame
+ * boundary reads as a shorter log; this is how a reader tells.
  */
 export function isComplete(entries: readonly LogEntry[]): boolean {
-  return entries.at(-1)?.kind === 'exit';
+  return entries.some((e) => e.kind === 'exit');
 }
 
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;

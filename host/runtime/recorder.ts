@@ -18,6 +18,15 @@
 // never sleeps: a timed wait (poll_oneoff with a clock) that the recording
 // ended without an interrupt ends at once, the logged clock readings keep
 // what the guest sees exact.
+//
+// A recording that is stopped before the guest ends (a signal, a crash)
+// leaves a log of what was written so far: the recorder ends the current
+// frame before every blocking wait (stdin, sleep, waiting for a message) and,
+// when the LogWriter has a time bound, visits a check point at least every
+// FLUSH_POLL_COUNTS counts to let it flush, logging a `progress` entry at
+// that count so the log says how far the guest got. Replaying such a log
+// (no exit entry, or none of the entries that follow it) reproduces the guest
+// up to the log's end and reports `incomplete`.
 
 import { performance } from 'node:perf_hooks';
 import { I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
@@ -31,6 +40,8 @@ import { VirtualNic, type NicMessage } from './nic.ts';
 import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from './replay-core.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
+/** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
+const FLUSH_POLL_COUNTS = 1_000_000n;
 
 export interface RecordOptions {
   args: string[];
@@ -70,6 +81,14 @@ export interface RecordOptions {
   pollEvery?: bigint;
   /** called with each message the guest sends on its NIC */
   onSend?: (msg: NicMessage) => void;
+  /**
+   * Called with the log at every check point the recorder visits (at least
+   * every FLUSH_POLL_COUNTS counts), and before the guest blocks (stdin, a
+   * wait), between host calls: nothing is half logged there. `ftvm record`
+   * uses it to end a recording on a signal (it flushes the log and never
+   * returns).
+   */
+  atCheckPoint?: (log: LogWriter) => void;
 }
 
 export interface RecordedRun extends RunResult {
@@ -134,6 +153,8 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
   const liveRead = opts.stdinRead;
   const stdinRead = liveRead
     ? (maxBytes: number): Uint8Array => {
+        log.flush(); // the read may block for ever: what was logged reaches the file first
+        opts.atCheckPoint?.(log);
         const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
         if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
         log.append('input', count(), { fd: 0, bytes: bytes.slice() });
@@ -178,6 +199,8 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
     wait: (c, place, timeoutNs) => {
       // A timed wait really sleeps, but no longer than until an interrupt comes.
       const end = timeoutNs === null ? null : process.hrtime.bigint() + timeoutNs;
+      log.flush(); // the guest may wait long: what was logged reaches the file first
+      opts.atCheckPoint?.(log);
       const due = source.wait(count(), timeoutNs);
       deliverAll(c, due, place);
       if (!due.length && end !== null) sleepNs(end - process.hrtime.bigint());
@@ -207,7 +230,9 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
       let lastCost = 0;
       const arm = (): void => {
         const count = meter.count;
-        meter.setDeadline(source.armed() && count + pollEvery < nextDigest ? count + pollEvery : nextDigest);
+        let next = count + FLUSH_POLL_COUNTS < nextDigest ? count + FLUSH_POLL_COUNTS : nextDigest;
+        if (source.armed() && count + pollEvery < next) next = count + pollEvery;
+        meter.setDeadline(next);
       };
       rearm = arm;
       meter.onCheck = (count) => {
@@ -222,6 +247,8 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
         }
         // Interrupts wait while the handler runs (it is not re-entered).
         if (!c.masked()) deliverAll(c, source.poll(meter.count), 'check');
+        log.flushIfDue(meter.count);
+        opts.atCheckPoint?.(log);
         arm();
       };
       arm();
@@ -308,12 +335,26 @@ export interface ReplayOptions {
   inspect?: (memory: WebAssembly.Memory) => void;
   /** called with each message the guest sends on its NIC (the same as recorded) */
   onSend?: (msg: NicMessage) => void;
+  /**
+   * An incomplete log (no exit entry, or nothing after it: a recording that
+   * was stopped) is reproduced up to its end and the result says
+   * `incomplete`. Default false: the replay then fails with a DivergenceError
+   * at the end of the log, as for any log that lacks what the guest asks for.
+   */
+  acceptIncomplete?: boolean;
 }
 
 export interface ReplayedRun extends RunResult {
   digest: string;
   /** the replay stopped at --until before the guest ended */
   stoppedAtUntil: boolean;
+  /**
+   * the log ends before the guest did (a recording that was stopped): the
+   * replay reproduced every entry and stopped at the log's end (at the count
+   * of its last entry, or where the guest asked for an entry the log does not
+   * have); `outcome` is then 'deadline'
+   */
+  incomplete: boolean;
   entriesReplayed: number;
   /** the VM's preopened directories as the guest left them (or as they were at --until), in fd order */
   preopens: Preopen[];
@@ -338,6 +379,13 @@ export function startOf(logged: readonly LogEntry[]): EntryPayloads['start'] {
 export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logged: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
   // Progress markers only tell a following backup how far it may run.
   const entries = logged.filter((e) => e.kind !== 'progress');
+  // A complete log has the guest's exit and the final digest after it.
+  const exitAt = entries.findIndex((e) => e.kind === 'exit');
+  // Without acceptIncomplete every log is held to the guest's end, as a complete one.
+  const complete = (exitAt >= 0 && exitAt < entries.length - 1) || opts.acceptIncomplete !== true;
+  /** How far an incomplete log got: its last entry's count (a progress entry says where the guest was computing). */
+  const endCount = logged.at(-1)?.count ?? 0n;
+  let rearm = (): void => {};
   let at = 0;
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
@@ -349,6 +397,8 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
       throw new DivergenceError(e, e ? describe(e.kind, e.count) : 'no more entries', describe(kind, c));
     }
     at++;
+    // The last entry of an incomplete log: from here the guest runs to the log's end count only.
+    if (!complete && at === entries.length) rearm();
     return e as Extract<LogEntry, { kind: K }>;
   };
   const start = take('start', 0n).payload;
@@ -427,9 +477,13 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
     user?.(b);
   };
   const until = opts.until ?? null;
+  /** Where the replay stops at a check point: --until, or (an incomplete log, every entry taken) the log's end count. */
+  const stopAt = (): bigint | null => {
+    const end = !complete && at >= entries.length ? endCount : null;
+    return until === null ? end : end === null || until < end ? until : end;
+  };
   // What happened at check points and while the guest waited (the last digest
   // follows its exit): for each position in the log, the index of the next such entry.
-  const exitAt = entries.findIndex((e) => e.kind === 'exit');
   const running = exitAt < 0 ? entries.length : exitAt;
   const nextEvent = new Int32Array(entries.length + 1).fill(-1);
   for (let i = running - 1; i >= 0; i--) {
@@ -456,7 +510,8 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
       const e = upcoming();
       // An event the guest must wait for comes before any check point past its count.
       const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
-      const target = d !== null && (until === null || d < until) ? d : until;
+      const stop = stopAt();
+      const target = d !== null && (stop === null || d < stop) ? d : stop;
       meter.setDeadline(target ?? I64_MAX);
     };
     rearm = arm;
@@ -476,12 +531,12 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
           deliverNext(c, 'check');
         }
       }
-      if (until !== null && meter.count >= until) return; // the deadline stays: the guest stops here
+      const stop = stopAt();
+      if (stop !== null && meter.count >= stop) return; // the deadline stays: the guest stops here
       arm();
     };
     arm();
   };
-  let rearm = (): void => {};
   /**
    * The guest waits: the interrupts the recording delivered there, each after
    * what the previous one's handler did. A timed wait with none logged here
@@ -508,36 +563,47 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
     }
     opts.onSend?.(msg);
   });
-  const result = runModule(module, {
-    args: start.args,
-    env: start.env,
-    stdin: stdinBytes,
-    stdinRead,
-    preopens,
-    listen: start.listen ?? true,
-    // The timer's ticks come from the log; programming it changes nothing here.
-    io: { timer_set: () => {} },
-    nic,
-    wait,
-    nondeterminism: replaying,
-    onStdout: output(1, opts.onStdout),
-    onStderr: output(2, opts.onStderr),
-    onStart: (c) => {
-      ctx = c;
-      followLog(c);
-    },
-  });
-  const digest = finalDigest(ctx);
-  if (ctx) opts.inspect?.((ctx as GuestContext).memory);
-  if (result.outcome === 'deadline') {
-    return { ...result, digest: hex(digest), stoppedAtUntil: true, entriesReplayed: at, preopens };
+  const ended = (result: RunResult, incomplete: boolean): ReplayedRun => {
+    const digest = finalDigest(ctx);
+    if (ctx) opts.inspect?.((ctx as GuestContext).memory);
+    if (incomplete || result.outcome === 'deadline') {
+      const stoppedAtUntil = !incomplete && until !== null && result.count !== null && result.count >= until;
+      return { ...result, outcome: 'deadline', digest: hex(digest), stoppedAtUntil, incomplete: !stoppedAtUntil, entriesReplayed: at, preopens };
+    }
+    const end = take('exit', result.count!);
+    if (end.payload.code !== result.exitCode || end.payload.trap !== result.trap) {
+      throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
+    }
+    const last = take('digest', result.count!);
+    if (Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
+    if (at !== entries.length) throw new DivergenceError(entries[at]!, 'the guest to go on', 'the guest ended');
+    return { ...result, digest: hex(digest), stoppedAtUntil: false, incomplete: false, entriesReplayed: at, preopens };
+  };
+  try {
+    const result = runModule(module, {
+      args: start.args,
+      env: start.env,
+      stdin: stdinBytes,
+      stdinRead,
+      preopens,
+      listen: start.listen ?? true,
+      // The timer's ticks come from the log; programming it changes nothing here.
+      io: { timer_set: () => {} },
+      nic,
+      wait,
+      nondeterminism: replaying,
+      onStdout: output(1, opts.onStdout),
+      onStderr: output(2, opts.onStderr),
+      onStart: (c) => {
+        ctx = c;
+        followLog(c);
+      },
+    });
+    return ended(result, false);
+  } catch (e) {
+    // The guest asked for an entry past the end of an incomplete log: everything it had was reproduced.
+    if (!(e instanceof DivergenceError) || e.entry !== null || complete) throw e;
+    const c = ctx as GuestContext | null;
+    return ended({ outcome: 'deadline', exitCode: null, count: c?.meter?.count ?? 0n, trap: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0) }, true);
   }
-  const end = take('exit', result.count!);
-  if (end.payload.code !== result.exitCode || end.payload.trap !== result.trap) {
-    throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
-  }
-  const last = take('digest', result.count!);
-  if (Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
-  if (at !== entries.length) throw new DivergenceError(entries[at]!, 'the guest to go on', 'the guest ended');
-  return { ...result, digest: hex(digest), stoppedAtUntil: false, entriesReplayed: at, preopens };
 }

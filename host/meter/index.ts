@@ -3,6 +3,7 @@
 
 import binaryen from 'binaryen';
 import { instrumentModule, weighFrames, type Strategy } from './instrument.ts';
+import { bodyShape } from './walk.ts';
 import { cacheKey, lookup, resolve, store, validateModule, type MeterOptions, type MeteredModule, type Resolved } from './cache.ts';
 import type { MeterProgress } from './progress.ts';
 import { MeterError } from './errors.ts';
@@ -51,12 +52,14 @@ export const ONE_CALLER_INLINE_MAX_NODES = 200;
  * guests ran no faster for it than with this short list (measured with the
  * compute samples side by side; V8's optimizing tier does the rest): drop the
  * wrappers nothing uses, inline small functions, and fold the counter
- * arithmetic and the locals the instrumentation adds.
+ * arithmetic and the locals the instrumentation adds. MODULE_PASSES run on
+ * the whole module, then FUNCTION_PASSES on each function within the budget
+ * (OPTIMIZE_NODES_MAX, OPTIMIZE_DEPTH_MAX; see `optimize`).
  */
-export const OPTIMIZE_PASSES: readonly string[] = [
-  'duplicate-function-elimination',
-  'remove-unused-module-elements',
-  'inlining',
+export const MODULE_PASSES: readonly string[] = ['duplicate-function-elimination', 'remove-unused-module-elements', 'inlining'];
+
+/** The function-level passes of the optimizer (see MODULE_PASSES). */
+export const FUNCTION_PASSES: readonly string[] = [
   'simplify-locals-nostructure',
   'vacuum',
   'remove-unused-brs',
@@ -72,6 +75,47 @@ export const OPTIMIZE_PASSES: readonly string[] = [
   'merge-blocks',
   'vacuum',
 ];
+
+/** The whole list, for tools that time each pass. */
+export const OPTIMIZE_PASSES: readonly string[] = [...MODULE_PASSES, ...FUNCTION_PASSES];
+
+/**
+ * The optimizer's budget per function. binaryen's local passes take time
+ * that grows with the square of a function's length or nesting: sinking
+ * each local.set into the next statement turns a long chain of dependent
+ * statements into one expression as deep as the chain was long
+ * (simplify-locals, then optimize-instructions over it); simplify-locals
+ * also revisits every enclosing if. Measured on one function: 3,000
+ * dependent statements (18,000 nodes) 3.8 s, 10,000 (60,000 nodes) 39 s;
+ * ifs nested 1,000 deep 5.5 s, 2,000 deep 21 s. A function with more nodes
+ * than OPTIMIZE_NODES_MAX gets LIGHT_PASSES only; one with more non-block
+ * expressions on one path than OPTIMIZE_DEPTH_MAX is left as the
+ * instrumentation wrote it (even the light passes recurse over its nesting,
+ * and some take minutes on calls nested 20,000 deep). Both bounds are structural, so
+ * the metered module is the same on every machine. esbuild (Go, 20 MB) has
+ * four functions beyond OPTIMIZE_NODES_MAX once instrumented (105,000 to
+ * 150,000 nodes), its parser and printer among them.
+ */
+export const OPTIMIZE_NODES_MAX = 100_000;
+/** See OPTIMIZE_NODES_MAX. */
+export const OPTIMIZE_DEPTH_MAX = 600;
+
+/**
+ * The passes a function beyond the budget gets: none sinks a local.set, so
+ * none builds the deep expressions that make the others slow, and
+ * coalesce-locals still merges the locals the instrumentation added (a
+ * function left with thousands of locals costs V8's optimizing tier
+ * gigabytes when it compiles it: measured on esbuild, 2.7 GB against 0.27 GB).
+ */
+export const LIGHT_PASSES: readonly string[] = ['vacuum', 'remove-unused-brs', 'merge-blocks', 'coalesce-locals', 'reorder-locals', 'vacuum'];
+
+/**
+ * The largest function (bytes of its binary encoding) that inlining may make:
+ * binaryen's default (400 KiB) lets thousands of single-caller functions be
+ * inlined one after another into one caller, which then outgrows the
+ * budget above and is left unoptimized as a whole.
+ */
+export const INLINE_COMBINED_BYTES_MAX = 16 * 1024;
 
 /** Instrument (or, for 'plain', only round-trip) a module, using the cache. */
 export function meter(bytes: Uint8Array, options: MeterOptions = {}): MeteredModule {
@@ -102,12 +146,19 @@ function transform(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterProgres
   try {
     return transformOnce(bytes, r, onProgress);
   } catch (err) {
-    // binaryen's C++ recurses over expression trees (blocks excepted) and
-    // runs on this thread's stack: a nesting thousands deep exhausts it.
+    // binaryen's C++ recurses over expression trees (blocks excepted) on
+    // this thread's native stack (RangeError when it runs out) and on its own
+    // stack in its linear memory (an abort or a trap when that runs out).
     if (err instanceof RangeError && /call stack/i.test(err.message)) {
       throw new MeterError(
         'FTVM_ERR_MODULE_TOO_DEEP',
         'the module nests expressions (calls, ifs, loops or operators) deeper than binaryen can follow on this thread\'s stack',
+      );
+    }
+    if (err instanceof WebAssembly.RuntimeError) {
+      throw new MeterError(
+        'FTVM_ERR_MODULE_TOO_DEEP',
+        `binaryen stopped on this module (${err.message.split('.')[0]}), as it does when expressions (calls, ifs, loops or operators) nest deeper than its own stack allows`,
       );
     }
     throw err;
@@ -143,17 +194,14 @@ function transformOnce(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterPro
     try {
       binaryen.setOptimizeLevel(2);
       binaryen.setShrinkLevel(0);
-      if (r.optimize) {
-        report({ step: 'optimize' });
-        module.runPasses([...OPTIMIZE_PASSES]);
-      }
+      if (r.optimize) optimize(module, report);
       if (r.asyncify) {
         // Without a list, Asyncify assumes every import may unwind.
         binaryen.clearPassArguments();
         if (r.asyncify === 'blocking') binaryen.setPassArgument('asyncify-imports', BLOCKING_IMPORTS.join(','));
         module.runPasses(['asyncify']);
         binaryen.clearPassArguments();
-        if (r.optimize) module.runPasses([...OPTIMIZE_PASSES]);
+        if (r.optimize) optimize(module, report);
       }
     } finally {
       binaryen.setOneCallerInlineMaxSize(inline);
@@ -170,4 +218,33 @@ function transformOnce(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterPro
   } finally {
     module.dispose();
   }
+}
+
+/**
+ * Runs MODULE_PASSES (inlining within INLINE_COMBINED_BYTES_MAX), then
+ * FUNCTION_PASSES on each function of `module` within the budget
+ * (OPTIMIZE_NODES_MAX, OPTIMIZE_DEPTH_MAX), LIGHT_PASSES on the longer ones
+ * and none on the deeper ones, reporting functions done. The caller sets the other inlining sizes.
+ */
+function optimize(module: binaryen.Module, report: (p: Omit<MeterProgress, 'bytes' | 'elapsed_ms'>) => void): void {
+  report({ step: 'optimize', done: 0, total: 0 });
+  const lib = binaryen as unknown as { _BinaryenGetMaxCombinedBinarySize(): number; _BinaryenSetMaxCombinedBinarySize(n: number): void };
+  const combined = lib._BinaryenGetMaxCombinedBinarySize();
+  lib._BinaryenSetMaxCombinedBinarySize(INLINE_COMBINED_BYTES_MAX);
+  try {
+    module.runPasses([...MODULE_PASSES]);
+  } finally {
+    lib._BinaryenSetMaxCombinedBinarySize(combined);
+  }
+  const bodies: binaryen.FunctionRef[] = [];
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const f = module.getFunctionByIndex(i);
+    if (binaryen.getFunctionInfo(f).body) bodies.push(f); // not an import
+  }
+  bodies.forEach((f, i) => {
+    const shape = bodyShape(binaryen.getFunctionInfo(f).body);
+    if (shape.depth <= OPTIMIZE_DEPTH_MAX) module.runPassesOnFunction(f, shape.nodes <= OPTIMIZE_NODES_MAX ? [...FUNCTION_PASSES] : [...LIGHT_PASSES]);
+    if (i % 64 === 0) report({ step: 'optimize', done: i, total: bodies.length });
+  });
+  report({ step: 'optimize', done: bodies.length, total: bodies.length });
 }

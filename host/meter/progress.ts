@@ -6,14 +6,15 @@
 export interface MeterProgress {
   /**
    * parse: validating and reading the module; instrument: functions
-   * instrumented so far (`done` of `total`); optimize: binaryen's optimizer;
+   * instrumented so far (`done` of `total`); optimize: binaryen's optimizer,
+   * functions optimized so far (`done` of `total`, 0 while inlining);
    * weigh: frame weights of the optimized code; emit: writing the binary;
    * done: finished.
    */
   step: 'parse' | 'instrument' | 'optimize' | 'weigh' | 'emit' | 'done';
-  /** for 'instrument': functions done so far */
+  /** for 'instrument' and 'optimize': functions done so far */
   done?: number;
-  /** for 'instrument': functions in the module (0 until known) */
+  /** for 'instrument' and 'optimize': functions to do (0 until known) */
   total?: number;
   /** size of the input module, in bytes */
   bytes: number;
@@ -47,7 +48,7 @@ export function progressReporter(sink: ProgressSink): (p: MeterProgress) => void
     const s = (p.elapsed_ms / 1000).toFixed(1);
     if (sink.isTTY) {
       let line = `ftvm: metering ${mb} MB: ${p.step}`;
-      if (p.step === 'instrument' && p.total) {
+      if ((p.step === 'instrument' || p.step === 'optimize') && p.total) {
         const width = 30;
         const filled = Math.round((width * (p.done ?? 0)) / p.total);
         line += ` [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${p.total} functions`;
@@ -58,11 +59,12 @@ export function progressReporter(sink: ProgressSink): (p: MeterProgress) => void
       if (p.step === 'done' && drawn) sink.write('\n');
       return;
     }
-    if (p.step === 'instrument' && p.total) {
+    if ((p.step === 'instrument' || p.step === 'optimize') && p.total) {
       const tenth = Math.floor((10 * (p.done ?? 0)) / p.total);
-      if (tenth === lastTenth) return;
+      if (p.step === lastStep && tenth === lastTenth) return;
+      lastStep = p.step;
       lastTenth = tenth;
-      sink.write(`ftvm: metering ${mb} MB: instrument ${p.done}/${p.total} functions (${s}s)\n`);
+      sink.write(`ftvm: metering ${mb} MB: ${p.step} ${p.done}/${p.total} functions (${s}s)\n`);
       return;
     }
     if (p.step === lastStep) return;

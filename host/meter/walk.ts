@@ -214,6 +214,35 @@ export function forEachExpression(root: Ref, fn: (e: Ref, id: number) => boolean
   }
 }
 
+/** The size of a function body, for the optimizer's budget (see index.ts). */
+export interface BodyShape {
+  /** expressions in the body, blocks included */
+  nodes: number;
+  /** the most expressions other than blocks on one path from the body down (blocks nest cheaply for binaryen's passes) */
+  depth: number;
+}
+
+/** Measures `body` (a function body) with a heap stack: any depth or length. */
+export function bodyShape(body: Ref): BodyShape {
+  const blockId = binaryen.BlockId;
+  const refs: Ref[] = [body];
+  const depths: number[] = [0];
+  let nodes = 0;
+  let depth = 0;
+  while (refs.length > 0) {
+    const e = refs.pop()!;
+    const id = binaryen.getExpressionId(e);
+    const d = depths.pop()! + (id === blockId ? 0 : 1);
+    nodes++;
+    if (d > depth) depth = d;
+    for (const c of childrenOf(e, id)) {
+      refs.push(c);
+      depths.push(d);
+    }
+  }
+  return { nodes, depth };
+}
+
 /** The few binaryen.js expression setters the pass calls directly (untyped in binaryen's .d.ts). */
 interface Setters {
   Const: { setValueI64(e: Ref, v: bigint): void; setValueI32(e: Ref, v: number): void };

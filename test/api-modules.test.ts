@@ -101,6 +101,9 @@ describe('modules through the REST API', { timeout: 300_000 }, () => {
     const imports = await put(watText('(module (import "xyz" "abc" (func)) (memory (export "memory") 1) (func (export "_start")))'));
     expect(errorOf(imports)).toEqual([400, 'FTVM_ERR_UNSUPPORTED_IMPORT']);
     expect(imports.json.error.message).toMatch(/xyz\.abc/);
+    const reactor = await put(watText('(module (memory (export "memory") 1) (func (export "_initialize")) (func (export "add")))'));
+    expect(errorOf(reactor)).toEqual([400, 'FTVM_ERR_NO_ENTRY']);
+    expect(reactor.json.error.message).toMatch(/ftvm_interrupt/);
     expect(errorOf(await call('PUT', '/v1/modules', { type: 'application/wasm', data: new Uint8Array(0) }))).toEqual([400, 'FTVM_ERR_INVALID_MODULE']);
     expect(storeFiles()).toEqual(before);
     expect(host.meter.status()).toEqual([]);

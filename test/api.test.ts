@@ -77,6 +77,17 @@ describe('the REST API', { timeout: 120_000 }, () => {
     const unsupported = await code(post({ name: 'x', module: imports.toString('base64') }));
     expect(unsupported.slice(0, 2)).toEqual([400, 'FTVM_ERR_UNSUPPORTED_IMPORT']);
     expect(unsupported[2]).toMatch(/xyz\.abc/);
+    // the entry ftvm starts, checked before any VM is placed: a reactor without its interrupt handler, a module without an entry or without its memory
+    for (const [wat, why] of [
+      ['(module (memory (export "memory") 1) (func (export "_initialize")) (func (export "add")))', /ftvm_interrupt/],
+      ['(module (memory (export "memory") 1) (func (export "main")))', /_start/],
+      ['(module (memory 1) (func (export "_start")))', /memory/],
+    ] as const) {
+      const r = await code(post({ name: 'noentry', module: Buffer.from(watText(wat)).toString('base64') }));
+      expect(r.slice(0, 2)).toEqual([400, 'FTVM_ERR_NO_ENTRY']);
+      expect(r[2]).toMatch(why);
+    }
+    expect((await app.inject({ url: '/v1/vms/noentry', headers: auth() })).statusCode).toBe(404);
     expect(await code(post({ name: 'kv1', sample: 'kv' }))).toEqual([409, 'FTVM_ERR_EXISTS', 'VM kv1 exists already']);
     const huge = await code(post({ name: 'x', module: Buffer.alloc(MODULE_BYTES_MAX + 1024).toString('base64') }));
     expect(huge[0]).toBe(413);

@@ -20,7 +20,7 @@ import { HostError, OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
 import { OUTPUT_RING_BYTES } from '../cluster/output-ring.ts';
 import { MeterPoolError } from '../cluster/meter-pool.ts';
 import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
-import { checkImports, GuestLoadError } from '../runtime/instance.ts';
+import { checkExports, checkImports, GuestLoadError } from '../runtime/instance.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
@@ -150,7 +150,8 @@ export interface ApiOptions {
  * Checks an uploaded module before it is kept, on V8's compile threads
  * (WebAssembly.compile does not hold the event loop): valid WebAssembly
  * (FTVM_ERR_INVALID_MODULE, with V8's reason) importing only what ftvm provides
- * (FTVM_ERR_UNSUPPORTED_IMPORT). Metering comes later, at the first start.
+ * (FTVM_ERR_UNSUPPORTED_IMPORT) and exporting an entry ftvm can start
+ * (FTVM_ERR_NO_ENTRY). Metering comes later, at the first start.
  */
 async function checkUpload(bytes: Uint8Array): Promise<void> {
   let module: WebAssembly.Module;
@@ -160,6 +161,7 @@ async function checkUpload(bytes: Uint8Array): Promise<void> {
     throw new GuestLoadError('FTVM_ERR_INVALID_MODULE', `not a valid WebAssembly module: ${(err as Error).message}`);
   }
   checkImports(module);
+  checkExports(module);
 }
 
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */

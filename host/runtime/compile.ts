@@ -4,7 +4,7 @@
 
 import { cacheKey, compileModule, lookup, resolve, store, type MeterOptions } from '../meter/cache.ts';
 import { MeterError } from '../meter/errors.ts';
-import { checkImports, GuestLoadError } from './instance.ts';
+import { checkExports, checkImports, GuestLoadError } from './instance.ts';
 
 export interface Compiled {
   /** the metered module, as bytes (to hand to another host) and compiled */
@@ -14,8 +14,9 @@ export interface Compiled {
 
 /**
  * Checks that `bytes` is a module ftvm can run: valid (else
- * FTVM_ERR_INVALID_MODULE), and importing only what ftvm provides (else
- * FTVM_ERR_UNSUPPORTED_IMPORT), as GuestLoadError. It runs before any
+ * FTVM_ERR_INVALID_MODULE), importing only what ftvm provides (else
+ * FTVM_ERR_UNSUPPORTED_IMPORT), and exporting an entry ftvm can start (else
+ * FTVM_ERR_NO_ENTRY, see checkExports), as GuestLoadError. It runs before any
  * metering and never loads binaryen: one decode and one (lazy) compile, a
  * fraction of a second even for a 20 MB module.
  */
@@ -27,6 +28,7 @@ export function checkGuest(bytes: Uint8Array): void {
     throw new GuestLoadError('FTVM_ERR_INVALID_MODULE', `not a valid WebAssembly module: ${(err as Error).message}`);
   }
   checkImports(module);
+  checkExports(module);
 }
 
 /**

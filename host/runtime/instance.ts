@@ -170,6 +170,29 @@ export function checkImports(module: WebAssembly.Module): void {
   }
 }
 
+/**
+ * Checks the module's exports as the WASI application ABI (preview1) and
+ * ftvm's reactors need them, from the compiled module alone (no instance):
+ * its memory as "memory"; "_start" (a command) or "_initialize" (a
+ * reactor), as functions; and a reactor's interrupt handler
+ * (INTERRUPT_EXPORT). Throws GuestLoadError FTVM_ERR_NO_ENTRY naming what
+ * is missing. runModule checks the same on the instance.
+ */
+export function checkExports(module: WebAssembly.Module): void {
+  const kinds = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
+  if (kinds.get('memory') !== 'memory') {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module does not export its memory as "memory"');
+  }
+  const command = kinds.get('_start') === 'function';
+  const reactor = !command && kinds.get('_initialize') === 'function';
+  if (!command && !reactor) {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', 'the module exports neither "_start" (a WASI command) nor "_initialize" (a reactor)');
+  }
+  if (reactor && kinds.get(INTERRUPT_EXPORT) !== 'function') {
+    throw new GuestLoadError('FTVM_ERR_NO_ENTRY', `a reactor (exporting "_initialize") must export its interrupt handler "${INTERRUPT_EXPORT}"`);
+  }
+}
+
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;

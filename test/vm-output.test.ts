@@ -228,8 +228,34 @@ describe('a command guest under the service', () => {
     expect((await api('h1', 'DELETE', '/v1/vms/echo')).status).toBe(204);
   }, 120_000);
 
+  it('`ftvm vm` fails with one coded line and the documented status', async () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [['output'], 2, /^ftvm vm output: FTVM_ERR_USAGE: a VM name is required\n$/],
+      [['bogus'], 2, /^ftvm vm: FTVM_ERR_USAGE: unknown command "bogus"/],
+      [['show', 'ghost'], 1, /^ftvm vm show: FTVM_ERR_NOT_FOUND: no VM named ghost\n$/],
+      [['start', 'nofile', '--module', '/nonexistent/x.wasm'], 1, /^ftvm vm start: FTVM_ERR_FILE_NOT_FOUND: .*\/nonexistent\/x\.wasm/m],
+      [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count needs an integer/],
+    ];
+    for (const [args, code, line] of cases) {
+      const r = await vm('h3', ...args).done;
+      expect({ args, code: r.code }).toEqual({ args, code });
+      expect(r.stderr).toMatch(line);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [FTVM, 'vm', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FTVM_API: '', FTVM_TOKEN: '' } });
+        let stderr = '';
+        p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        p.once('exit', (c) => resolve({ code: c, stderr }));
+      });
+    expect(await run(['ls'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^ftvm vm ls: FTVM_ERR_USAGE: --api and --token/) });
+    expect(await run(['ls', '--api', 'not a url', '--token', 't'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^ftvm vm ls: FTVM_ERR_USAGE: --api: not a URL/) });
+    expect(await run(['ls', '--api', 'http://127.0.0.1:1', '--token', 't'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^ftvm vm ls: FTVM_ERR_UNAVAILABLE: the API cannot be reached \(ECONNREFUSED/) });
+  }, 120_000);
+
   it('`ftvm vm output --follow` prints the whole output once across a kill -9 of the primary, and exits with the status', async () => {
-    const start = vm('h1', 'start', 'printer', '--module', wasm, '--arg', 'x', '--arg', 'yy');
+    const start = vm('h1', 'start', 'printer', '--module', wasm, '--arg', '-e', '--arg', 'yy');
     expect((await start.done).code).toBe(0);
     // followed through h3, which runs no replica: its reads go to the primary's host
     const follow = vm('h3', 'output', 'printer', '--follow');
@@ -242,17 +268,17 @@ describe('a command guest under the service', () => {
     await cluster.kill('h1');
 
     const r = await follow.done;
-    expect(r.stdout).toBe(expected(['printer', 'x', 'yy']));
+    expect(r.stdout).toBe(expected(['printer', '-e', 'yy']));
     expect(r.code).toBe(3);
     // the surviving host took over and serves it all, with the status
     const v = (await api('h2', 'GET', '/v1/vms/printer')).json;
     expect(v).toMatchObject({ primary: 'h2', state: 'ended', end: { outcome: 'exit', status: 3 } });
     expect(v.gen).toBeGreaterThan(1);
-    expect((await api('h2', 'GET', '/v1/vms/printer/stdout')).json).toMatchObject({ text: expected(['printer', 'x', 'yy']), end: { outcome: 'exit', status: 3 } });
+    expect((await api('h2', 'GET', '/v1/vms/printer/stdout')).json).toMatchObject({ text: expected(['printer', '-e', 'yy']), end: { outcome: 'exit', status: 3 } });
     const err = vm('h2', 'output', 'printer', '--stderr', '--follow');
     expect(await err.done).toMatchObject({ code: 3, stdout: 'bye\n' });
     // without --follow: what there is, exit 0
-    expect(await vm('h3', 'output', 'printer').done).toMatchObject({ code: 0, stdout: expected(['printer', 'x', 'yy']) });
+    expect(await vm('h3', 'output', 'printer').done).toMatchObject({ code: 0, stdout: expected(['printer', '-e', 'yy']) });
     // a guest that traps: 125, with the trap's message
     expect((await api('h3', 'POST', '/v1/vms', { name: 'trapper', sample: 'trap', args: ['100'] })).status).toBe(201);
     const trapped = await vm('h3', 'output', 'trapper', '--follow').done;

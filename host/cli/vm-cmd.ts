@@ -11,6 +11,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { describeFailure, EXIT, usageError } from './errors.ts';
 
 /** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
 export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
@@ -18,8 +19,11 @@ export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
 export const VM_HELP = `usage: ftvm vm <command> [--api URL] [--token T] ...
 
 Talks to any host's REST API (--api, default $FTVM_API; --token, default
-$FTVM_TOKEN). Prints JSON answers; errors go to stderr with their code and
-exit 1.
+$FTVM_TOKEN). Prints JSON answers. A failure is one line on stderr,
+"ftvm vm CMD: FTVM_ERR_X: message" (the API's code when it answered,
+FTVM_ERR_UNAVAILABLE when it could not be reached), with exit status 2 for a
+wrong command line (FTVM_ERR_USAGE) and 1 otherwise. A value of --arg or
+--env may start with "-" (--arg -e).
 
 commands:
   start NAME (--sample S | --module FILE)   start a VM (a module larger than 1 MiB is uploaded
@@ -58,9 +62,58 @@ commands:
                                             (a guest's stdout and stderr: see output)
 `;
 
+/**
+ * Options whose values are a guest's own (its arguments and environment):
+ * a value that starts with "-" (`--arg -e`, as lua and many programs take)
+ * is the option's value, not another option.
+ */
+const GUEST_VALUE_OPTIONS = new Set(['--arg', '--env']);
+
+/** `argv` with each `--arg V` / `--env V` written `--arg=V`, so node:util's parser takes any V as the value. */
+function joinGuestValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (GUEST_VALUE_OPTIONS.has(a) && i + 1 < argv.length) out.push(`${a}=${argv[++i]!}`);
+    else out.push(a);
+  }
+  return out;
+}
+
+/**
+ * `ftvm vm ...`: exit status 0 on success; 2 for a wrong command line
+ * (FTVM_ERR_USAGE); 1 for any other failure, printed as one line
+ * `ftvm vm CMD: FTVM_ERR_X: message` (the API's own code when it answered,
+ * FTVM_ERR_UNAVAILABLE when it could not be reached); `output --follow`
+ * exits as the guest did.
+ */
 export async function vmMain(argv: string[]): Promise<number> {
+  try {
+    return await vmCommand(argv);
+  } catch (e) {
+    const cmd = argv.find((a) => !a.startsWith('-')) ?? '';
+    const { line, status } = describeVmFailure(e);
+    process.stderr.write(`ftvm vm${cmd ? ` ${cmd}` : ''}: ${line}\n`);
+    return status;
+  }
+}
+
+/** The one line (without "ftvm vm CMD: ") and exit status of a failure of `ftvm vm`. */
+function describeVmFailure(err: unknown): { line: string; status: number } {
+  const e = err as Error & { code?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (err instanceof ApiCallError) return { line: `${err.code}: ${err.detail}`, status: EXIT.failure };
+  if (code === 'ERR_INVALID_URL') return { line: `FTVM_ERR_USAGE: --api: not a URL (${(e as { input?: string }).input ?? ''})`, status: EXIT.usage };
+  if (['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(code)) {
+    return { line: `FTVM_ERR_UNAVAILABLE: the API cannot be reached (${code}: ${e.message.split('\n')[0]})`, status: EXIT.failure };
+  }
+  const { line, status } = describeFailure(err);
+  return { line: line.replace(/^ftvm: /, ''), status };
+}
+
+async function vmCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: joinGuestValues(argv),
     allowPositionals: true,
     options: {
       api: { type: 'string' },
@@ -88,10 +141,7 @@ export async function vmMain(argv: string[]): Promise<number> {
   }
   const api = values.api ?? process.env.FTVM_API;
   const token = values.token ?? process.env.FTVM_TOKEN;
-  if (!api || !token) {
-    process.stderr.write('ftvm vm: --api and --token (or FTVM_API and FTVM_TOKEN) are required\n');
-    return 2;
-  }
+  if (!api || !token) throw usageError('--api and --token (or FTVM_API and FTVM_TOKEN) are required');
   const call = async (method: string, path: string, body?: unknown): Promise<unknown> => {
     const r = await httpCall(method, `${api}${path}`, token, body === undefined ? undefined : { type: 'application/json', data: Buffer.from(JSON.stringify(body)) });
     if (r.status >= 300) throw new ApiCallError(r.status, r.json);
@@ -99,12 +149,12 @@ export async function vmMain(argv: string[]): Promise<number> {
   };
   const print = (x: unknown): void => void process.stdout.write(`${JSON.stringify(x)}\n`);
   const needName = (): string => {
-    if (!name) throw new Error(`ftvm vm ${cmd}: a VM name is required`);
+    if (!name) throw usageError('a VM name is required');
     return encodeURIComponent(name);
   };
   const int = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
-    if (!/^-?\d+$/.test(v)) throw new Error(`--${flag} needs an integer, not ${JSON.stringify(v)}`);
+    if (!/^-?\d+$/.test(v)) throw usageError(`--${flag} needs an integer, not ${JSON.stringify(v)}`);
     return Number(v);
   };
   const connection = async (): Promise<number> => int('conn', values.conn) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
@@ -128,7 +178,7 @@ export async function vmMain(argv: string[]): Promise<number> {
           body.env = Object.fromEntries(
             values.env.map((kv) => {
               const i = kv.indexOf('=');
-              if (i < 1) throw new Error(`--env needs KEY=VALUE, not ${JSON.stringify(kv)}`);
+              if (i < 1) throw usageError(`--env needs KEY=VALUE, not ${JSON.stringify(kv)}`);
               return [kv.slice(0, i), kv.slice(i + 1)];
             }),
           );
@@ -179,7 +229,7 @@ export async function vmMain(argv: string[]): Promise<number> {
       case 'tail':
         return await tail(api, token, needName(), await connection(), int('after', values.after) ?? -1, int('count', values.count) ?? Infinity, values.conn === undefined);
       case 'send': {
-        if (text === undefined) throw new Error('ftvm vm send: the message text is required');
+        if (text === undefined) throw usageError('the message text is required');
         const conn = await connection();
         await call('POST', `/v1/vms/${needName()}/messages`, { conn, data: text });
         const waitMs = values['wait-ms'] === undefined ? 2000 : Number(values['wait-ms']);
@@ -187,12 +237,13 @@ export async function vmMain(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        process.stderr.write(`ftvm vm: unknown command "${cmd}"\n\n${VM_HELP}`);
-        return 2;
+        process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: unknown command "${cmd}" (see ftvm vm --help)\n`);
+        return EXIT.usage;
     }
   } catch (e) {
-    process.stderr.write(`ftvm vm ${cmd}: ${(e as Error).message}\n`);
-    return 1;
+    const { line, status } = describeVmFailure(e);
+    process.stderr.write(`ftvm vm ${cmd}: ${line}\n`);
+    return status;
   }
 }
 
@@ -207,8 +258,7 @@ async function tail(api: string, token: string, name: string, conn: number, afte
   try {
     const r = await fetch(`${api}/v1/vms/${name}/outputs/stream?conn=${conn}&after=${after}`, { headers: { authorization: `Bearer ${token}` }, signal: stop.signal });
     if (!r.ok) {
-      const j = (await r.json()) as { error?: { code: string; message: string } };
-      throw new Error(`${j.error?.code ?? r.status}: ${j.error?.message ?? r.statusText}`);
+      throw new ApiCallError(r.status, await r.json().catch(() => null));
     }
     const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
@@ -293,13 +343,16 @@ const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 /** An answer of the REST API other than 2xx, with its stable code. */
 class ApiCallError extends Error {
   readonly code: string;
+  /** the API's message */
+  readonly detail: string;
   constructor(
     readonly status: number,
     json: unknown,
   ) {
     const err = (json as { error?: { code: string; message: string } } | null)?.error;
     super(`${err?.code ?? status}: ${err?.message ?? 'no answer'}`);
-    this.code = err?.code ?? String(status);
+    this.code = err?.code ?? `FTVM_ERR_HTTP_${status}`;
+    this.detail = err?.message ?? `HTTP ${status} with no error in the answer`;
   }
 }
 

@@ -4,7 +4,9 @@
 // log was reproduced whatever the guest's status was, and with
 // `--exit-status guest` exits as `ftvm run` did for the recorded guest, while
 // a divergence stays 3. Real child processes.
+import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { watText } from './helpers.ts';
 import { ftvm, scratch } from './ftvm-cli.ts';
 
 const tmp = scratch();
@@ -46,6 +48,22 @@ describe('ftvm replay exit status', () => {
       expect(asGuest.code, asGuest.stderr).toBe(status);
       expect(asGuest.stdout).toBe(run.stdout);
     }
+  }, 120_000);
+
+  it('a status outside 0..123: --exit-status guest exits 1 with the line run prints', async () => {
+    const guest = `${tmp.dir}/exit200.wasm`;
+    writeFileSync(guest, watText(`(module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (call $exit (i32.const 200))))`));
+    const log = `${tmp.dir}/exit200.log`;
+    const rec = await ftvm(['record', guest, '--log', log]);
+    expect(rec.code).toBe(1);
+    expect(rec.stderr).toMatch(/^ftvm: FTVM_ERR_EXIT_STATUS: the guest exited with status 200/m);
+    const asGuest = await ftvm(['replay', guest, '--log', log, '--exit-status', 'guest']);
+    expect(asGuest.code).toBe(1);
+    expect(asGuest.stderr).toMatch(/^ftvm: FTVM_ERR_EXIT_STATUS: the guest exited with status 200/m);
+    expect((await ftvm(['replay', guest, '--log', log])).code).toBe(0);
   }, 120_000);
 
   it('a divergence is 3 under --exit-status guest too', async () => {

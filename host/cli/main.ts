@@ -534,7 +534,12 @@ async function cmdReplay(argv: string[]): Promise<number> {
   if (values.out !== undefined) for (const l of io.writeOut(values.out, r.preopens)) hostStderr.write(`${l}\n`);
   if (memoryError) throw memoryError;
   if (r.incomplete) throw incompleteError(`every logged entry was reproduced, up to count ${r.count}`);
-  if (exitMode === 'guest' && !r.stoppedAtUntil) return io.exitStatus(r).code;
+  if (exitMode === 'guest' && !r.stoppedAtUntil) {
+    // as `run` would have exited, with the line `run` prints for a status it cannot pass on
+    const status = io.exitStatus(r);
+    if (status.message && r.outcome === 'exit') hostStderr.write(`${status.message}\n`);
+    return status.code;
+  }
   return EXIT.ok;
 }
 

@@ -91,10 +91,10 @@ export const OPTIMIZE_PASSES: readonly string[] = [...MODULE_PASSES, ...FUNCTION
  * than OPTIMIZE_NODES_MAX gets LIGHT_PASSES only; one with more non-block
  * expressions on one path than OPTIMIZE_DEPTH_MAX is left as the
  * instrumentation wrote it (even the light passes recurse over its nesting,
- * and some take minutes on calls nested 20,000 deep). Both bounds are structural, so
- * the metered module is the same on every machine. esbuild (Go, 20 MB) has
- * four functions beyond OPTIMIZE_NODES_MAX once instrumented (105,000 to
- * 150,000 nodes), its parser and printer among them.
+ * and some took over 300 s on calls nested 20,000 deep). Both bounds are
+ * structural, so the metered module is the same on every machine. esbuild
+ * (Go, 20 MB) has four functions beyond OPTIMIZE_NODES_MAX once instrumented
+ * (104,000 to 149,000 nodes) and none beyond OPTIMIZE_DEPTH_MAX.
  */
 export const OPTIMIZE_NODES_MAX = 100_000;
 /** See OPTIMIZE_NODES_MAX. */
@@ -112,8 +112,8 @@ export const LIGHT_PASSES: readonly string[] = ['vacuum', 'remove-unused-brs', '
 /**
  * The largest function (bytes of its binary encoding) that inlining may make:
  * binaryen's default (400 KiB) lets thousands of single-caller functions be
- * inlined one after another into one caller, which then outgrows the
- * budget above and is left unoptimized as a whole.
+ * inlined one after another into one caller, whose local passes then take
+ * minutes (5,000 such functions: over 300 s; 2 s with this bound).
  */
 export const INLINE_COMBINED_BYTES_MAX = 16 * 1024;
 
@@ -224,7 +224,8 @@ function transformOnce(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterPro
  * Runs MODULE_PASSES (inlining within INLINE_COMBINED_BYTES_MAX), then
  * FUNCTION_PASSES on each function of `module` within the budget
  * (OPTIMIZE_NODES_MAX, OPTIMIZE_DEPTH_MAX), LIGHT_PASSES on the longer ones
- * and none on the deeper ones, reporting functions done. The caller sets the other inlining sizes.
+ * and none on the deeper ones, reporting functions done. The caller sets
+ * the other inlining sizes.
  */
 function optimize(module: binaryen.Module, report: (p: Omit<MeterProgress, 'bytes' | 'elapsed_ms'>) => void): void {
   report({ step: 'optimize', done: 0, total: 0 });

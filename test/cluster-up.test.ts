@@ -94,8 +94,8 @@ describe('ftvm cluster up', () => {
         expect(ent.code).toBe(0);
         expect(JSON.parse(ent.stdout)).toMatchObject({ name: 'ent', memoryMiB: 4, cpuPercent: 50 });
         const bad = await vm('start', 'ent2', '--sample', 'entropy', '--memory-mib', 'lots');
-        expect(bad.code).toBe(1);
-        expect(bad.stderr).toMatch(/--memory-mib needs an integer/);
+        expect(bad.code).toBe(2); // a wrong command line
+        expect(bad.stderr).toMatch(/^ftvm vm start: FTVM_ERR_USAGE: --memory-mib needs an integer/);
       } finally {
         rmSync(stdinFile, { force: true });
       }

@@ -58,17 +58,19 @@ describe('the command line starts light', () => {
     }
   }, 240_000);
 
-  it('ftvm run meters a guest not in the cache (loading binaryen) and runs it from the cache after, without', async () => {
+  it('ftvm run meters a guest not in the cache on the metering thread (this thread never loads binaryen) and runs it from the cache after, with no thread', async () => {
     const env = { FTVM_CACHE_DIR: cache };
     const cold = await ftvm(entry, ['run', 'fib', '--count', '--', '20'], env);
     expect(cold.code, cold.stderr).toBe(0);
     expect(cold.stdout).toBe('fib(20) = 6765\n');
-    expect(heavy(cold.modules).some((m) => m.includes('/binaryen/'))).toBe(true);
+    expect(cold.modules.some((m) => /\/dist\/meter\/thread\.js$/.test(m))).toBe(true);
+    expect(heavy(cold.modules)).toEqual([]);
     const warm = await ftvm(entry, ['run', 'fib', '--count', '--', '20'], env);
     expect(warm.code, warm.stderr).toBe(0);
     expect(warm.stdout).toBe(cold.stdout);
     expect(warm.stderr).toBe(cold.stderr); // the same "count N"
     expect(heavy(warm.modules)).toEqual([]);
+    expect(warm.modules.some((m) => m.includes('/meter/thread'))).toBe(false);
   }, 240_000);
 });
 

@@ -1,13 +1,4 @@
-// Worker threads cannot take a TypeScript entry point directly. In the build
-// (dist/, see host/build.mjs) this file sits beside replica-worker.js and
-// loads it; in the sources (tests) it registers tsx and loads replica-worker.ts.
-import { existsSync } from 'node:fs';
+// The entry of the replica worker thread (see ../runtime/load-worker.mjs).
+import { loadWorker } from '../runtime/load-worker.mjs';
 
-const built = new URL('./replica-worker.js', import.meta.url);
-if (existsSync(built)) {
-  await import(built.href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import('./replica-worker.ts');
-}
+await loadWorker(import.meta.url, 'replica-worker');

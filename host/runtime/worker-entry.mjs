@@ -1,13 +1,4 @@
-// Worker threads cannot take a TypeScript entry point directly. In the build
-// (dist/, see host/build.mjs) this file sits beside worker.js and loads it; in
-// the sources (tests) it registers tsx and loads worker.ts.
-import { existsSync } from 'node:fs';
+// The entry of the guest worker thread (see ./load-worker.mjs).
+import { loadWorker } from './load-worker.mjs';
 
-const built = new URL('./worker.js', import.meta.url);
-if (existsSync(built)) {
-  await import(built.href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import('./worker.ts');
-}
+await loadWorker(import.meta.url, 'worker');

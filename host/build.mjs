@@ -10,8 +10,8 @@
 // is, and each X.ts also becomes X.js (with X.js.map pointing back at the
 // source), its relative `.ts` imports rewritten to `.js`. The same depth and
 // the copies keep every path the code builds from import.meta.url valid from
-// either tree: `../../guests/` (samples.ts), `./ui.html` (ui.ts), the entries
-// the worker entries (`./worker-entry.mjs` and the others, which load their
+// either tree: `../../guests/` (samples.ts), `./ui.html` (ui.ts), the worker
+// entries (`./worker-entry.mjs` and the others, which load their
 // worker through `runtime/load-worker.mjs`), `../cli/ftvm.mjs`, and the
 // metering pass's own sources, which meter/cache.ts hashes into its cache
 // key (identical copies, so the sources and the build share one cache).

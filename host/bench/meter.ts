@@ -8,7 +8,7 @@
 // canonicalization. Runs are interleaved round-robin after warm-up so that
 // drift on a shared machine hits every variant alike; medians are reported.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
@@ -355,7 +355,11 @@ process.exitCode = wasi.start(instance);
 
 function benchPass(opts: BenchMeterOptions, log: (l: string) => void): PassRow[] {
   const rows: PassRow[] = [];
-  const child = fileURLToPath(new URL('./pass-child.ts', import.meta.url));
+  // The built child when there is one (ftvm runs from dist/): under tsx the
+  // child's own resident memory starts 1.5 GB higher, which would swamp the
+  // pass's figure.
+  const built = fileURLToPath(new URL('./pass-child.js', import.meta.url));
+  const child = existsSync(built) ? [built] : ['--import', 'tsx', fileURLToPath(new URL('./pass-child.ts', import.meta.url))];
   for (const g of PASS_MODULES) {
     const path = realGuestPath(g);
     if (!path) {
@@ -364,7 +368,7 @@ function benchPass(opts: BenchMeterOptions, log: (l: string) => void): PassRow[]
     }
     const bytes = new Uint8Array(readFileSync(path));
     log(`${g.name}: metering in a child process`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', child, path], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
+    const r = spawnSync(process.execPath, [...child, path], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
     if (r.status !== 0) throw new Error(`${g.name}: metering failed: ${r.stderr.slice(-400)}`);
     const p = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
       pass_s: number;

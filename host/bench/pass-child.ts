@@ -6,8 +6,19 @@
 import { readFileSync } from 'node:fs';
 import { meterWithReport } from '../meter/index.ts';
 
+/**
+ * This process's peak resident memory, in MiB: VmHWM, which belongs to this
+ * process's own address space. getrusage's maxRSS does not: Linux carries
+ * the parent's resident size over fork and exec into it, so a child of a
+ * large parent would report the parent's size.
+ */
+function peakRssMb(): number {
+  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return hwm ? Number(hwm[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
+
 const bytes = new Uint8Array(readFileSync(process.argv[2]!));
-const rssBefore = process.resourceUsage().maxRSS;
+const rssBefore = peakRssMb();
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const steps: Record<string, number> = {};
@@ -26,7 +37,7 @@ process.stdout.write(
     cpu_s: (cpu.user + cpu.system) / 1e6,
     steps_ms: steps,
     last_ms: last,
-    rss_before_mb: rssBefore / 1024,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    rss_before_mb: rssBefore,
+    peak_rss_mb: peakRssMb(),
   }) + '\n',
 );

@@ -247,6 +247,10 @@ describe('ftvm conformance judging', () => {
     const record = result({});
     const replayed = (over: Partial<ChildResult>): ChildResult => result({ stderr: Buffer.from('count 10\ndigest abcd\nreplayed 3 of 3 entries\n'), ...over });
     expect(judgeReplay(record, replayed({}))).toMatchObject({ pass: true });
+    // the recording metered the module (progress lines before the guest's output); the replay found it cached
+    const metered = result({ stderr: Buffer.from('ftvm: metering 2.1 MB: parse (0.0s)\nftvm: metering 2.1 MB: optimize 10/10 functions (0.4s)\noops\ncount 10\ndigest abcd\n') });
+    expect(judgeReplay(metered, replayed({ stderr: Buffer.from('oops\ncount 10\ndigest abcd\nreplayed 3 of 3 entries\n') }))).toMatchObject({ pass: true });
+    expect(judgeReplay(metered, replayed({ stderr: Buffer.from('other\ncount 10\ndigest abcd\nreplayed 3 of 3 entries\n') }))).toMatchObject({ pass: false, reason: 'divergence' });
     // ftvm replay exits 0 when it reproduced the recording, whatever the guest's status:
     // a replay that ends with the guest's own status 7 did not say it reproduced it.
     expect(judgeReplay(result({ code: 7 }), replayed({ code: 0 }))).toMatchObject({ pass: true });

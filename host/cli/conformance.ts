@@ -351,11 +351,20 @@ export function runChild(args: string[], timeoutMs: number, cwd: string, stop?: 
 /** Lines ftvm itself appends to stderr after the guest's output (summaries and messages), dropped before comparing the guest's stderr. */
 const FTVM_TAIL_LINE = /^(ftvm: .*|exit \d+|trap .*|idle|count \d+|digest [0-9a-f]+|log .*: \d+ entries, \d+ bytes|replayed \d+ of \d+ entries|stopped at count .*|conformance-node: .*)$/;
 
-/** The guest's own stderr: `text` without the lines the runner appended at its end. */
+/** ftvm's progress lines while it meters a module of 1 MiB or more, before the guest runs (meter/progress.ts). */
+const FTVM_HEAD_LINE = /^ftvm: metering \d+(\.\d+)? MB: .*$/;
+
+/**
+ * The guest's own stderr: `text` without the lines the runner appended at
+ * its end, nor the metering progress it printed before the guest ran (only
+ * a run that found the module uncached prints it, so a recording and its
+ * replay may differ there).
+ */
 export function guestStderr(text: string): string {
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
   while (lines.length && FTVM_TAIL_LINE.test(lines.at(-1)!)) lines.pop();
+  while (lines.length && FTVM_HEAD_LINE.test(lines[0]!)) lines.shift();
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 

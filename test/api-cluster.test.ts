@@ -4,24 +4,16 @@
 // DELETE through any host stops both replicas; a host that cannot reach the
 // primary's host answers 503.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, eventually } from './cluster.ts';
+import { apiOf, Cluster, eventually } from './cluster.ts';
 
 // A failure timeout long enough that a request made just after a kill -9 meets
 // the primary's host not yet replaced.
 const cluster = new Cluster(['--fail-ms', '2000', '--heartbeat-ms', '50']);
-let api: (host: string, method: string, path: string, body?: unknown) => Promise<{ status: number; json: any }>;
+const api = apiOf(cluster);
 
 beforeAll(async () => {
   for (const id of ['h1', 'h2', 'h3']) await cluster.add(id);
   await cluster.linked();
-  api = async (host, method, path, body) => {
-    const r = await fetch(`${cluster.host(host).api}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${cluster.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, json: r.status === 204 ? null : await r.json() };
-  };
 }, 120_000);
 afterAll(() => cluster.stop());
 

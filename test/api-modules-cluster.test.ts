@@ -14,7 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, eventually } from './cluster.ts';
+import { apiOf, Cluster, eventually } from './cluster.ts';
 import { bigModule } from './big-module.ts';
 
 const FTVM = fileURLToPath(new URL('../host/cli/ftvm.mjs', import.meta.url));
@@ -30,15 +30,7 @@ const LOOP_DELAY_MAX_MS = 1500;
 
 const cluster = new Cluster(['--fail-ms', '2000', '--heartbeat-ms', '50']);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-async function api(host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${cluster.host(host).api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${cluster.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return { status: r.status, json: text ? JSON.parse(text) : null };
-}
+const api = apiOf(cluster);
 /** The host's own event-loop delay since its metrics were last read (prom-client resets it at each read), in ms. */
 async function loopDelayMaxMs(host: string): Promise<number> {
   const text = await (await fetch(`${cluster.host(host).api}/metrics`, { headers: { authorization: `Bearer ${cluster.token}` } })).text();

@@ -1,2 +1,26 @@
 // The local cluster the tests run (real host processes; see host/cluster/local.ts).
+import type { LocalCluster } from '../host/cluster/local.ts';
+
 export { LocalCluster as Cluster, eventually } from '../host/cluster/local.ts';
+
+/** An answer of a host's REST API: the HTTP status and the parsed JSON body (null when the body is empty). */
+export interface ApiAnswer {
+  status: number;
+  json: any;
+}
+
+/**
+ * A caller of the REST API of `cluster`'s hosts with the cluster's token:
+ * `call(host id, method, path, JSON body?)`.
+ */
+export function apiOf(cluster: LocalCluster): (host: string, method: string, path: string, body?: unknown) => Promise<ApiAnswer> {
+  return async (host, method, path, body) => {
+    const r = await fetch(`${cluster.host(host).api}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${cluster.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    return { status: r.status, json: text ? JSON.parse(text) : null };
+  };
+}

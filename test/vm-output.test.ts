@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, eventually } from './cluster.ts';
+import { apiOf, Cluster, eventually } from './cluster.ts';
 import { watText } from './helpers.ts';
 
 const FTVM = fileURLToPath(new URL('../host/cli/ftvm.mjs', import.meta.url));
@@ -110,7 +110,7 @@ const expected = (argv: string[]): string => argv.map((a) => `${a}\n`).join('') 
 const cluster = new Cluster(['--fail-ms', '1000', '--heartbeat-ms', '50']);
 const dir = mkdtempSync(join(tmpdir(), 'ftvm-vm-output-'));
 const wasm = join(dir, 'printer.wasm');
-let api: (host: string, method: string, path: string, body?: unknown) => Promise<{ status: number; json: any }>;
+const api = apiOf(cluster);
 
 /** Runs `ftvm vm ARGS --api <host's API>`; resolves with its exit code and output. */
 function vm(host: string, ...args: string[]): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; kill: () => void } {
@@ -128,14 +128,6 @@ beforeAll(async () => {
   writeFileSync(wasm, PRINTER);
   for (const id of ['h1', 'h2', 'h3']) await cluster.add(id);
   await cluster.linked();
-  api = async (host, method, path, body) => {
-    const r = await fetch(`${cluster.host(host).api}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${cluster.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: r.status, json: r.status === 204 ? null : await r.json() };
-  };
 }, 120_000);
 afterAll(async () => {
   for (const k of children) k();

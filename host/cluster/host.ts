@@ -23,6 +23,7 @@ import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
+import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
@@ -38,6 +39,8 @@ export interface HostOptions {
   clientPort?: number;
   /** the peer address other hosts dial (default: the address listened on), e.g. behind a proxy or NAT */
   advertisePeer?: string;
+  /** the IP address VMs' published ports listen on, and clients reach this host at (default: `bind`) */
+  publicAddress?: string;
   /** heartbeat period (default 50 ms) */
   heartbeatMs?: number;
   /** a peer silent this long is dead (default 600 ms) */
@@ -98,6 +101,14 @@ interface Vm {
   reactor: boolean;
   /** the share of one core the live replica may compute, in percent */
   cpuPercent: number;
+  /** the TCP ports every live host serves the VM on (ingress.ts) */
+  publish: number[];
+  /** per TCP connection through a published port: the offset in its outgoing stream after the last send seen in the log */
+  outEnds: Map<number, number>;
+  /** stream input the worker delivered, to acknowledge to the ingress hosts once the backup has the log through `last` */
+  inputAcks: { last: number; acks: [number, number][] }[];
+  /** the last log entry the live replica handed over */
+  loggedSeq: number;
   handle: ReplicaHandle;
   claiming: boolean;
   /** when this host started watching its partner (a grace period for a new pairing) */
@@ -207,6 +218,8 @@ export interface StartRequest {
   memoryMiB?: number;
   /** the share of one core the primary may compute, in percent (default 100) */
   cpuPercent?: number;
+  /** TCP ports (1..65535, at most PUBLISH_PORTS_MAX) every live host serves the VM on, at its public address: FTVM_ERR_BAD_REQUEST otherwise */
+  publish?: number[];
 }
 
 /** What a host may be asked to do to a VM's primary. */
@@ -251,6 +264,10 @@ export interface VmInfo {
   held: number;
   memoryMiB: number;
   cpuPercent: number;
+  /** the TCP ports the VM is published on */
+  publish: number[];
+  /** where clients reach it: "ADDR:PORT" for each published port of each live host (at the host's public address) */
+  endpoints: string[];
   /** how the guest ended (null while it runs, and until the backup acknowledged its end: the Output Rule) */
   end: VmEnd | null;
   /** bytes the guest wrote on stdout and on stderr, released so far */
@@ -345,6 +362,10 @@ export class FtHost {
   /** outputs kept for API connections, and who waits for them */
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
   private nextConn = 1;
+  private nextStreamConn = 0;
+  /** VMs' published ports on this host */
+  readonly ingress: TcpIngress;
+  private ingressAt = 0;
   private readonly incoming = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -383,6 +404,7 @@ export class FtHost {
       lagTargetMs: 100,
       unackedLogMax: UNACKED_LOG_MAX,
       advertisePeer: '',
+      publicAddress: '',
       log: () => {},
       dataDir: defaultDataDir(opts.id),
       moduleBytesMax: MODULE_BYTES_MAX_DEFAULT,
@@ -401,6 +423,12 @@ export class FtHost {
     this.meter = new MeterPool({ jobsMax: this.opts.meterJobsMax });
     this.peerServer = createServer((s) => this.acceptPeer(s));
     this.clientServer = createServer((s) => this.acceptClient(s));
+    this.ingress = new TcpIngress(this.opts.publicAddress || this.opts.bind, {
+      newConn: () => ((this.slot << 24) | STREAM_CONN_BIT | (this.nextStreamConn++ & (STREAM_CONN_BIT - 1))) >>> 0,
+      send: (vm, conn, off, bytes, eof) => this.route(vm, conn, bytes, eof, 0, off),
+      adopt: (vm, conn, after) => this.adopt(vm, conn, after),
+      log: (line) => this.say(line),
+    });
   }
 
   private say(line: string): void {
@@ -418,7 +446,7 @@ export class FtHost {
       });
     this.peerAddr = await listen(this.peerServer, this.opts.peerPort);
     this.clientAddr = await listen(this.clientServer, this.opts.clientPort);
-    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr });
+    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr, public: this.ingress.address });
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
@@ -435,16 +463,18 @@ export class FtHost {
     this.outputWaits.clear();
     await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
+    this.ingress.close();
     for (const l of this.links.values()) l.sock?.destroy();
     for (const s of this.incoming) s.destroy();
     for (const s of this.clients.values()) s.destroy();
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
-  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused'] } {
+  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused']; ingress: IngressStats } {
     return {
       id: this.id,
       slot: this.slot,
+      ingress: { ...this.ingress.stats },
       peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false })),
       vms: [...this.vms.values()].map((vm) => ({
         name: vm.name,
@@ -630,10 +660,28 @@ export class FtHost {
       clearTimeout(w.timer);
       w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${w.host}, the primary's host, went silent; a failover may be under way`));
     }
+    if (now - this.ingressAt >= INFO_EVERY_MS) {
+      this.ingressAt = now;
+      this.publishPorts();
+    }
     const wall = Date.now();
     for (const [conn, box] of this.apiBoxes) {
       if (wall - box.usedAt > API_CONN_IDLE_MS && !box.waiters.length) this.apiBoxes.delete(conn);
     }
+  }
+
+  /**
+   * Every VM with published ports that this host knows of (its own replicas,
+   * and what primaries' hosts said) gets listeners here; a VM deleted or
+   * unknown loses them.
+   */
+  private publishPorts(): void {
+    const want = new Map<string, number[]>();
+    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name)) want.set(name, said.info.publish);
+    for (const vm of this.vms.values()) if (vm.publish.length) want.set(vm.name, vm.publish);
+    for (const [name, ports] of want) this.ingress.publish(name, ports);
+    for (const name of this.ingress.vms()) if (!want.has(name)) this.ingress.unpublish(name);
+    this.ingress.sweep();
   }
 
   /** What this primary says of its VM to every host. */
@@ -653,6 +701,8 @@ export class FtHost {
       held: vm.held.length,
       memoryMiB: vm.start.memoryLimitPages / 16,
       cpuPercent: vm.cpuPercent,
+      publish: vm.publish,
+      endpoints: [],
       end: this.endReleased(vm) ? vm.end : null,
       stdoutBytes: vm.stdout.length,
       stderrBytes: vm.stderr.length,
@@ -734,6 +784,7 @@ export class FtHost {
         for (const e of entries) {
           if (e.kind === 'send') {
             const o: Output = { seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof };
+            this.streamOffset(vm, o);
             vm.unreleased.push(o);
             this.retain(vm, o);
           }
@@ -775,13 +826,20 @@ export class FtHost {
         this.onModuleChunk(from, m);
         return;
       case 'fwd':
-        this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0);
+        this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0, typeof m.off === 'number' ? m.off : undefined);
         return;
       case 'out':
-        this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof });
+        this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
+        return;
+      case 'in-ack':
+        for (const [conn, end] of m.acks as [number, number][]) this.ingress.inputAcked(conn, end);
+        return;
+      case 'in-resend':
+        this.ingress.resendFrom(m.conn as number, m.from as number);
         return;
       case 'primary':
         this.learnPrimary(m.vm as string, m.gen as number, m.host as string);
+        if (Array.isArray(m.publish) && m.publish.length && this.primaries.get(m.vm as string)?.host === m.host) this.ingress.publish(m.vm as string, (m.publish as unknown[]).filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535).slice(0, PUBLISH_PORTS_MAX));
         return;
       case 'adopt':
         if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn as number, m.after as number, m.owner as string);
@@ -882,6 +940,10 @@ export class FtHost {
       toldAt: 0,
       recreate: null,
       cpuPercent: 100,
+      publish: [],
+      outEnds: new Map(),
+      inputAcks: [],
+      loggedSeq: -1,
       primary: null,
       check: null,
       lastSeq: -1,
@@ -921,6 +983,12 @@ export class FtHost {
     const cpuPercent = req.cpuPercent ?? 100;
     if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new HostError('FTVM_ERR_BAD_REQUEST', `memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
     if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'cpuPercent must be an integer from 1 to 100');
+    const publish = req.publish ?? [];
+    if (!Array.isArray(publish) || publish.length > PUBLISH_PORTS_MAX || !publish.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) || new Set(publish).size !== publish.length) {
+      throw new HostError('FTVM_ERR_BAD_REQUEST', `publish must be at most ${PUBLISH_PORTS_MAX} different TCP ports, integers from 1 to 65535`);
+    }
+    const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
+    if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
     if ((req.module === undefined) === (req.moduleHash === undefined)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'give exactly one of a module and a module hash');
     let module: Uint8Array;
     let hash: string;
@@ -960,7 +1028,7 @@ export class FtHost {
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
     const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
-    const vm = this.newVm({ name: req.name, gen, role: 'primary', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent });
+    const vm = this.newVm({ name: req.name, gen, role: 'primary', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
     if (backup) {
@@ -999,7 +1067,7 @@ export class FtHost {
    * ('module', 'metered').
    */
   private backupRequest(vm: Vm, snapshot: Omit<Snapshot, 'memory'> | null): WireMessage {
-    return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent };
+    return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent, publish: vm.publish };
   }
 
   // ---- modules: kept, found, shipped ----
@@ -1167,7 +1235,9 @@ export class FtHost {
 
   private announce(vm: Vm): void {
     this.primaries.set(vm.name, { gen: vm.gen, host: this.id });
-    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id });
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id, publish: vm.publish });
+    if (vm.publish.length) this.ingress.publish(vm.name, vm.publish);
+    this.ingress.newPrimary(vm.name);
   }
 
   /**
@@ -1215,8 +1285,10 @@ export class FtHost {
       if (start.module !== moduleHash) throw new Error('the start entry names another module');
       const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
-      const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
+      const publish = Array.isArray(m.publish) ? (m.publish as unknown[]).filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535).slice(0, PUBLISH_PORTS_MAX) : [];
+      const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
       vm.primary = from;
+      if (snapshot?.outputEnds) vm.outEnds = new Map(snapshot.outputEnds);
       const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
       this.ringsIn.delete(`${name}/${gen}`);
       for (const k of ['stdout', 'stderr'] as const) {
@@ -1240,8 +1312,11 @@ export class FtHost {
     switch (m.t) {
       case 'log': {
         vm.primaryCount = m.count;
+        vm.loggedSeq = m.last;
         vm.marks.push({ count: m.count, at: performance.now() });
         if (vm.marks.length > 4096) vm.marks.splice(0, 2048);
+        for (const o of m.outputs) this.streamOffset(vm, o);
+        if (m.inputs) this.inputDelivered(vm, m.inputs);
         if (vm.alone) {
           for (const o of m.outputs) this.release(vm, o);
           return;
@@ -1261,6 +1336,12 @@ export class FtHost {
       }
       case 'progress':
         vm.replayCount = m.count;
+        return;
+      case 'input-end':
+        this.inputDelivered(vm, [[m.conn, m.end]]);
+        return;
+      case 'input-gap':
+        this.toIngress(m.conn, { t: 'in-resend', vm: vm.name, conn: m.conn, from: m.end });
         return;
       case 'live': {
         this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
@@ -1292,9 +1373,55 @@ export class FtHost {
     }
   }
 
+  /** A send on a TCP connection through a published port gets its offset in the connection's outgoing stream (the same on every replica: it follows the log). */
+  private streamOffset(vm: Vm, o: Output): void {
+    if (o.kind !== 'send' || !isStreamConn(o.conn)) return;
+    o.off = vm.outEnds.get(o.conn) ?? 0;
+    if (o.eof) vm.outEnds.delete(o.conn);
+    else vm.outEnds.set(o.conn, o.off + o.bytes.length);
+  }
+
+  /**
+   * The primary's replica delivered stream input through the given [conn,
+   * end] offsets: the ingress hosts may forget it once the backup has the log
+   * so far (at once when the VM runs alone: then no other copy can be made).
+   */
+  private inputDelivered(vm: Vm, acks: [number, number][]): void {
+    if (vm.alone || !vm.backup) return this.ackInputs(acks);
+    const last = vm.inputAcks.at(-1);
+    if (last && last.last === vm.loggedSeq) last.acks.push(...acks);
+    else vm.inputAcks.push({ last: vm.loggedSeq, acks });
+  }
+
+  private ackInputs(acks: [number, number][]): void {
+    const byOwner = new Map<number, [number, number][]>();
+    for (const a of acks) {
+      const slot = a[0] >>> 24;
+      byOwner.set(slot, [...(byOwner.get(slot) ?? []), a]);
+    }
+    for (const [slot, list] of byOwner) {
+      if (slot === this.slot) for (const [conn, end] of list) this.ingress.inputAcked(conn, end);
+      else this.toIngress(list[0]![0], { t: 'in-ack', acks: list });
+    }
+  }
+
+  /** A message to the host whose ingress owns stream connection `conn` (the slot in its high byte). */
+  private toIngress(conn: number, m: WireMessage): void {
+    const slot = conn >>> 24;
+    if (slot === this.slot) {
+      if (m.t === 'in-resend') this.ingress.resendFrom(conn, m.from as number);
+      return;
+    }
+    const owner = this.members.find((h) => h.slot === slot)?.id;
+    if (owner) this.toPeer(owner, m);
+  }
+
   /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
   private acked(vm: Vm, seq: number, replayCount: bigint): void {
     if (seq > vm.acked) vm.acked = seq;
+    let n = 0;
+    while (n < vm.inputAcks.length && vm.inputAcks[n]!.last <= vm.acked) this.ackInputs(vm.inputAcks[n++]!.acks);
+    if (n) vm.inputAcks.splice(0, n);
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
     if (vm.unackedBytes < this.opts.unackedLogMax / 2) vm.handle.setStall(false);
@@ -1393,6 +1520,7 @@ export class FtHost {
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
     this.primaries.set(name, { gen, host });
     this.readopt(name);
+    this.ingress.newPrimary(name);
   }
 
   /** A VM has a new primary: clients that came back here get from it what they missed. */
@@ -1405,7 +1533,7 @@ export class FtHost {
 
   /** A NIC output to the host its client is on (it started there, or came back there). */
   private deliverOut(name: string, o: Output): void {
-    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof };
+    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof, off: o.off };
     const owner = this.connOwners.get(o.conn) ?? this.members.find((h) => h.slot === o.conn >>> 24)?.id;
     if (owner === this.id || (owner === undefined && o.conn >>> 24 === this.slot)) this.toClient(o.conn, msg);
     else if (owner) this.toPeer(owner, { ...msg, t: 'out' });
@@ -1503,6 +1631,7 @@ export class FtHost {
     vm.handle.setStall(false);
     for (const o of vm.held) this.release(vm, o);
     vm.held = [];
+    for (const a of vm.inputAcks.splice(0)) this.ackInputs(a.acks);
     this.announce(vm);
     this.tell(vm);
     this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);
@@ -1577,7 +1706,7 @@ export class FtHost {
 
   private acceptClient(sock: Socket): void {
     sock.setNoDelay(true);
-    const c = { conn: ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0 };
+    const c = { conn: ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0 };
     this.clients.set(c.conn, sock);
     sock.on('close', () => {
       if (this.clients.get(c.conn) !== sock) return;
@@ -1599,6 +1728,7 @@ export class FtHost {
   }
 
   private toClient(conn: number, m: WireMessage): void {
+    if (m.t === 'recv' && this.ingress.deliver(conn, m.seq as number, typeof m.off === 'number' ? m.off : undefined, m.data as Uint8Array, m.eof === true)) return;
     const s = this.clients.get(conn);
     if (s) send(s, m);
     const adopted = m.t === 'recv' ? this.adopted.get(conn) : undefined;
@@ -1699,12 +1829,28 @@ export class FtHost {
       else if (said && said.info.gen === p.gen) info = { ...said.info, ageMs: Math.round(now - said.at) };
       else {
         // announced, but not yet described
-        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
+        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, publish: [], endpoints: [], end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
       }
+      info.publish ??= [];
+      info.endpoints = this.endpoints(info.publish);
       if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
       out.push(info);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** "ADDR:PORT" for each of `ports` at each live host's public address (this host's first). */
+  private endpoints(ports: readonly number[]): string[] {
+    if (!ports.length) return [];
+    const hosts = this.members.filter((m) => m.id === this.id || this.alive(m.id));
+    hosts.sort((a, b) => (a.id === this.id ? -1 : b.id === this.id ? 1 : a.id < b.id ? -1 : 1));
+    const out: string[] = [];
+    for (const h of hosts) {
+      const addr = h.id === this.id ? this.ingress.address : h.public;
+      if (!addr) continue;
+      for (const port of ports) out.push(`${addr.includes(':') ? `[${addr}]` : addr}:${port}`);
+    }
+    return out;
   }
 
   /** VMs this host runs a replica of or knows the primary of. */
@@ -1714,7 +1860,7 @@ export class FtHost {
 
   /** A connection id for an API client, whose outputs are kept for it to read. */
   apiConnection(): number {
-    const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
+    const conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
     this.apiBoxes.set(conn, { outputs: [], waiters: [], usedAt: Date.now() });
     return conn;
   }
@@ -1856,6 +2002,7 @@ export class FtHost {
           stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,
           memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
           cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
+          publish: Array.isArray(m.publish) ? (m.publish as number[]) : undefined,
         });
         send(sock, { t: 'started', id, vm: m.vm, ...r });
         return;
@@ -1885,15 +2032,15 @@ export class FtHost {
   }
 
   /** A client message for a VM: to its primary replica here, or forwarded to the host that has it. */
-  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number): void {
+  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number): void {
     const vm = this.vms.get(name);
     if (vm && vm.role === 'primary' && !vm.claiming) {
-      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof } });
+      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof }, off });
       return;
     }
     const p = this.primaries.get(name);
     if (p && p.host !== this.id && hops < 3) {
-      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1 });
+      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1, ...(off !== undefined ? { off } : {}) });
       return;
     }
     // Nobody known runs it (a failover is under way): the client retries.

@@ -111,6 +111,15 @@ export class VirtualNic {
     return n - s.head;
   }
 
+  /** Bytes of connection `conn` the guest has not read: its socket's stream, or its queued messages before it is accepted. */
+  unread(conn: number): number {
+    const s = this.sockets.get(conn);
+    if (s) return this.readable(s);
+    let n = 0;
+    for (const m of this.queue) if (m.conn === conn) n += m.bytes.length;
+    return n;
+  }
+
   /** Reads up to `max` bytes from a socket's stream. */
   read(s: NicSocket, max: number): Uint8Array {
     const out = new Uint8Array(Math.min(max, this.readable(s)));

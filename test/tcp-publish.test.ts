@@ -1,0 +1,146 @@
+// Published ports: plain TCP clients reach a VM through any live host, and a
+// failover of the VM's primary is invisible to a connection through a host
+// that stays alive (every answer once, in order; every request applied once).
+import { createServer, connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiOf, Cluster, eventually } from './cluster.ts';
+
+let c: Cluster | null = null;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await c?.stop();
+  c = null;
+});
+
+/** A TCP port free on every loopback address the cluster's hosts use (the kernel picks it). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A line-oriented client of the kvsock sample on one TCP endpoint: each request's answer, in order. */
+class LineClient {
+  readonly sock: Socket;
+  readonly lines: string[] = [];
+  private buf = '';
+  closed = false;
+  constructor(sock: Socket) {
+    this.sock = sock;
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        this.lines.push(this.buf.slice(0, nl));
+        this.buf = this.buf.slice(nl + 1);
+      }
+    });
+    this.sock.on('error', () => {});
+    this.sock.on('close', () => (this.closed = true));
+  }
+  /** Connects to `endpoint` ("ADDR:PORT"), trying again while it is refused: a host opens a VM's port once it hears of the VM. */
+  static async open(endpoint: string): Promise<LineClient> {
+    const i = endpoint.lastIndexOf(':');
+    const sock = await eventually(`a connection to ${endpoint}`, () =>
+      new Promise<Socket | undefined>((resolve) => {
+        const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      }),
+    );
+    sockets.push(sock);
+    return new LineClient(sock);
+  }
+  send(line: string): void {
+    this.sock.write(`${line}\n`);
+  }
+  async answers(n: number, ms = 30_000): Promise<string[]> {
+    await eventually(`${n} answers (have ${this.lines.length})`, () => (this.lines.length >= n ? true : undefined), ms);
+    return this.lines.slice(0, n);
+  }
+}
+
+describe('published ports (TCP into a VM through every live host)', () => {
+  it('serves plain TCP clients through each host, lists the endpoints, and keeps each connection its own', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const start = await api('h1', 'POST', '/v1/vms', { name: 'kvt', sample: 'kvsock', publish: [port] });
+    expect(start.status, JSON.stringify(start.json)).toBe(201);
+    const info = await eventually('three endpoints', async () => {
+      const r = await api('h2', 'GET', '/v1/vms/kvt');
+      return r.json.endpoints?.length === 3 && r.json.state === 'running' ? r.json : undefined;
+    });
+    expect(info.publish).toEqual([port]);
+    const hosts = ['h1', 'h2', 'h3'].map((id) => `${c!.host(id).public}:${port}`);
+    expect([...info.endpoints].sort()).toEqual([...hosts].sort());
+    // the same store through every host, each connection answered on its own
+    const clients = await Promise.all(hosts.map((e) => LineClient.open(e)));
+    clients.forEach((cl, i) => cl.send(`a${i} SET k${i} v${i}`));
+    for (const [i, cl] of clients.entries()) expect((await cl.answers(1))[0]).toMatch(new RegExp(`^a${i} OK \\d+$`));
+    clients.forEach((cl, i) => cl.send(`b${i} GET k${(i + 1) % 3}`));
+    for (const [i, cl] of clients.entries()) expect((await cl.answers(2))[1]).toBe(`b${i} VALUE v${(i + 1) % 3}`);
+    // a client that closes its side: the guest sees end-of-stream and closes too
+    clients[0]!.sock.end();
+    await eventually('the guest closed its side', () => (clients[0]!.closed ? true : undefined));
+    // a bad start: ports out of range are refused with a stable code
+    const bad = await api('h1', 'POST', '/v1/vms', { name: 'kvbad', sample: 'kvsock', publish: [0] });
+    expect(bad.status).toBe(400);
+    const taken = await api('h1', 'POST', '/v1/vms', { name: 'kvtwo', sample: 'kvsock', publish: [port] });
+    expect(taken.status).toBe(409);
+    expect(taken.json.error.code).toBe('FTVM_ERR_CONFLICT');
+  });
+
+  it("kill -9 of the primary's host: a connection through a surviving host sees every answer once, in order, and every request applied once", async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvf', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    const info = await eventually('a backup', async () => {
+      const r = await api('h1', 'GET', '/v1/vms/kvf');
+      return r.json.state === 'running' && r.json.endpoints?.length === 3 ? r.json : undefined;
+    });
+    expect(info.primary).toBe('h1');
+    const survivors = ['h2', 'h3'];
+    // one connection through the backup's host, one through the third host
+    const clients = await Promise.all(survivors.map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    const TOTAL = 400;
+    const WINDOW = 8;
+    const sent = clients.map(() => 0);
+    const pump = (k: number): void => {
+      const cl = clients[k]!;
+      while (sent[k]! < TOTAL && sent[k]! - cl.lines.length < WINDOW) {
+        const i = sent[k]!++;
+        cl.send(`c${k}-${i} SET key${k}-${i} v${i}`);
+      }
+    };
+    const timer = setInterval(() => clients.forEach((_, k) => pump(k)), 2);
+    try {
+      await Promise.all(clients.map((cl) => cl.answers(TOTAL / 4)));
+      await c.kill('h1');
+      const all = await Promise.all(clients.map((cl) => cl.answers(TOTAL, 60_000)));
+      for (const [k, lines] of all.entries()) {
+        // every answer once, in order
+        expect(lines.map((l) => l.split(' ')[0])).toEqual(Array.from({ length: TOTAL }, (_, i) => `c${k}-${i}`));
+      }
+      // every SET applied once: the store's write counts are 1..2*TOTAL, each seen once
+      const writes = all.flat().map((l) => Number(l.split(' ')[2]));
+      expect(writes.every((w) => Number.isInteger(w))).toBe(true);
+      expect([...writes].sort((a, b) => a - b)).toEqual(Array.from({ length: 2 * TOTAL }, (_, i) => i + 1));
+      expect(clients.every((cl) => !cl.closed)).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    const after = await api('h2', 'GET', '/v1/vms/kvf');
+    expect(after.json.primary).not.toBe('h1');
+    expect(after.json.endpoints).not.toContain(`${c.host('h1').public}:${port}`);
+  });
+});

@@ -112,8 +112,8 @@ describe('published ports (TCP into a VM through every live host)', () => {
     const survivors = ['h2', 'h3'];
     // one connection through the backup's host, one through the third host
     const clients = await Promise.all(survivors.map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
-    const TOTAL = 400;
-    const WINDOW = 8;
+    const TOTAL = 600;
+    const WINDOW = 32;
     const sent = clients.map(() => 0);
     const pump = (k: number): void => {
       const cl = clients[k]!;
@@ -142,5 +142,38 @@ describe('published ports (TCP into a VM through every live host)', () => {
     const after = await api('h2', 'GET', '/v1/vms/kvf');
     expect(after.json.primary).not.toBe('h1');
     expect(after.json.endpoints).not.toContain(`${c.host('h1').public}:${port}`);
+  });
+
+  it('a connection stays open across a test failover, and a client that resets mid-request disturbs no other', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvh', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/kvh')).json.state === 'running' ? true : undefined));
+    // through every host: the old primary's host stays up, so its connections survive too
+    const clients = await Promise.all(['h1', 'h2', 'h3'].map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    clients.forEach((cl, k) => cl.send(`p${k} SET k${k} before`));
+    await Promise.all(clients.map((cl) => cl.answers(1)));
+    const rude = await LineClient.open(`${c.host('h3').public}:${port}`);
+    rude.sock.write('r SET half');
+    const failover = await api('h2', 'POST', '/v1/vms/kvh/failover');
+    expect(failover.status, JSON.stringify(failover.json)).toBe(202);
+    rude.sock.resetAndDestroy();
+    clients.forEach((cl, k) => cl.send(`q${k} GET k${k}`));
+    for (const [k, cl] of clients.entries()) expect((await cl.answers(2))[1]).toBe(`q${k} VALUE before`);
+    const info = await eventually('h3 hears of the new primary', async () => {
+      const r = (await api('h3', 'GET', '/v1/vms/kvh')).json;
+      return r.gen === 2 ? r : undefined;
+    });
+    expect(info.primary).toBe('h2');
+    // the reset connection's half line was never a request
+    clients[2]!.send('x GET half');
+    clients[2]!.send('y INFO');
+    const [x, y] = (await clients[2]!.answers(4)).slice(2);
+    expect(x).toBe('x NOTFOUND');
+    expect(y).toMatch(/^y INFO 3 3 \d+$/);
+    expect(clients.every((cl) => !cl.closed)).toBe(true);
   });
 });

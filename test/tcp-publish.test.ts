@@ -1,9 +1,13 @@
 // Published ports: plain TCP clients reach a VM through any live host, and a
 // failover of the VM's primary is invisible to a connection through a host
 // that stays alive (every answer once, in order; every request applied once).
+import { readFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiOf, Cluster, eventually } from './cluster.ts';
+import { watText } from './helpers.ts';
+import { INGRESS_UNACKED_BYTES_MAX, INGRESS_WRITE_BYTES_MAX } from '../host/cluster/ingress.ts';
+import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
 
 let c: Cluster | null = null;
 const sockets: Socket[] = [];
@@ -175,5 +179,96 @@ describe('published ports (TCP into a VM through every live host)', () => {
     expect(x).toBe('x NOTFOUND');
     expect(y).toMatch(/^y INFO 3 3 \d+$/);
     expect(clients.every((cl) => !cl.closed)).toBe(true);
+  });
+});
+
+/**
+ * A WASI command that accepts one connection on its listening socket (fd 3,
+ * or fd 4 behind a preopen) and then, with `send`, sends 64 KiB on it again
+ * and again; without, it never reads it and sleeps.
+ */
+function acceptingGuest(send: boolean): Uint8Array {
+  return watText(`(module
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send" (func $send (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func $sleep (param $ns i64)
+    ;; a clock subscription at 0 (monotonic, relative), its event at 64, the count at 128
+    (i64.store (i32.const 0) (i64.const 0))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (local.get $ns))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))))
+  (func (export "_start") (local $fd i32)
+    (block $got
+      (loop $again
+        (br_if $got (i32.eqz (call $accept (i32.const 3) (i32.const 0) (i32.const 132))))
+        (br_if $got (i32.eqz (call $accept (i32.const 4) (i32.const 0) (i32.const 132))))
+        (call $sleep (i64.const 5000000))
+        (br $again)))
+    (local.set $fd (i32.load (i32.const 132)))
+    ;; one iovec at 200: 64 KiB from 1024
+    (i32.store (i32.const 200) (i32.const 1024))
+    (i32.store (i32.const 204) (i32.const 65536))
+    (loop $forever
+      ${send ? '(drop (call $send (local.get $fd) (i32.const 200) (i32.const 1) (i32.const 0) (i32.const 208)))' : '(call $sleep (i64.const 3600000000000))'}
+      (br $forever))))`);
+}
+
+describe('published ports: bounded buffers', () => {
+  const stats = async (id: string) => ((await (await c!.client(id)).status()) as unknown as { ingress: { bytesIn: number; pauses: number; slowReaderResets: number } }).ingress;
+  const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+  it("a guest that never reads: its client's TCP window closes, and no host takes more than the bounds", async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const module = Buffer.from(acceptingGuest(false)).toString('base64');
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'sink', module, publish: [port] })).status).toBe(201);
+    await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/sink')).json.state === 'running' ? true : undefined));
+    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    const TOTAL = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    for (let n = 0; n < TOTAL; n += chunk.length) cl.sock.write(chunk);
+    await eventually('the ingress host stops reading the socket', async () => ((await stats('h3')).pauses >= 1 ? true : undefined), 60_000);
+    // the client can push no more once the kernel's buffers are full: the window is closed
+    let last = -1;
+    await eventually('the client stops getting bytes out', async () => {
+      const out = TOTAL - cl.sock.writableLength;
+      const still = out === last;
+      last = out;
+      await new Promise((r) => setTimeout(r, 200));
+      return still ? true : undefined;
+    }, 60_000);
+    const taken = (await stats('h3')).bytesIn;
+    // what the hosts took: at most the ingress bound, the guest's unread bound, and a read or message each beyond them
+    expect(taken).toBeLessThanOrEqual(INGRESS_UNACKED_BYTES_MAX + NIC_UNREAD_BYTES_MAX + 4 * 65536);
+    expect(TOTAL - cl.sock.writableLength).toBeLessThan(TOTAL / 2);
+    const rss = ['h1', 'h2', 'h3'].map((id) => rssMiB(c!.host(id).proc.pid!));
+    process.stderr.write(`a guest that never reads: ${taken} bytes taken by the hosts, RSS MiB ${rss.map((r) => r.toFixed(0)).join(' ')}\n`);
+  });
+
+  it('a client that does not read is reset once INGRESS_WRITE_BYTES_MAX wait for it; the host goes on serving', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const module = Buffer.from(acceptingGuest(true)).toString('base64');
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'tap', module, publish: [port] })).status).toBe(201);
+    const cl = await LineClient.open(`${c.host('h2').public}:${port}`);
+    cl.sock.pause();
+    await eventually('the slow reader is reset', async () => ((await stats('h2')).slowReaderResets >= 1 ? true : undefined), 60_000);
+    // a paused socket notices the reset once it reads again
+    cl.sock.resume();
+    await eventually('the client sees its connection end', () => (cl.closed ? true : undefined), 60_000);
+    expect((await stats('h2')).slowReaderResets).toBe(1);
+    expect(INGRESS_WRITE_BYTES_MAX).toBe(8 * 1024 * 1024);
+    expect((await api('h2', 'GET', '/v1/vms/tap')).status).toBe(200);
   });
 });

@@ -239,6 +239,8 @@ export class TcpIngress {
     };
     this.conns.set(c.conn, c);
     this.stats.conns = this.conns.size;
+    // the guest accepts the connection before its client sends anything (a server may speak first)
+    this.take(c, new Uint8Array(0), false);
     sock.on('data', (chunk: Buffer) => {
       for (let at = 0; at < chunk.length; at += MAX_MESSAGE_BYTES) this.take(c, new Uint8Array(chunk.subarray(at, at + MAX_MESSAGE_BYTES)), false);
     });
@@ -254,7 +256,7 @@ export class TcpIngress {
 
   /** Bytes (or the end-of-stream) taken from the socket go to the VM, and are kept until its backup has them. */
   private take(c: StreamConn, bytes: Uint8Array, eof: boolean): void {
-    if (c.inEof) return;
+    if (c.inEof || (!eof && !bytes.length && c.inEnd > 0)) return;
     const piece: Piece = { off: c.inEnd, bytes, eof };
     c.inEnd += eof ? 1 : bytes.length;
     if (eof) c.inEof = true;
@@ -321,7 +323,7 @@ export class TcpIngress {
   deliver(conn: number, seq: number, off: number | undefined, bytes: Uint8Array, eof: boolean): boolean {
     const c = this.conns.get(conn);
     if (!c) return isStreamConn(conn);
-    if (c.outEof || c.closedAt !== null) return true;
+    if (c.outEof || c.closedAt !== null || c.sock.destroyed) return true;
     const at = off ?? c.outEnd;
     const end = at + (eof ? 1 : bytes.length);
     if (end <= c.outEnd) {

@@ -411,8 +411,15 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const { msg, off } = m;
     if (off === undefined || !isStreamConn(msg.conn)) return msg;
     if (held.has(msg.conn)) return 'hold';
+    const known = inputEnds.has(msg.conn) || streamsDone.has(msg.conn);
     const end = inputEnds.get(msg.conn) ?? (streamsDone.has(msg.conn) ? Number.MAX_SAFE_INTEGER : 0);
     const len = msg.eof ? 1 : msg.bytes.length;
+    // the opening of a connection (no bytes yet): once
+    if (len === 0) {
+      if (!known) return msg;
+      post({ t: 'input-end', conn: msg.conn, end });
+      return null;
+    }
     if (off + len <= end) {
       post({ t: 'input-end', conn: msg.conn, end });
       return null;

@@ -66,17 +66,28 @@ export class VirtualNic {
     }
     if (s.recvClosed) return;
     if (msg.eof) s.peerClosed = true;
-    else if (!s.peerClosed) s.chunks.push(msg.bytes.slice());
+    else if (!s.peerClosed && msg.bytes.length) s.chunks.push(msg.bytes.slice());
   }
 
-  /** The oldest queued message, removed; null when none is queued. */
+  /** The oldest queued message, removed; null when none is queued. An opening (see `arrive`) is not a message: it is dropped. */
   take(): NicMessage | null {
+    this.dropOpenings();
     return this.queue.shift() ?? null;
   }
 
   /** The size of the oldest queued message, or null. */
   peekSize(): number | null {
+    this.dropOpenings();
     return this.queue[0]?.bytes.length ?? null;
+  }
+
+  /**
+   * An empty message that is not an end-of-stream opens a connection (a TCP
+   * client connected and has sent nothing yet, as before a server's greeting):
+   * `accept` takes it, the raw ABI never sees it.
+   */
+  private dropOpenings(): void {
+    while (this.queue.length && !this.queue[0]!.eof && this.queue[0]!.bytes.length === 0) this.queue.shift();
   }
 
   get queued(): number {
@@ -98,7 +109,7 @@ export class VirtualNic {
     for (const m of this.queue.splice(0)) {
       if (m.conn !== s.conn) rest.push(m);
       else if (m.eof) s.peerClosed = true;
-      else if (!s.peerClosed) s.chunks.push(m.bytes);
+      else if (!s.peerClosed && m.bytes.length) s.chunks.push(m.bytes);
     }
     this.queue.push(...rest);
     return s;

@@ -26,6 +26,7 @@ import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
+import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
@@ -739,48 +740,47 @@ export class FtHost {
 
   private onPeer(from: string, m: WireMessage): void {
     try {
-      this.onPeerMessage(from, m);
+      this.onPeerMessage(from, parsePeerMessage(m));
     } catch (e) {
       this.refused.badFrames++;
       this.say(`bad ${m.t} message from ${from}: ${(e as Error).message}`);
     }
   }
 
-  private onPeerMessage(from: string, m: WireMessage): void {
-    const vm = typeof m.vm === 'string' ? this.vms.get(m.vm) : undefined;
+  private onPeerMessage(from: string, m: PeerMessage): void {
+    const vm = 'vm' in m ? this.vms.get(m.vm) : undefined;
     switch (m.t) {
       case 'hb':
         return;
       case 'snapchunk': {
-        const key = `${String(m.vm)}/${String(m.gen)}`;
+        const key = `${m.vm}/${m.gen}`;
         const parts = this.snapshotsIn.get(key) ?? [];
-        parts.push(m.bytes as Uint8Array);
+        parts.push(m.bytes);
         this.snapshotsIn.set(key, parts);
         return;
       }
       case 'rings': {
-        const key = `${String(m.vm)}/${String(m.gen)}`;
+        const key = `${m.vm}/${m.gen}`;
         this.ringsIn.delete(key);
-        this.ringsIn.set(key, m.rings as never);
+        this.ringsIn.set(key, m.rings);
         if (this.ringsIn.size > RINGS_IN_MAX) this.ringsIn.delete(this.ringsIn.keys().next().value!);
         return;
       }
       case 'backup':
         void this.makeBackup(from, m).catch((e) => {
-          this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`);
+          this.say(`cannot make backup of ${m.vm}: ${(e as Error).message}`);
           this.toPeer(from, { t: 'backup-failed', vm: m.vm, gen: m.gen });
         });
         return;
       case 'log': {
         if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
-        const first = m.first as number;
-        const last = m.last as number;
-        this.primaryReleasedTo(vm, m.released as number);
+        const { first, last } = m;
+        this.primaryReleasedTo(vm, m.released);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
           this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
           return;
         }
-        const entries = decodeFrame(m.frame as Uint8Array, vm.check!);
+        const entries = decodeFrame(m.frame, vm.check!);
         for (const e of entries) {
           if (e.kind === 'send') {
             const o: Output = { seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof };
@@ -802,51 +802,51 @@ export class FtHost {
           // the backup is in place: send it the log it does not have yet
           vm.backupReady = true;
           for (const f of vm.frames) {
-            if (f.last <= (m.seq as number)) continue;
+            if (f.last <= m.seq) continue;
             vm.logBytes += f.frame.length;
             this.toPeer(from, { t: 'log', vm: vm.name, gen: vm.gen, first: f.first, last: f.last, frame: f.frame, released: vm.released });
           }
         }
-        this.acked(vm, m.seq as number, m.count as bigint);
+        this.acked(vm, m.seq, m.count);
         return;
       }
       case 'mod-offer':
         this.onModuleOffer(from, m);
         return;
       case 'mod-need': {
-        const w = this.offerWaits.get(m.id as number);
+        const w = this.offerWaits.get(m.id);
         if (!w) return;
-        this.offerWaits.delete(m.id as number);
+        this.offerWaits.delete(m.id);
         clearTimeout(w.timer);
-        if (typeof m.refused === 'string') w.reject(new Error(`${from} refused the module: ${m.refused}`));
-        else w.resolve((m.need as string[]) ?? []);
+        if (m.refused !== undefined) w.reject(new Error(`${from} refused the module: ${m.refused}`));
+        else w.resolve(m.need);
         return;
       }
       case 'mod-chunk':
         this.onModuleChunk(from, m);
         return;
       case 'fwd':
-        this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0, typeof m.off === 'number' ? m.off : undefined);
+        this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off);
         return;
       case 'out':
-        this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
+        this.toClient(m.conn, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
         return;
       case 'in-ack':
-        for (const [conn, end] of m.acks as [number, number][]) this.ingress.inputAcked(conn, end);
+        for (const [conn, end] of m.acks) this.ingress.inputAcked(conn, end);
         return;
       case 'in-resend':
-        this.ingress.resendFrom(m.conn as number, m.from as number);
+        this.ingress.resendFrom(m.conn, m.from);
         return;
       case 'primary':
-        this.learnPrimary(m.vm as string, m.gen as number, m.host as string);
-        if (Array.isArray(m.publish) && m.publish.length && this.primaries.get(m.vm as string)?.host === m.host) this.ingress.publish(m.vm as string, (m.publish as unknown[]).filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535).slice(0, PUBLISH_PORTS_MAX));
+        this.learnPrimary(m.vm, m.gen, m.host);
+        if (m.publish?.length && this.primaries.get(m.vm)?.host === m.host) this.ingress.publish(m.vm, m.publish);
         return;
       case 'adopt':
-        if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn as number, m.after as number, m.owner as string);
-        else this.connOwners.set(m.conn as number, m.owner as string);
+        if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
+        else this.connOwners.set(m.conn, m.owner);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn as number, m.owner as string);
+        this.connOwners.set(m.conn, m.owner);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -856,11 +856,10 @@ export class FtHost {
         if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) void this.primaryLost(vm);
         return;
       case 'stop':
-        this.stopped(m.vm as string, m.gen as number);
+        this.stopped(m.vm, m.gen);
         return;
       case 'vminfo': {
-        const info = m.info as Omit<VmInfo, 'ageMs'>;
-        if (typeof info?.name !== 'string' || typeof info.gen !== 'number') throw new Error('vminfo without a name and generation');
+        const info = m.info as unknown as Omit<VmInfo, 'ageMs'>;
         if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
         const known = this.infos.get(info.name);
         if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
@@ -874,7 +873,7 @@ export class FtHost {
         const answer = (err?: HostError | Error) =>
           this.toPeer(from, { t: 'admin-res', id: m.id, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_CONFLICT') : null, message: err?.message ?? null });
         try {
-          this.adminHere(m.op as AdminOp, String(m.vm));
+          this.adminHere(m.op, m.vm);
           answer();
         } catch (e) {
           answer(e as Error);
@@ -884,33 +883,33 @@ export class FtHost {
       case 'out-read': {
         const answer = (r: OutputRead | null, err?: Error) =>
           this.toPeer(from, { t: 'out-res', id: m.id, read: r, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_UNAVAILABLE') : null, message: err?.message ?? null });
-        const stream = m.stream === 'stderr' ? 'stderr' : 'stdout';
-        const waitMs = Math.min(Math.max(Number(m.waitMs) || 0, 0), OUTPUT_WAIT_MS_MAX);
-        const at = Number(m.from);
-        if (!this.vms.has(String(m.vm))) return void answer(null, new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} runs no replica of ${String(m.vm)} (any more); try again`));
-        this.readOutputHere(String(m.vm), stream, Number.isSafeInteger(at) && at >= 0 ? at : 0, Math.trunc(waitMs)).then((r) => answer(r), (e: Error) => answer(null, e));
+        const waitMs = Math.min(m.waitMs, OUTPUT_WAIT_MS_MAX);
+        if (!this.vms.has(m.vm)) return void answer(null, new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} runs no replica of ${m.vm} (any more); try again`));
+        this.readOutputHere(m.vm, m.stream, m.from, waitMs).then((r) => answer(r), (e: Error) => answer(null, e));
         return;
       }
       case 'out-res': {
-        const w = this.outputWaits.get(m.id as number);
+        const w = this.outputWaits.get(m.id);
         if (!w) return;
-        this.outputWaits.delete(m.id as number);
+        this.outputWaits.delete(m.id);
         clearTimeout(w.timer);
-        if (m.code === null && m.read) w.resolve(m.read as OutputRead);
-        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
+        if (m.code === null && m.read) w.resolve(m.read as unknown as OutputRead);
+        else w.reject(new HostError((m.code !== null && HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
       case 'admin-res': {
-        const w = this.adminWaits.get(m.id as number);
+        const w = this.adminWaits.get(m.id);
         if (!w) return;
-        this.adminWaits.delete(m.id as number);
+        this.adminWaits.delete(m.id);
         clearTimeout(w.timer);
         if (m.code === null) w.resolve();
-        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
+        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
-      default:
-        throw new Error(`unknown message type "${m.t}"`);
+      default: {
+        const never: never = m;
+        throw new Error(`unhandled message type "${(never as PeerMessage).t}"`);
+      }
     }
   }
 
@@ -1173,11 +1172,9 @@ export class FtHost {
   }
 
   /** A peer offers modules: answer with those this host lacks, and get ready to receive them (or refuse). */
-  private onModuleOffer(from: string, m: WireMessage): void {
-    const items = m.items as { hash: string; kind: ModuleKind; bytes: number }[];
-    if (!Array.isArray(items) || items.length > 4 || !items.every((it) => typeof it?.hash === 'string' && HASH_RE.test(it.hash) && (it.kind === 'module' || it.kind === 'metered') && Number.isInteger(it.bytes) && it.bytes >= 0)) {
-      throw new Error('mod-offer needs "items": [{ hash, kind, bytes }]');
-    }
+  private onModuleOffer(from: string, m: PeerMessageOf<'mod-offer'>): void {
+    const items = m.items;
+    if (!items.every((it) => HASH_RE.test(it.hash))) throw new Error('mod-offer needs "items": [{ hash (SHA-256, hex), kind, bytes }]');
     const need = items.filter((it) => !this.hasModule(it.hash));
     const refuse = (why: string): void => void this.toPeer(from, { t: 'mod-need', id: m.id, need: [], refused: why });
     if (this.incomingModules.size + need.length > INCOMING_MAX) return refuse(`${this.id} receives ${this.incomingModules.size} modules already`);
@@ -1193,15 +1190,15 @@ export class FtHost {
   }
 
   /** A chunk of a module this host said it needs; the last one is checked, kept in memory and stored. */
-  private onModuleChunk(from: string, m: WireMessage): void {
-    const hash = m.hash as string;
+  private onModuleChunk(from: string, m: PeerMessageOf<'mod-chunk'>): void {
+    const hash = m.hash;
     const inc = this.incomingModules.get(hash);
     if (!inc || inc.from !== from) return; // not asked for, or dropped
     const bytes = m.bytes;
-    if (!(bytes instanceof Uint8Array) || m.at !== inc.got || inc.got + bytes.length > inc.total) {
+    if (m.at !== inc.got || inc.got + bytes.length > inc.total) {
       this.incomingModules.delete(hash);
       for (const w of inc.waiters.splice(0)) w();
-      throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${String(m.at)} of ${bytes instanceof Uint8Array ? bytes.length : '?'} bytes does not follow the ${inc.got} received of ${inc.total}`);
+      throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${m.at} of ${bytes.length} bytes does not follow the ${inc.got} received of ${inc.total}`);
     }
     inc.bytes.set(bytes, inc.got);
     inc.hash.update(bytes);
@@ -1247,9 +1244,9 @@ export class FtHost {
    * replica starts, from boot or from the snapshot whose chunks came before.
    * A newer request for the same VM overtakes one still being made.
    */
-  private async makeBackup(from: string, m: WireMessage): Promise<void> {
-    const name = m.vm as string;
-    const gen = m.gen as number;
+  private async makeBackup(from: string, m: PeerMessageOf<'backup'>): Promise<void> {
+    const name = m.vm;
+    const gen = m.gen;
     if ((this.tombstones.get(name) ?? 0) > gen) return; // deleted since
     const token = {};
     this.making.set(name, token);
@@ -1261,14 +1258,12 @@ export class FtHost {
       this.snapshotsIn.delete(`${name}/${gen}`);
       snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
     }
-    const start = m.start as EntryPayloads['start'];
-    const moduleHash = String(m.moduleHash);
-    const meteredHash = String(m.meteredHash);
+    const { start, moduleHash, meteredHash } = m;
     try {
       let module: Uint8Array | null;
       let metered: Uint8Array | null;
       let compiled: WebAssembly.Module;
-      if (m.module instanceof Uint8Array && m.metered instanceof Uint8Array && m.module.length + m.metered.length <= INLINE_SHIP_BYTES_MAX) {
+      if (m.module && m.metered && m.module.length + m.metered.length <= INLINE_SHIP_BYTES_MAX) {
         // small: made at once, with nothing awaited, so the backup exists as soon as its request arrived
         module = shared(m.module);
         metered = m.metered;
@@ -1283,9 +1278,8 @@ export class FtHost {
         if (this.making.get(name) !== token || this.closed || (this.tombstones.get(name) ?? 0) > gen) return; // overtaken or deleted meanwhile
       }
       if (start.module !== moduleHash) throw new Error('the start entry names another module');
-      const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
+      const { cpuPercent, publish } = m;
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
-      const publish = Array.isArray(m.publish) ? (m.publish as unknown[]).filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535).slice(0, PUBLISH_PORTS_MAX) : [];
       const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
       vm.primary = from;
       if (snapshot?.outputEnds) vm.outEnds = new Map(snapshot.outputEnds);

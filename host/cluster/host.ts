@@ -26,6 +26,8 @@ import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
+import { FailureDetector } from '../ft/detector.ts';
+import { OutputRule } from '../ft/output-rule.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
 
@@ -107,7 +109,6 @@ interface Vm {
   /** per TCP connection through a published port: the offset in its outgoing stream after the last send seen in the log */
   outEnds: Map<number, number>;
   /** stream input the worker delivered, to acknowledge to the ingress hosts once the backup has the log through `last` */
-  inputAcks: { last: number; acks: [number, number][] }[];
   /** the last log entry the live replica handed over */
   loggedSeq: number;
   handle: ReplicaHandle;
@@ -123,7 +124,8 @@ interface Vm {
   backupReady: boolean;
   alone: boolean;
   frames: PendingFrame[];
-  held: Output[];
+  /** outputs, and clients' input positions, waiting for the backup to acknowledge their log */
+  rule: OutputRule<Output>;
   acked: number;
   released: number;
   /** outputs this replica released as the primary */
@@ -339,7 +341,8 @@ export class FtHost {
   private readonly peerServer: Server;
   private readonly clientServer: Server;
   private readonly links = new Map<string, Link>();
-  private readonly lastHeard = new Map<string, number>();
+  /** which peers are alive (heartbeats and all traffic) */
+  private readonly detector: FailureDetector;
   private members: HostRecord[] = [];
   private readonly vms = new Map<string, Vm>();
   /** which host runs the primary of a VM, as far as this host knows */
@@ -414,6 +417,7 @@ export class FtHost {
       meterJobsMax: 1,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
+    this.detector = new FailureDetector(this.opts.failMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
       countMax: this.opts.moduleStoreCountMax,
@@ -492,7 +496,7 @@ export class FtHost {
         logBytes: vm.logBytes,
         unackedBytes: vm.unackedBytes,
         stalls: vm.stalls,
-        held: vm.held.length,
+        held: vm.rule.held,
         releasedCount: vm.releasedCount,
         recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
       })),
@@ -518,12 +522,11 @@ export class FtHost {
   }
 
   private alive(id: string): boolean {
-    const t = this.lastHeard.get(id);
-    return t !== undefined && performance.now() - t < this.opts.failMs;
+    return this.detector.alive(id);
   }
 
   private heard(id: string): void {
-    this.lastHeard.set(id, performance.now());
+    this.detector.heard(id);
   }
 
   private dial(l: Link): void {
@@ -640,8 +643,7 @@ export class FtHost {
       if (vm.claiming) continue;
       const partner = vm.role === 'primary' ? vm.backup : vm.primary;
       if (!partner) continue;
-      if (now - vm.since < this.opts.failMs * 2) continue;
-      if (!this.alive(partner)) {
+      if (this.detector.partnerDead(partner, vm.since)) {
         this.say(`${vm.name}: ${vm.role === 'primary' ? 'backup' : 'primary'} ${partner} is silent`);
         void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
       }
@@ -699,7 +701,7 @@ export class FtHost {
       logBytes: vm.logBytes,
       acked: vm.acked,
       released: vm.released,
-      held: vm.held.length,
+      held: vm.rule.held,
       memoryMiB: vm.start.memoryLimitPages / 16,
       cpuPercent: vm.cpuPercent,
       publish: vm.publish,
@@ -719,7 +721,7 @@ export class FtHost {
   private endReleased(vm: Vm): boolean {
     if (!vm.end) return false;
     if (vm.role === 'backup') return vm.unreleased.length === 0;
-    return vm.held.length === 0 && (vm.alone || !vm.backup || vm.frames.length === 0);
+    return vm.rule.held === 0 && (vm.alone || !vm.backup || vm.frames.length === 0);
   }
 
   private tell(vm: Vm): void {
@@ -924,7 +926,7 @@ export class FtHost {
       backupReady: false,
       alone: false,
       frames: [],
-      held: [],
+      rule: new OutputRule<Output>(),
       acked: -1,
       released: -1,
       releasedCount: 0,
@@ -941,7 +943,6 @@ export class FtHost {
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),
-      inputAcks: [],
       loggedSeq: -1,
       primary: null,
       check: null,
@@ -1321,7 +1322,7 @@ export class FtHost {
           vm.handle.setStall(true);
           vm.stalls++;
         }
-        vm.held.push(...m.outputs);
+        vm.rule.hold(m.outputs);
         if (vm.backup && vm.backupReady) {
           vm.logBytes += m.frame.length;
           this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
@@ -1382,9 +1383,7 @@ export class FtHost {
    */
   private inputDelivered(vm: Vm, acks: [number, number][]): void {
     if (vm.alone || !vm.backup) return this.ackInputs(acks);
-    const last = vm.inputAcks.at(-1);
-    if (last && last.last === vm.loggedSeq) last.acks.push(...acks);
-    else vm.inputAcks.push({ last: vm.loggedSeq, acks });
+    vm.rule.inputDelivered(vm.loggedSeq, acks);
   }
 
   private ackInputs(acks: [number, number][]): void {
@@ -1413,15 +1412,12 @@ export class FtHost {
   /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
   private acked(vm: Vm, seq: number, replayCount: bigint): void {
     if (seq > vm.acked) vm.acked = seq;
-    let n = 0;
-    while (n < vm.inputAcks.length && vm.inputAcks[n]!.last <= vm.acked) this.ackInputs(vm.inputAcks[n++]!.acks);
-    if (n) vm.inputAcks.splice(0, n);
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
     if (vm.unackedBytes < this.opts.unackedLogMax / 2) vm.handle.setStall(false);
-    let i = 0;
-    while (i < vm.held.length && vm.held[i]!.seq <= vm.acked) this.release(vm, vm.held[i++]!);
-    if (i) vm.held.splice(0, i);
+    const safe = vm.rule.acked(vm.acked);
+    for (const o of safe.outputs) this.release(vm, o);
+    if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
     vm.lagCounts = vm.primaryCount > replayCount ? vm.primaryCount - replayCount : 0n;
     let at = performance.now();
@@ -1623,9 +1619,9 @@ export class FtHost {
     vm.frames = [];
     vm.unackedBytes = 0;
     vm.handle.setStall(false);
-    for (const o of vm.held) this.release(vm, o);
-    vm.held = [];
-    for (const a of vm.inputAcks.splice(0)) this.ackInputs(a.acks);
+    const all = vm.rule.releaseAll();
+    for (const o of all.outputs) this.release(vm, o);
+    if (all.inputs.length) this.ackInputs(all.inputs);
     this.announce(vm);
     this.tell(vm);
     this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);

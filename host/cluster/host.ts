@@ -28,6 +28,7 @@ import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { OutputRule } from '../ft/output-rule.ts';
+import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
 
@@ -112,7 +113,10 @@ interface Vm {
   /** the last log entry the live replica handed over */
   loggedSeq: number;
   handle: ReplicaHandle;
-  claiming: boolean;
+  /** where the replica is in the FT protocol (replica-state.ts): the source of `claiming` and `alone` */
+  state: ReplicaState;
+  /** it is claiming the next generation at the arbiter (going-live, going-alone) */
+  readonly claiming: boolean;
   /** when this host started watching its partner (a grace period for a new pairing) */
   since: number;
   // primary
@@ -122,7 +126,8 @@ interface Vm {
    * from then on, since a backup being made (modules shipped, compiled) would drop them
    */
   backupReady: boolean;
-  alone: boolean;
+  /** a primary without a backup (alone, recreating-backup) */
+  readonly alone: boolean;
   frames: PendingFrame[];
   /** outputs, and clients' input positions, waiting for the backup to acknowledge their log */
   rule: OutputRule<Output>;
@@ -234,6 +239,8 @@ export interface VmStatus {
   role: 'primary' | 'backup';
   partner: string | null;
   alone: boolean;
+  /** where the replica is in the FT protocol */
+  state: ReplicaState;
   acked: number;
   released: number;
   lagMs: number;
@@ -487,6 +494,7 @@ export class FtHost {
         role: vm.role,
         partner: vm.role === 'primary' ? vm.backup : vm.primary,
         alone: vm.alone,
+        state: vm.state,
         acked: vm.acked,
         released: vm.released,
         lagMs: vm.lagMs,
@@ -917,14 +925,12 @@ export class FtHost {
 
   // ---- VMs ----
 
-  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Vm>): Vm {
+  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'state' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Omit<Vm, 'claiming' | 'alone'>>): Vm {
     const vm: Vm = {
       reactor: WebAssembly.Module.exports(fields.compiled).some((e) => e.name === '_initialize'),
-      claiming: false,
       since: performance.now(),
       backup: null,
       backupReady: false,
-      alone: false,
       frames: [],
       rule: new OutputRule<Output>(),
       acked: -1,
@@ -958,6 +964,12 @@ export class FtHost {
       end: null,
       outWaiters: new Set(),
       ...fields,
+      get claiming(): boolean {
+        return this.state === 'going-live' || this.state === 'going-alone';
+      },
+      get alone(): boolean {
+        return this.state === 'alone' || this.state === 'recreating-backup';
+      },
     };
     this.vms.set(vm.name, vm);
     vm.handle.on('message', (msg) => this.fromReplica(vm, msg));
@@ -1028,7 +1040,7 @@ export class FtHost {
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
     const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
-    const vm = this.newVm({ name: req.name, gen, role: 'primary', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
+    const vm = this.newVm({ name: req.name, gen, role: 'primary', state: backup ? 'live' : 'alone', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
     if (backup) {
@@ -1037,7 +1049,6 @@ export class FtHost {
       else void this.backupFromBoot(vm, backup);
     } else {
       // No other host yet: run alone and make a backup from a snapshot once one is up.
-      vm.alone = true;
       this.recreateBackup(vm);
     }
     this.tell(vm);
@@ -1281,7 +1292,7 @@ export class FtHost {
       if (start.module !== moduleHash) throw new Error('the start entry names another module');
       const { cpuPercent, publish } = m;
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
-      const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
+      const vm = this.newVm({ name, gen, role: 'backup', state: 'following', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
       vm.primary = from;
       if (snapshot?.outputEnds) vm.outEnds = new Map(snapshot.outputEnds);
       const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
@@ -1563,11 +1574,25 @@ export class FtHost {
 
   private dropVm(vm: Vm, why: string): void {
     if (this.vms.get(vm.name) !== vm) return;
+    this.transition(vm, 'stopped');
     this.vms.delete(vm.name);
     vm.ended = true;
     this.wakeReaders(vm);
     void vm.handle.terminate();
     this.say(`${vm.name}: ${vm.role} dropped (${why})`);
+  }
+
+  /**
+   * Moves a replica to state `to`, asserting the protocol allows it
+   * (replica-state.ts); a primary that won its generation as a backup takes
+   * the primary's role. Errors: ReplicaStateError FTVM_ERR_STATE (a bug: the
+   * host stops rather than go on from a state the protocol cannot be in).
+   */
+  private transition(vm: Vm, to: ReplicaState): void {
+    const from = vm.state;
+    assertTransition(vm.name, from, to);
+    vm.state = to;
+    if (from === 'going-live' && to === 'alone') vm.role = 'primary';
   }
 
   /** Claims generation gen+1, retrying while the arbiter cannot be reached; never goes live without it. */
@@ -1584,15 +1609,13 @@ export class FtHost {
   }
 
   private async primaryLost(vm: Vm): Promise<void> {
-    vm.claiming = true;
+    this.transition(vm, 'going-live');
     const won = await this.claimNext(vm);
     if (this.vms.get(vm.name) !== vm) return;
     if (!won) return this.dropVm(vm, 'lost the arbiter to another replica');
     vm.gen++;
-    vm.role = 'primary';
+    this.transition(vm, 'alone');
     vm.primary = null;
-    vm.alone = true;
-    vm.claiming = false;
     vm.handle.send({ t: 'golive' });
     // A replica that ran to the end sends no 'live': what its log holds is released now.
     if (vm.end) {
@@ -1607,15 +1630,14 @@ export class FtHost {
   }
 
   private async backupLost(vm: Vm): Promise<void> {
-    vm.claiming = true;
+    this.transition(vm, 'going-alone');
     const won = await this.claimNext(vm);
     if (this.vms.get(vm.name) !== vm) return;
     if (!won) return this.dropVm(vm, 'lost the arbiter: the backup went live');
     vm.gen++;
-    vm.claiming = false;
+    this.transition(vm, 'alone');
     vm.backup = null;
     vm.backupReady = false;
-    vm.alone = true;
     vm.frames = [];
     vm.unackedBytes = 0;
     vm.handle.setStall(false);
@@ -1645,6 +1667,7 @@ export class FtHost {
     const target = this.pickBackupHost(vm.name);
     if (!target) return retry(500);
     vm.snapshotFor = target;
+    this.transition(vm, 'recreating-backup');
     vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
     // The modules go first, so the primary pauses for its snapshot only once the new backup's host has them.
     const gen = vm.gen;
@@ -1657,6 +1680,7 @@ export class FtHost {
         if (this.vms.get(vm.name) !== vm || vm.gen !== gen || vm.snapshotFor !== target) return;
         this.say(`${vm.name}: no new backup on ${target}: ${e.message}`);
         vm.snapshotFor = null;
+        this.transition(vm, 'alone');
         retry(BACKUP_RETRY_MS);
       },
     );
@@ -1667,6 +1691,7 @@ export class FtHost {
     if (!target || vm.role !== 'primary') return;
     if (!this.links.get(target)?.ready) {
       vm.snapshotFor = null;
+      this.transition(vm, 'alone');
       this.recreateBackup(vm);
       return;
     }
@@ -1683,7 +1708,7 @@ export class FtHost {
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.backupReady = false;
-    vm.alone = false;
+    this.transition(vm, 'live');
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);

@@ -18,6 +18,7 @@ import swagger from '@fastify/swagger';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
 import { HostError, OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
+import { EVENTS_MAX } from '../ft/events.ts';
 import { OUTPUT_RING_BYTES } from '../cluster/output-ring.ts';
 import { MeterPoolError } from '../cluster/meter-pool.ts';
 import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
@@ -256,6 +257,27 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.get('/v1/hosts', {
     schema: { response: { 200: { type: 'object', properties: { self: { type: 'string' }, hosts: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, alive: { type: 'boolean' } } } } } }, ...e(401) } },
   }, async () => ({ self: host.id, hosts: [{ id: host.id, alive: true }, ...host.status().peers.map((p) => ({ id: p.id, alive: p.alive }))] }));
+
+  app.get('/v1/events', {
+    schema: {
+      description:
+        "What this host did, as named events (vm-started, partner-silent, generation-won, replica-dropped, backup-following, backup-recreated, live, ended, replica-failed, module-shipped, peer-dropped), each with its fields, its number on this host (`seq`, from 1) and when (`atMs`, ms since the epoch); the last " +
+        `${EVENTS_MAX} are kept. A reader follows by asking after the last \`next\`.`,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { after: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: EVENTS_MAX, default: 1000 } },
+      },
+      response: {
+        200: { type: 'object', properties: { events: { type: 'array', items: { type: 'object', additionalProperties: true } }, next: { type: 'integer' } } },
+        ...e(400, 401),
+      },
+    },
+  }, async (req) => {
+    const q = req.query as { after: number; limit: number };
+    const events = host.events.after(q.after, q.limit);
+    return { events, next: events.at(-1)?.seq ?? q.after };
+  });
 
   app.post('/v1/vms', {
     schema: {

@@ -27,6 +27,7 @@ import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type Ingr
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
+import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
 import { OutputRule } from '../ft/output-rule.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
@@ -380,6 +381,8 @@ export class FtHost {
   private readonly incoming = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** what this host did, as named events (the last EVENTS_MAX) */
+  readonly events = new EventLog();
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
@@ -445,6 +448,12 @@ export class FtHost {
 
   private say(line: string): void {
     this.opts.log(`[${this.id}] ${line}`);
+  }
+
+  /** Records a named event (GET /v1/events) and says it in the log. */
+  private note(e: HostEvent): void {
+    this.events.add(e);
+    this.say(eventText(e));
   }
 
   async start(): Promise<void> {
@@ -622,7 +631,7 @@ export class FtHost {
       },
       (e: WireError) => {
         this.refused.badFrames++;
-        this.say(`dropped peer ${peer ?? '(unauthenticated)'}: ${e.message}`);
+        this.note({ event: 'peer-dropped', peer: peer ?? null, reason: e.message });
       },
     );
   }
@@ -652,7 +661,7 @@ export class FtHost {
       const partner = vm.role === 'primary' ? vm.backup : vm.primary;
       if (!partner) continue;
       if (this.detector.partnerDead(partner, vm.since)) {
-        this.say(`${vm.name}: ${vm.role === 'primary' ? 'backup' : 'primary'} ${partner} is silent`);
+        this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
         void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
       }
     }
@@ -1052,7 +1061,7 @@ export class FtHost {
       this.recreateBackup(vm);
     }
     this.tell(vm);
-    this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none yet'}`);
+    this.note({ event: 'vm-started', vm: vm.name, backup });
     return { gen, primary: this.id, backup };
   }
 
@@ -1179,7 +1188,7 @@ export class FtHost {
         this.shipping.sentBytes += bytes.length;
       }
       this.shipping.sent++;
-      this.say(`${vm.name}: shipped ${it.kind} ${it.hash.slice(0, 12)} (${it.bytes.length} bytes) to ${target} in ${Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES)} chunks`);
+      this.note({ event: 'module-shipped', vm: vm.name, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
     }
   }
 
@@ -1307,7 +1316,7 @@ export class FtHost {
       // Tell the primary the backup is in place (and where it starts), before any new entry.
       vm.replayCount = snapshot ? snapshot.count : 0n;
       this.toPeer(from, { t: 'ack', vm: name, gen, seq: vm.lastSeq, count: vm.replayCount });
-      this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
+      this.note({ event: 'backup-following', vm: name, primary: from, from: snapshot ? 'snapshot' : 'boot', seq: snapshot ? snapshot.seq : 0 });
     } finally {
       if (this.making.get(name) === token) this.making.delete(name);
     }
@@ -1350,7 +1359,7 @@ export class FtHost {
         this.toIngress(m.conn, { t: 'in-resend', vm: vm.name, conn: m.conn, from: m.end });
         return;
       case 'live': {
-        this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
+        this.note({ event: 'live', vm: vm.name, gen: vm.gen, seq: m.seq, count: String(m.count) });
         // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
         this.releaseUnreleased(vm);
         this.readopt(vm.name);
@@ -1367,10 +1376,10 @@ export class FtHost {
         if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
         if (vm.role === 'primary') this.endLag(vm);
         this.wakeReaders(vm);
-        this.say(`${vm.name}: ${vm.role} ended (${m.result.outcome}${m.result.exitCode !== null ? ` ${m.result.exitCode}` : ''}) at count ${m.result.count}`);
+        this.note({ event: 'ended', vm: vm.name, role: vm.role, outcome: m.result.outcome, exitCode: m.result.exitCode, count: String(m.result.count) });
         return;
       case 'error':
-        this.say(`${vm.name}: ${vm.role} failed: ${m.code}: ${m.message}`);
+        this.note({ event: 'replica-failed', vm: vm.name, role: vm.role, code: m.code, message: m.message });
         if (vm.role === 'backup' && vm.primary) this.toPeer(vm.primary, { t: 'backup-failed', vm: vm.name, gen: vm.gen });
         this.dropVm(vm, m.code);
         return;
@@ -1579,7 +1588,7 @@ export class FtHost {
     vm.ended = true;
     this.wakeReaders(vm);
     void vm.handle.terminate();
-    this.say(`${vm.name}: ${vm.role} dropped (${why})`);
+    this.note({ event: 'replica-dropped', vm: vm.name, role: vm.role, why });
   }
 
   /**
@@ -1625,7 +1634,7 @@ export class FtHost {
     this.failovers++;
     this.announce(vm);
     this.tell(vm);
-    this.say(`${vm.name}: won generation ${vm.gen}; going live`);
+    this.note({ event: 'generation-won', vm: vm.name, gen: vm.gen, role: 'backup' });
     this.recreateBackup(vm);
   }
 
@@ -1646,7 +1655,7 @@ export class FtHost {
     if (all.inputs.length) this.ackInputs(all.inputs);
     this.announce(vm);
     this.tell(vm);
-    this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);
+    this.note({ event: 'generation-won', vm: vm.name, gen: vm.gen, role: 'primary' });
     this.recreateBackup(vm);
   }
 
@@ -1714,7 +1723,7 @@ export class FtHost {
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
     vm.since = performance.now();
     vm.snapshotFor = null;
-    this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory, the primary paused ${vm.recreate?.pauseMs.toFixed(1)} ms)`);
+    this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0 });
   }
 
   // ---- clients ----

@@ -1,12 +1,16 @@
 // WASI preview1 sockets on the VM's virtual network (host/runtime/wasi.ts +
 // host/runtime/nic.ts), driven directly through `WasiHost.imports` with
-// pointers into a bound WebAssembly.Memory: fd 4 is the listening socket,
-// accepted connections get the lowest free fd >= 5, arrivals come through
+// pointers into a bound WebAssembly.Memory: fd 3 is the listening socket,
+// accepted connections get the lowest free fd >= 5 (after the preopen "/"
+// at 4), arrivals come through
 // `nic.arrive`, and `wait` delivers scripted batches of messages (or says that
 // nothing will ever come, which ends a blocking call with GuestIdle).
 import { describe, expect, it } from 'vitest';
 import { GuestIdle, LISTEN_FD, WasiHost } from '../host/runtime/wasi.ts';
 import { MAX_MESSAGE_BYTES, VirtualNic, type NicMessage } from '../host/runtime/nic.ts';
+
+/** the preopen "/", after the listening socket at fd 3 (wasmtime's --tcplisten layout) */
+const PREOPEN_FD = 4;
 
 // errno (WASI preview1)
 const EAGAIN = 6;
@@ -201,7 +205,7 @@ class Harness {
     const b = enc(name);
     this.u8.set(b, PATH);
     this.dv.setUint32(R0, SENTINEL, true);
-    const err = this.fn['path_open']!(3, 0, PATH, b.length, OFLAGS_CREAT, 0n, 0n, 0, R0);
+    const err = this.fn['path_open']!(PREOPEN_FD, 0, PATH, b.length, OFLAGS_CREAT, 0n, 0n, 0, R0);
     return { err, fd: this.dv.getUint32(R0, true) };
   }
 
@@ -297,7 +301,7 @@ describe('sock_accept', () => {
     h.arrive(1, 'a');
     h.arrive(2, 'b');
     expect(h.acceptOk()).toBe(5);
-    for (const fd of [0, 1, 2, 3, 5]) expect(h.accept(fd)).toEqual({ err: ENOTSOCK, fd: SENTINEL });
+    for (const fd of [0, 1, 2, PREOPEN_FD, 5]) expect(h.accept(fd)).toEqual({ err: ENOTSOCK, fd: SENTINEL });
     expect(h.accept(6)).toEqual({ err: EBADF, fd: SENTINEL }); // never opened
     expect(h.close(LISTEN_FD)).toBe(0);
     expect(h.accept(LISTEN_FD)).toEqual({ err: EBADF, fd: SENTINEL });
@@ -468,7 +472,7 @@ describe('sock_recv and fd_read on a socket', () => {
     expect(h.recv(LISTEN_FD, [8]).err).toBe(ENOTCONN);
     expect(h.recv(LISTEN_FD, [8], 'fd_read').err).toBe(ENOTCONN);
     expect(h.recv(1, [8]).err).toBe(ENOTSOCK);
-    expect(h.recv(3, [8]).err).toBe(ENOTSOCK);
+    expect(h.recv(PREOPEN_FD, [8]).err).toBe(ENOTSOCK);
     expect(h.recv(5, [8]).err).toBe(EBADF);
     expect(h.recv(5, [8], 'fd_read').err).toBe(EBADF);
     expect(h.nic.queued).toBe(1); // nothing was taken
@@ -577,7 +581,7 @@ describe('sock_send and fd_write on a socket', () => {
     expect(h.send(LISTEN_FD, ['x'])).toEqual({ err: ENOTCONN, n: SENTINEL });
     expect(h.send(LISTEN_FD, ['x'], 'fd_write')).toEqual({ err: ENOTCONN, n: SENTINEL });
     expect(h.send(1, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
-    expect(h.send(3, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
+    expect(h.send(PREOPEN_FD, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
     expect(h.send(5, ['x'])).toEqual({ err: EBADF, n: SENTINEL });
     expect(h.acceptOk()).toBe(5);
     const send = h.fn['sock_send']!;
@@ -625,7 +629,7 @@ describe('sock_shutdown', () => {
     const h = new Harness();
     expect(h.shutdown(LISTEN_FD, SHUT_WR)).toBe(ENOTCONN);
     expect(h.shutdown(1, SHUT_WR)).toBe(ENOTSOCK);
-    expect(h.shutdown(3, SHUT_RD)).toBe(ENOTSOCK);
+    expect(h.shutdown(PREOPEN_FD, SHUT_RD)).toBe(ENOTSOCK);
     expect(h.shutdown(5, SHUT_WR)).toBe(EBADF);
     expect(h.sent).toEqual([]);
   });
@@ -818,7 +822,7 @@ describe('deviceState', () => {
     // failed or empty calls change nothing
     const last = h.host.deviceState();
     expect(h.recv(5, [4]).err).toBe(EBADF);
-    expect(h.send(4, ['x']).err).toBe(ENOTCONN);
+    expect(h.send(LISTEN_FD, ['x']).err).toBe(ENOTCONN);
     h.arrive(1, 'dropped');
     expect(h.host.deviceState()).toBe(last);
   });

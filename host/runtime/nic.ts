@@ -10,7 +10,7 @@
 // A guest reads them in one of two ways:
 //   - raw: `ftvm_io.nic_recv` takes the oldest queued message of any connection
 //     that is not a socket, `ftvm_io.nic_send` sends one message;
-//   - as WASI sockets: `sock_accept` on the listening socket (fd 4) turns the
+//   - as WASI sockets: `sock_accept` on the listening socket (fd 3) turns the
 //     connection of the oldest queued message into a stream socket, and from
 //     then on that connection's messages become its byte stream.
 // A connection the guest closed stays closed: later messages for it are dropped.

@@ -303,6 +303,7 @@ async function cmdRun(argv: string[]): Promise<number> {
       'dir-writeback': { type: 'boolean' },
       out: { type: 'string' },
       env: { type: 'string', multiple: true },
+      tcplisten: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -310,6 +311,9 @@ async function cmdRun(argv: string[]): Promise<number> {
     hostStdout.write(RUN_HELP);
     return 0;
   }
+  const tcplisten = tcpListenOption(values.tcplisten);
+  if (tcplisten !== null && values['no-meter']) throw usageError('--tcplisten runs the guest metered (connections arrive as interrupts at check points): drop --no-meter');
+  if (tcplisten !== null && values.deadline !== undefined) throw usageError('--deadline is not available with --tcplisten');
   if (positionals.length !== 1) throw usageError(`ftvm run takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm run --help`);
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
@@ -325,6 +329,24 @@ async function cmdRun(argv: string[]): Promise<number> {
   const env = parseEnv(values.env);
   const deadline = values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined;
   const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
+  if (tcplisten !== null) {
+    const meter = { depthLimit: meterOptions.depthLimit, memoryLimitPages: meterOptions.memoryLimitPages, canonicalizeNaNs: meterOptions.canonicalizeNaNs };
+    return await runServing({
+      bytes,
+      args: [positionals[0]!, ...guestArgs],
+      env,
+      stdin,
+      dirs,
+      meter,
+      tcplisten,
+      logFd: null,
+      logPath: '',
+      summary: 'run',
+      printCount: values.count ?? false,
+      dirWriteback: values['dir-writeback'] ?? false,
+      out: values.out,
+    });
+  }
   const { compileGuestAsync } = await import('../runtime/compile.ts');
   const { runModule } = await import('../runtime/instance.ts');
   const { module } = await compileGuestAsync(bytes, meterOptions);
@@ -348,6 +370,64 @@ async function cmdRun(argv: string[]): Promise<number> {
   if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, preopens)) hostStderr.write(`${l}\n`);
   if (values.out !== undefined) io.writeOut(values.out, preopens);
   return status.code;
+}
+
+/** `--tcplisten ADDR` given at most once: the address, or null. FTVM_ERR_USAGE for a second one or a malformed ADDR. */
+function tcpListenOption(list: string[] | undefined): string | null {
+  if (!list?.length) return null;
+  if (list.length > 1) throw usageError('--tcplisten may be given once (the guest has one listening socket, fd 3)');
+  const addr = list[0]!;
+  if (!/^(?:\[[^\]]+\]|[^:[\]]+):\d{1,5}$/.test(addr) || Number(addr.slice(addr.lastIndexOf(':') + 1)) > 65535) {
+    throw usageError(`--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any free port), got "${addr}"`);
+  }
+  return addr;
+}
+
+/**
+ * Runs (`summary` 'run', the log discarded) or records a guest serving real
+ * TCP connections on `tcplisten` (runtime/tcp-listen.ts): listens first,
+ * prints "ftvm: listening on HOST:PORT" on stderr, then runs the guest on the
+ * recording worker with a live connection source; when the guest ends, every
+ * connection is ended after its pending output. Returns the exit status.
+ * FTVM_ERR_TCPLISTEN when the address cannot be listened on.
+ */
+async function runServing(
+  o: Omit<import('./record-worker.ts').RecordJob, 'module' | 'listen' | 'messages' | 'flushAfterMs' | 'tcp'> & { tcplisten: string },
+): Promise<number> {
+  const io = await import('./guest-io.ts');
+  const { compileGuestAsync } = await import('../runtime/compile.ts');
+  const { recordStart } = await import('../runtime/recorder.ts');
+  const { VirtualFs } = await import('../runtime/wasi.ts');
+  const { meterOptions } = await import('../runtime/replay-core.ts');
+  const { recordInWorker } = await import('./record-worker.ts');
+  const { TcpListenBridge } = await import('../runtime/tcp-listen.ts');
+  const start = recordStart(o.bytes, {
+    args: o.args,
+    env: o.env,
+    stdin: o.stdin,
+    stdinRead: o.stdin ? undefined : (io.processStdin() ?? undefined),
+    preopens: o.dirs.map((d) => ({ name: d.guest, fs: new VirtualFs() })),
+    listen: true,
+    digestEvery: o.digestEvery,
+    meter: o.meter,
+  });
+  const { module } = await compileGuestAsync(o.bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
+  const bridge = new TcpListenBridge();
+  const { tcplisten, ...job } = o;
+  const bound = await bridge.listen(tcplisten).catch((e: unknown) => {
+    bridge.destroy();
+    throw e;
+  });
+  hostStderr.write(`ftvm: listening on ${bound}\n`);
+  let status: number;
+  try {
+    status = await recordInWorker({ ...job, module, listen: true, messages: null, flushAfterMs: LOG_FLUSH_MS, tcp: bridge.wire() });
+  } catch (e) {
+    bridge.destroy();
+    throw e;
+  }
+  await bridge.close();
+  return status;
 }
 
 /** The guest's bytes: a path, or a sample's name. FTVM_ERR_GUEST_NOT_FOUND, or a file error naming the path. */
@@ -381,6 +461,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
       out: { type: 'string' },
       messages: { type: 'string' },
       listen: { type: 'boolean' },
+      tcplisten: { type: 'string', multiple: true },
       env: { type: 'string', multiple: true },
       'digest-every': { type: 'string' },
       'depth-limit': { type: 'string' },
@@ -396,6 +477,8 @@ async function cmdRecord(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw usageError(`ftvm record takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm record --help`);
   if (!values.log) throw usageError('ftvm record needs --log FILE: see ftvm record --help');
   const logPath = values.log;
+  const tcplisten = tcpListenOption(values.tcplisten);
+  if (tcplisten !== null && values.messages !== undefined) throw usageError('--messages and --tcplisten cannot be combined: the guest has one listening socket');
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
   if (values.out !== undefined) io.checkOut(values.out);
@@ -421,6 +504,24 @@ async function cmdRecord(argv: string[]): Promise<number> {
   // The log file is made before the guest is compiled, so a path that cannot be written is refused first.
   const fd = onFile('--log', logPath, 'create', () => openSync(logPath, 'w'));
   try {
+    if (tcplisten !== null) {
+      const status = await runServing({
+        bytes,
+        args,
+        env,
+        stdin,
+        dirs,
+        digestEvery,
+        meter,
+        tcplisten,
+        logFd: fd,
+        logPath,
+        summary: 'record',
+        dirWriteback: values['dir-writeback'] ?? false,
+        out: values.out,
+      });
+      return outputLost() ? EXIT.failure : status;
+    }
     const { module } = await compileGuestAsync(bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
     // What is logged reaches the file within LOG_FLUSH_MS (and before every wait), so a recording that is stopped leaves a log that replays up to there.
     const status = await recordInWorker({
@@ -439,6 +540,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
       flushAfterMs: LOG_FLUSH_MS,
       dirWriteback: values['dir-writeback'] ?? false,
       out: values.out,
+      summary: 'record',
     });
     return outputLost() ? EXIT.failure : status;
   } finally {

@@ -37,7 +37,8 @@ otherwise exit with the guest's status (0..123).
 `;
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
-                          (default: HOST as written), at fds 3, 4, ... in the order given (repeatable).
+                          (default: HOST as written), at fds 3, 4, ... in the order given, or 4, 5, ...
+                          after a listening socket at fd 3 (repeatable).
                           HOST is read once, at start, into the VM's in-memory filesystem: the guest
                           never touches it and never sees a later change to it
   --fs DIR                the same as --dir DIR::/  (placed first)
@@ -48,6 +49,15 @@ const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for 
 const STDIN_HELP = `  --stdin FILE            give the guest FILE as its stdin, read whole at start
                           Without it, the guest reads our stdin as it goes when that is a pipe or a
                           file (\`ftvm run shell.wasm < script.sql\`); from a terminal it reads nothing`;
+
+const TCPLISTEN_HELP = `  --tcplisten ADDR        serve real TCP on ADDR (HOST:PORT; port 0: any free port), as
+                          \`wasmtime run --tcplisten\` does: the guest's listening socket is fd 3 and
+                          its preopened directories follow it (4, 5, ...). Prints
+                          "ftvm: listening on HOST:PORT" on stderr before the guest starts. Each
+                          connection is one the guest accepts; the client's FIN or reset is the end of
+                          its stream, the guest's shutdown or close a FIN. A connection is paused while
+                          the guest has more than 1 MiB of it unread; one whose client leaves more than
+                          16 MiB of the guest's output unread is reset (the guest sees its end)`;
 
 const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
 trapped (FTVM_ERR_TRAP), 124 when it was stopped at its deadline
@@ -66,7 +76,7 @@ code is 1. What the guest's fd_write returns never depends on either.`;
 const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
 
 Runs a WASI preview1 command guest unreplicated, metered. The guest's stdout
-and stderr go to ours. It has no listening socket.
+and stderr go to ours. It has no listening socket unless --tcplisten gives it one.
 
 ${EXIT_HELP}
 
@@ -84,6 +94,9 @@ ${DIR_HELP}
                           removed, anything else is left alone. It happens after the VM ended and
                           is not part of it (the guest never sees the host directory)
   --env K=V               environment variable for the guest (repeatable)
+${TCPLISTEN_HELP}.
+                          (It runs as ftvm record does, with the log discarded.) Not with
+                          --no-meter or --deadline
   -h, --help              this text
 `;
 
@@ -120,8 +133,11 @@ ${DIR_HELP}
                           with an optional "count": N, they arrive at the first check point at or past N;
                           without one, when the guest waits for input (or sleeps). Counts must not decrease.
                           Messages the guest sends are printed to stdout as {"send": {"conn", "data"|"base64", "eof"}}.
-                          The guest gets the NIC's listening socket (the fd after its preopens).
+                          The guest gets the NIC's listening socket at fd 3 (its preopens follow it).
   --listen                give the guest the listening socket without --messages
+${TCPLISTEN_HELP}
+                          Every connection's bytes are logged as NIC messages, so a replay needs no
+                          client. Not with --messages
   --env K=V               environment variable for the guest (repeatable)
   --digest-every N        log a state digest at the first check point at or past every N counts
                           (default 10000000)

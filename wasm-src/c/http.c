@@ -335,17 +335,19 @@ static void generate(struct conn *c) {
   }
 }
 
-/* Sends what is pending; -1 on a dead connection. */
-static int flush(struct conn *c) {
+/* Sends what is pending: the bytes sent (0 when the socket is full), -1 on a dead connection. */
+static long flush(struct conn *c) {
+  long sent = 0;
   for (;;) {
     generate(c);
     if (c->out_off == c->out_len) {
       c->out_off = c->out_len = 0;
-      return 0;
+      return sent;
     }
     ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, 0);
-    if (w < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    if (w < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? sent : -1;
     c->out_off += (size_t)w;
+    sent += (long)w;
   }
 }
 
@@ -383,7 +385,8 @@ int main(void) {
       int pending = c->out_len > c->out_off || c->big_left > 0;
       if (pending) ev |= POLLOUT;
       if (!c->peer_closed && !c->closing && c->in_len < IN_CAP && !pending) ev |= POLLIN;
-      fds[n] = (struct pollfd){.fd = c->fd, .events = ev};
+      /* wasi-libc's poll() refuses (ENOSYS) an entry that asks for nothing: leave it out (fd -1) */
+      fds[n] = (struct pollfd){.fd = ev ? c->fd : -1, .events = ev};
       owner[n++] = i;
     }
     if (poll(fds, n, -1) < 0) {
@@ -401,14 +404,20 @@ int main(void) {
       }
       int dead = 0;
       if (re & (POLLIN | POLLHUP | POLLERR)) dead = readable(c) < 0;
-      if (!dead) {
+      /* Answer every whole request buffered (pipelining) while the socket takes the output:
+       * poll() would not wake for requests that already arrived. */
+      while (!dead) {
+        size_t before = c->in_len;
+        int answering = c->body != BODY_NONE;
         parse(c);
-        dead = flush(c) < 0;
-        parse(c); /* the output drained: the next request may go on */
-        if (!dead) dead = flush(c) < 0;
+        long sent = flush(c);
+        dead = sent < 0;
+        if (dead || c->out_len > c->out_off || c->big_left > 0 || c->closing) break; /* wait until writable */
+        if (sent == 0 && c->in_len == before && (c->body != BODY_NONE) == answering) break; /* nothing more to do */
       }
       int idle = c->out_len == c->out_off && c->big_left == 0;
-      if (dead || (idle && (c->closing || (c->peer_closed && c->body == BODY_NONE)))) {
+      /* a client that closed its side sends nothing more: once its answers are out, the connection ends */
+      if (dead || (idle && (c->closing || c->peer_closed))) {
         if (!dead) shutdown(c->fd, SHUT_WR);
         drop(i);
       }

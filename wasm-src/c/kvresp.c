@@ -500,7 +500,8 @@ int main(void) {
       if (!c) continue;
       short ev = c->out_len > c->out_off ? POLLOUT : 0;
       if (!c->closing) ev |= POLLIN;
-      fds[n] = (struct pollfd){.fd = c->fd, .events = ev};
+      /* wasi-libc's poll() refuses (ENOSYS) an entry that asks for nothing: leave it out (fd -1) */
+      fds[n] = (struct pollfd){.fd = ev ? c->fd : -1, .events = ev};
       owner[n++] = i;
     }
     if (poll(fds, n, -1) < 0) {

@@ -397,7 +397,8 @@ describe('sock_recv and fd_read on a socket', () => {
     h.arrive(7, 'def');
     expect(h.acceptOk()).toBe(5);
     expect(h.recv(5, [4], 'sock_recv', 1)).toMatchObject({ err: 0, n: 4, parts: ['abcd'] });
-    expect(h.recv(5, [2, 8], 'sock_recv', 1)).toMatchObject({ err: 0, n: 6, parts: ['ab', 'cdef....'] });
+    // only into the first iovec, as wasmtime's peek
+    expect(h.recv(5, [2, 8], 'sock_recv', 1)).toMatchObject({ err: 0, n: 2, parts: ['ab', '........'] });
     expect(h.recv(5, [5])).toMatchObject({ err: 0, n: 5, parts: ['abcde'] });
     expect(h.recv(5, [5], 'sock_recv', 1)).toMatchObject({ err: 0, n: 1, parts: ['f....'] });
     expect(h.recvAll(5)).toBe('f');
@@ -516,6 +517,57 @@ describe('sock_recv and fd_read on a socket', () => {
     h.later({ conn: 7, data: 'b' });
     expect(h.fn['sock_recv']!(5, h.size - 4, 1, 0, R0, R1)).toBe(EFAULT);
     expect(h.waits).toBe(0);
+  });
+});
+
+describe("flags as wasmtime's preview1 host takes them (wasi-common's TcpListener and TcpStream)", () => {
+  const APPEND = 1;
+  const NONBLOCK = FDFLAGS_NONBLOCK;
+  const WAITALL = 2;
+  const ENOTSUP = 58;
+
+  it('sock_accept and fd_fdstat_set_flags on sockets take NONBLOCK or nothing; anything else is EINVAL and changes nothing', () => {
+    // Proves: a server that asks for APPEND on a socket is refused as under wasmtime ("cannot set anything else than NONBLOCK").
+    const h = new Harness();
+    h.arrive(1, 'a');
+    expect(h.accept(LISTEN_FD, APPEND)).toEqual({ err: EINVAL, fd: SENTINEL });
+    expect(h.nic.queued).toBe(1); // nothing was accepted
+    expect(h.accept(LISTEN_FD, APPEND | NONBLOCK)).toEqual({ err: EINVAL, fd: SENTINEL });
+    expect(h.accept(LISTEN_FD, NONBLOCK)).toEqual({ err: 0, fd: 5 });
+    expect(h.fdstat(5).flags).toBe(NONBLOCK);
+    expect(h.setFlags(5, APPEND)).toBe(EINVAL);
+    expect(h.setFlags(LISTEN_FD, APPEND | NONBLOCK)).toBe(EINVAL);
+    expect(h.fdstat(5).flags).toBe(NONBLOCK);
+    expect(h.setFlags(5, 0)).toBe(0);
+    expect(h.fdstat(5).flags).toBe(0);
+  });
+
+  it('sock_recv: unknown ri_flags are ENOTSUP; RECV_WAITALL waits for the whole buffer, or returns less at the end of the stream', () => {
+    // Proves: WAITALL is honoured (one read of 6 bytes across two arrivals), non-blocking WAITALL says EAGAIN without consuming, and an eof ends the wait with what there is.
+    const h = new Harness();
+    h.arrive(1, 'abc');
+    expect(h.acceptOk()).toBe(5);
+    expect(h.recv(5, [8], 'sock_recv', 4).err).toBe(ENOTSUP);
+    h.later({ conn: 1, data: 'def' });
+    expect(h.recv(5, [2, 4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 6, parts: ['ab', 'cdef'] });
+    expect(h.waits).toBe(1);
+    h.arrive(1, 'gh');
+    expect(h.setFlags(5, NONBLOCK)).toBe(0);
+    expect(h.recv(5, [4], 'sock_recv', WAITALL).err).toBe(EAGAIN);
+    expect(h.setFlags(5, 0)).toBe(0);
+    h.later({ conn: 1, eof: true });
+    expect(h.recv(5, [4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 2, parts: ['gh..'] });
+    expect(h.recv(5, [4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 0 });
+  });
+
+  it('sock_send with si_flags is ENOTSUP and sends nothing', () => {
+    const h = new Harness();
+    h.arrive(1, 'a');
+    expect(h.acceptOk()).toBe(5);
+    h.u8.set(enc('x'), DATA);
+    h.iovecs([1]);
+    expect(h.fn['sock_send']!(5, IOVS, 1, 1, R0)).toBe(ENOTSUP);
+    expect(h.sent).toEqual([]);
   });
 });
 

@@ -27,6 +27,7 @@ import {
   DIRENT,
   Errno,
   FDFLAGS_ALL,
+  FDFLAGS_NONBLOCK,
   FDFLAGS_APPEND,
   FDSTAT,
   FILESTAT,
@@ -400,6 +401,8 @@ function fdFdstatSetFlags(ctx: WasiCtx, fd: number, flags: number): number {
   const f = ctx.fds.withRights(fd, Rights.FD_FDSTAT_SET_FLAGS);
   if (isErrno(f)) return f;
   if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return Errno.INVAL;
+  // Sockets take NONBLOCK or nothing, as wasmtime's (wasi-common's set_fdflags on a socket: EINVAL otherwise).
+  if ((f.kind === 'sock' || f.kind === 'listen') && (flags & FDFLAGS_ALL & ~FDFLAGS_NONBLOCK) !== 0) return Errno.INVAL;
   f.flags = flags & FDFLAGS_ALL;
   return Errno.SUCCESS;
 }

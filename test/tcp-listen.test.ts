@@ -73,8 +73,8 @@ function client(cmd: string, args: string[], ms = 120_000): Promise<{ code: numb
 }
 
 /** A raw TCP connection and everything it received. */
-async function open(port: number): Promise<{ s: Socket; got: () => Buffer; ended: Promise<'end' | 'error'> }> {
-  const s = connect(port, '127.0.0.1');
+async function open(port: number, allowHalfOpen = false): Promise<{ s: Socket; got: () => Buffer; ended: Promise<'end' | 'error'> }> {
+  const s = connect({ port, host: '127.0.0.1', allowHalfOpen });
   sockets.add(s);
   const chunks: Buffer[] = [];
   s.on('data', (b: Buffer) => chunks.push(b));
@@ -263,7 +263,7 @@ describe('a server written for wasmtime --tcplisten (non-blocking accept and rec
   }, 300_000);
 
   it('sees the listener at fd 3 and its --dir preopens after it, found by wasi-libc, and serves unmodified', async () => {
-    // Proves: wasmtime's layout (fd 3 the socket, fd 4, 5 the --dir preopens); wasi-libc's preopen scan gets past the socket (a file opens by path); accept on the non-blocking listener says EAGAIN; lines echo; shutdown(SHUT_WR) reaches the client as end of stream while the server still reads; the guest's exit status is ftvm's.
+    // Proves: wasmtime's layout (fd 3 the socket, fd 4, 5 the --dir preopens); wasi-libc's preopen scan gets past the socket (a file opens by path); accept on the non-blocking listener says EAGAIN; lines echo; shutdown(SHUT_WR) reaches the client as end of stream while the server still reads; the guest's exit status is ftvm's, and ftvm ends even when a client never closes.
     const data = join(tmp.dir, 'data');
     const other = join(tmp.dir, 'other');
     mkdirSync(data, { recursive: true });
@@ -274,6 +274,7 @@ describe('a server written for wasmtime --tcplisten (non-blocking accept and rec
     expect(srv.stdout()).toBe('fd 3: socket\nfd 4: preopen /data\nfd 5: preopen /other\nfile: hello from a file\naccept: EAGAIN\n');
     const a = await open(srv.port);
     const b = await open(srv.port);
+    const lingering = await open(srv.port, true); // never closes its side, even after the server's FIN
     a.s.write('hello\n');
     b.s.write('other\nconnection\n');
     await until('HELLO', () => a.got().toString() === 'HELLO\n');
@@ -284,7 +285,8 @@ describe('a server written for wasmtime --tcplisten (non-blocking accept and rec
     a.s.write('still read\n'); // the server still reads (and drops) what comes
     a.s.end();
     b.s.write('stop\n');
-    expect(await srv.exited).toBe(7);
+    expect(await srv.exited).toBe(7); // ftvm ends although `lingering` never closed
+    expect(await lingering.ended).toBe('end');
     expect(srv.stderr()).toMatch(/stop after \d+ poll timeouts/);
   }, 180_000);
 });

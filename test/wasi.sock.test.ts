@@ -729,6 +729,29 @@ describe('fd_close of a socket', () => {
     expect(h.recvAll(5)).toBe('other');
   });
 
+  it('remembers a closed connection only until its peer ends too, so the closed set stays bounded by the half-open connections', () => {
+    // Proves: a server closing 1000 connections (each ended by its peer, before or after the close) keeps no trace of them; one whose peer has not ended still drops what comes.
+    const h = new Harness();
+    for (let conn = 1; conn <= 1000; conn++) {
+      h.arrive(conn, 'req');
+      const peerFirst = conn % 2 === 0;
+      if (peerFirst) h.eof(conn);
+      const fd = h.acceptOk();
+      expect(h.close(fd)).toBe(0);
+      if (!peerFirst) {
+        h.arrive(conn, 'late'); // dropped
+        h.eof(conn);
+      }
+    }
+    expect(h.nic.image().closed).toEqual([]);
+    expect(h.nic.queued).toBe(0);
+    h.arrive(2000, 'x');
+    expect(h.close(h.acceptOk())).toBe(0);
+    h.arrive(2000, 'dropped');
+    expect(h.nic.image().closed).toEqual([2000]);
+    expect(h.nic.queued).toBe(0);
+  });
+
   it('sends no eof when the socket was already shut down for writing', () => {
     const h = new Harness();
     h.arrive(21, 'req');

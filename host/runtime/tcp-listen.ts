@@ -43,7 +43,7 @@ export const MAX_CONNECTIONS = 1024;
 export const UNREAD_MAX_BYTES = 1 << 20;
 /** A connection's output waiting for a client that does not read, above which it is reset, bytes. */
 export const OUTGOING_MAX_BYTES = 16 << 20;
-/** How long `close` waits for the guest's last sends to reach the main thread, ms. */
+/** How long `close` waits for the guest's last sends to reach the main thread, and then for clients to close, ms. */
 const END_WAIT_MS = 2000;
 
 /** main -> worker */
@@ -130,9 +130,10 @@ export class TcpListenBridge {
   }
 
   /**
-   * The guest ended: waits (at most END_WAIT_MS) for its last sends to be
-   * written, ends every connection (FIN after the pending output) and stops
-   * listening. Idempotent.
+   * The guest ended: waits (at most END_WAIT_MS) for its last sends to reach
+   * this thread, ends every connection (FIN after the pending output), stops
+   * listening, and destroys what is still open END_WAIT_MS later (a client
+   * that neither reads nor closes does not keep ftvm alive).
    */
   async close(): Promise<void> {
     if (!this.sawEnd) {
@@ -142,9 +143,11 @@ export class TcpListenBridge {
       });
     }
     this.server.close();
-    for (const c of this.conns.values()) c.socket.end();
+    const open = [...this.conns.values()].map((c) => c.socket);
+    for (const s of open) s.end();
     this.conns.clear();
     this.port.close();
+    if (open.length) setTimeout(() => open.forEach((s) => s.destroy()), END_WAIT_MS).unref();
   }
 
   /** Stops now: resets every connection, stops listening. */

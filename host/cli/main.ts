@@ -11,6 +11,7 @@ import type { ReplayedRun, ReplayOptions } from '../runtime/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
 import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
+import { isListenAddr } from '../runtime/listen-addr.ts';
 
 /** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
 const LOG_FLUSH_MS = 100;
@@ -393,9 +394,7 @@ function tcpListenOption(list: string[] | undefined): string | null {
   if (!list?.length) return null;
   if (list.length > 1) throw usageError('--tcplisten may be given once (the guest has one listening socket, fd 3)');
   const addr = list[0]!;
-  if (!/^(?:\[[^\]]+\]|[^:[\]]+):\d{1,5}$/.test(addr) || Number(addr.slice(addr.lastIndexOf(':') + 1)) > 65535) {
-    throw usageError(`--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any free port), got "${addr}"`);
-  }
+  if (!isListenAddr(addr)) throw usageError(`--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any free port), got "${addr}"`);
   return addr;
 }
 

@@ -35,6 +35,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { INTERRUPT_NIC, LiveTimer, type Interrupt, type InterruptSource } from './events.ts';
+import { parseListenAddr } from './listen-addr.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
 
 /** Connections open at once; a client past it is closed at once. */
@@ -58,6 +59,7 @@ export interface LiveConnectionsWire {
   signal: SharedArrayBuffer;
 }
 
+/** An address that cannot be listened on (FTVM_ERR_TCPLISTEN; ftvm exits 1). */
 export class TcpListenError extends Error {
   constructor(
     readonly code: 'FTVM_ERR_TCPLISTEN',
@@ -66,17 +68,6 @@ export class TcpListenError extends Error {
     super(message);
     this.name = 'TcpListenError';
   }
-}
-
-/**
- * Parses `--tcplisten ADDR`: "HOST:PORT" or "[IPV6]:PORT", PORT 0..65535
- * (0: any free port). FTVM_ERR_TCPLISTEN (TcpListenError) otherwise.
- */
-export function parseListenAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new TcpListenError('FTVM_ERR_TCPLISTEN', `--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any), got "${addr}"`);
-  return { host: (m[1] ?? m[2])!, port };
 }
 
 interface Conn {
@@ -116,7 +107,9 @@ export class TcpListenBridge {
 
   /** Listens on ADDR; resolves to the bound "host:port". FTVM_ERR_TCPLISTEN when it cannot. */
   listen(addr: string): Promise<string> {
-    const { host, port } = parseListenAddr(addr);
+    const parsed = parseListenAddr(addr);
+    if (!parsed) return Promise.reject(new TcpListenError('FTVM_ERR_TCPLISTEN', `--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any), got "${addr}"`));
+    const { host, port } = parsed;
     return new Promise((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) =>
         reject(new TcpListenError('FTVM_ERR_TCPLISTEN', `--tcplisten ${addr}: cannot listen: ${e.code ?? e.message}`)),

@@ -43,7 +43,8 @@ const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for 
                           HOST is read once, at start, into the VM's in-memory filesystem: the guest
                           never touches it and never sees a later change to it
   --fs DIR                the same as --dir DIR::/  (placed first)
-                          With neither, the guest has no preopened directory (fd 3 is EBADF).
+                          With neither, the guest has no preopened directory (without a listening
+                          socket, fd 3 is EBADF).
   --out DIR               when the guest ends, write the final tree of each preopened directory to
                           DIR/0, DIR/1, ... (in --dir order); DIR must be empty or not exist`;
 

@@ -263,7 +263,7 @@ describe('a server written for wasmtime --tcplisten (non-blocking accept and rec
   }, 300_000);
 
   it('sees the listener at fd 3 and its --dir preopens after it, found by wasi-libc, and serves unmodified', async () => {
-    // Proves: wasmtime's layout (fd 3 the socket, fd 4, 5 the --dir preopens); wasi-libc's preopen scan gets past the socket (a file opens by path); accept on the non-blocking listener says EAGAIN; lines echo; shutdown(SHUT_WR) reaches the client as end of stream while the server still reads; the guest's exit status is ftvm's, and ftvm ends even when a client never closes.
+    // Proves: wasmtime's layout (fd 3 the socket, fd 4, 5 the --dir preopens); wasi-libc's preopen scan gets past the socket (a file opens by path); accept on the non-blocking listener says EAGAIN; accept returns when a client connects (the server greets it first); lines echo; shutdown(SHUT_WR) reaches the client as end of stream while the server still reads; the guest's exit status is ftvm's, and ftvm ends even when a client never closes.
     const data = join(tmp.dir, 'data');
     const other = join(tmp.dir, 'other');
     mkdirSync(data, { recursive: true });
@@ -272,16 +272,18 @@ describe('a server written for wasmtime --tcplisten (non-blocking accept and rec
     const srv = await serve(wasm, ['--dir', `${data}::/data`, '--dir', `${other}::/other`, '--', '/data/greet.txt']);
     await until('"ready"', () => srv.stderr().includes('ready\n'));
     expect(srv.stdout()).toBe('fd 3: socket\nfd 4: preopen /data\nfd 5: preopen /other\nfile: hello from a file\naccept: EAGAIN\n');
+    const greeted = await open(srv.port);
+    await until('the greeting of a client that has sent nothing', () => greeted.got().toString() === 'hi\n'); // accept returned on connect
     const a = await open(srv.port);
     const b = await open(srv.port);
     const lingering = await open(srv.port, true); // never closes its side, even after the server's FIN
     a.s.write('hello\n');
     b.s.write('other\nconnection\n');
-    await until('HELLO', () => a.got().toString() === 'HELLO\n');
-    await until('OTHER', () => b.got().toString() === 'OTHER\nCONNECTION\n');
+    await until('HELLO', () => a.got().toString() === 'hi\nHELLO\n');
+    await until('OTHER', () => b.got().toString() === 'hi\nOTHER\nCONNECTION\n');
     a.s.write('bye\n');
     expect(await a.ended).toBe('end'); // the server shut down its sending side
-    expect(a.got().toString()).toBe('HELLO\nBYE\n');
+    expect(a.got().toString()).toBe('hi\nHELLO\nBYE\n');
     a.s.write('still read\n'); // the server still reads (and drops) what comes
     a.s.end();
     b.s.write('stop\n');

@@ -18,9 +18,11 @@
 // bytes arrive, and also when its timer ticks or a poll_oneoff clock expires.
 //
 // Connections: ids 1, 2, ... in accept order (u32; at most MAX_CONNECTIONS
-// open at once, more are refused by closing them at once). Bytes arrive in
-// messages of at most MAX_MESSAGE_BYTES, as read. The client's FIN is the
-// end of the stream; so is a reset (ECONNRESET) or any socket error.
+// open at once, more are refused by closing them at once). A connection opens
+// with an empty message (the guest's accept returns as soon as the client
+// connects); bytes arrive in messages of at most MAX_MESSAGE_BYTES, as read.
+// The client's FIN is the end of the stream; so is a reset (ECONNRESET) or any
+// socket error.
 //
 // Bounds:
 //   - in: a socket is paused (socket.pause(), so TCP flow control pushes back
@@ -166,6 +168,9 @@ export class TcpListenBridge {
     this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
     const c: Conn = { id, socket, unread: 0, paused: false, eofPosted: false };
     this.conns.set(id, c);
+    // The connection's opening (an empty message, see nic.ts): the guest accepts it as soon as the
+    // client connects, as a real accept() returns, so a server that speaks first gets its client.
+    this.post({ t: 'msg', conn: id, bytes: new Uint8Array(0), eof: false });
     socket.on('data', (chunk: Buffer) => {
       if (c.eofPosted) return;
       for (let at = 0; at < chunk.length; at += MAX_MESSAGE_BYTES) {

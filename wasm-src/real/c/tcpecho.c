@@ -9,7 +9,8 @@
  *   "file: TEXT"                   the first line of argv[1], opened by path
  *                                  through wasi-libc (its own preopen scan)
  *   "accept: EAGAIN"               a non-blocking accept with nothing waiting
- * then "ready" (stderr). Then it serves: each connection's lines come back
+ * then "ready" (stderr). Then it serves: it greets each connection with
+ * "hi" before reading anything, then each connection's lines come back
  * upper-cased; "bye" is answered "BYE" and the server shuts down its sending
  * side (shutdown(SHUT_WR)) but keeps reading until the client closes; the end
  * of the client's stream ends the connection after what is pending was sent;
@@ -176,6 +177,7 @@ int main(int argc, char **argv) {
           continue;
         }
         conns[slot]->fd = fd;
+        send_all(fd, "hi\n", 3); /* the server speaks first */
       }
     }
   }

@@ -184,7 +184,7 @@ describe('published ports (TCP into a VM through every live host)', () => {
 
 /**
  * A WASI command that accepts one connection on its listening socket (fd 3,
- * or fd 4 behind a preopen) and then, with `send`, sends 64 KiB on it again
+ * before the preopens; it also tries fd 4, where the socket was before) and then, with `send`, sends 64 KiB on it again
  * and again; without, it never reads it and sleeps.
  */
 function acceptingGuest(send: boolean): Uint8Array {

@@ -10,10 +10,15 @@
 // A guest reads them in one of two ways:
 //   - raw: `ftvm_io.nic_recv` takes the oldest queued message of any connection
 //     that is not a socket, `ftvm_io.nic_send` sends one message;
-//   - as WASI sockets: `sock_accept` on the listening socket (fd 4) turns the
+//   - as WASI sockets: `sock_accept` on the listening socket (fd 3) turns the
 //     connection of the oldest queued message into a stream socket, and from
 //     then on that connection's messages become its byte stream.
-// A connection the guest closed stays closed: later messages for it are dropped.
+// A connection the guest closed stays closed: later messages for it are dropped,
+// until the peer's end-of-stream: then both sides are done and the id is
+// forgotten (so the set of closed ids stays as small as the connections still
+// half open, however many a long-running server has seen; an id whose peer
+// already ended is forgotten when the guest closes it). A message after the
+// peer's end-of-stream is a new connection with that id.
 
 import { createHash } from 'node:crypto';
 
@@ -58,7 +63,10 @@ export class VirtualNic {
 
   /** A message arrives (called by the host at an interrupt). */
   arrive(msg: NicMessage): void {
-    if (this.closed.has(msg.conn)) return;
+    if (this.closed.has(msg.conn)) {
+      if (msg.eof) this.closed.delete(msg.conn); // both sides ended: nothing more can come
+      return;
+    }
     const s = this.sockets.get(msg.conn);
     if (!s) {
       this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
@@ -149,12 +157,14 @@ export class VirtualNic {
     return out;
   }
 
-  /** The guest closed a socket or a raw connection: the peer is told once, and later arrivals are dropped. */
+  /** The guest closed a socket or a raw connection: the peer is told once, and later arrivals are dropped until the peer ends too. */
   close(conn: number): void {
     const s = this.sockets.get(conn);
     if (!s?.sendClosed) this.emit(conn, new Uint8Array(0), true);
+    // The peer already ended (an eof read, or one still queued): nothing more can come, so nothing need be dropped.
+    const peerDone = s ? s.peerClosed : this.queue.some((m) => m.conn === conn && m.eof);
     this.sockets.delete(conn);
-    this.closed.add(conn);
+    if (!peerDone) this.closed.add(conn);
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
   }
 

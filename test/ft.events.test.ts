@@ -10,7 +10,7 @@ describe('host events', () => {
     expect(all.length).toBe(EVENTS_MAX);
     expect(all[0]!.seq).toBe(11);
     expect(all.at(-1)!.seq).toBe(EVENTS_MAX + 10);
-    expect(log.after(EVENTS_MAX + 8).map((e) => e.vm)).toEqual([`v${EVENTS_MAX + 8}`, `v${EVENTS_MAX + 9}`]);
+    expect(log.after(EVENTS_MAX + 8).map((e) => (e as { vm?: string }).vm)).toEqual([`v${EVENTS_MAX + 8}`, `v${EVENTS_MAX + 9}`]);
     expect(log.after(0, 3).map((e) => e.seq)).toEqual([11, 12, 13]);
     expect(log.nextSeq).toBe(EVENTS_MAX + 11);
   });

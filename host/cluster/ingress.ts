@@ -28,7 +28,7 @@
 // endpoint).
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { CLIENT_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 
 /** Connection ids with this bit set are TCP connections through published ports (the other ids: FtClient and API connections). */
 export const STREAM_CONN_BIT = 0x800000;
@@ -49,9 +49,10 @@ export const INGRESS_UNACKED_BYTES_MAX = 1024 * 1024;
 /**
  * Bytes written to one client's socket that the client has not read: above
  * this the connection is reset and the guest sees end-of-stream on it. The
- * guest is never stalled by one slow client.
+ * guest is never stalled by one slow client. The same bound as
+ * `ftvm run --tcplisten` (nic.ts).
  */
-export const INGRESS_WRITE_BYTES_MAX = 8 * 1024 * 1024;
+export const INGRESS_WRITE_BYTES_MAX = CLIENT_UNREAD_BYTES_MAX;
 /** TCP connections through published ports one host serves at once (more are refused: closed at once). */
 export const INGRESS_CONNS_MAX = 4096;
 /** Outputs past a gap kept per connection until the gap is filled; more reset the connection. */

@@ -29,7 +29,7 @@ import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '
 import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
-import { VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import { GUEST_UNREAD_BYTES_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
 import {
   CHUNK_BYTES,
@@ -123,7 +123,7 @@ const THROTTLE = 1;
 const STALL = 2;
 const FRAME_FLUSH_BYTES = 512 * 1024;
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
-export const NIC_UNREAD_BYTES_MAX = 1024 * 1024;
+export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 /** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
 const STREAMS_DONE_MAX = 4096;
 

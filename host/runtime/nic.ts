@@ -24,6 +24,18 @@ import { createHash } from 'node:crypto';
 
 /** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/**
+ * Bytes of one connection the guest has not read, above which no more of it is
+ * taken: its client's socket is not read and its TCP window closes
+ * (`ftvm run --tcplisten` and the hosts' published ports alike).
+ */
+export const GUEST_UNREAD_BYTES_MAX = 1024 * 1024;
+/**
+ * Bytes of the guest's output on one connection waiting for a client that
+ * does not read, above which that connection is reset (the guest sees
+ * end-of-stream on it); the guest itself is never stalled by one client.
+ */
+export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
 
 export interface NicMessage {
   conn: number;

@@ -38,14 +38,14 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { INTERRUPT_NIC, LiveTimer, type Interrupt, type InterruptSource } from './events.ts';
 import { parseListenAddr } from './listen-addr.ts';
-import { MAX_MESSAGE_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
+import { CLIENT_UNREAD_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
 
 /** Connections open at once; a client past it is closed at once. */
 export const MAX_CONNECTIONS = 1024;
-/** A connection's bytes the guest has not read yet (delivered or on the way) above which its socket is paused, bytes. */
-export const UNREAD_MAX_BYTES = 1 << 20;
-/** A connection's output waiting for a client that does not read, above which it is reset, bytes. */
-export const OUTGOING_MAX_BYTES = 16 << 20;
+/** A connection's bytes the guest has not read yet (delivered or on the way) above which its socket is paused (nic.ts). */
+export const UNREAD_MAX_BYTES = GUEST_UNREAD_BYTES_MAX;
+/** A connection's output waiting for a client that does not read, above which it is reset (nic.ts). */
+export const OUTGOING_MAX_BYTES = CLIENT_UNREAD_BYTES_MAX;
 /** How long `close` waits for the guest's last sends to reach the main thread, and then for clients to close, ms. */
 const END_WAIT_MS = 2000;
 

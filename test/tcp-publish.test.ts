@@ -218,6 +218,46 @@ function acceptingGuest(send: boolean): Uint8Array {
       (br $forever))))`);
 }
 
+describe('published ports: a reactor across backup re-creation', () => {
+  it('a connection stays open across a backup restart and a test failover to the backup made from the snapshot', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvr', sample: 'kv', publish: [port] })).status).toBe(201);
+    const running = async () => {
+      const r = (await api('h3', 'GET', '/v1/vms/kvr')).json;
+      return r.state === 'running' ? r : undefined;
+    };
+    await eventually('a backup', running);
+    // the kv reactor reads each message as one request and answers it without a newline: one request at a time
+    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    let got = '';
+    cl.sock.removeAllListeners('data');
+    cl.sock.on('data', (d: string) => (got += d));
+    const ask = async (req: string, answer: RegExp): Promise<string> => {
+      got = '';
+      cl.sock.write(req);
+      return eventually(`an answer to ${req}`, () => (answer.test(got) ? got : undefined));
+    };
+    expect(await ask('a SET x 1', /^a OK \d+$/)).toBe('a OK 1');
+    const restart = await api('h1', 'POST', '/v1/vms/kvr/backup/restart');
+    expect(restart.status, JSON.stringify(restart.json)).toBe(202);
+    const again = await eventually('a new backup from a snapshot', async () => {
+      const r = await running();
+      return r && r.gen === 2 ? r : undefined;
+    });
+    expect(await ask('b SET y 2', /^b OK \d+$/)).toBe('b OK 2');
+    const failover = await api('h3', 'POST', '/v1/vms/kvr/failover');
+    expect(failover.status, JSON.stringify(failover.json)).toBe(202);
+    await eventually('the new backup is the primary', async () => ((await api('h3', 'GET', '/v1/vms/kvr')).json.primary === again.backup ? true : undefined));
+    expect(await ask('c GET x', /^c /)).toBe('c VALUE 1');
+    expect(await ask('d SET z 3', /^d OK \d+$/)).toBe('d OK 3');
+    expect(cl.closed).toBe(false);
+  });
+});
+
 describe('published ports: bounded buffers', () => {
   const stats = async (id: string) => ((await (await c!.client(id)).status()) as unknown as { ingress: { bytesIn: number; pauses: number; slowReaderResets: number } }).ingress;
   const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;

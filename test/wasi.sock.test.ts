@@ -648,6 +648,67 @@ describe('sock_send and fd_write on a socket', () => {
   });
 });
 
+describe("a connection's send window (nic.ts)", () => {
+  const windowed = (h: Harness, conn: number, window: number): void => h.nic.arrive({ conn, bytes: new Uint8Array(0), eof: false, window });
+  const fdflagsNonblock = (h: Harness, fd: number): void => void expect(h.fn['fd_fdstat_set_flags']!(fd, FDFLAGS_NONBLOCK)).toBe(0);
+
+  it('a blocking send sends what the window allows, waits for it to move, and sends the rest', () => {
+    const h = new Harness();
+    windowed(h, 21, 4);
+    expect(h.acceptOk()).toBe(5);
+    // the window moves to 10 while the send waits
+    h.toCome.push([{ conn: 21, bytes: new Uint8Array(0), eof: false, window: 10 }]);
+    expect(h.send(5, ['abcdefgh'])).toEqual({ err: 0, n: 8 });
+    expect(h.sentText()).toEqual(['21:abcd', '21:efgh']);
+    expect(h.waits).toBe(1);
+    expect(h.nic.sendRoom(21)).toBe(2);
+  });
+
+  it('a non-blocking send sends what fits, then answers EAGAIN; poll says writable only while there is room', () => {
+    const h = new Harness();
+    windowed(h, 21, 3);
+    expect(h.acceptOk()).toBe(5);
+    fdflagsNonblock(h, 5);
+    expect(h.send(5, ['abcde'])).toEqual({ err: 0, n: 3 });
+    expect(h.send(5, ['de'])).toMatchObject({ err: EAGAIN });
+    expect(h.waits).toBe(0);
+    expect(h.poll([{ userdata: 1n, type: 'write', fd: 5 }, { userdata: 2n, type: 'clock', timeoutNs: 1000n }]).events.map((e) => e.userdata)).toEqual([2n]);
+    windowed(h, 21, 5);
+    const ready = h.poll([{ userdata: 1n, type: 'write', fd: 5 }]).events;
+    expect(ready).toMatchObject([{ userdata: 1n, error: 0, nbytes: 2n }]);
+    expect(h.send(5, ['de'])).toEqual({ err: 0, n: 2 });
+    expect(h.sentText()).toEqual(['21:abc', '21:de']);
+  });
+
+  it('a window that only shrinks is ignored; a connection without one sends without limit', () => {
+    const h = new Harness();
+    windowed(h, 21, 4);
+    windowed(h, 21, 2);
+    h.arrive(22, 'x');
+    expect(h.acceptOk()).toBe(5);
+    expect(h.acceptOk()).toBe(6);
+    expect(h.nic.sendRoom(21)).toBe(4);
+    expect(h.nic.sendRoom(22)).toBe(Infinity);
+    expect(h.send(6, ['y'.repeat(1000)])).toEqual({ err: 0, n: 1000 });
+  });
+
+  it('is part of the device state: in the digest, and carried by an image', () => {
+    const a = new VirtualNic();
+    const b = new VirtualNic();
+    a.arrive({ conn: 9, bytes: new Uint8Array(0), eof: false, window: 100 });
+    b.arrive({ conn: 9, bytes: new Uint8Array(0), eof: false, window: 100 });
+    expect(a.state()).toBe(b.state());
+    a.emit(9, enc('12345'));
+    expect(a.state()).not.toBe(b.state());
+    const c = new VirtualNic();
+    c.restore(structuredClone(a.image()));
+    expect(c.state()).toBe(a.state());
+    expect(c.sendRoom(9)).toBe(95);
+    // a NIC that never had a window says so in no field: digests of older logs read as before
+    expect(JSON.parse(new VirtualNic().state())).not.toHaveProperty('windows');
+  });
+});
+
 describe('sock_shutdown', () => {
   it('SHUT_WR sends exactly one eof, even when repeated; the socket can still be read', () => {
     const h = new Harness();

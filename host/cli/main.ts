@@ -58,8 +58,9 @@ const TCPLISTEN_HELP = `  --tcplisten ADDR        serve real TCP on ADDR (HOST:P
                           "ftvm: listening on HOST:PORT" on stderr before the guest starts. Each
                           connection is one the guest accepts; the client's FIN or reset is the end of
                           its stream, the guest's shutdown or close a FIN. A connection is paused while
-                          the guest has more than 1 MiB of it unread; one whose client leaves more than
-                          16 MiB of the guest's output unread is reset (the guest sees its end)`;
+                          the guest has more than 1 MiB of it unread; the guest sends at most 1 MiB its
+                          client has not taken (a send window: a blocking send waits, a non-blocking one
+                          answers EAGAIN), so a client that does not read stalls only its connection`;
 
 const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
 trapped (FTVM_ERR_TRAP), 124 when it was stopped at its deadline

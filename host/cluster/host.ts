@@ -440,7 +440,7 @@ export class FtHost {
     this.clientServer = createServer((s) => this.acceptClient(s));
     this.ingress = new TcpIngress(this.opts.publicAddress || this.opts.bind, {
       newConn: () => ((this.slot << 24) | STREAM_CONN_BIT | (this.nextStreamConn++ & (STREAM_CONN_BIT - 1))) >>> 0,
-      send: (vm, conn, off, bytes, eof) => this.route(vm, conn, bytes, eof, 0, off),
+      send: (vm, conn, off, bytes, eof, window) => this.route(vm, conn, bytes, eof, 0, off, window),
       adopt: (vm, conn, after) => this.adopt(vm, conn, after),
       log: (line) => this.say(line),
     });
@@ -845,7 +845,7 @@ export class FtHost {
         this.onModuleChunk(from, m);
         return;
       case 'fwd':
-        this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off);
+        this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off, m.window);
         return;
       case 'out':
         this.toClient(m.conn, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
@@ -2056,15 +2056,15 @@ export class FtHost {
   }
 
   /** A client message for a VM: to its primary replica here, or forwarded to the host that has it. */
-  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number): void {
+  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number, window?: number): void {
     const vm = this.vms.get(name);
     if (vm && vm.role === 'primary' && !vm.claiming) {
-      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof }, off });
+      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof, ...(window !== undefined ? { window } : {}) }, off });
       return;
     }
     const p = this.primaries.get(name);
     if (p && p.host !== this.id && hops < 3) {
-      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1, ...(off !== undefined ? { off } : {}) });
+      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1, ...(off !== undefined ? { off } : {}), ...(window !== undefined ? { window } : {}) });
       return;
     }
     // Nobody known runs it (a failover is under way): the client retries.

@@ -28,7 +28,7 @@
 // endpoint).
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { CLIENT_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { CLIENT_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, SEND_WINDOW_BYTES } from '../runtime/nic.ts';
 
 /** Connection ids with this bit set are TCP connections through published ports (the other ids: FtClient and API connections). */
 export const STREAM_CONN_BIT = 0x800000;
@@ -68,8 +68,13 @@ const BIND_RETRY_MS = 5000;
 export interface IngressHooks {
   /** A new connection id with STREAM_CONN_BIT set, unique in the cluster (the host's slot in the high byte). */
   newConn(): number;
-  /** Sends `bytes` (or the end-of-stream, `eof`) of connection `conn` at stream offset `off` to VM `vm`'s primary. */
-  send(vm: string, conn: number, off: number, bytes: Uint8Array, eof: boolean): void;
+  /**
+   * Sends `bytes` (or the end-of-stream, `eof`) of connection `conn` at stream
+   * offset `off` to VM `vm`'s primary; `window`, when given, moves the
+   * connection's send window (nic.ts); a message with a window, no bytes and
+   * no offset moves the window only.
+   */
+  send(vm: string, conn: number, off: number | undefined, bytes: Uint8Array, eof: boolean, window?: number): void;
   /** Asks VM `vm`'s primary to resend the outputs of `conn` after output sequence number `afterSeq`. */
   adopt(vm: string, conn: number, afterSeq: number): void;
   log(line: string): void;
@@ -101,6 +106,9 @@ interface StreamConn {
   early: Map<number, Piece & { seq: number }>;
   outEof: boolean;
   closedAt: number | null;
+  /** output bytes the kernel took for the client, and the send window last given to the guest */
+  taken: number;
+  window: number;
   resentAt: number;
   resentFrom: number;
   adoptedAt: number;
@@ -131,6 +139,8 @@ export interface IngressStats {
   slowReaderResets: number;
   /** times reading a socket paused because the backup or the guest lagged */
   pauses: number;
+  /** send windows moved on as clients took the guest's output */
+  windowMoves: number;
 }
 
 /**
@@ -144,7 +154,7 @@ export interface IngressStats {
 export class TcpIngress {
   private readonly published = new Map<string, Published>();
   private readonly conns = new Map<number, StreamConn>();
-  readonly stats: IngressStats = { conns: 0, accepted: 0, refused: 0, bytesIn: 0, bytesOut: 0, resentBytes: 0, duplicateOutputs: 0, slowReaderResets: 0, pauses: 0 };
+  readonly stats: IngressStats = { conns: 0, accepted: 0, refused: 0, bytesIn: 0, bytesOut: 0, resentBytes: 0, duplicateOutputs: 0, slowReaderResets: 0, pauses: 0, windowMoves: 0 };
 
   /** `address`: the IP address this host's published ports listen on (its public address). */
   constructor(
@@ -234,13 +244,16 @@ export class TcpIngress {
       early: new Map(),
       outEof: false,
       closedAt: null,
+      taken: 0,
+      window: SEND_WINDOW_BYTES,
       resentAt: 0,
       resentFrom: -1,
       adoptedAt: 0,
     };
     this.conns.set(c.conn, c);
     this.stats.conns = this.conns.size;
-    // the guest accepts the connection before its client sends anything (a server may speak first)
+    // the guest accepts the connection before its client sends anything (a server may speak first);
+    // the opening gives the guest its send window
     this.take(c, new Uint8Array(0), false);
     sock.on('data', (chunk: Buffer) => {
       for (let at = 0; at < chunk.length; at += MAX_MESSAGE_BYTES) this.take(c, new Uint8Array(chunk.subarray(at, at + MAX_MESSAGE_BYTES)), false);
@@ -264,12 +277,13 @@ export class TcpIngress {
     this.stats.bytesIn += bytes.length;
     c.unacked.push(piece);
     c.unackedBytes += bytes.length;
+    const window = piece.off === 0 && !eof && !bytes.length ? c.window : undefined;
     if (!c.paused && c.unackedBytes > INGRESS_UNACKED_BYTES_MAX) {
       c.paused = true;
       this.stats.pauses++;
       c.sock.pause();
     }
-    this.hooks.send(c.vm, c.conn, piece.off, bytes, eof);
+    this.hooks.send(c.vm, c.conn, piece.off, bytes, eof, window);
   }
 
   /** The VM's backup has the input of `conn` up to stream offset `end`: it need not be kept any more. */
@@ -302,7 +316,7 @@ export class TcpIngress {
     for (const u of c.unacked) {
       if (u.off + (u.eof ? 1 : u.bytes.length) <= from) continue;
       this.stats.resentBytes += u.bytes.length;
-      this.hooks.send(c.vm, c.conn, u.off, u.bytes, u.eof);
+      this.hooks.send(c.vm, c.conn, u.off, u.bytes, u.eof, u.off === 0 && !u.eof && !u.bytes.length ? c.window : undefined);
     }
   }
 
@@ -312,7 +326,11 @@ export class TcpIngress {
       if (c.vm !== vm) continue;
       c.resentFrom = -1;
       this.resendFrom(c.conn, c.unacked[0]?.off ?? c.inEnd);
-      if (!c.outEof && c.closedAt === null) this.hooks.adopt(vm, c.conn, c.outSeq);
+      if (!c.outEof && c.closedAt === null) {
+        // the window as it stands now (a move lost with the old primary is not lost for long)
+        this.hooks.send(vm, c.conn, undefined, new Uint8Array(0), false, c.window);
+        this.hooks.adopt(vm, c.conn, c.outSeq);
+      }
     }
   }
 
@@ -365,7 +383,15 @@ export class TcpIngress {
     }
     c.outEnd += bytes.length;
     this.stats.bytesOut += bytes.length;
-    c.sock.write(bytes);
+    const n = bytes.length;
+    c.sock.write(bytes, () => {
+      // the kernel took it for the client: the guest may send on (moved by a quarter window at least, so moves stay few)
+      c.taken += n;
+      if (c.closedAt !== null || c.outEof || c.taken + SEND_WINDOW_BYTES - c.window < SEND_WINDOW_BYTES / 4) return;
+      c.window = c.taken + SEND_WINDOW_BYTES;
+      this.stats.windowMoves++;
+      this.hooks.send(c.vm, c.conn, undefined, new Uint8Array(0), false, c.window);
+    });
     if (c.sock.writableLength > INGRESS_WRITE_BYTES_MAX) {
       this.stats.slowReaderResets++;
       this.hooks.log(`${c.vm}: connection ${c.conn}: the client did not read ${INGRESS_WRITE_BYTES_MAX} bytes; reset`);

@@ -207,6 +207,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let inputsGrown = new Map<number, number>();
   const noteInput = (msg: NicMessage): void => {
     if (!isStreamConn(msg.conn)) return;
+    // a move of the send window is no input (only an opening, the first message, counts: as zero bytes)
+    if (!msg.eof && !msg.bytes.length && (inputEnds.has(msg.conn) || streamsDone.has(msg.conn))) return;
     const end = (inputEnds.get(msg.conn) ?? 0) + (msg.eof ? 1 : msg.bytes.length);
     if (msg.eof) {
       inputEnds.delete(msg.conn);

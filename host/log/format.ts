@@ -24,6 +24,9 @@
 // and its modification time. A version-2 log still reads: a start entry
 // without those fields means stdin whole, one preopen "/", the socket given
 // (what version 2 always did), a file entry without them belongs to preopen 0.
+// 4 adds to a NIC message's interrupt entry the connection's send window
+// (`window`) when the message moves it; a version-3 log still reads (its
+// connections had no windows).
 //
 // A log written by a recording that was stopped (a signal, a crash) ends
 // early: at a frame boundary (no exit entry: isComplete is false), or inside
@@ -40,7 +43,7 @@ import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 
 export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
-export const LOG_VERSION = 3;
+export const LOG_VERSION = 4;
 /** The oldest version a reader accepts (see "Versions" above). */
 export const LOG_VERSION_MIN = 2;
 export const HEADER_BYTES = 16;
@@ -104,9 +107,11 @@ export interface EntryPayloads {
    * an interrupt delivered to the guest at this count: its kind (1 timer,
    * 2 NIC message), where it was delivered ('check' point, blocked in a
    * host call: 'wait', or to an 'idle' reactor), and for a NIC message its
-   * connection, bytes and end-of-stream flag (timer ticks: 0, empty, false)
+   * connection, bytes and end-of-stream flag (timer ticks: 0, empty, false),
+   * and `window` when it moves the connection's send window (nic.ts: the
+   * offset in the guest's outgoing stream it may send up to)
    */
-  interrupt: { kind: number; at: 'check' | 'wait' | 'idle'; conn: number; bytes: Uint8Array; eof: boolean };
+  interrupt: { kind: number; at: 'check' | 'wait' | 'idle'; conn: number; bytes: Uint8Array; eof: boolean; window?: number };
   /** a message the guest sent on its virtual NIC (eof: it closed the connection) */
   send: { conn: number; bytes: Uint8Array; eof: boolean };
   /**
@@ -341,7 +346,8 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     (p.at === 'check' || p.at === 'wait' || p.at === 'idle') &&
     isU32(p.conn) &&
     isBytes(p.bytes) &&
-    typeof p.eof === 'boolean',
+    typeof p.eof === 'boolean' &&
+    (p.window === undefined || (Number.isSafeInteger(p.window) && (p.window as number) >= 0)),
   send: (p) => isObj(p) && isU32(p.conn) && isBytes(p.bytes) && typeof p.eof === 'boolean',
   progress: (p) => p === null,
   digest: isBytes,

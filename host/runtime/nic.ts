@@ -36,12 +36,27 @@ export const GUEST_UNREAD_BYTES_MAX = 1024 * 1024;
  * end-of-stream on it); the guest itself is never stalled by one client.
  */
 export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * The send window a TCP client's connection opens with, and how far ahead of
+ * what the client has taken it is moved: the guest sends at most this many
+ * bytes the client has not taken yet (its socket send then blocks, or answers
+ * EAGAIN when non-blocking), so a client that does not read stalls only its
+ * own connection.
+ */
+export const SEND_WINDOW_BYTES = 1024 * 1024;
 
 export interface NicMessage {
   conn: number;
   bytes: Uint8Array;
   /** the peer (arriving) or the guest (sent) closed the connection; bytes is empty */
   eof: boolean;
+  /**
+   * Arriving only: the guest may send on this connection up to this offset in
+   * its outgoing stream (bytes from the connection's start). A connection
+   * with no window sends without limit. A message with a window and no bytes
+   * moves the window only (or opens the connection, see `arrive`).
+   */
+  window?: number;
 }
 
 /** A connection the guest accepted as a stream socket. */
@@ -63,6 +78,8 @@ export interface NicImage {
   queue: NicMessage[];
   sockets: { conn: number; pending: Uint8Array; peerClosed: boolean; sendClosed: boolean; recvClosed: boolean }[];
   closed: number[];
+  /** [conn, window end, bytes sent] of connections with a send window (absent in images made before windows) */
+  windows?: [number, number, number][];
 }
 
 export class VirtualNic {
@@ -70,6 +87,8 @@ export class VirtualNic {
   private readonly queue: NicMessage[] = [];
   private readonly sockets = new Map<number, NicSocket>();
   private readonly closed = new Set<number>();
+  /** connections with a send window: how far the guest may send, and how far it has */
+  private readonly windows = new Map<number, { end: number; sent: number }>();
   /** every message the guest sent, in order, is handed here */
   constructor(private readonly send: (msg: NicMessage) => void = () => {}) {}
 
@@ -80,6 +99,13 @@ export class VirtualNic {
       return;
     }
     const s = this.sockets.get(msg.conn);
+    if (msg.window !== undefined) {
+      const w = this.windows.get(msg.conn);
+      if (w) w.end = Math.max(w.end, msg.window);
+      else this.windows.set(msg.conn, { end: msg.window, sent: 0 });
+      // a window alone opens a connection not seen yet, and is nothing more for one that is
+      if (!msg.bytes.length && !msg.eof && (s || this.queue.some((m) => m.conn === msg.conn))) return;
+    }
     if (!s) {
       this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
       return;
@@ -116,7 +142,15 @@ export class VirtualNic {
 
   /** Sends one message from the guest. */
   emit(conn: number, bytes: Uint8Array, eof = false): void {
+    const w = this.windows.get(conn);
+    if (w) w.sent += bytes.length;
     this.send({ conn, bytes, eof });
+  }
+
+  /** Bytes the guest may send on `conn` now: what its send window leaves (0 when full), or Infinity for a connection without one. */
+  sendRoom(conn: number): number {
+    const w = this.windows.get(conn);
+    return w ? Math.max(0, w.end - w.sent) : Infinity;
   }
 
   /** Makes the connection of the oldest queued message a socket, moving its queued messages to it; null when none is queued. */
@@ -176,6 +210,7 @@ export class VirtualNic {
     // The peer already ended (an eof read, or one still queued): nothing more can come, so nothing need be dropped.
     const peerDone = s ? s.peerClosed : this.queue.some((m) => m.conn === conn && m.eof);
     this.sockets.delete(conn);
+    this.windows.delete(conn);
     if (!peerDone) this.closed.add(conn);
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
   }
@@ -192,6 +227,7 @@ export class VirtualNic {
         recvClosed: s.recvClosed,
       })),
       closed: [...this.closed],
+      windows: [...this.windows].map(([conn, w]) => [conn, w.end, w.sent]),
     };
   }
 
@@ -209,6 +245,7 @@ export class VirtualNic {
       });
     }
     for (const c of img.closed) this.closed.add(c);
+    for (const [conn, end, sent] of img.windows ?? []) this.windows.set(conn, { end, sent });
   }
 
   /** The socket of an accepted connection. */
@@ -229,6 +266,9 @@ export class VirtualNic {
         const pending = this.read({ ...s, chunks: [...s.chunks] }, Number.MAX_SAFE_INTEGER);
         return [s.conn, s.peerClosed, s.sendClosed, s.recvClosed, createHash('sha256').update(pending).digest('hex')];
       });
-    return JSON.stringify({ queue: this.queue.length, queued: h.digest('hex'), sockets, closed: [...this.closed].sort((a, b) => a - b) });
+    const state: Record<string, unknown> = { queue: this.queue.length, queued: h.digest('hex'), sockets, closed: [...this.closed].sort((a, b) => a - b) };
+    // (only when there are any: a digest without windows reads as it always did)
+    if (this.windows.size) state.windows = [...this.windows].sort((a, b) => a[0] - b[0]).map(([conn, w]) => [conn, w.end, w.sent]);
+    return JSON.stringify(state);
   }
 }

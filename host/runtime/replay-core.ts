@@ -28,13 +28,13 @@ export class DivergenceError extends Error {
 /** An interrupt as a log entry's payload. */
 export function interruptPayload(i: Interrupt, at: Place): EntryPayloads['interrupt'] {
   return i.kind === INTERRUPT_NIC
-    ? { kind: i.kind, at, conn: i.msg.conn, bytes: i.msg.bytes, eof: i.msg.eof }
+    ? { kind: i.kind, at, conn: i.msg.conn, bytes: i.msg.bytes, eof: i.msg.eof, ...(i.msg.window !== undefined ? { window: i.msg.window } : {}) }
     : { kind: i.kind, at, conn: 0, bytes: new Uint8Array(0), eof: false };
 }
 
 /** The interrupt a log entry's payload describes. */
 export function interruptOf(p: EntryPayloads['interrupt']): Interrupt {
-  return p.kind === INTERRUPT_NIC ? { kind: INTERRUPT_NIC, msg: { conn: p.conn, bytes: p.bytes, eof: p.eof } } : TIMER_TICK;
+  return p.kind === INTERRUPT_NIC ? { kind: INTERRUPT_NIC, msg: { conn: p.conn, bytes: p.bytes, eof: p.eof, ...(p.window !== undefined ? { window: p.window } : {}) } } : TIMER_TICK;
 }
 
 /** State digest: memory, the guest's mutable globals, the virtual devices. */

@@ -28,17 +28,19 @@
 //   - in: a socket is paused (socket.pause(), so TCP flow control pushes back
 //     on the client) while the guest has more than UNREAD_MAX_BYTES of it
 //     delivered or on the way and not read, and resumed when it read enough;
-//   - out: what the guest sent to a client that does not read waits in the
-//     socket's buffer; past OUTGOING_MAX_BYTES the connection is reset
-//     (socket.resetAndDestroy) and the guest sees the end of its stream, as
-//     a server on a real kernel sees a client that went away. The guest's
-//     sends never block: a guest cannot be stalled by a slow client.
+//   - out: each connection opens with a send window (nic.ts
+//     SEND_WINDOW_BYTES) and the window moves on as the kernel takes the
+//     guest's bytes for the client; at the window the guest's send waits (or
+//     answers EAGAIN), as on a real kernel whose socket buffer is full, so a
+//     client that does not read stalls only its own connection. Past
+//     OUTGOING_MAX_BYTES waiting (only the raw NIC ABI, which has no windows,
+//     gets there) the connection is reset and the guest sees its end.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { INTERRUPT_NIC, LiveTimer, type Interrupt, type InterruptSource } from './events.ts';
 import { parseListenAddr } from './listen-addr.ts';
-import { CLIENT_UNREAD_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
+import { CLIENT_UNREAD_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, SEND_WINDOW_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
 
 /** Connections open at once; a client past it is closed at once. */
 export const MAX_CONNECTIONS = 1024;
@@ -50,7 +52,7 @@ export const OUTGOING_MAX_BYTES = CLIENT_UNREAD_BYTES_MAX;
 const END_WAIT_MS = 2000;
 
 /** main -> worker */
-type ToGuest = { t: 'msg'; conn: number; bytes: Uint8Array; eof: boolean };
+type ToGuest = { t: 'msg'; conn: number; bytes: Uint8Array; eof: boolean; window?: number };
 /** worker -> main */
 type FromGuest = { t: 'send'; conn: number; bytes: Uint8Array; eof: boolean } | { t: 'read'; conn: number; n: number } | { t: 'end' };
 
@@ -80,6 +82,9 @@ interface Conn {
   paused: boolean;
   /** the end of the stream was posted to the guest */
   eofPosted: boolean;
+  /** bytes of the guest's output the kernel took for the client, and the send window last posted (nic.ts) */
+  taken: number;
+  window: number;
 }
 
 /** The main thread's half: the listening socket and the real connections. */
@@ -166,11 +171,12 @@ export class TcpListenBridge {
     }
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
-    const c: Conn = { id, socket, unread: 0, paused: false, eofPosted: false };
+    const c: Conn = { id, socket, unread: 0, paused: false, eofPosted: false, taken: 0, window: SEND_WINDOW_BYTES };
     this.conns.set(id, c);
     // The connection's opening (an empty message, see nic.ts): the guest accepts it as soon as the
     // client connects, as a real accept() returns, so a server that speaks first gets its client.
-    this.post({ t: 'msg', conn: id, bytes: new Uint8Array(0), eof: false });
+    // It opens the send window too: the guest sends at most SEND_WINDOW_BYTES the client has not taken.
+    this.post({ t: 'msg', conn: id, bytes: new Uint8Array(0), eof: false, window: c.window });
     socket.on('data', (chunk: Buffer) => {
       if (c.eofPosted) return;
       for (let at = 0; at < chunk.length; at += MAX_MESSAGE_BYTES) {
@@ -220,7 +226,16 @@ export class TcpListenBridge {
       return;
     }
     if (c.socket.destroyed || c.socket.writableEnded) return;
-    c.socket.write(m.bytes);
+    const n = m.bytes.length;
+    c.socket.write(m.bytes, () => {
+      // the kernel took it for the client: the window moves on (by a quarter at least, so updates stay few)
+      c.taken += n;
+      if (c.eofPosted && c.socket.destroyed) return;
+      if (c.taken + SEND_WINDOW_BYTES - c.window >= SEND_WINDOW_BYTES / 4) {
+        c.window = c.taken + SEND_WINDOW_BYTES;
+        this.post({ t: 'msg', conn: c.id, bytes: new Uint8Array(0), eof: false, window: c.window });
+      }
+    });
     if (c.socket.writableLength > OUTGOING_MAX_BYTES) {
       // The client does not read: drop it rather than hold the guest's output without bound.
       c.socket.resetAndDestroy();
@@ -276,9 +291,9 @@ export class LiveConnections implements InterruptSource {
     for (;;) {
       const r = receiveMessageOnPort(this.port) as { message: ToGuest } | undefined;
       if (!r) break;
-      const { conn, bytes, eof } = r.message;
+      const { conn, bytes, eof, window } = r.message;
       if (bytes.length) this.outstanding.set(conn, (this.outstanding.get(conn) ?? 0) + bytes.length);
-      due.push({ kind: INTERRUPT_NIC, msg: { conn, bytes, eof } });
+      due.push({ kind: INTERRUPT_NIC, msg: { conn, bytes, eof, ...(window !== undefined ? { window } : {}) } });
     }
     return due;
   }

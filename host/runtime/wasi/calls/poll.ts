@@ -74,6 +74,12 @@ function fdEvents(ctx: WasiCtx, subs: readonly Sub[]): { index: number; ev: Ev }
         if (avail === 0) flags = EVENTRWFLAGS_HANGUP;
       }
     }
+    if (f && s.type === EVENTTYPE_FD_WRITE && f.kind === 'sock' && !f.sock.sendClosed) {
+      // writable while the connection's send window has room (nic.ts)
+      const room = ctx.nic.sendRoom(f.sock.conn);
+      if (room <= 0) return;
+      if (Number.isFinite(room)) nbytes = BigInt(room);
+    }
     ready.push({ index, ev: { userdata: s.userdata, error: f ? Errno.SUCCESS : Errno.BADF, type: s.type, nbytes, flags } });
   });
   return ready;

@@ -111,10 +111,33 @@ export function sockSend(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number
   const total = iovecsTotal(list);
   if (total < 0) return -total;
   const bytes = gather(g, list, total);
-  for (let off = 0; off < total; off += MAX_MESSAGE_BYTES) {
-    ctx.nic.emit(f.sock.conn, bytes.slice(off, off + MAX_MESSAGE_BYTES));
+  // The connection's send window (nic.ts): a blocking socket waits for room
+  // until all is sent; a non-blocking one sends what fits, or answers EAGAIN.
+  const conn = f.sock.conn;
+  let sent = 0;
+  while (sent < total) {
+    const room = ctx.nic.sendRoom(conn);
+    if (room <= 0) {
+      if (f.flags & FDFLAGS_NONBLOCK) break;
+      ctx.waitForInput();
+      // an interrupt handler may have closed or shut it meanwhile
+      if (ctx.fds.get(fd) !== f) return sent ? done(ctx, datalenPtr, sent) : Errno.BADF;
+      if (f.sock.sendClosed) return sent ? done(ctx, datalenPtr, sent) : Errno.PIPE;
+      continue;
+    }
+    const n = Math.min(room, total - sent, MAX_MESSAGE_BYTES);
+    ctx.nic.emit(conn, bytes.slice(sent, sent + n));
+    sent += n;
   }
-  g.dv.setUint32(datalenPtr, total, true);
+  if (sent === 0 && total > 0) return Errno.AGAIN;
+  return done(ctx, datalenPtr, sent);
+}
+
+/** Writes how many bytes a send took (memory may have grown during a wait: checked again). */
+function done(ctx: WasiCtx, datalenPtr: number, n: number): number {
+  const g = ctx.guest();
+  if (!g.ok(datalenPtr, 4)) return Errno.FAULT;
+  g.dv.setUint32(datalenPtr, n, true);
   return Errno.SUCCESS;
 }
 

@@ -1,5 +1,6 @@
 // The local cluster the tests run (real host processes; see host/cluster/local.ts).
-import type { LocalCluster } from '../host/cluster/local.ts';
+import { createServer } from 'node:net';
+import { LocalCluster } from '../host/cluster/local.ts';
 
 export { LocalCluster as Cluster, eventually } from '../host/cluster/local.ts';
 
@@ -31,4 +32,24 @@ export async function eventsOf(cluster: LocalCluster, host: string, name?: strin
   if (r.status !== 200) throw new Error(`GET /v1/events on ${host}: ${r.status} ${await r.text()}`);
   const { events } = (await r.json()) as { events: any[] };
   return name === undefined ? events : events.filter((e) => e.event === name);
+}
+
+/**
+ * A TCP port to publish a VM on: one the kernel hands out as free on
+ * 127.0.0.1 (the hosts' loopback addresses share the port space).
+ */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A cluster of hosts `ids` (default h1..h3), every one linked to the others, and the caller of its REST API (stop it in teardown). */
+export async function linkedCluster(ids: string[] = ['h1', 'h2', 'h3']): Promise<{ c: LocalCluster; api: ReturnType<typeof apiOf> }> {
+  const c = new LocalCluster();
+  await Promise.all(ids.map((id) => c.add(id)));
+  await c.linked();
+  return { c, api: apiOf(c) };
 }

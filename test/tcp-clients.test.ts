@@ -4,9 +4,8 @@
 // host with no error and every INCR applied once.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiOf, Cluster, eventually } from './cluster.ts';
+import { apiOf, Cluster, eventually, freePort, linkedCluster } from './cluster.ts';
 
 let c: Cluster | null = null;
 afterEach(async () => {
@@ -14,13 +13,6 @@ afterEach(async () => {
   c = null;
 });
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Runs a client to its end (bounded): its exit code and output. */
 function client(cmd: string, args: string[], ms = 180_000): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -40,10 +32,8 @@ function bigBody(): Buffer {
 
 /** Three hosts and a VM of `sample` publishing one port; resolves once every host serves it. */
 async function published(sample: string): Promise<{ port: number; hosts: Record<string, string> }> {
-  c = new Cluster();
-  await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-  await c.linked();
-  const api = apiOf(c);
+  let api;
+  ({ c, api } = await linkedCluster());
   const port = await freePort();
   const r = await api('h1', 'POST', '/v1/vms', { name: sample, sample, publish: [port] });
   expect(r.status, JSON.stringify(r.json)).toBe(201);

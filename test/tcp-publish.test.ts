@@ -2,9 +2,9 @@
 // failover of the VM's primary is invisible to a connection through a host
 // that stays alive (every answer once, in order; every request applied once).
 import { readFileSync } from 'node:fs';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiOf, Cluster, eventsOf, eventually } from './cluster.ts';
+import { Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
 import { watText } from './helpers.ts';
 import { INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
 import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
@@ -17,14 +17,6 @@ afterEach(async () => {
   c = null;
 });
 
-/** A TCP port free on every loopback address the cluster's hosts use (the kernel picks it). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** A line-oriented client of the kvsock sample on one TCP endpoint: each request's answer, in order. */
 class LineClient {
@@ -70,10 +62,8 @@ class LineClient {
 
 describe('published ports (TCP into a VM through every live host)', () => {
   it('serves plain TCP clients through each host, lists the endpoints, and keeps each connection its own', async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const port = await freePort();
     const start = await api('h1', 'POST', '/v1/vms', { name: 'kvt', sample: 'kvsock', publish: [port] });
     expect(start.status, JSON.stringify(start.json)).toBe(201);
@@ -102,10 +92,8 @@ describe('published ports (TCP into a VM through every live host)', () => {
   });
 
   it("kill -9 of the primary's host: a connection through a surviving host sees every answer once, in order, and every request applied once", async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const port = await freePort();
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kvf', sample: 'kvsock', publish: [port] })).status).toBe(201);
     const info = await eventually('a backup', async () => {
@@ -149,10 +137,8 @@ describe('published ports (TCP into a VM through every live host)', () => {
   });
 
   it('a connection stays open across a test failover, and a client that resets mid-request disturbs no other', async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const port = await freePort();
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kvh', sample: 'kvsock', publish: [port] })).status).toBe(201);
     await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/kvh')).json.state === 'running' ? true : undefined));
@@ -213,10 +199,8 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc
 
 describe('published ports: a reactor across backup re-creation', () => {
   it('a connection stays open across a backup restart and a test failover to the backup made from the snapshot', async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const port = await freePort();
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kvr', sample: 'kv', publish: [port] })).status).toBe(201);
     const running = async () => {
@@ -254,10 +238,8 @@ describe('published ports: a reactor across backup re-creation', () => {
 describe('published ports: bounded buffers', () => {
 
   it("a guest that never reads: its client's TCP window closes, and no host takes more than the bounds", async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const port = await freePort();
     const module = Buffer.from(acceptingGuest()).toString('base64');
     expect((await api('h1', 'POST', '/v1/vms', { name: 'sink', module, publish: [port] })).status).toBe(201);
@@ -285,10 +267,8 @@ describe('published ports: bounded buffers', () => {
   });
 
   it("a client that does not read stalls only its own connection: the send window closes, nothing is reset, other clients are served, and every byte arrives once it reads", async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
     const port = await freePort();
     expect((await api('h1', 'POST', '/v1/vms', { name: 'web', sample: 'http', publish: [port] })).status).toBe(201);
     await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/web')).json.state === 'running' ? true : undefined));

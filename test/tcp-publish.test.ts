@@ -136,6 +136,37 @@ describe('published ports (TCP into a VM through every live host)', () => {
     expect(after.json.endpoints).not.toContain(`${c.host('h1').public}:${port}`);
   });
 
+  it('connections through a host that dies end in the guest too: a server with 64 connection slots, all taken through that host, serves new clients after it', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvs', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    await eventually('a backup on h2', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/kvs')).json;
+      return r.state === 'running' && r.backup === 'h2' ? true : undefined;
+    });
+    // kvsock serves at most 64 connections at once (MAX_CONNS): take them all through h3, then lose h3
+    const through3 = await Promise.all(Array.from({ length: 64 }, () => LineClient.open(`${c!.host('h3').public}:${port}`)));
+    through3.forEach((cl, i) => cl.send(`t${i} SET k${i} v`));
+    await Promise.all(through3.map((cl) => cl.answers(1)));
+    const extra = await LineClient.open(`${c.host('h1').public}:${port}`);
+    extra.send('x GET k1');
+    // the 65th is closed unanswered while the 64 hold their slots
+    await eventually('the 65th connection closed', () => (extra.closed ? true : undefined));
+    expect(extra.lines).toEqual([]);
+    await c.kill('h3');
+    // once the primary's host takes h3 for dead, its connections end in the guest: their slots are free again
+    // (until then a new client is closed unanswered, and comes again)
+    const answer = await eventually('a new client answered', async () => {
+      const later = await LineClient.open(`${c!.host('h2').public}:${port}`);
+      later.send('y GET k1');
+      await eventually('an answer or the close', () => (later.lines.length || later.closed ? true : undefined));
+      later.sock.destroy();
+      return later.lines[0];
+    }, 30_000);
+    expect(answer).toBe('y VALUE v');
+  });
+
   it('a connection stays open across a test failover, and a client that resets mid-request disturbs no other', async () => {
     let api;
     ({ c, api } = await linkedCluster());

@@ -374,7 +374,10 @@ export class FtHost {
   /** outputs kept for API connections, and who waits for them */
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
   private nextConn = 1;
-  private nextStreamConn = 0;
+  /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
+  private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
+  /** slots of hosts taken for dead: their published-port connections were ended in this host's primaries */
+  private readonly deadSlots = new Set<number>();
   /** VMs' published ports on this host */
   readonly ingress: TcpIngress;
   private ingressAt = 0;
@@ -666,6 +669,7 @@ export class FtHost {
       }
     }
     for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
+    this.watchSlots();
     for (const [hash, inc] of this.incomingModules) {
       if (now - inc.at > INCOMING_IDLE_MS) {
         this.incomingModules.delete(hash);
@@ -687,6 +691,25 @@ export class FtHost {
     const wall = Date.now();
     for (const [conn, box] of this.apiBoxes) {
       if (wall - box.usedAt > API_CONN_IDLE_MS && !box.waiters.length) this.apiBoxes.delete(conn);
+    }
+  }
+
+  /**
+   * A host taken for dead took its clients' TCP connections with it: every
+   * primary here ends those still open (replica.ts 'slot-gone'), once per
+   * death, so a guest does not hold their sockets for ever.
+   */
+  private watchSlots(): void {
+    for (const m of this.members) {
+      if (m.id === this.id) continue;
+      const dead = !this.alive(m.id) && this.links.get(m.id)?.ready !== true;
+      if (!dead) {
+        this.deadSlots.delete(m.slot);
+        continue;
+      }
+      if (this.deadSlots.has(m.slot)) continue;
+      this.deadSlots.add(m.slot);
+      for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && vm.publish.length) vm.handle.send({ t: 'slot-gone', slot: m.slot });
     }
   }
 
@@ -1626,6 +1649,7 @@ export class FtHost {
     this.transition(vm, 'alone');
     vm.primary = null;
     vm.handle.send({ t: 'golive' });
+    if (vm.publish.length) for (const slot of this.deadSlots) vm.handle.send({ t: 'slot-gone', slot });
     // A replica that ran to the end sends no 'live': what its log holds is released now.
     if (vm.end) {
       this.releaseUnreleased(vm);

@@ -86,6 +86,12 @@ export type ToReplica =
   /** `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
   | { t: 'msg'; msg: NicMessage; off?: number }
   | { t: 'snapshot'; id: number }
+  /**
+   * The host with this slot (the high byte of its connection ids) is gone:
+   * its TCP connections through published ports died with it, so each one
+   * still open ends (an end-of-stream at its offset), as a reset would end it
+   */
+  | { t: 'slot-gone'; slot: number }
   | { t: 'stop' };
 
 /** An output a live replica produced, released by the host once its entry is acknowledged. */
@@ -147,6 +153,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let goLive = false;
   let exitSeen = false;
   const inbox: { msg: NicMessage; off?: number }[] = [];
+  /** slots of hosts gone whose connections are still to be ended */
+  const slotsGone: number[] = [];
   let snapshotWanted: number | null = null;
 
   const handle = (m: ToReplica): void => {
@@ -168,6 +176,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         break;
       case 'snapshot':
         snapshotWanted = m.id;
+        break;
+      case 'slot-gone':
+        // ended once live, from the offsets the replay reached (drainInbox)
+        if (!slotsGone.includes(m.slot) && slotsGone.length < 256) slotsGone.push(m.slot);
         break;
       case 'stop':
         throw new Stopped();
@@ -435,6 +447,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   };
   /** Delivers what the inbox may deliver now; returns how many were delivered. */
   const drainInbox = (c: GuestContext, place: Place): number => {
+    for (const slot of slotsGone.splice(0)) for (const [conn, end] of inputEnds) if (conn >>> 24 === slot) inbox.push({ msg: { conn, bytes: new Uint8Array(0), eof: true }, off: end });
     if (!inbox.length) return 0;
     const held = new Set<number>();
     const keep: typeof inbox = [];

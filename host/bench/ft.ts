@@ -64,7 +64,7 @@ async function vmOn(c: FtClient, vm: string): Promise<VmInfo | undefined> {
 }
 
 /** Polls `fn` every `everyMs` (finer than `eventually`, for timing a run's end), at most `ms`. */
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number, everyMs = 5): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: number, everyMs = 10): Promise<T> {
   const t0 = performance.now();
   while (performance.now() - t0 < ms) {
     const v = await fn();

@@ -21,6 +21,10 @@
 // `signal[1]` is the throttle: microseconds the primary sleeps per poll;
 // `signal[2]` is the stall: while it is 1 (the host's buffer of log the backup
 // has not acknowledged is full), the primary waits after posting a frame.
+// `signal[3]` is 1 while the worker blocks on `signal[0]`: the host makes the
+// wake-up call only then. It is set before the wait, which compares
+// `signal[0]` with the value read before the worker took its messages, so a
+// message posted in between is never slept through.
 
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -127,6 +131,7 @@ export function nameReplicaThread(): void {
 const SIGNAL = 0;
 const THROTTLE = 1;
 const STALL = 2;
+const WAITING = 3;
 const FRAME_FLUSH_BYTES = 512 * 1024;
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
@@ -184,7 +189,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       got = true;
     }
     if (got || blockMs <= 0) return got;
+    Atomics.store(signal, WAITING, 1);
     Atomics.wait(signal, SIGNAL, seen, blockMs === Infinity ? undefined : blockMs);
+    Atomics.store(signal, WAITING, 0);
     for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
       handle(r.message as ToReplica);
       got = true;

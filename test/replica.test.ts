@@ -196,6 +196,41 @@ describe('replicas', () => {
     expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
   }, 60_000);
 
+  it('requests that arrive together leave in one log frame, and the backup replays them to the same state', async () => {
+    // The host posts a read's worth of client messages and wakes the worker once; the live
+    // replica delivers them all before it posts the frame, so N answers cost one frame (and
+    // one write to the backup, one ack), not N. Only frame boundaries move: the backup,
+    // fed the same entries, must reach the same state.
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    request(p.h, 1, 'w0 SET a 0');
+    expect(await reply(log, 'w0')).toBe('w0 OK 1');
+    // the primary is idle, blocked waiting for messages: the burst wakes it once
+    await new Promise((r) => setTimeout(r, 50));
+    const framesBefore = p.said.filter((m) => m.t === 'log').length;
+    for (let i = 0; i < 16; i++) request(p.h, 2, `b${i} SET k${i} v${i}`);
+    expect(await reply(log, 'b15')).toBe('b15 OK 17');
+    const frames = p.said.slice(0).filter((m) => m.t === 'log').slice(framesBefore) as Extract<FromReplica, { t: 'log' }>[];
+    const withAnswers = frames.filter((f) => f.outputs.some((o) => dec(o.bytes).startsWith('b')));
+    expect(withAnswers.length).toBeLessThanOrEqual(2);
+    expect(withAnswers.flatMap((f) => f.outputs).map((o) => dec(o.bytes).split(' ')[0])).toEqual(Array.from({ length: 16 }, (_, i) => `b${i}`));
+    // the backup replays the burst and, live, answers from the same state
+    const last = log.entries.at(-1)!;
+    await b.until((m) => m.t === 'error' || (m.t === 'progress' && m.seq >= last.seq - 1 && m.count >= last.count));
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await b.until((m) => m.t === 'live' || m.t === 'error')) as Extract<FromReplica, { t: 'live' }>;
+    expect(live.t).toBe('live');
+    const after = stream(b, () => null, live.seq);
+    request(b.h, 3, 'g GET k9');
+    request(b.h, 3, 'n SET z 1');
+    expect(await reply(after, 'g')).toBe('g VALUE v9');
+    expect(await reply(after, 'n')).toBe('n OK 18');
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+  }, 60_000);
+
   it('a primary really sleeps in a timed wait, and its backup replays the sleep without waiting for anything but the log', async () => {
     // sleep.wat exits 0 only when its monotonic clock moved >= 200 ms across the sleep
     const sleep = watBytes('sleep');

@@ -186,9 +186,18 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         throw new Stopped();
     }
   };
-  /** Takes every message posted so far; with `blockMs` (Infinity: no limit), waits for one when none is there. */
+  /** `signal[0]` when the port was last emptied: the host bumps it after each post. */
+  let pumped = -1;
+  /**
+   * Takes every message posted so far; with `blockMs` (Infinity: no limit),
+   * waits for one when none is there. Without `blockMs`, a counter that has
+   * not moved means nothing was posted: the port is not asked (a live
+   * replica pumps at every check point, and asking costs more than the load).
+   */
   const pump = (blockMs = 0): boolean => {
     const seen = Atomics.load(signal, SIGNAL);
+    if (blockMs <= 0 && seen === pumped) return false;
+    pumped = seen;
     let got = false;
     for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
       handle(r.message as ToReplica);

@@ -130,6 +130,25 @@ describe('replicas', () => {
     expect(wall).toBeGreaterThanOrEqual(end.cpu.ranMs + end.cpu.restedMs);
   }, 120_000);
 
+  it('a computing primary logs a progress entry about every 5 ms, not more often', async () => {
+    // Each progress entry costs a frame, an ack and a wake-up of the backup; 5 ms keeps the
+    // backup's horizon close (its lag grows by about that) at a fifth of the frames of 1 ms.
+    const hash = sampleBytes(samples('compute').find((g) => g.name === 'hash')!);
+    const start = { ...startOf(hash), args: ['hash', '1500'] };
+    const p = replica({ vm: 'h', module: hash, start, role: 'primary' });
+    const check = new EntryChecker(0);
+    const at: number[] = [];
+    p.h.on('message', (m) => {
+      if (m.t === 'log' && decodeFrame(m.frame, check).some((e) => e.kind === 'progress')) at.push(performance.now());
+    });
+    await p.until((m) => m.t === 'ended', 60_000);
+    // from the first progress entry to the last: the guest computed all along
+    const spanMs = at.at(-1)! - at[0]!;
+    expect(spanMs).toBeGreaterThan(100); // long enough to count
+    expect(at.length - 1).toBeLessThanOrEqual(spanMs / 4 + 2); // 5 ms, with room for a loaded machine
+    expect(at.length - 1).toBeGreaterThanOrEqual(spanMs / 20);
+  }, 60_000);
+
   it('a backup made from a snapshot of the running primary follows the rest of the log', async () => {
     const start = startOf(kv);
     const p = replica({ vm: 'v', module: kv, start, role: 'primary' });

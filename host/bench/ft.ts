@@ -393,10 +393,13 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
     const failovers: number[] = [];
     for (let t = 0; t < trials; t++) {
       say(`failover trial ${t + 1}/${trials}`);
-      const { c } = await Bench.up(3, pin);
+      const b = await Bench.up(3, pin);
+      const { c } = b;
       try {
         const a = await c.client('h1');
+        const before = b.replicas();
         await a.start('kv', kv);
+        await b.placeNew(before);
         const client = await c.client('h3');
         const got = answers(client);
         let i = 0;
@@ -429,10 +432,13 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   async function recreate(): Promise<void> {
     for (const mib of opts.quick ? [16] : [16, 64]) {
       say(`re-creation of a ${mib} MiB guest`);
-      const { c } = await Bench.up(3, pin);
+      const b = await Bench.up(3, pin);
+      const { c } = b;
       try {
         const a = await c.client('h1');
+        const before = b.replicas();
         await a.start('kv', kv);
+        await b.placeNew(before);
         // fill memory with 60 KiB values
         const value = 'x'.repeat(60 * 1024);
         const n = Math.ceil((mib * 1024 * 1024) / value.length);

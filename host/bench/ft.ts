@@ -17,9 +17,12 @@
 //
 // Placement (host/bench/pin.ts): on Linux with 2 cores or more, the live
 // replica runs on core 0 and everything else on core 1, in both variants:
-// with `pin: 'thread'` (the default) only the replica's worker thread is on
-// core 0 and its host's main thread is with the other processes; with
-// 'process' the primary's whole host process is on core 0.
+// with `pin: 'process'` (the default) the primary's whole host process is on
+// core 0; with 'thread' only the replica's worker thread is, and its host's
+// main thread is with the other processes. Measured on 2 cores, 'process' is
+// the better of the two: with 'thread', core 1 carries the backup's replay,
+// both hosts' main threads and the client, the backup falls behind and the
+// primary is throttled to its pace (README, "Fault tolerance").
 
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -36,7 +39,7 @@ export interface FtBenchOptions {
   /** failover trials (default 7) */
   trials?: number;
   quick?: boolean;
-  /** where the live replica runs (default 'thread'; see the header) */
+  /** where the live replica runs (default 'process'; see the header) */
   pin?: PinMode;
   /** the CPU-bound guest's rounds (hash N; default 15000, about 1.7 s here) */
   hashRounds?: number;
@@ -258,7 +261,7 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   const result: Record<string, unknown> = {};
 
   // ---- placement: the bench and every host on core 1; the live replica (or its host) goes to core 0 ----
-  let pin: PinMode = opts.pin ?? 'thread';
+  let pin: PinMode = opts.pin ?? 'process';
   const why = pin === 'none' ? null : pinUnavailable();
   if (why) {
     say(`no placement: ${why}`);

@@ -14,9 +14,9 @@ import { REPLICA_THREAD_NAME } from '../cluster/replica.ts';
 
 /**
  * How the bench places the live replica:
+ * - 'process': the whole host process of the live replica on core 0;
  * - 'thread': the replica's worker thread alone on core 0; its host's main
  *   thread (heartbeats, log frames, acks, client traffic) on core 1;
- * - 'process': the whole host process of the live replica on core 0;
  * - 'none': no placement (the kernel schedules).
  */
 export type PinMode = 'thread' | 'process' | 'none';

@@ -182,8 +182,8 @@ bandwidth idle and under load, backup lag p50/p99, failover time from kill -9
 to the new primary's first answer (p50/p99 over --trials), backup re-creation
 time and primary pause for 16 and 64 MiB guests; the primary host's CPU per
 request. The live replica runs on core 0 and everything else on core 1
-(--pin thread, the default: only the replica's worker thread; --pin process:
-its whole host process; --pin none: no placement; a no-op with fewer than 2
+(--pin process, the default: its whole host process; --pin thread: only the
+replica's worker thread; --pin none: no placement; a no-op with fewer than 2
 cores). Options: --json, --quick, --pin MODE, --trials N (default 7),
 --seconds N of load per throughput run (default 3).
 

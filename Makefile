@@ -1,7 +1,7 @@
 # ftvm: the two commands a new user needs are `make demo` and `make test`.
 # Every target installs what it needs by itself.
 
-.PHONY: all setup build etcd chromium toolchains guests test typecheck bench demo clean
+.PHONY: all setup build etcd chromium redis-tools toolchains guests test typecheck bench demo clean
 .DELETE_ON_ERROR:
 
 NPM_STAMP := node_modules/.ftvm-installed
@@ -30,6 +30,18 @@ etcd:
 	  echo "etcd missing; installing etcd-server"; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server; \
+	fi
+
+# The --tcplisten tests (test/tcp-listen.test.ts) drive the http sample with curl
+# and the kvresp sample with Debian's redis-cli and redis-benchmark (redis-tools).
+redis-tools:
+	@missing=""; \
+	command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 || missing="$$missing redis-tools"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing; installing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 # The status page's test drives Debian's Chromium headless (through playwright-core).
@@ -61,7 +73,7 @@ guests: setup
 typecheck: setup
 	npx tsc --noEmit -p host
 
-test: typecheck etcd chromium toolchains
+test: typecheck etcd chromium redis-tools toolchains
 	npx vitest run
 
 bench: setup

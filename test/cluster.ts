@@ -24,3 +24,11 @@ export function apiOf(cluster: LocalCluster): (host: string, method: string, pat
     return { status: r.status, json: text ? JSON.parse(text) : null };
   };
 }
+
+/** The named events host `host` of `cluster` recorded (GET /v1/events), those named `name` only when given. */
+export async function eventsOf(cluster: LocalCluster, host: string, name?: string): Promise<any[]> {
+  const r = await fetch(`${cluster.host(host).api}/v1/events?limit=4096`, { headers: { authorization: `Bearer ${cluster.token}` } });
+  if (r.status !== 200) throw new Error(`GET /v1/events on ${host}: ${r.status} ${await r.text()}`);
+  const { events } = (await r.json()) as { events: any[] };
+  return name === undefined ? events : events.filter((e) => e.event === name);
+}

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from '../host/cluster/replica.ts';
+import { STREAM_CONN_BIT } from '../host/cluster/ingress.ts';
 import { meterOptions, moduleHash } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
@@ -268,9 +269,8 @@ describe('replicas', () => {
   }, 60_000);
 
   it('a message wakes a primary in a long timed wait, and the backup delivers it in the same wait', async () => {
-    // sleep_or_message.wat polls a 60 s clock and the listening socket; replicas have "/" at fd 3, the socket at fd 4
-    const text = readFileSync(fileURLToPath(new URL('../wasm-src/wat/sleep_or_message.wat', import.meta.url)), 'utf8');
-    const guest = watText(text.replace('(i32.store (i32.const 128) (i32.const 3))', '(i32.store (i32.const 128) (i32.const 4))'));
+    // sleep_or_message.wat polls a 60 s clock and the listening socket, fd 3 (replicas have their "/" preopen after it, at fd 4)
+    const guest = watText(readFileSync(fileURLToPath(new URL('../wasm-src/wat/sleep_or_message.wat', import.meta.url)), 'utf8'));
     const start = { ...startOf(guest), args: ['wake'] };
     const p = replica({ vm: 'w', module: guest, start, role: 'primary' });
     const b = replica({ vm: 'w', module: guest, start, role: 'backup' });
@@ -286,5 +286,77 @@ describe('replicas', () => {
     const replayed = (await b.until((m) => m.t === 'ended' || m.t === 'error')) as Extract<FromReplica, { t: 'ended' }>;
     expect(replayed.t).toBe('ended');
     expect(replayed.digest).toBe(end.digest);
+  }, 60_000);
+});
+
+describe('stream connections (published ports): input offsets', () => {
+  const conn = (STREAM_CONN_BIT | 7) >>> 0;
+  /** Sends the requests as one stream: each at its offset; returns the offsets after each. */
+  const streamed = (texts: string[]) => {
+    let off = 0;
+    return texts.map((text) => {
+      const m = { off, text };
+      off += enc(text).length;
+      return m;
+    });
+  };
+  const sendAt = (h: ReplicaHandle, m: { off: number; text: string }) => h.send({ t: 'msg', msg: { conn, bytes: enc(m.text), eof: false }, off: m.off });
+
+  it('a new primary delivers input sent again after a failover once: what its log has is dropped, the rest delivered in order', async () => {
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    const msgs = streamed(Array.from({ length: 10 }, (_, i) => `s${i} SET k${i} v${i}`));
+    for (const m of msgs) sendAt(p.h, m);
+    expect(await reply(log, 's9')).toBe('s9 OK 10');
+    // the primary says how far each stream's input was delivered, for the ingress to forget it once acknowledged
+    const ends = p.said.flatMap((m) => (m.t === 'log' && m.inputs ? m.inputs : []));
+    expect(ends.at(-1)).toEqual([conn, msgs.at(-1)!.off + enc(msgs.at(-1)!.text).length]);
+    const last = log.entries.at(-1)!;
+    await b.until((m) => m.t === 'progress' && m.seq >= last.seq - 1 && m.count >= last.count);
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await b.until((m) => m.t === 'live')) as Extract<FromReplica, { t: 'live' }>;
+    const after = stream(b, () => null, live.seq);
+    // the ingress did not hear the acknowledgement of the last four: it sends them again, then a new one
+    const more = streamed([...msgs.map((m) => m.text), 'n SET z 1']);
+    for (const m of more.slice(6)) sendAt(b.h, m);
+    expect(await reply(after, 'n')).toBe('n OK 11');
+    expect(after.outputs.filter((o) => /^s\d /.test(dec(o.bytes)))).toEqual([]);
+    const end = more.at(-1)!.off + enc(more.at(-1)!.text).length;
+    await b.until((m) => m.t === 'input-end' && m.conn === conn && m.end === msgs.at(-1)!.off + enc(msgs.at(-1)!.text).length);
+    expect(b.said.flatMap((m) => (m.t === 'log' && m.inputs ? m.inputs : [])).at(-1)).toEqual([conn, end]);
+    // input past a gap is not delivered: the replica says where its stream ends, for the ingress to send from there
+    sendAt(b.h, { off: end + 100, text: 'g GET z' });
+    expect(await b.until((m) => m.t === 'input-gap' && m.conn === conn)).toEqual({ t: 'input-gap', conn, end });
+    request(b.h, 9, 'q GET z');
+    expect(await reply(after, 'q')).toBe('q VALUE 1');
+    expect(replyTo(after.outputs, 'g')).toBeUndefined();
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+  }, 60_000);
+
+  it('a snapshot carries the stream offsets: a backup made from it drops what the snapshot holds', async () => {
+    const start = startOf(kv);
+    const p = replica({ vm: 'v', module: kv, start, role: 'primary' });
+    let backup: ReplicaHandle | null = null;
+    const log = stream(p, () => backup);
+    const msgs = streamed(Array.from({ length: 6 }, (_, i) => `a${i} SET k${i} v${i}`));
+    for (const m of msgs) sendAt(p.h, m);
+    await reply(log, 'a5');
+    p.h.send({ t: 'snapshot', id: 1 });
+    const snap = ((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>).snapshot as Snapshot;
+    const end = msgs.at(-1)!.off + enc(msgs.at(-1)!.text).length;
+    expect(snap.inputEnds).toEqual([[conn, end]]);
+    const b = replica({ vm: 'v', module: kv, start, role: 'backup', snapshot: snap });
+    backup = b.h;
+    await b.until((m) => m.t === 'progress');
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await b.until((m) => m.t === 'live')) as Extract<FromReplica, { t: 'live' }>;
+    const after = stream(b, () => null, live.seq);
+    for (const m of streamed([...msgs.map((x) => x.text), 'z INFO']).slice(3)) sendAt(b.h, m);
+    expect(await reply(after, 'z')).toMatch(/^z INFO 6 6 \d+$/);
+    expect(after.outputs.filter((o) => /^a\d /.test(dec(o.bytes)))).toEqual([]);
   }, 60_000);
 });

@@ -105,11 +105,15 @@ class G {
   readonly memory: WebAssembly.Memory;
   private readonly ex: Record<string, (...a: (number | bigint)[]) => number>;
   private strAt = STR;
+  /** the preopen "/": fd 3, or 4 after the listening socket (wasmtime's layout) */
+  readonly dirFd: number;
   constructor(
     readonly fs: VirtualFs,
     nondeterminism?: Nondeterminism,
+    listen = false,
   ) {
-    this.host = new WasiHost({ args: ['t'], env: {}, stdout: () => {}, stderr: () => {}, fs, nondeterminism });
+    this.dirFd = listen ? 4 : 3;
+    this.host = new WasiHost({ args: ['t'], env: {}, stdout: () => {}, stderr: () => {}, fs, nondeterminism, listen });
     const inst = new WebAssembly.Instance(module(), { [WASI_MODULE]: this.host.imports });
     this.memory = inst.exports['memory'] as WebAssembly.Memory;
     this.host.bindMemory(this.memory);
@@ -133,7 +137,7 @@ class G {
     this.strAt += b.length + 8;
     return [p, b.length];
   }
-  open(path: string, oflags = 0, fdflags = 0, dirfd = 3): { err: number; fd: number } {
+  open(path: string, oflags = 0, fdflags = 0, dirfd = this.dirFd): { err: number; fd: number } {
     this.dv.setUint32(RES, 0xdead, true);
     const [p, n] = this.str(path);
     // every right for a file; a directory opened with FD_WRITE would be EISDIR
@@ -142,7 +146,7 @@ class G {
     this.strAt = STR;
     return { err, fd: this.dv.getUint32(RES, true) };
   }
-  openOk(path: string, oflags = 0, fdflags = 0, dirfd = 3): number {
+  openOk(path: string, oflags = 0, fdflags = 0, dirfd = this.dirFd): number {
     const r = this.open(path, oflags, fdflags, dirfd);
     expect(r.err, `open ${path}`).toBe(0);
     return r.fd;
@@ -173,14 +177,14 @@ class G {
     this.strAt = STR;
     return r;
   }
-  rename(from: string, to: string, fromFd = 3, toFd = 3): number {
+  rename(from: string, to: string, fromFd = this.dirFd, toFd = this.dirFd): number {
     const [p1, n1] = this.str(from);
     const [p2, n2] = this.str(to);
     const r = this.ex['path_rename']!(fromFd, p1, n1, toFd, p2, n2);
     this.strAt = STR;
     return r;
   }
-  stat(path: string, fd = 3): { err: number; ino: bigint; type: number; nlink: bigint; size: bigint; times: bigint[] } {
+  stat(path: string, fd = this.dirFd): { err: number; ino: bigint; type: number; nlink: bigint; size: bigint; times: bigint[] } {
     const [p, n] = this.str(path);
     this.u8.fill(0xee, STAT, STAT + 64);
     const err = this.ex['path_filestat_get']!(fd, 0, p, n, STAT);
@@ -256,10 +260,10 @@ describe('VirtualFs through WASI calls', () => {
   it('create, write, read back, append, seek/tell, pread/pwrite, truncate', () => {
     // Proves: the basic file I/O calls behave like POSIX on the in-memory tree, and the VirtualFs sees the bytes.
     const fs = new VirtualFs();
-    const g = new G(fs);
+    const g = new G(fs, undefined, true);
     expect(g.open('a.txt').err).toBe(ENOENT);
     const fd = g.openOk('a.txt', CREAT);
-    expect(fd).toBe(5); // after stdio, the preopen and the listening socket
+    expect(fd).toBe(5); // after stdio, the listening socket and the preopen
     expect(g.write(fd, 'hello ')).toBe(0);
     expect(g.write(fd, 'world')).toBe(0);
     expect(ftext(fs, 'a.txt')).toBe('hello world');
@@ -311,9 +315,9 @@ describe('VirtualFs through WASI calls', () => {
     expect(g.seek(1, 0n, SET).err).toBe(ESPIPE);
     expect(g.read(0, 1, 0n).err).toBe(ESPIPE);
     expect(g.call('fd_filestat_set_size', 1, 0n)).toBe(EINVAL);
-    expect(g.read(3).err).toBe(EISDIR);
-    expect(g.write(3, 'x')).toBe(EISDIR);
-    expect(g.call('fd_filestat_set_size', 3, 0n)).toBe(EISDIR);
+    expect(g.read(g.dirFd).err).toBe(EISDIR);
+    expect(g.write(g.dirFd, 'x')).toBe(EISDIR);
+    expect(g.call('fd_filestat_set_size', g.dirFd, 0n)).toBe(EISDIR);
   });
 
   it('path_open flags: CREAT|EXCL, DIRECTORY, trailing slash, errors', () => {
@@ -486,14 +490,14 @@ describe('VirtualFs through WASI calls', () => {
 
   it('fds are the lowest free number >= 5', () => {
     // Proves: deterministic fd allocation; closing stdio, the preopen or the listening socket does not hand those numbers out.
-    const g = new G(VirtualFs.fromEntries({ f: '' }));
+    const g = new G(VirtualFs.fromEntries({ f: '' }), undefined, true);
     expect([g.openOk('f'), g.openOk('f'), g.openOk('f')]).toEqual([5, 6, 7]);
     expect(g.call('fd_close', 6)).toBe(0);
     expect(g.call('fd_close', 0)).toBe(0);
-    expect(g.call('fd_close', 4)).toBe(0);
+    expect(g.call('fd_close', 3)).toBe(0); // the listening socket
     expect(g.openOk('f')).toBe(6);
     expect(g.openOk('f')).toBe(8);
-    expect(g.call('fd_close', 3)).toBe(0);
+    expect(g.call('fd_close', 4)).toBe(0); // the preopen
     expect(g.open('f').err).toBe(EBADF);
     expect(g.open('f', 0, 0, 5).err).toBe(ENOTDIR);
   });
@@ -539,7 +543,7 @@ describe('VirtualFs through WASI calls', () => {
     const run = () => {
       const fs = VirtualFs.fromEntries({ 'in.txt': 'data' });
       // the VM clock stamps created and written files: the same clock readings give the same state
-      const g = new G(fs, fixedNondeterminism());
+      const g = new G(fs, fixedNondeterminism(), true);
       const states = [g.host.deviceState()];
       const fd = g.openOk('out.txt', CREAT);
       states.push(g.host.deviceState());
@@ -562,8 +566,8 @@ describe('VirtualFs through WASI calls', () => {
       [0, 'stdio', 0, 0],
       [1, 'stdio', 1, 0],
       [2, 'stdio', 2, 0],
-      [3, 'dir', 0, 1, '/', 0],
-      [4, 'listen', 0],
+      [3, 'listen', 0],
+      [4, 'dir', 0, 1, '/', 0],
       [5, 'file', 0, 3, 2, APPEND],
     ]);
     const x = VirtualFs.fromEntries({ 'a/b': 'x', c: 'y' });

@@ -50,7 +50,8 @@ class H {
   readonly memory = new WebAssembly.Memory({ initial: 2 });
   private at = STR;
   constructor(opts: Partial<WasiOptions> = {}) {
-    this.host = new WasiHost({ args: ['t'], env: {}, stdout: () => {}, stderr: () => {}, ...opts });
+    // No listening socket unless asked: "/" is preopened at fd 3 (with one, it would be at 4).
+    this.host = new WasiHost({ args: ['t'], env: {}, stdout: () => {}, stderr: () => {}, listen: false, ...opts });
     this.host.bindMemory(this.memory);
   }
   get dv(): DataView {
@@ -334,25 +335,37 @@ describe('rights', () => {
 });
 
 describe('preopens and descriptors', () => {
-  it('no preopen: fd 3 is EBADF; several preopens get fds 3, 4, ... under their names, the listening socket after them', () => {
-    // Proves: preopens: [] leaves fd 3 unused (what a test expecting EBADF sees); names and order are kept; `listen` places the socket after the preopens; renaming across two filesystems is EXDEV.
+  it('no preopen: fd 3 is EBADF; several preopens get fds 3, 4, ... under their names, or 4, 5, ... after the listening socket at 3', () => {
+    // Proves: preopens: [] leaves fd 3 unused (what a test expecting EBADF sees); names and order are kept; `listen` puts the socket at fd 3 and the preopens after it (wasmtime's --tcplisten layout), and the socket's prestat lets a preopen scan go on; renaming across two filesystems is EXDEV.
     const none = new H({ preopens: [], listen: false });
     expect(none.call('fd_prestat_get', 3, RES)).toBe(E.BADF);
     expect(none.call('fd_fdstat_get', 3, STAT)).toBe(E.BADF);
     const a = VirtualFs.fromEntries({ 'x.txt': 'x' });
     const b = new VirtualFs();
-    const two = new H({ preopens: [{ name: '/', fs: a }, { name: '/data', fs: b }] });
-    expect(two.host.listenFd).toBe(5);
+    const plain = new H({ preopens: [{ name: '/', fs: a }, { name: '/data', fs: b }] });
+    expect(plain.host.listenFd).toBe(null);
+    expect(plain.call('fd_prestat_get', 4, RES)).toBe(0);
+    expect(plain.dv.getUint32(RES + 4, true)).toBe(5);
+    expect(plain.call('fd_prestat_get', 5, RES)).toBe(E.BADF);
+    const two = new H({ preopens: [{ name: '/', fs: a }, { name: '/data', fs: b }], listen: true });
+    expect(two.host.listenFd).toBe(3);
+    expect(two.fdstat(3).type).toBe(6); // socket_stream
+    // wasi-libc's scan: fd 3 answers SUCCESS with a tag that is not a directory (skipped), then the preopens, then EBADF
+    expect(two.call('fd_prestat_get', 3, RES)).toBe(0);
+    expect([two.u8[RES], two.dv.getUint32(RES + 4, true)]).toEqual([1, 0]);
+    expect(two.call('fd_prestat_dir_name', 3, DATA, 5)).toBe(E.BADF);
     expect(two.call('fd_prestat_get', 4, RES)).toBe(0);
+    expect([two.u8[RES], two.dv.getUint32(RES + 4, true)]).toEqual([0, 1]);
+    expect(two.call('fd_prestat_get', 5, RES)).toBe(0);
     expect(two.dv.getUint32(RES + 4, true)).toBe(5);
-    expect(two.call('fd_prestat_dir_name', 4, DATA, 5)).toBe(0);
+    expect(two.call('fd_prestat_dir_name', 5, DATA, 5)).toBe(0);
     expect(Buffer.from(two.u8.subarray(DATA, DATA + 5)).toString()).toBe('/data');
-    expect(two.fdstat(5).type).toBe(6); // socket_stream
-    // the first fd handed out comes after the socket
-    expect(two.open('y.txt', { oflags: CREAT, dirfd: 4 })).toEqual({ err: 0, fd: 6 });
+    expect(two.call('fd_prestat_get', 6, RES)).toBe(E.BADF);
+    // the first fd handed out comes after the preopens
+    expect(two.open('y.txt', { oflags: CREAT, dirfd: 5 })).toEqual({ err: 0, fd: 6 });
     expect(b.list()).toEqual(['y.txt']);
     const [p, l] = two.s('x.txt');
-    expect(two.call('path_rename', 3, p, l, 4, ...two.s('x.txt'))).toBe(E.XDEV);
+    expect(two.call('path_rename', 4, p, l, 5, ...two.s('x.txt'))).toBe(E.XDEV);
   });
 
   it('fd_renumber moves a descriptor, fd_allocate grows a file, fd_advise validates, proc_raise is not supported', () => {
@@ -444,6 +457,7 @@ describe('snapshots', () => {
     const opts = (clock: Nondeterminism): Partial<WasiOptions> => ({
       preopens: [{ name: '/', fs: VirtualFs.fromEntries({ 'a.txt': 'A' }) }, { name: 'tmp', fs: new VirtualFs() }],
       nondeterminism: clock,
+      listen: false,
     });
     const clock = countingClock();
     const h = new H(opts(clock));
@@ -516,7 +530,7 @@ describe('record and replay', () => {
     mod.dispose();
     const chunks: Uint8Array[] = [];
     const out: Uint8Array[] = [];
-    const run = recordGuest(bytes, new LogWriter((b) => chunks.push(b)), { args: ['g'], fs: VirtualFs.fromEntries({ 'in.txt': 'x' }), onStdout: (b) => out.push(b), meter: { cacheDir: null } });
+    const run = recordGuest(bytes, new LogWriter((b) => chunks.push(b)), { args: ['g'], fs: VirtualFs.fromEntries({ 'in.txt': 'x' }), listen: false, onStdout: (b) => out.push(b), meter: { cacheDir: null } });
     expect(run.exitCode).toBe(0);
     expect(Buffer.concat(out).toString()).toBe('hello\n');
     const entries = readLog(Buffer.concat(chunks));

@@ -1,12 +1,16 @@
 // WASI preview1 sockets on the VM's virtual network (host/runtime/wasi.ts +
 // host/runtime/nic.ts), driven directly through `WasiHost.imports` with
-// pointers into a bound WebAssembly.Memory: fd 4 is the listening socket,
-// accepted connections get the lowest free fd >= 5, arrivals come through
+// pointers into a bound WebAssembly.Memory: fd 3 is the listening socket,
+// accepted connections get the lowest free fd >= 5 (after the preopen "/"
+// at 4), arrivals come through
 // `nic.arrive`, and `wait` delivers scripted batches of messages (or says that
 // nothing will ever come, which ends a blocking call with GuestIdle).
 import { describe, expect, it } from 'vitest';
 import { GuestIdle, LISTEN_FD, WasiHost } from '../host/runtime/wasi.ts';
 import { MAX_MESSAGE_BYTES, VirtualNic, type NicMessage } from '../host/runtime/nic.ts';
+
+/** the preopen "/", after the listening socket at fd 3 (wasmtime's --tcplisten layout) */
+const PREOPEN_FD = 4;
 
 // errno (WASI preview1)
 const EAGAIN = 6;
@@ -201,7 +205,7 @@ class Harness {
     const b = enc(name);
     this.u8.set(b, PATH);
     this.dv.setUint32(R0, SENTINEL, true);
-    const err = this.fn['path_open']!(3, 0, PATH, b.length, OFLAGS_CREAT, 0n, 0n, 0, R0);
+    const err = this.fn['path_open']!(PREOPEN_FD, 0, PATH, b.length, OFLAGS_CREAT, 0n, 0n, 0, R0);
     return { err, fd: this.dv.getUint32(R0, true) };
   }
 
@@ -297,7 +301,7 @@ describe('sock_accept', () => {
     h.arrive(1, 'a');
     h.arrive(2, 'b');
     expect(h.acceptOk()).toBe(5);
-    for (const fd of [0, 1, 2, 3, 5]) expect(h.accept(fd)).toEqual({ err: ENOTSOCK, fd: SENTINEL });
+    for (const fd of [0, 1, 2, PREOPEN_FD, 5]) expect(h.accept(fd)).toEqual({ err: ENOTSOCK, fd: SENTINEL });
     expect(h.accept(6)).toEqual({ err: EBADF, fd: SENTINEL }); // never opened
     expect(h.close(LISTEN_FD)).toBe(0);
     expect(h.accept(LISTEN_FD)).toEqual({ err: EBADF, fd: SENTINEL });
@@ -393,7 +397,8 @@ describe('sock_recv and fd_read on a socket', () => {
     h.arrive(7, 'def');
     expect(h.acceptOk()).toBe(5);
     expect(h.recv(5, [4], 'sock_recv', 1)).toMatchObject({ err: 0, n: 4, parts: ['abcd'] });
-    expect(h.recv(5, [2, 8], 'sock_recv', 1)).toMatchObject({ err: 0, n: 6, parts: ['ab', 'cdef....'] });
+    // only into the first iovec, as wasmtime's peek
+    expect(h.recv(5, [2, 8], 'sock_recv', 1)).toMatchObject({ err: 0, n: 2, parts: ['ab', '........'] });
     expect(h.recv(5, [5])).toMatchObject({ err: 0, n: 5, parts: ['abcde'] });
     expect(h.recv(5, [5], 'sock_recv', 1)).toMatchObject({ err: 0, n: 1, parts: ['f....'] });
     expect(h.recvAll(5)).toBe('f');
@@ -468,7 +473,7 @@ describe('sock_recv and fd_read on a socket', () => {
     expect(h.recv(LISTEN_FD, [8]).err).toBe(ENOTCONN);
     expect(h.recv(LISTEN_FD, [8], 'fd_read').err).toBe(ENOTCONN);
     expect(h.recv(1, [8]).err).toBe(ENOTSOCK);
-    expect(h.recv(3, [8]).err).toBe(ENOTSOCK);
+    expect(h.recv(PREOPEN_FD, [8]).err).toBe(ENOTSOCK);
     expect(h.recv(5, [8]).err).toBe(EBADF);
     expect(h.recv(5, [8], 'fd_read').err).toBe(EBADF);
     expect(h.nic.queued).toBe(1); // nothing was taken
@@ -512,6 +517,57 @@ describe('sock_recv and fd_read on a socket', () => {
     h.later({ conn: 7, data: 'b' });
     expect(h.fn['sock_recv']!(5, h.size - 4, 1, 0, R0, R1)).toBe(EFAULT);
     expect(h.waits).toBe(0);
+  });
+});
+
+describe("flags as wasmtime's preview1 host takes them (wasi-common's TcpListener and TcpStream)", () => {
+  const APPEND = 1;
+  const NONBLOCK = FDFLAGS_NONBLOCK;
+  const WAITALL = 2;
+  const ENOTSUP = 58;
+
+  it('sock_accept and fd_fdstat_set_flags on sockets take NONBLOCK or nothing; anything else is EINVAL and changes nothing', () => {
+    // Proves: a server that asks for APPEND on a socket is refused as under wasmtime ("cannot set anything else than NONBLOCK").
+    const h = new Harness();
+    h.arrive(1, 'a');
+    expect(h.accept(LISTEN_FD, APPEND)).toEqual({ err: EINVAL, fd: SENTINEL });
+    expect(h.nic.queued).toBe(1); // nothing was accepted
+    expect(h.accept(LISTEN_FD, APPEND | NONBLOCK)).toEqual({ err: EINVAL, fd: SENTINEL });
+    expect(h.accept(LISTEN_FD, NONBLOCK)).toEqual({ err: 0, fd: 5 });
+    expect(h.fdstat(5).flags).toBe(NONBLOCK);
+    expect(h.setFlags(5, APPEND)).toBe(EINVAL);
+    expect(h.setFlags(LISTEN_FD, APPEND | NONBLOCK)).toBe(EINVAL);
+    expect(h.fdstat(5).flags).toBe(NONBLOCK);
+    expect(h.setFlags(5, 0)).toBe(0);
+    expect(h.fdstat(5).flags).toBe(0);
+  });
+
+  it('sock_recv: unknown ri_flags are ENOTSUP; RECV_WAITALL waits for the whole buffer, or returns less at the end of the stream', () => {
+    // Proves: WAITALL is honoured (one read of 6 bytes across two arrivals), non-blocking WAITALL says EAGAIN without consuming, and an eof ends the wait with what there is.
+    const h = new Harness();
+    h.arrive(1, 'abc');
+    expect(h.acceptOk()).toBe(5);
+    expect(h.recv(5, [8], 'sock_recv', 4).err).toBe(ENOTSUP);
+    h.later({ conn: 1, data: 'def' });
+    expect(h.recv(5, [2, 4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 6, parts: ['ab', 'cdef'] });
+    expect(h.waits).toBe(1);
+    h.arrive(1, 'gh');
+    expect(h.setFlags(5, NONBLOCK)).toBe(0);
+    expect(h.recv(5, [4], 'sock_recv', WAITALL).err).toBe(EAGAIN);
+    expect(h.setFlags(5, 0)).toBe(0);
+    h.later({ conn: 1, eof: true });
+    expect(h.recv(5, [4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 2, parts: ['gh..'] });
+    expect(h.recv(5, [4], 'sock_recv', WAITALL)).toMatchObject({ err: 0, n: 0 });
+  });
+
+  it('sock_send with si_flags is ENOTSUP and sends nothing', () => {
+    const h = new Harness();
+    h.arrive(1, 'a');
+    expect(h.acceptOk()).toBe(5);
+    h.u8.set(enc('x'), DATA);
+    h.iovecs([1]);
+    expect(h.fn['sock_send']!(5, IOVS, 1, 1, R0)).toBe(ENOTSUP);
+    expect(h.sent).toEqual([]);
   });
 });
 
@@ -577,7 +633,7 @@ describe('sock_send and fd_write on a socket', () => {
     expect(h.send(LISTEN_FD, ['x'])).toEqual({ err: ENOTCONN, n: SENTINEL });
     expect(h.send(LISTEN_FD, ['x'], 'fd_write')).toEqual({ err: ENOTCONN, n: SENTINEL });
     expect(h.send(1, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
-    expect(h.send(3, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
+    expect(h.send(PREOPEN_FD, ['x'])).toEqual({ err: ENOTSOCK, n: SENTINEL });
     expect(h.send(5, ['x'])).toEqual({ err: EBADF, n: SENTINEL });
     expect(h.acceptOk()).toBe(5);
     const send = h.fn['sock_send']!;
@@ -625,7 +681,7 @@ describe('sock_shutdown', () => {
     const h = new Harness();
     expect(h.shutdown(LISTEN_FD, SHUT_WR)).toBe(ENOTCONN);
     expect(h.shutdown(1, SHUT_WR)).toBe(ENOTSOCK);
-    expect(h.shutdown(3, SHUT_RD)).toBe(ENOTSOCK);
+    expect(h.shutdown(PREOPEN_FD, SHUT_RD)).toBe(ENOTSOCK);
     expect(h.shutdown(5, SHUT_WR)).toBe(EBADF);
     expect(h.sent).toEqual([]);
   });
@@ -671,6 +727,29 @@ describe('fd_close of a socket', () => {
     h.arrive(22, 'other');
     expect(h.accept()).toEqual({ err: 0, fd: 5 });
     expect(h.recvAll(5)).toBe('other');
+  });
+
+  it('remembers a closed connection only until its peer ends too, so the closed set stays bounded by the half-open connections', () => {
+    // Proves: a server closing 1000 connections (each ended by its peer, before or after the close) keeps no trace of them; one whose peer has not ended still drops what comes.
+    const h = new Harness();
+    for (let conn = 1; conn <= 1000; conn++) {
+      h.arrive(conn, 'req');
+      const peerFirst = conn % 2 === 0;
+      if (peerFirst) h.eof(conn);
+      const fd = h.acceptOk();
+      expect(h.close(fd)).toBe(0);
+      if (!peerFirst) {
+        h.arrive(conn, 'late'); // dropped
+        h.eof(conn);
+      }
+    }
+    expect(h.nic.image().closed).toEqual([]);
+    expect(h.nic.queued).toBe(0);
+    h.arrive(2000, 'x');
+    expect(h.close(h.acceptOk())).toBe(0);
+    h.arrive(2000, 'dropped');
+    expect(h.nic.image().closed).toEqual([2000]);
+    expect(h.nic.queued).toBe(0);
   });
 
   it('sends no eof when the socket was already shut down for writing', () => {
@@ -818,7 +897,7 @@ describe('deviceState', () => {
     // failed or empty calls change nothing
     const last = h.host.deviceState();
     expect(h.recv(5, [4]).err).toBe(EBADF);
-    expect(h.send(4, ['x']).err).toBe(ENOTCONN);
+    expect(h.send(LISTEN_FD, ['x']).err).toBe(ENOTCONN);
     h.arrive(1, 'dropped');
     expect(h.host.deviceState()).toBe(last);
   });

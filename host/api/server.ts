@@ -17,6 +17,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import swagger from '@fastify/swagger';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
 import { HostError, OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
+import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
+import { EVENTS_MAX } from '../ft/events.ts';
 import { OUTPUT_RING_BYTES } from '../cluster/output-ring.ts';
 import { MeterPoolError } from '../cluster/meter-pool.ts';
 import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
@@ -93,6 +95,8 @@ const vmSchema = {
     held: { type: 'integer', description: 'outputs held until the backup acknowledges their log' },
     memoryMiB: { type: 'number' },
     cpuPercent: { type: 'integer' },
+    publish: { type: 'array', items: { type: 'integer' }, description: 'the TCP ports every live host serves the VM on' },
+    endpoints: { type: 'array', items: { type: 'string' }, description: '"ADDR:PORT" where a TCP client reaches the VM: each published port at each live host\'s public address (this host first)' },
     ageMs: { type: 'integer' },
     end: {
       type: ['object', 'null'],
@@ -254,6 +258,27 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     schema: { response: { 200: { type: 'object', properties: { self: { type: 'string' }, hosts: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, alive: { type: 'boolean' } } } } } }, ...e(401) } },
   }, async () => ({ self: host.id, hosts: [{ id: host.id, alive: true }, ...host.status().peers.map((p) => ({ id: p.id, alive: p.alive }))] }));
 
+  app.get('/v1/events', {
+    schema: {
+      description:
+        "What this host did, as named events (vm-started, partner-silent, generation-won, replica-dropped, backup-following, backup-recreated, live, ended, replica-failed, module-shipped, peer-dropped), each with its fields, its number on this host (`seq`, from 1) and when (`atMs`, ms since the epoch); the last " +
+        `${EVENTS_MAX} are kept. A reader follows by asking after the last \`next\`.`,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { after: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: EVENTS_MAX, default: 1000 } },
+      },
+      response: {
+        200: { type: 'object', properties: { events: { type: 'array', items: { type: 'object', additionalProperties: true } }, next: { type: 'integer' } } },
+        ...e(400, 401),
+      },
+    },
+  }, async (req) => {
+    const q = req.query as { after: number; limit: number };
+    const events = host.events.after(q.after, q.limit);
+    return { events, next: events.at(-1)?.seq ?? q.after };
+  });
+
   app.post('/v1/vms', {
     schema: {
       body: {
@@ -275,6 +300,13 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
           memoryMiB: { type: 'integer', minimum: 1, maximum: 1024, description: 'the most memory the guest may grow to (default 1024)' },
           cpuPercent: { type: 'integer', minimum: 1, maximum: 100, description: 'the share of one core the primary may compute (default 100)' },
+          publish: {
+            type: 'array',
+            maxItems: PUBLISH_PORTS_MAX,
+            uniqueItems: true,
+            items: { type: 'integer', minimum: 1, maximum: 65535 },
+            description: "TCP ports every live host serves the VM on, at its public address: each connection is a connection of the VM's NIC, accepted on the guest's listening socket (fd 3)",
+          },
         },
       },
       description:
@@ -283,7 +315,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
       response: { 201: vmSchema, ...e(400, 401, 404, 409, 413, 503) },
     },
   }, async (req, reply) => {
-    const body = req.body as { name: string; sample?: string; module?: string; moduleHash?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number };
+    const body = req.body as { name: string; sample?: string; module?: string; moduleHash?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number; publish?: number[] };
     if ([body.sample, body.module, body.moduleHash].filter((x) => x !== undefined).length !== 1) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample", "module" and "moduleHash"');
     if (body.stdin !== undefined && body.stdinBase64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "stdin" and "stdinBase64"');
     if (body.stdinBase64 !== undefined && !BASE64_RE.test(body.stdinBase64)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"stdinBase64" is not base64');
@@ -306,6 +338,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
       stdin: stdin && new Uint8Array(stdin),
       memoryMiB: body.memoryMiB,
       cpuPercent: body.cpuPercent,
+      publish: body.publish,
     });
     return reply.code(201).send(view(body.name));
   });

@@ -7,10 +7,12 @@ export const CLUSTER_HELP = `usage: ftvm cluster up [--hosts N] [--json]
 
 Starts N ftvm hosts (default 3) on loopback, sharing a file arbiter in a
 temporary directory, one cluster secret and one API token, and waits until
-they are linked to each other. Then it prints each host's REST API URL and the
-token (with --json: one JSON line on stdout, {"token", "hosts": [{"id", "api",
-"client"}]}), and runs until SIGINT or SIGTERM, when it stops every host it
-started.
+they are linked to each other. Each host gets its own loopback address for the
+VMs' published ports (h1 127.0.0.1, h2 127.0.0.2, ...), so every host serves a
+published port as hosts of a real cluster do. Then it prints each host's REST
+API URL, client port and that address, and the token (with --json: one JSON
+line on stdout, {"token", "hosts": [{"id", "api", "client", "public"}]}), and
+runs until SIGINT or SIGTERM, when it stops every host it started.
 `;
 
 export async function clusterMain(argv: string[]): Promise<number> {
@@ -36,10 +38,10 @@ export async function clusterMain(argv: string[]): Promise<number> {
     await Promise.all(Array.from({ length: n }, (_, i) => c.add(`h${i + 1}`)));
     progress('linking them...');
     await c.linked();
-    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client })).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client, public: h.public })).sort((a, b) => (a.id < b.id ? -1 : 1));
     if (values.json) process.stdout.write(`${JSON.stringify({ token: c.token, hosts })}\n`);
     else {
-      for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}\n`);
+      for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}  published ports at ${h.public}\n`);
       process.stdout.write(`token ${c.token}\n`);
       process.stdout.write(`status page ${hosts[0]!.api}/ui#token=${c.token}\n`);
     }

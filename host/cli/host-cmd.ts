@@ -26,6 +26,8 @@ options:
   --peer-port N         log channel port (default 0: any free port)
   --client-port N       client port (default 0: any free port)
   --advertise-peer A    the host:port other hosts dial for the log channel (default: where it listens)
+  --public-address ADDR the IP address VMs' published ports listen on, where TCP clients reach
+                        this host (default: the --bind address)
   --api-port N          REST API port (default 0: any free port)
   --token T             the API's bearer token (default: $FTVM_TOKEN, else generated and printed once)
   --heartbeat-ms N      heartbeat period (default 50)
@@ -54,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       'peer-port': { type: 'string' },
       'client-port': { type: 'string' },
       'advertise-peer': { type: 'string' },
+      'public-address': { type: 'string' },
       'api-port': { type: 'string' },
       token: { type: 'string' },
       'heartbeat-ms': { type: 'string' },
@@ -96,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     peerPort: num('peer-port', values['peer-port']),
     clientPort: num('client-port', values['client-port']),
     advertisePeer: values['advertise-peer'],
+    publicAddress: values['public-address'],
     heartbeatMs: num('heartbeat-ms', values['heartbeat-ms']),
     failMs: num('fail-ms', values['fail-ms']),
     lagTargetMs: num('lag-target-ms', values['lag-target-ms']),
@@ -114,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });
   const a = api.app.server.address();
   const apiAddr = typeof a === 'object' && a ? `${bind}:${a.port}` : String(a);
-  const ready = { ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, api: `http://${apiAddr}`, slot: host.slot, ...(given ? {} : { token: api.token }) };
+  const ready = { ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, api: `http://${apiAddr}`, public: host.ingress.address, slot: host.slot, ...(given ? {} : { token: api.token }) };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

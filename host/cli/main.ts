@@ -11,6 +11,7 @@ import type { ReplayedRun, ReplayOptions } from '../runtime/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
 import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
+import { isListenAddr } from '../runtime/listen-addr.ts';
 
 /** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
 const LOG_FLUSH_MS = 100;
@@ -37,17 +38,28 @@ otherwise exit with the guest's status (0..123).
 `;
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
-                          (default: HOST as written), at fds 3, 4, ... in the order given (repeatable).
+                          (default: HOST as written), at fds 3, 4, ... in the order given, or 4, 5, ...
+                          after a listening socket at fd 3 (repeatable).
                           HOST is read once, at start, into the VM's in-memory filesystem: the guest
                           never touches it and never sees a later change to it
   --fs DIR                the same as --dir DIR::/  (placed first)
-                          With neither, the guest has no preopened directory (fd 3 is EBADF).
+                          With neither, the guest has no preopened directory (without a listening
+                          socket, fd 3 is EBADF).
   --out DIR               when the guest ends, write the final tree of each preopened directory to
                           DIR/0, DIR/1, ... (in --dir order); DIR must be empty or not exist`;
 
 const STDIN_HELP = `  --stdin FILE            give the guest FILE as its stdin, read whole at start
                           Without it, the guest reads our stdin as it goes when that is a pipe or a
                           file (\`ftvm run shell.wasm < script.sql\`); from a terminal it reads nothing`;
+
+const TCPLISTEN_HELP = `  --tcplisten ADDR        serve real TCP on ADDR (HOST:PORT; port 0: any free port), as
+                          \`wasmtime run --tcplisten\` does: the guest's listening socket is fd 3 and
+                          its preopened directories follow it (4, 5, ...). Prints
+                          "ftvm: listening on HOST:PORT" on stderr before the guest starts. Each
+                          connection is one the guest accepts; the client's FIN or reset is the end of
+                          its stream, the guest's shutdown or close a FIN. A connection is paused while
+                          the guest has more than 1 MiB of it unread; one whose client leaves more than
+                          16 MiB of the guest's output unread is reset (the guest sees its end)`;
 
 const EXIT_HELP = `Exit code: the guest's exit status when it is 0..123; 125 when the guest
 trapped (FTVM_ERR_TRAP), 124 when it was stopped at its deadline
@@ -66,7 +78,7 @@ code is 1. What the guest's fd_write returns never depends on either.`;
 const RUN_HELP = `usage: ftvm run <guest.wasm | sample name> [options] [-- guest args...]
 
 Runs a WASI preview1 command guest unreplicated, metered. The guest's stdout
-and stderr go to ours. It has no listening socket.
+and stderr go to ours. It has no listening socket unless --tcplisten gives it one.
 
 ${EXIT_HELP}
 
@@ -84,6 +96,9 @@ ${DIR_HELP}
                           removed, anything else is left alone. It happens after the VM ended and
                           is not part of it (the guest never sees the host directory)
   --env K=V               environment variable for the guest (repeatable)
+${TCPLISTEN_HELP}.
+                          (It runs as ftvm record does, with the log discarded.) Not with
+                          --no-meter or --deadline
   -h, --help              this text
 `;
 
@@ -120,8 +135,11 @@ ${DIR_HELP}
                           with an optional "count": N, they arrive at the first check point at or past N;
                           without one, when the guest waits for input (or sleeps). Counts must not decrease.
                           Messages the guest sends are printed to stdout as {"send": {"conn", "data"|"base64", "eof"}}.
-                          The guest gets the NIC's listening socket (the fd after its preopens).
+                          The guest gets the NIC's listening socket at fd 3 (its preopens follow it).
   --listen                give the guest the listening socket without --messages
+${TCPLISTEN_HELP}
+                          Every connection's bytes are logged as NIC messages, so a replay needs no
+                          client. Not with --messages
   --env K=V               environment variable for the guest (repeatable)
   --digest-every N        log a state digest at the first check point at or past every N counts
                           (default 10000000)
@@ -307,6 +325,7 @@ async function cmdRun(argv: string[]): Promise<number> {
       'dir-writeback': { type: 'boolean' },
       out: { type: 'string' },
       env: { type: 'string', multiple: true },
+      tcplisten: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -314,6 +333,9 @@ async function cmdRun(argv: string[]): Promise<number> {
     hostStdout.write(RUN_HELP);
     return 0;
   }
+  const tcplisten = tcpListenOption(values.tcplisten);
+  if (tcplisten !== null && values['no-meter']) throw usageError('--tcplisten runs the guest metered (connections arrive as interrupts at check points): drop --no-meter');
+  if (tcplisten !== null && values.deadline !== undefined) throw usageError('--deadline is not available with --tcplisten');
   if (positionals.length !== 1) throw usageError(`ftvm run takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm run --help`);
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
@@ -329,6 +351,24 @@ async function cmdRun(argv: string[]): Promise<number> {
   const env = parseEnv(values.env);
   const deadline = values.deadline !== undefined ? BigInt(positiveInt('--deadline', values.deadline)) : undefined;
   const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
+  if (tcplisten !== null) {
+    const meter = { depthLimit: meterOptions.depthLimit, memoryLimitPages: meterOptions.memoryLimitPages, canonicalizeNaNs: meterOptions.canonicalizeNaNs };
+    return await runServing({
+      bytes,
+      args: [positionals[0]!, ...guestArgs],
+      env,
+      stdin,
+      dirs,
+      meter,
+      tcplisten,
+      logFd: null,
+      logPath: '',
+      summary: 'run',
+      printCount: values.count ?? false,
+      dirWriteback: values['dir-writeback'] ?? false,
+      out: values.out,
+    });
+  }
   const { compileGuestAsync } = await import('../runtime/compile.ts');
   const { runModule } = await import('../runtime/instance.ts');
   const { module } = await compileGuestAsync(bytes, meterOptions);
@@ -352,6 +392,62 @@ async function cmdRun(argv: string[]): Promise<number> {
   if (values['dir-writeback']) for (const l of io.writeBack(dirs, initial, preopens)) hostStderr.write(`${l}\n`);
   if (values.out !== undefined) io.writeOut(values.out, preopens);
   return status.code;
+}
+
+/** `--tcplisten ADDR` given at most once: the address, or null. FTVM_ERR_USAGE for a second one or a malformed ADDR. */
+function tcpListenOption(list: string[] | undefined): string | null {
+  if (!list?.length) return null;
+  if (list.length > 1) throw usageError('--tcplisten may be given once (the guest has one listening socket, fd 3)');
+  const addr = list[0]!;
+  if (!isListenAddr(addr)) throw usageError(`--tcplisten expects HOST:PORT (PORT 0..65535, 0 for any free port), got "${addr}"`);
+  return addr;
+}
+
+/**
+ * Runs (`summary` 'run', the log discarded) or records a guest serving real
+ * TCP connections on `tcplisten` (runtime/tcp-listen.ts): listens first,
+ * prints "ftvm: listening on HOST:PORT" on stderr, then runs the guest on the
+ * recording worker with a live connection source; when the guest ends, every
+ * connection is ended after its pending output. Returns the exit status.
+ * FTVM_ERR_TCPLISTEN when the address cannot be listened on.
+ */
+async function runServing(
+  o: Omit<import('./record-worker.ts').RecordJob, 'module' | 'listen' | 'messages' | 'flushAfterMs' | 'tcp'> & { tcplisten: string },
+): Promise<number> {
+  const io = await import('./guest-io.ts');
+  const { compileGuestAsync } = await import('../runtime/compile.ts');
+  const { recordStart } = await import('../runtime/recorder.ts');
+  const { VirtualFs } = await import('../runtime/wasi.ts');
+  const { meterOptions } = await import('../runtime/replay-core.ts');
+  const { recordInWorker } = await import('./record-worker.ts');
+  const { TcpListenBridge } = await import('../runtime/tcp-listen.ts');
+  const start = recordStart(o.bytes, {
+    args: o.args,
+    env: o.env,
+    stdin: o.stdin,
+    stdinRead: o.stdin ? undefined : (io.processStdin() ?? undefined),
+    preopens: o.dirs.map((d) => ({ name: d.guest, fs: new VirtualFs() })),
+    listen: true,
+    digestEvery: o.digestEvery,
+    meter: o.meter,
+  });
+  const { module } = await compileGuestAsync(o.bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
+  const bridge = new TcpListenBridge();
+  const { tcplisten, ...job } = o;
+  const bound = await bridge.listen(tcplisten).catch((e: unknown) => {
+    bridge.destroy();
+    throw e;
+  });
+  hostStderr.write(`ftvm: listening on ${bound}\n`);
+  let status: number;
+  try {
+    status = await recordInWorker({ ...job, module, listen: true, messages: null, flushAfterMs: LOG_FLUSH_MS, tcp: bridge.wire() });
+  } catch (e) {
+    bridge.destroy();
+    throw e;
+  }
+  await bridge.close();
+  return status;
 }
 
 /** The guest's bytes: a path, or a sample's name. FTVM_ERR_GUEST_NOT_FOUND, or a file error naming the path. */
@@ -385,6 +481,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
       out: { type: 'string' },
       messages: { type: 'string' },
       listen: { type: 'boolean' },
+      tcplisten: { type: 'string', multiple: true },
       env: { type: 'string', multiple: true },
       'digest-every': { type: 'string' },
       'depth-limit': { type: 'string' },
@@ -400,6 +497,8 @@ async function cmdRecord(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw usageError(`ftvm record takes one guest (a .wasm file or a sample name) before "--", got ${positionals.length}: see ftvm record --help`);
   if (!values.log) throw usageError('ftvm record needs --log FILE: see ftvm record --help');
   const logPath = values.log;
+  const tcplisten = tcpListenOption(values.tcplisten);
+  if (tcplisten !== null && values.messages !== undefined) throw usageError('--messages and --tcplisten cannot be combined: the guest has one listening socket');
   const io = await import('./guest-io.ts');
   const dirs = io.parseDirs(values.dir, values.fs);
   if (values.out !== undefined) io.checkOut(values.out);
@@ -425,6 +524,24 @@ async function cmdRecord(argv: string[]): Promise<number> {
   // The log file is made before the guest is compiled, so a path that cannot be written is refused first.
   const fd = onFile('--log', logPath, 'create', () => openSync(logPath, 'w'));
   try {
+    if (tcplisten !== null) {
+      const status = await runServing({
+        bytes,
+        args,
+        env,
+        stdin,
+        dirs,
+        digestEvery,
+        meter,
+        tcplisten,
+        logFd: fd,
+        logPath,
+        summary: 'record',
+        dirWriteback: values['dir-writeback'] ?? false,
+        out: values.out,
+      });
+      return outputLost() ? EXIT.failure : status;
+    }
     const { module } = await compileGuestAsync(bytes, { ...meterOptions(start), onProgress: progressReporter(hostStderr) });
     // What is logged reaches the file within LOG_FLUSH_MS (and before every wait), so a recording that is stopped leaves a log that replays up to there.
     const status = await recordInWorker({
@@ -443,6 +560,7 @@ async function cmdRecord(argv: string[]): Promise<number> {
       flushAfterMs: LOG_FLUSH_MS,
       dirWriteback: values['dir-writeback'] ?? false,
       out: values.out,
+      summary: 'record',
     });
     return outputLost() ? EXIT.failure : status;
   } finally {

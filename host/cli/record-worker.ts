@@ -20,6 +20,7 @@
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { NicMessage } from '../runtime/nic.ts';
+import type { LiveConnectionsWire } from '../runtime/tcp-listen.ts';
 import type { DirSpec } from './guest-io.ts';
 
 /** How long the main thread waits for the worker to write its log after a signal, ms. */
@@ -39,13 +40,19 @@ export interface RecordJob {
   digestEvery?: bigint;
   meter: Pick<MeterOptions, 'depthLimit' | 'memoryLimitPages' | 'canonicalizeNaNs'>;
   messages: { count: bigint; msg: NicMessage }[] | null;
-  /** the log file, open for writing, and its name for messages */
-  logFd: number;
+  /** real TCP connections as NIC connections (--tcplisten, tcp-listen.ts); its port is transferred to the worker */
+  tcp?: LiveConnectionsWire;
+  /** the log file, open for writing, and its name for messages; null: the log is discarded (`ftvm run --tcplisten`) */
+  logFd: number | null;
   logPath: string;
   /** LogWriterOptions.flushAfterMs */
   flushAfterMs: number;
   dirWriteback: boolean;
   out?: string;
+  /** what is printed at the end: `ftvm record`'s summary (count, digest, log), or `ftvm run`'s (the count with --count) */
+  summary: 'record' | 'run';
+  /** `ftvm run --count` */
+  printCount?: boolean;
 }
 
 interface WorkerData {
@@ -86,6 +93,7 @@ export function recordInWorker(job: RecordJob): Promise<number> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./record-worker-entry.mjs', import.meta.url), {
       workerData: { kind: 'ftvm-record', job, stop: stopBuffer } satisfies WorkerData,
+      transferList: job.tcp ? [job.tcp.port] : [],
     });
     let stopping: NodeJS.Signals | null = null;
     const end = (signal: NodeJS.Signals): void => {
@@ -130,11 +138,14 @@ async function work(data: WorkerData): Promise<Reply> {
   const { CliError, fileError } = await import('./errors.ts');
   const { recordModule } = await import('../runtime/recorder.ts');
   const { LiveTimer, MergedSources, ScriptedMessages } = await import('../runtime/events.ts');
+  const { LiveConnections } = await import('../runtime/tcp-listen.ts');
   const { LogWriter } = await import('../log/writer.ts');
   const { writeSync } = await import('node:fs');
+  const logFd = job.logFd;
   const sink = (b: Uint8Array): void => {
+    if (logFd === null) return;
     try {
-      for (let at = 0; at < b.length; ) at += writeSync(job.logFd, b, at, b.length - at);
+      for (let at = 0; at < b.length; ) at += writeSync(logFd, b, at, b.length - at);
     } catch (e) {
       const f = fileError(e, '--log', job.logPath, 'write');
       throw new CliError('FTVM_ERR_LOG_WRITE', `${f.message}; the log is incomplete`);
@@ -142,32 +153,43 @@ async function work(data: WorkerData): Promise<Reply> {
   };
   const initial = io.loadPreopens(job.dirs);
   const log = new LogWriter(sink, { flushAfterMs: job.flushAfterMs });
-  const r = recordModule(job.bytes, job.module, log, {
-    args: job.args,
-    env: job.env,
-    stdin: job.stdin,
-    stdinRead: job.stdin ? undefined : (io.processStdin() ?? undefined),
-    preopens: initial,
-    listen: job.listen,
-    digestEvery: job.digestEvery,
-    meter: job.meter,
-    onStdout: hostStdout.sink,
-    onStderr: hostStderr.sink,
-    interrupts: job.messages ? new MergedSources(new ScriptedMessages(job.messages), new LiveTimer()) : undefined,
-    onSend: io.printSend,
-    atCheckPoint: (l) => {
-      if (Atomics.load(stop, 0) === 0) return;
-      l.flush();
-      Atomics.store(stop, 1, 1);
-      Atomics.notify(stop, 1);
-      // The main thread ends the process now; nothing more is logged or printed.
-      for (;;) Atomics.wait(stop, 1, 1);
-    },
-  });
+  const live = job.tcp ? new LiveConnections(job.tcp) : null;
+  const interrupts = live ?? (job.messages ? new MergedSources(new ScriptedMessages(job.messages), new LiveTimer()) : undefined);
+  let r: Awaited<ReturnType<typeof recordModule>>;
+  try {
+    r = recordModule(job.bytes, job.module, log, {
+      args: job.args,
+      env: job.env,
+      stdin: job.stdin,
+      stdinRead: job.stdin ? undefined : (io.processStdin() ?? undefined),
+      preopens: initial,
+      listen: job.listen,
+      digestEvery: job.digestEvery,
+      meter: job.meter,
+      onStdout: hostStdout.sink,
+      onStderr: hostStderr.sink,
+      interrupts,
+      onSend: live ? (m) => live.send(m) : io.printSend,
+      atCheckPoint: (l) => {
+        if (Atomics.load(stop, 0) === 0) return;
+        l.flush();
+        Atomics.store(stop, 1, 1);
+        Atomics.notify(stop, 1);
+        // The main thread ends the process now; nothing more is logged or printed.
+        for (;;) Atomics.wait(stop, 1, 1);
+      },
+    });
+  } finally {
+    live?.end();
+  }
   const status = io.exitStatus(r);
   if (status.message) hostStderr.write(`${status.message}\n`);
-  if (r.outcome === 'idle') hostStderr.write('ftvm: the guest waits for input and no more will come\n');
-  hostStderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${job.logPath}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
+  if (job.summary === 'run') {
+    if (job.printCount && r.count !== null) hostStderr.write(`count ${r.count}\n`);
+  } else {
+    if (r.outcome === 'idle') hostStderr.write('ftvm: the guest waits for input and no more will come\n');
+    hostStderr.write(`count ${r.count}\ndigest ${r.digest}\nlog ${job.logPath}: ${log.entries} entries, ${log.bytesWritten} bytes\n`);
+  }
   if (job.dirWriteback) for (const l of io.writeBack(job.dirs, initial, r.preopens)) hostStderr.write(`${l}\n`);
   if (job.out !== undefined) io.writeOut(job.out, r.preopens);
   return { ok: true, status: outputLost() ? 1 : status.code };

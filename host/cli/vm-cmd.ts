@@ -34,7 +34,11 @@ commands:
                                             argv is NAME A ...) and environment,
         [--stdin-file FILE]                 its stdin (read whole),
         [--memory-mib N] [--cpu-percent P]  the most memory it may grow to (MiB)
-                                            and the share of one core it may use
+                                            and the share of one core it may use,
+        [--publish PORT ...]                TCP ports every live host serves it on, at its
+                                            public address ("endpoints" in show): each
+                                            connection is accepted on the guest's
+                                            listening socket (fd 3)
   ls                                        every VM the cluster has: state, placement,
                                             count, lag, log bytes, outputs released
   show NAME                                 one VM (with "end": its exit status or trap, once
@@ -125,6 +129,7 @@ async function vmCommand(argv: string[]): Promise<number> {
       'stdin-file': { type: 'string' },
       'memory-mib': { type: 'string' },
       'cpu-percent': { type: 'string' },
+      publish: { type: 'string', multiple: true },
       conn: { type: 'string' },
       after: { type: 'string' },
       count: { type: 'string' },
@@ -186,6 +191,7 @@ async function vmCommand(argv: string[]): Promise<number> {
         if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
         body.memoryMiB = int('memory-mib', values['memory-mib']);
         body.cpuPercent = int('cpu-percent', values['cpu-percent']);
+        if (values.publish) body.publish = values.publish.map((p) => int('publish', p));
         process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
         const watch = hash ? watchMetering(api, token, hash) : null;
         try {

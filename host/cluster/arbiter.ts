@@ -18,6 +18,8 @@ export interface HostRecord {
   peer: string;
   /** host:port of its client listener */
   client: string;
+  /** the IP address its VMs' published ports listen on (absent for hosts that publish none) */
+  public?: string;
   /** a small number unique in the cluster, the high byte of the connection ids this host hands out */
   slot: number;
 }

@@ -23,8 +23,14 @@ import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
+import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
+import { FailureDetector } from '../ft/detector.ts';
+import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
+import { OutputRule } from '../ft/output-rule.ts';
+import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
+import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
@@ -38,6 +44,8 @@ export interface HostOptions {
   clientPort?: number;
   /** the peer address other hosts dial (default: the address listened on), e.g. behind a proxy or NAT */
   advertisePeer?: string;
+  /** the IP address VMs' published ports listen on, and clients reach this host at (default: `bind`) */
+  publicAddress?: string;
   /** heartbeat period (default 50 ms) */
   heartbeatMs?: number;
   /** a peer silent this long is dead (default 600 ms) */
@@ -98,8 +106,18 @@ interface Vm {
   reactor: boolean;
   /** the share of one core the live replica may compute, in percent */
   cpuPercent: number;
+  /** the TCP ports every live host serves the VM on (ingress.ts) */
+  publish: number[];
+  /** per TCP connection through a published port: the offset in its outgoing stream after the last send seen in the log */
+  outEnds: Map<number, number>;
+  /** stream input the worker delivered, to acknowledge to the ingress hosts once the backup has the log through `last` */
+  /** the last log entry the live replica handed over */
+  loggedSeq: number;
   handle: ReplicaHandle;
-  claiming: boolean;
+  /** where the replica is in the FT protocol (replica-state.ts): the source of `claiming` and `alone` */
+  state: ReplicaState;
+  /** it is claiming the next generation at the arbiter (going-live, going-alone) */
+  readonly claiming: boolean;
   /** when this host started watching its partner (a grace period for a new pairing) */
   since: number;
   // primary
@@ -109,9 +127,11 @@ interface Vm {
    * from then on, since a backup being made (modules shipped, compiled) would drop them
    */
   backupReady: boolean;
-  alone: boolean;
+  /** a primary without a backup (alone, recreating-backup) */
+  readonly alone: boolean;
   frames: PendingFrame[];
-  held: Output[];
+  /** outputs, and clients' input positions, waiting for the backup to acknowledge their log */
+  rule: OutputRule<Output>;
   acked: number;
   released: number;
   /** outputs this replica released as the primary */
@@ -207,6 +227,8 @@ export interface StartRequest {
   memoryMiB?: number;
   /** the share of one core the primary may compute, in percent (default 100) */
   cpuPercent?: number;
+  /** TCP ports (1..65535, at most PUBLISH_PORTS_MAX) every live host serves the VM on, at its public address: FTVM_ERR_BAD_REQUEST otherwise */
+  publish?: number[];
 }
 
 /** What a host may be asked to do to a VM's primary. */
@@ -218,6 +240,8 @@ export interface VmStatus {
   role: 'primary' | 'backup';
   partner: string | null;
   alone: boolean;
+  /** where the replica is in the FT protocol */
+  state: ReplicaState;
   acked: number;
   released: number;
   lagMs: number;
@@ -251,6 +275,10 @@ export interface VmInfo {
   held: number;
   memoryMiB: number;
   cpuPercent: number;
+  /** the TCP ports the VM is published on */
+  publish: number[];
+  /** where clients reach it: "ADDR:PORT" for each published port of each live host (at the host's public address) */
+  endpoints: string[];
   /** how the guest ended (null while it runs, and until the backup acknowledged its end: the Output Rule) */
   end: VmEnd | null;
   /** bytes the guest wrote on stdout and on stderr, released so far */
@@ -321,7 +349,8 @@ export class FtHost {
   private readonly peerServer: Server;
   private readonly clientServer: Server;
   private readonly links = new Map<string, Link>();
-  private readonly lastHeard = new Map<string, number>();
+  /** which peers are alive (heartbeats and all traffic) */
+  private readonly detector: FailureDetector;
   private members: HostRecord[] = [];
   private readonly vms = new Map<string, Vm>();
   /** which host runs the primary of a VM, as far as this host knows */
@@ -345,9 +374,15 @@ export class FtHost {
   /** outputs kept for API connections, and who waits for them */
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
   private nextConn = 1;
+  private nextStreamConn = 0;
+  /** VMs' published ports on this host */
+  readonly ingress: TcpIngress;
+  private ingressAt = 0;
   private readonly incoming = new Set<Socket>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** what this host did, as named events (the last EVENTS_MAX) */
+  readonly events = new EventLog();
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
@@ -383,6 +418,7 @@ export class FtHost {
       lagTargetMs: 100,
       unackedLogMax: UNACKED_LOG_MAX,
       advertisePeer: '',
+      publicAddress: '',
       log: () => {},
       dataDir: defaultDataDir(opts.id),
       moduleBytesMax: MODULE_BYTES_MAX_DEFAULT,
@@ -391,6 +427,7 @@ export class FtHost {
       meterJobsMax: 1,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
+    this.detector = new FailureDetector(this.opts.failMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
       countMax: this.opts.moduleStoreCountMax,
@@ -401,10 +438,22 @@ export class FtHost {
     this.meter = new MeterPool({ jobsMax: this.opts.meterJobsMax });
     this.peerServer = createServer((s) => this.acceptPeer(s));
     this.clientServer = createServer((s) => this.acceptClient(s));
+    this.ingress = new TcpIngress(this.opts.publicAddress || this.opts.bind, {
+      newConn: () => ((this.slot << 24) | STREAM_CONN_BIT | (this.nextStreamConn++ & (STREAM_CONN_BIT - 1))) >>> 0,
+      send: (vm, conn, off, bytes, eof) => this.route(vm, conn, bytes, eof, 0, off),
+      adopt: (vm, conn, after) => this.adopt(vm, conn, after),
+      log: (line) => this.say(line),
+    });
   }
 
   private say(line: string): void {
     this.opts.log(`[${this.id}] ${line}`);
+  }
+
+  /** Records a named event (GET /v1/events) and says it in the log. */
+  private note(e: HostEvent): void {
+    this.events.add(e);
+    this.say(eventText(e));
   }
 
   async start(): Promise<void> {
@@ -418,7 +467,7 @@ export class FtHost {
       });
     this.peerAddr = await listen(this.peerServer, this.opts.peerPort);
     this.clientAddr = await listen(this.clientServer, this.opts.clientPort);
-    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr });
+    this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr, public: this.ingress.address });
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
@@ -435,16 +484,18 @@ export class FtHost {
     this.outputWaits.clear();
     await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
+    this.ingress.close();
     for (const l of this.links.values()) l.sock?.destroy();
     for (const s of this.incoming) s.destroy();
     for (const s of this.clients.values()) s.destroy();
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
-  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused'] } {
+  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused']; ingress: IngressStats } {
     return {
       id: this.id,
       slot: this.slot,
+      ingress: { ...this.ingress.stats },
       peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false })),
       vms: [...this.vms.values()].map((vm) => ({
         name: vm.name,
@@ -452,6 +503,7 @@ export class FtHost {
         role: vm.role,
         partner: vm.role === 'primary' ? vm.backup : vm.primary,
         alone: vm.alone,
+        state: vm.state,
         acked: vm.acked,
         released: vm.released,
         lagMs: vm.lagMs,
@@ -461,7 +513,7 @@ export class FtHost {
         logBytes: vm.logBytes,
         unackedBytes: vm.unackedBytes,
         stalls: vm.stalls,
-        held: vm.held.length,
+        held: vm.rule.held,
         releasedCount: vm.releasedCount,
         recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
       })),
@@ -487,12 +539,11 @@ export class FtHost {
   }
 
   private alive(id: string): boolean {
-    const t = this.lastHeard.get(id);
-    return t !== undefined && performance.now() - t < this.opts.failMs;
+    return this.detector.alive(id);
   }
 
   private heard(id: string): void {
-    this.lastHeard.set(id, performance.now());
+    this.detector.heard(id);
   }
 
   private dial(l: Link): void {
@@ -580,7 +631,7 @@ export class FtHost {
       },
       (e: WireError) => {
         this.refused.badFrames++;
-        this.say(`dropped peer ${peer ?? '(unauthenticated)'}: ${e.message}`);
+        this.note({ event: 'peer-dropped', peer: peer ?? null, reason: e.message });
       },
     );
   }
@@ -609,9 +660,8 @@ export class FtHost {
       if (vm.claiming) continue;
       const partner = vm.role === 'primary' ? vm.backup : vm.primary;
       if (!partner) continue;
-      if (now - vm.since < this.opts.failMs * 2) continue;
-      if (!this.alive(partner)) {
-        this.say(`${vm.name}: ${vm.role === 'primary' ? 'backup' : 'primary'} ${partner} is silent`);
+      if (this.detector.partnerDead(partner, vm.since)) {
+        this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
         void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
       }
     }
@@ -630,10 +680,28 @@ export class FtHost {
       clearTimeout(w.timer);
       w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${w.host}, the primary's host, went silent; a failover may be under way`));
     }
+    if (now - this.ingressAt >= INFO_EVERY_MS) {
+      this.ingressAt = now;
+      this.publishPorts();
+    }
     const wall = Date.now();
     for (const [conn, box] of this.apiBoxes) {
       if (wall - box.usedAt > API_CONN_IDLE_MS && !box.waiters.length) this.apiBoxes.delete(conn);
     }
+  }
+
+  /**
+   * Every VM with published ports that this host knows of (its own replicas,
+   * and what primaries' hosts said) gets listeners here; a VM deleted or
+   * unknown loses them.
+   */
+  private publishPorts(): void {
+    const want = new Map<string, number[]>();
+    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name)) want.set(name, said.info.publish);
+    for (const vm of this.vms.values()) if (vm.publish.length) want.set(vm.name, vm.publish);
+    for (const [name, ports] of want) this.ingress.publish(name, ports);
+    for (const name of this.ingress.vms()) if (!want.has(name)) this.ingress.unpublish(name);
+    this.ingress.sweep();
   }
 
   /** What this primary says of its VM to every host. */
@@ -650,9 +718,11 @@ export class FtHost {
       logBytes: vm.logBytes,
       acked: vm.acked,
       released: vm.released,
-      held: vm.held.length,
+      held: vm.rule.held,
       memoryMiB: vm.start.memoryLimitPages / 16,
       cpuPercent: vm.cpuPercent,
+      publish: vm.publish,
+      endpoints: [],
       end: this.endReleased(vm) ? vm.end : null,
       stdoutBytes: vm.stdout.length,
       stderrBytes: vm.stderr.length,
@@ -668,7 +738,7 @@ export class FtHost {
   private endReleased(vm: Vm): boolean {
     if (!vm.end) return false;
     if (vm.role === 'backup') return vm.unreleased.length === 0;
-    return vm.held.length === 0 && (vm.alone || !vm.backup || vm.frames.length === 0);
+    return vm.rule.held === 0 && (vm.alone || !vm.backup || vm.frames.length === 0);
   }
 
   private tell(vm: Vm): void {
@@ -689,51 +759,51 @@ export class FtHost {
 
   private onPeer(from: string, m: WireMessage): void {
     try {
-      this.onPeerMessage(from, m);
+      this.onPeerMessage(from, parsePeerMessage(m));
     } catch (e) {
       this.refused.badFrames++;
       this.say(`bad ${m.t} message from ${from}: ${(e as Error).message}`);
     }
   }
 
-  private onPeerMessage(from: string, m: WireMessage): void {
-    const vm = typeof m.vm === 'string' ? this.vms.get(m.vm) : undefined;
+  private onPeerMessage(from: string, m: PeerMessage): void {
+    const vm = 'vm' in m ? this.vms.get(m.vm) : undefined;
     switch (m.t) {
       case 'hb':
         return;
       case 'snapchunk': {
-        const key = `${String(m.vm)}/${String(m.gen)}`;
+        const key = `${m.vm}/${m.gen}`;
         const parts = this.snapshotsIn.get(key) ?? [];
-        parts.push(m.bytes as Uint8Array);
+        parts.push(m.bytes);
         this.snapshotsIn.set(key, parts);
         return;
       }
       case 'rings': {
-        const key = `${String(m.vm)}/${String(m.gen)}`;
+        const key = `${m.vm}/${m.gen}`;
         this.ringsIn.delete(key);
-        this.ringsIn.set(key, m.rings as never);
+        this.ringsIn.set(key, m.rings);
         if (this.ringsIn.size > RINGS_IN_MAX) this.ringsIn.delete(this.ringsIn.keys().next().value!);
         return;
       }
       case 'backup':
         void this.makeBackup(from, m).catch((e) => {
-          this.say(`cannot make backup of ${String(m.vm)}: ${(e as Error).message}`);
+          this.say(`cannot make backup of ${m.vm}: ${(e as Error).message}`);
           this.toPeer(from, { t: 'backup-failed', vm: m.vm, gen: m.gen });
         });
         return;
       case 'log': {
         if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
-        const first = m.first as number;
-        const last = m.last as number;
-        this.primaryReleasedTo(vm, m.released as number);
+        const { first, last } = m;
+        this.primaryReleasedTo(vm, m.released);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
           this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
           return;
         }
-        const entries = decodeFrame(m.frame as Uint8Array, vm.check!);
+        const entries = decodeFrame(m.frame, vm.check!);
         for (const e of entries) {
           if (e.kind === 'send') {
             const o: Output = { seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof };
+            this.streamOffset(vm, o);
             vm.unreleased.push(o);
             this.retain(vm, o);
           }
@@ -751,44 +821,51 @@ export class FtHost {
           // the backup is in place: send it the log it does not have yet
           vm.backupReady = true;
           for (const f of vm.frames) {
-            if (f.last <= (m.seq as number)) continue;
+            if (f.last <= m.seq) continue;
             vm.logBytes += f.frame.length;
             this.toPeer(from, { t: 'log', vm: vm.name, gen: vm.gen, first: f.first, last: f.last, frame: f.frame, released: vm.released });
           }
         }
-        this.acked(vm, m.seq as number, m.count as bigint);
+        this.acked(vm, m.seq, m.count);
         return;
       }
       case 'mod-offer':
         this.onModuleOffer(from, m);
         return;
       case 'mod-need': {
-        const w = this.offerWaits.get(m.id as number);
+        const w = this.offerWaits.get(m.id);
         if (!w) return;
-        this.offerWaits.delete(m.id as number);
+        this.offerWaits.delete(m.id);
         clearTimeout(w.timer);
-        if (typeof m.refused === 'string') w.reject(new Error(`${from} refused the module: ${m.refused}`));
-        else w.resolve((m.need as string[]) ?? []);
+        if (m.refused !== undefined) w.reject(new Error(`${from} refused the module: ${m.refused}`));
+        else w.resolve(m.need);
         return;
       }
       case 'mod-chunk':
         this.onModuleChunk(from, m);
         return;
       case 'fwd':
-        this.route(m.vm as string, m.conn as number, m.data as Uint8Array, m.eof === true, (m.hops as number) ?? 0);
+        this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off);
         return;
       case 'out':
-        this.toClient(m.conn as number, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof });
+        this.toClient(m.conn, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
+        return;
+      case 'in-ack':
+        for (const [conn, end] of m.acks) this.ingress.inputAcked(conn, end);
+        return;
+      case 'in-resend':
+        this.ingress.resendFrom(m.conn, m.from);
         return;
       case 'primary':
-        this.learnPrimary(m.vm as string, m.gen as number, m.host as string);
+        this.learnPrimary(m.vm, m.gen, m.host);
+        if (m.publish?.length && this.primaries.get(m.vm)?.host === m.host) this.ingress.publish(m.vm, m.publish);
         return;
       case 'adopt':
-        if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn as number, m.after as number, m.owner as string);
-        else this.connOwners.set(m.conn as number, m.owner as string);
+        if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
+        else this.connOwners.set(m.conn, m.owner);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn as number, m.owner as string);
+        this.connOwners.set(m.conn, m.owner);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -798,11 +875,10 @@ export class FtHost {
         if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) void this.primaryLost(vm);
         return;
       case 'stop':
-        this.stopped(m.vm as string, m.gen as number);
+        this.stopped(m.vm, m.gen);
         return;
       case 'vminfo': {
-        const info = m.info as Omit<VmInfo, 'ageMs'>;
-        if (typeof info?.name !== 'string' || typeof info.gen !== 'number') throw new Error('vminfo without a name and generation');
+        const info = m.info as unknown as Omit<VmInfo, 'ageMs'>;
         if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
         const known = this.infos.get(info.name);
         if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
@@ -816,7 +892,7 @@ export class FtHost {
         const answer = (err?: HostError | Error) =>
           this.toPeer(from, { t: 'admin-res', id: m.id, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_CONFLICT') : null, message: err?.message ?? null });
         try {
-          this.adminHere(m.op as AdminOp, String(m.vm));
+          this.adminHere(m.op, m.vm);
           answer();
         } catch (e) {
           answer(e as Error);
@@ -826,48 +902,46 @@ export class FtHost {
       case 'out-read': {
         const answer = (r: OutputRead | null, err?: Error) =>
           this.toPeer(from, { t: 'out-res', id: m.id, read: r, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_UNAVAILABLE') : null, message: err?.message ?? null });
-        const stream = m.stream === 'stderr' ? 'stderr' : 'stdout';
-        const waitMs = Math.min(Math.max(Number(m.waitMs) || 0, 0), OUTPUT_WAIT_MS_MAX);
-        const at = Number(m.from);
-        if (!this.vms.has(String(m.vm))) return void answer(null, new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} runs no replica of ${String(m.vm)} (any more); try again`));
-        this.readOutputHere(String(m.vm), stream, Number.isSafeInteger(at) && at >= 0 ? at : 0, Math.trunc(waitMs)).then((r) => answer(r), (e: Error) => answer(null, e));
+        const waitMs = Math.min(m.waitMs, OUTPUT_WAIT_MS_MAX);
+        if (!this.vms.has(m.vm)) return void answer(null, new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} runs no replica of ${m.vm} (any more); try again`));
+        this.readOutputHere(m.vm, m.stream, m.from, waitMs).then((r) => answer(r), (e: Error) => answer(null, e));
         return;
       }
       case 'out-res': {
-        const w = this.outputWaits.get(m.id as number);
+        const w = this.outputWaits.get(m.id);
         if (!w) return;
-        this.outputWaits.delete(m.id as number);
+        this.outputWaits.delete(m.id);
         clearTimeout(w.timer);
-        if (m.code === null && m.read) w.resolve(m.read as OutputRead);
-        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
+        if (m.code === null && m.read) w.resolve(m.read as unknown as OutputRead);
+        else w.reject(new HostError((m.code !== null && HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
       case 'admin-res': {
-        const w = this.adminWaits.get(m.id as number);
+        const w = this.adminWaits.get(m.id);
         if (!w) return;
-        this.adminWaits.delete(m.id as number);
+        this.adminWaits.delete(m.id);
         clearTimeout(w.timer);
         if (m.code === null) w.resolve();
-        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code as string) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
+        else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
-      default:
-        throw new Error(`unknown message type "${m.t}"`);
+      default: {
+        const never: never = m;
+        throw new Error(`unhandled message type "${(never as PeerMessage).t}"`);
+      }
     }
   }
 
   // ---- VMs ----
 
-  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Vm>): Vm {
+  private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'state' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Omit<Vm, 'claiming' | 'alone'>>): Vm {
     const vm: Vm = {
       reactor: WebAssembly.Module.exports(fields.compiled).some((e) => e.name === '_initialize'),
-      claiming: false,
       since: performance.now(),
       backup: null,
       backupReady: false,
-      alone: false,
       frames: [],
-      held: [],
+      rule: new OutputRule<Output>(),
       acked: -1,
       released: -1,
       releasedCount: 0,
@@ -882,6 +956,9 @@ export class FtHost {
       toldAt: 0,
       recreate: null,
       cpuPercent: 100,
+      publish: [],
+      outEnds: new Map(),
+      loggedSeq: -1,
       primary: null,
       check: null,
       lastSeq: -1,
@@ -896,6 +973,12 @@ export class FtHost {
       end: null,
       outWaiters: new Set(),
       ...fields,
+      get claiming(): boolean {
+        return this.state === 'going-live' || this.state === 'going-alone';
+      },
+      get alone(): boolean {
+        return this.state === 'alone' || this.state === 'recreating-backup';
+      },
     };
     this.vms.set(vm.name, vm);
     vm.handle.on('message', (msg) => this.fromReplica(vm, msg));
@@ -921,6 +1004,12 @@ export class FtHost {
     const cpuPercent = req.cpuPercent ?? 100;
     if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new HostError('FTVM_ERR_BAD_REQUEST', `memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
     if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'cpuPercent must be an integer from 1 to 100');
+    const publish = req.publish ?? [];
+    if (!Array.isArray(publish) || publish.length > PUBLISH_PORTS_MAX || !publish.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) || new Set(publish).size !== publish.length) {
+      throw new HostError('FTVM_ERR_BAD_REQUEST', `publish must be at most ${PUBLISH_PORTS_MAX} different TCP ports, integers from 1 to 65535`);
+    }
+    const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
+    if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
     if ((req.module === undefined) === (req.moduleHash === undefined)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'give exactly one of a module and a module hash');
     let module: Uint8Array;
     let hash: string;
@@ -960,7 +1049,7 @@ export class FtHost {
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
     const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
-    const vm = this.newVm({ name: req.name, gen, role: 'primary', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent });
+    const vm = this.newVm({ name: req.name, gen, role: 'primary', state: backup ? 'live' : 'alone', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
     if (backup) {
@@ -969,11 +1058,10 @@ export class FtHost {
       else void this.backupFromBoot(vm, backup);
     } else {
       // No other host yet: run alone and make a backup from a snapshot once one is up.
-      vm.alone = true;
       this.recreateBackup(vm);
     }
     this.tell(vm);
-    this.say(`${vm.name}: started, primary here, backup ${backup ?? 'none yet'}`);
+    this.note({ event: 'vm-started', vm: vm.name, backup });
     return { gen, primary: this.id, backup };
   }
 
@@ -999,7 +1087,7 @@ export class FtHost {
    * ('module', 'metered').
    */
   private backupRequest(vm: Vm, snapshot: Omit<Snapshot, 'memory'> | null): WireMessage {
-    return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent };
+    return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent, publish: vm.publish };
   }
 
   // ---- modules: kept, found, shipped ----
@@ -1100,16 +1188,14 @@ export class FtHost {
         this.shipping.sentBytes += bytes.length;
       }
       this.shipping.sent++;
-      this.say(`${vm.name}: shipped ${it.kind} ${it.hash.slice(0, 12)} (${it.bytes.length} bytes) to ${target} in ${Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES)} chunks`);
+      this.note({ event: 'module-shipped', vm: vm.name, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
     }
   }
 
   /** A peer offers modules: answer with those this host lacks, and get ready to receive them (or refuse). */
-  private onModuleOffer(from: string, m: WireMessage): void {
-    const items = m.items as { hash: string; kind: ModuleKind; bytes: number }[];
-    if (!Array.isArray(items) || items.length > 4 || !items.every((it) => typeof it?.hash === 'string' && HASH_RE.test(it.hash) && (it.kind === 'module' || it.kind === 'metered') && Number.isInteger(it.bytes) && it.bytes >= 0)) {
-      throw new Error('mod-offer needs "items": [{ hash, kind, bytes }]');
-    }
+  private onModuleOffer(from: string, m: PeerMessageOf<'mod-offer'>): void {
+    const items = m.items;
+    if (!items.every((it) => HASH_RE.test(it.hash))) throw new Error('mod-offer needs "items": [{ hash (SHA-256, hex), kind, bytes }]');
     const need = items.filter((it) => !this.hasModule(it.hash));
     const refuse = (why: string): void => void this.toPeer(from, { t: 'mod-need', id: m.id, need: [], refused: why });
     if (this.incomingModules.size + need.length > INCOMING_MAX) return refuse(`${this.id} receives ${this.incomingModules.size} modules already`);
@@ -1125,15 +1211,15 @@ export class FtHost {
   }
 
   /** A chunk of a module this host said it needs; the last one is checked, kept in memory and stored. */
-  private onModuleChunk(from: string, m: WireMessage): void {
-    const hash = m.hash as string;
+  private onModuleChunk(from: string, m: PeerMessageOf<'mod-chunk'>): void {
+    const hash = m.hash;
     const inc = this.incomingModules.get(hash);
     if (!inc || inc.from !== from) return; // not asked for, or dropped
     const bytes = m.bytes;
-    if (!(bytes instanceof Uint8Array) || m.at !== inc.got || inc.got + bytes.length > inc.total) {
+    if (m.at !== inc.got || inc.got + bytes.length > inc.total) {
       this.incomingModules.delete(hash);
       for (const w of inc.waiters.splice(0)) w();
-      throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${String(m.at)} of ${bytes instanceof Uint8Array ? bytes.length : '?'} bytes does not follow the ${inc.got} received of ${inc.total}`);
+      throw new Error(`module ${hash.slice(0, 12)}: a chunk at ${m.at} of ${bytes.length} bytes does not follow the ${inc.got} received of ${inc.total}`);
     }
     inc.bytes.set(bytes, inc.got);
     inc.hash.update(bytes);
@@ -1167,7 +1253,9 @@ export class FtHost {
 
   private announce(vm: Vm): void {
     this.primaries.set(vm.name, { gen: vm.gen, host: this.id });
-    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id });
+    for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'primary', vm: vm.name, gen: vm.gen, host: this.id, publish: vm.publish });
+    if (vm.publish.length) this.ingress.publish(vm.name, vm.publish);
+    this.ingress.newPrimary(vm.name);
   }
 
   /**
@@ -1177,9 +1265,9 @@ export class FtHost {
    * replica starts, from boot or from the snapshot whose chunks came before.
    * A newer request for the same VM overtakes one still being made.
    */
-  private async makeBackup(from: string, m: WireMessage): Promise<void> {
-    const name = m.vm as string;
-    const gen = m.gen as number;
+  private async makeBackup(from: string, m: PeerMessageOf<'backup'>): Promise<void> {
+    const name = m.vm;
+    const gen = m.gen;
     if ((this.tombstones.get(name) ?? 0) > gen) return; // deleted since
     const token = {};
     this.making.set(name, token);
@@ -1191,14 +1279,12 @@ export class FtHost {
       this.snapshotsIn.delete(`${name}/${gen}`);
       snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
     }
-    const start = m.start as EntryPayloads['start'];
-    const moduleHash = String(m.moduleHash);
-    const meteredHash = String(m.meteredHash);
+    const { start, moduleHash, meteredHash } = m;
     try {
       let module: Uint8Array | null;
       let metered: Uint8Array | null;
       let compiled: WebAssembly.Module;
-      if (m.module instanceof Uint8Array && m.metered instanceof Uint8Array && m.module.length + m.metered.length <= INLINE_SHIP_BYTES_MAX) {
+      if (m.module && m.metered && m.module.length + m.metered.length <= INLINE_SHIP_BYTES_MAX) {
         // small: made at once, with nothing awaited, so the backup exists as soon as its request arrived
         module = shared(m.module);
         metered = m.metered;
@@ -1213,10 +1299,11 @@ export class FtHost {
         if (this.making.get(name) !== token || this.closed || (this.tombstones.get(name) ?? 0) > gen) return; // overtaken or deleted meanwhile
       }
       if (start.module !== moduleHash) throw new Error('the start entry names another module');
-      const cpuPercent = typeof m.cpuPercent === 'number' ? m.cpuPercent : 100;
+      const { cpuPercent, publish } = m;
       const handle = new ReplicaHandle({ vm: name, module, compiled, start, role: 'backup', snapshot, cpuPercent });
-      const vm = this.newVm({ name, gen, role: 'backup', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent });
+      const vm = this.newVm({ name, gen, role: 'backup', state: 'following', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
       vm.primary = from;
+      if (snapshot?.outputEnds) vm.outEnds = new Map(snapshot.outputEnds);
       const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
       this.ringsIn.delete(`${name}/${gen}`);
       for (const k of ['stdout', 'stderr'] as const) {
@@ -1229,7 +1316,7 @@ export class FtHost {
       // Tell the primary the backup is in place (and where it starts), before any new entry.
       vm.replayCount = snapshot ? snapshot.count : 0n;
       this.toPeer(from, { t: 'ack', vm: name, gen, seq: vm.lastSeq, count: vm.replayCount });
-      this.say(`${name}: backup of ${from}${snapshot ? ` from a snapshot at entry ${snapshot.seq}` : ' from boot'}`);
+      this.note({ event: 'backup-following', vm: name, primary: from, from: snapshot ? 'snapshot' : 'boot', seq: snapshot ? snapshot.seq : 0 });
     } finally {
       if (this.making.get(name) === token) this.making.delete(name);
     }
@@ -1240,8 +1327,11 @@ export class FtHost {
     switch (m.t) {
       case 'log': {
         vm.primaryCount = m.count;
+        vm.loggedSeq = m.last;
         vm.marks.push({ count: m.count, at: performance.now() });
         if (vm.marks.length > 4096) vm.marks.splice(0, 2048);
+        for (const o of m.outputs) this.streamOffset(vm, o);
+        if (m.inputs) this.inputDelivered(vm, m.inputs);
         if (vm.alone) {
           for (const o of m.outputs) this.release(vm, o);
           return;
@@ -1252,7 +1342,7 @@ export class FtHost {
           vm.handle.setStall(true);
           vm.stalls++;
         }
-        vm.held.push(...m.outputs);
+        vm.rule.hold(m.outputs);
         if (vm.backup && vm.backupReady) {
           vm.logBytes += m.frame.length;
           this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
@@ -1262,8 +1352,14 @@ export class FtHost {
       case 'progress':
         vm.replayCount = m.count;
         return;
+      case 'input-end':
+        this.inputDelivered(vm, [[m.conn, m.end]]);
+        return;
+      case 'input-gap':
+        this.toIngress(m.conn, { t: 'in-resend', vm: vm.name, conn: m.conn, from: m.end });
+        return;
       case 'live': {
-        this.say(`${vm.name}: live at entry ${m.seq}, count ${m.count} (generation ${vm.gen})`);
+        this.note({ event: 'live', vm: vm.name, gen: vm.gen, seq: m.seq, count: String(m.count) });
         // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
         this.releaseUnreleased(vm);
         this.readopt(vm.name);
@@ -1280,10 +1376,10 @@ export class FtHost {
         if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
         if (vm.role === 'primary') this.endLag(vm);
         this.wakeReaders(vm);
-        this.say(`${vm.name}: ${vm.role} ended (${m.result.outcome}${m.result.exitCode !== null ? ` ${m.result.exitCode}` : ''}) at count ${m.result.count}`);
+        this.note({ event: 'ended', vm: vm.name, role: vm.role, outcome: m.result.outcome, exitCode: m.result.exitCode, count: String(m.result.count) });
         return;
       case 'error':
-        this.say(`${vm.name}: ${vm.role} failed: ${m.code}: ${m.message}`);
+        this.note({ event: 'replica-failed', vm: vm.name, role: vm.role, code: m.code, message: m.message });
         if (vm.role === 'backup' && vm.primary) this.toPeer(vm.primary, { t: 'backup-failed', vm: vm.name, gen: vm.gen });
         this.dropVm(vm, m.code);
         return;
@@ -1292,15 +1388,56 @@ export class FtHost {
     }
   }
 
+  /** A send on a TCP connection through a published port gets its offset in the connection's outgoing stream (the same on every replica: it follows the log). */
+  private streamOffset(vm: Vm, o: Output): void {
+    if (o.kind !== 'send' || !isStreamConn(o.conn)) return;
+    o.off = vm.outEnds.get(o.conn) ?? 0;
+    if (o.eof) vm.outEnds.delete(o.conn);
+    else vm.outEnds.set(o.conn, o.off + o.bytes.length);
+  }
+
+  /**
+   * The primary's replica delivered stream input through the given [conn,
+   * end] offsets: the ingress hosts may forget it once the backup has the log
+   * so far (at once when the VM runs alone: then no other copy can be made).
+   */
+  private inputDelivered(vm: Vm, acks: [number, number][]): void {
+    if (vm.alone || !vm.backup) return this.ackInputs(acks);
+    vm.rule.inputDelivered(vm.loggedSeq, acks);
+  }
+
+  private ackInputs(acks: [number, number][]): void {
+    const byOwner = new Map<number, [number, number][]>();
+    for (const a of acks) {
+      const slot = a[0] >>> 24;
+      byOwner.set(slot, [...(byOwner.get(slot) ?? []), a]);
+    }
+    for (const [slot, list] of byOwner) {
+      if (slot === this.slot) for (const [conn, end] of list) this.ingress.inputAcked(conn, end);
+      else this.toIngress(list[0]![0], { t: 'in-ack', acks: list });
+    }
+  }
+
+  /** A message to the host whose ingress owns stream connection `conn` (the slot in its high byte). */
+  private toIngress(conn: number, m: WireMessage): void {
+    const slot = conn >>> 24;
+    if (slot === this.slot) {
+      if (m.t === 'in-resend') this.ingress.resendFrom(conn, m.from as number);
+      return;
+    }
+    const owner = this.members.find((h) => h.slot === slot)?.id;
+    if (owner) this.toPeer(owner, m);
+  }
+
   /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
   private acked(vm: Vm, seq: number, replayCount: bigint): void {
     if (seq > vm.acked) vm.acked = seq;
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
     if (vm.unackedBytes < this.opts.unackedLogMax / 2) vm.handle.setStall(false);
-    let i = 0;
-    while (i < vm.held.length && vm.held[i]!.seq <= vm.acked) this.release(vm, vm.held[i++]!);
-    if (i) vm.held.splice(0, i);
+    const safe = vm.rule.acked(vm.acked);
+    for (const o of safe.outputs) this.release(vm, o);
+    if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
     vm.lagCounts = vm.primaryCount > replayCount ? vm.primaryCount - replayCount : 0n;
     // marks are in count order: the first at or past the backup's count, by bisection (an ack comes with every frame)
@@ -1398,6 +1535,7 @@ export class FtHost {
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
     this.primaries.set(name, { gen, host });
     this.readopt(name);
+    this.ingress.newPrimary(name);
   }
 
   /** A VM has a new primary: clients that came back here get from it what they missed. */
@@ -1410,7 +1548,7 @@ export class FtHost {
 
   /** A NIC output to the host its client is on (it started there, or came back there). */
   private deliverOut(name: string, o: Output): void {
-    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof };
+    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof, off: o.off };
     const owner = this.connOwners.get(o.conn) ?? this.members.find((h) => h.slot === o.conn >>> 24)?.id;
     if (owner === this.id || (owner === undefined && o.conn >>> 24 === this.slot)) this.toClient(o.conn, msg);
     else if (owner) this.toPeer(owner, { ...msg, t: 'out' });
@@ -1450,11 +1588,25 @@ export class FtHost {
 
   private dropVm(vm: Vm, why: string): void {
     if (this.vms.get(vm.name) !== vm) return;
+    this.transition(vm, 'stopped');
     this.vms.delete(vm.name);
     vm.ended = true;
     this.wakeReaders(vm);
     void vm.handle.terminate();
-    this.say(`${vm.name}: ${vm.role} dropped (${why})`);
+    this.note({ event: 'replica-dropped', vm: vm.name, role: vm.role, why });
+  }
+
+  /**
+   * Moves a replica to state `to`, asserting the protocol allows it
+   * (replica-state.ts); a primary that won its generation as a backup takes
+   * the primary's role. Errors: ReplicaStateError FTVM_ERR_STATE (a bug: the
+   * host stops rather than go on from a state the protocol cannot be in).
+   */
+  private transition(vm: Vm, to: ReplicaState): void {
+    const from = vm.state;
+    assertTransition(vm.name, from, to);
+    vm.state = to;
+    if (from === 'going-live' && to === 'alone') vm.role = 'primary';
   }
 
   /** Claims generation gen+1, retrying while the arbiter cannot be reached; never goes live without it. */
@@ -1471,15 +1623,13 @@ export class FtHost {
   }
 
   private async primaryLost(vm: Vm): Promise<void> {
-    vm.claiming = true;
+    this.transition(vm, 'going-live');
     const won = await this.claimNext(vm);
     if (this.vms.get(vm.name) !== vm) return;
     if (!won) return this.dropVm(vm, 'lost the arbiter to another replica');
     vm.gen++;
-    vm.role = 'primary';
+    this.transition(vm, 'alone');
     vm.primary = null;
-    vm.alone = true;
-    vm.claiming = false;
     vm.handle.send({ t: 'golive' });
     // A replica that ran to the end sends no 'live': what its log holds is released now.
     if (vm.end) {
@@ -1489,28 +1639,28 @@ export class FtHost {
     this.failovers++;
     this.announce(vm);
     this.tell(vm);
-    this.say(`${vm.name}: won generation ${vm.gen}; going live`);
+    this.note({ event: 'generation-won', vm: vm.name, gen: vm.gen, role: 'backup' });
     this.recreateBackup(vm);
   }
 
   private async backupLost(vm: Vm): Promise<void> {
-    vm.claiming = true;
+    this.transition(vm, 'going-alone');
     const won = await this.claimNext(vm);
     if (this.vms.get(vm.name) !== vm) return;
     if (!won) return this.dropVm(vm, 'lost the arbiter: the backup went live');
     vm.gen++;
-    vm.claiming = false;
+    this.transition(vm, 'alone');
     vm.backup = null;
     vm.backupReady = false;
-    vm.alone = true;
     vm.frames = [];
     vm.unackedBytes = 0;
     vm.handle.setStall(false);
-    for (const o of vm.held) this.release(vm, o);
-    vm.held = [];
+    const all = vm.rule.releaseAll();
+    for (const o of all.outputs) this.release(vm, o);
+    if (all.inputs.length) this.ackInputs(all.inputs);
     this.announce(vm);
     this.tell(vm);
-    this.say(`${vm.name}: won generation ${vm.gen}; running without a backup`);
+    this.note({ event: 'generation-won', vm: vm.name, gen: vm.gen, role: 'primary' });
     this.recreateBackup(vm);
   }
 
@@ -1531,6 +1681,7 @@ export class FtHost {
     const target = this.pickBackupHost(vm.name);
     if (!target) return retry(500);
     vm.snapshotFor = target;
+    this.transition(vm, 'recreating-backup');
     vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
     // The modules go first, so the primary pauses for its snapshot only once the new backup's host has them.
     const gen = vm.gen;
@@ -1543,6 +1694,7 @@ export class FtHost {
         if (this.vms.get(vm.name) !== vm || vm.gen !== gen || vm.snapshotFor !== target) return;
         this.say(`${vm.name}: no new backup on ${target}: ${e.message}`);
         vm.snapshotFor = null;
+        this.transition(vm, 'alone');
         retry(BACKUP_RETRY_MS);
       },
     );
@@ -1553,6 +1705,7 @@ export class FtHost {
     if (!target || vm.role !== 'primary') return;
     if (!this.links.get(target)?.ready) {
       vm.snapshotFor = null;
+      this.transition(vm, 'alone');
       this.recreateBackup(vm);
       return;
     }
@@ -1569,20 +1722,20 @@ export class FtHost {
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;
     vm.backup = target;
     vm.backupReady = false;
-    vm.alone = false;
+    this.transition(vm, 'live');
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
     vm.since = performance.now();
     vm.snapshotFor = null;
-    this.say(`${vm.name}: new backup on ${target} from a snapshot at entry ${snap.seq} (${memory.length} bytes of memory, the primary paused ${vm.recreate?.pauseMs.toFixed(1)} ms)`);
+    this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0 });
   }
 
   // ---- clients ----
 
   private acceptClient(sock: Socket): void {
     sock.setNoDelay(true);
-    const c = { conn: ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0 };
+    const c = { conn: ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0 };
     this.clients.set(c.conn, sock);
     sock.on('close', () => {
       if (this.clients.get(c.conn) !== sock) return;
@@ -1604,6 +1757,7 @@ export class FtHost {
   }
 
   private toClient(conn: number, m: WireMessage): void {
+    if (m.t === 'recv' && this.ingress.deliver(conn, m.seq as number, typeof m.off === 'number' ? m.off : undefined, m.data as Uint8Array, m.eof === true)) return;
     const s = this.clients.get(conn);
     if (s) send(s, m);
     const adopted = m.t === 'recv' ? this.adopted.get(conn) : undefined;
@@ -1704,12 +1858,28 @@ export class FtHost {
       else if (said && said.info.gen === p.gen) info = { ...said.info, ageMs: Math.round(now - said.at) };
       else {
         // announced, but not yet described
-        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
+        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, publish: [], endpoints: [], end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
       }
+      info.publish ??= [];
+      info.endpoints = this.endpoints(info.publish);
       if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
       out.push(info);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** "ADDR:PORT" for each of `ports` at each live host's public address (this host's first). */
+  private endpoints(ports: readonly number[]): string[] {
+    if (!ports.length) return [];
+    const hosts = this.members.filter((m) => m.id === this.id || this.alive(m.id));
+    hosts.sort((a, b) => (a.id === this.id ? -1 : b.id === this.id ? 1 : a.id < b.id ? -1 : 1));
+    const out: string[] = [];
+    for (const h of hosts) {
+      const addr = h.id === this.id ? this.ingress.address : h.public;
+      if (!addr) continue;
+      for (const port of ports) out.push(`${addr.includes(':') ? `[${addr}]` : addr}:${port}`);
+    }
+    return out;
   }
 
   /** VMs this host runs a replica of or knows the primary of. */
@@ -1719,7 +1889,7 @@ export class FtHost {
 
   /** A connection id for an API client, whose outputs are kept for it to read. */
   apiConnection(): number {
-    const conn = ((this.slot << 24) | (this.nextConn++ & 0xffffff)) >>> 0;
+    const conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
     this.apiBoxes.set(conn, { outputs: [], waiters: [], usedAt: Date.now() });
     return conn;
   }
@@ -1861,6 +2031,7 @@ export class FtHost {
           stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,
           memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
           cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
+          publish: Array.isArray(m.publish) ? (m.publish as number[]) : undefined,
         });
         send(sock, { t: 'started', id, vm: m.vm, ...r });
         return;
@@ -1890,15 +2061,15 @@ export class FtHost {
   }
 
   /** A client message for a VM: to its primary replica here, or forwarded to the host that has it. */
-  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number): void {
+  private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number): void {
     const vm = this.vms.get(name);
     if (vm && vm.role === 'primary' && !vm.claiming) {
-      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof } });
+      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof }, off });
       return;
     }
     const p = this.primaries.get(name);
     if (p && p.host !== this.id && hops < 3) {
-      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1 });
+      this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: hops + 1, ...(off !== undefined ? { off } : {}) });
       return;
     }
     // Nobody known runs it (a failover is under way): the client retries.

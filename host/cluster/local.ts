@@ -19,6 +19,8 @@ export interface TestHost {
   client: string;
   /** the REST API's base URL */
   api: string;
+  /** the IP address its published ports listen on */
+  public: string;
   /** everything it wrote to stderr */
   log: string[];
   exited: Promise<void>;
@@ -32,6 +34,7 @@ export class LocalCluster {
   readonly token = randomBytes(24).toString('base64url');
   readonly hosts = new Map<string, TestHost>();
   private readonly clients: FtClient[] = [];
+  private publicAddresses = 0;
 
   constructor(
     private readonly extraArgs: string[] = ['--fail-ms', '1000', '--heartbeat-ms', '50'],
@@ -47,14 +50,17 @@ export class LocalCluster {
    */
   async add(id: string, args: string[] = [], spawnOpts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<TestHost> {
     const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
-    const proc = spawn(process.execPath, [...(spawnOpts.nodeArgs ?? []), FTVM, 'host', '--id', id, ...arbiter, ...this.extraArgs, ...args], {
+    // each host its own loopback address for published ports, as hosts of a real cluster have
+    const given = [...this.extraArgs, ...args].includes('--public-address');
+    const pub = given ? [] : ['--public-address', `127.0.0.${1 + (this.publicAddresses++ % 250)}`];
+    const proc = spawn(process.execPath, [...(spawnOpts.nodeArgs ?? []), FTVM, 'host', '--id', id, ...arbiter, ...pub, ...this.extraArgs, ...args], {
       env: { ...process.env, ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log: string[] = [];
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    const ready = await new Promise<{ peer: string; client: string; api: string }>((resolve, reject) => {
+    const ready = await new Promise<{ peer: string; client: string; api: string; public: string }>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`host ${id} not ready within 30 s:\n${log.join('\n')}`)), 30_000);
       let buf = '';
       proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -62,7 +68,7 @@ export class LocalCluster {
         const line = buf.split('\n').find((l) => l.startsWith('{'));
         if (line) {
           clearTimeout(t);
-          resolve(JSON.parse(line) as { peer: string; client: string; api: string });
+          resolve(JSON.parse(line) as { peer: string; client: string; api: string; public: string });
         }
       });
       proc.once('exit', (code) => {
@@ -70,7 +76,7 @@ export class LocalCluster {
         reject(new Error(`host ${id} exited (${code}) before it was ready:\n${log.join('\n')}`));
       });
     });
-    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, api: ready.api, log, exited };
+    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, api: ready.api, public: ready.public, log, exited };
     this.hosts.set(id, h);
     return h;
   }

@@ -34,7 +34,8 @@ import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '
 import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
-import { VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import { GUEST_UNREAD_BYTES_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import { isStreamConn } from './ingress.ts';
 import {
   CHUNK_BYTES,
   chunksOf,
@@ -82,13 +83,17 @@ export interface Snapshot extends ResumePoint {
   timerPeriodNs: bigint;
   /** the state digest at the snapshot, checked by the replica restored from it */
   digest: Uint8Array;
+  /** per TCP connection through a published port (ingress.ts): the stream offset after the last input delivered, and after the last byte sent */
+  inputEnds?: [number, number][];
+  outputEnds?: [number, number][];
 }
 
 /** Host thread → worker. */
 export type ToReplica =
   | { t: 'entries'; entries: LogEntry[] }
   | { t: 'golive' }
-  | { t: 'msg'; msg: NicMessage }
+  /** `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
+  | { t: 'msg'; msg: NicMessage; off?: number }
   | { t: 'snapshot'; id: number }
   | { t: 'stop' };
 
@@ -101,11 +106,18 @@ export interface Output {
   fd: number;
   bytes: Uint8Array;
   eof: boolean;
+  /** a send on a TCP connection through a published port: its offset in the connection's outgoing stream (set by the host) */
+  off?: number;
 }
 
 /** Worker → host thread. */
 export type FromReplica =
-  | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[] }
+  /** `inputs`: [conn, end] of stream connections whose delivered input grew in this frame */
+  | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[]; inputs?: [number, number][] }
+  /** a stream connection's input at an offset this replica delivered already: it has it through `end` (once the backup has the log so far) */
+  | { t: 'input-end'; conn: number; end: number }
+  /** a stream connection's input arrived past `end`, the offset this replica delivered to: the ingress sends it again from there */
+  | { t: 'input-gap'; conn: number; end: number }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
   | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
@@ -143,6 +155,10 @@ const FRAME_FLUSH_BYTES = 512 * 1024;
  * may overshoot the buffer by about this much, as one message did before.
  */
 const BATCH_FLUSH_BYTES = 64 * 1024;
+/** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
+export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
+/** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
+const STREAMS_DONE_MAX = 4096;
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
   const signal = new Int32Array(init.signal);
@@ -163,7 +179,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let lastSeq = init.snapshot ? init.snapshot.seq - 1 : -1;
   let goLive = false;
   let exitSeen = false;
-  const inbox: NicMessage[] = [];
+  const inbox: { msg: NicMessage; off?: number }[] = [];
   let snapshotWanted: number | null = null;
 
   const handle = (m: ToReplica): void => {
@@ -181,7 +197,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         goLive = true;
         break;
       case 'msg':
-        inbox.push(m.msg);
+        inbox.push({ msg: m.msg, off: m.off });
         break;
       case 'snapshot':
         snapshotWanted = m.id;
@@ -233,10 +249,37 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
    * flushes whenever it holds BATCH_FLUSH_BYTES.
    */
   let batching = false;
+  // ---- stream offsets of TCP connections through published ports (ingress.ts) ----
+  // Both follow from the log alone, so every replica has the same: a new primary
+  // knows how far each stream was delivered and drops what an ingress host sends again.
+  /** per stream connection: the offset after the last input delivered to the guest (end-of-stream counts one) */
+  const inputEnds = new Map<number, number>(init.snapshot?.inputEnds ?? []);
+  /** per stream connection: the offset after the last byte the guest sent on it */
+  const outputEnds = new Map<number, number>(init.snapshot?.outputEnds ?? []);
+  const streamsDone = new Set<number>();
+  /** input ends that grew since the last frame, for the host to acknowledge to the ingress once the backup has the frame */
+  let inputsGrown = new Map<number, number>();
+  const noteInput = (msg: NicMessage): void => {
+    if (!isStreamConn(msg.conn)) return;
+    const end = (inputEnds.get(msg.conn) ?? 0) + (msg.eof ? 1 : msg.bytes.length);
+    if (msg.eof) {
+      inputEnds.delete(msg.conn);
+      streamsDone.add(msg.conn);
+      if (streamsDone.size > STREAMS_DONE_MAX) streamsDone.delete(streamsDone.values().next().value!);
+    } else inputEnds.set(msg.conn, end);
+    if (mode === 'live') inputsGrown.set(msg.conn, end);
+  };
+  const noteOutput = (msg: NicMessage): void => {
+    if (!isStreamConn(msg.conn)) return;
+    if (msg.eof) outputEnds.delete(msg.conn);
+    else outputEnds.set(msg.conn, (outputEnds.get(msg.conn) ?? 0) + msg.bytes.length);
+  };
   const flush = (): void => {
     if (!pending.length) return;
     const frame = encodeFrame(pending);
-    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs }, [frame.buffer as ArrayBuffer]);
+    const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
+    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs, inputs }, [frame.buffer as ArrayBuffer]);
+    if (inputs) inputsGrown = new Map();
     pending = [];
     pendingBytes = 0;
     outputs = [];
@@ -370,6 +413,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (!batching) flush();
   };
   const nic = new VirtualNic((msg) => {
+    noteOutput(msg);
     const e = take('send');
     if (e) {
       const p = e.payload;
@@ -403,7 +447,63 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const exitReceived = (): boolean => exitSeen;
   const deliver = (c: GuestContext, i: Interrupt, place: Place): void => {
     append('interrupt', count(), interruptPayload(i, place));
+    deliverLogged(c, i, place);
+  };
+  /** Delivers an interrupt (live, once logged; or replayed from the log). */
+  const deliverLogged = (c: GuestContext, i: Interrupt, place: Place): void => {
+    if (i.kind === INTERRUPT_NIC) noteInput(i.msg);
     c.deliver(i, place);
+  };
+  /**
+   * The message of the inbox to deliver now, or why not: a stream
+   * connection's input is delivered once, in order, from the offset the guest
+   * has (a copy sent again after a failover is trimmed or dropped, a piece
+   * past a gap is dropped and asked for again), and waits while the guest
+   * has NIC_UNREAD_BYTES_MAX of that connection unread.
+   */
+  const admit = (m: { msg: NicMessage; off?: number }, held: Set<number>): NicMessage | null | 'hold' => {
+    const { msg, off } = m;
+    if (off === undefined || !isStreamConn(msg.conn)) return msg;
+    if (held.has(msg.conn)) return 'hold';
+    const known = inputEnds.has(msg.conn) || streamsDone.has(msg.conn);
+    const end = inputEnds.get(msg.conn) ?? (streamsDone.has(msg.conn) ? Number.MAX_SAFE_INTEGER : 0);
+    const len = msg.eof ? 1 : msg.bytes.length;
+    // the opening of a connection (no bytes yet): once
+    if (len === 0) {
+      if (!known) return msg;
+      post({ t: 'input-end', conn: msg.conn, end });
+      return null;
+    }
+    if (off + len <= end) {
+      post({ t: 'input-end', conn: msg.conn, end });
+      return null;
+    }
+    if (off > end) {
+      post({ t: 'input-gap', conn: msg.conn, end });
+      return null;
+    }
+    if (!msg.eof && nic.unread(msg.conn) >= NIC_UNREAD_BYTES_MAX) return 'hold';
+    return off === end ? msg : { conn: msg.conn, bytes: msg.bytes.subarray(end - off), eof: msg.eof };
+  };
+  /** Delivers what the inbox may deliver now; returns how many were delivered. */
+  const drainInbox = (c: GuestContext, place: Place): number => {
+    if (!inbox.length) return 0;
+    const held = new Set<number>();
+    const keep: typeof inbox = [];
+    let n = 0;
+    for (const m of inbox.splice(0)) {
+      const msg = admit(m, held);
+      if (msg === 'hold') {
+        held.add(m.msg.conn);
+        keep.push(m);
+      } else if (msg) {
+        deliver(c, { kind: INTERRUPT_NIC, msg }, place);
+        n++;
+      }
+    }
+    // what arrived while the handlers ran comes after what waits
+    inbox.unshift(...keep);
+    return n;
   };
 
   const replayCheck = (c: GuestContext): void => {
@@ -424,7 +524,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
           if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
         } else {
           const i = take('interrupt', meter.count)!;
-          c.deliver(interruptOf(i.payload), 'check');
+          deliverLogged(c, interruptOf(i.payload), 'check');
         }
         continue;
       }
@@ -467,7 +567,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     // Interrupts wait while the handler runs (it is not re-entered), and while a
     // snapshot waits for the reactor to be idle.
     if (!c.masked()) {
-      if (snapshotWanted === null) for (const msg of inbox.splice(0)) deliver(c, { kind: INTERRUPT_NIC, msg }, 'check');
+      if (snapshotWanted === null) drainInbox(c, 'check');
       for (const i of timerDue()) deliver(c, i, 'check');
     }
     const t = performance.now();
@@ -512,6 +612,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       devices: c.wasi.image(),
       timerPeriodNs: timerPeriod,
       digest: stateDigest(c),
+      inputEnds: [...inputEnds],
+      outputEnds: [...outputEnds],
     };
     // The guest is paused from here to the copy's end: how long is part of the message.
     post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
@@ -555,7 +657,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         at++;
         // The handler's own check points may hold the next event (a digest at this very count).
         if (c.meter) replayCheckArm(c);
-        c.deliver(interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
+        deliverLogged(c, interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.
         while (at >= feed.length && horizon <= count() && !goLive) {
@@ -574,14 +676,17 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         takeSnapshot(c, snapshotWanted);
         snapshotWanted = null;
       }
-      const due: Interrupt[] = [...inbox.splice(0).map((msg): Interrupt => ({ kind: INTERRUPT_NIC, msg })), ...timerDue()];
-      if (due.length) {
-        batching = true;
-        try {
-          for (const i of due) deliver(c, i, place);
-        } finally {
-          batching = false;
-        }
+      batching = true;
+      let delivered: number;
+      let due: Interrupt[];
+      try {
+        delivered = drainInbox(c, place);
+        due = timerDue();
+        for (const i of due) deliver(c, i, place);
+      } finally {
+        batching = false;
+      }
+      if (delivered || due.length) {
         flush();
         if (c.meter) c.meter.setDeadline(c.meter.count + pollEvery);
         ranSince = performance.now();

@@ -25,7 +25,7 @@
 //           between events, when no guest code is on the stack.
 // The handler runs in every place, starting at the count of delivery.
 
-import type { NicMessage } from './nic.ts';
+import type { NicMessage, VirtualNic } from './nic.ts';
 
 export const IO_MODULE = 'ftvm_io';
 export const INTERRUPT_EXPORT = 'ftvm_interrupt';
@@ -58,6 +58,12 @@ export interface InterruptSource {
    * caller sleeps the rest, see `sleepNs`).
    */
   wait(count: bigint, timeoutNs?: bigint | null): Interrupt[];
+  /**
+   * Called once, before the guest runs, with the VM's NIC, so that a live
+   * source can see how much of each connection the guest has read (flow
+   * control). A source must only read it.
+   */
+  attach?(nic: VirtualNic): void;
 }
 
 /** Sleeps the calling thread (a worker blocks here; the main thread only in tools and tests). */
@@ -77,6 +83,12 @@ export class LiveTimer implements InterruptSource {
   }
   armed(): boolean {
     return this.period > 0n;
+  }
+  /** Nanoseconds until the next tick is due (0: due now), or null when the timer is off. */
+  untilTickNs(): bigint | null {
+    if (!this.period) return null;
+    const left = this.next - this.now();
+    return left > 0n ? left : 0n;
   }
   poll(): Interrupt[] {
     if (!this.period) return [];
@@ -162,6 +174,9 @@ export class MergedSources implements InterruptSource {
   }
   armed(): boolean {
     return this.sources.some((s) => s.armed());
+  }
+  attach(nic: VirtualNic): void {
+    for (const s of this.sources) s.attach?.(nic);
   }
   poll(count: bigint): Interrupt[] {
     return this.sources.flatMap((s) => s.poll(count));

@@ -47,7 +47,7 @@ export interface RunOptions {
   /** called at a check point that reached the deadline (see MeterHost.onCheck) */
   onCheck?: CheckHandler;
   nondeterminism?: Nondeterminism;
-  /** the in-memory filesystem preopened as fd 3 ("/"), mutated in place; default an empty one; ignored when `preopens` is given */
+  /** the in-memory filesystem preopened as "/" (fd 3, or 4 after the listening socket), mutated in place; default an empty one; ignored when `preopens` is given */
   fs?: VirtualFs;
   /** called before every WASI host call with the guest's exact count at that call */
   onHostCall?: (name: string, count: bigint | null) => void;

@@ -10,15 +10,32 @@
 // A guest reads them in one of two ways:
 //   - raw: `ftvm_io.nic_recv` takes the oldest queued message of any connection
 //     that is not a socket, `ftvm_io.nic_send` sends one message;
-//   - as WASI sockets: `sock_accept` on the listening socket (fd 4) turns the
+//   - as WASI sockets: `sock_accept` on the listening socket (fd 3) turns the
 //     connection of the oldest queued message into a stream socket, and from
 //     then on that connection's messages become its byte stream.
-// A connection the guest closed stays closed: later messages for it are dropped.
+// A connection the guest closed stays closed: later messages for it are dropped,
+// until the peer's end-of-stream: then both sides are done and the id is
+// forgotten (so the set of closed ids stays as small as the connections still
+// half open, however many a long-running server has seen; an id whose peer
+// already ended is forgotten when the guest closes it). A message after the
+// peer's end-of-stream is a new connection with that id.
 
 import { createHash } from 'node:crypto';
 
 /** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/**
+ * Bytes of one connection the guest has not read, above which no more of it is
+ * taken: its client's socket is not read and its TCP window closes
+ * (`ftvm run --tcplisten` and the hosts' published ports alike).
+ */
+export const GUEST_UNREAD_BYTES_MAX = 1024 * 1024;
+/**
+ * Bytes of the guest's output on one connection waiting for a client that
+ * does not read, above which that connection is reset (the guest sees
+ * end-of-stream on it); the guest itself is never stalled by one client.
+ */
+export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
 
 export interface NicMessage {
   conn: number;
@@ -58,7 +75,10 @@ export class VirtualNic {
 
   /** A message arrives (called by the host at an interrupt). */
   arrive(msg: NicMessage): void {
-    if (this.closed.has(msg.conn)) return;
+    if (this.closed.has(msg.conn)) {
+      if (msg.eof) this.closed.delete(msg.conn); // both sides ended: nothing more can come
+      return;
+    }
     const s = this.sockets.get(msg.conn);
     if (!s) {
       this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
@@ -66,17 +86,28 @@ export class VirtualNic {
     }
     if (s.recvClosed) return;
     if (msg.eof) s.peerClosed = true;
-    else if (!s.peerClosed) s.chunks.push(msg.bytes.slice());
+    else if (!s.peerClosed && msg.bytes.length) s.chunks.push(msg.bytes.slice());
   }
 
-  /** The oldest queued message, removed; null when none is queued. */
+  /** The oldest queued message, removed; null when none is queued. An opening (see `arrive`) is not a message: it is dropped. */
   take(): NicMessage | null {
+    this.dropOpenings();
     return this.queue.shift() ?? null;
   }
 
   /** The size of the oldest queued message, or null. */
   peekSize(): number | null {
+    this.dropOpenings();
     return this.queue[0]?.bytes.length ?? null;
+  }
+
+  /**
+   * An empty message that is not an end-of-stream opens a connection (a TCP
+   * client connected and has sent nothing yet, as before a server's greeting):
+   * `accept` takes it, the raw ABI never sees it.
+   */
+  private dropOpenings(): void {
+    while (this.queue.length && !this.queue[0]!.eof && this.queue[0]!.bytes.length === 0) this.queue.shift();
   }
 
   get queued(): number {
@@ -98,7 +129,7 @@ export class VirtualNic {
     for (const m of this.queue.splice(0)) {
       if (m.conn !== s.conn) rest.push(m);
       else if (m.eof) s.peerClosed = true;
-      else if (!s.peerClosed) s.chunks.push(m.bytes);
+      else if (!s.peerClosed && m.bytes.length) s.chunks.push(m.bytes);
     }
     this.queue.push(...rest);
     return s;
@@ -109,6 +140,15 @@ export class VirtualNic {
     let n = 0;
     for (const c of s.chunks) n += c.length;
     return n - s.head;
+  }
+
+  /** Bytes of connection `conn` the guest has not read: its socket's stream, or its queued messages before it is accepted. */
+  unread(conn: number): number {
+    const s = this.sockets.get(conn);
+    if (s) return this.readable(s);
+    let n = 0;
+    for (const m of this.queue) if (m.conn === conn) n += m.bytes.length;
+    return n;
   }
 
   /** Reads up to `max` bytes from a socket's stream. */
@@ -129,12 +169,14 @@ export class VirtualNic {
     return out;
   }
 
-  /** The guest closed a socket or a raw connection: the peer is told once, and later arrivals are dropped. */
+  /** The guest closed a socket or a raw connection: the peer is told once, and later arrivals are dropped until the peer ends too. */
   close(conn: number): void {
     const s = this.sockets.get(conn);
     if (!s?.sendClosed) this.emit(conn, new Uint8Array(0), true);
+    // The peer already ended (an eof read, or one still queued): nothing more can come, so nothing need be dropped.
+    const peerDone = s ? s.peerClosed : this.queue.some((m) => m.conn === conn && m.eof);
     this.sockets.delete(conn);
-    this.closed.add(conn);
+    if (!peerDone) this.closed.add(conn);
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
   }
 

@@ -129,7 +129,7 @@ export function recordStart(bytes: Uint8Array, opts: RecordOptions): EntryPayloa
  */
 export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log: LogWriter, opts: RecordOptions): RecordedRun {
   const live = opts.live ?? liveNondeterminism;
-  const source = opts.interrupts ?? new LiveTimer();
+  const source: InterruptSource = opts.interrupts ?? new LiveTimer();
   let rearm = (): void => {};
   const start = recordStart(bytes, opts);
   const stdin = opts.stdin ?? new Uint8Array(0);
@@ -181,6 +181,7 @@ export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log:
     log.append('send', count(), msg);
     opts.onSend?.(msg);
   });
+  source.attach?.(nic);
   /** Logs and delivers, one at a time: what a handler does is logged after its interrupt. */
   const deliverAll = (c: GuestContext, due: Interrupt[], place: Place): void => {
     for (const i of due) {

@@ -1,5 +1,5 @@
 /* kvsock: the key-value store (kvstore.h) as a WASI command serving stream
- * sockets: it accepts connections on the listening socket (fd 4), reads
+ * sockets: it accepts connections on the listening socket (fd 3), reads
  * newline-terminated requests and writes newline-terminated responses, with
  * poll() blocking while nothing is ready. */
 #define _POSIX_C_SOURCE 200809L
@@ -11,7 +11,7 @@
 
 #include "kvstore.h"
 
-#define LISTEN_FD 4
+#define LISTEN_FD 3
 #define MAX_CONNS 64
 #define LINE_MAX_BYTES 65536
 

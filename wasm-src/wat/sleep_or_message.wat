@@ -1,5 +1,5 @@
-;; Waits up to 60 s for a connection on the listening socket (fd 3: the guest
-;; has no preopened directory): one poll_oneoff with a relative
+;; Waits up to 60 s for a connection on the listening socket (fd 3, where
+;; wasmtime --tcplisten puts it, before any preopen): one poll_oneoff with a relative
 ;; CLOCK_MONOTONIC subscription (userdata 1) and an fd_read subscription on
 ;; fd 3 (userdata 2). Reads the monotonic clock before and after. Exit code:
 ;; 0 when the first event is the socket's and less than 60 s passed, 1 when

@@ -145,6 +145,11 @@ export const WHENCE_END = 2;
 
 // ---- preopentype (u8) ----
 export const PREOPENTYPE_DIR = 0;
+/**
+ * Not a preview1 tag (preview1 knows only `dir`): what fd_prestat_get answers
+ * for the listening socket, so that preopen scans skip it (see calls/files.ts).
+ */
+export const PREOPENTYPE_NOT_DIR = 1;
 
 // ---- eventtype (u8), subclockflags (u16), eventrwflags (u16) ----
 export const EVENTTYPE_CLOCK = 0;

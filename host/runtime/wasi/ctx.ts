@@ -31,15 +31,20 @@ export interface WasiOptions {
   stderr(bytes: Uint8Array): void;
   /** default liveNondeterminism */
   nondeterminism?: Nondeterminism;
-  /** preopened as fd 3 ("/") and mutated in place when `preopens` is absent; default an empty VirtualFs */
+  /** preopened as "/" (fd 3, or 4 after a listening socket) and mutated in place when `preopens` is absent; default an empty VirtualFs */
   fs?: VirtualFs;
   /**
-   * Directories preopened at fds 3, 4, ... in this order, each under its guest
-   * name (e.g. "/", "/data", "."). [] means none. Absent: `fs` (or an empty
-   * VirtualFs) under "/", as before.
+   * Directories preopened in this order, each under its guest name (e.g. "/",
+   * "/data", "."): at fds 3, 4, ..., or 4, 5, ... when the guest has a
+   * listening socket (it takes fd 3, as in `wasmtime run --tcplisten`).
+   * [] means none. Absent: `fs` (or an empty VirtualFs) under "/", as before.
    */
   preopens?: { name: string; fs: VirtualFs }[];
-  /** Give the guest the NIC's listening socket, at the first fd after the preopens. Default true. */
+  /**
+   * Give the guest the NIC's listening socket, at fd 3, before the preopens
+   * (wasmtime's layout: `wasmtime run --tcplisten` numbers its listeners from
+   * 3 and the preopened directories after them). Default true.
+   */
   listen?: boolean;
   /** the VM's network interface. Default: one that sends nowhere */
   nic?: VirtualNic;
@@ -55,6 +60,13 @@ export interface WasiOptions {
    */
   wait?: (timeoutNs: bigint | null) => boolean;
 }
+
+/**
+ * The listening socket's fd when the guest has one: 3, the first fd after
+ * stdio, as `wasmtime run --tcplisten ADDR` gives it (crates/wasi-common and
+ * the CLI's run.rs push the listeners before the preopened directories).
+ */
+export const LISTEN_FD = 3;
 
 /** the longest timed wait one `Atomics.wait` makes (the default `wait`), in ms; longer waits loop */
 const SLEEP_SLICE_MS = 60_000;
@@ -94,8 +106,10 @@ export class WasiCtx {
   readonly preopens: { name: string; fs: VirtualFs }[];
   readonly fds: FdTable;
   readonly nic: VirtualNic;
-  /** the listening socket's fd, or null */
+  /** the listening socket's fd (LISTEN_FD, 3), or null */
   readonly listenFd: number | null;
+  /** the first preopen's fd: 3, or 4 after the listening socket */
+  readonly firstPreopenFd: number;
   private readonly block: (timeoutNs: bigint | null) => boolean;
   /** the realtime clock as read once during the current host call (null: not read yet) */
   private callNowNs: bigint | null = null;
@@ -121,20 +135,21 @@ export class WasiCtx {
     this.filesystems = [...new Set(this.preopens.map((p) => p.fs))];
     this.nic = opts.nic ?? new VirtualNic();
     const listen = opts.listen ?? true;
-    this.listenFd = listen ? 3 + this.preopens.length : null;
-    this.fds = new FdTable(3 + this.preopens.length + (listen ? 1 : 0));
+    this.listenFd = listen ? LISTEN_FD : null;
+    this.firstPreopenFd = listen ? LISTEN_FD + 1 : 3;
+    this.fds = new FdTable(this.firstPreopenFd + this.preopens.length);
     this.block = opts.wait ?? defaultWait;
     this.resetFds();
   }
 
-  /** Stdio, the preopens and the listening socket at their numbers, nothing else open. */
+  /** Stdio, the listening socket and the preopens at their numbers, nothing else open. */
   resetFds(): void {
     this.fds.clear();
     this.fds.set(0, stdio(0));
     this.fds.set(1, stdio(1));
     this.fds.set(2, stdio(2));
-    this.preopens.forEach((p, i) => this.fds.set(3 + i, preopenFd(p.fs, p.name)));
     if (this.listenFd !== null) this.fds.set(this.listenFd, { kind: 'listen', flags: 0, base: LISTEN_RIGHTS, inheriting: 0n });
+    this.preopens.forEach((p, i) => this.fds.set(this.firstPreopenFd + i, preopenFd(p.fs, p.name)));
   }
 
   /** A view of guest memory for the current call. Error if bindMemory was not called. */

@@ -30,9 +30,11 @@
  *    options (clocks, randomness, file timestamps, how long a wait lasted) is
  *    obtained through `Nondeterminism` or `WasiOptions.wait`, so a
  *    recorder/replayer can stand in for the live sources.
- *  - Descriptors: 0-2 stdio, then the preopens (by default one, "/", at 3),
- *    then the NIC's listening socket (by default at 4), then whatever
- *    path_open and sock_accept open (the lowest free number after those).
+ *  - Descriptors, in wasmtime's order (`wasmtime run --tcplisten`): 0-2
+ *    stdio, then the NIC's listening socket at 3 when the guest has one,
+ *    then the preopens (by default one, "/": at 4 after a listener, else at
+ *    3), then whatever path_open and sock_accept open (the lowest free
+ *    number after those).
  */
 import { argsCalls } from './calls/args.ts';
 import { clockCalls } from './calls/clocks.ts';
@@ -55,8 +57,8 @@ export type { WasiOptions } from './ctx.ts';
 export type { DeviceImage } from './image.ts';
 export { DIR_RIGHTS, FILE_RIGHTS, MAX_FDS } from './fdtable.ts';
 
-/** The listening socket's fd with the default preopens (one, "/", at fd 3). */
-export const LISTEN_FD = 4;
+/** The listening socket's fd (3; the preopens follow it, as under `wasmtime run --tcplisten`). */
+export { LISTEN_FD } from './ctx.ts';
 
 /** The 46 functions of wasi_snapshot_preview1, every one provided. */
 const PROVIDED = [

@@ -27,6 +27,7 @@ import {
   DIRENT,
   Errno,
   FDFLAGS_ALL,
+  FDFLAGS_NONBLOCK,
   FDFLAGS_APPEND,
   FDSTAT,
   FILESTAT,
@@ -38,6 +39,7 @@ import {
   FSTFLAGS_MTIM_NOW,
   PRESTAT,
   PREOPENTYPE_DIR,
+  PREOPENTYPE_NOT_DIR,
   Rights,
   WHENCE_CUR,
   WHENCE_END,
@@ -303,14 +305,28 @@ function fdFilestatGet(ctx: WasiCtx, fd: number, ptr: number): number {
   return Errno.SUCCESS;
 }
 
+/**
+ * fd_prestat_get. A preopened directory answers its tag (PREOPENTYPE_DIR) and
+ * name length. The listening socket (fd 3, before the preopens) answers
+ * SUCCESS with tag PREOPENTYPE_NOT_DIR and length 0: wasi-libc's and Go's
+ * preopen scans walk fds from 3 until EBADF and skip a tag they do not know,
+ * so they go on to the directories after it. (wasmtime answers EBADF there,
+ * which ends wasi-libc's scan at fd 3 and hides every --dir from a guest
+ * that also has --tcplisten: wasmtime issue #3936.) Anything else: EBADF.
+ */
 function fdPrestatGet(ctx: WasiCtx, fd: number, ptr: number): number {
   const f = ctx.fds.get(fd);
-  if (!f || f.kind !== 'dir' || f.preopen === null) return Errno.BADF;
+  const listener = f?.kind === 'listen' && fd === ctx.listenFd;
+  if (!listener && (!f || f.kind !== 'dir' || f.preopen === null)) return Errno.BADF;
   const g = ctx.guest();
   if (!g.ok(ptr, PRESTAT.SIZE)) return Errno.FAULT;
   g.u8.fill(0, ptr, ptr + PRESTAT.SIZE);
+  if (listener) {
+    g.dv.setUint8(ptr + PRESTAT.tag, PREOPENTYPE_NOT_DIR);
+    return Errno.SUCCESS;
+  }
   g.dv.setUint8(ptr + PRESTAT.tag, PREOPENTYPE_DIR);
-  g.dv.setUint32(ptr + PRESTAT.pr_name_len, Buffer.byteLength(f.preopen), true);
+  g.dv.setUint32(ptr + PRESTAT.pr_name_len, Buffer.byteLength((f as { preopen: string }).preopen), true);
   return Errno.SUCCESS;
 }
 
@@ -385,6 +401,8 @@ function fdFdstatSetFlags(ctx: WasiCtx, fd: number, flags: number): number {
   const f = ctx.fds.withRights(fd, Rights.FD_FDSTAT_SET_FLAGS);
   if (isErrno(f)) return f;
   if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return Errno.INVAL;
+  // Sockets take NONBLOCK or nothing, as wasmtime's (wasi-common's set_fdflags on a socket: EINVAL otherwise).
+  if ((f.kind === 'sock' || f.kind === 'listen') && (flags & FDFLAGS_ALL & ~FDFLAGS_NONBLOCK) !== 0) return Errno.INVAL;
   f.flags = flags & FDFLAGS_ALL;
   return Errno.SUCCESS;
 }

@@ -4,8 +4,20 @@
  * A blocking call waits through `WasiCtx.waitForInput` (an interrupt may bring
  * data; a guest nothing will wake ends idle). Sockets carry SOCK_RIGHTS, the
  * listening socket LISTEN_RIGHTS (see fdtable.ts).
+ *
+ * Flags as wasmtime's preview1 host takes them (wasi-common's TcpListener and
+ * TcpStream, crates/wasi-common/src/sync/net.rs): sock_accept and
+ * fd_fdstat_set_flags on a socket accept NONBLOCK or nothing (EINVAL); sock_recv
+ * accepts RECV_PEEK (into the first iovec only) and RECV_WAITALL (the whole
+ * buffer, up to WAITALL_MAX_BYTES; less only at the end of the stream),
+ * anything else ENOTSUP; sock_send
+ * takes no si_flags (ENOTSUP). A send never blocks and never sends less than
+ * asked (the NIC queues it; see runtime/tcp-listen.ts for the bound on a real
+ * connection). Unlike wasmtime, sock_recv/sock_send on a descriptor that is not
+ * a socket answer ENOTSOCK (wasmtime: EBADF) and on the listening socket
+ * ENOTCONN, as POSIX does.
  */
-import { Errno, FDFLAGS_ALL, FDFLAGS_NONBLOCK, RIFLAGS_RECV_PEEK, Rights, SDFLAGS_RD, SDFLAGS_WR } from '../abi.ts';
+import { Errno, FDFLAGS_ALL, FDFLAGS_NONBLOCK, RIFLAGS_RECV_PEEK, RIFLAGS_RECV_WAITALL, Rights, SDFLAGS_RD, SDFLAGS_WR } from '../abi.ts';
 import type { WasiCtx } from '../ctx.ts';
 import { SOCK_RIGHTS } from '../fdtable.ts';
 import { gather, iovecsTotal, readIovecs, u32, type Guest, type Iovec } from '../memory.ts';
@@ -13,12 +25,21 @@ import { MAX_MESSAGE_BYTES } from '../../nic.ts';
 
 type HostFn = (...args: any[]) => number | void;
 
+/**
+ * The most a RECV_WAITALL waits for, bytes: a larger buffer is filled with
+ * what is there once this much arrived (POSIX lets MSG_WAITALL return less).
+ * It stays below the unread bound at which a real connection is paused
+ * (runtime/tcp-listen.ts UNREAD_MAX_BYTES), so such a wait always ends.
+ */
+export const WAITALL_MAX_BYTES = 512 * 1024;
+
 function sockAccept(ctx: WasiCtx, fd: number, flags: number, fdPtr: number): number {
   const f = ctx.fds.get(fd);
   if (!f) return Errno.BADF;
   if (f.kind !== 'listen') return Errno.NOTSOCK;
   if ((f.base & Rights.SOCK_ACCEPT) === 0n) return Errno.NOTCAPABLE;
   if ((flags & 0xffff & ~FDFLAGS_ALL) !== 0) return Errno.INVAL;
+  if ((flags & FDFLAGS_ALL & ~FDFLAGS_NONBLOCK) !== 0) return Errno.INVAL; // wasmtime: "cannot set anything else than NONBLOCK"
   if (!ctx.guest().ok(fdPtr, 4)) return Errno.FAULT;
   while (ctx.nic.queued === 0) {
     if (f.flags & FDFLAGS_NONBLOCK) return Errno.AGAIN;
@@ -45,20 +66,26 @@ export function sockRead(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number
   if ((f.base & Rights.FD_READ) === 0n) return Errno.NOTCAPABLE;
   const check = (g: Guest): Iovec[] | undefined =>
     g.ok(nreadPtr, 4) && (flagsPtr === null || g.ok(flagsPtr, 2)) ? readIovecs(g, iovs, iovsLen) : undefined;
-  if (!check(ctx.guest())) return Errno.FAULT;
+  if ((riFlags & ~(RIFLAGS_RECV_PEEK | RIFLAGS_RECV_WAITALL)) !== 0) return Errno.NOTSUP;
+  const first = check(ctx.guest());
+  if (!first) return Errno.FAULT;
+  const peek = (riFlags & RIFLAGS_RECV_PEEK) !== 0;
+  // RECV_WAITALL (without PEEK): wait until the whole buffer can be filled, or the stream ended.
+  const want = !peek && riFlags & RIFLAGS_RECV_WAITALL ? Math.min(WAITALL_MAX_BYTES, Math.max(1, first.reduce((a, v) => a + v.len, 0))) : 1;
   const s = f.sock;
-  while (ctx.nic.readable(s) === 0 && !s.peerClosed && !s.recvClosed) {
+  while (ctx.nic.readable(s) < want && !s.peerClosed && !s.recvClosed) {
     if (f.flags & FDFLAGS_NONBLOCK) return Errno.AGAIN;
     ctx.waitForInput();
     if (ctx.fds.get(fd) !== f) return Errno.BADF; // an interrupt handler closed it
   }
   // An interrupt handler may have grown memory: check again.
   const g = ctx.guest();
-  const list = check(g);
-  if (!list) return Errno.FAULT;
+  const all = check(g);
+  if (!all) return Errno.FAULT;
   let n = 0;
-  // RECV_PEEK reads from a copy, so the stream keeps its bytes.
-  const from = riFlags & RIFLAGS_RECV_PEEK ? { ...s, chunks: [...s.chunks] } : s;
+  // RECV_PEEK reads from a copy, so the stream keeps its bytes, and only into the first iovec (as wasmtime).
+  const from = peek ? { ...s, chunks: [...s.chunks] } : s;
+  const list = peek ? all.slice(0, 1) : all;
   for (const v of list) {
     const bytes = ctx.nic.read(from, v.len);
     g.u8.set(bytes, v.ptr);
@@ -91,6 +118,15 @@ export function sockSend(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number
   return Errno.SUCCESS;
 }
 
+/** sock_send with si_flags: preview1 defines none, and wasmtime refuses any (ENOTSUP) after the descriptor checks. */
+function sockSendFlagged(ctx: WasiCtx, fd: number): number {
+  const f = ctx.fds.get(fd);
+  if (!f) return Errno.BADF;
+  if (f.kind === 'listen') return Errno.NOTCONN;
+  if (f.kind !== 'sock') return Errno.NOTSOCK;
+  return Errno.NOTSUP;
+}
+
 function sockShutdown(ctx: WasiCtx, fd: number, how: number): number {
   const f = ctx.fds.get(fd);
   if (!f) return Errno.BADF;
@@ -117,7 +153,8 @@ export function socketCalls(ctx: WasiCtx): Record<string, HostFn> {
     sock_accept: (fd: number, flags: number, fdPtr: number) => sockAccept(ctx, u32(fd), u32(flags), u32(fdPtr)),
     sock_recv: (fd: number, iovs: number, n: number, ri: number, datalen: number, flags: number) =>
       sockRead(ctx, u32(fd), u32(iovs), u32(n), u32(ri), u32(datalen), u32(flags)),
-    sock_send: (fd: number, iovs: number, n: number, _si: number, datalen: number) => sockSend(ctx, u32(fd), u32(iovs), u32(n), u32(datalen)),
+    sock_send: (fd: number, iovs: number, n: number, si: number, datalen: number) =>
+      u32(si) & 0xffff ? sockSendFlagged(ctx, u32(fd)) : sockSend(ctx, u32(fd), u32(iovs), u32(n), u32(datalen)),
     sock_shutdown: (fd: number, how: number) => sockShutdown(ctx, u32(fd), u32(how)),
   };
 }

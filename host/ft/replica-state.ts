@@ -1,0 +1,46 @@
+// A VM replica's place in the FT protocol, and the moves between places the
+// protocol allows. A host asserts every move: a replica in a state the
+// protocol cannot reach is a bug, and going on from it could release an
+// output twice or lose one.
+//
+//   following ──(its primary is dead)──> going-live ──(won gen+1)──> alone
+//   live ──(its backup is dead)──> going-alone ──(won gen+1)──> alone
+//   alone ──(snapshot asked for)──> recreating-backup ──(shipped)──> live
+//   recreating-backup ──(shipping failed)──> alone
+//   any ──> stopped (lost the arbiter, test failover, deleted, replaced, failed)
+//
+// `live` is a primary with a backup (being made from boot, or following);
+// `alone` a primary with none. A primary starts live, or alone when no other
+// host is up; a backup starts following.
+
+/** The states; see the file's head. */
+export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' | 'alone' | 'recreating-backup' | 'stopped';
+
+const NEXT: Record<ReplicaState, readonly ReplicaState[]> = {
+  following: ['going-live', 'stopped'],
+  'going-live': ['alone', 'stopped'],
+  live: ['going-alone', 'stopped'],
+  'going-alone': ['alone', 'stopped'],
+  alone: ['recreating-backup', 'stopped'],
+  'recreating-backup': ['live', 'alone', 'stopped'],
+  stopped: [],
+};
+
+/** A move the protocol does not allow: FTVM_ERR_STATE. */
+export class ReplicaStateError extends Error {
+  readonly code = 'FTVM_ERR_STATE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReplicaStateError';
+  }
+}
+
+/** Whether a replica may move from `from` to `to`. */
+export function canTransition(from: ReplicaState, to: ReplicaState): boolean {
+  return NEXT[from].includes(to);
+}
+
+/** Asserts that VM `vm`'s replica may move from `from` to `to`. Errors: ReplicaStateError FTVM_ERR_STATE. */
+export function assertTransition(vm: string, from: ReplicaState, to: ReplicaState): void {
+  if (!canTransition(from, to)) throw new ReplicaStateError(`${vm}: a replica cannot go from ${from} to ${to}`);
+}

@@ -1,0 +1,313 @@
+// Published ports: plain TCP clients reach a VM through any live host, and a
+// failover of the VM's primary is invisible to a connection through a host
+// that stays alive (every answer once, in order; every request applied once).
+import { readFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiOf, Cluster, eventually } from './cluster.ts';
+import { watText } from './helpers.ts';
+import { INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
+import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
+
+let c: Cluster | null = null;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await c?.stop();
+  c = null;
+});
+
+/** A TCP port free on every loopback address the cluster's hosts use (the kernel picks it). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A line-oriented client of the kvsock sample on one TCP endpoint: each request's answer, in order. */
+class LineClient {
+  readonly sock: Socket;
+  readonly lines: string[] = [];
+  private buf = '';
+  closed = false;
+  constructor(sock: Socket) {
+    this.sock = sock;
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        this.lines.push(this.buf.slice(0, nl));
+        this.buf = this.buf.slice(nl + 1);
+      }
+    });
+    this.sock.on('error', () => {});
+    this.sock.on('close', () => (this.closed = true));
+  }
+  /** Connects to `endpoint` ("ADDR:PORT"), trying again while it is refused: a host opens a VM's port once it hears of the VM. */
+  static async open(endpoint: string): Promise<LineClient> {
+    const i = endpoint.lastIndexOf(':');
+    const sock = await eventually(`a connection to ${endpoint}`, () =>
+      new Promise<Socket | undefined>((resolve) => {
+        const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      }),
+    );
+    sockets.push(sock);
+    return new LineClient(sock);
+  }
+  send(line: string): void {
+    this.sock.write(`${line}\n`);
+  }
+  async answers(n: number, ms = 30_000): Promise<string[]> {
+    await eventually(`${n} answers (have ${this.lines.length})`, () => (this.lines.length >= n ? true : undefined), ms);
+    return this.lines.slice(0, n);
+  }
+}
+
+describe('published ports (TCP into a VM through every live host)', () => {
+  it('serves plain TCP clients through each host, lists the endpoints, and keeps each connection its own', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const start = await api('h1', 'POST', '/v1/vms', { name: 'kvt', sample: 'kvsock', publish: [port] });
+    expect(start.status, JSON.stringify(start.json)).toBe(201);
+    const info = await eventually('three endpoints', async () => {
+      const r = await api('h2', 'GET', '/v1/vms/kvt');
+      return r.json.endpoints?.length === 3 && r.json.state === 'running' ? r.json : undefined;
+    });
+    expect(info.publish).toEqual([port]);
+    const hosts = ['h1', 'h2', 'h3'].map((id) => `${c!.host(id).public}:${port}`);
+    expect([...info.endpoints].sort()).toEqual([...hosts].sort());
+    // the same store through every host, each connection answered on its own
+    const clients = await Promise.all(hosts.map((e) => LineClient.open(e)));
+    clients.forEach((cl, i) => cl.send(`a${i} SET k${i} v${i}`));
+    for (const [i, cl] of clients.entries()) expect((await cl.answers(1))[0]).toMatch(new RegExp(`^a${i} OK \\d+$`));
+    clients.forEach((cl, i) => cl.send(`b${i} GET k${(i + 1) % 3}`));
+    for (const [i, cl] of clients.entries()) expect((await cl.answers(2))[1]).toBe(`b${i} VALUE v${(i + 1) % 3}`);
+    // a client that closes its side: the guest sees end-of-stream and closes too
+    clients[0]!.sock.end();
+    await eventually('the guest closed its side', () => (clients[0]!.closed ? true : undefined));
+    // a bad start: ports out of range are refused with a stable code
+    const bad = await api('h1', 'POST', '/v1/vms', { name: 'kvbad', sample: 'kvsock', publish: [0] });
+    expect(bad.status).toBe(400);
+    const taken = await api('h1', 'POST', '/v1/vms', { name: 'kvtwo', sample: 'kvsock', publish: [port] });
+    expect(taken.status).toBe(409);
+    expect(taken.json.error.code).toBe('FTVM_ERR_CONFLICT');
+  });
+
+  it("kill -9 of the primary's host: a connection through a surviving host sees every answer once, in order, and every request applied once", async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvf', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    const info = await eventually('a backup', async () => {
+      const r = await api('h1', 'GET', '/v1/vms/kvf');
+      return r.json.state === 'running' && r.json.endpoints?.length === 3 ? r.json : undefined;
+    });
+    expect(info.primary).toBe('h1');
+    const survivors = ['h2', 'h3'];
+    // one connection through the backup's host, one through the third host
+    const clients = await Promise.all(survivors.map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    const TOTAL = 600;
+    const WINDOW = 32;
+    const sent = clients.map(() => 0);
+    const pump = (k: number): void => {
+      const cl = clients[k]!;
+      while (sent[k]! < TOTAL && sent[k]! - cl.lines.length < WINDOW) {
+        const i = sent[k]!++;
+        cl.send(`c${k}-${i} SET key${k}-${i} v${i}`);
+      }
+    };
+    const timer = setInterval(() => clients.forEach((_, k) => pump(k)), 2);
+    try {
+      await Promise.all(clients.map((cl) => cl.answers(TOTAL / 4)));
+      await c.kill('h1');
+      const all = await Promise.all(clients.map((cl) => cl.answers(TOTAL, 60_000)));
+      for (const [k, lines] of all.entries()) {
+        // every answer once, in order
+        expect(lines.map((l) => l.split(' ')[0])).toEqual(Array.from({ length: TOTAL }, (_, i) => `c${k}-${i}`));
+      }
+      // every SET applied once: the store's write counts are 1..2*TOTAL, each seen once
+      const writes = all.flat().map((l) => Number(l.split(' ')[2]));
+      expect(writes.every((w) => Number.isInteger(w))).toBe(true);
+      expect([...writes].sort((a, b) => a - b)).toEqual(Array.from({ length: 2 * TOTAL }, (_, i) => i + 1));
+      expect(clients.every((cl) => !cl.closed)).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    const after = await api('h2', 'GET', '/v1/vms/kvf');
+    expect(after.json.primary).not.toBe('h1');
+    expect(after.json.endpoints).not.toContain(`${c.host('h1').public}:${port}`);
+  });
+
+  it('a connection stays open across a test failover, and a client that resets mid-request disturbs no other', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvh', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/kvh')).json.state === 'running' ? true : undefined));
+    // through every host: the old primary's host stays up, so its connections survive too
+    const clients = await Promise.all(['h1', 'h2', 'h3'].map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    clients.forEach((cl, k) => cl.send(`p${k} SET k${k} before`));
+    await Promise.all(clients.map((cl) => cl.answers(1)));
+    const rude = await LineClient.open(`${c.host('h3').public}:${port}`);
+    rude.sock.write('r SET half');
+    const failover = await api('h2', 'POST', '/v1/vms/kvh/failover');
+    expect(failover.status, JSON.stringify(failover.json)).toBe(202);
+    rude.sock.resetAndDestroy();
+    clients.forEach((cl, k) => cl.send(`q${k} GET k${k}`));
+    for (const [k, cl] of clients.entries()) expect((await cl.answers(2))[1]).toBe(`q${k} VALUE before`);
+    const info = await eventually('h3 hears of the new primary', async () => {
+      const r = (await api('h3', 'GET', '/v1/vms/kvh')).json;
+      return r.gen === 2 ? r : undefined;
+    });
+    expect(info.primary).toBe('h2');
+    // the reset connection's half line was never a request
+    clients[2]!.send('x GET half');
+    clients[2]!.send('y INFO');
+    const [x, y] = (await clients[2]!.answers(4)).slice(2);
+    expect(x).toBe('x NOTFOUND');
+    expect(y).toMatch(/^y INFO 3 3 \d+$/);
+    expect(clients.every((cl) => !cl.closed)).toBe(true);
+  });
+});
+
+/**
+ * A WASI command that accepts one connection on its listening socket (fd 3,
+ * before the preopens; it also tries fd 4, where the socket was before) and then, with `send`, sends 64 KiB on it again
+ * and again; without, it never reads it and sleeps.
+ */
+function acceptingGuest(send: boolean): Uint8Array {
+  return watText(`(module
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send" (func $send (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func $sleep (param $ns i64)
+    ;; a clock subscription at 0 (monotonic, relative), its event at 64, the count at 128
+    (i64.store (i32.const 0) (i64.const 0))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (local.get $ns))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))))
+  (func (export "_start") (local $fd i32)
+    (block $got
+      (loop $again
+        (br_if $got (i32.eqz (call $accept (i32.const 3) (i32.const 0) (i32.const 132))))
+        (br_if $got (i32.eqz (call $accept (i32.const 4) (i32.const 0) (i32.const 132))))
+        (call $sleep (i64.const 5000000))
+        (br $again)))
+    (local.set $fd (i32.load (i32.const 132)))
+    ;; one iovec at 200: 64 KiB from 1024
+    (i32.store (i32.const 200) (i32.const 1024))
+    (i32.store (i32.const 204) (i32.const 65536))
+    (loop $forever
+      ${send ? '(drop (call $send (local.get $fd) (i32.const 200) (i32.const 1) (i32.const 0) (i32.const 208)))' : '(call $sleep (i64.const 3600000000000))'}
+      (br $forever))))`);
+}
+
+describe('published ports: a reactor across backup re-creation', () => {
+  it('a connection stays open across a backup restart and a test failover to the backup made from the snapshot', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvr', sample: 'kv', publish: [port] })).status).toBe(201);
+    const running = async () => {
+      const r = (await api('h3', 'GET', '/v1/vms/kvr')).json;
+      return r.state === 'running' ? r : undefined;
+    };
+    await eventually('a backup', running);
+    // the kv reactor reads each message as one request and answers it without a newline: one request at a time
+    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    let got = '';
+    cl.sock.removeAllListeners('data');
+    cl.sock.on('data', (d: string) => (got += d));
+    const ask = async (req: string, answer: RegExp): Promise<string> => {
+      got = '';
+      cl.sock.write(req);
+      return eventually(`an answer to ${req}`, () => (answer.test(got) ? got : undefined));
+    };
+    expect(await ask('a SET x 1', /^a OK \d+$/)).toBe('a OK 1');
+    const restart = await api('h1', 'POST', '/v1/vms/kvr/backup/restart');
+    expect(restart.status, JSON.stringify(restart.json)).toBe(202);
+    const again = await eventually('a new backup from a snapshot', async () => {
+      const r = await running();
+      return r && r.gen === 2 ? r : undefined;
+    });
+    expect(await ask('b SET y 2', /^b OK \d+$/)).toBe('b OK 2');
+    const failover = await api('h3', 'POST', '/v1/vms/kvr/failover');
+    expect(failover.status, JSON.stringify(failover.json)).toBe(202);
+    await eventually('the new backup is the primary', async () => ((await api('h3', 'GET', '/v1/vms/kvr')).json.primary === again.backup ? true : undefined));
+    expect(await ask('c GET x', /^c /)).toBe('c VALUE 1');
+    expect(await ask('d SET z 3', /^d OK \d+$/)).toBe('d OK 3');
+    expect(cl.closed).toBe(false);
+  });
+});
+
+describe('published ports: bounded buffers', () => {
+  const stats = async (id: string) => ((await (await c!.client(id)).status()) as unknown as { ingress: { bytesIn: number; pauses: number; slowReaderResets: number } }).ingress;
+  const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+  it("a guest that never reads: its client's TCP window closes, and no host takes more than the bounds", async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const module = Buffer.from(acceptingGuest(false)).toString('base64');
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'sink', module, publish: [port] })).status).toBe(201);
+    await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/sink')).json.state === 'running' ? true : undefined));
+    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    const TOTAL = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    for (let n = 0; n < TOTAL; n += chunk.length) cl.sock.write(chunk);
+    await eventually('the ingress host stops reading the socket', async () => ((await stats('h3')).pauses >= 1 ? true : undefined), 60_000);
+    // the client can push no more once the kernel's buffers are full: the window is closed
+    let last = -1;
+    await eventually('the client stops getting bytes out', async () => {
+      const out = TOTAL - cl.sock.writableLength;
+      const still = out === last;
+      last = out;
+      await new Promise((r) => setTimeout(r, 200));
+      return still ? true : undefined;
+    }, 60_000);
+    const taken = (await stats('h3')).bytesIn;
+    // what the hosts took: at most the ingress bound, the guest's unread bound, and a read or message each beyond them
+    expect(taken).toBeLessThanOrEqual(INGRESS_UNACKED_BYTES_MAX + NIC_UNREAD_BYTES_MAX + 4 * 65536);
+    expect(TOTAL - cl.sock.writableLength).toBeLessThan(TOTAL / 2);
+    const rss = ['h1', 'h2', 'h3'].map((id) => rssMiB(c!.host(id).proc.pid!));
+    process.stderr.write(`a guest that never reads: ${taken} bytes taken by the hosts, RSS MiB ${rss.map((r) => r.toFixed(0)).join(' ')}\n`);
+  });
+
+  it('a client that does not read is reset once INGRESS_WRITE_BYTES_MAX wait for it; the host goes on serving', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    const module = Buffer.from(acceptingGuest(true)).toString('base64');
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'tap', module, publish: [port] })).status).toBe(201);
+    const cl = await LineClient.open(`${c.host('h2').public}:${port}`);
+    cl.sock.pause();
+    await eventually('the slow reader is reset', async () => ((await stats('h2')).slowReaderResets >= 1 ? true : undefined), 60_000);
+    // a paused socket notices the reset once it reads again
+    cl.sock.resume();
+    await eventually('the client sees its connection end', () => (cl.closed ? true : undefined), 60_000);
+    expect((await stats('h2')).slowReaderResets).toBe(1);
+    expect((await api('h2', 'GET', '/v1/vms/tap')).status).toBe(200);
+  });
+});

@@ -42,7 +42,7 @@ export interface FtBenchOptions {
   quick?: boolean;
   /** where the live replica runs (default 'process'; see the header) */
   pin?: PinMode;
-  /** the CPU-bound guest's rounds (hash N; default 15000, about 1.7 s here) */
+  /** the CPU-bound guest's rounds (hash N; default 15000, about 1.3 s on the README's machine) */
   hashRounds?: number;
   /** runs of the CPU-bound guest and of the kv load per variant, medians reported (default 3) */
   runs?: number;
@@ -259,6 +259,16 @@ async function cpuBound(
   return { ms: performance.now() - t0, startedMs, ...sched, backup: backupSched };
 }
 
+/**
+ * Runs the parts asked for (default all) on fresh local clusters and returns
+ * every quantity by name (the README's table and `formatFtReport` list
+ * them): times in ms (`_ms`), rates per second, CPU in µs per request or ms
+ * per second, shares in [0, 1], ratios FT / unreplicated (throughput) and
+ * unreplicated / FT (time), plus `placement` and `machine` as text. Kills
+ * every host it started, and gives the bench process its CPU list back,
+ * whatever happens. Throws the first error of a cluster (a host that does
+ * not start within 30 s, a guest that does not end within 120 s).
+ */
 export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string, unknown>> {
   const say = opts.log ?? (() => {});
   const seconds = opts.quick ? 1 : (opts.seconds ?? 3);

@@ -199,8 +199,12 @@ three hosts) against unreplicated (one host): kv throughput and a CPU-bound
 guest's time and their ratios, output latency p50/p99 and what FT adds, log
 bandwidth idle and under load, backup lag p50/p99, failover time from kill -9
 to the new primary's first answer (p50/p99 over --trials), backup re-creation
-time and primary pause for 16 and 64 MiB guests. Options: --json, --quick,
---trials N (default 7), --seconds N of load per throughput run (default 3).
+time and primary pause for 16 and 64 MiB guests; the primary host's CPU per
+request. The live replica runs on core 0 and everything else on core 1
+(--pin process, the default: its whole host process; --pin thread: only the
+replica's worker thread; --pin none: no placement; a no-op with fewer than 2
+cores). Options: --json, --quick, --pin MODE, --trials N (default 7),
+--seconds N of load per throughput run (default 3).
 
 meter:
 
@@ -723,6 +727,7 @@ async function cmdBench(argv: string[]): Promise<number> {
       'no-real': { type: 'boolean' },
       trials: { type: 'string' },
       seconds: { type: 'string' },
+      pin: { type: 'string' },
       baseline: { type: 'string' },
       api: { type: 'string' },
       token: { type: 'string' },
@@ -748,7 +753,9 @@ async function cmdBench(argv: string[]): Promise<number> {
   }
   if (what === 'ft') {
     const { benchFt, formatFtReport } = await import('../bench/ft.ts');
+    if (values.pin !== undefined && !['thread', 'process', 'none'].includes(values.pin)) throw usageError(`--pin expects thread, process or none, got "${values.pin}"`);
     const report = await benchFt({
+      pin: values.pin as 'thread' | 'process' | 'none' | undefined,
       trials: values.trials ? positiveInt('--trials', values.trials) : undefined,
       seconds: values.seconds ? positiveInt('--seconds', values.seconds) : undefined,
       quick: values.quick,

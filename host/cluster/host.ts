@@ -1463,14 +1463,19 @@ export class FtHost {
     if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
     vm.lagCounts = vm.primaryCount > replayCount ? vm.primaryCount - replayCount : 0n;
-    let at = performance.now();
-    for (const mk of vm.marks) {
-      if (mk.count >= replayCount) {
-        at = mk.at;
-        break;
-      }
+    // marks are in count order: the first at or past the backup's count, by bisection (an ack comes with every frame)
+    const now = performance.now();
+    let lo = 0;
+    let hi = vm.marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (vm.marks[mid]!.count >= replayCount) hi = mid;
+      else lo = mid + 1;
     }
-    vm.lagMs = vm.lagCounts === 0n ? 0 : performance.now() - at;
+    const at = lo < vm.marks.length ? vm.marks[lo]!.at : now;
+    // the backup's count only grows: marks before it are never looked at again
+    if (lo >= 1024) vm.marks.splice(0, lo);
+    vm.lagMs = vm.lagCounts === 0n ? 0 : now - at;
     this.endLag(vm);
     this.throttle(vm);
     if (vm.end) this.wakeReaders(vm);

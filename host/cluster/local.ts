@@ -42,14 +42,19 @@ export class LocalCluster {
     private readonly arbiterArgs: string[] | null = null,
   ) {}
 
-  /** Starts a host and waits (bounded) until it listens. */
-  async add(id: string, args: string[] = []): Promise<TestHost> {
+  /**
+   * Starts a host and waits (bounded) until it listens. `args` go to
+   * `ftvm host`; `spawnOpts.nodeArgs` go to node before the script (for
+   * example `--cpu-prof --cpu-prof-dir DIR`, written when the host exits on
+   * terminate(), not on kill), and `spawnOpts.env` joins the environment.
+   */
+  async add(id: string, args: string[] = [], spawnOpts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<TestHost> {
     const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
     // each host its own loopback address for published ports, as hosts of a real cluster have
     const given = [...this.extraArgs, ...args].includes('--public-address');
     const pub = given ? [] : ['--public-address', `127.0.0.${1 + (this.publicAddresses++ % 250)}`];
-    const proc = spawn(process.execPath, [FTVM, 'host', '--id', id, ...arbiter, ...pub, ...this.extraArgs, ...args], {
-      env: { ...process.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
+    const proc = spawn(process.execPath, [...(spawnOpts.nodeArgs ?? []), FTVM, 'host', '--id', id, ...arbiter, ...pub, ...this.extraArgs, ...args], {
+      env: { ...process.env, ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log: string[] = [];
@@ -118,6 +123,15 @@ export class LocalCluster {
     const h = this.host(id);
     h.proc.kill('SIGKILL');
     await h.exited;
+  }
+
+  /** SIGTERM: the host closes and exits on its own (a CPU profile is written then); kill -9 after `ms`. */
+  async terminate(id: string, ms = 10_000): Promise<void> {
+    const h = this.host(id);
+    h.proc.kill('SIGTERM');
+    const t = setTimeout(() => h.proc.kill('SIGKILL'), ms);
+    await h.exited;
+    clearTimeout(t);
   }
 
   async stop(): Promise<void> {

@@ -45,24 +45,43 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
     return !this.gone;
   }
 
-  /** Posts to the worker and wakes it if it waits. */
+  /**
+   * Posts to the worker and wakes it if it waits. The bump of `signal[0]` is
+   * immediate (a worker about to wait sees it and does not); the wake-up
+   * (a futex call) is made once per turn of the event loop, after every
+   * message of that turn (a read of many client messages, a frame of many
+   * entries) was posted, and only when the worker said it waits
+   * (`signal[3]`, see replica.ts).
+   */
   send(m: ToReplica, transfer: ArrayBuffer[] = []): void {
     if (this.gone) return;
     this.port.postMessage(m, transfer);
     Atomics.add(this.signal, 0, 1);
-    Atomics.notify(this.signal, 0);
+    if (this.wakePending) return;
+    this.wakePending = true;
+    queueMicrotask(this.wake);
   }
+
+  private wakePending = false;
+  private readonly wake = (): void => {
+    this.wakePending = false;
+    if (Atomics.load(this.signal, 3) === 1) Atomics.notify(this.signal, 0);
+  };
 
   /** Microseconds the primary sleeps at each poll (0: full speed). */
   setThrottle(us: number): void {
     Atomics.store(this.signal, 1, Math.max(0, Math.round(us)));
   }
 
-  /** Stops the primary at its next log flush until released (its log buffer is full). */
+  /** Stops the primary at its next log flush until released (its log buffer is full). Called with every ack: only a change touches the worker. */
   setStall(on: boolean): void {
+    if (on === this.stalled) return;
+    this.stalled = on;
     Atomics.store(this.signal, 2, on ? 1 : 0);
     if (!on) Atomics.notify(this.signal, 2);
   }
+
+  private stalled = false;
 
   get throttle(): number {
     return Atomics.load(this.signal, 1);

@@ -1,9 +1,10 @@
 // The worker thread of one replica: runs it and reports how it ended.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { runReplica, type FromReplica, type ReplicaInit } from './replica.ts';
+import { nameReplicaThread, runReplica, type FromReplica, type ReplicaInit } from './replica.ts';
 
 const post = (m: FromReplica, transfer?: ArrayBuffer[]): void => parentPort!.postMessage(m, transfer ?? []);
+nameReplicaThread();
 try {
   runReplica(workerData as ReplicaInit, post);
 } catch (e) {

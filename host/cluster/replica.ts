@@ -21,7 +21,12 @@
 // `signal[1]` is the throttle: microseconds the primary sleeps per poll;
 // `signal[2]` is the stall: while it is 1 (the host's buffer of log the backup
 // has not acknowledged is full), the primary waits after posting a frame.
+// `signal[3]` is 1 while the worker blocks on `signal[0]`: the host makes the
+// wake-up call only then. It is set before the wait, which compares
+// `signal[0]` with the value read before the worker took its messages, so a
+// message posted in between is never slept through.
 
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { I64_MAX } from '../meter/abi.ts';
@@ -59,7 +64,11 @@ export interface ReplicaInit {
   port: MessagePort;
   /** the largest share of run time state digests may take (default 0.02) */
   digestBudget?: number;
-  /** a live replica logs a progress entry at least this often while computing (default 2 ms) */
+  /**
+   * a live replica logs a progress entry at least this often while computing
+   * (default 5 ms). Each one costs a frame to the backup, an ack back, and a
+   * wake-up of a backup that caught up; the backup's lag grows by about this much.
+   */
   progressEveryMs?: number;
   /** a live replica looks for messages at least every this many counts (default 100000) */
   pollEvery?: bigint;
@@ -124,10 +133,34 @@ export type FromReplica =
 
 class Stopped extends Error {}
 
+/**
+ * The name a replica's worker thread gives itself on Linux
+ * (/proc/PID/task/TID/comm, at most 15 bytes), so tools such as `ftvm bench ft`
+ * can find it among its host's threads and place it on a core of its own.
+ */
+export const REPLICA_THREAD_NAME = 'ftvm-replica';
+
+/** Names the calling thread REPLICA_THREAD_NAME where the system allows it (Linux); elsewhere does nothing. */
+export function nameReplicaThread(): void {
+  if (process.platform !== 'linux') return;
+  try {
+    writeFileSync('/proc/thread-self/comm', REPLICA_THREAD_NAME);
+  } catch {
+    // a name is a convenience for tools: a system without /proc/thread-self runs the replica all the same
+  }
+}
+
 const SIGNAL = 0;
 const THROTTLE = 1;
 const STALL = 2;
+const WAITING = 3;
 const FRAME_FLUSH_BYTES = 512 * 1024;
+/**
+ * A batch of interrupts delivered together is flushed at this size: the
+ * host's stall (`--unacked-log-max`) is checked at each flush, so a batch
+ * may overshoot the buffer by about this much, as one message did before.
+ */
+const BATCH_FLUSH_BYTES = 64 * 1024;
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 /** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
@@ -185,16 +218,27 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         throw new Stopped();
     }
   };
-  /** Takes every message posted so far; with `blockMs` (Infinity: no limit), waits for one when none is there. */
+  /** `signal[0]` when the port was last emptied: the host bumps it after each post. */
+  let pumped = -1;
+  /**
+   * Takes every message posted so far; with `blockMs` (Infinity: no limit),
+   * waits for one when none is there. Without `blockMs`, a counter that has
+   * not moved means nothing was posted: the port is not asked (a live
+   * replica pumps at every check point, and asking costs more than the load).
+   */
   const pump = (blockMs = 0): boolean => {
     const seen = Atomics.load(signal, SIGNAL);
+    if (blockMs <= 0 && seen === pumped) return false;
+    pumped = seen;
     let got = false;
     for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
       handle(r.message as ToReplica);
       got = true;
     }
     if (got || blockMs <= 0) return got;
+    Atomics.store(signal, WAITING, 1);
     Atomics.wait(signal, SIGNAL, seen, blockMs === Infinity ? undefined : blockMs);
+    Atomics.store(signal, WAITING, 0);
     for (let r = receiveMessageOnPort(init.port); r; r = receiveMessageOnPort(init.port)) {
       handle(r.message as ToReplica);
       got = true;
@@ -207,6 +251,16 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let pending: LogEntry[] = [];
   let pendingBytes = 0;
   let outputs: Output[] = [];
+  /**
+   * True while the live replica delivers the interrupts that were due at once
+   * (the client messages of one wake-up): their outputs go in one frame,
+   * posted when the last handler returns, so a burst of N requests costs one
+   * frame, one message to the host thread, one write to the backup and one
+   * ack instead of N. A handler that computes long still flushes at its check
+   * points with the progress entries (every `progressEveryMs`), and a batch
+   * flushes whenever it holds BATCH_FLUSH_BYTES.
+   */
+  let batching = false;
   // ---- stream offsets of TCP connections through published ports (ingress.ts) ----
   // Both follow from the log alone, so every replica has the same: a new primary
   // knows how far each stream was delivered and drops what an ingress host sends again.
@@ -253,7 +307,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
     pendingBytes += 32 + (payload instanceof Uint8Array ? payload.length : ((payload as { bytes?: Uint8Array } | null)?.bytes?.length ?? 0));
-    if (pendingBytes >= FRAME_FLUSH_BYTES) flush();
+    if (pendingBytes >= (batching ? BATCH_FLUSH_BYTES : FRAME_FLUSH_BYTES)) flush();
     return e;
   };
   let lastProgress = performance.now();
@@ -262,7 +316,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
   let lastReport = 0;
   let reported = '';
-  /** Tells the host how far the replay got: at most every 2 ms, and always before it blocks (`now`). */
+  /** Tells the host how far the replay got: before it blocks (`now`), or at most every 2 ms when asked without `now`. */
   const report = (now = false): void => {
     const t = performance.now();
     if (!now && t - lastReport < 2) return;
@@ -370,7 +424,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       const entry = append('output', count(), { fd, bytes });
       outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
     }
-    flush();
+    if (!batching) flush();
   };
   const nic = new VirtualNic((msg) => {
     noteOutput(msg);
@@ -384,14 +438,14 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
     const entry = append('send', count(), msg);
     outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
-    flush();
+    if (!batching) flush();
   });
 
   // ---- check points ----
   const budget = init.digestBudget ?? 0.02;
   const every = start.digestEvery;
   const pollEvery = init.pollEvery ?? 100_000n;
-  const progressEveryMs = init.progressEveryMs ?? 2;
+  const progressEveryMs = init.progressEveryMs ?? 5;
   let nextDigest = every;
   let digestEnd = performance.now();
   let digestCost = 0;
@@ -637,10 +691,17 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         takeSnapshot(c, snapshotWanted);
         snapshotWanted = null;
       }
-      const delivered = drainInbox(c, place);
-      const due = timerDue();
-      if (delivered || due.length) {
+      batching = true;
+      let delivered: number;
+      let due: Interrupt[];
+      try {
+        delivered = drainInbox(c, place);
+        due = timerDue();
         for (const i of due) deliver(c, i, place);
+      } finally {
+        batching = false;
+      }
+      if (delivered || due.length) {
         flush();
         if (c.meter) c.meter.setDeadline(c.meter.count + pollEvery);
         ranSince = performance.now();

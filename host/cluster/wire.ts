@@ -130,10 +130,29 @@ export function readMessages(sock: Socket, limit: number, onMessage: (m: WireMes
   });
 }
 
+/**
+ * Writes one message. Messages sent to one socket in the same turn of the
+ * event loop leave in one write (the socket is corked until the next tick):
+ * the answers one ack releases, the frames and acks of one read, cost one
+ * system call, not one each. Returns what Socket.write returns (false: the
+ * socket's buffer is over its high-water mark), false if it is destroyed.
+ */
 export function send(sock: Socket, m: WireMessage): boolean {
   if (sock.destroyed) return false;
+  if (!corked.has(sock)) {
+    corked.add(sock);
+    sock.cork();
+    process.nextTick(uncork, sock);
+  }
   return sock.write(encodeMessage(m));
 }
+
+/** Sockets send() corked in this tick (each is uncorked, and leaves the set, at the next). */
+const corked = new Set<Socket>();
+const uncork = (sock: Socket): void => {
+  corked.delete(sock);
+  sock.uncork();
+};
 
 /**
  * Resolves once `sock` has at most `below` bytes queued to write (at once if

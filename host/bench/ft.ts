@@ -25,14 +25,19 @@
 // primary is throttled to its pace (README, "Fault tolerance"). The failover
 // and re-creation runs are not placed: their hosts may use every core.
 
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { cpus } from 'node:os';
 import type { FtClient } from '../cluster/client.ts';
 import { LocalCluster, eventually } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
 import { markdownTable } from './table.ts';
 import { affinityOf, cpuMs, pinProcess, pinThread, pinUnavailable, replicaThreads, restoreAffinity, schedMs, type PinMode } from './pin.ts';
+
+const execFileP = promisify(execFile);
 
 export interface FtBenchOptions {
   /** seconds of load per throughput run (default 3) */
@@ -208,6 +213,29 @@ export function ftClientKv(c: FtClient, vm: string, window = 32): KvDriver {
   };
 }
 
+/**
+ * Debian's redis-benchmark against host:port: its CSV line for one test
+ * (requests per second and latency quantiles in ms, as the client saw them).
+ * Errors: an Error naming the exit status and stderr when it fails.
+ */
+async function redisBenchmark(addr: string, port: number, args: string[]): Promise<{ rps: number; p50Ms: number; p99Ms: number }> {
+  const { stdout } = await execFileP('redis-benchmark', ['-h', addr, '-p', String(port), '--csv', '-q', ...args], { timeout: 300_000 }).catch((e: Error & { stderr?: string }) => {
+    throw new Error(`redis-benchmark ${args.join(' ')}: ${e.message} ${e.stderr ?? ''}`);
+  });
+  // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  const row = stdout.trim().split('\n').at(-1)!.split(',').map((x) => x.replace(/"/g, ''));
+  return { rps: Number(row[1]), p50Ms: Number(row[4]), p99Ms: Number(row[6]) };
+}
+
+/** A TCP port the kernel hands out as free on loopback, to publish a VM on. */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 /** Answers to requests by id: each request's text starts with its id. */
 function answers(c: FtClient): Map<string, number> {
   const got = new Map<string, number>();
@@ -276,6 +304,10 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   const runs = opts.quick ? 1 : (opts.runs ?? 3);
   const parts = new Set(opts.parts ?? ['ratios', 'limits', 'failover', 'recreate']);
   const kv = new Uint8Array(readFileSync(guestPath('kv.wasm')));
+  const kvresp = new Uint8Array(readFileSync(guestPath('kvresp.wasm')));
+  /** redis-benchmark is there (Debian's redis-tools; `make redis-tools`): the kv load through TCP too */
+  const tcpClients = await execFileP('redis-benchmark', ['--version']).then(() => true, () => false);
+  if (!tcpClients) say('no redis-benchmark (make redis-tools): the kv load through TCP is left out');
   const hashArgs = [String(opts.hashRounds ?? (opts.quick ? 1000 : 15000))];
   /** long enough that starting a VM and noticing its end weigh little against the run */
   const limitArgs = opts.quick ? ['400'] : ['4000'];
@@ -351,6 +383,25 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
         const lat = await driver.latencies(opts.quick ? 100 : 400);
         result[`output_latency_ms_p50_${variant}`] = round(quantile(lat, 0.5), 3);
         result[`output_latency_ms_p99_${variant}`] = round(quantile(lat, 0.99), 3);
+        // the same through TCP with a real client: redis-benchmark against kvresp on a published port of h1
+        if (tcpClients) {
+          const port = await freePort();
+          const before = b.replicas();
+          await a.start('kvresp', kvresp, { publish: [port] });
+          await b.placeNew(before);
+          const addr = b.c.host('h1').public;
+          await until('the published port', async () => (await redisBenchmark(addr, port, ['-t', 'ping', '-n', '10']).then(() => true, () => undefined)), 10_000, 100);
+          const tput: number[] = [];
+          const tcpLat: { p50Ms: number; p99Ms: number }[] = [];
+          for (let r = 0; r < runs; r++) {
+            tput.push((await redisBenchmark(addr, port, ['-t', 'set', '-n', String(opts.quick ? 20_000 : 200_000), '-P', '16', '-c', '8'])).rps);
+            tcpLat.push(await redisBenchmark(addr, port, ['-t', 'get', '-n', String(opts.quick ? 500 : 4000), '-P', '1', '-c', '1']));
+          }
+          result[`kv_tcp_requests_per_s_${variant}`] = round(median(tput));
+          result[`kv_tcp_latency_ms_p50_${variant}`] = round(median(tcpLat.map((x) => x.p50Ms)), 3);
+          result[`kv_tcp_latency_ms_p99_${variant}`] = round(median(tcpLat.map((x) => x.p99Ms)), 3);
+          // (kvresp stays, idle: it waits for clients and computes nothing while the rest is measured)
+        }
         const times: number[] = [];
         const mainMsPerS: number[] = [];
         const waitShare: number[] = [];
@@ -397,6 +448,10 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
     result.cpu_bound_ratio = round((result.cpu_bound_ms_unreplicated as number) / (result.cpu_bound_ms_ft as number), 3);
     result.added_output_latency_ms_p50 = round((result.output_latency_ms_p50_ft as number) - (result.output_latency_ms_p50_unreplicated as number), 3);
     result.added_output_latency_ms_p99 = round((result.output_latency_ms_p99_ft as number) - (result.output_latency_ms_p99_unreplicated as number), 3);
+    if (tcpClients) {
+      result.kv_tcp_throughput_ratio = round((result.kv_tcp_requests_per_s_ft as number) / (result.kv_tcp_requests_per_s_unreplicated as number), 3);
+      result.added_tcp_latency_ms_p50 = round((result.kv_tcp_latency_ms_p50_ft as number) - (result.kv_tcp_latency_ms_p50_unreplicated as number), 3);
+    }
   }
 
   /** The CPU limit: the same guest with a share of one core, medians of 3 runs each, under FT. */
@@ -512,6 +567,12 @@ export function formatFtReport(r: Record<string, unknown>): string {
       ['primary host main thread while the guest computes, CPU ms/s', num(r, 'primary_main_thread_cpu_ms_per_s_cpu_bound_unreplicated'), num(r, 'primary_main_thread_cpu_ms_per_s_cpu_bound_ft'), ''],
       ['live replica waiting for its core / asleep while the guest computes, share of the run', pair('primary_replica_runq_wait_share_cpu_bound_unreplicated', 'primary_replica_asleep_share_cpu_bound_unreplicated'), pair('primary_replica_runq_wait_share_cpu_bound_ft', 'primary_replica_asleep_share_cpu_bound_ft'), 'asleep: throttled for the lag'],
       ['output latency p50 / p99, ms', pair('output_latency_ms_p50_unreplicated', 'output_latency_ms_p99_unreplicated'), pair('output_latency_ms_p50_ft', 'output_latency_ms_p99_ft'), `added ${pair('added_output_latency_ms_p50', 'added_output_latency_ms_p99')} (${goal('added_output_latency_ms_p50', (x) => x <= 0.5, 'goal p50 <= 0.5')})`],
+      ...(r.kv_tcp_requests_per_s_ft === undefined
+        ? []
+        : [
+            ['kv through TCP (redis-benchmark SET -P 16 -c 8, kvresp), requests/s', num(r, 'kv_tcp_requests_per_s_unreplicated'), num(r, 'kv_tcp_requests_per_s_ft'), `ratio ${num(r, 'kv_tcp_throughput_ratio')} (${goal('kv_tcp_throughput_ratio', (x) => x >= 0.8, 'goal >= 0.8')})`],
+            ['kv through TCP, client-side latency p50 / p99 (GET, one at a time), ms', pair('kv_tcp_latency_ms_p50_unreplicated', 'kv_tcp_latency_ms_p99_unreplicated'), pair('kv_tcp_latency_ms_p50_ft', 'kv_tcp_latency_ms_p99_ft'), `added p50 ${num(r, 'added_tcp_latency_ms_p50')} (${goal('added_tcp_latency_ms_p50', (x) => x <= 0.5, 'goal <= 0.5')})`],
+          ]),
       ['log bandwidth idle / under load, bytes/s', '', pair('log_bytes_per_s_idle', 'log_bytes_per_s_load'), ''],
       ['backup lag p50 / p99, ms', '', pair('lag_ms_p50', 'lag_ms_p99'), goal('lag_ms_p99', (x) => x <= 100, 'goal p99 <= 100')],
     );

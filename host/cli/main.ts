@@ -200,7 +200,10 @@ guest's time and their ratios, output latency p50/p99 and what FT adds, log
 bandwidth idle and under load, backup lag p50/p99, failover time from kill -9
 to the new primary's first answer (p50/p99 over --trials), backup re-creation
 time and primary pause for 16 and 64 MiB guests; the primary host's CPU per
-request. The live replica runs on core 0 and everything else on core 1
+request; and, when Debian's redis-benchmark is installed (make redis-tools),
+the kv load through TCP: redis-benchmark against the kvresp sample on a
+published port (SET throughput with -P 16, client-side GET latency p50/p99).
+The live replica runs on core 0 and everything else on core 1
 (--pin process, the default: its whole host process; --pin thread: only the
 replica's worker thread; --pin none: no placement; a no-op with fewer than 2
 cores). Options: --json, --quick, --pin MODE, --trials N (default 7),

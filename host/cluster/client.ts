@@ -204,10 +204,12 @@ export class FtClient extends EventEmitter<ClientEvents> {
 
   /**
    * Starts VM `vm` of `module` on the host this client talks to; `args` are the
-   * guest's arguments after the program name (its argv is [vm, ...args]).
-   * Resolves with the 'started' answer (gen, primary, backup); rejects with the host's error.
+   * guest's arguments after the program name (its argv is [vm, ...args]);
+   * `publish`, TCP ports every live host serves it on (see the README's
+   * "Published ports"). Resolves with the 'started' answer (gen, primary,
+   * backup); rejects with the host's error.
    */
-  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string>; stdin?: Uint8Array; memoryMiB?: number; cpuPercent?: number } = {}): Promise<WireMessage> {
+  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string>; stdin?: Uint8Array; memoryMiB?: number; cpuPercent?: number; publish?: number[] } = {}): Promise<WireMessage> {
     return this.request({ t: 'start', vm, module, ...opts });
   }
 

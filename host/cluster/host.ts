@@ -29,6 +29,7 @@ import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
 import { OutputRule } from '../ft/output-rule.ts';
+import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
@@ -137,10 +138,9 @@ interface Vm {
   /** outputs this replica released as the primary */
   releasedCount: number;
   /** (count, time) of the primary's recent frames, for the lag in time */
-  marks: { count: bigint; at: number }[];
   primaryCount: bigint;
-  lagMs: number;
-  lagCounts: bigint;
+  /** the backup's lag behind this primary, and the marks it is measured by (lag.ts) */
+  lag: LagMeter;
   snapshotFor: string | null;
   /** bytes of log frames sent to backups */
   logBytes: number;
@@ -509,8 +509,8 @@ export class FtHost {
         state: vm.state,
         acked: vm.acked,
         released: vm.released,
-        lagMs: vm.lagMs,
-        lagCounts: String(vm.lagCounts),
+        lagMs: vm.lag.lagMs,
+        lagCounts: String(vm.lag.lagCounts),
         throttleUs: vm.handle.throttle,
         ended: vm.ended,
         logBytes: vm.logBytes,
@@ -736,8 +736,8 @@ export class FtHost {
       backup: vm.backup,
       state: vm.ended ? 'ended' : vm.alone || !vm.backup ? 'alone' : 'running',
       count: String(vm.primaryCount),
-      lagMs: vm.lagMs,
-      lagCounts: String(vm.lagCounts),
+      lagMs: vm.lag.lagMs,
+      lagCounts: String(vm.lag.lagCounts),
       logBytes: vm.logBytes,
       acked: vm.acked,
       released: vm.released,
@@ -968,10 +968,8 @@ export class FtHost {
       acked: -1,
       released: -1,
       releasedCount: 0,
-      marks: [],
+      lag: new LagMeter(),
       primaryCount: 0n,
-      lagMs: 0,
-      lagCounts: 0n,
       snapshotFor: null,
       logBytes: 0,
       unackedBytes: 0,
@@ -1351,8 +1349,7 @@ export class FtHost {
       case 'log': {
         vm.primaryCount = m.count;
         vm.loggedSeq = m.last;
-        vm.marks.push({ count: m.count, at: performance.now() });
-        if (vm.marks.length > 4096) vm.marks.splice(0, 2048);
+        vm.lag.mark(m.count);
         for (const o of m.outputs) this.streamOffset(vm, o);
         if (m.inputs) this.inputDelivered(vm, m.inputs);
         if (vm.alone) {
@@ -1462,20 +1459,7 @@ export class FtHost {
     for (const o of safe.outputs) this.release(vm, o);
     if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
-    vm.lagCounts = vm.primaryCount > replayCount ? vm.primaryCount - replayCount : 0n;
-    // marks are in count order: the first at or past the backup's count, by bisection (an ack comes with every frame)
-    const now = performance.now();
-    let lo = 0;
-    let hi = vm.marks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (vm.marks[mid]!.count >= replayCount) hi = mid;
-      else lo = mid + 1;
-    }
-    const at = lo < vm.marks.length ? vm.marks[lo]!.at : now;
-    // the backup's count only grows: marks before it are never looked at again
-    if (lo >= 1024) vm.marks.splice(0, lo);
-    vm.lagMs = vm.lagCounts === 0n ? 0 : now - at;
+    vm.lag.acked(replayCount);
     this.endLag(vm);
     this.throttle(vm);
     if (vm.end) this.wakeReaders(vm);
@@ -1483,17 +1467,14 @@ export class FtHost {
 
   /** An ended VM whose backup acknowledged its end has no lag: nothing is left to replay. */
   private endLag(vm: Vm): void {
-    if (!this.endReleased(vm)) return;
-    vm.lagMs = 0;
-    vm.lagCounts = 0n;
+    if (this.endReleased(vm)) vm.lag.clear();
   }
 
   /** Slows the primary gradually while the backup lags more than the target, and releases it again. */
   private throttle(vm: Vm): void {
-    const target = this.opts.lagTargetMs;
     const t = vm.handle.throttle;
-    if (vm.lagMs > target) vm.handle.setThrottle(Math.min(20_000, Math.max(50, t * 1.5)));
-    else if (vm.lagMs < target / 2 && t > 0) vm.handle.setThrottle(t < 20 ? 0 : t / 2);
+    const next = nextThrottleUs(t, vm.lag.lagMs, this.opts.lagTargetMs);
+    if (next !== t) vm.handle.setThrottle(next);
   }
 
   private release(vm: Vm, o: Output): void {

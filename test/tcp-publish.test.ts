@@ -2,11 +2,11 @@
 // failover of the VM's primary is invisible to a connection through a host
 // that stays alive (every answer once, in order; every request applied once).
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
 import { watText } from './helpers.ts';
-import { INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
+import { INGRESS_CONNS_PER_VM_MAX, INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
 import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
 
 let c: Cluster | null = null;
@@ -225,7 +225,7 @@ function acceptingGuest(): Uint8Array {
       (br $forever))))`);
 }
 
-const stats = async (id: string) => ((await (await c!.client(id)).status()) as unknown as { ingress: { bytesIn: number; bytesOut: number; pauses: number; slowReaderResets: number; windowMoves: number } }).ingress;
+const stats = async (id: string) => ((await (await c!.client(id)).status()) as unknown as { ingress: { conns: number; live: number; halfClosed: number; refused: number; bytesIn: number; bytesOut: number; pauses: number; slowReaderResets: number; windowMoves: number } }).ingress;
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 describe('published ports: a reactor across backup re-creation', () => {
@@ -295,6 +295,61 @@ describe('published ports: bounded buffers', () => {
     expect(TOTAL - cl.sock.writableLength).toBeLessThan(TOTAL / 2);
     const rss = ['h1', 'h2', 'h3'].map((id) => rssMiB(c!.host(id).proc.pid!));
     process.stderr.write(`a guest that never reads: ${taken} bytes taken by the hosts, RSS MiB ${rss.map((r) => r.toFixed(0)).join(' ')}\n`);
+  });
+
+  it('a VM whose connections are never closed uses up its own share of a host only: the host goes on accepting for other VMs', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
+    const [portA, portB] = [await freePort(), await freePort()];
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'hold', module: Buffer.from(acceptingGuest()).toString('base64'), publish: [portA] })).status).toBe(201);
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvo', sample: 'kvsock', publish: [portB] })).status).toBe(201);
+    const first = await LineClient.open(`${c.host('h2').public}:${portA}`);
+    const rest = await Promise.all(Array.from({ length: INGRESS_CONNS_PER_VM_MAX + 20 }, () =>
+      new Promise<Socket>((resolve) => {
+        const s = connect({ host: c!.host('h2').public, port: portA });
+        sockets.push(s);
+        s.on('error', () => {});
+        s.once('connect', () => resolve(s));
+        s.once('close', () => resolve(s));
+      }),
+    ));
+    await eventually('the share is used up', async () => ((await stats('h2')).refused >= 20 ? true : undefined));
+    expect((await stats('h2')).live).toBe(INGRESS_CONNS_PER_VM_MAX);
+    const other = await LineClient.open(`${c.host('h2').public}:${portB}`);
+    other.send('a SET k v');
+    expect((await other.answers(1))[0]).toBe('a OK 1');
+    // ended by their clients, they leave the share at once (each waits a while, half-closed, for the guest's end)
+    for (const s of [first.sock, ...rest]) s.destroy();
+    await eventually('the share is free again', async () => ((await stats('h2')).live <= 1 ? true : undefined));
+    const again = await LineClient.open(`${c.host('h2').public}:${portA}`);
+    const refused = (await stats('h2')).refused;
+    await eventually('a new client of the VM is taken', async () => ((await stats('h2')).live === 2 ? true : undefined));
+    expect((await stats('h2')).refused).toBe(refused);
+    expect(again.closed).toBe(false);
+  });
+
+  it('a port another program holds on a host is not listed as that host\'s endpoint, and the host says why', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
+    const port = await freePort();
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(port, c!.host('h2').public, r));
+    try {
+      expect((await api('h1', 'POST', '/v1/vms', { name: 'kvb', sample: 'kvsock', publish: [port] })).status).toBe(201);
+      const failed = await eventually('h2 says it could not bind', async () => (await eventsOf(c!, 'h2', 'publish-failed')).find((e) => e.vm === 'kvb'));
+      expect(failed).toMatchObject({ port, address: c.host('h2').public, error: 'EADDRINUSE' });
+      for (const h of ['h1', 'h2']) {
+        const ends = await eventually(`${h} lists h1 only`, async () => {
+          const r = (await api(h, 'GET', '/v1/vms/kvb')).json;
+          return r.endpoints?.length === 1 ? r.endpoints : undefined;
+        });
+        expect(ends).toEqual([`${c.host('h1').public}:${port}`]);
+      }
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+    // freed, the port is bound at the next try and listed again
+    await eventually('h2 listed again', async () => ((await api('h1', 'GET', '/v1/vms/kvb')).json.endpoints?.length === 2 ? true : undefined), 30_000);
   });
 
   it("a client that does not read stalls only its own connection: the send window closes, nothing is reset, other clients are served, and every byte arrives once it reads", async () => {

@@ -261,7 +261,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.get('/v1/events', {
     schema: {
       description:
-        "What this host did, as named events (vm-started, partner-silent, generation-won, replica-dropped, backup-following, backup-recreated, live, ended, replica-failed, module-shipped, peer-dropped), each with its fields, its number on this host (`seq`, from 1) and when (`atMs`, ms since the epoch); the last " +
+        "What this host did, as named events (vm-started, partner-silent, generation-won, replica-dropped, backup-following, backup-recreated, live, ended, replica-failed, module-shipped, peer-dropped, publish-failed), each with its fields, its number on this host (`seq`, from 1) and when (`atMs`, ms since the epoch); the last " +
         `${EVENTS_MAX} are kept. A reader follows by asking after the last \`next\`.`,
       querystring: {
         type: 'object',

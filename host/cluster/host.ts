@@ -376,6 +376,8 @@ export class FtHost {
   private nextConn = 1;
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
+  /** per peer, the "vm:port"s it could not bind (said with its heartbeats) */
+  private readonly unbound = new Map<string, Set<string>>();
   /** slots of hosts taken for dead: their published-port connections were ended in this host's primaries */
   private readonly deadSlots = new Set<number>();
   /** VMs' published ports on this host */
@@ -445,6 +447,7 @@ export class FtHost {
       newConn: () => ((this.slot << 24) | STREAM_CONN_BIT | (this.nextStreamConn++ & (STREAM_CONN_BIT - 1))) >>> 0,
       send: (vm, conn, off, bytes, eof, window) => this.route(vm, conn, bytes, eof, 0, off, window),
       adopt: (vm, conn, after) => this.adopt(vm, conn, after),
+      unbound: (vm, port, error) => this.note({ event: 'publish-failed', vm, port, address: this.ingress.address, error }),
       log: (line) => this.say(line),
     });
   }
@@ -649,9 +652,12 @@ export class FtHost {
 
   private tick(): void {
     const now = performance.now();
+    // a heartbeat carries the published ports this host could not bind, so no host lists them as endpoints
+    const unbound = this.ingress.unbound();
+    const hb = unbound.length ? { t: 'hb', unbound } : { t: 'hb' };
     for (const l of this.links.values()) {
       if (!l.sock && now >= l.nextDialAt) this.dial(l);
-      else if (l.ready && l.sock) send(l.sock, { t: 'hb' });
+      else if (l.ready && l.sock) send(l.sock, hb);
     }
     for (const vm of this.vms.values()) {
       // A backup repeats its ack with each heartbeat: an ack lost with a link is not lost for long,
@@ -793,6 +799,8 @@ export class FtHost {
     const vm = 'vm' in m ? this.vms.get(m.vm) : undefined;
     switch (m.t) {
       case 'hb':
+        if (m.unbound?.length) this.unbound.set(from, new Set(m.unbound));
+        else this.unbound.delete(from);
         return;
       case 'snapchunk': {
         const key = `${m.vm}/${m.gen}`;
@@ -1866,23 +1874,25 @@ export class FtHost {
         info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, publish: [], endpoints: [], end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
       }
       info.publish ??= [];
-      info.endpoints = this.endpoints(info.publish);
+      info.endpoints = this.endpoints(name, info.publish);
       if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
       out.push(info);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  /** "ADDR:PORT" for each of `ports` at each live host's public address (this host's first). */
-  private endpoints(ports: readonly number[]): string[] {
+  /** "ADDR:PORT" for each of `vm`'s `ports` at each live host's public address (this host's first), but for the ports a host could not bind. */
+  private endpoints(vm: string, ports: readonly number[]): string[] {
     if (!ports.length) return [];
     const hosts = this.members.filter((m) => m.id === this.id || this.alive(m.id));
     hosts.sort((a, b) => (a.id === this.id ? -1 : b.id === this.id ? 1 : a.id < b.id ? -1 : 1));
+    const mine = new Set(this.ingress.unbound());
     const out: string[] = [];
     for (const h of hosts) {
       const addr = h.id === this.id ? this.ingress.address : h.public;
       if (!addr) continue;
-      for (const port of ports) out.push(`${addr.includes(':') ? `[${addr}]` : addr}:${port}`);
+      const unbound = h.id === this.id ? mine : this.unbound.get(h.id);
+      for (const port of ports) if (!unbound?.has(`${vm}:${port}`)) out.push(`${addr.includes(':') ? `[${addr}]` : addr}:${port}`);
     }
     return out;
   }

@@ -53,13 +53,25 @@ export const INGRESS_UNACKED_BYTES_MAX = 1024 * 1024;
  * `ftvm run --tcplisten` (nic.ts).
  */
 export const INGRESS_WRITE_BYTES_MAX = CLIENT_UNREAD_BYTES_MAX;
-/** TCP connections through published ports one host serves at once (more are refused: closed at once). */
+/** TCP connections through published ports one host serves at once whose clients have not ended them, all VMs together (more are refused: reset at once). */
 export const INGRESS_CONNS_MAX = 4096;
+/**
+ * Connections whose client ended its side (a FIN) while the guest has not
+ * closed its own: each waits at most CLOSED_LINGER_MS for the guest's answer
+ * and end, and at most this many per host wait at once (the oldest is reset).
+ */
+export const INGRESS_HALF_CLOSED_MAX = 4096;
+/**
+ * Of those, the most one VM may have on one host: a guest that never closes
+ * its connections (or never reads their end) uses up its own share only, and
+ * the host goes on accepting for every other VM.
+ */
+export const INGRESS_CONNS_PER_VM_MAX = 1024;
 /** Outputs past a gap kept per connection until the gap is filled; more reset the connection. */
 const OUT_OF_ORDER_MAX = 256;
 /** A resend of the same input, or a request for missed output, is not repeated within this many ms. */
 const REPEAT_MS = 100;
-/** A connection whose socket closed is forgotten once its end-of-stream is acknowledged, or after this long. */
+/** A connection whose socket closed is forgotten once its end-of-stream is acknowledged, or after this long; one its client ended waits this long for the guest to end its side too, then is reset. */
 const CLOSED_LINGER_MS = 60_000;
 /** A port that could not be bound is tried again after this long. */
 const BIND_RETRY_MS = 5000;
@@ -77,6 +89,8 @@ export interface IngressHooks {
   send(vm: string, conn: number, off: number | undefined, bytes: Uint8Array, eof: boolean, window?: number): void;
   /** Asks VM `vm`'s primary to resend the outputs of `conn` after output sequence number `afterSeq`. */
   adopt(vm: string, conn: number, afterSeq: number): void;
+  /** Port `port` of VM `vm` could not be bound here (`error`: the system's code); said once until it is bound. */
+  unbound(vm: string, port: number, error: string): void;
   log(line: string): void;
 }
 
@@ -106,6 +120,8 @@ interface StreamConn {
   early: Map<number, Piece & { seq: number }>;
   outEof: boolean;
   closedAt: number | null;
+  /** when the client ended its side (its FIN, or the socket closed): from then on it no longer counts against the caps of live connections */
+  endedAt: number | null;
   /** output bytes the kernel took for the client, and the send window last given to the guest */
   taken: number;
   window: number;
@@ -120,12 +136,16 @@ interface Published {
   servers: Map<number, Server>;
   /** ports that could not be bound, with when it was last tried and why */
   failed: Map<number, { at: number; error: string }>;
+  /** its connections on this host now */
+  conns: number;
 }
 
 /** What the ingress did, for GET /v1/hosts and the tests. */
 export interface IngressStats {
-  /** connections open now */
+  /** connections open now: live ones (their clients have not ended them) and half-closed ones */
   conns: number;
+  live: number;
+  halfClosed: number;
   accepted: number;
   /** connections refused because INGRESS_CONNS_MAX were open */
   refused: number;
@@ -154,7 +174,11 @@ export interface IngressStats {
 export class TcpIngress {
   private readonly published = new Map<string, Published>();
   private readonly conns = new Map<number, StreamConn>();
-  readonly stats: IngressStats = { conns: 0, accepted: 0, refused: 0, bytesIn: 0, bytesOut: 0, resentBytes: 0, duplicateOutputs: 0, slowReaderResets: 0, pauses: 0, windowMoves: 0 };
+  /** connections whose client has not ended them (what INGRESS_CONNS_MAX bounds) */
+  private live = 0;
+  /** connections whose client ended them and the guest not yet, oldest first (at most INGRESS_HALF_CLOSED_MAX) */
+  private readonly halfClosed = new Set<StreamConn>();
+  readonly stats: IngressStats = { conns: 0, accepted: 0, refused: 0, bytesIn: 0, bytesOut: 0, resentBytes: 0, duplicateOutputs: 0, slowReaderResets: 0, pauses: 0, windowMoves: 0, live: 0, halfClosed: 0 };
 
   /** `address`: the IP address this host's published ports listen on (its public address). */
   constructor(
@@ -167,7 +191,7 @@ export class TcpIngress {
     let p = this.published.get(vm);
     if (!p) {
       if (!ports.length) return;
-      p = { ports: [], servers: new Map(), failed: new Map() };
+      p = { ports: [], servers: new Map(), failed: new Map(), conns: 0 };
       this.published.set(vm, p);
     }
     p.ports = [...ports];
@@ -187,8 +211,9 @@ export class TcpIngress {
       srv.on('error', (e: NodeJS.ErrnoException) => {
         if (p!.servers.get(port) === srv) p!.servers.delete(port);
         srv.close();
+        const first = !p!.failed.has(port);
         p!.failed.set(port, { at: Date.now(), error: e.code ?? e.message });
-        this.hooks.log(`${vm}: cannot publish port ${port} on ${this.address}: ${e.code ?? e.message}`);
+        if (first) this.hooks.unbound(vm, port, e.code ?? e.message);
       });
       srv.on('listening', () => p!.failed.delete(port));
       srv.listen(port, this.address);
@@ -218,17 +243,27 @@ export class TcpIngress {
     return p ? [...p.failed].map(([port, f]) => ({ port, error: f.error })) : [];
   }
 
+  /** Every "vm:port" this host could not bind (it tries again every BIND_RETRY_MS), at most PUBLISH_PORTS_MAX per VM. */
+  unbound(): string[] {
+    const out: string[] = [];
+    for (const [vm, p] of this.published) for (const port of p.failed.keys()) out.push(`${vm}:${port}`);
+    return out;
+  }
+
   /** Whether `conn` is a connection of this host's ingress. */
   has(conn: number): boolean {
     return this.conns.has(conn);
   }
 
   private accept(vm: string, sock: Socket): void {
-    if (this.conns.size >= INGRESS_CONNS_MAX || !this.published.has(vm)) {
+    const p = this.published.get(vm);
+    if (this.live >= INGRESS_CONNS_MAX || !p || p.conns >= INGRESS_CONNS_PER_VM_MAX) {
       this.stats.refused++;
       sock.resetAndDestroy();
       return;
     }
+    p.conns++;
+    this.live++;
     this.stats.accepted++;
     const c: StreamConn = {
       vm,
@@ -244,6 +279,7 @@ export class TcpIngress {
       early: new Map(),
       outEof: false,
       closedAt: null,
+      endedAt: null,
       taken: 0,
       window: SEND_WINDOW_BYTES,
       resentAt: 0,
@@ -252,6 +288,8 @@ export class TcpIngress {
     };
     this.conns.set(c.conn, c);
     this.stats.conns = this.conns.size;
+    this.stats.live = this.live;
+    this.stats.halfClosed = this.halfClosed.size;
     // the guest accepts the connection before its client sends anything (a server may speak first);
     // the opening gives the guest its send window
     this.take(c, new Uint8Array(0), false);
@@ -273,7 +311,10 @@ export class TcpIngress {
     if (c.inEof || (!eof && !bytes.length && c.inEnd > 0)) return;
     const piece: Piece = { off: c.inEnd, bytes, eof };
     c.inEnd += eof ? 1 : bytes.length;
-    if (eof) c.inEof = true;
+    if (eof) {
+      c.inEof = true;
+      this.ended(c);
+    }
     this.stats.bytesIn += bytes.length;
     c.unacked.push(piece);
     c.unackedBytes += bytes.length;
@@ -404,16 +445,48 @@ export class TcpIngress {
     if (c.unacked.length === 0 || Date.now() - c.closedAt > CLOSED_LINGER_MS) this.forget(c);
   }
 
+  /** The client ended its side: the connection leaves the caps of live ones, and joins the bounded set of half-closed ones. */
+  private ended(c: StreamConn): void {
+    if (c.endedAt !== null) return;
+    c.endedAt = Date.now();
+    this.live--;
+    const p = this.published.get(c.vm);
+    if (p) p.conns--;
+    this.halfClosed.add(c);
+    this.stats.live = this.live;
+    this.stats.halfClosed = this.halfClosed.size;
+    if (this.halfClosed.size > INGRESS_HALF_CLOSED_MAX) {
+      const oldest = this.halfClosed.values().next().value!;
+      this.halfClosed.delete(oldest);
+      oldest.sock.resetAndDestroy();
+    }
+  }
+
   private forget(c: StreamConn): void {
     if (this.conns.get(c.conn) !== c) return;
     this.conns.delete(c.conn);
+    this.halfClosed.delete(c);
+    if (c.endedAt === null) {
+      c.endedAt = Date.now();
+      this.live--;
+      const p = this.published.get(c.vm);
+      if (p) p.conns--;
+    }
     this.stats.conns = this.conns.size;
+    this.stats.live = this.live;
+    this.stats.halfClosed = this.halfClosed.size;
   }
 
   /** Forgets closed connections that lingered too long (called with the host's heartbeat). */
   sweep(): void {
     const now = Date.now();
     for (const c of [...this.conns.values()]) if (c.closedAt !== null && now - c.closedAt > CLOSED_LINGER_MS) this.forget(c);
+    // a guest that never ends its side of a connection its client ended: reset after the linger
+    for (const c of [...this.halfClosed]) {
+      if (now - c.endedAt! <= CLOSED_LINGER_MS) break;
+      this.halfClosed.delete(c);
+      c.sock.resetAndDestroy();
+    }
   }
 
   /** Closes every listener and resets every connection. */

@@ -14,7 +14,8 @@ export type HostEvent =
   | { event: 'ended'; vm: string; role: 'primary' | 'backup'; outcome: string; exitCode: number | null; count: string }
   | { event: 'replica-failed'; vm: string; role: 'primary' | 'backup'; code: string; message: string }
   | { event: 'module-shipped'; vm: string; kind: string; hash: string; bytes: number; to: string; chunks: number }
-  | { event: 'peer-dropped'; peer: string | null; reason: string };
+  | { event: 'peer-dropped'; peer: string | null; reason: string }
+  | { event: 'publish-failed'; vm: string; port: number; address: string; error: string };
 
 /** An event as kept: its number on this host (from 1) and when it happened (ms since the epoch). */
 export type KeptEvent = HostEvent & { seq: number; atMs: number };
@@ -47,6 +48,8 @@ export function eventText(e: HostEvent): string {
       return `${e.vm}: shipped ${e.kind} ${e.hash.slice(0, 12)} (${e.bytes} bytes) to ${e.to} in ${e.chunks} chunks`;
     case 'peer-dropped':
       return `dropped peer ${e.peer ?? '(unauthenticated)'}: ${e.reason}`;
+    case 'publish-failed':
+      return `${e.vm}: cannot publish port ${e.port} on ${e.address}: ${e.error} (tried again every 5 s; not listed as an endpoint meanwhile)`;
   }
 }
 

@@ -26,7 +26,8 @@ export interface RingImage {
  * `at` and `bytes` byte offsets and contents of chunks, `waitMs` milliseconds.
  */
 export type PeerMessage =
-  | { t: 'hb' }
+  /** a heartbeat; `unbound`: the "vm:port"s of published ports its host could not bind */
+  | { t: 'hb'; unbound?: string[] }
   | ({ t: 'snapchunk'; gen: number; bytes: Uint8Array } & AboutVm)
   | ({ t: 'rings'; gen: number; rings: { stdout?: RingImage; stderr?: RingImage } } & AboutVm)
   | ({
@@ -91,7 +92,7 @@ const LIST_MAX = 65_536;
 
 /** The fields each message must have, with their checks. */
 const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
-  hb: {},
+  hb: { unbound: opt(listOf(isStr, 4096)) },
   snapchunk: { vm: isStr, gen: isNat, bytes: isBytes },
   rings: { vm: isStr, gen: isNat, rings: (v) => isObj(v) && opt(isRing)((v as Record<string, unknown>).stdout) && opt(isRing)((v as Record<string, unknown>).stderr) },
   backup: {

@@ -11,6 +11,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
 
 /** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
@@ -191,7 +192,14 @@ async function vmCommand(argv: string[]): Promise<number> {
         if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
         body.memoryMiB = int('memory-mib', values['memory-mib']);
         body.cpuPercent = int('cpu-percent', values['cpu-percent']);
-        if (values.publish) body.publish = values.publish.map((p) => int('publish', p));
+        if (values.publish) {
+          const ports = values.publish.map((p) => int('publish', p)!);
+          const bad = ports.find((p) => p < 1 || p > 65535);
+          if (bad !== undefined) throw usageError(`--publish needs a TCP port from 1 to 65535, not ${bad}`);
+          if (new Set(ports).size !== ports.length) throw usageError('--publish names a port twice');
+          if (ports.length > PUBLISH_PORTS_MAX) throw usageError(`--publish: at most ${PUBLISH_PORTS_MAX} ports`);
+          body.publish = ports;
+        }
         process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
         const watch = hash ? watchMetering(api, token, hash) : null;
         try {

@@ -4,7 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,9 @@ export interface TestHost {
   exited: Promise<void>;
 }
 
+/** Lines of each host's log a LocalCluster keeps in memory (the oldest half goes when it is full). */
+export const HOST_LOG_LINES_MAX = 2000;
+
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));
   /** a fresh cluster secret */
@@ -42,6 +45,9 @@ export class LocalCluster {
     private readonly arbiterArgs: string[] | null = null,
   ) {}
 
+  /** A directory (it must exist) where each host added from now on writes its whole log, as <id>.log; null: none. */
+  logDir: string | null = null;
+
   /**
    * Starts a host and waits (bounded) until it listens. `args` go to
    * `ftvm host`; `spawnOpts.nodeArgs` go to node before the script (for
@@ -57,8 +63,16 @@ export class LocalCluster {
       env: { ...process.env, ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // the host's log: its last HOST_LOG_LINES_MAX lines kept here, and all of it in a file when logDir is set
     const log: string[] = [];
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
+    const file = this.logDir ? createWriteStream(join(this.logDir, `${id}.log`), { flags: 'a' }) : null;
+    file?.on('error', () => {});
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      file?.write(d);
+      log.push(...d.split('\n').filter(Boolean));
+      if (log.length > HOST_LOG_LINES_MAX) log.splice(0, log.length - HOST_LOG_LINES_MAX / 2);
+    });
+    proc.once('exit', () => file?.end());
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
     const ready = await new Promise<{ peer: string; client: string; api: string; public: string }>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`host ${id} not ready within 30 s:\n${log.join('\n')}`)), 30_000);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FTVM, ftvm, scratch } from './ftvm-cli.ts';
 import { buildProgram } from './toolchain.ts';
@@ -128,6 +129,18 @@ describe('the http sample under ftvm run --tcplisten, with curl', () => {
     expect(page.stdout).toContain('<h1>Hello from a WebAssembly guest</h1>');
   });
 
+  it('keeps an HTTP/1.0 connection that asks for keep-alive, and says so (as ab -k needs)', async () => {
+    // Proves: an HTTP/1.0 client that asks for keep-alive is told so (RFC 9112 section 9.3) and its connection serves a second request.
+    const c = await open(srv.port);
+    c.s.write('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    await until('the first answer', () => (c.got().toString().includes('</html>') ? true : undefined), 10_000);
+    expect(c.got().toString()).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*Connection: keep-alive\r\n/);
+    c.s.write('GET /nope HTTP/1.0\r\n\r\n');
+    await until('the second answer, and the close', () => (c.got().toString().includes('404') ? true : undefined), 10_000);
+    expect(c.got().toString()).toMatch(/HTTP\/1\.1 404 Not Found\r\n[^]*Connection: close\r\n/);
+    expect(await c.ended).toBe('end');
+  });
+
   it('GET /big is exactly the 1,000,000 bytes the server generates, with its Content-Length', async () => {
     // Proves: a response far larger than one NIC message (64 KiB) arrives whole and in order.
     const file = join(tmp.dir, 'big.out');
@@ -215,6 +228,34 @@ describe('the kvresp sample under ftvm run --tcplisten, with redis-cli and redis
     };
   }, 180_000);
   afterAll(() => void srv?.child.kill('SIGKILL'));
+
+  it('serves ioredis (npm) with its default options: the ready check, commands and a pipeline of 100', async () => {
+    // Proves: a database driver from the registry, with its connect-time checks (INFO), works unchanged.
+    const redis = new Redis({ port: srv.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await redis.connect();
+      expect(await redis.set('drv', 'x')).toBe('OK');
+      expect(await redis.get('drv')).toBe('x');
+      const p = redis.pipeline();
+      for (let i = 0; i < 100; i++) p.incr('drv:n');
+      const res = await p.exec();
+      expect(res!.map(([e, v]) => (e ? String(e) : v))).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+      expect(await redis.mget('drv', 'drv:n', 'none')).toEqual(['x', '100', null]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('takes an empty or negative array count as no request, and answers HELLO as a RESP2 server', async () => {
+    // Proves: a malformed count neither runs a stale command nor answers; HELLO 3 gets the error drivers fall back on.
+    const c = await open(srv.port);
+    c.s.write('*-3\r\n*0\r\nPING\r\nHELLO 3\r\nHELLO\r\n');
+    await until('four answers', () => (c.got().toString().split('\r\n').length >= 10 ? true : undefined), 10_000);
+    const text = c.got().toString();
+    expect(text.startsWith('+PONG\r\n-NOPROTO ')).toBe(true);
+    expect(text).toContain('$5\r\nproto\r\n:2\r\n');
+    c.s.destroy();
+  });
 
   it('answers redis-cli: PING, SET, GET, INCR, MGET, EXISTS, DEL, and an unknown command', async () => {
     // Proves: RESP2 requests and replies of every kind (simple, bulk, nil, integer, array, error) pass through the NIC intact.

@@ -58,6 +58,8 @@ struct conn {
   uint64_t body_len;
   uint32_t fnv;
   int keep_alive;
+  /* the request was HTTP/1.0: keep-alive is said back (RFC 9112 section 9.3) */
+  int http10;
   /* close once the output is sent */
   int closing;
   int peer_closed;
@@ -97,11 +99,17 @@ static int put(struct conn *c, const char *s, size_t n) {
   return 1;
 }
 
+/* The Connection header an answer carries: close, or keep-alive for an HTTP/1.0 client that asked for it. */
+static const char *connection_header(const struct conn *c) {
+  if (!c->keep_alive) return "Connection: close\r\n";
+  return c->http10 ? "Connection: keep-alive\r\n" : "";
+}
+
 static void respond(struct conn *c, int status, const char *reason, const char *type, const char *body, size_t body_len) {
   char head[512];
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", status, reason, type, body_len,
-                   c->keep_alive ? "" : "Connection: close\r\n");
+                   connection_header(c));
   put(c, head, (size_t)n);
   put(c, body, body_len);
   if (!c->keep_alive) c->closing = 1;
@@ -162,6 +170,7 @@ static void request(struct conn *c, size_t end) {
   if (vlen != 8 || strncmp(version, "HTTP/1.", 7) != 0) return bad(c, 400, "Bad Request");
   int http11 = version[7] == '1';
   c->keep_alive = http11;
+  c->http10 = !http11;
   uint64_t length = 0;
   int has_length = 0, chunked = 0, expect_continue = 0;
   for (char *line = eol + 2; line < p + end - 2;) {
@@ -220,7 +229,7 @@ static void request(struct conn *c, size_t end) {
   } else if (big) {
     char head[256];
     int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %u\r\n%s\r\n", BIG_BYTES,
-                     c->keep_alive ? "" : "Connection: close\r\n");
+                     connection_header(c));
     put(c, head, (size_t)n);
     c->big_left = is_head ? 0 : BIG_BYTES;
     c->big_at = 0;

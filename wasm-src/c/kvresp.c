@@ -7,7 +7,9 @@
  * DBSIZE, FLUSHALL, FLUSHDB, SELECT 0, QUIT; and what the clients send on
  * connect: CONFIG GET save / appendonly answer "" / "no" (nothing is
  * persisted), any other CONFIG GET an empty array, COMMAND (with any
- * subcommand) an empty array, CLIENT ... +OK. Anything else:
+ * subcommand) an empty array, CLIENT ... +OK, INFO a short server section
+ * (ioredis reads "loading:0" from it), HELLO [2] the server's description and
+ * HELLO 3 -NOPROTO (RESP2 only; drivers then speak RESP2). Anything else:
  * -ERR unknown command. Requests are RESP arrays of bulk strings or inline
  * commands (a line of words); many requests in one read are answered in
  * order (pipelining).
@@ -252,6 +254,8 @@ static void wrong_args(struct conn *c, const struct arg *cmd) {
   emit(c, b, (size_t)n);
 }
 
+static const char INFO[] = "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n# Persistence\r\nloading:0\r\n";
+
 static void command(struct conn *c, struct arg *a, size_t argc) {
   if (argc == 0) return;
   struct arg *cmd = &a[0];
@@ -338,6 +342,13 @@ static void command(struct conn *c, struct arg *a, size_t argc) {
     return emits(c, "-ERR only CONFIG GET is supported\r\n");
   }
   if (is(cmd, "COMMAND")) return emits(c, "*0\r\n");
+  /* what drivers ask on connect (ioredis' ready check reads "loading:0") */
+  if (is(cmd, "INFO")) return emit_bulk(c, INFO, sizeof INFO - 1);
+  if (is(cmd, "HELLO")) {
+    /* RESP2 only: HELLO [2] answers the server's description, HELLO 3 the error Redis gives for a protocol it does not speak */
+    if (argc >= 2 && !(a[1].n == 1 && a[1].p[0] == '2')) return emits(c, "-NOPROTO unsupported protocol version\r\n");
+    return emits(c, "*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n");
+  }
   if (is(cmd, "CLIENT")) return emits(c, "+OK\r\n");
   if (is(cmd, "QUIT")) {
     emits(c, "+OK\r\n");
@@ -400,6 +411,8 @@ static long request(struct conn *c) {
     return -1;
   }
   size_t at = (size_t)((const char *)memchr(p, '\n', n) - p) + 1;
+  /* an empty or negative count is no request (as Redis takes it): the line is consumed, nothing is answered */
+  if (count <= 0) return (long)at;
   for (long long i = 0; i < count; i++) {
     if (at >= n) return 0;
     if (p[at] != '$') {

@@ -14,8 +14,11 @@ describe('the failure detector', () => {
     expect(d.alive('h2')).toBe(false);
     d.heard('h2');
     expect(d.alive('h2')).toBe(true);
+    now += 250;
+    expect(d.silentMs('h2')).toBe(250);
     d.forget('h2');
     expect(d.alive('h2')).toBe(false);
+    expect(d.silentMs('h2')).toBe(Infinity);
   });
 
   it('gives a new pairing two timeouts before its silent partner counts as dead', () => {

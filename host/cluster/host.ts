@@ -306,6 +306,8 @@ const BACKUP_RETRY_MS = 2000;
 /** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
 const RETAIN_MAX = 4096;
 const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
+/** a host silent this long (or five failure timeouts, if longer) is gone: its clients' TCP connections are ended in the VMs */
+const SLOT_GONE_MS_MIN = 10_000;
 /** how often a primary's host tells the others how its VMs are doing */
 const INFO_EVERY_MS = 250;
 /** an API connection nobody read from or wrote on this long is closed */
@@ -706,9 +708,11 @@ export class FtHost {
    * death, so a guest does not hold their sockets for ever.
    */
   private watchSlots(): void {
+    // a host silent for a moment (a busy machine) keeps its connections: only a long silence ends them
+    const goneMs = Math.max(SLOT_GONE_MS_MIN, this.opts.failMs * 5);
     for (const m of this.members) {
       if (m.id === this.id) continue;
-      const dead = !this.alive(m.id) && this.links.get(m.id)?.ready !== true;
+      const dead = this.detector.silentMs(m.id) >= goneMs && this.links.get(m.id)?.ready !== true;
       if (!dead) {
         this.deadSlots.delete(m.slot);
         continue;

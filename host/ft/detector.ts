@@ -40,6 +40,12 @@ export class FailureDetector {
     return this.now() - since >= this.failMs * 2 && !this.alive(id);
   }
 
+  /** Milliseconds since peer `id` was last heard from (Infinity: never). */
+  silentMs(id: string): number {
+    const t = this.lastHeard.get(id);
+    return t === undefined ? Infinity : this.now() - t;
+  }
+
   /** Peer `id` left the cluster. */
   forget(id: string): void {
     this.lastHeard.delete(id);

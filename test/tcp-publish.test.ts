@@ -352,6 +352,38 @@ describe('published ports: bounded buffers', () => {
     await eventually('h2 listed again', async () => ((await api('h1', 'GET', '/v1/vms/kvb')).json.endpoints?.length === 2 ? true : undefined), 30_000);
   });
 
+  it('a guest that ends closes its ports as a process that exits does: its clients are reset and new ones refused', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
+    const port = await freePort();
+    // accepts one connection, then returns from _start
+    const once = watText(`(module
+      (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (block $got
+          (loop $again
+            (br_if $got (i32.eqz (call $accept (i32.const 3) (i32.const 0) (i32.const 132))))
+            (i64.store (i32.const 24) (i64.const 5000000))
+            (i32.store (i32.const 16) (i32.const 1))
+            (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+            (br $again)))))`);
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'once', module: Buffer.from(once).toString('base64'), publish: [port] })).status).toBe(201);
+    const cl = await LineClient.open(`${c.host('h2').public}:${port}`);
+    await eventually('the guest ended', async () => ((await api('h2', 'GET', '/v1/vms/once')).json.state === 'ended' ? true : undefined));
+    await eventually('its client is cut off', () => (cl.closed ? true : undefined));
+    for (const id of ['h1', 'h2']) {
+      await eventually(`${id} refuses new clients`, () =>
+        new Promise<true | undefined>((resolve) => {
+          const s = connect({ host: c!.host(id).public, port });
+          s.once('connect', () => (s.destroy(), resolve(undefined)));
+          s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? true : undefined));
+        }),
+      );
+    }
+  });
+
   it("a client that does not read stalls only its own connection: the send window closes, nothing is reset, other clients are served, and every byte arrives once it reads", async () => {
     let api;
     ({ c, api } = await linkedCluster(['h1', 'h2']));

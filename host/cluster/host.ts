@@ -729,9 +729,13 @@ export class FtHost {
    * unknown loses them.
    */
   private publishPorts(): void {
+    // a guest that ended has no listener any more, as a process that exited: its ports close and its clients are reset
     const want = new Map<string, number[]>();
-    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name)) want.set(name, said.info.publish);
-    for (const vm of this.vms.values()) if (vm.publish.length) want.set(vm.name, vm.publish);
+    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name) && said.info.state !== 'ended') want.set(name, said.info.publish);
+    for (const vm of this.vms.values()) {
+      if (vm.ended) want.delete(vm.name);
+      else if (vm.publish.length) want.set(vm.name, vm.publish);
+    }
     for (const [name, ports] of want) this.ingress.publish(name, ports);
     for (const name of this.ingress.vms()) if (!want.has(name)) this.ingress.unpublish(name);
     this.ingress.sweep();

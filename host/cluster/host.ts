@@ -1443,26 +1443,22 @@ export class FtHost {
   }
 
   private ackInputs(acks: [number, number][]): void {
-    const byOwner = new Map<number, [number, number][]>();
+    const bySlot = new Map<number, [number, number][]>();
     for (const a of acks) {
-      const slot = a[0] >>> 24;
-      byOwner.set(slot, [...(byOwner.get(slot) ?? []), a]);
+      const list = bySlot.get(a[0] >>> 24);
+      if (list) list.push(a);
+      else bySlot.set(a[0] >>> 24, [a]);
     }
-    for (const [slot, list] of byOwner) {
-      if (slot === this.slot) for (const [conn, end] of list) this.ingress.inputAcked(conn, end);
-      else this.toIngress(list[0]![0], { t: 'in-ack', acks: list });
-    }
+    for (const list of bySlot.values()) this.toIngress(list[0]![0], { t: 'in-ack', acks: list });
   }
 
   /** A message to the host whose ingress owns stream connection `conn` (the slot in its high byte). */
-  private toIngress(conn: number, m: WireMessage): void {
+  private toIngress(conn: number, m: PeerMessageOf<'in-ack' | 'in-resend'>): void {
     const slot = conn >>> 24;
-    if (slot === this.slot) {
-      if (m.t === 'in-resend') this.ingress.resendFrom(conn, m.from as number);
-      return;
-    }
+    // this host's own connections: the same handler a peer's message goes to
+    if (slot === this.slot) return this.onPeerMessage(this.id, m);
     const owner = this.members.find((h) => h.slot === slot)?.id;
-    if (owner) this.toPeer(owner, m);
+    if (owner) this.toPeer(owner, m as unknown as WireMessage);
   }
 
   /** The backup acknowledged the log through `seq`: release outputs, drop frames, measure the lag. */
@@ -1730,7 +1726,9 @@ export class FtHost {
       this.recreateBackup(vm);
       return;
     }
-    const { memory, ...meta } = snap;
+    // the output offsets as the log up to the snapshot left them (every frame before it came first)
+    const { memory, ...rest } = snap;
+    const meta = { ...rest, outputEnds: [...vm.outEnds] };
     for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
       this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
       if (memory.length === 0) break;

@@ -98,6 +98,8 @@ interface Piece {
   off: number;
   bytes: Uint8Array;
   eof: boolean;
+  /** the connection's opening (no bytes, offset 0): it gives the guest its send window */
+  opening?: true;
 }
 
 interface StreamConn {
@@ -309,7 +311,7 @@ export class TcpIngress {
   /** Bytes (or the end-of-stream) taken from the socket go to the VM, and are kept until its backup has them. */
   private take(c: StreamConn, bytes: Uint8Array, eof: boolean): void {
     if (c.inEof || (!eof && !bytes.length && c.inEnd > 0)) return;
-    const piece: Piece = { off: c.inEnd, bytes, eof };
+    const piece: Piece = c.inEnd === 0 && !eof && !bytes.length ? { off: 0, bytes, eof, opening: true } : { off: c.inEnd, bytes, eof };
     c.inEnd += eof ? 1 : bytes.length;
     if (eof) {
       c.inEof = true;
@@ -318,13 +320,12 @@ export class TcpIngress {
     this.stats.bytesIn += bytes.length;
     c.unacked.push(piece);
     c.unackedBytes += bytes.length;
-    const window = piece.off === 0 && !eof && !bytes.length ? c.window : undefined;
     if (!c.paused && c.unackedBytes > INGRESS_UNACKED_BYTES_MAX) {
       c.paused = true;
       this.stats.pauses++;
       c.sock.pause();
     }
-    this.hooks.send(c.vm, c.conn, piece.off, bytes, eof, window);
+    this.hooks.send(c.vm, c.conn, piece.off, bytes, eof, piece.opening ? c.window : undefined);
   }
 
   /** The VM's backup has the input of `conn` up to stream offset `end`: it need not be kept any more. */
@@ -357,7 +358,7 @@ export class TcpIngress {
     for (const u of c.unacked) {
       if (u.off + (u.eof ? 1 : u.bytes.length) <= from) continue;
       this.stats.resentBytes += u.bytes.length;
-      this.hooks.send(c.vm, c.conn, u.off, u.bytes, u.eof, u.off === 0 && !u.eof && !u.bytes.length ? c.window : undefined);
+      this.hooks.send(c.vm, c.conn, u.off, u.bytes, u.eof, u.opening ? c.window : undefined);
     }
   }
 

@@ -83,8 +83,9 @@ export interface Snapshot extends ResumePoint {
   timerPeriodNs: bigint;
   /** the state digest at the snapshot, checked by the replica restored from it */
   digest: Uint8Array;
-  /** per TCP connection through a published port (ingress.ts): the stream offset after the last input delivered, and after the last byte sent */
+  /** per TCP connection through a published port (ingress.ts): the stream offset after the last input delivered */
   inputEnds?: [number, number][];
+  /** and after the last byte the guest sent (the primary's host adds it: it numbers the sends as they leave) */
   outputEnds?: [number, number][];
 }
 
@@ -261,13 +262,12 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
    * flushes whenever it holds BATCH_FLUSH_BYTES.
    */
   let batching = false;
-  // ---- stream offsets of TCP connections through published ports (ingress.ts) ----
-  // Both follow from the log alone, so every replica has the same: a new primary
+  // ---- input offsets of TCP connections through published ports (ingress.ts) ----
+  // They follow from the log alone, so every replica has the same: a new primary
   // knows how far each stream was delivered and drops what an ingress host sends again.
+  // (The output offsets are the hosts' to count: host.ts streamOffset.)
   /** per stream connection: the offset after the last input delivered to the guest (end-of-stream counts one) */
   const inputEnds = new Map<number, number>(init.snapshot?.inputEnds ?? []);
-  /** per stream connection: the offset after the last byte the guest sent on it */
-  const outputEnds = new Map<number, number>(init.snapshot?.outputEnds ?? []);
   const streamsDone = new Set<number>();
   /** input ends that grew since the last frame, for the host to acknowledge to the ingress once the backup has the frame */
   let inputsGrown = new Map<number, number>();
@@ -282,11 +282,6 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       if (streamsDone.size > STREAMS_DONE_MAX) streamsDone.delete(streamsDone.values().next().value!);
     } else inputEnds.set(msg.conn, end);
     if (mode === 'live') inputsGrown.set(msg.conn, end);
-  };
-  const noteOutput = (msg: NicMessage): void => {
-    if (!isStreamConn(msg.conn)) return;
-    if (msg.eof) outputEnds.delete(msg.conn);
-    else outputEnds.set(msg.conn, (outputEnds.get(msg.conn) ?? 0) + msg.bytes.length);
   };
   const flush = (): void => {
     if (!pending.length) return;
@@ -427,7 +422,6 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (!batching) flush();
   };
   const nic = new VirtualNic((msg) => {
-    noteOutput(msg);
     const e = take('send');
     if (e) {
       const p = e.payload;
@@ -628,7 +622,6 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       timerPeriodNs: timerPeriod,
       digest: stateDigest(c),
       inputEnds: [...inputEnds],
-      outputEnds: [...outputEnds],
     };
     // The guest is paused from here to the copy's end: how long is part of the message.
     post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);

@@ -1,8 +1,7 @@
 // The local cluster the tests run (real host processes; see host/cluster/local.ts).
-import { createServer } from 'node:net';
 import { LocalCluster } from '../host/cluster/local.ts';
 
-export { LocalCluster as Cluster, eventually } from '../host/cluster/local.ts';
+export { LocalCluster as Cluster, eventually, freePort } from '../host/cluster/local.ts';
 
 /** An answer of a host's REST API: the HTTP status and the parsed JSON body (null when the body is empty). */
 export interface ApiAnswer {
@@ -32,18 +31,6 @@ export async function eventsOf(cluster: LocalCluster, host: string, name?: strin
   if (r.status !== 200) throw new Error(`GET /v1/events on ${host}: ${r.status} ${await r.text()}`);
   const { events } = (await r.json()) as { events: any[] };
   return name === undefined ? events : events.filter((e) => e.event === name);
-}
-
-/**
- * A TCP port to publish a VM on: one the kernel hands out as free on
- * 127.0.0.1 (the hosts' loopback addresses share the port space).
- */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** A cluster of hosts `ids` (default h1..h3), every one linked to the others, and the caller of its REST API (stop it in teardown). */

@@ -23,11 +23,7 @@ describe('replica states', () => {
     expect(() => assertTransition('v', 'following', 'alone')).toThrow(ReplicaStateError);
     expect(() => assertTransition('v', 'following', 'live')).toThrow(/v: a replica cannot go from following to live/);
     expect(() => assertTransition('v', 'stopped', 'following')).toThrow(ReplicaStateError);
-    try {
-      assertTransition('v', 'live', 'recreating-backup');
-    } catch (e) {
-      expect((e as ReplicaStateError).code).toBe('FTVM_ERR_STATE');
-    }
+    expect(() => assertTransition('v', 'live', 'recreating-backup')).toThrow(expect.objectContaining({ code: 'FTVM_ERR_STATE' }));
     expect(() => assertTransition('v', 'going-live', 'alone')).not.toThrow();
   });
 });

@@ -27,12 +27,11 @@
 
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { cpus } from 'node:os';
 import type { FtClient } from '../cluster/client.ts';
-import { LocalCluster, eventually } from '../cluster/local.ts';
+import { LocalCluster, eventually, freePort } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
 import { markdownTable } from './table.ts';
 import { affinityOf, cpuMs, pinProcess, pinThread, pinUnavailable, replicaThreads, restoreAffinity, schedMs, type PinMode } from './pin.ts';
@@ -225,15 +224,6 @@ async function redisBenchmark(addr: string, port: number, args: string[]): Promi
   // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
   const row = stdout.trim().split('\n').at(-1)!.split(',').map((x) => x.replace(/"/g, ''));
   return { rps: Number(row[1]), p50Ms: Number(row[4]), p99Ms: Number(row[6]) };
-}
-
-/** A TCP port the kernel hands out as free on loopback, to publish a VM on. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** Answers to requests by id: each request's text starts with its id. */

@@ -48,6 +48,8 @@ export const ERRORS = {
   FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   FTVM_ERR_INTERNAL: 500,
   FTVM_ERR_UNAVAILABLE: 503,
+  /** the VM's input queue is full (its guest does not take messages as fast as they come): send again later */
+  FTVM_ERR_BUSY: 503,
   /** the host's module store is full of modules that VMs use */
   FTVM_ERR_STORE_FULL: 507,
 } as const;
@@ -514,7 +516,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     });
   }
 
-  app.post('/v1/connections', { schema: { response: { 201: { type: 'object', properties: { conn: { type: 'integer' } } }, ...e(401) } } }, async (_req, reply) =>
+  app.post('/v1/connections', { schema: { response: { 201: { type: 'object', properties: { conn: { type: 'integer' } } }, ...e(401, 503) } } }, async (_req, reply) =>
     reply.code(201).send({ conn: host.apiConnection() }),
   );
 
@@ -527,7 +529,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
         additionalProperties: false,
         properties: { conn: { type: 'integer', minimum: 0 }, data: { type: 'string' }, base64: { type: 'string' }, eof: { type: 'boolean' } },
       },
-      response: { 202: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...e(400, 401, 404) },
+      response: { 202: { type: 'object', properties: { ok: { type: 'boolean' } } }, ...e(400, 401, 404, 503) },
     },
   }, async (req, reply) => {
     const { name } = req.params as { name: string };

@@ -36,6 +36,8 @@ export interface ClientEvents {
   close: [];
   /** connected again, to this host, with the same connection id */
   reconnect: [string];
+  /** a send was refused (code FTVM_ERR_BUSY: the VM's input queue is full; send again later) */
+  refused: [{ vm: string | null; code: string; message: string }];
 }
 
 export class FtClient extends EventEmitter<ClientEvents> {
@@ -53,6 +55,8 @@ export class FtClient extends EventEmitter<ClientEvents> {
   reconnects = 0;
   /** messages dropped because the queue was full while no host was reachable */
   dropped = 0;
+  /** sends the hosts refused (see the 'refused' event) */
+  refusals = 0;
   private readonly recent = new Map<string, Set<number>>();
   /** this client's connection id, kept across reconnects */
   conn: number | null = null;
@@ -177,7 +181,13 @@ export class FtClient extends EventEmitter<ClientEvents> {
       this.emit('recv', { vm, seq, data: m.data as Uint8Array, eof: m.eof === true });
       return;
     }
-    const id = m.id as number | null;
+    const id = (m.id ?? null) as number | null;
+    if (m.t === 'error' && typeof m.code === 'string' && (id === null || !this.waiting.has(id))) {
+      // an error no request waits for: a send refused
+      this.refusals++;
+      this.emit('refused', { vm: typeof m.vm === 'string' ? m.vm : null, code: m.code, message: String(m.message) });
+      return;
+    }
     const w = id !== null ? this.waiting.get(id) : undefined;
     if (!w) return;
     this.waiting.delete(id!);

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
-import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MESSAGES_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
@@ -28,7 +28,7 @@ import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
-import { OutputRule } from '../ft/output-rule.ts';
+import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
@@ -152,6 +152,10 @@ interface Vm {
   toldAt: number;
   /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null; askedAt: number } | null;
+  /** the one timer that tries again to make a backup (recreateBackup), while one waits */
+  backupRetry: NodeJS.Timeout | null;
+  /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
+  inputRefused: number;
   // backup
   primary: string | null;
   check: EntryChecker | null;
@@ -253,9 +257,17 @@ export interface VmStatus {
   stalls: number;
   /** outputs held until the backup acknowledges their log */
   held: number;
+  /** and their bytes */
+  heldBytes: number;
   /** outputs this replica released as the primary */
   releasedCount: number;
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
+  /** client messages handed to the primary replica and not yet in the guest's NIC */
+  inboxMessages: number;
+  /** client sends refused with FTVM_ERR_BUSY (the input queue was full) */
+  inputRefused: number;
+  /** a timer to try again to make a backup is pending */
+  backupRetry: boolean;
 }
 
 /** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
@@ -314,8 +326,22 @@ const INFO_EVERY_MS = 250;
 export const API_CONN_IDLE_MS = 10 * 60_000;
 /** how long a host waits for the primary's host to answer a forwarded request */
 const ADMIN_TIMEOUT_MS = 5000;
-/** outputs an API connection keeps for its reader */
+/** outputs an API connection keeps for its reader, and their bytes (the oldest are dropped beyond either) */
 const API_BOX_MAX = 10_000;
+const API_BOX_BYTES_MAX = 4 * 1024 * 1024;
+/** API connections open on a host at once (POST /v1/connections past it: FTVM_ERR_UNAVAILABLE) */
+export const API_CONNECTIONS_MAX = 1024;
+/**
+ * Outputs a primary holds for the Output Rule, and their bytes, past which
+ * the guest is stalled (as at `--unacked-log-max`) until the backup's acks
+ * bring them under half.
+ */
+export const HELD_OUTPUTS_MAX = 65_536;
+export const HELD_BYTES_MAX = 32 * 1024 * 1024;
+/** after the primary's host refused a forwarded send (FTVM_ERR_BUSY), a forwarding host refuses sends to that VM itself for this long, in ms */
+const BUSY_HOLD_MS = 100;
+/** VMs a host remembers as busy at once (see BUSY_HOLD_MS) */
+const BUSY_VMS_MAX = 4096;
 /** output rings received for backups not made yet, kept at once (the oldest are dropped) */
 const RINGS_IN_MAX = 64;
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
@@ -326,8 +352,9 @@ const OUTPUT_READS_MAX = 1024;
 export const OUTPUT_WAIT_MS_MAX = 60_000;
 
 /** FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
-export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
-const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
+/** FTVM_ERR_BUSY: the VM's input queue is full (the guest does not take its messages fast enough); send again later. */
+export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST' | 'FTVM_ERR_BUSY';
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST', 'FTVM_ERR_BUSY'];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -374,7 +401,9 @@ export class FtHost {
   /** connections that came back here, with the last output forwarded to them per VM */
   private readonly adopted = new Map<number, Map<string, number>>();
   /** outputs kept for API connections, and who waits for them */
-  private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
+  /** VMs whose primary's host refused a forwarded send, until when (performance.now() ms): see busyFor */
+  private readonly busyUntil = new Map<string, number>();
+  private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
   private nextConn = 1;
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
@@ -522,8 +551,12 @@ export class FtHost {
         unackedBytes: vm.unackedBytes,
         stalls: vm.stalls,
         held: vm.rule.held,
+        heldBytes: vm.rule.heldBytes,
         releasedCount: vm.releasedCount,
         recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
+        inboxMessages: vm.role === 'primary' ? vm.handle.inboxed.messages : 0,
+        inputRefused: vm.inputRefused,
+        backupRetry: vm.backupRetry !== null,
       })),
       refused: this.refused,
     };
@@ -839,14 +872,18 @@ export class FtHost {
           return;
         }
         const entries = decodeFrame(m.frame, vm.check!);
+        const outs: Output[] = [];
         for (const e of entries) {
-          if (e.kind === 'send') {
-            const o: Output = { seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof };
+          if (e.kind === 'send') outs.push({ seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof });
+          else if (e.kind === 'output') outs.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
+        }
+        // the frame's runs of writes joined as its primary joined them (replica.ts joinOutputs)
+        for (const o of joinOutputs(outs)) {
+          if (o.kind === 'send') {
             this.streamOffset(vm, o);
-            vm.unreleased.push(o);
             this.retain(vm, o);
           }
-          else if (e.kind === 'output') vm.unreleased.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
+          vm.unreleased.push(o);
         }
         vm.lastSeq = last;
         this.primaryReleasedTo(vm, vm.primaryReleased);
@@ -884,7 +921,15 @@ export class FtHost {
         this.onModuleChunk(from, m);
         return;
       case 'fwd':
-        this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off, m.window);
+        try {
+          this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off, m.window);
+        } catch (e) {
+          // the VM's input queue is full: the host the sender is on tells it, and refuses its next sends for a moment
+          if (e instanceof HostError && e.code === 'FTVM_ERR_BUSY') this.toPeer(from, { t: 'busy', vm: m.vm, conn: m.conn });
+        }
+        return;
+      case 'busy':
+        this.busyFor(m.vm, m.conn);
         return;
       case 'out':
         this.toClient(m.conn, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
@@ -992,6 +1037,8 @@ export class FtHost {
       stalls: 0,
       toldAt: 0,
       recreate: null,
+      backupRetry: null,
+      inputRefused: 0,
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),
@@ -1374,11 +1421,12 @@ export class FtHost {
         }
         vm.frames.push({ first: m.first, last: m.last, frame: m.frame });
         vm.unackedBytes += m.frame.length;
-        if (vm.unackedBytes > this.opts.unackedLogMax) {
+        vm.rule.hold(m.outputs);
+        // the log or the held outputs past their bounds: the guest waits at its next flush
+        if (vm.unackedBytes > this.opts.unackedLogMax || vm.rule.held > HELD_OUTPUTS_MAX || vm.rule.heldBytes > HELD_BYTES_MAX) {
           vm.handle.setStall(true);
           vm.stalls++;
         }
-        vm.rule.hold(m.outputs);
         if (vm.backup && vm.backupReady) {
           vm.logBytes += m.frame.length;
           this.toPeer(vm.backup, { t: 'log', vm: vm.name, gen: vm.gen, first: m.first, last: m.last, frame: m.frame, released: vm.released });
@@ -1466,8 +1514,8 @@ export class FtHost {
     if (seq > vm.acked) vm.acked = seq;
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
-    if (vm.unackedBytes < this.opts.unackedLogMax / 2) vm.handle.setStall(false);
     const safe = vm.rule.acked(vm.acked);
+    if (vm.unackedBytes < this.opts.unackedLogMax / 2 && vm.rule.held < HELD_OUTPUTS_MAX / 2 && vm.rule.heldBytes < HELD_BYTES_MAX / 2) vm.handle.setStall(false);
     for (const o of safe.outputs) this.release(vm, o);
     if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
@@ -1606,6 +1654,8 @@ export class FtHost {
     if (this.vms.get(vm.name) !== vm) return;
     this.transition(vm, 'stopped');
     this.vms.delete(vm.name);
+    if (vm.backupRetry) clearTimeout(vm.backupRetry);
+    vm.backupRetry = null;
     vm.ended = true;
     this.wakeReaders(vm);
     void vm.handle.terminate();
@@ -1688,13 +1738,18 @@ export class FtHost {
       this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
       return;
     }
+    // One retry timer per VM at most: a new one replaces the one pending, and a try that goes ahead clears it.
     const retry = (ms: number): void => {
-      const t = setTimeout(() => {
-        this.timers.splice(this.timers.indexOf(t) >>> 0, 1);
+      if (vm.backupRetry) clearTimeout(vm.backupRetry);
+      vm.backupRetry = setTimeout(() => {
+        vm.backupRetry = null;
         if (this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && !vm.claiming) this.recreateBackup(vm);
       }, ms);
-      this.timers.push(t);
     };
+    if (vm.backupRetry) {
+      clearTimeout(vm.backupRetry);
+      vm.backupRetry = null;
+    }
     const target = this.pickBackupHost(vm.name);
     if (!target) return retry(500);
     vm.snapshotFor = target;
@@ -1767,7 +1822,7 @@ export class FtHost {
     readMessages(
       sock,
       CLIENT_FRAME_MAX,
-      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, ...(e instanceof HostError ? { code: e.code } : {}), ...(m.t === 'send' && typeof m.vm === 'string' ? { vm: m.vm } : {}), message: (e as Error).message })),
       (e) => {
         this.refused.badFrames++;
         this.say(`dropped a client: ${e.message}`);
@@ -1784,7 +1839,11 @@ export class FtHost {
     const box = this.apiBoxes.get(conn);
     if (box && m.t === 'recv') {
       box.outputs.push({ vm: String(m.vm), seq: m.seq as number, data: m.data as Uint8Array, eof: m.eof === true });
-      if (box.outputs.length > API_BOX_MAX) box.outputs.splice(0, box.outputs.length - API_BOX_MAX);
+      box.bytes += (m.data as Uint8Array).length;
+      // the oldest go past either bound (a reader that does not read loses them, as a ring's reader does)
+      let drop = 0;
+      while (box.outputs.length - drop > API_BOX_MAX || (box.bytes > API_BOX_BYTES_MAX && drop < box.outputs.length - 1)) box.bytes -= box.outputs[drop++]!.data.length;
+      if (drop) box.outputs.splice(0, drop);
       for (const w of box.waiters.splice(0)) w();
     }
   }
@@ -1908,10 +1967,11 @@ export class FtHost {
     return [...this.primaries.entries()].map(([name, p]) => ({ name, gen: p.gen, primary: p.host })).sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  /** A connection id for an API client, whose outputs are kept for it to read. */
+  /** A connection id for an API client, whose outputs are kept for it to read. Errors: HostError FTVM_ERR_UNAVAILABLE (API_CONNECTIONS_MAX are open). */
   apiConnection(): number {
+    if (this.apiBoxes.size >= API_CONNECTIONS_MAX) throw new HostError('FTVM_ERR_UNAVAILABLE', `${this.apiBoxes.size} API connections are open on this host; close one (DELETE /v1/connections/CONN) or try again later`);
     const conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
-    this.apiBoxes.set(conn, { outputs: [], waiters: [], usedAt: Date.now() });
+    this.apiBoxes.set(conn, { outputs: [], bytes: 0, waiters: [], usedAt: Date.now() });
     return conn;
   }
 
@@ -2081,12 +2141,30 @@ export class FtHost {
     }
   }
 
-  /** A client message for a VM: to its primary replica here, or forwarded to the host that has it. */
+  /**
+   * A client message for a VM: to its primary replica here, or forwarded to
+   * the host that has it. A client-port or REST message (one without a stream
+   * offset `off`) past the VM's input bound (nic.ts INPUT_INBOX_*) is refused:
+   * HostError FTVM_ERR_BUSY, nothing is queued. A TCP connection's messages
+   * through a published port are never refused here: their ingress sends no
+   * more than the connection's window.
+   */
   private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number, window?: number): void {
     const vm = this.vms.get(name);
     if (vm && vm.role === 'primary' && !vm.claiming) {
-      vm.handle.send({ t: 'msg', msg: { conn, bytes: data, eof, ...(window !== undefined ? { window } : {}) }, off });
+      if (off === undefined) {
+        const q = vm.handle.inboxed;
+        if (q.messages >= INPUT_INBOX_MESSAGES_MAX || q.bytes + data.length > INPUT_INBOX_BYTES_MAX) {
+          vm.inputRefused++;
+          throw new HostError('FTVM_ERR_BUSY', `${name} has ${q.messages} messages (${q.bytes} bytes) waiting for its guest to take them; send again later`);
+        }
+      }
+      vm.handle.sendInput({ msg: { conn, bytes: data, eof, ...(window !== undefined ? { window } : {}) }, off });
       return;
+    }
+    if (off === undefined && hops === 0) {
+      const until = this.busyUntil.get(name);
+      if (until !== undefined && performance.now() < until) throw new HostError('FTVM_ERR_BUSY', `${name}'s input queue was full a moment ago; send again later`);
     }
     const p = this.primaries.get(name);
     if (p && p.host !== this.id && hops < 3) {
@@ -2094,6 +2172,20 @@ export class FtHost {
       return;
     }
     // Nobody known runs it (a failover is under way): the client retries.
+  }
+
+  /**
+   * The primary's host refused a send of this host's client on `conn`
+   * (FTVM_ERR_BUSY): the client hears it (on the client port; a REST sender
+   * hears it on its next send), and this host refuses sends to the VM for
+   * BUSY_HOLD_MS.
+   */
+  private busyFor(name: string, conn: number): void {
+    this.busyUntil.delete(name);
+    this.busyUntil.set(name, performance.now() + BUSY_HOLD_MS);
+    if (this.busyUntil.size > BUSY_VMS_MAX) this.busyUntil.delete(this.busyUntil.keys().next().value!);
+    const s = this.clients.get(conn);
+    if (s) send(s, { t: 'error', id: null, code: 'FTVM_ERR_BUSY', vm: name, message: `${name}'s input queue is full: a message was refused; send again later` });
   }
 }
 

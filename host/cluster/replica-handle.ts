@@ -2,7 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import type { FromReplica, ReplicaInit, ToReplica } from './replica.ts';
+import { SIGNAL_BYTES, SIGNAL_INBOX_BYTES, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_BYTES, SIGNAL_POSTED_FRAMES, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
 
 const ENTRY = new URL('./replica-entry.mjs', import.meta.url);
 
@@ -21,7 +21,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
   constructor(init: Omit<ReplicaInit, 'signal' | 'port'>, opts: { stackSizeMb?: number } = {}) {
     super();
     const { port1, port2 } = new MessageChannel();
-    const sab = new SharedArrayBuffer(16);
+    const sab = new SharedArrayBuffer(SIGNAL_BYTES);
     this.signal = new Int32Array(sab);
     this.port = port1;
     const data: ReplicaInit = { ...init, signal: sab, port: port2 };
@@ -32,7 +32,15 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
       transferList: [port2, ...transfer],
       resourceLimits: { stackSizeMb: opts.stackSizeMb ?? 8 },
     });
-    this.worker.on('message', (m: FromReplica) => this.emit('message', m));
+    this.worker.on('message', (m: FromReplica) => {
+      if (m.t === 'log') {
+        // the frame left the port's queue: the worker may post more (see replica.ts flush)
+        Atomics.sub(this.signal, SIGNAL_POSTED_FRAMES, 1);
+        Atomics.sub(this.signal, SIGNAL_POSTED_BYTES, m.frame.length);
+        Atomics.notify(this.signal, SIGNAL_POSTED_FRAMES);
+      }
+      this.emit('message', m);
+    });
     this.worker.on('error', (e) => this.emit('message', { t: 'error', code: 'FTVM_ERR_REPLICA', message: e.message }));
     this.worker.on('exit', (code) => {
       this.gone = true;
@@ -67,6 +75,22 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
     this.wakePending = false;
     if (Atomics.load(this.signal, 3) === 1) Atomics.notify(this.signal, 0);
   };
+
+  /**
+   * Hands a client message to a live replica, counted in its inbox until the
+   * replica puts it in the guest's NIC or drops it (see `inboxed`).
+   */
+  sendInput(m: NicInput): void {
+    if (this.gone) return;
+    Atomics.add(this.signal, SIGNAL_INBOX_MESSAGES, 1);
+    Atomics.add(this.signal, SIGNAL_INBOX_BYTES, m.msg.bytes.length);
+    this.send({ t: 'msg', ...m });
+  }
+
+  /** Client messages handed to the replica and not yet in the guest's NIC (or dropped), and their bytes. */
+  get inboxed(): { messages: number; bytes: number } {
+    return { messages: Atomics.load(this.signal, SIGNAL_INBOX_MESSAGES), bytes: Atomics.load(this.signal, SIGNAL_INBOX_BYTES) };
+  }
 
   /** Microseconds the primary sleeps at each poll (0: full speed). */
   setThrottle(us: number): void {

@@ -34,8 +34,9 @@ import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '
 import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
-import { GUEST_UNREAD_BYTES_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MESSAGES_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
+import { joinOutputs } from '../ft/output-rule.ts';
 import {
   CHUNK_BYTES,
   chunksOf,
@@ -89,12 +90,18 @@ export interface Snapshot extends ResumePoint {
   outputEnds?: [number, number][];
 }
 
+/** A client message for the guest's NIC. `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
+export interface NicInput {
+  msg: NicMessage;
+  off?: number;
+}
+
 /** Host thread → worker. */
 export type ToReplica =
   | { t: 'entries'; entries: LogEntry[] }
   | { t: 'golive' }
-  /** `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
-  | { t: 'msg'; msg: NicMessage; off?: number }
+  /** sent with ReplicaHandle.sendInput, which counts it in `signal[SIGNAL_INBOX_*]` */
+  | ({ t: 'msg' } & NicInput)
   | { t: 'snapshot'; id: number }
   /**
    * The host with this slot (the high byte of its connection ids) is gone:
@@ -155,6 +162,32 @@ const SIGNAL = 0;
 const THROTTLE = 1;
 const STALL = 2;
 const WAITING = 3;
+/** Client messages the host handed the worker (ReplicaHandle.sendInput) not yet in the guest's NIC or dropped; the host adds, the worker subtracts. */
+export const SIGNAL_INBOX_MESSAGES = 4;
+/** and their bytes */
+export const SIGNAL_INBOX_BYTES = 5;
+/** Log frames the worker posted that the host thread has not taken from the port yet; the worker adds, the host subtracts. */
+export const SIGNAL_POSTED_FRAMES = 6;
+/** and their bytes */
+export const SIGNAL_POSTED_BYTES = 7;
+/** The size of the shared signal buffer, in bytes (8 Int32 slots). */
+export const SIGNAL_BYTES = 32;
+/**
+ * Log frames a live replica may have posted that its host's thread has not
+ * taken yet, and their bytes: past either, the primary waits at its next
+ * flush. The host's stall (`--unacked-log-max`) counts only frames it took;
+ * without this bound a guest that writes faster than the host thread reads
+ * fills the port's queue without limit (a stdout loop held 90 MB there).
+ */
+const POSTED_FRAMES_MAX = 256;
+const POSTED_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Stdout and stderr writes join the frame being built, which is posted when
+ * this much time passed since the last post (or at the next check point's
+ * progress, a wait, or FRAME_FLUSH_BYTES): a guest writing in a tight loop
+ * makes a frame every millisecond, not one per write. Milliseconds.
+ */
+const OUTPUT_FLUSH_MS = 1;
 const FRAME_FLUSH_BYTES = 512 * 1024;
 /**
  * A batch of interrupts delivered together is flushed at this size: the
@@ -186,7 +219,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let lastSeq = init.snapshot ? init.snapshot.seq - 1 : -1;
   let goLive = false;
   let exitSeen = false;
-  const inbox: { msg: NicMessage; off?: number }[] = [];
+  /** client messages not yet in the NIC; `counted`: in the host's count of them (SIGNAL_INBOX_*) */
+  const inbox: { msg: NicMessage; off?: number; counted: boolean }[] = [];
   /** slots of hosts gone whose connections are still to be ended */
   const slotsGone: number[] = [];
   let snapshotWanted: number | null = null;
@@ -206,7 +240,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         goLive = true;
         break;
       case 'msg':
-        inbox.push({ msg: m.msg, off: m.off });
+        inbox.push({ msg: m.msg, off: m.off, counted: true });
         break;
       case 'snapshot':
         snapshotWanted = m.id;
@@ -283,11 +317,15 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     } else inputEnds.set(msg.conn, end);
     if (mode === 'live') inputsGrown.set(msg.conn, end);
   };
+  let lastFlush = performance.now();
   const flush = (): void => {
     if (!pending.length) return;
     const frame = encodeFrame(pending);
     const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
-    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs, inputs }, [frame.buffer as ArrayBuffer]);
+    Atomics.add(signal, SIGNAL_POSTED_FRAMES, 1);
+    Atomics.add(signal, SIGNAL_POSTED_BYTES, frame.length);
+    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs: joinOutputs(outputs), inputs }, [frame.buffer as ArrayBuffer]);
+    lastFlush = performance.now();
     if (inputs) inputsGrown = new Map();
     pending = [];
     pendingBytes = 0;
@@ -295,6 +333,11 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     // A full buffer stalls the primary; a stop still gets through.
     while (Atomics.load(signal, STALL) === 1) {
       Atomics.wait(signal, STALL, 1, 50);
+      pump(0);
+    }
+    // The host thread has not taken what was posted: wait for it (a stop still gets through).
+    for (let n = Atomics.load(signal, SIGNAL_POSTED_FRAMES); n > POSTED_FRAMES_MAX || Atomics.load(signal, SIGNAL_POSTED_BYTES) > POSTED_BYTES_MAX; n = Atomics.load(signal, SIGNAL_POSTED_FRAMES)) {
+      Atomics.wait(signal, SIGNAL_POSTED_FRAMES, n, 50);
       pump(0);
     }
   };
@@ -419,7 +462,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       const entry = append('output', count(), { fd, bytes });
       outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
     }
-    if (!batching) flush();
+    if (!batching && performance.now() - lastFlush >= OUTPUT_FLUSH_MS) flush();
   };
   const nic = new VirtualNic((msg) => {
     const e = take('send');
@@ -471,7 +514,16 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
    */
   const admit = (m: { msg: NicMessage; off?: number }, held: Set<number>): NicMessage | null | 'hold' => {
     const { msg, off } = m;
-    if (off === undefined || !isStreamConn(msg.conn)) return msg;
+    if (off === undefined || !isStreamConn(msg.conn)) {
+      // a client-port or REST message: the guest's queue is bounded (its sender is refused past the inbox's bound)
+      if (held.has(RAW_HELD)) return 'hold';
+      const full = nic.queued >= NIC_QUEUE_MESSAGES_MAX || nic.queuedBytes >= NIC_QUEUE_BYTES_MAX || (!msg.eof && nic.unread(msg.conn) >= GUEST_UNREAD_BYTES_MAX);
+      if (full) {
+        held.add(RAW_HELD);
+        return 'hold';
+      }
+      return msg;
+    }
     if (held.has(msg.conn)) return 'hold';
     const known = inputEnds.has(msg.conn) || streamsDone.has(msg.conn);
     const end = inputEnds.get(msg.conn) ?? (streamsDone.has(msg.conn) ? Number.MAX_SAFE_INTEGER : 0);
@@ -493,22 +545,36 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (!msg.eof && nic.unread(msg.conn) >= NIC_UNREAD_BYTES_MAX) return 'hold';
     return off === end ? msg : { conn: msg.conn, bytes: msg.bytes.subarray(end - off), eof: msg.eof };
   };
+  /** In `held` of drainInbox: a client-port or REST message waits, and so do the ones after it (they keep their order). */
+  const RAW_HELD = -1;
   /** Delivers what the inbox may deliver now; returns how many were delivered. */
   const drainInbox = (c: GuestContext, place: Place): number => {
-    for (const slot of slotsGone.splice(0)) for (const [conn, end] of inputEnds) if (conn >>> 24 === slot) inbox.push({ msg: { conn, bytes: new Uint8Array(0), eof: true }, off: end });
+    for (const slot of slotsGone.splice(0)) for (const [conn, end] of inputEnds) if (conn >>> 24 === slot) inbox.push({ msg: { conn, bytes: new Uint8Array(0), eof: true }, off: end, counted: false });
     if (!inbox.length) return 0;
     const held = new Set<number>();
     const keep: typeof inbox = [];
     let n = 0;
+    let leftMessages = 0;
+    let leftBytes = 0;
     for (const m of inbox.splice(0)) {
       const msg = admit(m, held);
       if (msg === 'hold') {
         held.add(m.msg.conn);
         keep.push(m);
-      } else if (msg) {
+        continue;
+      }
+      if (m.counted) {
+        leftMessages++;
+        leftBytes += m.msg.bytes.length;
+      }
+      if (msg) {
         deliver(c, { kind: INTERRUPT_NIC, msg }, place);
         n++;
       }
+    }
+    if (leftMessages) {
+      Atomics.sub(signal, SIGNAL_INBOX_MESSAGES, leftMessages);
+      Atomics.sub(signal, SIGNAL_INBOX_BYTES, leftBytes);
     }
     // what arrived while the handlers ran comes after what waits
     inbox.unshift(...keep);
@@ -794,3 +860,4 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+

@@ -50,6 +50,8 @@ export type PeerMessage =
   | { t: 'mod-need'; id: number; need: string[]; refused?: string }
   | { t: 'mod-chunk'; hash: string; at: number; bytes: Uint8Array }
   | ({ t: 'fwd'; conn: number; data: Uint8Array; eof: boolean; hops: number; off?: number; window?: number } & AboutVm)
+  /** a forwarded send of connection `conn` was refused: the VM's input queue is full (FTVM_ERR_BUSY) */
+  | ({ t: 'busy'; conn: number } & AboutVm)
   | ({ t: 'out'; conn: number; seq: number; data: Uint8Array; eof: boolean; off?: number } & AboutVm)
   | { t: 'in-ack'; acks: [number, number][] }
   | ({ t: 'in-resend'; conn: number; from: number } & AboutVm)
@@ -113,6 +115,7 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   'mod-offer': { id: isInt, items: listOf((it) => isObj(it) && isStr((it as { hash: unknown }).hash) && oneOf('module', 'metered')((it as { kind: unknown }).kind) && isNat((it as { bytes: unknown }).bytes), 4) },
   'mod-need': { id: isInt, need: listOf(isStr, LIST_MAX), refused: opt(isStr) },
   'mod-chunk': { hash: isStr, at: isNat, bytes: isBytes },
+  busy: { vm: isStr, conn: isU32 },
   fwd: { vm: isStr, conn: isU32, data: isBytes, eof: isBool, hops: isNat, off: opt(isNat), window: opt(isNat) },
   out: { vm: isStr, conn: isU32, seq: isNat, data: isBytes, eof: isBool, off: opt(isNat) },
   'in-ack': { acks: listOf(isPair, LIST_MAX) },

@@ -19,8 +19,9 @@ export interface Held {
  * has not acknowledged, which the primary bounds (it stalls at
  * `--unacked-log-max`).
  */
-export class OutputRule<O extends Held> {
+export class OutputRule<O extends Held & { bytes?: Uint8Array }> {
   private outputs: O[] = [];
+  private outputBytes = 0;
   private inputs: { last: number; acks: [number, number][] }[] = [];
 
   /** Outputs held now. */
@@ -28,9 +29,17 @@ export class OutputRule<O extends Held> {
     return this.outputs.length;
   }
 
+  /** The bytes of the outputs held now. */
+  get heldBytes(): number {
+    return this.outputBytes;
+  }
+
   /** Holds outputs (in log order) until their entries are acknowledged. */
   hold(outputs: readonly O[]): void {
-    for (const o of outputs) this.outputs.push(o);
+    for (const o of outputs) {
+      this.outputs.push(o);
+      this.outputBytes += o.bytes?.length ?? 0;
+    }
   }
 
   /**
@@ -50,11 +59,53 @@ export class OutputRule<O extends Held> {
     while (i < this.outputs.length && this.outputs[i]!.seq <= seq) i++;
     let j = 0;
     while (j < this.inputs.length && this.inputs[j]!.last <= seq) j++;
-    return { outputs: this.outputs.splice(0, i), inputs: this.inputs.splice(0, j).flatMap((x) => x.acks) };
+    const outputs = this.outputs.splice(0, i);
+    for (const o of outputs) this.outputBytes -= o.bytes?.length ?? 0;
+    return { outputs, inputs: this.inputs.splice(0, j).flatMap((x) => x.acks) };
   }
 
   /** There is no backup any more (the primary runs alone): everything held goes at once. */
   releaseAll(): { outputs: O[]; inputs: [number, number][] } {
+    this.outputBytes = 0;
     return { outputs: this.outputs.splice(0), inputs: this.inputs.splice(0).flatMap((x) => x.acks) };
   }
+}
+
+/** An output as joinOutputs sees it: a write on fd 1 or 2 ('output') or anything else. */
+export interface Joinable extends Held {
+  kind: string;
+  fd: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * A frame's outputs (in log order) with every run of writes on the same fd
+ * (kind 'output', nothing between them) joined into one carrying the run's
+ * bytes and its last sequence number: a host holds and releases one output
+ * per run, not one per write (a guest writing stdout in a tight loop made
+ * hundreds of thousands). Each write stays its own log entry. The primary's
+ * replica joins each frame's outputs, and a backup's host joins the same
+ * frame's alike, so both hold the same outputs under the same numbers. The
+ * Output Rule still holds: a run leaves once its last entry, and so every
+ * entry of it, is acknowledged.
+ */
+export function joinOutputs<O extends Joinable>(outputs: O[]): O[] {
+  if (outputs.length < 2) return outputs;
+  const out: O[] = [];
+  let run: O[] = [];
+  const end = (): void => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length) out.push({ ...run.at(-1)!, bytes: Buffer.concat(run.map((o) => o.bytes)) });
+    run = [];
+  };
+  for (const o of outputs) {
+    if (o.kind === 'output' && (!run.length || run[0]!.fd === o.fd)) run.push(o);
+    else {
+      end();
+      if (o.kind === 'output') run.push(o);
+      else out.push(o);
+    }
+  }
+  end();
+  return out;
 }

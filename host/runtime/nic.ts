@@ -44,6 +44,25 @@ export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
  * own connection.
  */
 export const SEND_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Messages of connections that are not stream sockets (client-port and REST
+ * sends) the guest may have queued and not taken, and their bytes: past
+ * either, the next ones wait in the replica's inbox (replica.ts), and past
+ * the inbox's bound (`INPUT_INBOX_MESSAGES_MAX`) the sender is refused with
+ * FTVM_ERR_BUSY. The queue is part of the VM's state, so the backup holds
+ * exactly as much, and a snapshot's NIC image stays well under the peer frame
+ * limit (PEER_FRAME_MAX, 8 MiB).
+ */
+export const NIC_QUEUE_MESSAGES_MAX = 1024;
+export const NIC_QUEUE_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Client messages a primary's host has handed its replica and the replica
+ * has not yet put in the guest's NIC (or dropped), and their bytes: a send
+ * past either is refused with FTVM_ERR_BUSY (client port and REST alike);
+ * TCP clients of published ports are slowed instead (their windows close).
+ */
+export const INPUT_INBOX_MESSAGES_MAX = 1024;
+export const INPUT_INBOX_BYTES_MAX = 4 * 1024 * 1024;
 
 export interface NicMessage {
   conn: number;
@@ -85,6 +104,8 @@ export interface NicImage {
 export class VirtualNic {
   /** messages of connections that are not sockets, in arrival order */
   private readonly queue: NicMessage[] = [];
+  /** the bytes of the messages in `queue` */
+  private queueBytes = 0;
   private readonly sockets = new Map<number, NicSocket>();
   private readonly closed = new Set<number>();
   /** connections with a send window: how far the guest may send, and how far it has */
@@ -108,6 +129,7 @@ export class VirtualNic {
     }
     if (!s) {
       this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
+      this.queueBytes += msg.bytes.length;
       return;
     }
     if (s.recvClosed) return;
@@ -118,7 +140,9 @@ export class VirtualNic {
   /** The oldest queued message, removed; null when none is queued. An opening (see `arrive`) is not a message: it is dropped. */
   take(): NicMessage | null {
     this.dropOpenings();
-    return this.queue.shift() ?? null;
+    const m = this.queue.shift() ?? null;
+    if (m) this.queueBytes -= m.bytes.length;
+    return m;
   }
 
   /** The size of the oldest queued message, or null. */
@@ -138,6 +162,11 @@ export class VirtualNic {
 
   get queued(): number {
     return this.queue.length;
+  }
+
+  /** The bytes of the messages queued (of connections not accepted as sockets). */
+  get queuedBytes(): number {
+    return this.queueBytes;
   }
 
   /** Sends one message from the guest. */
@@ -166,6 +195,7 @@ export class VirtualNic {
       else if (!s.peerClosed && m.bytes.length) s.chunks.push(m.bytes);
     }
     this.queue.push(...rest);
+    this.queueBytes = rest.reduce((n, m) => n + m.bytes.length, 0);
     return s;
   }
 
@@ -212,7 +242,7 @@ export class VirtualNic {
     this.sockets.delete(conn);
     this.windows.delete(conn);
     if (!peerDone) this.closed.add(conn);
-    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queueBytes -= this.queue.splice(i, 1)[0]!.bytes.length;
   }
 
   /** Everything the NIC holds, for a snapshot (structured-clonable). */
@@ -234,6 +264,7 @@ export class VirtualNic {
   /** Rebuilds the state an image describes (the NIC must be new). */
   restore(img: NicImage): void {
     this.queue.push(...img.queue.map((m) => ({ conn: m.conn, bytes: m.bytes, eof: m.eof })));
+    this.queueBytes = this.queue.reduce((n, m) => n + m.bytes.length, 0);
     for (const s of img.sockets) {
       this.sockets.set(s.conn, {
         conn: s.conn,

@@ -156,6 +156,8 @@ interface Vm {
   backupRetry: NodeJS.Timeout | null;
   /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
   inputRefused: number;
+  /** the guest's output said in the host's log this second (logGuest) */
+  guestLog: { since: number; bytes: number; skipped: number };
   // backup
   primary: string | null;
   check: EntryChecker | null;
@@ -338,6 +340,10 @@ export const API_CONNECTIONS_MAX = 1024;
  */
 export const HELD_OUTPUTS_MAX = 65_536;
 export const HELD_BYTES_MAX = 32 * 1024 * 1024;
+/** bytes of each VM's stdout and stderr a host says in its log a second (the rest is counted; the rings keep it) */
+const GUEST_LOG_BYTES_PER_S = 64 * 1024;
+/** bytes a client-port connection may have waiting to be written to it; past it the client is dropped (it may resume: its outputs are retained) */
+const CLIENT_WRITE_BYTES_MAX = 16 * 1024 * 1024;
 /** after the primary's host refused a forwarded send (FTVM_ERR_BUSY), a forwarding host refuses sends to that VM itself for this long, in ms */
 const BUSY_HOLD_MS = 100;
 /** VMs a host remembers as busy at once (see BUSY_HOLD_MS) */
@@ -1039,6 +1045,7 @@ export class FtHost {
       recreate: null,
       backupRetry: null,
       inputRefused: 0,
+      guestLog: { since: 0, bytes: 0, skipped: 0 },
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),
@@ -1543,11 +1550,35 @@ export class FtHost {
     if (o.kind === 'output') {
       // A guest's stdout and stderr, once released like any output, go to its rings (and the host's log).
       this.ring(vm, o);
-      this.say(`${vm.name} fd ${o.fd}: ${Buffer.from(o.bytes).toString('utf8').trimEnd()}`);
+      this.logGuest(vm, o);
       return;
     }
     this.retain(vm, o);
     this.deliverOut(vm.name, o);
+  }
+
+  /**
+   * Says a released write on fd 1 or 2 in the host's log, at most
+   * GUEST_LOG_BYTES_PER_S of each VM's output a second: the rest is counted,
+   * said in one line the next second, and read from the VM's rings (the API).
+   * A guest writing in a tight loop would otherwise fill the log's disk and
+   * block the event loop on the log's pipe.
+   */
+  private logGuest(vm: Vm, o: Output): void {
+    const now = performance.now();
+    const g = vm.guestLog;
+    if (now - g.since >= 1000) {
+      if (g.skipped) this.say(`${vm.name}: ${g.skipped} bytes of its output not in this log (more than ${GUEST_LOG_BYTES_PER_S} a second); GET /v1/vms/${vm.name}/stdout has them`);
+      g.since = now;
+      g.bytes = 0;
+      g.skipped = 0;
+    }
+    if (g.bytes + o.bytes.length > GUEST_LOG_BYTES_PER_S) {
+      g.skipped += o.bytes.length;
+      return;
+    }
+    g.bytes += o.bytes.length;
+    this.say(`${vm.name} fd ${o.fd}: ${Buffer.from(o.bytes).toString('utf8').trimEnd()}`);
   }
 
   /** Appends a released write on fd 1 or 2 to the VM's stdout or stderr ring, and wakes its readers. */
@@ -1833,7 +1864,13 @@ export class FtHost {
   private toClient(conn: number, m: WireMessage): void {
     if (m.t === 'recv' && this.ingress.deliver(conn, m.seq as number, typeof m.off === 'number' ? m.off : undefined, m.data as Uint8Array, m.eof === true)) return;
     const s = this.clients.get(conn);
-    if (s) send(s, m);
+    if (s) {
+      if (s.writableLength > CLIENT_WRITE_BYTES_MAX) {
+        // a client that does not read: its outputs are not buffered without end (it may come back with resume)
+        this.say(`dropped client ${conn}: ${s.writableLength} bytes of its outputs unread`);
+        s.destroy();
+      } else send(s, m);
+    }
     const adopted = m.t === 'recv' ? this.adopted.get(conn) : undefined;
     if (adopted && (m.seq as number) > (adopted.get(String(m.vm)) ?? -1)) adopted.set(String(m.vm), m.seq as number);
     const box = this.apiBoxes.get(conn);

@@ -22,7 +22,7 @@ usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]
-  ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm bench meter|replay|ft|startup|soak [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm conformance DIR... [--json] [--filter SUBSTR] [--no-node] [--jobs N]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
@@ -180,7 +180,15 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|soak [options]
+
+soak: on a local cluster (--hosts 2 or 3, default 3), guests that flood
+every bound a host keeps for --seconds (default 60) (--guests deaf,spam,sender
+picks some): a reactor that never
+reads its NIC sent 8 KiB messages as fast as the hosts take them (client port
+and REST), a guest writing stdout in a tight loop, and a reactor answering a
+client that never reads. Each host's RSS each second (start, peak, end), held
+outputs, unacknowledged log, stalls, refused sends (FTVM_ERR_BUSY), failovers.
 
 startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
 \`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
@@ -712,12 +720,12 @@ function parseEnv(list: string[] | undefined): Record<string, string> {
 async function cmdBench(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
   if (what === '-h' || what === '--help' || what === undefined) {
-    if (what === undefined) throw usageError('ftvm bench needs a benchmark: meter, replay, ft or startup (see ftvm bench --help)');
+    if (what === undefined) throw usageError('ftvm bench needs a benchmark: meter, replay, ft, startup or soak (see ftvm bench --help)');
     hostStdout.write(BENCH_HELP);
     return 0;
   }
-  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup') {
-    throw usageError(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)`);
+  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup' && what !== 'soak') {
+    throw usageError(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup, soak)`);
   }
   const { values } = parseArgs({
     args: rest,
@@ -730,6 +738,7 @@ async function cmdBench(argv: string[]): Promise<number> {
       'no-real': { type: 'boolean' },
       trials: { type: 'string' },
       seconds: { type: 'string' },
+      hosts: { type: 'string' },
       pin: { type: 'string' },
       baseline: { type: 'string' },
       api: { type: 'string' },
@@ -767,6 +776,7 @@ async function cmdBench(argv: string[]): Promise<number> {
     hostStdout.write((values.json ? JSON.stringify(report) : formatFtReport(report)) + '\n');
     return 0;
   }
+  if (what === 'soak') return benchSoakCmd(values);
   if (what === 'replay') {
     // It compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');
@@ -792,6 +802,18 @@ async function cmdBench(argv: string[]): Promise<number> {
   });
   if (values.json) hostStdout.write(JSON.stringify(report) + '\n');
   else hostStdout.write(formatMeterReport(report) + '\n');
+  return 0;
+}
+
+/** `ftvm bench soak` (host/bench/soak.ts): --seconds N (default 60), --hosts 2|3 (default 3), --json. */
+async function benchSoakCmd(values: { seconds?: string; hosts?: string; guests?: string; json?: boolean }): Promise<number> {
+  const { benchSoak, formatSoakReport, SOAK_GUESTS } = await import('../bench/soak.ts');
+  const guests = values.guests?.split(',');
+  for (const g of guests ?? []) if (!(SOAK_GUESTS as readonly string[]).includes(g)) throw usageError(`--guests expects some of ${SOAK_GUESTS.join(',')}, got "${g}"`);
+  const hosts = values.hosts === undefined ? 3 : positiveInt('--hosts', values.hosts);
+  if (hosts < 2 || hosts > 3) throw usageError(`--hosts expects 2 or 3, got "${values.hosts}"`);
+  const report = await benchSoak({ seconds: values.seconds ? positiveInt('--seconds', values.seconds) : 60, hosts, guests: guests as ('deaf' | 'spam' | 'sender')[] | undefined, log: (l) => hostStderr.write(`${l}\n`) });
+  hostStdout.write((values.json ? JSON.stringify(report) : formatSoakReport(report)) + '\n');
   return 0;
 }
 

@@ -156,6 +156,9 @@ interface Vm {
   backupRetry: NodeJS.Timeout | null;
   /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
   inputRefused: number;
+  /** a backup: the last entry its replay reached (its 'progress' reports), and whether an ack waits for it to catch up */
+  replayedSeq: number;
+  ackOwed: boolean;
   /** the guest's output said in the host's log this second (logGuest) */
   guestLog: { since: number; bytes: number; skipped: number };
   // backup
@@ -340,6 +343,13 @@ export const API_CONNECTIONS_MAX = 1024;
  */
 export const HELD_OUTPUTS_MAX = 65_536;
 export const HELD_BYTES_MAX = 32 * 1024 * 1024;
+/**
+ * Log entries a backup's replay may be behind what its host received, past
+ * which the host holds its acknowledgements until the replay is within half:
+ * the entries wait in the primary's unacknowledged log (which stalls its
+ * guest at --unacked-log-max) rather than in the backup's memory.
+ */
+const BACKUP_BEHIND_ENTRIES_MAX = 65_536;
 /** bytes of each VM's stdout and stderr a host says in its log a second (the rest is counted; the rings keep it) */
 const GUEST_LOG_BYTES_PER_S = 64 * 1024;
 /** bytes a client-port connection may have waiting to be written to it; past it the client is dropped (it may resume: its outputs are retained) */
@@ -894,7 +904,10 @@ export class FtHost {
         vm.lastSeq = last;
         this.primaryReleasedTo(vm, vm.primaryReleased);
         vm.handle.send({ t: 'entries', entries });
-        this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
+        // A replay far behind holds the ack until it catches up: the primary's unacknowledged log fills and
+        // stalls its guest, instead of the entries piling up here without bound.
+        if (last - vm.replayedSeq > BACKUP_BEHIND_ENTRIES_MAX) vm.ackOwed = true;
+        else this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
         return;
       }
       case 'ack': {
@@ -1046,6 +1059,8 @@ export class FtHost {
       backupRetry: null,
       inputRefused: 0,
       guestLog: { since: 0, bytes: 0, skipped: 0 },
+      replayedSeq: -1,
+      ackOwed: false,
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),
@@ -1402,6 +1417,7 @@ export class FtHost {
         if (img && Number.isSafeInteger(img.start) && img.start >= 0 && img.bytes instanceof Uint8Array) vm[k].restore(img);
       }
       vm.lastSeq = snapshot ? snapshot.seq - 1 : -1;
+      vm.replayedSeq = vm.lastSeq;
       vm.check = new EntryChecker(vm.lastSeq + 1, snapshot ? snapshot.count : 0n);
       this.primaries.set(name, { gen, host: from });
       // Tell the primary the backup is in place (and where it starts), before any new entry.
@@ -1442,6 +1458,8 @@ export class FtHost {
       }
       case 'progress':
         vm.replayCount = m.count;
+        if (m.seq > vm.replayedSeq) vm.replayedSeq = m.seq;
+        this.payAck(vm);
         return;
       case 'input-end':
         this.inputDelivered(vm, [[m.conn, m.end]]);
@@ -1465,6 +1483,7 @@ export class FtHost {
         vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0 } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '' } : { outcome: m.result.outcome };
         // the replay reached the end: the primary measures no lag against a count the backup never reports
         if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
+        if (vm.role === 'backup') this.payAck(vm);
         if (vm.role === 'primary') this.endLag(vm);
         this.wakeReaders(vm);
         this.note({ event: 'ended', vm: vm.name, role: vm.role, outcome: m.result.outcome, exitCode: m.result.exitCode, count: String(m.result.count) });
@@ -1477,6 +1496,13 @@ export class FtHost {
       case 'stopped':
         return;
     }
+  }
+
+  /** A backup whose ack waits (see the 'log' case) acknowledges once its replay is within half the bound (or ended). */
+  private payAck(vm: Vm): void {
+    if (!vm.ackOwed || !vm.primary || (vm.lastSeq - vm.replayedSeq > BACKUP_BEHIND_ENTRIES_MAX / 2 && !vm.ended)) return;
+    vm.ackOwed = false;
+    this.toPeer(vm.primary, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
   }
 
   /** A send on a TCP connection through a published port gets its offset in the connection's outgoing stream (the same on every replica: it follows the log). */

@@ -628,7 +628,6 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
   };
 
-  let dbgAt = 0;
   const liveCheck = (c: GuestContext): void => {
     const meter = c.meter!;
     const now = meter.count;

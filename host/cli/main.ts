@@ -396,6 +396,7 @@ async function cmdRun(argv: string[]): Promise<number> {
     listen: false,
     onStdout: hostStdout.sink,
     onStderr: hostStderr.sink,
+    collectOutput: false,
     deadline,
   });
   const status = io.exitStatus(result);

@@ -814,6 +814,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       nondeterminism: nd,
       onStdout: output(1),
       onStderr: output(2),
+      // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever)
+      collectOutput: false,
       io: {
         timer_set: (ns: bigint) => {
           timerPeriod = ns > 0n ? ns : 0n;

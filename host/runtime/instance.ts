@@ -38,9 +38,15 @@ export interface RunOptions {
   preopens?: Preopen[];
   /** give the guest the NIC's listening socket at the first fd after the preopens (default true) */
   listen?: boolean;
-  /** called synchronously with each chunk the guest writes; output is also collected */
+  /** called synchronously with each chunk the guest writes; output is also collected (see `collectOutput`) */
   onStdout?: (bytes: Uint8Array) => void;
   onStderr?: (bytes: Uint8Array) => void;
+  /**
+   * keep every chunk for RunResult's stdout and stderr (default true); false:
+   * they are empty, and a guest that writes for ever is not kept in memory
+   * (a replica hands each chunk on with onStdout and keeps none)
+   */
+  collectOutput?: boolean;
   meter?: MeterOptions;
   /** stop at the first check point whose count reaches this */
   deadline?: bigint;
@@ -209,6 +215,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
   const metered = WebAssembly.Module.exports(module).some((e) => e.name === EXPORT_FUEL);
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
+  const collect = opts.collectOutput !== false;
   const wasiOptions: WasiOptions = {
     args: opts.args ?? ['guest'],
     env: opts.env ?? {},
@@ -217,11 +224,11 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     preopens: opts.preopens,
     listen: opts.listen,
     stdout: (b) => {
-      out.push(b);
+      if (collect) out.push(b);
       opts.onStdout?.(b);
     },
     stderr: (b) => {
-      err.push(b);
+      if (collect) err.push(b);
       opts.onStderr?.(b);
     },
     nondeterminism: opts.nondeterminism,

@@ -538,7 +538,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     if (b.eof ? bytes.length > 0 : bytes.length === 0 || bytes.length > MAX_MESSAGE_BYTES) {
       throw new ApiError('FTVM_ERR_BAD_REQUEST', `a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
     }
-    host.sendToVm(name, b.conn >>> 0, new Uint8Array(bytes), b.eof === true);
+    await host.sendToVm(name, b.conn >>> 0, new Uint8Array(bytes), b.eof === true);
     return reply.code(202).send({ ok: true });
   });
 

@@ -350,6 +350,8 @@ export const HELD_BYTES_MAX = 32 * 1024 * 1024;
  * guest at --unacked-log-max) rather than in the backup's memory.
  */
 const BACKUP_BEHIND_ENTRIES_MAX = 65_536;
+/** requests waiting for another host's answer (forwarded admin operations and REST sends), per host */
+const ADMIN_WAITS_MAX = 4096;
 /** bytes of each VM's stdout and stderr a host says in its log a second (the rest is counted; the rings keep it) */
 const GUEST_LOG_BYTES_PER_S = 64 * 1024;
 /** bytes a client-port connection may have waiting to be written to it; past it the client is dropped (it may resume: its outputs are retained) */
@@ -939,14 +941,20 @@ export class FtHost {
       case 'mod-chunk':
         this.onModuleChunk(from, m);
         return;
-      case 'fwd':
+      case 'fwd': {
+        let refused: HostError | null = null;
         try {
           this.route(m.vm, m.conn, m.data, m.eof, m.hops, m.off, m.window);
         } catch (e) {
-          // the VM's input queue is full: the host the sender is on tells it, and refuses its next sends for a moment
-          if (e instanceof HostError && e.code === 'FTVM_ERR_BUSY') this.toPeer(from, { t: 'busy', vm: m.vm, conn: m.conn });
+          if (!(e instanceof HostError)) throw e;
+          refused = e;
         }
+        // a REST send waits for its answer; a client-port send hears of a refusal (the VM's input queue is full)
+        // afterwards, and the host it came through refuses the VM's next sends for a moment
+        if (m.id !== undefined) this.toPeer(from, { t: 'admin-res', id: m.id, code: refused?.code ?? null, message: refused?.message ?? null });
+        else if (refused?.code === 'FTVM_ERR_BUSY') this.toPeer(from, { t: 'busy', vm: m.vm, conn: m.conn });
         return;
+      }
       case 'busy':
         this.busyFor(m.vm, m.conn);
         return;
@@ -2051,12 +2059,43 @@ export class FtHost {
     return this.apiBoxes.has(conn);
   }
 
-  /** Sends a message to a VM on behalf of connection `conn` (through its primary, wherever it runs). */
-  sendToVm(name: string, conn: number, data: Uint8Array, eof: boolean): void {
-    if (!this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+  /**
+   * Sends a message to a VM on behalf of connection `conn` (through its
+   * primary, wherever it runs), resolving once the primary's host took it.
+   * Errors: HostError FTVM_ERR_NOT_FOUND (no such VM), FTVM_ERR_BUSY (its
+   * input queue is full: nothing was queued), FTVM_ERR_UNAVAILABLE (the
+   * primary's host does not answer within ADMIN_TIMEOUT_MS).
+   */
+  async sendToVm(name: string, conn: number, data: Uint8Array, eof: boolean): Promise<void> {
+    const p = this.primaries.get(name);
+    if (!p) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
     const box = this.apiBoxes.get(conn);
     if (box) box.usedAt = Date.now();
-    this.route(name, conn, data, eof, 0);
+    const vm = this.vms.get(name);
+    if ((vm && vm.role === 'primary' && !vm.claiming) || p.host === this.id || !this.alive(p.host)) return this.route(name, conn, data, eof, 0);
+    const until = this.busyUntil.get(name);
+    if (until !== undefined && performance.now() < until) throw new HostError('FTVM_ERR_BUSY', `${name}'s input queue was full a moment ago; send again later`);
+    if (this.adminWaits.size >= ADMIN_WAITS_MAX) throw new HostError('FTVM_ERR_UNAVAILABLE', `${this.adminWaits.size} requests wait for other hosts already; try again shortly`);
+    const id = ++this.adminIds;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.adminWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
+      }, ADMIN_TIMEOUT_MS);
+      this.adminWaits.set(id, {
+        resolve,
+        reject: (e) => {
+          if (e instanceof HostError && e.code === 'FTVM_ERR_BUSY') this.busyFor(name, -1);
+          reject(e);
+        },
+        timer,
+      });
+      if (!this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: 1, id })) {
+        clearTimeout(timer);
+        this.adminWaits.delete(id);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${p.host}, the primary's host`));
+      }
+    });
   }
 
   /** Outputs for an API connection after `after` (a sequence number), waiting up to `waitMs` (or until `signal` aborts) for the first. */

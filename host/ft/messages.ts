@@ -49,7 +49,8 @@ export type PeerMessage =
   | { t: 'mod-offer'; id: number; items: { hash: string; kind: 'module' | 'metered'; bytes: number }[] }
   | { t: 'mod-need'; id: number; need: string[]; refused?: string }
   | { t: 'mod-chunk'; hash: string; at: number; bytes: Uint8Array }
-  | ({ t: 'fwd'; conn: number; data: Uint8Array; eof: boolean; hops: number; off?: number; window?: number } & AboutVm)
+  /** `id`: the sender waits for an 'admin-res' with it (a REST send: refused with FTVM_ERR_BUSY when the input queue is full) */
+  | ({ t: 'fwd'; conn: number; data: Uint8Array; eof: boolean; hops: number; off?: number; window?: number; id?: number } & AboutVm)
   /** a forwarded send of connection `conn` was refused: the VM's input queue is full (FTVM_ERR_BUSY) */
   | ({ t: 'busy'; conn: number } & AboutVm)
   | ({ t: 'out'; conn: number; seq: number; data: Uint8Array; eof: boolean; off?: number } & AboutVm)
@@ -116,7 +117,7 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   'mod-need': { id: isInt, need: listOf(isStr, LIST_MAX), refused: opt(isStr) },
   'mod-chunk': { hash: isStr, at: isNat, bytes: isBytes },
   busy: { vm: isStr, conn: isU32 },
-  fwd: { vm: isStr, conn: isU32, data: isBytes, eof: isBool, hops: isNat, off: opt(isNat), window: opt(isNat) },
+  fwd: { vm: isStr, conn: isU32, data: isBytes, eof: isBool, hops: isNat, off: opt(isNat), window: opt(isNat), id: opt(isInt) },
   out: { vm: isStr, conn: isU32, seq: isNat, data: isBytes, eof: isBool, off: opt(isNat) },
   'in-ack': { acks: listOf(isPair, LIST_MAX) },
   'in-resend': { vm: isStr, conn: isU32, from: isNat },

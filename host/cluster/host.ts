@@ -350,6 +350,10 @@ export const HELD_BYTES_MAX = 32 * 1024 * 1024;
  * guest at --unacked-log-max) rather than in the backup's memory.
  */
 const BACKUP_BEHIND_ENTRIES_MAX = 65_536;
+/** connections whose outputs go to another host than their slot's (clients that came back elsewhere), remembered at once; the oldest are forgotten */
+const CONN_OWNERS_MAX = 65_536;
+/** names of deleted VMs remembered (to drop their late messages) at once; the oldest are forgotten (the arbiter keeps them stopped) */
+const TOMBSTONES_MAX = 65_536;
 /** requests waiting for another host's answer (forwarded admin operations and REST sends), per host */
 const ADMIN_WAITS_MAX = 4096;
 /** bytes of each VM's stdout and stderr a host says in its log a second (the rest is counted; the rings keep it) */
@@ -973,10 +977,10 @@ export class FtHost {
         return;
       case 'adopt':
         if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
-        else this.connOwners.set(m.conn, m.owner);
+        else setBounded(this.connOwners, m.conn, m.owner, CONN_OWNERS_MAX);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn, m.owner);
+        setBounded(this.connOwners, m.conn, m.owner, CONN_OWNERS_MAX);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -1711,7 +1715,7 @@ export class FtHost {
   }
 
   private resend(vm: Vm, conn: number, after: number, owner: string): void {
-    this.connOwners.set(conn, owner);
+    setBounded(this.connOwners, conn, owner, CONN_OWNERS_MAX);
     for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
   }
 
@@ -1992,7 +1996,7 @@ export class FtHost {
       this.primaries.delete(name);
       this.infos.delete(name);
     }
-    this.tombstones.set(name, gen);
+    setBounded(this.tombstones, name, gen, TOMBSTONES_MAX);
   }
 
   /** Every VM of the cluster this host knows of, as its primary's host last said. */
@@ -2196,7 +2200,7 @@ export class FtHost {
         if (this.clients.get(conn) === sock) this.clients.delete(conn);
         c.conn = old;
         this.clients.set(old, sock);
-        this.connOwners.set(old, this.id);
+        setBounded(this.connOwners, old, this.id, CONN_OWNERS_MAX);
         const vms = new Map(Object.entries(seen));
         this.adopted.set(old, vms);
         for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'conn-owner', conn: old, owner: this.id });
@@ -2294,4 +2298,11 @@ export class FtHost {
 /** How a guest ended, in words: "exit 3", "trap: unreachable". */
 export function endText(e: VmEnd): string {
   return e.outcome === 'exit' ? `exit ${e.status}` : e.outcome === 'trap' ? `trap: ${e.message}` : e.outcome;
+}
+
+/** Sets `key` in `map` as its newest entry, forgetting the oldest beyond `max` entries. */
+function setBounded<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as K);
 }

@@ -29,6 +29,8 @@ export interface TestHost {
 
 /** Lines of each host's log a LocalCluster keeps in memory (the oldest half goes when it is full). */
 export const HOST_LOG_LINES_MAX = 2000;
+/** Characters of one such line kept (a guest's long output line is cut; the log file has all of it). */
+export const HOST_LOG_LINE_CHARS_MAX = 4096;
 
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));
@@ -70,7 +72,7 @@ export class LocalCluster {
     file?.on('error', () => {});
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
       file?.write(d);
-      log.push(...d.split('\n').filter(Boolean));
+      for (const l of d.split('\n')) if (l) log.push(l.length > HOST_LOG_LINE_CHARS_MAX ? `${l.slice(0, HOST_LOG_LINE_CHARS_MAX)}…` : l);
       if (log.length > HOST_LOG_LINES_MAX) log.splice(0, log.length - HOST_LOG_LINES_MAX / 2);
     });
     proc.once('exit', () => file?.end());

@@ -6,6 +6,7 @@ import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '..
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from '../host/cluster/replica.ts';
 import { STREAM_CONN_BIT } from '../host/cluster/ingress.ts';
+import { NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
 import { meterOptions, moduleHash } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
@@ -358,5 +359,44 @@ describe('stream connections (published ports): input offsets', () => {
     for (const m of streamed([...msgs.map((x) => x.text), 'z INFO']).slice(3)) sendAt(b.h, m);
     expect(await reply(after, 'z')).toMatch(/^z INFO 6 6 \d+$/);
     expect(after.outputs.filter((o) => /^a\d /.test(dec(o.bytes)))).toEqual([]);
+  }, 60_000);
+});
+
+describe('the input bounds', () => {
+  it("a guest that reads only at timer ticks never has more than NIC_QUEUE_BYTES_MAX queued; what waits comes later, and the backup replays it all", async () => {
+    // On each tick it takes every queued message and answers on the last one's connection
+    // with how many it took; a NIC interrupt alone takes nothing.
+    const lazy = watText(`(module
+      (import "ftvm_io" "nic_recv" (func $recv (param i32 i32 i32) (result i32)))
+      (import "ftvm_io" "nic_send" (func $send (param i32 i32 i32) (result i32)))
+      (import "ftvm_io" "timer_set" (func $timer_set (param i64)))
+      (memory (export "memory") 3)
+      (func (export "_initialize") (call $timer_set (i64.const 20000000)))
+      (func (export "ftvm_interrupt") (param $kind i32) (local $n i32)
+        (if (i32.ne (local.get $kind) (i32.const 1)) (then (return)))
+        (block $d (loop $l
+          (br_if $d (i32.lt_s (call $recv (i32.const 0) (i32.const 1024) (i32.const 65536)) (i32.const 0)))
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br $l)))
+        (if (i32.gt_u (local.get $n) (i32.const 0)) (then
+          (i32.store (i32.const 16) (local.get $n))
+          (drop (call $send (i32.load (i32.const 0)) (i32.const 16) (i32.const 4)))))))`);
+    const start = startOf(lazy);
+    const p = replica({ vm: 'v', module: lazy, start, role: 'primary' });
+    const b = replica({ vm: 'v', module: lazy, start, role: 'backup' });
+    const log = stream(p, () => b.h);
+    const msg = new Uint8Array(8192);
+    const total = 2000;
+    for (let i = 0; i < total; i++) p.h.sendInput({ msg: { conn: 1 + (i % 5), bytes: msg, eof: false } });
+    const counts = (): number[] => log.outputs.map((o) => Buffer.from(o.bytes).readUInt32LE(0));
+    const t0 = Date.now();
+    while (counts().reduce((a, n) => a + n, 0) < total && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 20));
+    expect(counts().reduce((a, n) => a + n, 0)).toBe(total);
+    // the bound was reached (the test means something), and never passed
+    expect(Math.max(...counts())).toBe(NIC_QUEUE_BYTES_MAX / msg.length);
+    expect(p.h.inboxed).toEqual({ messages: 0, bytes: 0 });
+    const last = log.entries.at(-1)!;
+    await b.until((m) => m.t === 'error' || (m.t === 'progress' && m.seq >= last.seq - 1 && m.count >= last.count));
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
   }, 60_000);
 });

@@ -63,6 +63,11 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
    */
   send(m: ToReplica, transfer: ArrayBuffer[] = []): void {
     if (this.gone) return;
+    if (m.t === 'msg') {
+      // counted until the worker puts it in the guest's NIC or drops it (see `inboxed`)
+      Atomics.add(this.signal, SIGNAL_INBOX_MESSAGES, 1);
+      Atomics.add(this.signal, SIGNAL_INBOX_BYTES, m.msg.bytes.length);
+    }
     this.port.postMessage(m, transfer);
     Atomics.add(this.signal, 0, 1);
     if (this.wakePending) return;
@@ -81,9 +86,6 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
    * replica puts it in the guest's NIC or drops it (see `inboxed`).
    */
   sendInput(m: NicInput): void {
-    if (this.gone) return;
-    Atomics.add(this.signal, SIGNAL_INBOX_MESSAGES, 1);
-    Atomics.add(this.signal, SIGNAL_INBOX_BYTES, m.msg.bytes.length);
     this.send({ t: 'msg', ...m });
   }
 

@@ -159,6 +159,8 @@ interface Vm {
   /** a backup: the last entry its replay reached (its 'progress' reports), and whether an ack waits for it to catch up */
   replayedSeq: number;
   ackOwed: boolean;
+  /** while an ack is owed: the last entry acknowledged (what the heartbeats repeat) */
+  ackHeld: number;
   /** the guest's output said in the host's log this second (logGuest) */
   guestLog: { since: number; bytes: number; skipped: number };
   // backup
@@ -720,7 +722,7 @@ export class FtHost {
       // A backup repeats its ack with each heartbeat: an ack lost with a link is not lost for long,
       // and the primary learns the replay's count even when no log flows.
       if (vm.role === 'backup' && vm.primary && !vm.claiming) {
-        this.toPeer(vm.primary, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
+        this.toPeer(vm.primary, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.ackOwed ? vm.ackHeld : vm.lastSeq, count: vm.replayCount });
       }
       // An ended VM too: its partner's end may take outputs not released yet with it.
       if (vm.claiming) continue;
@@ -890,7 +892,7 @@ export class FtHost {
         const { first, last } = m;
         this.primaryReleasedTo(vm, m.released);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
-          this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.lastSeq, count: vm.replayCount });
+          this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: vm.ackOwed ? vm.ackHeld : vm.lastSeq, count: vm.replayCount });
           return;
         }
         const entries = decodeFrame(m.frame, vm.check!);
@@ -912,8 +914,10 @@ export class FtHost {
         vm.handle.send({ t: 'entries', entries });
         // A replay far behind holds the ack until it catches up: the primary's unacknowledged log fills and
         // stalls its guest, instead of the entries piling up here without bound.
-        if (last - vm.replayedSeq > BACKUP_BEHIND_ENTRIES_MAX) vm.ackOwed = true;
-        else this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
+        if (last - vm.replayedSeq > BACKUP_BEHIND_ENTRIES_MAX) {
+          if (!vm.ackOwed) vm.ackHeld = first - 1;
+          vm.ackOwed = true;
+        } else this.toPeer(from, { t: 'ack', vm: vm.name, gen: vm.gen, seq: last, count: vm.replayCount });
         return;
       }
       case 'ack': {
@@ -1073,6 +1077,7 @@ export class FtHost {
       guestLog: { since: 0, bytes: 0, skipped: 0 },
       replayedSeq: -1,
       ackOwed: false,
+      ackHeld: -1,
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),

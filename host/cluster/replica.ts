@@ -518,12 +518,13 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const { msg, off } = m;
     if (off === undefined || !isStreamConn(msg.conn)) {
       // a client-port or REST message: the guest's queue is bounded (its sender is refused past the inbox's bound)
-      if (held.has(RAW_HELD)) return 'hold';
-      const full = nic.queued >= NIC_QUEUE_MESSAGES_MAX || nic.queuedBytes >= NIC_QUEUE_BYTES_MAX || (!msg.eof && nic.unread(msg.conn) >= GUEST_UNREAD_BYTES_MAX);
-      if (full) {
+      // (the queue in all waits for the guest; one connection full waits alone, the others go on)
+      if (held.has(RAW_HELD) || held.has(msg.conn)) return 'hold';
+      if (nic.queued >= NIC_QUEUE_MESSAGES_MAX || nic.queuedBytes >= NIC_QUEUE_BYTES_MAX) {
         held.add(RAW_HELD);
         return 'hold';
       }
+      if (!msg.eof && nic.unread(msg.conn) >= GUEST_UNREAD_BYTES_MAX) return 'hold';
       return msg;
     }
     if (held.has(msg.conn)) return 'hold';

@@ -1,5 +1,6 @@
 // `ftvm host`: run one host daemon of a cluster.
 
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
 import { FtHost } from '../cluster/host.ts';
@@ -29,7 +30,9 @@ options:
   --public-address ADDR the IP address VMs' published ports listen on, where TCP clients reach
                         this host (default: the --bind address)
   --api-port N          REST API port (default 0: any free port)
-  --token T             the API's bearer token (default: $FTVM_TOKEN, else generated and printed once)
+  --token T             the API token: the REST API's bearer token, which clients of the client
+                        port must prove they know too (default: $FTVM_TOKEN, else generated and
+                        printed once)
   --heartbeat-ms N      heartbeat period (default 50)
   --fail-ms N           a peer silent this long is dead (default 600)
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
@@ -91,9 +94,13 @@ export async function main(argv: string[]): Promise<number> {
     const { EtcdArbiter } = await import('../cluster/etcd-arbiter.ts');
     arbiter = new EtcdArbiter({ endpoints: values.etcd!.split(',') });
   }
+  // one token for the REST API and the client port (generated when none is given)
+  const given = values.token ?? process.env.FTVM_TOKEN;
+  const token = given ?? randomBytes(24).toString('base64url');
   const host = new FtHost({
     id: values.id,
     secret,
+    token,
     arbiter,
     bind: values.bind,
     peerPort: num('peer-port', values['peer-port']),
@@ -112,8 +119,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   await host.start();
   const { buildApi } = await import('../api/server.ts');
-  const given = values.token ?? process.env.FTVM_TOKEN;
-  const api = await buildApi(host, { token: given });
+  const api = await buildApi(host, { token });
   const bind = values.bind ?? '127.0.0.1';
   await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });
   const a = api.app.server.address();

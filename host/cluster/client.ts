@@ -22,6 +22,9 @@ import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { CLIENT_FRAME_MAX, ClientError, mac, macOk, nonce, readMessages, send, type WireMessage } from './wire.ts';
 
+/** The error a refused connection or request rejects with (its `code` is the host's FTVM_ERR_* code). */
+export { ClientError } from './wire.ts';
+
 export interface Received {
   vm: string;
   seq: number;

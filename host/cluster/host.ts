@@ -368,6 +368,10 @@ export const CLIENT_IDLE_MS = 60_000;
 export const CLIENT_CONNS_MAX = 1024;
 /** Client-port connections open at once from one remote address (HostOptions.clientConnsPerAddressMax). */
 export const CLIENT_CONNS_PER_ADDRESS_MAX = 256;
+/** Connections whose serving host a host remembers (those resumed somewhere), at most. */
+const CONN_OWNERS_MAX = 65_536;
+/** VMs a client's resume may name in "seen", at most. */
+const RESUME_VMS_MAX = 4096;
 /** How often the host looks for client-port connections past their authentication time or idle too long, in ms. */
 const CLIENT_SWEEP_MS = 250;
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
@@ -406,7 +410,7 @@ export class FtHost {
   /** open client-port connections per remote address (an entry per address in clientLinks) */
   private readonly clientsPerAddress = new Map<string, number>();
   private clientRefusalSaidAt = -Infinity;
-  /** clients that came back here: the host each of those connections is served by now */
+  /** clients that came back somewhere: the host each of those connections is served by now (at most CONN_OWNERS_MAX, the least recently set dropped) */
   private readonly connOwners = new Map<number, string>();
   /** connections that came back here, with the last output forwarded to them per VM */
   private readonly adopted = new Map<number, Map<string, number>>();
@@ -944,10 +948,10 @@ export class FtHost {
         return;
       case 'adopt':
         if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
-        else this.connOwners.set(m.conn, m.owner);
+        else this.setConnOwner(m.conn, m.owner);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn, m.owner);
+        this.setConnOwner(m.conn, m.owner);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -1641,7 +1645,7 @@ export class FtHost {
   }
 
   private resend(vm: Vm, conn: number, after: number, owner: string): void {
-    this.connOwners.set(conn, owner);
+    this.setConnOwner(conn, owner);
     for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
   }
 
@@ -1878,6 +1882,17 @@ export class FtHost {
     if (sock.writableEnded) return;
     // the frame is small: it leaves at once, and the socket is closed then, whether or not the client reads
     sock.end(encodeMessage({ t: 'error', id: null, code, message }), () => sock.destroy());
+  }
+
+  /**
+   * Records which host serves connection `conn` now. The map keeps the
+   * CONN_OWNERS_MAX most recently set: a connection forgotten here falls back
+   * to the host of its slot, which is where it started.
+   */
+  private setConnOwner(conn: number, owner: string): void {
+    this.connOwners.delete(conn);
+    this.connOwners.set(conn, owner);
+    if (this.connOwners.size > CONN_OWNERS_MAX) this.connOwners.delete(this.connOwners.keys().next().value!);
   }
 
   /** A client-port connection leaves the caps (on close, or at once when it is refused). */
@@ -2165,12 +2180,13 @@ export class FtHost {
         const seen = m.seen as Record<string, number> | undefined;
         if (typeof old !== 'number' || !Number.isInteger(old) || old < 0 || old > 0xffffffff) throw new Error('resume needs "conn" (a u32)');
         if (typeof seen !== 'object' || seen === null || !Object.values(seen).every((v) => Number.isInteger(v))) throw new Error('resume needs "seen": { vm: seq }');
+        if (Object.keys(seen).length > RESUME_VMS_MAX) throw new HostError('FTVM_ERR_BAD_REQUEST', `resume names ${Object.keys(seen).length} VMs in "seen" (at most ${RESUME_VMS_MAX})`);
         // only the client the connection id was issued to has its key: another one cannot read its outputs
         if (!macOk(resumeKey(this.opts.secret, old), m.key)) throw new ClientError('FTVM_ERR_UNAUTHORIZED', `resume of connection ${old} needs its "key" (given with the hello that issued it)`);
         if (this.clients.get(conn) === sock) this.clients.delete(conn);
         c.conn = old;
         this.clients.set(old, sock);
-        this.connOwners.set(old, this.id);
+        this.setConnOwner(old, this.id);
         const vms = new Map(Object.entries(seen));
         this.adopted.set(old, vms);
         for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'conn-owner', conn: old, owner: this.id });

@@ -142,6 +142,19 @@ describe('the client port with real hosts', { timeout: 180_000 }, () => {
     expect(r.msgs.map((m) => m.t)).toEqual(['challenge', 'error']);
   });
 
+  it('a frame over 1 KiB before authentication ends the connection at once (nothing large is buffered for a stranger)', async () => {
+    const r = raw(c.host('h1').client);
+    await r.next((m) => m.t === 'challenge');
+    // a header announcing 16 MiB, and the first KiB of it
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(16 * 1024 * 1024, 0);
+    r.sock.write(Buffer.concat([head, Buffer.alloc(1024)]));
+    const t0 = Date.now();
+    await r.untilClosed(CLIENT_AUTH_MS + 10_000);
+    expect(Date.now() - t0).toBeLessThan(CLIENT_AUTH_MS - 1000); // not the authentication timeout
+    expect(r.msgs.map((m) => m.t)).toEqual(['challenge']);
+  });
+
   it('a client with a wrong token is refused with FTVM_ERR_UNAUTHORIZED; with the right one it gets in', async () => {
     const wrong = new FtClient(c.host('h1').client, { token: 'not-the-token' });
     const e = await wrong.connect().then(

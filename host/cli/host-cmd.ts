@@ -12,7 +12,8 @@ VMs on worker threads, streams each primary's log to its backup over the
 authenticated log channel, releases outputs only once the backup has the log
 up to them, watches its peers, goes live through the arbiter when a partner
 dies, and re-creates lost backups from snapshots. It serves the REST API
-(under /v1, bearer token; GET /v1/openapi.json documents it). When it is
+(under /v1, bearer token; GET /v1/openapi.json documents it) and the client
+port (whose clients prove they know the same token). When it is
 listening it prints one JSON line to stdout:
 {"ready": true, "id", "peer", "client", "api", "slot", "token"} (the token only
 when it was generated). What it does goes to stderr.

@@ -1858,7 +1858,9 @@ export class FtHost {
       },
       (e) => {
         this.refused.badFrames++;
-        this.say(`dropped a client: ${e.message}`);
+        this.unlinkClient(sock);
+        // only a client that knows the token is worth a line: a flood of bad frames is counted, not logged
+        if (link.authed) this.say(`dropped a client: ${e.message}`);
       },
     );
   }

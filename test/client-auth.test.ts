@@ -295,9 +295,12 @@ describe('the idle timeout of an in-process host', { timeout: 60_000 }, () => {
     expect(errorOf(err)).toEqual({ code: 'FTVM_ERR_UNAVAILABLE', id: null });
     await silent.untilClosed();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
-    // the client stays silent (no request of its own) through more than the idle time: a wait
-    // for time itself to pass, which is what is under test, not for a condition
-    await new Promise((r) => setTimeout(r, 1500));
+    // the client stays silent (no request of its own) through another idle time, measured by a
+    // second silent connection that the host cuts in turn
+    const silent2 = new Raw(host.clientAddr);
+    await silent2.auth(token);
+    expect(errorOf(await silent2.next((m) => m.t === 'error', 10_000))).toEqual({ code: 'FTVM_ERR_UNAVAILABLE', id: null });
+    await silent2.untilClosed();
     expect(cut).toBe(false);
     expect((await client.status()).host).toBe('i1');
     client.close();

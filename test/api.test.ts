@@ -106,7 +106,7 @@ describe('the REST API', { timeout: 120_000 }, () => {
     expect((await code(post({ name: 'x', sample: 'kv', stdinBase64: '!!' })))[2]).toBe('"stdinBase64" is not base64');
     const big = Buffer.from(watText('(module (memory (export "memory") 32) (func (export "_start")))'));
     const tooSmall = await code(post({ name: 'x', module: big.toString('base64'), memoryMiB: 1 }));
-    expect(tooSmall.slice(0, 2)).toEqual([400, 'FTVM_ERR_INVALID_MODULE']);
+    expect(tooSmall.slice(0, 2)).toEqual([400, 'FTVM_ERR_MEMORY_LIMIT']);
     expect(tooSmall[2]).toMatch(/initial memory is 32 pages, above the limit of 16 pages/);
     expect((await code(app.inject({ url: '/v1/vms/x', headers: auth() })))[0]).toBe(404);
     expect((await code(app.inject({ method: 'DELETE', url: '/v1/vms/ghost', headers: auth() })))[0]).toBe(404);

@@ -49,6 +49,7 @@ import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** The `ftvm` entry point the ways run, as a user runs it. */
 const FTVM_CLI = fileURLToPath(new URL('./ftvm.mjs', import.meta.url));
@@ -99,7 +100,7 @@ bad usage (a DIR that does not exist, no tests found, a malformed NAME.json),
 /** A usage error of `ftvm conformance`: exit code 2 with the message. Codes: FTVM_ERR_NOT_FOUND (a DIR), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON), FTVM_ERR_BAD_REQUEST (flags). */
 export class ConformanceUsageError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC' | 'FTVM_ERR_BAD_REQUEST',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC' | 'FTVM_ERR_BAD_REQUEST'>,
     message: string,
   ) {
     super(message);

@@ -18,13 +18,12 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
-import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
+import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
@@ -33,6 +32,8 @@ import { OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
+import { checkClientStart, checkStart, startEntryOf } from '../api/action.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
@@ -204,8 +205,11 @@ interface Vm {
  * How a guest ended: `exit` with proc_exit's status (0 when `_start`
  * returned), or `trap` with the trap's message; `deadline` and `idle` do not
  * happen under the service (a live replica waits for input without end).
+ * `count` is the guest's instruction count where it ended, a decimal integer
+ * (the same on every replica: the backup replays to the same count), "-1"
+ * when the replica did not know it.
  */
-export type VmEnd = { outcome: 'exit'; status: number } | { outcome: 'trap'; message: string } | { outcome: 'deadline' | 'idle' };
+export type VmEnd = ({ outcome: 'exit'; status: number } | { outcome: 'trap'; message: string } | { outcome: 'deadline' | 'idle' }) & { count: string };
 
 /** What a read of a VM's stdout or stderr returns (see FtHost.readOutput). */
 export interface OutputRead extends RingSlice {
@@ -348,9 +352,9 @@ const OUTPUT_READS_MAX = 1024;
 /** the longest a read of a VM's output waits for more, in ms */
 export const OUTPUT_WAIT_MS_MAX = 60_000;
 
-/** FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
-export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
-const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
+/** The codes a host refuses a request with (host/errors.ts says what each means). FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
+export type HostErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST'>;
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'] satisfies HostErrorCode[];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -1077,46 +1081,32 @@ export class FtHost {
    * is checked and metered on a worker thread (meter-pool.ts); the promise
    * settles once the primary replica runs. The backup is made afterwards: the
    * module goes to its host (shipModules), which then starts it.
-   * Errors: GuestLoadError (the module is refused), HostError
+   * Errors: FtvmError FTVM_ERR_BAD_REQUEST or FTVM_ERR_TOO_LARGE (the request
+   * breaks a rule or limit of api/action.ts checkStart: nothing is created),
+   * GuestLoadError (the module is refused), HostError
    * FTVM_ERR_MODULE_NOT_FOUND (no module of that hash here), FTVM_ERR_EXISTS,
-   * FTVM_ERR_BAD_REQUEST (bad limits), MeterPoolError FTVM_ERR_UNAVAILABLE
-   * (too many modules wait to be metered).
+   * FTVM_ERR_CONFLICT (a port published already), MeterPoolError
+   * FTVM_ERR_UNAVAILABLE (too many modules wait to be metered).
    */
   async startVm(req: StartRequest): Promise<{ gen: number; primary: string; backup: string | null }> {
-    if (!NAME_RE.test(req.name)) throw new HostError('FTVM_ERR_BAD_REQUEST', `VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
-    const memoryMiB = req.memoryMiB ?? DEFAULT_MEMORY_LIMIT_PAGES / 16;
-    const cpuPercent = req.cpuPercent ?? 100;
-    if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new HostError('FTVM_ERR_BAD_REQUEST', `memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
-    if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'cpuPercent must be an integer from 1 to 100');
-    const publish = req.publish ?? [];
-    if (!Array.isArray(publish) || publish.length > PUBLISH_PORTS_MAX || !publish.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) || new Set(publish).size !== publish.length) {
-      throw new HostError('FTVM_ERR_BAD_REQUEST', `publish must be at most ${PUBLISH_PORTS_MAX} different TCP ports, integers from 1 to 65535`);
-    }
+    // Every door's start comes here: one check of every type, rule and limit before anything is made.
+    const action = checkStart(req);
+    const { memoryMiB, cpuPercent, publish } = action;
     const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
     if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
-    if ((req.module === undefined) === (req.moduleHash === undefined)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'give exactly one of a module and a module hash');
     let module: Uint8Array;
     let hash: string;
-    if (req.moduleHash !== undefined) {
-      if (!HASH_RE.test(req.moduleHash)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'a module hash is 64 lower-case hex digits (SHA-256)');
-      hash = req.moduleHash;
+    if (action.moduleHash !== undefined) {
+      hash = action.moduleHash;
       const got = await this.localModule(hash, 'module');
       if (!got) throw new HostError('FTVM_ERR_MODULE_NOT_FOUND', `no module ${hash} on ${this.id}: upload it first (PUT /v1/modules)`);
       module = shared(got);
     } else {
-      module = shared(req.module!);
+      module = shared(action.module!);
       hash = await sha256Hex(module);
     }
-    const start: EntryPayloads['start'] = {
-      module: hash,
-      // argv[0] is the program's name, as every runner gives it: here the VM's
-      args: [req.name, ...(req.args ?? [])],
-      env: req.env ?? {},
-      digestEvery: 10_000_000n,
-      depthLimit: DEFAULT_DEPTH_LIMIT,
-      memoryLimitPages: memoryMiB * 16,
-      canonicalizeNaNs: false,
-    };
+    // argv[0] is the program's name, as every runner gives it: here the VM's
+    const start: EntryPayloads['start'] = startEntryOf(action, hash);
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
     if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -1124,7 +1114,7 @@ export class FtHost {
     const meteredHash = c.meteredHash;
     // A module uploaded to this host keeps its metered form beside it: after a failover
     // this host can be made a backup again without anything shipped back to it.
-    if (req.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
+    if (action.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
     if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -1132,7 +1122,7 @@ export class FtHost {
     if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
-    const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
+    const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: action.stdin.length ? action.stdin : undefined, cpuPercent });
     const vm = this.newVm({ name: req.name, gen, role: 'primary', state: backup ? 'live' : 'alone', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
@@ -1454,7 +1444,10 @@ export class FtHost {
         return;
       case 'ended':
         vm.ended = true;
-        vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0 } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '' } : { outcome: m.result.outcome };
+        {
+          const count = m.result.count === null ? '-1' : String(m.result.count);
+          vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0, count } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '', count } : { outcome: m.result.outcome, count };
+        }
         // the replay reached the end: the primary measures no lag against a count the backup never reports
         if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
         if (vm.role === 'primary') this.endLag(vm);
@@ -2197,18 +2190,10 @@ export class FtHost {
         return;
       }
       case 'start': {
-        if (!(m.module instanceof Uint8Array) && typeof m.moduleHash !== 'string') throw new Error('start needs "module" (bytes) or "moduleHash" (a SHA-256, hex)');
-        const r = await this.startVm({
-          name: String(m.vm),
-          ...(m.module instanceof Uint8Array ? { module: m.module } : { moduleHash: m.moduleHash as string }),
-          args: m.args as string[] | undefined,
-          env: m.env as Record<string, string> | undefined,
-          stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,
-          memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
-          cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
-          publish: Array.isArray(m.publish) ? (m.publish as number[]) : undefined,
-        });
-        send(sock, { t: 'started', id, vm: m.vm, ...r });
+        // the message as it is, with its exact types, through the one check of a start (api/action.ts)
+        const a = checkClientStart(m);
+        const r = await this.startVm({ name: a.name, ...(a.module ? { module: a.module } : { moduleHash: a.moduleHash! }), args: a.args, env: a.env, stdin: a.stdin, memoryMiB: a.memoryMiB, cpuPercent: a.cpuPercent, publish: a.publish });
+        send(sock, { t: 'started', id, vm: a.name, ...r });
         return;
       }
       case 'send': {

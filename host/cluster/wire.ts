@@ -48,6 +48,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { Packr } from 'msgpackr';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export const WIRE_VERSION = 1;
 export const WIRE_HEADER = 8;
@@ -64,7 +65,7 @@ export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export class WireError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_FRAME_SIZE' | 'FTVM_ERR_FRAME_CHECKSUM' | 'FTVM_ERR_FRAME_DECODE' | 'FTVM_ERR_FRAME_VERSION' | 'FTVM_ERR_AUTH',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_FRAME_SIZE' | 'FTVM_ERR_FRAME_CHECKSUM' | 'FTVM_ERR_FRAME_DECODE' | 'FTVM_ERR_FRAME_VERSION' | 'FTVM_ERR_AUTH'>,
     message: string,
   ) {
     super(message);

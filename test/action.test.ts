@@ -8,6 +8,7 @@
 // argument with NUL, "name": 5) are refused through REST and the client port
 // with no VM created and the host alive, and the largest accepted start runs
 // with a backup on the other host (it was logged and shipped whole).
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkClientStart,
@@ -208,10 +209,15 @@ describe('a start, checked, on a real cluster', { timeout: 180_000 }, () => {
         );
         expect([what, err?.message]).toEqual([what, expect.stringMatching(/more than|holds|must be a string/)]);
       }
+      expect(await vmNames('h1')).toEqual([]);
+      // and a start within the rules goes through, every field read with its type
+      const kv = new Uint8Array(readFileSync(new URL('../guests/kv.wasm', import.meta.url)));
+      expect(await client.start('viaclient', kv, { args: ['a'], env: { A: 'b' }, stdin: new Uint8Array([1]), memoryMiB: 64, cpuPercent: 50 })).toMatchObject({ t: 'started', vm: 'viaclient', primary: 'h1' });
+      expect((await api('h1', 'GET', '/v1/vms/viaclient')).json).toMatchObject({ name: 'viaclient', memoryMiB: 64, cpuPercent: 50 });
+      expect((await api('h1', 'DELETE', '/v1/vms/viaclient')).status).toBe(204);
     } finally {
       client.close();
     }
-    expect(await vmNames('h1')).toEqual([]);
   });
 
   it('the largest start it accepts runs, with its backup on the other host', async () => {

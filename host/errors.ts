@@ -87,6 +87,7 @@ export const ERROR_CATALOGUE = {
   FTVM_ERR_FRAME_DECODE: e(400, 1, 'a frame does not decode'),
   FTVM_ERR_FRAME_VERSION: e(400, 1, 'a frame carries another wire version'),
   FTVM_ERR_AUTH: e(401, 1, 'a peer failed the HMAC handshake'),
+  FTVM_ERR_TOO_MANY_CONNECTIONS: e(503, 1, 'the client port has as many connections open as it allows (in all, or from that address)'),
   FTVM_ERR_BAD_MESSAGE: e(400, 1, 'a peer message is not one the protocol knows, or a field is wrong'),
   FTVM_ERR_ARBITER: e(503, 1, 'the arbiter cannot be reached or refused the request'),
   // ---- the command line ----

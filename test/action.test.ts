@@ -196,18 +196,18 @@ describe('a start, checked, on a real cluster', { timeout: 180_000 }, () => {
     expect((await api('h1', 'GET', '/healthz')).json).toMatchObject({ ok: true });
   });
 
-  it('the client port refuses them too, with the same words, and creates no VM', async () => {
+  it('the client port refuses them too, with the same codes, and creates no VM', async () => {
     const client = await c.client('h1');
     try {
       // msgpack maps hold at most 65,535 keys, so the client sends VM_ENV_MAX + 1 variables where REST got 100,000
-      const rows = REPORTED.map(([what, fields]) => (what === '100,000 env vars' ? ([`${VM_ENV_MAX + 1} env vars`, { env: envOf(VM_ENV_MAX + 1, 4) }] as const) : ([what, fields] as const)));
-      for (const [what, fields] of rows) {
+      const rows = REPORTED.map(([what, fields, code]) => (what === '100,000 env vars' ? ([`${VM_ENV_MAX + 1} env vars`, { env: envOf(VM_ENV_MAX + 1, 4) }, code] as const) : ([what, fields, code] as const)));
+      for (const [what, fields, code] of rows) {
         const { name, args, env } = { name: 'rep', ...fields } as { name: string; args?: string[]; env?: Record<string, string> };
         const err = await client.start(name, new Uint8Array(MODULE), { args, env }).then(
           () => null,
-          (e: Error) => e,
+          (e: Error & { code?: string }) => e,
         );
-        expect([what, err?.message]).toEqual([what, expect.stringMatching(/more than|holds|must be a string/)]);
+        expect([what, err?.code, err?.message]).toEqual([what, code, expect.stringMatching(/more than|holds|must be a string/)]);
       }
       expect(await vmNames('h1')).toEqual([]);
       // and a start within the rules goes through, every field read with its type

@@ -74,7 +74,7 @@ export class WireError extends Error {
 }
 
 /** What a host's client port refuses, with its stable code. */
-export type ClientErrorCode = 'FTVM_ERR_UNAUTHORIZED' | 'FTVM_ERR_TOO_MANY_CONNECTIONS';
+export type ClientErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_UNAUTHORIZED' | 'FTVM_ERR_TOO_MANY_CONNECTIONS'>;
 
 /**
  * An error of the client port, with a stable code: raised by the host for a

@@ -30,7 +30,7 @@ import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
-import { checkSend, checkStartBody, checkVmOp } from './action.ts';
+import { checkSend, checkStartBody, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
 import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 
 /** The codes the API answers with: every code of the error catalogue (host/errors.ts). */
@@ -55,6 +55,7 @@ export const WASM_MEDIA_TYPE = 'application/wasm';
 
 const errorSchema = {
   type: 'object',
+  description: "an error: `code` is one of the error catalogue (host/errors.ts, the README's \"Errors\"), answered with the catalogue's HTTP status",
   required: ['error'],
   properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', enum: [...ERROR_CODES] }, message: { type: 'string' } } } },
 } as const;
@@ -286,10 +287,18 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           args: {
             type: 'array',
             items: { type: 'string' },
-            description: "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi",
+            description:
+              "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi; " +
+              `no NUL; at most ${VM_ARGS_MAX} arguments of ${VM_STRING_BYTES_MAX} bytes each (413 FTVM_ERR_TOO_LARGE beyond)`,
           },
-          env: { type: 'object', additionalProperties: { type: 'string' } },
-          stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
+          env: {
+            type: 'object',
+            additionalProperties: { type: 'string' },
+            description:
+              `names non-empty, without "=" or NUL; values without NUL; at most ${VM_ENV_MAX} variables of ${VM_STRING_BYTES_MAX} bytes each as NAME=value; ` +
+              `the name, args and env take at most ${VM_ARGV_ENV_BYTES_MAX} bytes together (each string and its NUL), so the start fits one log frame`,
+          },
+          stdin: { type: 'string', description: `the guest's stdin, UTF-8, given whole at start (at most ${VM_STDIN_BYTES_MAX} bytes)` },
           stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
           memoryMiB: { type: 'integer', minimum: 1, maximum: 1024, description: 'the most memory the guest may grow to (default 1024)' },
           cpuPercent: { type: 'integer', minimum: 1, maximum: 100, description: 'the share of one core the primary may compute (default 100)' },

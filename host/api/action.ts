@@ -132,6 +132,7 @@ function plainObject(v: unknown): Record<string, unknown> | null {
 }
 
 function typeName(v: unknown): string {
+  if (v === undefined) return 'missing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (v instanceof Uint8Array) return 'bytes';
@@ -145,6 +146,7 @@ function onlyKnown(o: Record<string, unknown>, known: readonly string[], what: s
 
 /** The VM name `v`: a string matching NAME_RE. */
 export function checkVmName(v: unknown, field = 'name'): string {
+  if (v === undefined) return bad(`"${field}" is missing: a VM needs a name`);
   if (typeof v !== 'string') return bad(`"${field}" must be a string, not ${typeName(v)}`);
   if (!NAME_RE.test(v)) return bad(`"${field}" ${JSON.stringify(v.slice(0, 80))} must match ${NAME_RE}`);
   return v;
@@ -268,7 +270,7 @@ export function startEntryOf(action: StartAction, moduleHash: string): EntryPayl
 export function checkClientStart(m: Record<string, unknown>): StartAction {
   const { t: _t, id: _id, v: _v, vm, ...rest } = m;
   if ('name' in rest) return bad('a start message names its VM in "vm"');
-  return checkStart({ ...rest, name: vm });
+  return checkStart({ ...rest, name: checkVmName(vm, 'vm') });
 }
 
 /** The JSON body of POST /v1/vms, type-checked (see checkStartBody). */

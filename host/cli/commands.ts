@@ -145,7 +145,8 @@ export function intOption(flag: string, v: string | undefined, min = 0, max = Nu
   if (v === undefined) return undefined;
   const n = /^-?\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    const what = max !== Number.MAX_SAFE_INTEGER ? `an integer from ${min} to ${max}` : min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer of at least ${min}`;
+    const what =
+      max !== Number.MAX_SAFE_INTEGER ? `an integer from ${min} to ${max}` : min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : min <= Number.MIN_SAFE_INTEGER ? 'an integer' : `an integer of at least ${min}`;
     throw usageError(`${flag} expects ${what}, got "${v}"`);
   }
   return n;
@@ -615,7 +616,7 @@ function vmCommand<const O extends OptionsSpec>(c: { sub: string; synopsis: stri
     ...c,
     name: `vm ${c.sub}`,
     usage: `ftvm vm ${c.synopsis}`,
-    help: `usage: ftvm vm ${c.synopsis} [--api URL] [--token T]\n\n${c.about}\n\nThe options of every ftvm vm command:\n${API_HELP}\n`,
+    help: `usage: ftvm vm ${c.synopsis}\n\n${c.about}\n\nThe options of every ftvm vm command:\n${API_HELP}\n`,
     options: { ...c.options, ...API_FLAGS },
   };
 }
@@ -641,7 +642,7 @@ const LOGS_FLAGS = { stdout: { type: 'boolean' }, stderr: { type: 'boolean' }, a
 export const VM_COMMANDS = {
   start: vmCommand({
     sub: 'start',
-    synopsis: 'start NAME (--sample S | --module FILE) [--arg A ...] [--env K=V ...] [--stdin-file FILE] [--memory-mib N] [--cpu-percent P] [--publish PORT ...] [-- guest args...]',
+    synopsis: 'start NAME (--sample S | --module FILE) [--arg A ...] [--env K=V ...]\n        [--stdin-file FILE] [--memory-mib N] [--cpu-percent P] [--publish PORT ...]\n        [-- guest args...]',
     about: `Starts a VM and prints the host's answer once it runs. A module larger than
 1 MiB is uploaded first (PUT /v1/modules), unless the host has it, and started
 by its SHA-256; a module is metered once, on its first start, and the command

@@ -222,15 +222,15 @@ describe('a command guest under the service', () => {
 
   it('`ftvm vm` fails with one coded line and the documented status', async () => {
     const cases: Array<[string[], number, RegExp]> = [
-      [['output'], 2, /^ftvm vm output: FTVM_ERR_USAGE: a VM name is required\n$/],
+      [['output'], 2, /^ftvm vm output: FTVM_ERR_USAGE: a VM name is required \(see ftvm vm output --help\)\n$/],
       [['bogus'], 2, /^ftvm vm: FTVM_ERR_USAGE: unknown command "bogus"/],
       [['show', 'ghost'], 1, /^ftvm vm show: FTVM_ERR_NOT_FOUND: no VM named ghost\n$/],
       [['start', 'nofile', '--module', '/nonexistent/x.wasm'], 1, /^ftvm vm start: FTVM_ERR_FILE_NOT_FOUND: .*\/nonexistent\/x\.wasm/m],
-      [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count needs an integer/],
+      [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count expects a positive integer/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '0'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 0\n$/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '70000'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 70000\n$/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '8080', '--publish', '8080'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish names a port twice\n$/],
-      [['start', 'p', '--sample', 'kvsock', '--publish', 'http'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs an integer/],
+      [['start', 'p', '--sample', 'kvsock', '--publish', 'http'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish expects an integer/],
     ];
     for (const [args, code, line] of cases) {
       const r = await vm('h3', ...args).done;

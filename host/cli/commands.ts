@@ -281,7 +281,7 @@ ${TCPLISTEN_HELP}
   -h, --help              this text
 `;
 
-const REPLAY_HELP = `usage: ftvm replay <guest.wasm | sample name> --log FILE [options]
+const REPLAY_HELP = `usage: ftvm replay <guest.wasm | sample name> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR] [--exit-status MODE]
 
 Runs the guest again with the log as its only source of nondeterminism and
 checks every host call, output and digest against it: stdin, the preopened
@@ -396,7 +396,7 @@ const GUEST_OPERAND = { min: 1, max: 1, missing: 'a guest (a .wasm file or a sam
 
 export const RUN = command({
   name: 'run',
-  usage: 'ftvm run <guest.wasm | sample> [options] [-- guest args...]',
+  usage: 'ftvm run <guest.wasm | sample name> [options] [-- guest args...]',
   help: RUN_HELP,
   options: { ...GUEST_FLAGS, count: { type: 'boolean' }, deadline: { type: 'string' }, 'no-meter': { type: 'boolean' } },
   operands: GUEST_OPERAND,
@@ -406,7 +406,7 @@ export const RUN = command({
 
 export const RECORD = command({
   name: 'record',
-  usage: 'ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]',
+  usage: 'ftvm record <guest.wasm | sample name> --log FILE [options] [-- guest args...]',
   help: RECORD_HELP,
   options: { ...GUEST_FLAGS, log: { type: 'string' }, messages: { type: 'string' }, listen: { type: 'boolean' }, 'digest-every': { type: 'string' } },
   operands: GUEST_OPERAND,
@@ -416,7 +416,7 @@ export const RECORD = command({
 
 export const REPLAY = command({
   name: 'replay',
-  usage: 'ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]',
+  usage: 'ftvm replay <guest.wasm | sample name> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR] [--exit-status MODE]',
   help: REPLAY_HELP,
   options: { log: { type: 'string' }, until: { type: 'string' }, memory: { type: 'string' }, out: { type: 'string' }, 'exit-status': { type: 'string' } },
   operands: GUEST_OPERAND,
@@ -427,7 +427,7 @@ export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup'] as const;
 
 export const BENCH = command({
   name: 'bench',
-  usage: 'ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]',
+  usage: 'ftvm bench meter|replay|ft|startup [options]',
   help: BENCH_HELP,
   options: {
     json: { type: 'boolean' },
@@ -503,7 +503,7 @@ no tests found, a malformed NAME.json), 130 when stopped by SIGINT or SIGTERM
 
 export const HOST = command({
   name: 'host',
-  usage: 'ftvm host --id ID --dir DIR | --etcd URLS [options]',
+  usage: 'ftvm host --id ID --dir DIR | --etcd URL[,URL...] [options]',
   help: `usage: ftvm host --id ID --dir DIR | --etcd URL[,URL...] [options]
 
 Runs one host of an ftvm cluster until SIGTERM or SIGINT. It runs replicas of
@@ -679,7 +679,7 @@ or --env may start with "-" (--arg -e).
   logs: vmCommand({ sub: 'logs', synopsis: 'logs NAME [--follow] [--stdout | --stderr | --all]', about: LOGS_ABOUT, options: LOGS_FLAGS, operands: NAME_OPERAND }),
   output: vmCommand({
     sub: 'output',
-    synopsis: 'output NAME [--follow] [--stderr]',
+    synopsis: 'output NAME [--follow] [--stdout | --stderr | --all]',
     about: 'The older name of logs, kept: the same, except that without a stream flag it prints the\nguest\'s stdout only (as it always did). See ftvm vm logs --help.',
     options: LOGS_FLAGS,
     operands: NAME_OPERAND,

@@ -432,6 +432,8 @@ async function cmdBench(argv: string[]): Promise<number> {
   }
   const what = operands[0]!;
   if (!(BENCHMARKS as readonly string[]).includes(what)) throw usageError(`unknown benchmark "${what}" (available: ${BENCHMARKS.join(', ')})`);
+  // every number is checked before a benchmark is loaded
+  for (const flag of ['runs', 'warmup', 'trials', 'seconds'] as const) if (values[flag] !== undefined) positiveInt(`--${flag}`, values[flag]);
   if (what === 'startup') {
     const { benchStartup, formatStartupReport } = await import('../bench/startup.ts');
     const report = await benchStartup({

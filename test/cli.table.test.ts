@@ -4,7 +4,7 @@
 // word, words after "--" for a command that starts no guest) ends with exactly
 // one stderr line "ftvm <cmd>: FTVM_ERR_USAGE: ..." and exit status 2, never
 // a stack trace; `ftvm host --id` was a Node stack trace before. The valid
-// shapes (a guest argument that starts with "-", guest arguments after "--")
+// shapes (a guest argument or a token that starts with "-", guest arguments after "--")
 // are accepted: the command gets past its parsing (runs, or reaches for the
 // API and says it cannot). And the table keeps each command's flags and its
 // --help in step: every flag is named in its help, and every help starts with
@@ -48,6 +48,8 @@ const slips: Slip[] = [
   [['conformance', conf, '--timeout', '0'], 'conformance', /--timeout expects an integer from 1 to 86400/],
   [['host', ...HOSTDIR, '--fail-ms', 'soon'], 'host', /--fail-ms expects a non-negative integer, got "soon"/],
   [['host', ...HOSTDIR, '--api-port', '-1'], 'host', /--api-port needs a value/],
+  // a secret that starts with "-" is the secret (random text may): the line is about the number after it
+  [['host', '--id', 'h', '--secret', '-s3cret', '--dir', `${tmp.dir}/arbiter`, '--fail-ms', 'soon'], 'host', /--fail-ms expects a non-negative integer/],
   [['cluster', 'up', '--hosts', '17'], 'cluster up', /--hosts expects an integer from 1 to 16, got "17"/],
   [['vm', 'start', 'x', '--sample', 'fib', '--memory-mib', 'lots', ...NOAPI], 'vm start', /--memory-mib expects an integer, got "lots"/],
   [['vm', 'start', 'x', '--sample', 'fib', '--cpu-percent', '1.5', ...NOAPI], 'vm start', /--cpu-percent expects an integer/],
@@ -119,6 +121,9 @@ describe('the valid shapes are accepted', () => {
       ['vm', 'send', 'x', ...NOAPI, '--', '-text'],
       ['vm', 'logs', 'x', '--stderr', ...NOAPI],
       ['vm', '--api', 'http://127.0.0.1:1', '--token', 't', 'ls'],
+      // a token that starts with "-" (random base64url text may) is the token
+      ['vm', 'ls', '--api', 'http://127.0.0.1:1', '--token', '-Xy3'],
+      ['vm', '--token', '-Xy3', '--api', 'http://127.0.0.1:1', 'show', 'kv'],
     ]) {
       const r = await ftvm(args, '', 60_000);
       const own = r.stderr.split('\n').filter((l) => l.startsWith('ftvm'));

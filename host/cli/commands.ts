@@ -18,7 +18,8 @@
 // takes the guest's arguments after "--", as `wasmtime run` and node's own
 // scripts do: `ftvm vm start ls --module ls.wasm -- -l /`. Options whose value
 // belongs to the guest (vm start --arg and --env, run/record --env) take the
-// next word as their value even when it starts with "-" (`--arg -e`).
+// next word as their value even when it starts with "-" (`--arg -e`), and
+// so do --token and --secret, whose random text may start with "-".
 //
 // This module is loaded by every `ftvm` start, `ftvm --help` included: it
 // imports nothing heavy (node:util, errors.ts and the meter's constants).
@@ -56,8 +57,8 @@ export interface Command<O extends OptionsSpec = OptionsSpec> {
   operands: { min: number; max: number; missing?: string };
   /** true when it starts a guest: words after "--" are the guest's arguments */
   guestArgs?: boolean;
-  /** flags ("--arg") whose next word is their value even when it starts with "-" */
-  guestValues?: readonly string[];
+  /** flags whose next word is their value even when it starts with "-": a guest's argument (--arg -e), a token or secret (random text) */
+  rawValues?: readonly string[];
 }
 
 /** A parsed command line: the flags, the words before "--", the guest's arguments after it, and whether --help was asked. */
@@ -99,7 +100,7 @@ export function parseCommand<O extends OptionsSpec>(cmd: Command<O>, argv: reado
       break;
     }
     // `--arg -e` becomes `--arg=-e`, so the parser takes a value that starts with "-" as the value
-    if (cmd.guestValues?.includes(a) && i + 1 < argv.length) own.push(`${a}=${argv[++i]!}`);
+    if (cmd.rawValues?.includes(a) && i + 1 < argv.length) own.push(`${a}=${argv[++i]!}`);
     else own.push(a);
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
@@ -401,7 +402,7 @@ export const RUN = command({
   options: { ...GUEST_FLAGS, count: { type: 'boolean' }, deadline: { type: 'string' }, 'no-meter': { type: 'boolean' } },
   operands: GUEST_OPERAND,
   guestArgs: true,
-  guestValues: ['--env'],
+  rawValues: ['--env'],
 });
 
 export const RECORD = command({
@@ -411,7 +412,7 @@ export const RECORD = command({
   options: { ...GUEST_FLAGS, log: { type: 'string' }, messages: { type: 'string' }, listen: { type: 'boolean' }, 'digest-every': { type: 'string' } },
   operands: GUEST_OPERAND,
   guestArgs: true,
-  guestValues: ['--env'],
+  rawValues: ['--env'],
 });
 
 export const REPLAY = command({
@@ -444,6 +445,7 @@ export const BENCH = command({
     token: { type: 'string' },
   },
   operands: { min: 1, max: 1, missing: `a benchmark is required: ${BENCHMARKS.join(', ')}` },
+  rawValues: ['--token'],
 });
 
 export const DEMO = command({
@@ -567,6 +569,7 @@ options:
     'meter-jobs': { type: 'string' },
   },
   operands: { min: 0, max: 0 },
+  rawValues: ['--secret', '--token'],
 });
 
 /** The most hosts `ftvm cluster up` starts. */
@@ -611,13 +614,14 @@ const API_HELP = `  --api URL      a host's REST API (default $FTVM_API)
 const NAME_OPERAND = { min: 1, max: 1, missing: 'a VM name is required' };
 
 /** A `ftvm vm` sub-command: `synopsis` (after "ftvm vm ") and `about` (what it does) make both its --help and its lines in `ftvm vm --help`. */
-function vmCommand<const O extends OptionsSpec>(c: { sub: string; synopsis: string; about: string; options: O; operands: Command['operands']; guestArgs?: boolean; guestValues?: readonly string[] }): Command<O & typeof API_FLAGS> & { sub: string; synopsis: string; about: string } {
+function vmCommand<const O extends OptionsSpec>(c: { sub: string; synopsis: string; about: string; options: O; operands: Command['operands']; guestArgs?: boolean; rawValues?: readonly string[] }): Command<O & typeof API_FLAGS> & { sub: string; synopsis: string; about: string } {
   return {
     ...c,
     name: `vm ${c.sub}`,
     usage: `ftvm vm ${c.synopsis}`,
     help: `usage: ftvm vm ${c.synopsis}\n\n${c.about}\n\nThe options of every ftvm vm command:\n${API_HELP}\n`,
     options: { ...c.options, ...API_FLAGS },
+    rawValues: [...(c.rawValues ?? []), '--token'],
   };
 }
 
@@ -672,7 +676,7 @@ or --env may start with "-" (--arg -e).
     },
     operands: NAME_OPERAND,
     guestArgs: true,
-    guestValues: ['--arg', '--env'],
+    rawValues: ['--arg', '--env'],
   }),
   ls: vmCommand({ sub: 'ls', synopsis: 'ls', about: 'Prints every VM the cluster has: state, placement, count, lag, log bytes, outputs released.', options: {}, operands: { min: 0, max: 0 } }),
   show: vmCommand({ sub: 'show', synopsis: 'show NAME', about: 'Prints one VM (with "end": its exit status or trap, once it ended).', options: {}, operands: NAME_OPERAND }),

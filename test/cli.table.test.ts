@@ -76,6 +76,9 @@ const slips: Slip[] = [
   // a flag of another command
   [['vm', 'ls', '--sample', 'kv', ...NOAPI], 'vm ls', /unknown option --sample/],
   [['run', 'fib', '--arg', '-x'], 'run', /unknown option --arg/],
+  // "--" right after a flag that takes any value is still the end of the flags
+  [['run', 'fib', '--env', '--', '10'], 'run', /--env needs a value/],
+  [['vm', 'start', 'x', '--sample', 'fib', ...NOAPI, '--arg', '--', 'a'], 'vm start', /--arg needs a value/],
   // words after "--" for a command that starts no guest are its words: too many here
   [['replay', 'fib', '--log', log, '--', '10'], 'replay', /unexpected argument "10"/],
   [['cluster', 'up', '--', 'x'], 'cluster up', /unexpected argument "x"/],

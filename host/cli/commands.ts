@@ -99,8 +99,8 @@ export function parseCommand<O extends OptionsSpec>(cmd: Command<O>, argv: reado
       own.push(...argv.slice(i));
       break;
     }
-    // `--arg -e` becomes `--arg=-e`, so the parser takes a value that starts with "-" as the value
-    if (cmd.rawValues?.includes(a) && i + 1 < argv.length) own.push(`${a}=${argv[++i]!}`);
+    // `--arg -e` becomes `--arg=-e`, so the parser takes a value that starts with "-" as the value ("--" stays the end of the flags: `--arg=--` gives that)
+    if (cmd.rawValues?.includes(a) && i + 1 < argv.length && argv[i + 1] !== '--') own.push(`${a}=${argv[++i]!}`);
     else own.push(a);
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };

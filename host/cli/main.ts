@@ -17,8 +17,10 @@ import { isListenAddr } from '../runtime/listen-addr.ts';
  * Runs one `ftvm` command line (argv without the program name) and returns
  * the exit status (see errors.ts for the table). Every failure of `run`,
  * `record`, `replay`, `bench` and `conformance` is printed as one line
- * `ftvm: FTVM_ERR_X: message` on stderr, never as a stack trace; output that
- * could not be written (FTVM_ERR_OUTPUT_LOST) makes the status 1.
+ * `ftvm: FTVM_ERR_X: message` on stderr, never as a stack trace, a wrong
+ * command line as `ftvm CMD: FTVM_ERR_USAGE: message` (commands.ts parses
+ * every command line); output that could not be written
+ * (FTVM_ERR_OUTPUT_LOST) makes the status 1.
  */
 export async function main(argv: string[]): Promise<number> {
   const status = await dispatch(argv);

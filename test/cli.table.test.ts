@@ -10,6 +10,7 @@
 // --help in step: every flag is named in its help, and every help starts with
 // its usage. Real child processes, as a user runs them.
 import { mkdirSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BENCH, CLUSTER_UP, CONFORMANCE, DEMO, HOST, RECORD, REPLAY, RUN, VM_COMMANDS, type Command } from '../host/cli/commands.ts';
 import { ftvm, scratch } from './ftvm-cli.ts';
@@ -143,6 +144,24 @@ describe('the valid shapes are accepted', () => {
       expect(r.stdout).toMatch(new RegExp(`^usage: ftvm ${args.join(' ')}`));
     }
   }, 120_000);
+});
+
+describe('a command line that parses but cannot be carried out', () => {
+  it('ftvm host on an API port in use: one line "ftvm host: FTVM_ERR_...", exit status 1, and the process ends (what it started is stopped)', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const r = await ftvm(['host', ...HOSTDIR, '--api-port', String(port)], '', 60_000);
+      expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 1 });
+      const own = r.stderr.split('\n').filter((l) => l.startsWith('ftvm'));
+      expect(own, r.stderr).toHaveLength(1);
+      expect(own[0]).toMatch(/^ftvm host: FTVM_ERR_[A-Z_]+: .*EADDRINUSE/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      taken.close();
+    }
+  }, 90_000);
 });
 
 describe('the table keeps each command\'s flags and help in step', () => {

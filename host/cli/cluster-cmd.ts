@@ -13,7 +13,9 @@ export const CLUSTER_HELP = CLUSTER_UP.help;
  * `ftvm cluster up ARGS`: runs a local cluster until SIGINT or SIGTERM, then
  * exit status 0. A wrong command line is one line "ftvm cluster up:
  * FTVM_ERR_USAGE: message" (exit status 2); a log directory it cannot make,
- * "ftvm cluster up: FTVM_ERR_FILE_*: ..." (exit status 1).
+ * "ftvm cluster up: FTVM_ERR_FILE_*: ..." and a host that would not start or
+ * link, "ftvm cluster up: FTVM_ERR_X: ...", after stopping every host it
+ * started (exit status 1).
  */
 export async function clusterMain(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
@@ -67,6 +69,11 @@ export async function clusterMain(argv: string[]): Promise<number> {
       process.once('SIGINT', resolve);
     });
     return 0;
+  } catch (e) {
+    // a host that would not start or link: one line, after every host it started is stopped (finally)
+    const { line, status } = usageLine('cluster up', e);
+    process.stderr.write(`${line.replace(/^ftvm: /, 'ftvm cluster up: ')}\n`);
+    return status;
   } finally {
     await c.stop();
   }

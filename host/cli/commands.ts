@@ -513,7 +513,8 @@ VMs on worker threads, streams each primary's log to its backup over the
 authenticated log channel, releases outputs only once the backup has the log
 up to them, watches its peers, goes live through the arbiter when a partner
 dies, and re-creates lost backups from snapshots. It serves the REST API
-(under /v1, bearer token; GET /v1/openapi.json documents it). When it is
+(under /v1, bearer token; GET /v1/openapi.json documents it) and the client
+port (whose clients prove they know the same token). When it is
 listening it prints one JSON line to stdout:
 {"ready": true, "id", "peer", "client", "api", "slot", "token"} (the token only
 when it was generated). What it does goes to stderr. A wrong command line is
@@ -533,7 +534,9 @@ options:
   --public-address ADDR the IP address VMs' published ports listen on, where TCP clients reach
                         this host (default: the --bind address)
   --api-port N          REST API port (default 0: any free port)
-  --token T             the API's bearer token (default: $FTVM_TOKEN, else generated and printed once)
+  --token T             the API token: the REST API's bearer token, which clients of the client
+                        port must prove they know too (default: $FTVM_TOKEN, else generated and
+                        printed once)
   --heartbeat-ms N      heartbeat period (default 50)
   --fail-ms N           a peer silent this long is dead (default 600)
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)

@@ -1,5 +1,6 @@
 // `ftvm host`: run one host daemon of a cluster.
 
+import { randomBytes } from 'node:crypto';
 import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
 import { FtHost } from '../cluster/host.ts';
 import { HOST, intOption, parseCommand, usageLine } from './commands.ts';
@@ -43,9 +44,13 @@ async function runHost(argv: string[]): Promise<number> {
     const { EtcdArbiter } = await import('../cluster/etcd-arbiter.ts');
     arbiter = new EtcdArbiter({ endpoints: values.etcd!.split(',') });
   }
+  // one token for the REST API and the client port (generated when none is given)
+  const given = values.token ?? process.env.FTVM_TOKEN;
+  const token = given ?? randomBytes(24).toString('base64url');
   const host = new FtHost({
     id: values.id,
     secret,
+    token,
     arbiter,
     bind: values.bind,
     peerPort: num('peer-port', values['peer-port']),
@@ -70,8 +75,7 @@ async function runHost(argv: string[]): Promise<number> {
     throw e;
   }
   const { buildApi } = await import('../api/server.ts');
-  const given = values.token ?? process.env.FTVM_TOKEN;
-  const api = await buildApi(host, { token: given });
+  const api = await buildApi(host, { token });
   const bind = values.bind ?? '127.0.0.1';
   try {
     await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });

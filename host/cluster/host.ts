@@ -7,11 +7,12 @@
 // Channels:
 //   peer   TCP between hosts: heartbeats, log frames, acks, backups, forwarded
 //          client messages and outputs (wire.ts; authenticated by HMAC).
-//   client TCP from clients (wire.ts, no secret): start/stop VMs, send messages
+//   client TCP from clients (wire.ts; each proves it knows the API token):
+//          start/stop VMs, send messages
 //          to a VM, receive its outputs (each with the VM's output sequence
 //          number, so a client drops the duplicates a failover can cause).
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -32,12 +33,24 @@ import { OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
-import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
+import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
   id: string;
   /** the cluster secret every peer must prove it knows */
   secret: string;
+  /**
+   * the API token every client of the client port must prove it knows (the REST
+   * API's bearer token; wire.ts draws the handshake). Default: a random one no
+   * client knows, so the client port lets nobody in.
+   */
+  token?: string;
+  /** an authenticated client-port connection silent this long is closed, in ms (default 60000; FtClient pings within a third of it) */
+  clientIdleMs?: number;
+  /** client-port connections open at once, authenticated or not (default 1024) */
+  clientConnsMax?: number;
+  /** client-port connections open at once from one remote address (default 256) */
+  clientConnsPerAddressMax?: number;
   arbiter: Arbiter;
   /** address to listen on (default 127.0.0.1) */
   bind?: string;
@@ -76,6 +89,16 @@ export interface HostOptions {
 export function defaultDataDir(id: string): string {
   if (process.env.FTVM_DATA_DIR) return join(process.env.FTVM_DATA_DIR, id);
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', `host-${id}`);
+}
+
+/** One connection on the client port, from accept to close. */
+interface ClientLink {
+  /** the remote IP address (the per-address cap counts by it) */
+  address: string;
+  /** it proved it knows the API token */
+  authed: boolean;
+  /** performance.now() of its accept or of its last frame, in ms */
+  heardAt: number;
 }
 
 interface Link {
@@ -339,6 +362,18 @@ export class HostError extends Error {
     this.name = 'HostError';
   }
 }
+/** An authenticated client-port connection silent this long is closed (HostOptions.clientIdleMs), in ms. */
+export const CLIENT_IDLE_MS = 60_000;
+/** Client-port connections open at once per host, authenticated or not (HostOptions.clientConnsMax). */
+export const CLIENT_CONNS_MAX = 1024;
+/** Client-port connections open at once from one remote address (HostOptions.clientConnsPerAddressMax). */
+export const CLIENT_CONNS_PER_ADDRESS_MAX = 256;
+/** Connections whose serving host a host remembers (those resumed somewhere), at most. */
+const CONN_OWNERS_MAX = 65_536;
+/** VMs a client's resume may name in "seen", at most. */
+const RESUME_VMS_MAX = 4096;
+/** How often the host looks for client-port connections past their authentication time or idle too long, in ms. */
+const CLIENT_SWEEP_MS = 250;
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
 export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
 
@@ -368,14 +403,21 @@ export class FtHost {
   private readonly tombstones = new Map<string, number>();
   /** VMs this host took over as a backup */
   failovers = 0;
+  /** authenticated client-port connections by connection id (at most clientConnsMax) */
   private readonly clients = new Map<number, Socket>();
-  /** clients that came back here: the host each of those connections is served by now */
+  /** every open client-port connection, oldest first (at most clientConnsMax) */
+  private readonly clientLinks = new Map<Socket, ClientLink>();
+  /** open client-port connections per remote address (an entry per address in clientLinks) */
+  private readonly clientsPerAddress = new Map<string, number>();
+  private clientRefusalSaidAt = -Infinity;
+  /** clients that came back somewhere: the host each of those connections is served by now (at most CONN_OWNERS_MAX, the least recently set dropped) */
   private readonly connOwners = new Map<number, string>();
   /** connections that came back here, with the last output forwarded to them per VM */
   private readonly adopted = new Map<number, Map<string, number>>();
   /** outputs kept for API connections, and who waits for them */
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
-  private nextConn = 1;
+  /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** per peer, the "vm:port"s it could not bind (said with its heartbeats) */
@@ -391,7 +433,7 @@ export class FtHost {
   /** what this host did, as named events (the last EVENTS_MAX) */
   readonly events = new EventLog();
   /** counters for what the host refused */
-  readonly refused = { unauthenticated: 0, badFrames: 0 };
+  readonly refused = { unauthenticated: 0, badFrames: 0, clientsUnauthorized: 0, clientsOverCap: 0, clientsIdle: 0 };
   private readonly snapshotsIn = new Map<string, Uint8Array[]>();
   /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
   private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
@@ -432,6 +474,10 @@ export class FtHost {
       moduleStoreBytesMax: STORE_BYTES_MAX,
       moduleStoreCountMax: STORE_COUNT_MAX,
       meterJobsMax: 1,
+      token: randomBytes(32).toString('base64url'),
+      clientIdleMs: CLIENT_IDLE_MS,
+      clientConnsMax: CLIENT_CONNS_MAX,
+      clientConnsPerAddressMax: CLIENT_CONNS_PER_ADDRESS_MAX,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
     this.detector = new FailureDetector(this.opts.failMs);
@@ -479,6 +525,7 @@ export class FtHost {
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
+    this.timers.push(setInterval(() => this.sweepClients(), CLIENT_SWEEP_MS));
     this.say(`up: peer ${this.peerAddr}, client ${this.clientAddr}, slot ${this.slot}`);
   }
 
@@ -495,7 +542,7 @@ export class FtHost {
     this.ingress.close();
     for (const l of this.links.values()) l.sock?.destroy();
     for (const s of this.incoming) s.destroy();
-    for (const s of this.clients.values()) s.destroy();
+    for (const s of this.clientLinks.keys()) s.destroy();
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
@@ -901,10 +948,10 @@ export class FtHost {
         return;
       case 'adopt':
         if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
-        else this.connOwners.set(m.conn, m.owner);
+        else this.setConnOwner(m.conn, m.owner);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn, m.owner);
+        this.setConnOwner(m.conn, m.owner);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -1598,7 +1645,7 @@ export class FtHost {
   }
 
   private resend(vm: Vm, conn: number, after: number, owner: string): void {
-    this.connOwners.set(conn, owner);
+    this.setConnOwner(conn, owner);
     for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
   }
 
@@ -1752,27 +1799,131 @@ export class FtHost {
 
   // ---- clients ----
 
+  /**
+   * A connection on the client port. It must prove it knows the API token
+   * within CLIENT_AUTH_MS (the handshake in wire.ts) before it gets a
+   * connection id or any request is read; until then its frames are at most
+   * CLIENT_AUTH_FRAME_MAX bytes. Past a cap (clientConnsPerAddressMax from its
+   * address, clientConnsMax in all), it takes the place of the oldest connection
+   * that has not authenticated yet (of its address, for the per-address cap), so
+   * a flood of idle connections cannot lock real clients out; with none to
+   * displace it is refused with FTVM_ERR_TOO_MANY_CONNECTIONS.
+   */
   private acceptClient(sock: Socket): void {
     sock.setNoDelay(true);
-    const c = { conn: ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0 };
-    this.clients.set(c.conn, sock);
+    sock.on('error', () => {});
+    const address = sock.remoteAddress ?? '?';
+    const fromAddress = this.clientsPerAddress.get(address) ?? 0;
+    if (fromAddress >= this.opts.clientConnsPerAddressMax && !this.displaceUnauthenticated(address)) {
+      return this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', `${address} has ${fromAddress} connections to the client port of ${this.id} (at most ${this.opts.clientConnsPerAddressMax} from one address)`);
+    }
+    if (this.clientLinks.size >= this.opts.clientConnsMax && !this.displaceUnauthenticated(null)) {
+      return this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', `the client port of ${this.id} has ${this.clientLinks.size} connections (at most ${this.opts.clientConnsMax})`);
+    }
+    const link: ClientLink = { address, authed: false, heardAt: performance.now() };
+    this.clientLinks.set(sock, link);
+    this.clientsPerAddress.set(address, (this.clientsPerAddress.get(address) ?? 0) + 1);
+    const c = { conn: -1 };
     sock.on('close', () => {
+      this.unlinkClient(sock);
       if (this.clients.get(c.conn) !== sock) return;
       this.clients.delete(c.conn);
       this.adopted.delete(c.conn);
     });
-    sock.on('error', () => {});
-    // the client learns its connection id, to come back with it after a failure
-    send(sock, { t: 'hello', conn: c.conn, host: this.id });
+    const mine = nonce();
+    send(sock, { t: 'challenge', host: this.id, nonce: mine });
     readMessages(
       sock,
-      CLIENT_FRAME_MAX,
-      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      () => (link.authed ? CLIENT_FRAME_MAX : CLIENT_AUTH_FRAME_MAX),
+      (m) => {
+        if (sock.writableEnded) return; // refused: nothing more it sent is acted on
+        link.heardAt = performance.now();
+        if (!link.authed) {
+          if (m.t !== 'auth') return this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', `"${m.t}" before authentication: the client port needs the API token first (see wire.ts)`);
+          const theirs = m.nonce;
+          if (!(theirs instanceof Uint8Array) || theirs.length !== 16 || !macOk(mac(this.opts.token, 'client', mine, theirs), m.mac)) {
+            return this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', 'wrong credentials: the client does not know the API token');
+          }
+          link.authed = true;
+          c.conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
+          this.clients.set(c.conn, sock);
+          // the client learns its connection id and the key to come back with it after a failure
+          send(sock, { t: 'hello', conn: c.conn, host: this.id, key: resumeKey(this.opts.secret, c.conn), idleMs: this.opts.clientIdleMs, mac: mac(this.opts.token, 'host', theirs, mine) });
+          return;
+        }
+        void this.onClient(sock, c, m).catch((e) => {
+          const code = (e as { code?: unknown }).code;
+          send(sock, { t: 'error', id: m.id ?? null, ...(typeof code === 'string' && code.startsWith('FTVM_ERR_') ? { code } : {}), message: (e as Error).message });
+        });
+      },
       (e) => {
         this.refused.badFrames++;
-        this.say(`dropped a client: ${e.message}`);
+        this.unlinkClient(sock);
+        // only a client that knows the token is worth a line: a flood of bad frames is counted, not logged
+        if (link.authed) this.say(`dropped a client: ${e.message}`);
       },
     );
+  }
+
+  /**
+   * Ends a client-port connection with one error frame ({ t: 'error', id: null,
+   * code, message }); it leaves the caps at once. Said in the log at most once
+   * a second (a flood would fill it), counted in `refused` always.
+   */
+  private refuseClient(sock: Socket, code: ClientErrorCode | 'FTVM_ERR_UNAVAILABLE', message: string): void {
+    if (code === 'FTVM_ERR_UNAUTHORIZED') this.refused.clientsUnauthorized++;
+    else if (code === 'FTVM_ERR_TOO_MANY_CONNECTIONS') this.refused.clientsOverCap++;
+    else this.refused.clientsIdle++;
+    this.unlinkClient(sock);
+    const now = performance.now();
+    if (now - this.clientRefusalSaidAt >= 1000) {
+      this.clientRefusalSaidAt = now;
+      const r = this.refused;
+      this.say(`closed a client connection from ${sock.remoteAddress ?? '?'}: ${code}: ${message} (so far: ${r.clientsUnauthorized} unauthorized, ${r.clientsOverCap} over a cap, ${r.clientsIdle} idle)`);
+    }
+    if (sock.writableEnded) return;
+    // the frame is small: it leaves at once, and the socket is closed then, whether or not the client reads
+    sock.end(encodeMessage({ t: 'error', id: null, code, message }), () => sock.destroy());
+  }
+
+  /**
+   * Records which host serves connection `conn` now. The map keeps the
+   * CONN_OWNERS_MAX most recently set: a connection forgotten here falls back
+   * to the host of its slot, which is where it started.
+   */
+  private setConnOwner(conn: number, owner: string): void {
+    this.connOwners.delete(conn);
+    this.connOwners.set(conn, owner);
+    if (this.connOwners.size > CONN_OWNERS_MAX) this.connOwners.delete(this.connOwners.keys().next().value!);
+  }
+
+  /** A client-port connection leaves the caps (on close, or at once when it is refused). */
+  private unlinkClient(sock: Socket): void {
+    const link = this.clientLinks.get(sock);
+    if (!link) return;
+    this.clientLinks.delete(sock);
+    const n = (this.clientsPerAddress.get(link.address) ?? 1) - 1;
+    if (n > 0) this.clientsPerAddress.set(link.address, n);
+    else this.clientsPerAddress.delete(link.address);
+  }
+
+  /** Ends the oldest client-port connection not authenticated yet (from `address`, if given) to make room; false if there is none. */
+  private displaceUnauthenticated(address: string | null): boolean {
+    for (const [sock, l] of this.clientLinks) {
+      if (l.authed || (address !== null && l.address !== address)) continue;
+      this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', 'the client port is full: a connection that has not authenticated yet gives way to a new one');
+      return true;
+    }
+    return false;
+  }
+
+  /** Closes client-port connections that did not authenticate within CLIENT_AUTH_MS, and authenticated ones silent for clientIdleMs. */
+  private sweepClients(): void {
+    const now = performance.now();
+    for (const [sock, l] of this.clientLinks) {
+      if (!l.authed && now - l.heardAt > CLIENT_AUTH_MS) this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', `no credentials within ${CLIENT_AUTH_MS} ms`);
+      else if (l.authed && now - l.heardAt > this.opts.clientIdleMs) this.refuseClient(sock, 'FTVM_ERR_UNAVAILABLE', `silent for ${this.opts.clientIdleMs} ms: closed (a client sends { t: 'ping' } to keep its connection)`);
+    }
   }
 
   private toClient(conn: number, m: WireMessage): void {
@@ -2031,10 +2182,13 @@ export class FtHost {
         const seen = m.seen as Record<string, number> | undefined;
         if (typeof old !== 'number' || !Number.isInteger(old) || old < 0 || old > 0xffffffff) throw new Error('resume needs "conn" (a u32)');
         if (typeof seen !== 'object' || seen === null || !Object.values(seen).every((v) => Number.isInteger(v))) throw new Error('resume needs "seen": { vm: seq }');
+        if (Object.keys(seen).length > RESUME_VMS_MAX) throw new HostError('FTVM_ERR_BAD_REQUEST', `resume names ${Object.keys(seen).length} VMs in "seen" (at most ${RESUME_VMS_MAX})`);
+        // only the client the connection id was issued to has its key: another one cannot read its outputs
+        if (!macOk(resumeKey(this.opts.secret, old), m.key)) throw new ClientError('FTVM_ERR_UNAUTHORIZED', `resume of connection ${old} needs its "key" (given with the hello that issued it)`);
         if (this.clients.get(conn) === sock) this.clients.delete(conn);
         c.conn = old;
         this.clients.set(old, sock);
-        this.connOwners.set(old, this.id);
+        this.setConnOwner(old, this.id);
         const vms = new Map(Object.entries(seen));
         this.adopted.set(old, vms);
         for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'conn-owner', conn: old, owner: this.id });
@@ -2065,6 +2219,8 @@ export class FtHost {
         this.route(String(m.vm), conn, data, m.eof === true, 0);
         return;
       }
+      case 'ping':
+        return; // a keep-alive: being heard is all it is for
       case 'status':
         send(sock, { t: 'status', ...this.status(), host: this.id, id });
         return;

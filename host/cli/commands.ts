@@ -22,9 +22,11 @@
 // so do --token and --secret, whose random text may start with "-".
 //
 // This module is loaded by every `ftvm` start, `ftvm --help` included: it
-// imports nothing heavy (node:util, errors.ts and the meter's constants).
+// imports nothing heavy (node:util, errors.ts and the constants of the meter
+// and of published ports).
 
 import { parseArgs } from 'node:util';
+import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
 
@@ -80,10 +82,10 @@ function command<const O extends OptionsSpec>(c: Command<O>): Command<O> {
  * Returns the flags, operands and guest arguments; when --help (-h) is given,
  * returns at once with help: true and nothing checked. Throws FTVM_ERR_USAGE
  * (CliError, exit status 2) for an unknown flag, a flag without its value, a
- * value for a boolean flag, too few or too many words, and words after "--"
- * for a command that starts no guest (there "--" only ends the flags, so an
- * operand may start with "-": `vm send kv -- -text`). Each message ends with
- * " (see ftvm NAME --help)".
+ * value for a boolean flag, and too few or too many words. For a command with
+ * guestArgs the words after "--" are the guest's; for the others "--" only
+ * ends the flags, so the words after it are operands that may start with "-"
+ * (`vm send kv -- -text`). Each message ends with " (see ftvm NAME --help)".
  */
 export function parseCommand<O extends OptionsSpec>(cmd: Command<O>, argv: readonly string[]): Parsed<O> {
   const hint = ` (see ftvm ${cmd.name} --help)`;
@@ -395,6 +397,7 @@ const GUEST_FLAGS = {
 
 const GUEST_OPERAND = { min: 1, max: 1, missing: 'a guest (a .wasm file or a sample name) is required' };
 
+/** `ftvm run`: a guest unreplicated, metered (main.ts cmdRun). */
 export const RUN = command({
   name: 'run',
   usage: 'ftvm run <guest.wasm | sample name> [options] [-- guest args...]',
@@ -405,6 +408,7 @@ export const RUN = command({
   rawValues: ['--env'],
 });
 
+/** `ftvm record`: a guest live, its log written (main.ts cmdRecord). */
 export const RECORD = command({
   name: 'record',
   usage: 'ftvm record <guest.wasm | sample name> --log FILE [options] [-- guest args...]',
@@ -415,6 +419,7 @@ export const RECORD = command({
   rawValues: ['--env'],
 });
 
+/** `ftvm replay`: a guest again from its log (main.ts cmdReplay). */
 export const REPLAY = command({
   name: 'replay',
   usage: 'ftvm replay <guest.wasm | sample name> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR] [--exit-status MODE]',
@@ -426,6 +431,7 @@ export const REPLAY = command({
 /** The benchmarks `ftvm bench` runs. */
 export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup'] as const;
 
+/** `ftvm bench BENCHMARK`: one of BENCHMARKS, its flags shared (main.ts cmdBench). */
 export const BENCH = command({
   name: 'bench',
   usage: 'ftvm bench meter|replay|ft|startup [options]',
@@ -448,6 +454,7 @@ export const BENCH = command({
   rawValues: ['--token'],
 });
 
+/** `ftvm demo [meter]` (demo-cluster.ts, demo.ts). */
 export const DEMO = command({
   name: 'demo',
   usage: 'ftvm demo [meter]',
@@ -464,6 +471,7 @@ export const DEFAULT_TIMEOUT_S = 300;
 /** Default number of tests `ftvm conformance` runs at once. */
 export const DEFAULT_JOBS = 2;
 
+/** `ftvm conformance DIR...` (conformance.ts cmdConformance). */
 export const CONFORMANCE = command({
   name: 'conformance',
   usage: 'ftvm conformance DIR... [--json] [--filter SUBSTR] [--no-node] [--jobs N] [--timeout S]',
@@ -503,6 +511,7 @@ no tests found, a malformed NAME.json), 130 when stopped by SIGINT or SIGTERM
 // ---------------------------------------------------------------------------
 // host, cluster up
 
+/** `ftvm host`: one host daemon (host-cmd.ts). */
 export const HOST = command({
   name: 'host',
   usage: 'ftvm host --id ID --dir DIR | --etcd URL[,URL...] [options]',
@@ -578,6 +587,7 @@ options:
 /** The most hosts `ftvm cluster up` starts. */
 export const CLUSTER_HOSTS_MAX = 16;
 
+/** `ftvm cluster up`: a local cluster on loopback (cluster-cmd.ts). */
 export const CLUSTER_UP = command({
   name: 'cluster up',
   usage: 'ftvm cluster up [--hosts N] [--log-dir DIR] [--json]',
@@ -666,7 +676,7 @@ or --env may start with "-" (--arg -e).
   --cpu-percent P      the share of one core it may use, percent
   --publish PORT       a TCP port every live host serves it on, at its public address
                        ("endpoints" in show): each connection is accepted on the guest's
-                       listening socket (fd 3); 1..65535, repeatable, at most 8`,
+                       listening socket (fd 3); 1..65535, repeatable, at most ${PUBLISH_PORTS_MAX}`,
     options: {
       sample: { type: 'string' },
       module: { type: 'string' },

@@ -1,7 +1,7 @@
 // The `ftvm` command line.
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { CliError, EXIT, fileError, onFile, usageError } from './errors.ts';
+import { CliError, describeFailure, EXIT, fileError, onFile, usageError } from './errors.ts';
 import { BENCH, BENCHMARKS, DEMO, intOption, LOG_FLUSH_MS, parseCommand, RECORD, REPLAY, RUN, USAGE, usageLine } from './commands.ts';
 import { hostStderr, hostStdout, outputLost } from './host-output.ts';
 import { I64_MAX } from '../meter/abi.ts';
@@ -77,8 +77,8 @@ async function dispatch(argv: string[]): Promise<number> {
   } catch (err) {
     // a wrong command line names the command (when it is one): "ftvm run: FTVM_ERR_USAGE: ..."
     const known = cmd === 'run' || cmd === 'record' || cmd === 'replay' || cmd === 'bench' || cmd === 'conformance' || cmd === 'demo';
-    const { line, status } = usageLine(known ? cmd : '', err);
-    hostStderr.write(`${line.replace(/^ftvm : /, 'ftvm: ')}\n`);
+    const { line, status } = known ? usageLine(cmd, err) : describeFailure(err);
+    hostStderr.write(`${line}\n`);
     return status;
   }
 }

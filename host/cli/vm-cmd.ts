@@ -61,9 +61,12 @@ function subCommandAt(argv: string[]): number {
 async function vmCommand(argv: string[]): Promise<number> {
   const at = subCommandAt(argv);
   if (at < 0) {
-    const help = argv.includes('--help') || argv.includes('-h');
-    process[help ? 'stdout' : 'stderr'].write(VM_HELP);
-    return help ? 0 : EXIT.usage;
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(VM_HELP);
+      return 0;
+    }
+    process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: a command is required: ${Object.keys(VM_COMMANDS).join(', ')} (see ftvm vm --help)\n`);
+    return EXIT.usage;
   }
   const cmd = argv[at]!;
   if (!Object.hasOwn(VM_COMMANDS, cmd)) {

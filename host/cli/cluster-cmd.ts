@@ -13,7 +13,7 @@ export const CLUSTER_HELP = CLUSTER_UP.help;
  * `ftvm cluster up ARGS`: runs a local cluster until SIGINT or SIGTERM, then
  * exit status 0. A wrong command line is one line "ftvm cluster up:
  * FTVM_ERR_USAGE: message" (exit status 2); a log directory it cannot make,
- * "ftvm cluster up: FTVM_ERR_FILE_*: ..." and a host that would not start or
+ * "ftvm cluster up: FTVM_ERR_FILE_ACCESS: ..." (or the file code that says why) and a host that would not start or
  * link, "ftvm cluster up: FTVM_ERR_X: ...", after stopping every host it
  * started (exit status 1).
  */

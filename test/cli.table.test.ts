@@ -107,6 +107,23 @@ describe('every slip of every command: one line, FTVM_ERR_USAGE, exit status 2',
   }, 60_000);
 });
 
+describe('vm start checks its body by the API\'s rules before it sends anything', () => {
+  // NOAPI names an address where nothing listens: a refusal here is the CLI's own, not the API's
+  it.each([
+    [['vm', 'start', 'bad name!', '--sample', 'fib', ...NOAPI], /"name" "bad name!" must match/],
+    [['vm', 'start', 'x', '--sample', 'fib', '--memory-mib', '5000', ...NOAPI], /"memoryMiB" must be an integer from 1 to 1024, not 5000/],
+    [['vm', 'start', 'x', '--sample', 'fib', '--cpu-percent', '0', ...NOAPI], /"cpuPercent" must be an integer from 1 to 100, not 0/],
+  ])('%j', async (args, says) => {
+    const r = await ftvm(args as string[], '', 60_000);
+    expect(r.code, r.stderr).toBe(2);
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]!.startsWith('ftvm vm start: FTVM_ERR_BAD_REQUEST: '), lines[0]).toBe(true);
+    expect(lines[0]).toMatch(says as RegExp);
+    expect(r.stderr).not.toMatch(/ECONNREFUSED|FTVM_ERR_UNAVAILABLE/);
+  }, 60_000);
+});
+
 describe('the valid shapes are accepted', () => {
   it('run and record: guest arguments after "--", even ones that look like flags; --env takes a value that starts with "-"', async () => {
     const run = await ftvm(['run', 'fib', '--count', '--', '20']);

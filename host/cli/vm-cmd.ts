@@ -10,6 +10,7 @@ import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
+import { checkStartBody } from '../api/action.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { INLINE_MODULE_BYTES_MAX, intOption, parseCommand, VM_COMMANDS, VM_HELP, type VmSub } from './commands.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
@@ -144,6 +145,8 @@ async function vmCommand(argv: string[]): Promise<number> {
           if (ports.length > PUBLISH_PORTS_MAX) throw usageError(`--publish: at most ${PUBLISH_PORTS_MAX} ports`);
           body.publish = ports;
         }
+        // the body by the API's own rules (host/api/action.ts), with a stand-in for a module not read yet
+        checkStartBody(values.module ? { ...body, moduleHash: '0'.repeat(64) } : body);
         // every flag is checked before the module is read or uploaded
         let hash: string | null = null;
         if (values.module) {

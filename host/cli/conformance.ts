@@ -48,7 +48,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { FtvmErrorCode } from '../errors.ts';
+import { exitStatusOf, type FtvmErrorCode } from '../errors.ts';
 import { CONFORMANCE, DEFAULT_JOBS, DEFAULT_TIMEOUT_S, intOption, parseCommand } from './commands.ts';
 import { CliError } from './errors.ts';
 
@@ -67,10 +67,10 @@ const MAX_WALK_DIRS = 10_000;
 /** Bound on the number of tests in one run, so the task list and report stay bounded. */
 export const MAX_TESTS = 10_000;
 
-/** A usage error of `ftvm conformance`: exit code 2 with the message. Codes: FTVM_ERR_NOT_FOUND (a DIR), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON); a wrong flag is FTVM_ERR_USAGE (commands.ts). */
+/** A usage error of `ftvm conformance`: the exit code the catalogue gives its code (2 for each), with the message. Codes: FTVM_ERR_USAGE (a DIR that is not a directory), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON); a wrong flag is FTVM_ERR_USAGE (commands.ts). */
 export class ConformanceUsageError extends Error {
   constructor(
-    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC'>,
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_USAGE' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC'>,
     message: string,
   ) {
     super(message);
@@ -149,7 +149,7 @@ export interface ConformanceReport {
  * The tests under the given directories, sorted by name. A directory holding
  * `*.wasm` files is a test directory; other directories are searched below
  * (depth <= 8, skipping hidden ones, node_modules and `*.dir` roots).
- * Throws ConformanceUsageError: FTVM_ERR_NOT_FOUND when a DIR does not exist
+ * Throws ConformanceUsageError: FTVM_ERR_USAGE when a DIR does not exist
  * or is not a directory, FTVM_ERR_BAD_SPEC for a malformed NAME.json,
  * FTVM_ERR_NO_TESTS when there are more than MAX_TESTS.
  */
@@ -174,7 +174,7 @@ export function findTests(dirs: string[]): ConformanceTest[] {
   };
   for (const d of dirs) {
     const abs = resolve(d);
-    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new ConformanceUsageError('FTVM_ERR_NOT_FOUND', `${d} is not a directory`);
+    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new ConformanceUsageError('FTVM_ERR_USAGE', `${d} is not a directory`);
     walk(abs, 0);
   }
   const tests: ConformanceTest[] = [];
@@ -622,7 +622,7 @@ export async function cmdConformance(argv: string[], io: ConformanceIo = process
   } catch (err) {
     if (err instanceof ConformanceUsageError) {
       io.stderr(`ftvm: ${err.code}: ${err.message}\n`);
-      return 2;
+      return exitStatusOf(err.code);
     }
     if (err instanceof CliError && err.code === 'FTVM_ERR_USAGE') {
       io.stderr(`ftvm conformance: ${err.code}: ${err.message}\n`);

@@ -68,9 +68,12 @@ export function watModule(text: string): Uint8Array {
   }
 }
 
+/** The flooding guests (see the header): DEAF_WAT, SPAM_WAT, SENDER_WAT. */
 export type SoakGuest = 'deaf' | 'spam' | 'sender';
+/** Every SoakGuest, the default of `--guests`. */
 export const SOAK_GUESTS: readonly SoakGuest[] = ['deaf', 'spam', 'sender'];
 
+/** What `benchSoak` runs. */
 export interface SoakOptions {
   /** how long the guests flood, in seconds (default 60) */
   seconds?: number;
@@ -81,11 +84,13 @@ export interface SoakOptions {
   log?: (line: string) => void;
 }
 
+/** One host's resident memory (VmRSS) over the run, in MiB. */
 export interface SoakHostReport {
   id: string;
   rssMiB: { start: number; peak: number; end: number };
 }
 
+/** One VM's bookkeeping over the run, sampled each second on its primary's host. */
 export interface SoakVmReport {
   name: string;
   /** the most outputs, and bytes of them, its primary held at a sample */
@@ -105,6 +110,7 @@ export interface SoakVmReport {
   stdoutBytes: number;
 }
 
+/** The report: `formatSoakReport` prints it as tables, `--json` as it is. */
 export interface SoakReport {
   seconds: number;
   hosts: SoakHostReport[];
@@ -130,7 +136,7 @@ function rssMiB(pid: number): number {
 
 type VmStatusLite = { name: string; role: string; held: number; heldBytes?: number; unackedBytes: number; stalls: number; inboxMessages?: number; inputRefused?: number };
 
-/** Runs the soak (see the header). */
+/** Runs the soak (see the header). Every host it starts is killed before it returns or throws. Linux only (/proc). */
 export async function benchSoak(opts: SoakOptions = {}): Promise<SoakReport> {
   const seconds = opts.seconds ?? 60;
   const n = Math.min(3, Math.max(2, opts.hosts ?? 3));

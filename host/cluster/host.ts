@@ -371,6 +371,7 @@ export const API_CONNECTIONS_MAX = 1024;
  * bring them under half.
  */
 export const HELD_OUTPUTS_MAX = 65_536;
+/** and their bytes (see HELD_OUTPUTS_MAX) */
 export const HELD_BYTES_MAX = 32 * 1024 * 1024;
 /**
  * Log entries a backup's replay may be behind what its host received, past

@@ -54,6 +54,7 @@ export const SEND_WINDOW_BYTES = 1024 * 1024;
  * limit (PEER_FRAME_MAX, 8 MiB).
  */
 export const NIC_QUEUE_MESSAGES_MAX = 1024;
+/** and their bytes (see NIC_QUEUE_MESSAGES_MAX) */
 export const NIC_QUEUE_BYTES_MAX = 4 * 1024 * 1024;
 /**
  * Client messages a primary's host has handed its replica and the replica
@@ -62,6 +63,7 @@ export const NIC_QUEUE_BYTES_MAX = 4 * 1024 * 1024;
  * TCP clients of published ports are slowed instead (their windows close).
  */
 export const INPUT_INBOX_MESSAGES_MAX = 1024;
+/** and their bytes (see INPUT_INBOX_MESSAGES_MAX) */
 export const INPUT_INBOX_BYTES_MAX = 4 * 1024 * 1024;
 
 export interface NicMessage {

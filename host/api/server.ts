@@ -65,9 +65,9 @@ export class ApiError extends Error {
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** The largest module a client may give inline (base64 in a JSON body, so the body limit is a third more); larger ones are uploaded with PUT /v1/modules. */
-export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
+import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX } from '../limits.ts'; export { MODULE_BYTES_MAX };
 /** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
-export const UPLOADS_MAX = 4;
+import { UPLOADS_MAX } from '../limits.ts'; export { UPLOADS_MAX };
 /** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
 export const WASM_MEDIA_TYPE = 'application/wasm';
 

@@ -14,7 +14,7 @@ import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
 import { isListenAddr } from '../runtime/listen-addr.ts';
 
 /** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
-const LOG_FLUSH_MS = 100;
+import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS } from '../limits.ts';
 
 const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests
 

@@ -15,7 +15,7 @@ import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
 
 /** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
-export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
+import { CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX } from '../limits.ts'; export { INLINE_MODULE_BYTES_MAX };
 
 export const VM_HELP = `usage: ftvm vm <command> [--api URL] [--token T] ...
 
@@ -302,7 +302,7 @@ async function tail(api: string, token: string, name: string, conn: number, afte
 }
 
 /** How long `vm output --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
-const FOLLOW_RETRY_MS = 60_000;
+import { FOLLOW_RETRY_MS } from '../limits.ts';
 
 /**
  * Prints a VM's released stdout or stderr (GET /v1/vms/:name/{stream}) as
@@ -352,7 +352,7 @@ async function followOutput(api: string, token: string, name: string, stream: 's
 }
 
 /** The largest answer a request reads (a VM list of the largest cluster is far smaller). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+import { CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
 /** An answer of the REST API other than 2xx, with its stable code. */
 class ApiCallError extends Error {

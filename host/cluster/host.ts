@@ -288,42 +288,43 @@ export interface VmInfo {
   ageMs: number;
 }
 
-const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK } from '../limits.ts';
 /** how long a host waits for a peer to say which modules it needs */
-const OFFER_TIMEOUT_MS = 10_000;
+import { OFFER_TIMEOUT_MS } from '../limits.ts';
 /** modules a host receives from its peers at once */
-const INCOMING_MAX = 4;
+import { INCOMING_MODULES_MAX as INCOMING_MAX } from '../limits.ts';
 /** a module being received that gets no chunk for this long is dropped */
-const INCOMING_IDLE_MS = 60_000;
+import { INCOMING_IDLE_MS } from '../limits.ts';
 /**
  * A module and its metered form of at most this many bytes together go inside
  * the 'backup' request itself, and the backup is made at once on its arrival,
  * as small modules always were: no offer, no round trip, no compile off-thread.
  */
-const INLINE_SHIP_BYTES_MAX = 1024 * 1024;
+import { INLINE_SHIP_BYTES_MAX } from '../limits.ts';
 /** after a failed attempt to make a backup, the next one waits this long */
-const BACKUP_RETRY_MS = 2000;
+import { BACKUP_RETRY_MS } from '../limits.ts';
 /** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
-const RETAIN_MAX = 4096;
-const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
+import { RETAIN_MAX } from '../limits.ts';
+import { RETAIN_BYTES_MAX } from '../limits.ts';
 /** a host silent this long (or five failure timeouts, if longer) is gone: its clients' TCP connections are ended in the VMs */
-const SLOT_GONE_MS_MIN = 10_000;
+import { SLOT_GONE_MS_MIN } from '../limits.ts';
 /** how often a primary's host tells the others how its VMs are doing */
-const INFO_EVERY_MS = 250;
+import { INFO_EVERY_MS } from '../limits.ts';
 /** an API connection nobody read from or wrote on this long is closed */
-export const API_CONN_IDLE_MS = 10 * 60_000;
+import { API_CONN_IDLE_MS } from '../limits.ts'; export { API_CONN_IDLE_MS };
 /** how long a host waits for the primary's host to answer a forwarded request */
-const ADMIN_TIMEOUT_MS = 5000;
+import { ADMIN_TIMEOUT_MS } from '../limits.ts';
 /** outputs an API connection keeps for its reader */
-const API_BOX_MAX = 10_000;
+import { API_BOX_MAX } from '../limits.ts';
 /** output rings received for backups not made yet, kept at once (the oldest are dropped) */
-const RINGS_IN_MAX = 64;
+import { RINGS_IN_MAX } from '../limits.ts';
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
-const OUTPUT_READERS_MAX = 256;
+import { OUTPUT_READERS_MAX } from '../limits.ts';
 /** forwarded output reads waiting for an answer, per host */
-const OUTPUT_READS_MAX = 1024;
+import { OUTPUT_READS_MAX } from '../limits.ts';
+import { checkLimits } from '../limits.ts';
 /** the longest a read of a VM's output waits for more, in ms */
-export const OUTPUT_WAIT_MS_MAX = 60_000;
+import { OUTPUT_WAIT_MS_MAX } from '../limits.ts'; export { OUTPUT_WAIT_MS_MAX };
 
 /** FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
 export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
@@ -340,7 +341,7 @@ export class HostError extends Error {
   }
 }
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
-export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
+import { UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts'; export { UNACKED_LOG_MAX };
 
 export class FtHost {
   readonly id: string;
@@ -465,6 +466,7 @@ export class FtHost {
   }
 
   async start(): Promise<void> {
+    checkLimits();
     const listen = (srv: Server, port: number): Promise<string> =>
       new Promise((resolve, reject) => {
         srv.once('error', reject);

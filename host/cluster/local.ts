@@ -28,7 +28,7 @@ export interface TestHost {
 }
 
 /** Lines of each host's log a LocalCluster keeps in memory (the oldest half goes when it is full). */
-export const HOST_LOG_LINES_MAX = 2000;
+import { HOST_LOG_LINES_MAX } from '../limits.ts'; export { HOST_LOG_LINES_MAX };
 
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));

@@ -155,17 +155,17 @@ const SIGNAL = 0;
 const THROTTLE = 1;
 const STALL = 2;
 const WAITING = 3;
-const FRAME_FLUSH_BYTES = 512 * 1024;
+import { REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES } from '../limits.ts';
 /**
  * A batch of interrupts delivered together is flushed at this size: the
  * host's stall (`--unacked-log-max`) is checked at each flush, so a batch
  * may overshoot the buffer by about this much, as one message did before.
  */
-const BATCH_FLUSH_BYTES = 64 * 1024;
+import { REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES } from '../limits.ts';
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 /** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
-const STREAMS_DONE_MAX = 4096;
+import { STREAMS_DONE_MAX } from '../limits.ts';
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
   const signal = new Int32Array(init.signal);

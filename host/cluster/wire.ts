@@ -33,13 +33,13 @@ import type { Socket } from 'node:net';
 import { Packr } from 'msgpackr';
 
 export const WIRE_VERSION = 1;
-export const WIRE_HEADER = 8;
+import { WIRE_HEADER_BYTES as WIRE_HEADER } from '../limits.ts'; export { WIRE_HEADER };
 /** The largest frame on the log channel (log frames are at most 1 MiB; snapshots go in 4 MiB chunks). */
-export const PEER_FRAME_MAX = 8 * 1024 * 1024;
+import { PEER_FRAME_BYTES_MAX as PEER_FRAME_MAX } from '../limits.ts'; export { PEER_FRAME_MAX };
 /** The largest frame a client may send (a module to start, or a message). */
-export const CLIENT_FRAME_MAX = 32 * 1024 * 1024;
+import { CLIENT_FRAME_BYTES_MAX as CLIENT_FRAME_MAX } from '../limits.ts'; export { CLIENT_FRAME_MAX };
 /** The bytes of a module one 'mod-chunk' frame carries at most (well under PEER_FRAME_MAX with its header). */
-export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
+import { MODULE_CHUNK_BYTES } from '../limits.ts'; export { MODULE_CHUNK_BYTES };
 
 export class WireError extends Error {
   constructor(

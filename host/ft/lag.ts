@@ -7,9 +7,9 @@
 // in time is how long ago the primary was there.
 
 /** Marks the lag is found among; older ones are dropped (at least the newest half of these are kept). */
-export const LAG_MARKS_MAX = 4096;
+import { LAG_MARKS_MAX } from '../limits.ts'; export { LAG_MARKS_MAX };
 /** The longest the throttle makes the primary rest at each poll, in µs. */
-export const THROTTLE_US_MAX = 20_000;
+import { THROTTLE_US_MAX } from '../limits.ts'; export { THROTTLE_US_MAX };
 
 /**
  * One primary's marks of (count, time) and its lag behind its backup. Counts

@@ -88,7 +88,7 @@ const isRing: Check = (v) => isObj(v) && isNat((v as RingImage).start) && isByte
 const isPair: Check = (v) => Array.isArray(v) && v.length === 2 && isU32(v[0]) && isNat(v[1]);
 
 /** The most items a list in a peer message may hold (input acks, needed modules, ports). */
-const LIST_MAX = 65_536;
+import { PEER_LIST_MAX as LIST_MAX } from '../limits.ts';
 
 /** The fields each message must have, with their checks. */
 const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {

@@ -46,18 +46,18 @@ export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
 export const LOG_VERSION = 4;
 /** The oldest version a reader accepts (see "Versions" above). */
 export const LOG_VERSION_MIN = 2;
-export const HEADER_BYTES = 16;
-export const FRAME_HEADER_BYTES = 8;
+import { LOG_HEADER_BYTES as HEADER_BYTES } from '../limits.ts'; export { HEADER_BYTES };
+import { LOG_FRAME_HEADER_BYTES as FRAME_HEADER_BYTES } from '../limits.ts'; export { FRAME_HEADER_BYTES };
 /** No frame is larger: a reader never allocates more than this for one frame. */
-export const FRAME_BYTES_MAX = 1 << 20;
+import { LOG_FRAME_BYTES_MAX as FRAME_BYTES_MAX } from '../limits.ts'; export { FRAME_BYTES_MAX };
 /**
  * The first frame of a log file holds the start entry alone, with the
  * guest's arguments and environment, which may exceed FRAME_BYTES_MAX (a
  * command line may hold a few MiB): it may be this large.
  */
-export const START_FRAME_BYTES_MAX = 16 << 20;
+import { LOG_START_FRAME_BYTES_MAX as START_FRAME_BYTES_MAX } from '../limits.ts'; export { START_FRAME_BYTES_MAX };
 /** No start entry names more preopened directories. */
-export const PREOPENS_MAX = 64;
+import { LOG_PREOPENS_MAX as PREOPENS_MAX } from '../limits.ts'; export { PREOPENS_MAX };
 /** No single entry payload is larger (a frame holds at least one entry). */
 export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
 

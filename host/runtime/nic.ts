@@ -23,19 +23,19 @@
 import { createHash } from 'node:crypto';
 
 /** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
-export const MAX_MESSAGE_BYTES = 64 * 1024;
+import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES } from '../limits.ts'; export { MAX_MESSAGE_BYTES };
 /**
  * Bytes of one connection the guest has not read, above which no more of it is
  * taken: its client's socket is not read and its TCP window closes
  * (`ftvm run --tcplisten` and the hosts' published ports alike).
  */
-export const GUEST_UNREAD_BYTES_MAX = 1024 * 1024;
+import { GUEST_UNREAD_BYTES_MAX } from '../limits.ts'; export { GUEST_UNREAD_BYTES_MAX };
 /**
  * Bytes of the guest's output on one connection waiting for a client that
  * does not read, above which that connection is reset (the guest sees
  * end-of-stream on it); the guest itself is never stalled by one client.
  */
-export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
+import { CLIENT_UNREAD_BYTES_MAX } from '../limits.ts'; export { CLIENT_UNREAD_BYTES_MAX };
 /**
  * The send window a TCP client's connection opens with, and how far ahead of
  * what the client has taken it is moved: the guest sends at most this many
@@ -43,7 +43,7 @@ export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
  * EAGAIN when non-blocking), so a client that does not read stalls only its
  * own connection.
  */
-export const SEND_WINDOW_BYTES = 1024 * 1024;
+import { SEND_WINDOW_BYTES } from '../limits.ts'; export { SEND_WINDOW_BYTES };
 
 export interface NicMessage {
   conn: number;

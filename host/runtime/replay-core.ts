@@ -62,7 +62,7 @@ export function moduleHash(bytes: Uint8Array): string {
 }
 
 /** The most bytes one input, output or random entry carries. */
-export const CHUNK_BYTES = 256 * 1024;
+import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../limits.ts'; export { CHUNK_BYTES };
 
 /** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
 export function chunksOf(bytes: Uint8Array): Uint8Array[] {

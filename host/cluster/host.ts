@@ -1617,7 +1617,7 @@ export class FtHost {
   /**
    * Moves a replica to state `to`, asserting the protocol allows it
    * (replica-state.ts); a primary that won its generation as a backup takes
-   * the primary's role. Errors: ReplicaStateError FTVM_ERR_STATE (a bug: the
+   * the primary's role. A forbidden move stops the host, FTVM_ERR_INVARIANT (a bug: the
    * host stops rather than go on from a state the protocol cannot be in).
    */
   private transition(vm: Vm, to: ReplicaState): void {

@@ -354,6 +354,12 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };
 
+/** A decoded value in an error message: primitives as they are, anything else by its type (String() of a decoded map whose toString is not a function throws). */
+function shown(x: unknown): string {
+  if (x === null || (typeof x !== 'object' && typeof x !== 'function')) return String(x);
+  return Array.isArray(x) ? 'an array' : x instanceof Uint8Array ? 'bytes' : 'a map';
+}
+
 function isObj(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
 }
@@ -370,12 +376,12 @@ export class EntryChecker {
   accept(raw: unknown): string | null {
     if (!isObj(raw)) return 'an entry must be a record';
     const { seq, count, kind, payload } = raw;
-    if (seq !== this.nextSeq) return `entry seq ${String(seq)} where ${this.nextSeq} was expected`;
+    if (seq !== this.nextSeq) return `entry seq ${shown(seq)} where ${this.nextSeq} was expected`;
     const c = typeof count === 'number' && Number.isSafeInteger(count) ? BigInt(count) : count;
     if (typeof c !== 'bigint' || c < this.lastCount) {
-      return `entry ${seq}: count ${String(count)} is not a count at or after ${this.lastCount}`;
+      return `entry ${seq}: count ${shown(count)} is not a count at or after ${this.lastCount}`;
     }
-    if (typeof kind !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(kind)) return `entry ${seq}: unknown kind ${String(kind)}`;
+    if (typeof kind !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(kind)) return `entry ${seq}: unknown kind ${shown(kind)}`;
     if (!PAYLOAD_OK[kind as EntryKind](payload)) return `entry ${seq}: malformed ${kind} payload`;
     raw.count = c;
     this.nextSeq++;

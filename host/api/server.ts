@@ -12,6 +12,8 @@
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -168,10 +170,36 @@ async function checkUpload(bytes: Uint8Array): Promise<void> {
   checkExports(module);
 }
 
+/**
+ * Answers a request Node's HTTP parser refused before fastify saw it (a URL or
+ * headers over Node's 16 KiB limit, a malformed request line) in the API's
+ * error shape, as fastify's default handler does in its own: headers too large
+ * are FTVM_ERR_TOO_LARGE, anything else FTVM_ERR_BAD_REQUEST; the connection
+ * is closed after the answer (the parser cannot go on).
+ */
+function clientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'FTVM_ERR_TOO_LARGE' : 'FTVM_ERR_BAD_REQUEST';
+  const message = err.code === 'HPE_HEADER_OVERFLOW' ? 'the request line and headers exceed 16 KiB' : 'a malformed HTTP request';
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) socket.write(`HTTP/1.1 ${ERRORS[code]} ${STATUS_CODES[ERRORS[code]]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy();
+}
+
+/**
+ * Answers what fastify's router refuses before any route runs (a path
+ * parameter over its 100 characters, a URL that does not decode) with
+ * FTVM_ERR_BAD_REQUEST in the API's error shape, instead of fastify's own.
+ */
+function frameworkError(err: Error & { code?: string }, _req: FastifyRequest, reply: FastifyReply): void {
+  const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is longer than 100 characters' : 'the URL does not decode';
+  void reply.code(ERRORS.FTVM_ERR_BAD_REQUEST).send({ error: { code: 'FTVM_ERR_BAD_REQUEST', message } });
+}
+
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
 export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; token: string }> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024, ajv: { customOptions: { removeAdditional: false } }, clientErrorHandler: clientError, frameworkErrors: frameworkError });
   await app.register(swagger, { openapi: { info: { title: 'ftvm', version: '1' }, components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } });
 
   const fail = (reply: FastifyReply, code: ErrorCode, message: string) => reply.code(ERRORS[code]).send({ error: { code, message } });
@@ -245,7 +273,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
 
   app.get('/healthz', { schema: { security: [], response: { 200: { type: 'object', properties: { ok: { type: 'boolean' }, host: { type: 'string' } } } } } }, async () => ({ ok: true, host: host.id }));
 
-  app.get('/metrics', { schema: { response: { 401: errorSchema } } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { response: { 200: { type: 'string', description: 'the metrics, in the Prometheus text format' }, 401: errorSchema } } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });

@@ -168,6 +168,13 @@ export const METER_JOBS_PER_WORKER = 100;
 
 // ---- One guest (host/runtime/) ----
 
+/** Arguments a VM may be started with. */
+export const GUEST_ARGS_MAX = 4096;
+/** Environment variables a VM may be started with. */
+export const GUEST_ENV_VARS_MAX = 4096;
+/** Bytes of a VM's arguments and environment together (UTF-8, with a NUL after each and '=' in each variable): they ride in the log's start entry and the backup request. */
+export const GUEST_ARGS_ENV_BYTES_MAX = 256 * 1024;
+
 /** The default call-depth budget of a guest, in frame slots. */
 export const DEPTH_LIMIT_SLOTS = 64_000;
 /** The default memory limit of a guest, in 64 KiB wasm pages (1 GiB). */
@@ -229,7 +236,7 @@ export function currentLimits(): Limits {
     API_BOX_MAX, RINGS_IN_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX,
     LAG_MARKS_MAX, THROTTLE_US_MAX, INLINE_MODULE_BYTES_MAX, CLI_INLINE_MODULE_BYTES_MAX, CLI_ANSWER_BYTES_MAX,
     UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
-    METER_JOBS_PER_WORKER, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
+    METER_JOBS_PER_WORKER, GUEST_ARGS_MAX, GUEST_ENV_VARS_MAX, GUEST_ARGS_ENV_BYTES_MAX, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
     SYMLINK_FOLLOWS_MAX, SYMLINK_BYTES_MAX, DIR_ENTRIES_MAX, POLL_SUBSCRIPTIONS_MAX, STDIN_READ_BYTES_MAX,
     SLEEP_SLICE_MS, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS,
   };
@@ -262,6 +269,10 @@ function rules(l: Limits): [string, boolean][] {
     ['the start frame may be larger than the other frames', l.LOG_START_FRAME_BYTES_MAX >= l.LOG_FRAME_BYTES_MAX],
     ['the unacknowledged log holds a few flushes before the primary stalls', l.UNACKED_LOG_BYTES_MAX >= 4 * (l.REPLICA_FRAME_FLUSH_BYTES + l.REPLICA_BATCH_FLUSH_BYTES)],
     ['the unacknowledged log holds a few log frames', l.UNACKED_LOG_BYTES_MAX >= 4 * l.LOG_FRAME_BYTES_MAX],
+    // a guest's arguments and environment
+    ['arguments and environment fit the first log frame with one input chunk (the start entry is written with what follows it)', l.GUEST_ARGS_ENV_BYTES_MAX + l.LOG_ENTRY_CHUNK_BYTES + l.FRAME_ENVELOPE_BYTES <= l.LOG_FRAME_BYTES_MAX],
+    ['arguments and environment fit the backup request (a peer frame)', l.GUEST_ARGS_ENV_BYTES_MAX <= peer],
+    ['arguments and environment variables each fit msgpack\'s 16-bit array and map headers (the wire encoder uses no larger ones)', l.GUEST_ARGS_MAX < 65_536 && l.GUEST_ENV_VARS_MAX < 65_536],
     // the NIC and TCP
     ['a NIC message fits what the guest may leave unread', l.NIC_MESSAGE_BYTES_MAX <= l.GUEST_UNREAD_BYTES_MAX],
     ['a MSG_WAITALL wait stays below the unread bound (so it always ends)', l.WAITALL_BYTES_MAX < l.GUEST_UNREAD_BYTES_MAX],

@@ -70,6 +70,7 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX } from '../limits.ts'; export { MODULE_BYTES_MAX };
 /** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
 import { UPLOADS_MAX } from '../limits.ts'; export { UPLOADS_MAX };
+import { GUEST_ARGS_ENV_BYTES_MAX, GUEST_ARGS_MAX, GUEST_ENV_VARS_MAX } from '../limits.ts';
 /** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
 export const WASM_MEDIA_TYPE = 'application/wasm';
 
@@ -320,10 +321,11 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           moduleHash: { type: 'string', pattern: HASH_RE.source, description: 'the SHA-256 (hex) of a module uploaded to this host with PUT /v1/modules' },
           args: {
             type: 'array',
-            items: { type: 'string' },
+            maxItems: GUEST_ARGS_MAX,
+            items: { type: 'string', pattern: '^[^\\u0000]*$' },
             description: "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi",
           },
-          env: { type: 'object', additionalProperties: { type: 'string' } },
+          env: { type: 'object', maxProperties: GUEST_ENV_VARS_MAX, propertyNames: { pattern: '^[^=\\u0000]+$' }, additionalProperties: { type: 'string', pattern: '^[^\\u0000]*$' }, description: `at most ${GUEST_ENV_VARS_MAX} variables; names without '=' or NUL, values without NUL; with the arguments at most ${GUEST_ARGS_ENV_BYTES_MAX} bytes` },
           stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
           stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
           memoryMiB: { type: 'integer', minimum: 1, maximum: 1024, description: 'the most memory the guest may grow to (default 1024)' },
@@ -357,6 +359,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
       module = new Uint8Array(Buffer.from(body.module, 'base64'));
       if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}: upload it with PUT /v1/modules and start it by "moduleHash"`);
     }
+    const argsEnvBytes = (body.args ?? []).reduce((n, a) => n + Buffer.byteLength(a) + 1, 0) + Object.entries(body.env ?? {}).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
+    if (argsEnvBytes > GUEST_ARGS_ENV_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the arguments and environment take ${argsEnvBytes} bytes, more than ${GUEST_ARGS_ENV_BYTES_MAX}`);
     const stdin = body.stdin !== undefined ? Buffer.from(body.stdin, 'utf8') : body.stdinBase64 !== undefined ? Buffer.from(body.stdinBase64, 'base64') : undefined;
     await host.startVm({
       name: body.name,

@@ -330,6 +330,16 @@ import { OUTPUT_WAIT_MS_MAX } from '../limits.ts'; export { OUTPUT_WAIT_MS_MAX }
 export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
 const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
 
+/**
+ * The code of an error answered to a client ({ t: 'error', code, message }):
+ * the error's own FTVM_ERR_* code (HostError, a module or meter refusal), else
+ * FTVM_ERR_BAD_REQUEST (the request's own checks throw plain errors).
+ */
+function clientErrorCode(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^FTVM_ERR_[A-Z_]+$/.test(code) ? code : 'FTVM_ERR_BAD_REQUEST';
+}
+
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
   constructor(
@@ -1769,7 +1779,7 @@ export class FtHost {
     readMessages(
       sock,
       CLIENT_FRAME_MAX,
-      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, code: clientErrorCode(e), message: (e as Error).message })),
       (e) => {
         this.refused.badFrames++;
         this.say(`dropped a client: ${e.message}`);

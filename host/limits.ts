@@ -25,6 +25,10 @@ export const WIRE_HEADER_BYTES = 8;
 export const PEER_FRAME_BYTES_MAX = 8 * 1024 * 1024;
 /** The largest frame body a client may send or receive on the client port, in bytes (a module to start, or a message). */
 export const CLIENT_FRAME_BYTES_MAX = 32 * 1024 * 1024;
+/** The largest frame body a client may send before it is authenticated, in bytes (an 'auth' is under 100 bytes). */
+export const CLIENT_AUTH_FRAME_BYTES_MAX = 1024;
+/** The time a client has to authenticate after its connection is accepted, in ms. */
+export const CLIENT_AUTH_MS = 5000;
 /** Bytes of a module one 'mod-chunk' peer frame carries at most. */
 export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Bytes of guest memory one 'snapchunk' peer frame carries at most (a snapshot is never one frame). */
@@ -120,6 +124,18 @@ export const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
 export const SLOT_GONE_MS_MIN = 10_000;
 /** How often a primary's host tells the others how its VMs are doing, in ms. */
 export const INFO_EVERY_MS = 250;
+/** An authenticated client-port connection silent this many ms is closed (default of HostOptions.clientIdleMs). */
+export const CLIENT_IDLE_MS = 60_000;
+/** Client-port connections open at once per host, authenticated or not (default of HostOptions.clientConnsMax). */
+export const CLIENT_CONNS_MAX = 1024;
+/** Client-port connections open at once from one remote address (default of HostOptions.clientConnsPerAddressMax). */
+export const CLIENT_CONNS_PER_ADDRESS_MAX = 256;
+/** Connections whose serving host a host remembers (those resumed somewhere). */
+export const CONN_OWNERS_MAX = 65_536;
+/** VMs a client's resume may name in "seen". */
+export const RESUME_VMS_MAX = 4096;
+/** How often a host looks for client-port connections past their authentication time or idle too long, in ms. */
+export const CLIENT_SWEEP_MS = 250;
 /** An API connection nobody read from or wrote on this many ms is closed. */
 export const API_CONN_IDLE_MS = 10 * 60_000;
 /** How long a host waits for the primary's host to answer a forwarded request, in ms. */
@@ -168,12 +184,18 @@ export const METER_JOBS_PER_WORKER = 100;
 
 // ---- One guest (host/runtime/) ----
 
-/** Arguments a VM may be started with. */
-export const GUEST_ARGS_MAX = 4096;
-/** Environment variables a VM may be started with. */
-export const GUEST_ENV_VARS_MAX = 4096;
-/** Bytes of a VM's arguments and environment together (UTF-8, with a NUL after each and '=' in each variable): they ride in the log's start entry and the backup request. */
-export const GUEST_ARGS_ENV_BYTES_MAX = 256 * 1024;
+/** Arguments a guest is started with, after its name (argv[0]). */
+export const VM_ARGS_MAX = 4096;
+/** Environment variables a guest is started with. */
+export const VM_ENV_MAX = 4096;
+/** Bytes (UTF-8) of one argument, or of one environment entry `NAME=value`: Linux's MAX_ARG_STRLEN (32 pages). */
+export const VM_STRING_BYTES_MAX = 128 * 1024;
+/** Bytes of argv and environ together as the guest sees them (each string's UTF-8 bytes and its NUL): they ride in the log's start entry and the backup request. */
+export const VM_ARGV_ENV_BYTES_MAX = 512 * 1024;
+/** Bytes of stdin given whole at start (logged at once, in chunks). */
+export const VM_STDIN_BYTES_MAX = 8 * 1024 * 1024;
+/** The share of one core a primary may compute, in percent. */
+export const VM_CPU_PERCENT_MAX = 100;
 
 /** The default call-depth budget of a guest, in frame slots. */
 export const DEPTH_LIMIT_SLOTS = 64_000;
@@ -200,6 +222,8 @@ export const SLEEP_SLICE_MS = 60_000;
 
 // ---- Tools ----
 
+/** The most hosts `ftvm cluster up` starts. */
+export const CLUSTER_HOSTS_MAX = 16;
 /** Lines of each host's log a LocalCluster (`ftvm cluster up`) keeps in memory. */
 export const HOST_LOG_LINES_MAX = 2000;
 /** The longest an entry waits in memory before `ftvm record` writes it to the log file, in ms. */
@@ -224,7 +248,7 @@ export type Limits = Record<string, number>;
 /** Every limit of this file, by name. */
 export function currentLimits(): Limits {
   return {
-    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES,
+    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES,
     INLINE_SHIP_BYTES_MAX, PEER_LIST_MAX, FRAME_ENVELOPE_BYTES, LOG_HEADER_BYTES, LOG_FRAME_HEADER_BYTES,
     LOG_FRAME_BYTES_MAX, LOG_START_FRAME_BYTES_MAX, LOG_PREOPENS_MAX, LOG_FRAME_TARGET_BYTES, LOG_FRAME_ENTRIES_MAX,
     LOG_ENTRY_CHUNK_BYTES, REPLICA_FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES, UNACKED_LOG_BYTES_MAX, STREAMS_DONE_MAX,
@@ -232,13 +256,13 @@ export function currentLimits(): Limits {
     TCPLISTEN_CONNS_MAX, TCPLISTEN_END_WAIT_MS, PUBLISH_PORTS_MAX, INGRESS_UNACKED_BYTES_MAX, INGRESS_CONNS_MAX,
     INGRESS_HALF_CLOSED_MAX, INGRESS_CONNS_PER_VM_MAX, INGRESS_OUT_OF_ORDER_MAX, INGRESS_REPEAT_MS,
     INGRESS_CLOSED_LINGER_MS, INGRESS_BIND_RETRY_MS, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX, INCOMING_IDLE_MS,
-    BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS,
+    BACKUP_RETRY_MS, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS,
     API_BOX_MAX, RINGS_IN_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX,
     LAG_MARKS_MAX, THROTTLE_US_MAX, INLINE_MODULE_BYTES_MAX, CLI_INLINE_MODULE_BYTES_MAX, CLI_ANSWER_BYTES_MAX,
     UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
-    METER_JOBS_PER_WORKER, GUEST_ARGS_MAX, GUEST_ENV_VARS_MAX, GUEST_ARGS_ENV_BYTES_MAX, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
+    METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
     SYMLINK_FOLLOWS_MAX, SYMLINK_BYTES_MAX, DIR_ENTRIES_MAX, POLL_SUBSCRIPTIONS_MAX, STDIN_READ_BYTES_MAX,
-    SLEEP_SLICE_MS, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS,
+    SLEEP_SLICE_MS, CLUSTER_HOSTS_MAX, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS,
   };
 }
 
@@ -261,6 +285,7 @@ function rules(l: Limits): [string, boolean][] {
     ['an inline-shipped module and its metered form fit a peer frame', l.INLINE_SHIP_BYTES_MAX <= peer],
     ['both output rings of a VM fit a peer frame (one rings frame before a backup made from a snapshot)', 2 * l.OUTPUT_RING_BYTES <= peer],
     ['an inline module (base64 in a start request) fits a client frame', Math.ceil((l.INLINE_MODULE_BYTES_MAX * 4) / 3) <= client],
+    ['an authentication frame is smaller than any other client frame', l.CLIENT_AUTH_FRAME_BYTES_MAX < l.CLIENT_FRAME_BYTES_MAX],
     ['a peer frame and a client frame are whole u32 lengths', l.PEER_FRAME_BYTES_MAX < 2 ** 32 && l.CLIENT_FRAME_BYTES_MAX < 2 ** 32],
     // log entries and log frames
     ['a log entry chunk and its entry fields fit a log frame', l.LOG_ENTRY_CHUNK_BYTES + l.LOG_FRAME_HEADER_BYTES + 1024 <= l.LOG_FRAME_BYTES_MAX],
@@ -269,10 +294,13 @@ function rules(l: Limits): [string, boolean][] {
     ['the start frame may be larger than the other frames', l.LOG_START_FRAME_BYTES_MAX >= l.LOG_FRAME_BYTES_MAX],
     ['the unacknowledged log holds a few flushes before the primary stalls', l.UNACKED_LOG_BYTES_MAX >= 4 * (l.REPLICA_FRAME_FLUSH_BYTES + l.REPLICA_BATCH_FLUSH_BYTES)],
     ['the unacknowledged log holds a few log frames', l.UNACKED_LOG_BYTES_MAX >= 4 * l.LOG_FRAME_BYTES_MAX],
-    // a guest's arguments and environment
-    ['arguments and environment fit the first log frame with one input chunk (the start entry is written with what follows it)', l.GUEST_ARGS_ENV_BYTES_MAX + l.LOG_ENTRY_CHUNK_BYTES + l.FRAME_ENVELOPE_BYTES <= l.LOG_FRAME_BYTES_MAX],
-    ['arguments and environment fit the backup request (a peer frame)', l.GUEST_ARGS_ENV_BYTES_MAX <= peer],
-    ['arguments and environment variables each fit msgpack\'s 16-bit array and map headers (the wire encoder uses no larger ones)', l.GUEST_ARGS_MAX < 65_536 && l.GUEST_ENV_VARS_MAX < 65_536],
+    // a guest's arguments, environment and stdin
+    ['arguments and environment fit the first log frame with one input chunk (the start entry is written with what follows it)', l.VM_ARGV_ENV_BYTES_MAX + l.LOG_ENTRY_CHUNK_BYTES + l.FRAME_ENVELOPE_BYTES <= l.LOG_FRAME_BYTES_MAX],
+    ['arguments and environment fit the backup request (a peer frame)', l.VM_ARGV_ENV_BYTES_MAX <= peer],
+    ['one argument or variable fits them all', l.VM_STRING_BYTES_MAX <= l.VM_ARGV_ENV_BYTES_MAX],
+    ['arguments and environment variables each fit msgpack\'s 16-bit array and map headers (the wire encoder uses no larger ones)', l.VM_ARGS_MAX < 65_536 && l.VM_ENV_MAX < 65_536],
+    ['stdin given at start is at most a quarter of the unacknowledged log (the primary does not stall at its start)', 4 * l.VM_STDIN_BYTES_MAX <= l.UNACKED_LOG_BYTES_MAX],
+    ['stdin given at start fits a client frame', l.VM_STDIN_BYTES_MAX <= client],
     // the NIC and TCP
     ['a NIC message fits what the guest may leave unread', l.NIC_MESSAGE_BYTES_MAX <= l.GUEST_UNREAD_BYTES_MAX],
     ['a MSG_WAITALL wait stays below the unread bound (so it always ends)', l.WAITALL_BYTES_MAX < l.GUEST_UNREAD_BYTES_MAX],
@@ -286,6 +314,9 @@ function rules(l: Limits): [string, boolean][] {
     ['an inline module is a module a host accepts', l.INLINE_MODULE_BYTES_MAX <= l.MODULE_BYTES_MAX_DEFAULT],
     ['the module store holds the largest module', l.MODULE_BYTES_MAX_DEFAULT <= l.STORE_BYTES_MAX],
     ['inline shipping is for small modules (below a module chunk)', l.INLINE_SHIP_BYTES_MAX <= l.MODULE_CHUNK_BYTES],
+    // client connections
+    ['one address\'s share of client connections is below the host\'s', l.CLIENT_CONNS_PER_ADDRESS_MAX <= l.CLIENT_CONNS_MAX],
+    ['the sweep runs many times within the authentication time and the idle time', 4 * l.CLIENT_SWEEP_MS <= l.CLIENT_AUTH_MS && 4 * l.CLIENT_SWEEP_MS <= l.CLIENT_IDLE_MS],
     // timers
     ['a module offer times out before an idle incoming module is dropped', l.OFFER_TIMEOUT_MS <= l.INCOMING_IDLE_MS],
     ['a host is told how VMs are doing many times before an admin request times out', 4 * l.INFO_EVERY_MS <= l.ADMIN_TIMEOUT_MS],

@@ -1,7 +1,7 @@
 // Proves that a host's TCP doors survive whatever a stranger sends: random
 // bytes, frames with bad lengths, checksums or versions, and well-formed
 // frames of random msgpack, on the peer port before the HMAC handshake and on
-// the client port before and after the host's hello. The host answers with
+// the client port before and after it authenticates. The host answers with
 // frames that decode, every refusal on the client port carries a stable
 // FTVM_ERR_* code, or it closes the connection; it never dies, it goes on
 // serving other clients, and a VM started before answers from the same state
@@ -14,7 +14,7 @@ import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FrameDecoder, WIRE_VERSION, type WireMessage } from '../host/cluster/wire.ts';
+import { FrameDecoder, mac, nonce, WIRE_VERSION, type WireMessage } from '../host/cluster/wire.ts';
 import { CLIENT_FRAME_BYTES_MAX, PEER_FRAME_BYTES_MAX } from '../host/limits.ts';
 import { apiOf, Cluster, eventually } from './cluster.ts';
 
@@ -103,12 +103,15 @@ async function open(addr: string, limit: number): Promise<Conn> {
 }
 
 /**
- * A client connection ready for requests: today the client port's handshake
- * is the host's hello (with the connection id); a door that asks for
- * credentials first is opened here, and only here.
+ * A client connection ready for requests: the client port's handshake
+ * (wire.ts: the host's challenge, the client's HMAC of it keyed by the API
+ * token, the host's hello) done here, and only here.
  */
 async function openClient(host: string): Promise<Conn> {
   const c = await open(cluster.host(host).client, CLIENT_FRAME_BYTES_MAX);
+  const challenge = await eventually(`${host}'s challenge`, () => c.got.find((m) => m.t === 'challenge') ?? (c.isClosed() ? Promise.reject(new Error('closed before the challenge')) : undefined), 10_000);
+  const mine = nonce();
+  c.sock.write(frame(packr.pack({ t: 'auth', nonce: mine, mac: mac(cluster.token, 'client', challenge.nonce as Uint8Array, mine), v: WIRE_VERSION })));
   await eventually(`${host}'s hello`, () => (c.got.some((m) => m.t === 'hello') ? true : c.isClosed() ? Promise.reject(new Error('closed before hello')) : undefined), 10_000);
   return c;
 }
@@ -176,10 +179,10 @@ describe('fuzzed TCP doors', () => {
     await stillServing();
   });
 
-  it('the client port, before and after the hello: answers with codes or closes, never a crash', async () => {
-    const msg = message(['status', 'send', 'start', 'stop', 'failover', 'resume', 'nope'], {
+  it('the client port, before and after authentication: answers with codes or closes, never a crash', async () => {
+    const msg = message(['auth', 'ping', 'status', 'send', 'start', 'stop', 'failover', 'resume', 'nope'], {
       id: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.string({ maxLength: 8 })),
-      // never the keeper: stopping or failing it over is a client's right today (the port's credentials are issue 14 item 1)
+      // never the keeper: stopping or failing it over is what an authenticated client may do
       vm: fc.constantFrom('fz1', 'fz2', 'nope', ''),
       data: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.string({ maxLength: 64 })),
       eof: fc.boolean(),
@@ -189,17 +192,20 @@ describe('fuzzed TCP doors', () => {
       env: fc.dictionary(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 3 }),
       seen: fc.dictionary(fc.constantFrom('fz1', 'x'), fc.integer()),
       conn: fc.integer({ min: 0x7f000000, max: 0x7fffffff }),
+      nonce: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+      mac: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      key: fc.uint8Array({ maxLength: 32 }),
     });
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...HOSTS), fc.boolean(), chunks(msg), async (host, afterHello, bufs) => {
-        const c = afterHello ? await openClient(host) : await open(cluster.host(host).client, CLIENT_FRAME_BYTES_MAX);
+      fc.asyncProperty(fc.constantFrom(...HOSTS), fc.boolean(), chunks(msg), async (host, authed, bufs) => {
+        const c = authed ? await openClient(host) : await open(cluster.host(host).client, CLIENT_FRAME_BYTES_MAX);
         try {
           for (const b of bufs) if (!c.isClosed()) c.sock.write(b);
           // then a request that must still be answered if the host kept the connection: its answer ends the wait
           if (!c.isClosed()) c.sock.write(frame(packr.pack({ t: 'status', id: 'probe', v: WIRE_VERSION })));
           // (a partial frame before it leaves the host waiting for more bytes: then the bound ends the wait)
           await settle(c, () => c.got.some((m) => m.id === 'probe'));
-          const what = `${afterHello ? 'after' : 'before'} hello, ${shown(bufs)} to ${host}'s client port`;
+          const what = `${authed ? 'after' : 'before'} authentication, ${shown(bufs)} to ${host}'s client port`;
           expect(c.bad, what).toEqual([]);
           for (const m of c.got.filter((x) => x.t === 'error')) {
             expect(String(m.code), `${what}: an error without a code: ${fc.stringify(m)}`).toMatch(/^FTVM_ERR_[A-Z_]+$/);

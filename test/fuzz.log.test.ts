@@ -112,7 +112,8 @@ describe('fuzzed log files', () => {
         }
         readsOrRefuses(fix ? fixChecksums(b) : b);
       }),
-      { seed: SEED, numRuns: RUNS * 2 },
+      // found by a longer hunt: a kind that gains a newline made a two-line error message
+      { seed: SEED, numRuns: RUNS * 2, examples: [[[{ t: 'flip', at: 242, byte: 10 }], true]] },
     );
   });
 

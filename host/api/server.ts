@@ -52,6 +52,7 @@ export class ApiError extends Error {
 import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX } from '../limits.ts'; export { MODULE_BYTES_MAX };
 /** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
 import { UPLOADS_MAX } from '../limits.ts'; export { UPLOADS_MAX };
+import { REFUSED_DRAIN_MS } from '../limits.ts';
 /** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
 export const WASM_MEDIA_TYPE = 'application/wasm';
 
@@ -163,17 +164,25 @@ async function checkUpload(bytes: Uint8Array): Promise<void> {
  * Answers a request Node's HTTP parser refused before fastify saw it (a URL or
  * headers over Node's 16 KiB limit, a malformed request line) in the API's
  * error shape, as fastify's default handler does in its own: headers too large
- * are FTVM_ERR_TOO_LARGE, anything else FTVM_ERR_BAD_REQUEST; the connection
- * is closed after the answer (the parser cannot go on).
+ * are FTVM_ERR_TOO_LARGE, anything else FTVM_ERR_BAD_REQUEST. The parser
+ * cannot go on, so the connection ends after the answer; what the client is
+ * still sending is read and dropped for at most REFUSED_DRAIN_MS first (closed
+ * at once, the client's write would fail with a reset before it reads the
+ * answer, as a 2 MiB URL showed).
  */
 function clientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (err.code === 'ECONNRESET' || socket.destroyed || refusedSockets.has(socket)) return;
+  refusedSockets.add(socket);
   const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'FTVM_ERR_TOO_LARGE' : 'FTVM_ERR_BAD_REQUEST';
   const message = err.code === 'HPE_HEADER_OVERFLOW' ? 'the request line and headers exceed 16 KiB' : 'a malformed HTTP request';
   const body = JSON.stringify({ error: { code, message } });
-  if (socket.writable) socket.write(`HTTP/1.1 ${httpStatusOf(code)} ${STATUS_CODES[httpStatusOf(code)]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
-  socket.destroy();
+  if (!socket.writable) return void socket.destroy();
+  socket.end(`HTTP/1.1 ${httpStatusOf(code)} ${STATUS_CODES[httpStatusOf(code)]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.on('data', () => {});
+  setTimeout(() => socket.destroy(), REFUSED_DRAIN_MS).unref();
 }
+/** Sockets refused by clientError, while they drain (weak: gone with the socket). */
+const refusedSockets = new WeakSet<Duplex>();
 
 /**
  * Answers what fastify's router refuses before any route runs (a path

@@ -357,8 +357,13 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };
 
-/** A decoded value in an error message: primitives as they are, anything else by its type (String() of a decoded map whose toString is not a function throws). */
+/**
+ * A decoded value in an error message, on one line: a string quoted and
+ * escaped (cut at 80 characters), other primitives as they are, anything else
+ * by its type (String() of a decoded map whose toString is not a function throws).
+ */
 function shown(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 80 ? `${x.slice(0, 80)}...` : x);
   if (x === null || (typeof x !== 'object' && typeof x !== 'function')) return String(x);
   return Array.isArray(x) ? 'an array' : x instanceof Uint8Array ? 'bytes' : 'a map';
 }

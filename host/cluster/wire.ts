@@ -148,7 +148,9 @@ export class FrameDecoder {
       if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof (m as WireMessage).t !== 'string') {
         throw new WireError('FTVM_ERR_FRAME_DECODE', 'a frame holds a map with a string "t"');
       }
-      if ((m as { v?: unknown }).v !== WIRE_VERSION) throw new WireError('FTVM_ERR_FRAME_VERSION', `frame version ${String((m as { v?: unknown }).v)} (this host speaks ${WIRE_VERSION})`);
+      const v = (m as { v?: unknown }).v;
+      // (a version that is not a number is named by its type: String() of a map whose toString is not a function throws)
+      if (v !== WIRE_VERSION) throw new WireError('FTVM_ERR_FRAME_VERSION', `frame version ${typeof v === 'number' ? v : typeof v} (this host speaks ${WIRE_VERSION})`);
       out.push(m as WireMessage);
       this.buf = this.buf.subarray(WIRE_HEADER + len);
     }

@@ -22,7 +22,7 @@ usage:
   ftvm run <guest.wasm | sample> [options] [-- guest args...]
   ftvm record <guest.wasm | sample> --log FILE [options] [-- guest args...]
   ftvm replay <guest.wasm | sample> --log FILE [--until COUNT] [--memory OFFSET:LENGTH] [--out DIR]
-  ftvm bench meter|replay|ft|startup [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
+  ftvm bench meter|replay|ft|startup|isolation [--json] [--runs N] [--warmup N] [--guests a,b] [--quick]
   ftvm conformance DIR... [--json] [--filter SUBSTR] [--no-node] [--jobs N]
   ftvm host --id ID --dir DIR | --etcd URLS [options]
   ftvm cluster up [--hosts N] [--json]
@@ -180,7 +180,14 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|isolation [options]
+
+isolation: on a local cluster of three hosts, whether one VM's heavy moments
+disturb the others: small kv VMs under light load with their primaries on h1,
+while h1 meters a large new module and restarts the backup of a 1 GiB
+reactor; per phase, the longest silence of h1 the other hosts' failure
+detectors saw, event-loop delays, failovers, the longest answer time, and the
+reactor's primary pause (medians of --runs, default 3; --quick: one run, 256 MiB).
 
 startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
 \`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
@@ -716,7 +723,7 @@ async function cmdBench(argv: string[]): Promise<number> {
     hostStdout.write(BENCH_HELP);
     return 0;
   }
-  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup') {
+  if (what !== 'meter' && what !== 'replay' && what !== 'ft' && what !== 'startup' && what !== 'isolation') {
     throw usageError(`ftvm bench: unknown benchmark "${what}" (available: meter, replay, ft, startup)`);
   }
   const { values } = parseArgs({
@@ -752,6 +759,12 @@ async function cmdBench(argv: string[]): Promise<number> {
       log: (l) => hostStderr.write(`${l}\n`),
     });
     hostStdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
+    return 0;
+  }
+  if (what === 'isolation') {
+    const { benchIsolation, formatIsolationReport } = await import('../bench/isolation.ts');
+    const report = await benchIsolation({ runs: values.runs ? positiveInt('--runs', values.runs) : undefined, quick: values.quick, log: (l) => hostStderr.write(`${l}\n`) });
+    hostStdout.write((values.json ? JSON.stringify(report) : formatIsolationReport(report)) + '\n');
     return 0;
   }
   if (what === 'ft') {

@@ -15,7 +15,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
@@ -259,6 +259,18 @@ export interface VmStatus {
 }
 
 /** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
+/** What FtHost.status() says (see there). */
+export interface HostStatus {
+  id: string;
+  slot: number;
+  peers: { id: string; alive: boolean; linked: boolean; gapMsMax: number }[];
+  gaps: { peer: string; atMs: number; gapMs: number }[];
+  loop: { atMs: number; maxMs: number }[];
+  vms: VmStatus[];
+  refused: FtHost['refused'];
+  ingress: IngressStats;
+}
+
 export interface VmInfo {
   name: string;
   gen: number;
@@ -318,6 +330,8 @@ const ADMIN_TIMEOUT_MS = 5000;
 const API_BOX_MAX = 10_000;
 /** output rings received for backups not made yet, kept at once (the oldest are dropped) */
 const RINGS_IN_MAX = 64;
+/** seconds of event-loop delay maxima a host keeps for status() */
+const LOOP_SECONDS_MAX = 300;
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
 const OUTPUT_READERS_MAX = 256;
 /** forwarded output reads waiting for an answer, per host */
@@ -396,6 +410,10 @@ export class FtHost {
   /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
   private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
   private snapshotIds = 0;
+  /** how late this host's event loop ran its timers (heartbeats, acks and API calls wait as long) */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  /** the largest event-loop delay of each second, the newest LOOP_SECONDS_MAX */
+  private readonly loopSeconds: { atMs: number; maxMs: number }[] = [];
   /** the modules this host keeps on disk: uploaded by clients, or shipped to it for its backups */
   readonly modules: ModuleStore;
   /** metering jobs, on worker threads */
@@ -434,7 +452,7 @@ export class FtHost {
       meterJobsMax: 1,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
-    this.detector = new FailureDetector(this.opts.failMs);
+    this.detector = new FailureDetector(this.opts.failMs, undefined, 2 * this.opts.heartbeatMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
       countMax: this.opts.moduleStoreCountMax,
@@ -479,11 +497,21 @@ export class FtHost {
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
+    this.loopDelay.enable();
+    this.timers.push(setInterval(() => this.sampleLoopDelay(), 1000));
     this.say(`up: peer ${this.peerAddr}, client ${this.clientAddr}, slot ${this.slot}`);
+  }
+
+  /** Keeps the largest event-loop delay of the second just past (for status(): `loop`). */
+  private sampleLoopDelay(): void {
+    this.loopSeconds.push({ atMs: Date.now(), maxMs: this.loopDelay.max / 1e6 });
+    if (this.loopSeconds.length > LOOP_SECONDS_MAX) this.loopSeconds.shift();
+    this.loopDelay.reset();
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.loopDelay.disable();
     for (const t of this.timers) clearInterval(t);
     for (const w of this.outputWaits.values()) {
       clearTimeout(w.timer);
@@ -499,12 +527,22 @@ export class FtHost {
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
-  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused']; ingress: IngressStats } {
+  /**
+   * What this host is doing. `peers[].gapMsMax`: the longest this host went
+   * without hearing from the peer (ms); `gaps`: silences of at least a
+   * quarter of the failure timeout, ended at `atMs` (ms since the epoch);
+   * `loop`: the largest event-loop delay of each of the last seconds (ms),
+   * the time a heartbeat or an ack could wait here before being handled.
+   */
+  status(): HostStatus {
+    const origin = performance.timeOrigin;
     return {
       id: this.id,
       slot: this.slot,
       ingress: { ...this.ingress.stats },
-      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false })),
+      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false, gapMsMax: this.detector.maxGapMs(m.id) })),
+      gaps: this.detector.gapsSince(0).map((g) => ({ peer: g.peer, atMs: origin + g.at, gapMs: g.gapMs })),
+      loop: [...this.loopSeconds, { atMs: Date.now(), maxMs: this.loopDelay.max / 1e6 }],
       vms: [...this.vms.values()].map((vm) => ({
         name: vm.name,
         gen: vm.gen,

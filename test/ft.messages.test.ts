@@ -8,7 +8,7 @@ import type { WireMessage } from '../host/cluster/wire.ts';
 const b = new Uint8Array([1, 2, 3]);
 const valid: PeerMessage[] = [
   { t: 'hb' },
-  { t: 'snapchunk', vm: 'v', gen: 1, bytes: b },
+  { t: 'snapchunk', vm: 'v', gen: 1, at: 0, total: 3, bytes: b },
   { t: 'rings', vm: 'v', gen: 1, rings: { stdout: { start: 0, bytes: b } } },
   { t: 'backup', vm: 'v', gen: 2, moduleHash: 'a', meteredHash: 'b', start: { module: 'a', args: [], env: {}, digestEvery: 1n, depthLimit: 1, memoryLimitPages: 1, canonicalizeNaNs: false }, primary: 'h1', snapshot: null, cpuPercent: 100, publish: [8080] },
   { t: 'log', vm: 'v', gen: 1, first: 0, last: 3, frame: b, released: -1 },

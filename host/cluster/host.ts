@@ -19,6 +19,7 @@ import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { GuestLoadError } from '../runtime/instance.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
@@ -229,6 +230,11 @@ export interface StartRequest {
   cpuPercent?: number;
   /** TCP ports (1..65535, at most PUBLISH_PORTS_MAX) every live host serves the VM on, at its public address: FTVM_ERR_BAD_REQUEST otherwise */
   publish?: number[];
+  /**
+   * the host to run the primary on (default: placement chooses, see
+   * FtHost.placePrimary); FTVM_ERR_UNAVAILABLE if it is not a live member
+   */
+  host?: string;
 }
 
 /** What a host may be asked to do to a VM's primary. */
@@ -300,7 +306,20 @@ export interface VmInfo {
   ageMs: number;
 }
 
-const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+/**
+ * The bytes of a snapshot's memory one 'snapchunk' frame carries at most. A
+ * chunk is written only once the link's socket has at most SNAPSHOT_QUEUED_MAX
+ * bytes waiting, so a heartbeat, an ack or a log frame of another VM on the
+ * same link waits behind about two chunks at most (milliseconds), never behind
+ * the whole memory.
+ */
+export const SNAPSHOT_CHUNK = 1024 * 1024;
+/** bytes queued on a link above which a snapshot's next chunk waits for the socket to drain */
+const SNAPSHOT_QUEUED_MAX = SNAPSHOT_CHUNK;
+/** the largest snapshot memory a host receives: the largest memory a VM may have */
+const SNAPSHOT_BYTES_MAX = DEFAULT_MEMORY_LIMIT_PAGES * 65536;
+/** snapshots a host receives at once (a newer one of the same VM replaces the older; beyond, the oldest is dropped) */
+const SNAPSHOTS_IN_MAX = 4;
 /** how long a host waits for a peer to say which modules it needs */
 const OFFER_TIMEOUT_MS = 10_000;
 /** modules a host receives from its peers at once */
@@ -330,6 +349,10 @@ const ADMIN_TIMEOUT_MS = 5000;
 const API_BOX_MAX = 10_000;
 /** output rings received for backups not made yet, kept at once (the oldest are dropped) */
 const RINGS_IN_MAX = 64;
+/** how long a start forwarded to the host placement chose may take (metering a large module included) */
+const START_FWD_TIMEOUT_MS = 300_000;
+/** hosts with forwarded starts in flight; beyond, a start runs where it was asked (a bound on the map, not a limit that matters) */
+const PLACING_MAX = 1024;
 /** seconds of event-loop delay maxima a host keeps for status() */
 const LOOP_SECONDS_MAX = 300;
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
@@ -376,6 +399,11 @@ export class FtHost {
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
+  /** starts forwarded to the host placement chose, waiting for its answer */
+  private readonly startWaits = new Map<number, { host: string; resolve: (r: PeerMessageOf<'start-res'>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private startIds = 0;
+  /** per host, starts forwarded to it and not answered yet (placement counts them as replicas there; at most PLACING_MAX hosts) */
+  private readonly placing = new Map<string, number>();
   /** output reads forwarded to the host running a VM's primary, waiting for its answer */
   private readonly outputWaits = new Map<number, { host: string; resolve: (r: OutputRead) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   /** VMs deleted, with the generation that ended them: older news of them is stale */
@@ -406,7 +434,12 @@ export class FtHost {
   readonly events = new EventLog();
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0 };
-  private readonly snapshotsIn = new Map<string, Uint8Array[]>();
+  /**
+   * snapshots being received, by "vm/gen": the memory, allocated once at its
+   * first chunk and filled as chunks arrive (never gathered and joined), from
+   * which peer, how much came, and when the last chunk did (at most SNAPSHOTS_IN_MAX)
+   */
+  private readonly snapshotsIn = new Map<string, { from: string; memory: Uint8Array; got: number; at: number }>();
   /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
   private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
   private snapshotIds = 0;
@@ -518,6 +551,11 @@ export class FtHost {
       w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} is shutting down`));
     }
     this.outputWaits.clear();
+    for (const w of this.startWaits.values()) {
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} is shutting down`));
+    }
+    this.startWaits.clear();
     await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
     this.ingress.close();
@@ -723,6 +761,15 @@ export class FtHost {
         this.say(`dropped module ${hash.slice(0, 12)} from ${inc.from}: no chunk for ${INCOMING_IDLE_MS / 1000} s (${inc.got} of ${inc.total} bytes came)`);
       }
     }
+    for (const [key, snap] of this.snapshotsIn) {
+      if (now - snap.at > INCOMING_IDLE_MS) this.snapshotsIn.delete(key);
+    }
+    for (const [id, w] of this.startWaits) {
+      if (this.alive(w.host)) continue;
+      this.startWaits.delete(id);
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${w.host}, where the VM was placed, went silent; its start may or may not have happened`));
+    }
     // a read waiting on a host that went silent fails at once: its reader asks again, of the next primary
     for (const [id, w] of this.outputWaits) {
       if (this.alive(w.host)) continue;
@@ -848,13 +895,9 @@ export class FtHost {
         if (m.unbound?.length) this.unbound.set(from, new Set(m.unbound));
         else this.unbound.delete(from);
         return;
-      case 'snapchunk': {
-        const key = `${m.vm}/${m.gen}`;
-        const parts = this.snapshotsIn.get(key) ?? [];
-        parts.push(m.bytes);
-        this.snapshotsIn.set(key, parts);
+      case 'snapchunk':
+        this.onSnapshotChunk(from, m);
         return;
-      }
       case 'rings': {
         const key = `${m.vm}/${m.gen}`;
         this.ringsIn.delete(key);
@@ -993,6 +1036,17 @@ export class FtHost {
         else w.reject(new HostError((m.code !== null && HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
+      case 'start-fwd':
+        this.onStartForwarded(from, m);
+        return;
+      case 'start-res': {
+        const w = this.startWaits.get(m.id);
+        if (!w || w.host !== from) return;
+        this.startWaits.delete(m.id);
+        clearTimeout(w.timer);
+        w.resolve(m);
+        return;
+      }
       case 'admin-res': {
         const w = this.adminWaits.get(m.id);
         if (!w) return;
@@ -1064,10 +1118,15 @@ export class FtHost {
   }
 
   /**
-   * Starts a VM with its primary here and a backup on another host. The module
-   * is checked and metered on a worker thread (meter-pool.ts); the promise
-   * settles once the primary replica runs. The backup is made afterwards: the
-   * module goes to its host (shipModules), which then starts it.
+   * Starts a VM with its primary on the host placement chooses (placePrimary:
+   * the live host with the fewest replicas, then the least memory; or
+   * `req.host`) and a backup on another host. Chosen elsewhere, the start is
+   * forwarded there (startElsewhere: the module shipped as for a backup, a
+   * 'start-fwd' request) and this promise settles with that host's answer.
+   * Here, the module is checked and metered on a worker thread
+   * (meter-pool.ts); the promise settles once the primary replica runs. The
+   * backup is made afterwards: the module goes to its host (shipModules),
+   * which then starts it.
    * Errors: GuestLoadError (the module is refused), HostError
    * FTVM_ERR_MODULE_NOT_FOUND (no module of that hash here), FTVM_ERR_EXISTS,
    * FTVM_ERR_BAD_REQUEST (bad limits), MeterPoolError FTVM_ERR_UNAVAILABLE
@@ -1098,6 +1157,8 @@ export class FtHost {
       module = shared(req.module!);
       hash = await sha256Hex(module);
     }
+    const place = this.placePrimary(req);
+    if (place !== this.id) return this.startElsewhere(place, req, module, hash);
     const start: EntryPayloads['start'] = {
       module: hash,
       // argv[0] is the program's name, as every runner gives it: here the VM's
@@ -1230,10 +1291,14 @@ export class FtHost {
    * OFFER_TIMEOUT_MS, or it refuses.
    */
   private async shipModules(target: string, vm: Vm): Promise<void> {
-    const items = [
+    return this.shipModuleItems(target, vm.name, [
       { hash: vm.moduleHash, kind: 'module' as const, bytes: vm.module },
       { hash: vm.meteredHash, kind: 'metered' as const, bytes: vm.metered },
-    ];
+    ]);
+  }
+
+  /** shipModules for any modules (`vmName` only names them in events): a primary placed on another host gets its module so. */
+  private async shipModuleItems(target: string, vmName: string, items: { hash: string; kind: ModuleKind; bytes: Uint8Array }[]): Promise<void> {
     const id = ++this.offerIds;
     const need = await new Promise<string[]>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -1255,7 +1320,7 @@ export class FtHost {
       for (let at = 0; at < it.bytes.length; at += MODULE_CHUNK_BYTES) {
         const l = this.links.get(target);
         if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
-        if (l.sock.writableLength > 0) await drained(l.sock, MODULE_CHUNK_BYTES);
+        await drained(l.sock, MODULE_CHUNK_BYTES); // and a turn of the event loop, always
         if (this.links.get(target)?.sock !== l.sock || !l.ready) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
         const bytes = it.bytes.subarray(at, at + MODULE_CHUNK_BYTES);
         send(l.sock, { t: 'mod-chunk', hash: it.hash, at, bytes });
@@ -1263,7 +1328,7 @@ export class FtHost {
         this.shipping.sentBytes += bytes.length;
       }
       this.shipping.sent++;
-      this.note({ event: 'module-shipped', vm: vm.name, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
+      this.note({ event: 'module-shipped', vm: vmName, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
     }
   }
 
@@ -1318,12 +1383,128 @@ export class FtHost {
       .finally(() => this.arrived.delete(hash));
   }
 
+  /**
+   * What each host runs, as this host's view of the cluster says (vmInfos,
+   * plus starts forwarded and not answered yet): replicas (primaries and
+   * backups, VM `except` left out) and their memory limits in MiB.
+   */
+  private loads(except: string | null): Map<string, { replicas: number; memoryMiB: number }> {
+    const out = new Map<string, { replicas: number; memoryMiB: number }>();
+    const add = (id: string | null, mib: number): void => {
+      if (!id) return;
+      const l = out.get(id) ?? { replicas: 0, memoryMiB: 0 };
+      l.replicas++;
+      l.memoryMiB += Math.max(0, mib);
+      out.set(id, l);
+    };
+    for (const v of this.vmInfos()) {
+      if (v.name === except || v.state === 'ended') continue;
+      add(v.primary, v.memoryMiB);
+      add(v.backup, v.memoryMiB);
+    }
+    for (const [id, n] of this.placing) for (let i = 0; i < n; i++) add(id, 0);
+    return out;
+  }
+
+  /** Orders hosts by load: fewer replicas, then less memory, then (`self` first) this host, then by id. */
+  private byLoad(ids: string[], loads: Map<string, { replicas: number; memoryMiB: number }>): string[] {
+    const of = (id: string) => loads.get(id) ?? { replicas: 0, memoryMiB: 0 };
+    return [...ids].sort((a, b) => of(a).replicas - of(b).replicas || of(a).memoryMiB - of(b).memoryMiB || (a === this.id ? -1 : b === this.id ? 1 : a < b ? -1 : 1));
+  }
+
+  /** The peers a replica can be placed on now: alive, and linked from here. */
+  private livePeers(): string[] {
+    return this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready).map((m) => m.id);
+  }
+
+  /**
+   * The host to run a new VM's primary on: `req.host` if given (this host or
+   * a live peer; FTVM_ERR_UNAVAILABLE otherwise), else the live host with the
+   * fewest replicas, then the least memory (this host on a tie), so primaries
+   * spread over the cluster whichever host takes the requests. A request too
+   * large to forward in one peer frame (stdin, arguments and environment over
+   * INLINE_SHIP_BYTES_MAX) runs here.
+   */
+  private placePrimary(req: StartRequest): string {
+    const live = this.livePeers();
+    if (req.host !== undefined) {
+      if (req.host === this.id || live.includes(req.host)) return req.host;
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `host ${JSON.stringify(req.host)} is not a live member of the cluster`);
+    }
+    const extra = (req.stdin?.length ?? 0) + JSON.stringify([req.args ?? [], req.env ?? {}]).length;
+    if (extra > INLINE_SHIP_BYTES_MAX || this.placing.size >= PLACING_MAX) return this.id;
+    return this.byLoad([this.id, ...live], this.loads(req.name))[0]!;
+  }
+
+  /**
+   * Starts a VM whose primary placement put on `target`: ships the module
+   * (inline in the request when small, else in chunks as for a backup), sends
+   * 'start-fwd' and waits for the answer, which it returns or throws (the
+   * error's code kept: HostError, or GuestLoadError for a refused module).
+   * FTVM_ERR_UNAVAILABLE when the link fails, the target goes silent, or it
+   * does not answer within START_FWD_TIMEOUT_MS.
+   */
+  private async startElsewhere(target: string, req: StartRequest, module: Uint8Array, hash: string): Promise<{ gen: number; primary: string; backup: string | null }> {
+    this.placing.set(target, (this.placing.get(target) ?? 0) + 1);
+    try {
+      const inline = module.length <= INLINE_SHIP_BYTES_MAX;
+      if (!inline) {
+        try {
+          await this.shipModuleItems(target, req.name, [{ hash, kind: 'module', bytes: module }]);
+        } catch (e) {
+          throw new HostError('FTVM_ERR_UNAVAILABLE', `the module could not be sent to ${target}, where the VM was placed: ${(e as Error).message}`);
+        }
+      }
+      const id = ++this.startIds;
+      const r = await new Promise<PeerMessageOf<'start-res'>>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.startWaits.delete(id);
+          reject(new HostError('FTVM_ERR_UNAVAILABLE', `${target}, where the VM was placed, did not answer within ${START_FWD_TIMEOUT_MS} ms`));
+        }, START_FWD_TIMEOUT_MS);
+        this.startWaits.set(id, { host: target, resolve, reject, timer });
+        const m: WireMessage = { t: 'start-fwd', id, vm: req.name, moduleHash: hash, ...(inline ? { module } : {}) };
+        for (const k of ['args', 'env', 'stdin', 'memoryMiB', 'cpuPercent', 'publish'] as const) if (req[k] !== undefined) m[k] = req[k];
+        if (!this.toPeer(target, m)) {
+          clearTimeout(timer);
+          this.startWaits.delete(id);
+          reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${target}, where the VM was placed`));
+        }
+      });
+      if (r.code !== null) {
+        const message = `${target}: ${String(r.message)}`;
+        if (HOST_ERROR_CODES.includes(r.code)) throw new HostError(r.code as HostErrorCode, message);
+        throw new GuestLoadError(r.code as GuestLoadError['code'], message);
+      }
+      this.learnPrimary(req.name, r.gen!, r.primary!);
+      return { gen: r.gen!, primary: r.primary!, backup: r.backup };
+    } finally {
+      const n = (this.placing.get(target) ?? 1) - 1;
+      if (n > 0) this.placing.set(target, n);
+      else this.placing.delete(target);
+    }
+  }
+
+  /** A peer placed a VM's primary here: start it (never placed again) and answer. */
+  private onStartForwarded(from: string, m: PeerMessageOf<'start-fwd'>): void {
+    const answer = (r: { gen: number; primary: string; backup: string | null } | null, e?: Error): void =>
+      void this.toPeer(from, {
+        t: 'start-res',
+        id: m.id,
+        gen: r?.gen ?? null,
+        primary: r?.primary ?? null,
+        backup: r?.backup ?? null,
+        code: e ? String((e as { code?: unknown }).code ?? 'FTVM_ERR_UNAVAILABLE') : null,
+        message: e ? e.message : null,
+      });
+    const req: StartRequest = { name: m.vm, host: this.id, ...(m.module ? { module: m.module } : { moduleHash: m.moduleHash }) };
+    if (m.module && createHash('sha256').update(m.module).digest('hex') !== m.moduleHash) return answer(null, new HostError('FTVM_ERR_BAD_REQUEST', 'the module sent does not match its hash'));
+    for (const k of ['args', 'env', 'stdin', 'memoryMiB', 'cpuPercent', 'publish'] as const) if (m[k] !== undefined) (req as unknown as Record<string, unknown>)[k] = m[k];
+    this.startVm(req).then((r) => answer(r), (e: Error) => answer(null, e));
+  }
+
   private pickBackupHost(vmName: string): string | null {
-    // the replicas each host runs, as the cluster view says
-    const load = (id: string): number => this.vmInfos().filter((v) => v.name !== vmName && (v.primary === id || v.backup === id)).length;
-    const candidates = this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready);
-    candidates.sort((a, b) => load(a.id) - load(b.id) || (a.id < b.id ? -1 : 1));
-    return candidates[0]?.id ?? null;
+    // the live peer with the fewest replicas, then the least memory, as the cluster view says
+    return this.byLoad(this.livePeers(), this.loads(vmName))[0] ?? null;
   }
 
   private announce(vm: Vm): void {
@@ -1350,9 +1531,11 @@ export class FtHost {
     if (old) this.dropVm(old, 'replaced by a new backup');
     let snapshot: Snapshot | undefined;
     if (m.snapshot) {
-      const parts = this.snapshotsIn.get(`${name}/${gen}`) ?? [];
+      // the memory came before, chunk by chunk, into one buffer: it goes to the new replica's thread as it is (transferred, not copied)
+      const s = this.snapshotsIn.get(`${name}/${gen}`);
       this.snapshotsIn.delete(`${name}/${gen}`);
-      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
+      if (!s || s.from !== from || s.got !== s.memory.length) throw new Error(`the snapshot's memory did not arrive whole (${s?.got ?? 0} of ${s?.memory.length ?? '?'} bytes)`);
+      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: s.memory } as Snapshot;
     }
     const { start, moduleHash, meteredHash } = m;
     try {
@@ -1441,7 +1624,7 @@ export class FtHost {
       }
       case 'snapshot':
         if (vm.recreate) vm.recreate.pauseMs = m.pauseMs;
-        this.shipSnapshot(vm, m.snapshot);
+        void this.shipSnapshot(vm, m.snapshot, m.digestTail);
         return;
       case 'ended':
         vm.ended = true;
@@ -1755,7 +1938,22 @@ export class FtHost {
     );
   }
 
-  private shipSnapshot(vm: Vm, snap: Snapshot): void {
+  /**
+   * Streams a primary's snapshot to the host chosen for its new backup
+   * (`vm.snapshotFor`), then asks it to make the backup. The primary counts as
+   * paired with the new backup from the start: the log after the snapshot is
+   * kept for it (sent once it acknowledges) and its outputs wait for that
+   * acknowledgement, as the Output Rule wants. The memory goes in 'snapchunk'
+   * frames of SNAPSHOT_CHUNK bytes, each written only when the link has
+   * drained to SNAPSHOT_QUEUED_MAX, with a turn of the event loop between
+   * chunks: heartbeats, acks and other VMs' log frames keep flowing. The
+   * memory's SHA-256 is computed here chunk by chunk as it leaves (with the
+   * worker's `digestTail` it is the state digest the new backup checks), so
+   * neither the paused guest nor one turn of this loop hashes it whole.
+   * A link that goes down, or a backup that fails, ends the pairing
+   * (backupLost: a new generation, and another try).
+   */
+  private async shipSnapshot(vm: Vm, snap: Omit<Snapshot, 'digest'>, digestTail: Uint8Array): Promise<void> {
     const target = vm.snapshotFor;
     if (!target || vm.role !== 'primary') return;
     if (!this.links.get(target)?.ready) {
@@ -1764,19 +1962,13 @@ export class FtHost {
       this.recreateBackup(vm);
       return;
     }
-    // the output offsets as the log up to the snapshot left them (every frame before it came first)
+    // what goes with the memory is taken now, as the log up to the snapshot left it (every frame before it came first):
+    // the output offsets, and the output released before it (its own frame, up to 2 MiB) so the new backup's rings continue the same streams
     const { memory, ...rest } = snap;
-    const meta = { ...rest, outputEnds: [...vm.outEnds] };
-    for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
-      this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
-      if (memory.length === 0) break;
-    }
-    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
-    // The output released before the snapshot goes with it (a frame of its own: up to 2 MiB),
-    // so the new backup's rings continue the same streams.
-    this.toPeer(target, { t: 'rings', vm: vm.name, gen: vm.gen, rings: { stdout: vm.stdout.image(), stderr: vm.stderr.image() } });
-    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
-    if (vm.recreate) vm.recreate.memoryBytes = memory.length;
+    const outputEnds = [...vm.outEnds];
+    const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
+    const gen = vm.gen;
+    const t0 = performance.now();
     vm.backup = target;
     vm.backupReady = false;
     this.transition(vm, 'live');
@@ -1785,7 +1977,61 @@ export class FtHost {
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
     vm.since = performance.now();
     vm.snapshotFor = null;
+    if (vm.recreate) vm.recreate.memoryBytes = memory.length;
+    const current = (): boolean => this.vms.get(vm.name) === vm && vm.gen === gen && vm.role === 'primary' && vm.backup === target && !vm.claiming;
+    const hash = createHash('sha256');
+    try {
+      for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
+        const l = this.links.get(target);
+        if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down`);
+        await drained(l.sock, SNAPSHOT_QUEUED_MAX); // and a turn of the event loop, always
+        if (!current()) return; // overtaken: a newer backup, a failover, a stop
+        if (this.links.get(target)?.sock !== l.sock || !l.ready || l.sock.destroyed) throw new Error(`the link to ${target} went down`);
+        const bytes = memory.subarray(at, at + SNAPSHOT_CHUNK);
+        hash.update(bytes);
+        send(l.sock, { t: 'snapchunk', vm: vm.name, gen, at, total: memory.length, bytes });
+        if (memory.length === 0) break;
+      }
+    } catch (e) {
+      if (!current()) return;
+      this.say(`${vm.name}: no new backup on ${target}: ${(e as Error).message}`);
+      void this.backupLost(vm);
+      return;
+    }
+    hash.update(digestTail);
+    const meta = { ...rest, digest: new Uint8Array(hash.digest()), outputEnds };
+    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
+    this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
+    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
     this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0 });
+    this.say(`${vm.name}: snapshot of ${memory.length} bytes streamed to ${target} in ${Math.round(performance.now() - t0)} ms`);
+  }
+
+  /**
+   * A chunk of a snapshot's memory from a primary's host: the first (at 0)
+   * allocates the whole memory (`total` bytes, at most SNAPSHOT_BYTES_MAX) and
+   * replaces any older snapshot of the VM still arriving; each one is copied
+   * in at its offset, in order. Throws (the message is refused) on a chunk out
+   * of order or past the end; the 'backup' request that follows then finds no
+   * whole memory and fails.
+   */
+  private onSnapshotChunk(from: string, m: PeerMessageOf<'snapchunk'>): void {
+    const key = `${m.vm}/${m.gen}`;
+    if (m.at === 0) {
+      if (m.total > SNAPSHOT_BYTES_MAX) throw new Error(`a snapshot of ${m.total} bytes (at most ${SNAPSHOT_BYTES_MAX})`);
+      for (const k of this.snapshotsIn.keys()) if (k.startsWith(`${m.vm}/`)) this.snapshotsIn.delete(k);
+      if (this.snapshotsIn.size >= SNAPSHOTS_IN_MAX) this.snapshotsIn.delete(this.snapshotsIn.keys().next().value!);
+      this.snapshotsIn.set(key, { from, memory: new Uint8Array(m.total), got: 0, at: performance.now() });
+    }
+    const s = this.snapshotsIn.get(key);
+    if (!s || s.from !== from) return; // not begun, or dropped
+    if (m.at !== s.got || m.total !== s.memory.length || s.got + m.bytes.length > s.memory.length) {
+      this.snapshotsIn.delete(key);
+      throw new Error(`snapshot of ${key}: a chunk at ${m.at} of ${m.bytes.length} bytes does not follow the ${s.got} received of ${s.memory.length}`);
+    }
+    s.memory.set(m.bytes, s.got);
+    s.got += m.bytes.length;
+    s.at = performance.now();
   }
 
   // ---- clients ----
@@ -2091,6 +2337,7 @@ export class FtHost {
           memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
           cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
           publish: Array.isArray(m.publish) ? (m.publish as number[]) : undefined,
+          host: typeof m.host === 'string' ? m.host : undefined,
         });
         send(sock, { t: 'started', id, vm: m.vm, ...r });
         return;

@@ -39,6 +39,7 @@ import { isStreamConn } from './ingress.ts';
 import {
   CHUNK_BYTES,
   chunksOf,
+  digestTail,
   DivergenceError,
   interruptOf,
   interruptPayload,
@@ -127,7 +128,13 @@ export type FromReplica =
   | { t: 'input-gap'; conn: number; end: number }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
-  | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
+  /**
+   * A reactor's state at an idle moment. `snapshot` has no digest: the host
+   * computes it as it streams the memory (SHA-256 of the memory, then
+   * `digestTail`), so the guest is paused only while its memory is copied;
+   * `pauseMs` is that pause.
+   */
+  | { t: 'snapshot'; id: number; snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array; pauseMs: number }
   | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string; cpu: { ranMs: number; restedMs: number } }
   | { t: 'error'; code: string; message: string }
   | { t: 'stopped' };
@@ -612,19 +619,21 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   const takeSnapshot = (c: GuestContext, id: number): void => {
     flush();
+    // The guest is paused from here until its memory is copied (and its
+    // globals and devices read): how long is part of the message. The
+    // memory's digest is the host's to compute, off this thread's pause.
     const t0 = performance.now();
-    const snapshot: Snapshot = {
+    const snapshot: Omit<Snapshot, 'digest'> = {
       seq: nextSeq,
       count: count(),
       memory: new Uint8Array(c.memory.buffer).slice(),
       globals: snapshotGlobals(c.instance),
       devices: c.wasi.image(),
       timerPeriodNs: timerPeriod,
-      digest: stateDigest(c),
       inputEnds: [...inputEnds],
     };
-    // The guest is paused from here to the copy's end: how long is part of the message.
-    post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
+    const tail = digestTail(c);
+    post({ t: 'snapshot', id, snapshot, digestTail: tail, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
   };
 
   const switchLive = (): void => {

@@ -31,6 +31,8 @@ const valid: PeerMessage[] = [
   { t: 'out-read', id: 2, vm: 'v', stream: 'stderr', from: 0, waitMs: 100 },
   { t: 'out-res', id: 2, read: null, code: 'FTVM_ERR_UNAVAILABLE', message: 'gone' },
   { t: 'admin-res', id: 1, code: null, message: null },
+  { t: 'start-fwd', id: 3, vm: 'v', moduleHash: 'a' },
+  { t: 'start-res', id: 3, gen: 1, primary: 'h2', backup: null, code: null, message: null },
 ];
 
 const wire = (m: unknown) => m as WireMessage;

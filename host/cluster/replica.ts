@@ -26,6 +26,7 @@
 // `signal[0]` with the value read before the worker took its messages, so a
 // message posted in between is never slept through.
 
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -88,6 +89,17 @@ export interface Snapshot extends ResumePoint {
   inputEnds?: [number, number][];
   /** and after the last byte the guest sent (the primary's host adds it: it numbers the sends as they leave) */
   outputEnds?: [number, number][];
+}
+
+/**
+ * The snapshot a replica posted, with its state digest: SHA-256 of the memory
+ * then `digestTail` (stateDigest's order). FtHost.shipSnapshot computes the
+ * same digest chunk by chunk as it streams the memory; this is the one-step
+ * form, for a snapshot that goes nowhere (tests, a local backup).
+ */
+export function sealSnapshot(m: { snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array }): Snapshot {
+  const digest = new Uint8Array(createHash('sha256').update(m.snapshot.memory).update(m.digestTail).digest());
+  return { ...m.snapshot, digest };
 }
 
 /** Host thread → worker. */

@@ -264,7 +264,6 @@ export interface VmStatus {
   recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
 }
 
-/** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
 /** What FtHost.status() says (see there). */
 export interface HostStatus {
   id: string;
@@ -277,6 +276,7 @@ export interface HostStatus {
   ingress: IngressStats;
 }
 
+/** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
 export interface VmInfo {
   name: string;
   gen: number;

@@ -11,6 +11,8 @@ import { FtHost } from '../host/cluster/host.ts';
 import { buildApi, MODULE_BYTES_MAX } from '../host/api/server.ts';
 import { eventually } from './cluster.ts';
 import { watText } from './helpers.ts';
+import { runGuest } from '../host/runtime/guest.ts';
+import { DEFAULT_DEPTH_LIMIT } from '../host/meter/abi.ts';
 
 let dir: string;
 let host: FtHost;
@@ -106,7 +108,7 @@ describe('the REST API', { timeout: 120_000 }, () => {
     expect((await code(post({ name: 'x', sample: 'kv', stdinBase64: '!!' })))[2]).toBe('"stdinBase64" is not base64');
     const big = Buffer.from(watText('(module (memory (export "memory") 32) (func (export "_start")))'));
     const tooSmall = await code(post({ name: 'x', module: big.toString('base64'), memoryMiB: 1 }));
-    expect(tooSmall.slice(0, 2)).toEqual([400, 'FTVM_ERR_INVALID_MODULE']);
+    expect(tooSmall.slice(0, 2)).toEqual([400, 'FTVM_ERR_MEMORY_LIMIT']);
     expect(tooSmall[2]).toMatch(/initial memory is 32 pages, above the limit of 16 pages/);
     expect((await code(app.inject({ url: '/v1/vms/x', headers: auth() })))[0]).toBe(404);
     expect((await code(app.inject({ method: 'DELETE', url: '/v1/vms/ghost', headers: auth() })))[0]).toBe(404);
@@ -130,6 +132,33 @@ describe('the REST API', { timeout: 120_000 }, () => {
     expect((await app.inject({ method: 'POST', url: '/v1/vms/ghost/messages', headers: auth(), payload: { conn, data: 'x' } })).statusCode).toBe(404);
     expect((await app.inject({ url: `/v1/vms/kv1/outputs?conn=12345`, headers: auth() })).statusCode).toBe(404);
     expect((await app.inject({ url: `/v1/vms/kv1/outputs`, headers: auth() })).statusCode).toBe(400);
+  });
+
+  it('says at which count a guest ended: the count of the same run outside the service', async () => {
+    // the loop runs 1000 times, then the guest exits 7, or traps at `unreachable`
+    const guest = (end: string) =>
+      watText(`(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (local $i i32)
+          (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+          ${end}))`);
+    for (const [name, bytes, end] of [
+      ['ends7', guest('(call $exit (i32.const 7))'), { outcome: 'exit', status: 7 }],
+      ['traps', guest('unreachable'), { outcome: 'trap', message: 'unreachable' }],
+    ] as const) {
+      const r = await app.inject({ method: 'POST', url: '/v1/vms', headers: auth(), payload: { name, module: Buffer.from(bytes).toString('base64'), memoryMiB: 1 } });
+      expect(r.statusCode).toBe(201);
+      const v = await eventually(`${name} ended`, async () => {
+        const j = (await app.inject({ url: `/v1/vms/${name}`, headers: auth() })).json();
+        return j.state === 'ended' && j.end ? j : undefined;
+      });
+      const alone = runGuest(bytes, { args: [name], meter: { depthLimit: DEFAULT_DEPTH_LIMIT, memoryLimitPages: 16, canonicalizeNaNs: false, cacheDir: null } });
+      expect(alone.count).toBeGreaterThan(1000n);
+      expect(v.end).toMatchObject({ ...end, count: String(alone.count) });
+      // the stdout read says the same
+      expect((await app.inject({ url: `/v1/vms/${name}/stdout`, headers: auth() })).json().end).toEqual(v.end);
+    }
   });
 
   it('starts a VM with stdin and limits: the guest reads the stdin, the VM shows its limits', async () => {

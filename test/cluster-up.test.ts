@@ -95,7 +95,7 @@ describe('ftvm cluster up', () => {
         expect(JSON.parse(ent.stdout)).toMatchObject({ name: 'ent', memoryMiB: 4, cpuPercent: 50 });
         const bad = await vm('start', 'ent2', '--sample', 'entropy', '--memory-mib', 'lots');
         expect(bad.code).toBe(2); // a wrong command line
-        expect(bad.stderr).toMatch(/^ftvm vm start: FTVM_ERR_USAGE: --memory-mib needs an integer/);
+        expect(bad.stderr).toMatch(/^ftvm vm start: FTVM_ERR_USAGE: --memory-mib expects an integer/);
       } finally {
         rmSync(stdinFile, { force: true });
       }

@@ -81,7 +81,8 @@ describe('an edited source is never shadowed by an older build', () => {
   cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
   symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(dir, 'node_modules'));
   const entry = join(dir, 'host/cli/ftvm.mjs');
-  const main = join(dir, 'host/cli/main.ts');
+  // the file that holds `ftvm --help`'s first line (the command table)
+  const main = join(dir, 'host/cli/commands.ts');
   const usageLine = 'ftvm: fault-tolerant virtual machines for WebAssembly guests';
   const edit = (marker: string): void => writeFileSync(main, readFileSync(main, 'utf8').replace(/ftvm: fault-tolerant virtual machines for WebAssembly guests[^\n`]*/, `${usageLine} ${marker}`));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -416,7 +416,7 @@ describe('ftvm run --tcplisten: command line', () => {
     // Proves: a bad ADDR is a usage error (exit 2); a port in use is named with its code (exit 1); neither runs the guest.
     const bad = await ftvm(['run', 'http', '--tcplisten', 'localhost']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^ftvm: FTVM_ERR_USAGE: --tcplisten expects HOST:PORT/m);
+    expect(bad.stderr).toMatch(/^ftvm run: FTVM_ERR_USAGE: --tcplisten expects HOST:PORT/m);
     const taken = createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
     const port = (taken.address() as { port: number }).port;

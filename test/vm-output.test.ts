@@ -8,7 +8,8 @@
 // as it was; an ended VM's lag is 0 once its backup acknowledged the end; a
 // reactor's output reads the same from a backup made from a snapshot that
 // then took over; a VM that ended before its primary's host died is taken
-// over by its backup, with its output and status.
+// over by its backup, with its output and status; `ftvm vm logs` prints both
+// streams, each on its own, and guest arguments after "--" reach the guest.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -112,9 +113,9 @@ const dir = mkdtempSync(join(tmpdir(), 'ftvm-vm-output-'));
 const wasm = join(dir, 'printer.wasm');
 const api = apiOf(cluster);
 
-/** Runs `ftvm vm ARGS --api <host's API>`; resolves with its exit code and output. */
+/** Runs `ftvm vm --api <host's API> --token T ARGS` (ahead of ARGS, which may end in guest arguments after "--"); resolves with its exit code and output. */
 function vm(host: string, ...args: string[]): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; kill: () => void } {
-  const p = spawn(process.execPath, [FTVM, 'vm', ...args, '--api', cluster.host(host).api, '--token', cluster.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [FTVM, 'vm', '--api', cluster.host(host).api, '--token', cluster.token, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -222,15 +223,15 @@ describe('a command guest under the service', () => {
 
   it('`ftvm vm` fails with one coded line and the documented status', async () => {
     const cases: Array<[string[], number, RegExp]> = [
-      [['output'], 2, /^ftvm vm output: FTVM_ERR_USAGE: a VM name is required\n$/],
+      [['output'], 2, /^ftvm vm output: FTVM_ERR_USAGE: a VM name is required \(see ftvm vm output --help\)\n$/],
       [['bogus'], 2, /^ftvm vm: FTVM_ERR_USAGE: unknown command "bogus"/],
       [['show', 'ghost'], 1, /^ftvm vm show: FTVM_ERR_NOT_FOUND: no VM named ghost\n$/],
       [['start', 'nofile', '--module', '/nonexistent/x.wasm'], 1, /^ftvm vm start: FTVM_ERR_FILE_NOT_FOUND: .*\/nonexistent\/x\.wasm/m],
-      [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count needs an integer/],
+      [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count expects a positive integer/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '0'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 0\n$/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '70000'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 70000\n$/],
       [['start', 'p', '--sample', 'kvsock', '--publish', '8080', '--publish', '8080'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish names a port twice\n$/],
-      [['start', 'p', '--sample', 'kvsock', '--publish', 'http'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs an integer/],
+      [['start', 'p', '--sample', 'kvsock', '--publish', 'http'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish expects an integer/],
     ];
     for (const [args, code, line] of cases) {
       const r = await vm('h3', ...args).done;
@@ -282,6 +283,30 @@ describe('a command guest under the service', () => {
     expect(trapped.stderr).toMatch(/the guest trapped: \S/);
     expect((await vm('h3', 'output', 'nosuch').done)).toMatchObject({ code: 1, stderr: expect.stringMatching(/FTVM_ERR_NOT_FOUND/) });
   }, 180_000);
+
+  it('`ftvm vm logs` prints both streams by default, each on its own, follows to the end with the status; guest arguments after "--" reach the guest', async () => {
+    // (h1 was killed by the test before.) Proves: vm start passes --arg values, then the words after "--" (even flag-like ones), as the guest's argv after its name;
+    // logs --follow prints the whole stdout on stdout and the whole stderr on stderr and exits 3 as the guest did;
+    // --stderr alone puts stderr on stdout; output (the older name) still prints stdout only.
+    const start = vm('h2', 'start', 'logsy', '--module', wasm, '--arg', '-e', '--', '-psdur', 'x', '--bogus');
+    const started = await start.done;
+    expect(started.code, started.stderr).toBe(0);
+    const argv = ['logsy', '-e', '-psdur', 'x', '--bogus'];
+    const follow = vm('h3', 'logs', 'logsy', '--follow');
+    children.push(follow.kill);
+    const followed = await follow.done;
+    expect(followed).toMatchObject({ code: 3, stdout: expected(argv) });
+    expect(followed.stderr.split('\n')).toContain('bye');
+    // after the end: each stream alone, and both
+    expect(await vm('h2', 'logs', 'logsy', '--stderr').done).toMatchObject({ code: 0, stdout: 'bye\n' });
+    expect(await vm('h2', 'logs', 'logsy', '--stdout', '--follow').done).toMatchObject({ code: 3, stdout: expected(argv), stderr: '' });
+    expect(await vm('h2', 'logs', 'logsy', '--all').done).toMatchObject({ code: 0, stdout: expected(argv), stderr: 'bye\n' });
+    expect(await vm('h2', 'output', 'logsy').done).toMatchObject({ code: 0, stdout: expected(argv), stderr: '' });
+    const missing = await vm('h2', 'logs', 'nosuch', '--follow').done;
+    expect(missing).toMatchObject({ code: 1, stderr: expect.stringMatching(/^ftvm vm logs: FTVM_ERR_NOT_FOUND: /) });
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await api('h2', 'DELETE', '/v1/vms/logsy')).status).toBe(204);
+  }, 120_000);
 
   it('a VM that ended before its primary\'s host died: the backup takes it over and serves the whole output and the status', async () => {
     const placed = (await api('h2', 'POST', '/v1/vms', { name: 'done', module: Buffer.from(PRINTER).toString('base64'), args: ['z'] })).json;

@@ -2,7 +2,7 @@
 // to send() puts on a real TCP socket, and how the other end cuts it back.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { readMessages, send, type WireMessage, PEER_FRAME_MAX } from '../host/cluster/wire.ts';
+import { FrameDecoder, encodeMessage, readMessages, send, type WireMessage, PEER_FRAME_MAX } from '../host/cluster/wire.ts';
 
 const servers: Server[] = [];
 const sockets: Socket[] = [];
@@ -60,5 +60,17 @@ describe('send', () => {
     const { sock } = await pair();
     sock.destroy();
     expect(send(sock, { t: 'hb' })).toBe(false);
+  });
+});
+
+describe('FrameDecoder limit', () => {
+  it('a limit given as a function is asked per frame: a frame too large before it grows is refused, the same frame after is taken', () => {
+    let limit = 64;
+    const big = encodeMessage({ t: 'x', pad: 'p'.repeat(200) });
+    expect(() => new FrameDecoder(() => limit).push(big)).toThrow(/at most 64/);
+    const dec = new FrameDecoder(() => limit);
+    expect(dec.push(encodeMessage({ t: 'auth' })).map((m) => m.t)).toEqual(['auth']);
+    limit = 1024;
+    expect(dec.push(big).map((m) => m.t)).toEqual(['x']);
   });
 });

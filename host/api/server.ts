@@ -2,7 +2,10 @@
 // declares JSON Schemas for its params, body and responses; the OpenAPI
 // document at GET /v1/openapi.json is generated from them. Every route but
 // /healthz needs `Authorization: Bearer <token>`. Errors share one shape,
-// { error: { code, message } }, with the codes of ERRORS.
+// { error: { code, message } }: every code of the error catalogue
+// (host/errors.ts), answered with the catalogue's HTTP status. Request bodies
+// are validated with exact types (no coercion: "name": 5 is no name), and
+// every request that changes a VM becomes one checked action (action.ts).
 //
 // Modules: a client uploads a module as the raw body of `PUT /v1/modules`
 // (application/wasm, streamed to disk while hashed, checked before it is kept:
@@ -14,45 +17,26 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Ajv } from 'ajv';
 import swagger from '@fastify/swagger';
 import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
-import { HostError, OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
+import { OUTPUT_WAIT_MS_MAX, type FtHost } from '../cluster/host.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { EVENTS_MAX } from '../ft/events.ts';
 import { OUTPUT_RING_BYTES } from '../cluster/output-ring.ts';
-import { MeterPoolError } from '../cluster/meter-pool.ts';
 import { HASH_RE, ModuleStoreError } from '../cluster/module-store.ts';
 import { checkExports, checkImports, GuestLoadError } from '../runtime/instance.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
+import { checkSend, checkStartBody, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
+import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 
-/** The error catalogue: stable codes and their HTTP statuses. */
-export const ERRORS = {
-  FTVM_ERR_BAD_REQUEST: 400,
-  FTVM_ERR_INVALID_MODULE: 400,
-  FTVM_ERR_UNSUPPORTED_IMPORT: 400,
-  FTVM_ERR_NO_ENTRY: 400,
-  FTVM_ERR_UNAUTHORIZED: 401,
-  FTVM_ERR_NOT_FOUND: 404,
-  /** no module of that SHA-256 on this host (never uploaded here, or evicted): upload it */
-  FTVM_ERR_MODULE_NOT_FOUND: 404,
-  FTVM_ERR_EXISTS: 409,
-  FTVM_ERR_NOT_PRIMARY: 409,
-  FTVM_ERR_CONFLICT: 409,
-  /** the guest ended: there is nothing to fail over, and no backup to restart */
-  FTVM_ERR_VM_ENDED: 409,
-  FTVM_ERR_TOO_LARGE: 413,
-  /** PUT /v1/modules takes only an application/wasm body */
-  FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
-  FTVM_ERR_INTERNAL: 500,
-  FTVM_ERR_UNAVAILABLE: 503,
-  /** the host's module store is full of modules that VMs use */
-  FTVM_ERR_STORE_FULL: 507,
-} as const;
-export type ErrorCode = keyof typeof ERRORS;
+/** The codes the API answers with: every code of the error catalogue (host/errors.ts). */
+export type ErrorCode = FtvmErrorCode;
 
+/** A request the API refuses, with a catalogued code (answered with the catalogue's HTTP status). */
 export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -61,8 +45,6 @@ export class ApiError extends Error {
     super(message);
   }
 }
-
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** The largest module a client may give inline (base64 in a JSON body, so the body limit is a third more); larger ones are uploaded with PUT /v1/modules. */
 export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
@@ -73,8 +55,9 @@ export const WASM_MEDIA_TYPE = 'application/wasm';
 
 const errorSchema = {
   type: 'object',
+  description: "an error: `code` is one of the error catalogue (host/errors.ts, the README's \"Errors\"), answered with the catalogue's HTTP status",
   required: ['error'],
-  properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', enum: Object.keys(ERRORS) }, message: { type: 'string' } } } },
+  properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', enum: [...ERROR_CODES] }, message: { type: 'string' } } } },
 } as const;
 const vmSchema = {
   type: 'object',
@@ -101,9 +84,15 @@ const vmSchema = {
     end: {
       type: ['object', 'null'],
       description:
-        'how the guest ended: {"outcome":"exit","status":N} (proc_exit\'s status; 0 when _start returned) or {"outcome":"trap","message":"..."}; ' +
+        'how the guest ended: {"outcome":"exit","status":N} (proc_exit\'s status; 0 when _start returned) or {"outcome":"trap","message":"..."}, ' +
+        'with "count", the instruction count where it ended (a decimal integer, the same on every replica); ' +
         'null while it runs, and until its backup acknowledged the end (then all its output is released)',
-      properties: { outcome: { type: 'string', enum: ['exit', 'trap', 'deadline', 'idle'] }, status: { type: 'integer' }, message: { type: 'string' } },
+      properties: {
+        outcome: { type: 'string', enum: ['exit', 'trap', 'deadline', 'idle'] },
+        status: { type: 'integer' },
+        message: { type: 'string' },
+        count: { type: 'string', description: 'the instruction count where the guest ended, a decimal integer ("-1": not known)' },
+      },
     },
     stdoutBytes: { type: 'integer', description: 'bytes the guest wrote on stdout, released so far (GET /v1/vms/{name}/stdout)' },
     stderrBytes: { type: 'integer', description: 'bytes the guest wrote on stderr, released so far' },
@@ -171,17 +160,22 @@ async function checkUpload(bytes: Uint8Array): Promise<void> {
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
 export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; token: string }> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024 });
+  // Bodies are JSON and keep their types exactly (fastify's ajv coerces by
+  // default: "name": 5 would pass as "5"); a query string and path parameters
+  // are text by nature, so their numbers are read from it. The options are
+  // otherwise fastify's defaults (@fastify/ajv-compiler), and additional
+  // properties are refused, never silently removed.
+  const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false } as const;
+  const exact = new Ajv({ ...ajvOptions, coerceTypes: false });
+  const fromText = new Ajv({ ...ajvOptions, coerceTypes: 'array' });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? exact : fromText).compile(schema));
   await app.register(swagger, { openapi: { info: { title: 'ftvm', version: '1' }, components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } });
 
-  const fail = (reply: FastifyReply, code: ErrorCode, message: string) => reply.code(ERRORS[code]).send({ error: { code, message } });
+  const fail = (reply: FastifyReply, code: ErrorCode, message: string) => reply.code(httpStatusOf(code)).send({ error: { code, message } });
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
-    if (err instanceof ApiError) return fail(reply, err.code, err.message);
-    if (err instanceof HostError) return fail(reply, err.code, err.message);
-    if (err instanceof ModuleStoreError) return fail(reply, err.code, err.message);
-    if (err instanceof MeterPoolError) return fail(reply, err.code, err.message);
-    if (err instanceof ArbiterError) return fail(reply, 'FTVM_ERR_UNAVAILABLE', `the arbiter: ${err.message}`);
-    if (err instanceof GuestLoadError) return fail(reply, (err.code in ERRORS ? err.code : 'FTVM_ERR_INVALID_MODULE') as ErrorCode, err.message);
+    // Every part's errors carry a catalogued code (HostError, FtvmError, GuestLoadError, ModuleStoreError, MeterPoolError, ArbiterError, ...).
+    if (isErrorCode(err.code)) return fail(reply, err.code, err instanceof ArbiterError ? `the arbiter: ${err.message}` : err.message);
     if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
     if (err.statusCode === 413) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
     if (err.statusCode && err.statusCode < 500) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
@@ -293,10 +287,18 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
           args: {
             type: 'array',
             items: { type: 'string' },
-            description: "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi",
+            description:
+              "the guest's arguments after the program name: its argv is [name, ...args] (argv[0] is the VM's name), as under `ftvm run prog.wasm -- args`, wasmtime and node:wasi; " +
+              `no NUL; at most ${VM_ARGS_MAX} arguments of ${VM_STRING_BYTES_MAX} bytes each (413 FTVM_ERR_TOO_LARGE beyond)`,
           },
-          env: { type: 'object', additionalProperties: { type: 'string' } },
-          stdin: { type: 'string', description: "the guest's stdin, UTF-8, given whole at start" },
+          env: {
+            type: 'object',
+            additionalProperties: { type: 'string' },
+            description:
+              `names non-empty, without "=" or NUL; values without NUL; at most ${VM_ENV_MAX} variables of ${VM_STRING_BYTES_MAX} bytes each as NAME=value; ` +
+              `the name, args and env take at most ${VM_ARGV_ENV_BYTES_MAX} bytes together (each string and its NUL), so the start fits one log frame`,
+          },
+          stdin: { type: 'string', description: `the guest's stdin, UTF-8, given whole at start (at most ${VM_STDIN_BYTES_MAX} bytes)` },
           stdinBase64: { type: 'string', contentEncoding: 'base64', description: "the guest's stdin as base64" },
           memoryMiB: { type: 'integer', minimum: 1, maximum: 1024, description: 'the most memory the guest may grow to (default 1024)' },
           cpuPercent: { type: 'integer', minimum: 1, maximum: 100, description: 'the share of one core the primary may compute (default 100)' },
@@ -315,27 +317,23 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
       response: { 201: vmSchema, ...e(400, 401, 404, 409, 413, 503) },
     },
   }, async (req, reply) => {
-    const body = req.body as { name: string; sample?: string; module?: string; moduleHash?: string; args?: string[]; env?: Record<string, string>; stdin?: string; stdinBase64?: string; memoryMiB?: number; cpuPercent?: number; publish?: number[] };
-    if ([body.sample, body.module, body.moduleHash].filter((x) => x !== undefined).length !== 1) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give exactly one of "sample", "module" and "moduleHash"');
-    if (body.stdin !== undefined && body.stdinBase64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "stdin" and "stdinBase64"');
-    if (body.stdinBase64 !== undefined && !BASE64_RE.test(body.stdinBase64)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"stdinBase64" is not base64');
+    // every rule and limit of a start (action.ts), before a module is read or anything is created
+    const { body, stdin } = checkStartBody(req.body);
     let module: Uint8Array | undefined;
     if (body.sample !== undefined) {
       const g = loadManifest().guests.find((x) => x.name === body.sample);
       if (!g) throw new ApiError('FTVM_ERR_BAD_REQUEST', `no sample guest named ${body.sample}`);
       module = new Uint8Array(readFileSync(guestPath(g.wasm)));
     } else if (body.module !== undefined) {
-      if (!BASE64_RE.test(body.module)) throw new ApiError('FTVM_ERR_BAD_REQUEST', '"module" is not base64');
       module = new Uint8Array(Buffer.from(body.module, 'base64'));
       if (module.length > MODULE_BYTES_MAX) throw new ApiError('FTVM_ERR_TOO_LARGE', `the module has ${module.length} bytes, more than ${MODULE_BYTES_MAX}: upload it with PUT /v1/modules and start it by "moduleHash"`);
     }
-    const stdin = body.stdin !== undefined ? Buffer.from(body.stdin, 'utf8') : body.stdinBase64 !== undefined ? Buffer.from(body.stdinBase64, 'base64') : undefined;
     await host.startVm({
       name: body.name,
       ...(module ? { module } : { moduleHash: body.moduleHash! }),
       args: body.args,
       env: body.env,
-      stdin: stdin && new Uint8Array(stdin),
+      stdin,
       memoryMiB: body.memoryMiB,
       cpuPercent: body.cpuPercent,
       publish: body.publish,
@@ -443,9 +441,9 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.get('/v1/vms/:name', { schema: { params: nameParam, response: { 200: vmSchema, ...e(400, 401, 404) } } }, async (req) => view((req.params as { name: string }).name));
 
   app.delete('/v1/vms/:name', { schema: { params: nameParam, response: { 204: { type: 'null' }, ...e(400, 401, 404) } } }, async (req, reply) => {
-    const { name } = req.params as { name: string };
-    view(name);
-    await host.stopVm(name);
+    const a = checkVmOp('stop', (req.params as { name: string }).name);
+    view(a.vm);
+    await host.stopVm(a.vm);
     return reply.code(204).send();
   });
 
@@ -457,7 +455,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
         '409 FTVM_ERR_CONFLICT when there is no backup to fail over to yet, 409 FTVM_ERR_VM_ENDED when the guest has ended.',
       params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
   }, async (req, reply) => {
-    await host.adminVm('failover', (req.params as { name: string }).name);
+    const a = checkVmOp('failover', (req.params as { name: string }).name);
+    await host.adminVm(a.kind, a.vm);
     return reply.code(202).send({ ok: true });
   });
 
@@ -466,7 +465,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
       description: 'Re-creates the backup: stops it, fences it off with a new generation, and makes a new one from a snapshot of the primary (reactor guests). 409 FTVM_ERR_VM_ENDED when the guest has ended.',
       params: nameParam, response: { 202: ok202, ...e(400, 401, 404, 409, 503) } },
   }, async (req, reply) => {
-    await host.adminVm('restart-backup', (req.params as { name: string }).name);
+    const a = checkVmOp('restart-backup', (req.params as { name: string }).name);
+    await host.adminVm(a.kind, a.vm);
     return reply.code(202).send({ ok: true });
   });
 
@@ -532,11 +532,10 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   }, async (req, reply) => {
     const { name } = req.params as { name: string };
     const b = req.body as { conn: number; data?: string; base64?: string; eof?: boolean };
+    if (b.data !== undefined && b.base64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "data" and "base64"');
     const bytes = b.data !== undefined ? Buffer.from(b.data, 'utf8') : b.base64 !== undefined ? Buffer.from(b.base64, 'base64') : Buffer.alloc(0);
-    if (b.eof ? bytes.length > 0 : bytes.length === 0 || bytes.length > MAX_MESSAGE_BYTES) {
-      throw new ApiError('FTVM_ERR_BAD_REQUEST', `a message has 1..${MAX_MESSAGE_BYTES} bytes of "data" or "base64", or is {"eof": true}`);
-    }
-    host.sendToVm(name, b.conn >>> 0, new Uint8Array(bytes), b.eof === true);
+    const a = checkSend(name, b.conn, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), b.eof ?? false);
+    host.sendToVm(a.vm, a.conn, a.bytes, a.eof);
     return reply.code(202).send({ ok: true });
   });
 

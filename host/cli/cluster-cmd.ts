@@ -2,46 +2,42 @@
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { LocalCluster } from '../cluster/local.ts';
+import { CLUSTER_HOSTS_MAX, CLUSTER_UP, intOption, parseCommand, usageLine, type OptionValues } from './commands.ts';
+import { fileError, usageError } from './errors.ts';
 
-export const CLUSTER_HELP = `usage: ftvm cluster up [--hosts N] [--log-dir DIR] [--json]
+/** `ftvm cluster up --help`, from the command table. */
+export const CLUSTER_HELP = CLUSTER_UP.help;
 
-Starts N ftvm hosts (default 3) on loopback, sharing a file arbiter in a
-temporary directory, one cluster secret and one API token, and waits until
-they are linked to each other. Each host gets its own loopback address for the
-VMs' published ports (h1 127.0.0.1, h2 127.0.0.2, ...), so every host serves a
-published port as hosts of a real cluster do. Then it prints each host's REST
-API URL, client port and that address, and the token (with --json: one JSON
-line on stdout, {"token", "hosts": [{"id", "api", "client", "public", "log"}]}), and
-runs until SIGINT or SIGTERM, when it stops every host it started.
-
-Each host's log (what it did, and the lines its guests write on stdout and
-stderr) goes to DIR/<id>.log: --log-dir DIR, kept after the cluster stops;
-by default a directory in the cluster's temporary directory, removed with it.
-`;
-
+/**
+ * `ftvm cluster up ARGS`: runs a local cluster until SIGINT or SIGTERM, then
+ * exit status 0. A wrong command line is one line "ftvm cluster up:
+ * FTVM_ERR_USAGE: message" (exit status 2); a log directory it cannot make,
+ * "ftvm cluster up: FTVM_ERR_FILE_ACCESS: ..." (or the file code that says why) and a host that would not start or
+ * link, "ftvm cluster up: FTVM_ERR_X: ...", after stopping every host it
+ * started (exit status 1).
+ */
 export async function clusterMain(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
-  if (what !== 'up') {
-    process[what === '-h' || what === '--help' ? 'stdout' : 'stderr'].write(CLUSTER_HELP);
-    return what === '-h' || what === '--help' ? 0 : 2;
-  }
-  let values: { hosts?: string; json?: boolean; help?: boolean; 'log-dir'?: string };
-  try {
-    ({ values } = parseArgs({ args: rest, options: { hosts: { type: 'string' }, json: { type: 'boolean' }, 'log-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (e) {
-    process.stderr.write(`ftvm cluster up: FTVM_ERR_USAGE: ${(e as Error).message}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(CLUSTER_HELP);
+  if (what === '-h' || what === '--help') {
+    process.stdout.write(CLUSTER_UP.help);
     return 0;
   }
-  const n = values.hosts === undefined ? 3 : Number(values.hosts);
-  if (!Number.isInteger(n) || n < 1 || n > 16) {
-    process.stderr.write('ftvm cluster up: --hosts must be an integer from 1 to 16\n');
-    return 2;
+  let values: OptionValues<typeof CLUSTER_UP.options>;
+  let n: number;
+  try {
+    if (what !== 'up') throw usageError(`${what === undefined ? 'a sub-command is required' : `unknown sub-command "${what}"`}: ftvm cluster up (see ftvm cluster up --help)`);
+    const parsed = parseCommand(CLUSTER_UP, rest);
+    if (parsed.help) {
+      process.stdout.write(CLUSTER_UP.help);
+      return 0;
+    }
+    values = parsed.values;
+    n = intOption('--hosts', values.hosts, 1, CLUSTER_HOSTS_MAX) ?? 3;
+  } catch (e) {
+    const { line, status } = usageLine(what === 'up' ? 'cluster up' : 'cluster', e);
+    process.stderr.write(`${line}\n`);
+    return status;
   }
   const c = new LocalCluster();
   const logDir = resolve(values['log-dir'] ?? join(c.dir, 'logs'));
@@ -49,7 +45,8 @@ export async function clusterMain(argv: string[]): Promise<number> {
     mkdirSync(logDir, { recursive: true });
   } catch (e) {
     await c.stop();
-    process.stderr.write(`ftvm cluster up: FTVM_ERR_FILE: cannot make the log directory ${logDir}: ${(e as Error).message}\n`);
+    const f = fileError(e, '--log-dir', logDir, 'create');
+    process.stderr.write(`ftvm cluster up: ${f.code}: ${f.message}\n`);
     return 1;
   }
   c.logDir = logDir;
@@ -72,6 +69,11 @@ export async function clusterMain(argv: string[]): Promise<number> {
       process.once('SIGINT', resolve);
     });
     return 0;
+  } catch (e) {
+    // a host that would not start or link: one line, after every host it started is stopped (finally)
+    const { line, status } = usageLine('cluster up', e);
+    process.stderr.write(`${line.replace(/^ftvm: /, 'ftvm cluster up: ')}\n`);
+    return status;
   } finally {
     await c.stop();
   }

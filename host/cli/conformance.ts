@@ -48,7 +48,11 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { exitStatusOf, type FtvmErrorCode } from '../errors.ts';
+import { CONFORMANCE, DEFAULT_JOBS, DEFAULT_TIMEOUT_S, intOption, parseCommand } from './commands.ts';
+import { CliError } from './errors.ts';
+
+export { DEFAULT_JOBS, DEFAULT_TIMEOUT_S } from './commands.ts';
 
 /** The `ftvm` entry point the ways run, as a user runs it. */
 const FTVM_CLI = fileURLToPath(new URL('./ftvm.mjs', import.meta.url));
@@ -57,49 +61,16 @@ const NODE_RUNNER = fileURLToPath(new URL('./conformance-node.mjs', import.meta.
 
 /** Bytes kept of each child's stdout and of its stderr; the rest is dropped and the result marked truncated. */
 export const MAX_OUTPUT_BYTES = 1 << 20;
-/** Default bound on one child command, in seconds (an ftvm command starts slowly on a loaded machine). */
-export const DEFAULT_TIMEOUT_S = 300;
-/** Default number of tests run at once. */
-export const DEFAULT_JOBS = 2;
 /** Bounds on the search for test directories under a DIR argument. */
 const MAX_WALK_DEPTH = 8;
 const MAX_WALK_DIRS = 10_000;
 /** Bound on the number of tests in one run, so the task list and report stay bounded. */
 export const MAX_TESTS = 10_000;
 
-export const CONFORMANCE_HELP = `usage: ftvm conformance DIR... [--json] [--filter SUBSTR] [--no-node] [--jobs N] [--timeout S]
-
-Runs WASI preview1 tests laid out as WebAssembly/wasi-testsuite's prebuilt
-tests (a directory of NAME.wasm + NAME.json: args, env, root, exit_code,
-stdout, stderr) three ways, each in child processes: "ftvm run", "ftvm record"
-then "ftvm replay" (the replay must reproduce the recording), and Node's own
-node:wasi as a reference. Every test gets a fresh copy of its root directory,
-preopened as "/" (--dir COPY::/), with *.cleanup files removed, and an empty
-stdin. Prints a table of verdicts, the reason of each failure in a word
-(timeout, crash, trap, exit code, stdout, stderr, divergence) and a summary.
-
-DIR is a test directory, or any directory above some (the suite's top
-directory finds tests/*/testsuite/wasm32-wasip1):
-  tar xJf wasip1.tar.xz -C /tmp && ftvm conformance /tmp/wasi-testsuite
-
-options:
-  --json          print one JSON document on stdout instead of the table
-                  (progress goes to stderr either way)
-  --filter SUBSTR only the tests whose name (e.g. "rust/fd_readdir") contains SUBSTR
-  --no-node       skip the node:wasi column
-  --jobs N        tests run at once (default ${DEFAULT_JOBS})
-  --timeout S     bound on each child command, in seconds (default ${DEFAULT_TIMEOUT_S})
-  -h, --help      this text
-
-exit code: 0 when every test passes under both ftvm ways, 1 otherwise, 2 on
-bad usage (a DIR that does not exist, no tests found, a malformed NAME.json),
-130 when stopped by SIGINT or SIGTERM (children killed, scratch copies removed).
-`;
-
-/** A usage error of `ftvm conformance`: exit code 2 with the message. Codes: FTVM_ERR_NOT_FOUND (a DIR), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON), FTVM_ERR_BAD_REQUEST (flags). */
+/** A usage error of `ftvm conformance`: the exit code the catalogue gives its code (2 for each), with the message. Codes: FTVM_ERR_USAGE (a DIR that is not a directory), FTVM_ERR_NO_TESTS, FTVM_ERR_BAD_SPEC (a test's JSON); a wrong flag is FTVM_ERR_USAGE (commands.ts). */
 export class ConformanceUsageError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC' | 'FTVM_ERR_BAD_REQUEST',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_USAGE' | 'FTVM_ERR_NO_TESTS' | 'FTVM_ERR_BAD_SPEC'>,
     message: string,
   ) {
     super(message);
@@ -178,7 +149,7 @@ export interface ConformanceReport {
  * The tests under the given directories, sorted by name. A directory holding
  * `*.wasm` files is a test directory; other directories are searched below
  * (depth <= 8, skipping hidden ones, node_modules and `*.dir` roots).
- * Throws ConformanceUsageError: FTVM_ERR_NOT_FOUND when a DIR does not exist
+ * Throws ConformanceUsageError: FTVM_ERR_USAGE when a DIR does not exist
  * or is not a directory, FTVM_ERR_BAD_SPEC for a malformed NAME.json,
  * FTVM_ERR_NO_TESTS when there are more than MAX_TESTS.
  */
@@ -203,7 +174,7 @@ export function findTests(dirs: string[]): ConformanceTest[] {
   };
   for (const d of dirs) {
     const abs = resolve(d);
-    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new ConformanceUsageError('FTVM_ERR_NOT_FOUND', `${d} is not a directory`);
+    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new ConformanceUsageError('FTVM_ERR_USAGE', `${d} is not a directory`);
     walk(abs, 0);
   }
   const tests: ConformanceTest[] = [];
@@ -609,37 +580,20 @@ const processIo: ConformanceIo = {
  * otherwise, 2 on bad usage (the message, with its FTVM_ERR_* code, on stderr).
  */
 export async function cmdConformance(argv: string[], io: ConformanceIo = processIo): Promise<number> {
-  let values: { json?: boolean; filter?: string; 'no-node'?: boolean; jobs?: string; timeout?: string; help?: boolean };
-  let positionals: string[];
+  let parsed: ReturnType<typeof parseCommand<typeof CONFORMANCE.options>>;
   try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean' },
-        filter: { type: 'string' },
-        'no-node': { type: 'boolean' },
-        jobs: { type: 'string' },
-        timeout: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
+    parsed = parseCommand(CONFORMANCE, argv);
   } catch (err) {
-    io.stderr(`ftvm: FTVM_ERR_BAD_REQUEST: ${(err as Error).message.split('\n')[0]} (see ftvm conformance --help)\n`);
+    io.stderr(`ftvm conformance: ${(err as CliError).code}: ${(err as Error).message}\n`);
     return 2;
   }
-  if (values.help) {
-    io.stdout(CONFORMANCE_HELP);
+  const { values, operands: positionals } = parsed;
+  if (parsed.help) {
+    io.stdout(CONFORMANCE.help);
     return 0;
   }
   try {
-    if (!positionals.length) throw new ConformanceUsageError('FTVM_ERR_BAD_REQUEST', 'name at least one directory of tests');
-    const count = (flag: string, v: string | undefined, dflt: number, max: number): number => {
-      if (v === undefined) return dflt;
-      const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new ConformanceUsageError('FTVM_ERR_BAD_REQUEST', `${flag} expects an integer from 1 to ${max}, got "${v}"`);
-      return n;
-    };
+    const count = (flag: string, v: string | undefined, dflt: number, max: number): number => intOption(flag, v, 1, max) ?? dflt;
     const jobs = count('--jobs', values.jobs, DEFAULT_JOBS, 64);
     const timeout_s = count('--timeout', values.timeout, DEFAULT_TIMEOUT_S, 86_400);
     let tests = findTests(positionals);
@@ -668,6 +622,10 @@ export async function cmdConformance(argv: string[], io: ConformanceIo = process
   } catch (err) {
     if (err instanceof ConformanceUsageError) {
       io.stderr(`ftvm: ${err.code}: ${err.message}\n`);
+      return exitStatusOf(err.code);
+    }
+    if (err instanceof CliError && err.code === 'FTVM_ERR_USAGE') {
+      io.stderr(`ftvm conformance: ${err.code}: ${err.message}\n`);
       return 2;
     }
     throw err;

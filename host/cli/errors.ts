@@ -17,6 +17,10 @@
 //   124  the guest was stopped at its deadline (FTVM_ERR_DEADLINE)
 //   125  the guest trapped (FTVM_ERR_TRAP)
 // A signal that stops ftvm gives the shell's usual status (128 + the signal).
+// Each code's exit status is the error catalogue's (host/errors.ts), so a code
+// gives the same status whichever command raises it.
+
+import { exitStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 
 /** The exit statuses of the command line, see the table above. */
 export const EXIT = {
@@ -30,7 +34,8 @@ export const EXIT = {
 } as const;
 
 /** The codes the command line itself raises (others come from the parts it calls: log, meter, runtime). */
-export type CliErrorCode =
+export type CliErrorCode = Extract<
+  FtvmErrorCode,
   | 'FTVM_ERR_USAGE'
   | 'FTVM_ERR_GUEST_NOT_FOUND'
   | 'FTVM_ERR_FILE_NOT_FOUND'
@@ -42,14 +47,15 @@ export type CliErrorCode =
   | 'FTVM_ERR_LOG_WRITE'
   | 'FTVM_ERR_LOG_INCOMPLETE'
   | 'FTVM_ERR_OUTPUT_LOST'
-  | 'FTVM_ERR_INTERNAL';
+  | 'FTVM_ERR_INTERNAL'
+>;
 
-/** A refusal of the command line: its stable code, a one-line message and the exit status it gives. */
+/** A refusal of the command line: its stable code, a one-line message and the exit status it gives (by default the catalogue's for the code). */
 export class CliError extends Error {
   constructor(
     readonly code: CliErrorCode,
     message: string,
-    readonly exitStatus: number = EXIT.failure,
+    readonly exitStatus: number = exitStatusOf(code),
   ) {
     super(message);
     this.name = 'CliError';
@@ -112,8 +118,9 @@ function firstLine(s: string): string {
 /**
  * What a failure prints and the exit status it gives. Accepts anything
  * thrown: a CliError (its code and status), node:util parseArgs' errors
- * (ERR_PARSE_ARGS_*: FTVM_ERR_USAGE, 2), a DivergenceError (3), an error with
- * an `FTVM_ERR_*` code from another part (1), a Node system error
+ * (ERR_PARSE_ARGS_*: FTVM_ERR_USAGE, 2), an error with a catalogued
+ * `FTVM_ERR_*` code from another part (the catalogue's exit status, e.g. 3 for
+ * a DivergenceError; an uncatalogued FTVM_ERR_* code: 1), a Node system error
  * (fileError's codes, 1), and anything else (FTVM_ERR_INTERNAL, 1). `cmd` names
  * the command for the usage hint. The line has no trailing newline.
  */
@@ -129,7 +136,7 @@ export function describeFailure(err: unknown, cmd?: string): { line: string; sta
     const said = /ambiguous/.test(first) && option ? `${option} needs a value; a value that starts with "-" is written ${option}=-VALUE` : first;
     return { line: `ftvm: FTVM_ERR_USAGE: ${said}${hint}`, status: EXIT.usage };
   }
-  if (code === 'FTVM_ERR_DIVERGENCE') return { line: `ftvm: ${code}: ${firstLine(e.message)}`, status: EXIT.diverged };
+  if (isErrorCode(code)) return { line: `ftvm: ${code}: ${firstLine(e.message)}`, status: typeof e.exitStatus === 'number' ? e.exitStatus : exitStatusOf(code) };
   if (code.startsWith('FTVM_ERR_')) return { line: `ftvm: ${code}: ${firstLine(e.message)}`, status: typeof e.exitStatus === 'number' ? e.exitStatus : EXIT.failure };
   if (/^E[A-Z]+$/.test(code) && typeof e.path === 'string') {
     const f = fileError(e, 'file', e.path, 'read');

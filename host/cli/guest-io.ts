@@ -19,11 +19,12 @@ import { VirtualFs } from '../runtime/wasi.ts';
 import { PREOPENS_MAX } from '../log/format.ts';
 import type { NicMessage } from '../runtime/nic.ts';
 import { hostStdout } from './host-output.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** A bad `--dir`, `--fs` or `--out` value; `code` names which rule it broke. */
 export class GuestDirError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_DIR_SYNTAX' | 'FTVM_ERR_DIR_NOT_FOUND' | 'FTVM_ERR_DIR_NOT_A_DIR' | 'FTVM_ERR_DIR_DUPLICATE' | 'FTVM_ERR_DIR_TOO_MANY' | 'FTVM_ERR_OUT_NOT_EMPTY',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_DIR_SYNTAX' | 'FTVM_ERR_DIR_NOT_FOUND' | 'FTVM_ERR_DIR_NOT_A_DIR' | 'FTVM_ERR_DIR_DUPLICATE' | 'FTVM_ERR_DIR_TOO_MANY' | 'FTVM_ERR_OUT_NOT_EMPTY'>,
     message: string,
   ) {
     super(message);

@@ -1,99 +1,56 @@
 // `ftvm host`: run one host daemon of a cluster.
 
-import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
 import { FtHost } from '../cluster/host.ts';
+import { HOST, intOption, parseCommand, usageLine } from './commands.ts';
+import { usageError } from './errors.ts';
 
-export const HOST_HELP = `usage: ftvm host --id ID --dir DIR | --etcd URL[,URL...] [options]
+/** `ftvm host --help`, from the command table. */
+export const HOST_HELP = HOST.help;
 
-Runs one host of an ftvm cluster until SIGTERM or SIGINT. It runs replicas of
-VMs on worker threads, streams each primary's log to its backup over the
-authenticated log channel, releases outputs only once the backup has the log
-up to them, watches its peers, goes live through the arbiter when a partner
-dies, and re-creates lost backups from snapshots. It serves the REST API
-(under /v1, bearer token; GET /v1/openapi.json documents it). When it is
-listening it prints one JSON line to stdout:
-{"ready": true, "id", "peer", "client", "api", "slot", "token"} (the token only
-when it was generated). What it does goes to stderr.
-
-options:
-  --id ID               this host's name (letters, digits, _ . -)
-  --secret S            the cluster secret (default: $FTVM_SECRET; required)
-  --dir DIR             file arbiter and host registry on a directory every host reaches
-                        (the embedded default for hosts on one machine)
-  --etcd URLS           etcd arbiter and registry instead (comma-separated endpoints)
-  --bind ADDR           address to listen on (default 127.0.0.1)
-  --peer-port N         log channel port (default 0: any free port)
-  --client-port N       client port (default 0: any free port)
-  --advertise-peer A    the host:port other hosts dial for the log channel (default: where it listens)
-  --public-address ADDR the IP address VMs' published ports listen on, where TCP clients reach
-                        this host (default: the --bind address)
-  --api-port N          REST API port (default 0: any free port)
-  --token T             the API's bearer token (default: $FTVM_TOKEN, else generated and printed once)
-  --heartbeat-ms N      heartbeat period (default 50)
-  --fail-ms N           a peer silent this long is dead (default 600)
-  --lag-target-ms N     backup lag above which the primary is slowed (default 100)
-  --unacked-log-max N   bytes of log the backup has not acknowledged at which the primary
-                        stalls until it has (default 33554432)
-  --data-dir DIR        where the host keeps modules, under DIR/modules (default:
-                        $FTVM_DATA_DIR/ID, else ~/.cache/ftvm/host-ID)
-  --module-bytes-max N  the largest module it takes, uploaded or shipped (default 134217728)
-  --module-store-mib N  MiB of modules it keeps on disk; the least recently used that no
-                        VM runs are evicted (default 2048; at most 256 modules)
-  --meter-jobs N        modules larger than 1 MiB metered at once, on worker threads (default 1)
-  -h, --help            this text
-`;
-
+/**
+ * `ftvm host ARGS`: runs a host until SIGTERM or SIGINT, then exit status 0.
+ * A wrong command line (FTVM_ERR_USAGE, exit status 2) or a failure to start
+ * (exit status 1, the error's FTVM_ERR_* code, FTVM_ERR_INTERNAL for one
+ * without) is one line "ftvm host: CODE: message" on stderr, never a stack trace.
+ */
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      id: { type: 'string' },
-      secret: { type: 'string' },
-      dir: { type: 'string' },
-      etcd: { type: 'string' },
-      bind: { type: 'string' },
-      'peer-port': { type: 'string' },
-      'client-port': { type: 'string' },
-      'advertise-peer': { type: 'string' },
-      'public-address': { type: 'string' },
-      'api-port': { type: 'string' },
-      token: { type: 'string' },
-      'heartbeat-ms': { type: 'string' },
-      'fail-ms': { type: 'string' },
-      'lag-target-ms': { type: 'string' },
-      'unacked-log-max': { type: 'string' },
-      'data-dir': { type: 'string' },
-      'module-bytes-max': { type: 'string' },
-      'module-store-mib': { type: 'string' },
-      'meter-jobs': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HOST_HELP);
+  try {
+    return await runHost(argv);
+  } catch (e) {
+    const { line, status } = usageLine('host', e);
+    process.stderr.write(`${line.replace(/^ftvm: /, 'ftvm host: ')}\n`);
+    return status;
+  }
+}
+
+async function runHost(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(HOST, argv);
+  if (help) {
+    process.stdout.write(HOST.help);
     return 0;
   }
   const secret = values.secret ?? process.env.FTVM_SECRET;
-  if (!values.id || !secret || (!values.dir === !values.etcd)) {
-    process.stderr.write(`ftvm host: --id, a secret (--secret or FTVM_SECRET) and one of --dir or --etcd are required\n\n${HOST_HELP}`);
-    return 2;
+  if (!values.id || !secret || !values.dir === !values.etcd) {
+    throw usageError('--id, a secret (--secret or FTVM_SECRET) and one of --dir or --etcd are required (see ftvm host --help)');
   }
-  const num = (name: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got "${v}"`);
-    return n;
-  };
+  const num = (name: string, v: string | undefined): number | undefined => intOption(`--${name}`, v);
+  // every number is checked before anything starts
+  for (const k of ['peer-port', 'client-port', 'api-port', 'heartbeat-ms', 'fail-ms', 'lag-target-ms', 'unacked-log-max', 'module-bytes-max', 'module-store-mib', 'meter-jobs'] as const) num(k, values[k]);
   let arbiter: Arbiter;
   if (values.dir) arbiter = new FileArbiter(values.dir);
   else {
     const { EtcdArbiter } = await import('../cluster/etcd-arbiter.ts');
     arbiter = new EtcdArbiter({ endpoints: values.etcd!.split(',') });
   }
+  // one token for the REST API and the client port (generated when none is given)
+  const given = values.token ?? process.env.FTVM_TOKEN;
+  const token = given ?? randomBytes(24).toString('base64url');
   const host = new FtHost({
     id: values.id,
     secret,
+    token,
     arbiter,
     bind: values.bind,
     peerPort: num('peer-port', values['peer-port']),
@@ -110,12 +67,26 @@ export async function main(argv: string[]): Promise<number> {
     meterJobsMax: num('meter-jobs', values['meter-jobs']),
     log: (line) => process.stderr.write(`${line}\n`),
   });
-  await host.start();
+  try {
+    await host.start();
+  } catch (e) {
+    await host.close().catch(() => undefined);
+    await arbiter.close();
+    throw e;
+  }
   const { buildApi } = await import('../api/server.ts');
-  const given = values.token ?? process.env.FTVM_TOKEN;
-  const api = await buildApi(host, { token: given });
+  const api = await buildApi(host, { token });
   const bind = values.bind ?? '127.0.0.1';
-  await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });
+  try {
+    await api.app.listen({ host: bind, port: num('api-port', values['api-port']) ?? 0 });
+  } catch (e) {
+    // a port it cannot listen on: stop what started, so the one line is the end of the process
+    await host.meter.close();
+    await api.app.close();
+    await host.close();
+    await arbiter.close();
+    throw e;
+  }
   const a = api.app.server.address();
   const apiAddr = typeof a === 'object' && a ? `${bind}:${a.port}` : String(a);
   const ready = { ready: true, id: host.id, peer: host.peerAddr, client: host.clientAddr, api: `http://${apiAddr}`, public: host.ingress.address, slot: host.slot, ...(given ? {} : { token: api.token }) };

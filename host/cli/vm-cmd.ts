@@ -10,80 +10,12 @@ import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { checkStartBody } from '../api/action.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
+import { INLINE_MODULE_BYTES_MAX, intOption, parseCommand, VM_COMMANDS, VM_HELP, type VmSub } from './commands.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
 
-/** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
-export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
-
-export const VM_HELP = `usage: ftvm vm <command> [--api URL] [--token T] ...
-
-Talks to any host's REST API (--api, default $FTVM_API; --token, default
-$FTVM_TOKEN). Prints JSON answers. A failure is one line on stderr,
-"ftvm vm CMD: FTVM_ERR_X: message" (the API's code when it answered,
-FTVM_ERR_UNAVAILABLE when it could not be reached), with exit status 2 for a
-wrong command line (FTVM_ERR_USAGE) and 1 otherwise. A value of --arg or
---env may start with "-" (--arg -e).
-
-commands:
-  start NAME (--sample S | --module FILE)   start a VM (a module larger than 1 MiB is uploaded
-                                            first, unless the host has it, and started by its
-                                            SHA-256; the start answers once the VM runs, and
-                                            says how long the module has been metering); with
-        [--arg A ...] [--env K=V ...]       its arguments (after the program name: the guest's
-                                            argv is NAME A ...) and environment,
-        [--stdin-file FILE]                 its stdin (read whole),
-        [--memory-mib N] [--cpu-percent P]  the most memory it may grow to (MiB)
-                                            and the share of one core it may use,
-        [--publish PORT ...]                TCP ports every live host serves it on, at its
-                                            public address ("endpoints" in show): each
-                                            connection is accepted on the guest's
-                                            listening socket (fd 3)
-  ls                                        every VM the cluster has: state, placement,
-                                            count, lag, log bytes, outputs released
-  show NAME                                 one VM (with "end": its exit status or trap, once
-                                            it ended)
-  output NAME [--stderr] [--follow]         print the guest's stdout (or stderr) as released so
-                                            far; --follow waits for more until the guest ends,
-                                            then exits with its status (0..123; 125: it trapped;
-                                            1 for any other status, named on stderr). Follows
-                                            across a failover (offsets are the same on every
-                                            replica)
-  kill NAME                                 stop both replicas
-  failover NAME                             kill only the primary replica (test failover);
-                                            the backup takes over and a new backup is made
-  restart-backup NAME                       replace the backup with a new one made from a
-                                            snapshot of the primary
-  upload FILE                               upload a module (PUT /v1/modules); prints its hash
-  modules                                   the modules the host keeps, its bounds, and the
-                                            metering jobs under way
-  send NAME TEXT [--conn C] [--wait-ms MS]  send one message (on a new API connection, or C);
-                                            prints the answers that arrive within --wait-ms
-                                            (default 2000)
-  tail NAME [--conn C] [--after SEQ]        follow a connection's NIC outputs (Server-Sent Events),
-        [--count N]                         one JSON line each, until N arrived or Ctrl-C; a new
-                                            connection's id is printed to stderr, for send --conn
-                                            (a guest's stdout and stderr: see output)
-`;
-
-/**
- * Options whose values are a guest's own (its arguments and environment):
- * a value that starts with "-" (`--arg -e`, as lua and many programs take)
- * is the option's value, not another option.
- */
-const GUEST_VALUE_OPTIONS = new Set(['--arg', '--env']);
-
-/** `argv` with each `--arg V` / `--env V` written `--arg=V`, so node:util's parser takes any V as the value. */
-function joinGuestValues(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (GUEST_VALUE_OPTIONS.has(a) && i + 1 < argv.length) out.push(`${a}=${argv[++i]!}`);
-    else out.push(a);
-  }
-  return out;
-}
+export { INLINE_MODULE_BYTES_MAX, VM_HELP } from './commands.ts';
 
 /**
  * `ftvm vm ...`: exit status 0 on success; 2 for a wrong command line
@@ -96,7 +28,7 @@ export async function vmMain(argv: string[]): Promise<number> {
   try {
     return await vmCommand(argv);
   } catch (e) {
-    const cmd = argv.find((a) => !a.startsWith('-')) ?? '';
+    const cmd = subCommandAt(argv) >= 0 ? argv[subCommandAt(argv)]! : '';
     const { line, status } = describeVmFailure(e);
     process.stderr.write(`ftvm vm${cmd ? ` ${cmd}` : ''}: ${line}\n`);
     return status;
@@ -116,35 +48,60 @@ function describeVmFailure(err: unknown): { line: string; status: number } {
   return { line: line.replace(/^ftvm: /, ''), status };
 }
 
-async function vmCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: joinGuestValues(argv),
-    allowPositionals: true,
-    options: {
-      api: { type: 'string' },
-      token: { type: 'string' },
-      sample: { type: 'string' },
-      module: { type: 'string' },
-      arg: { type: 'string', multiple: true },
-      env: { type: 'string', multiple: true },
-      'stdin-file': { type: 'string' },
-      'memory-mib': { type: 'string' },
-      'cpu-percent': { type: 'string' },
-      publish: { type: 'string', multiple: true },
-      conn: { type: 'string' },
-      after: { type: 'string' },
-      count: { type: 'string' },
-      'wait-ms': { type: 'string' },
-      stderr: { type: 'boolean' },
-      follow: { type: 'boolean', short: 'f' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [cmd, name, text] = positionals;
-  if (values.help || !cmd) {
-    process[values.help ? 'stdout' : 'stderr'].write(VM_HELP);
-    return values.help ? 0 : 2;
+/** Where the sub-command's name is in `argv`: the first word that is neither a flag nor the value of --api or --token before it; -1 when there is none. */
+function subCommandAt(argv: string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--api' || a === '--token') i++;
+    else if (a === '--') return -1;
+    else if (!a.startsWith('-')) return i;
   }
+  return -1;
+}
+
+async function vmCommand(argv: string[]): Promise<number> {
+  const at = subCommandAt(argv);
+  if (at < 0) {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(VM_HELP);
+      return 0;
+    }
+    process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: a command is required: ${Object.keys(VM_COMMANDS).join(', ')} (see ftvm vm --help)\n`);
+    return EXIT.usage;
+  }
+  const cmd = argv[at]!;
+  if (!Object.hasOwn(VM_COMMANDS, cmd)) {
+    process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: unknown command "${cmd}" (see ftvm vm --help)\n`);
+    return EXIT.usage;
+  }
+  const spec = VM_COMMANDS[cmd as VmSub];
+  const parsed = parseCommand(spec, [...argv.slice(0, at), ...argv.slice(at + 1)]);
+  if (parsed.help) {
+    process.stdout.write(spec.help);
+    return 0;
+  }
+  // Each sub-command declares its own flags; read here through one view of them all.
+  const values = parsed.values as Partial<Record<string, string | string[] | boolean>> as {
+    api?: string;
+    token?: string;
+    sample?: string;
+    module?: string;
+    arg?: string[];
+    env?: string[];
+    'stdin-file'?: string;
+    'memory-mib'?: string;
+    'cpu-percent'?: string;
+    publish?: string[];
+    conn?: string;
+    after?: string;
+    count?: string;
+    'wait-ms'?: string;
+    stdout?: boolean;
+    stderr?: boolean;
+    all?: boolean;
+    follow?: boolean;
+  };
+  const [name, text] = parsed.operands;
   const api = values.api ?? process.env.FTVM_API;
   const token = values.token ?? process.env.FTVM_TOKEN;
   if (!api || !token) throw usageError('--api and --token (or FTVM_API and FTVM_TOKEN) are required');
@@ -158,28 +115,16 @@ async function vmCommand(argv: string[]): Promise<number> {
     if (!name) throw usageError('a VM name is required');
     return encodeURIComponent(name);
   };
-  const int = (flag: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    if (!/^-?\d+$/.test(v)) throw usageError(`--${flag} needs an integer, not ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-  const connection = async (): Promise<number> => int('conn', values.conn) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
+  // integers are checked for their shape here; their limits are the API's (one validator for every door)
+  const int = (flag: string, v: string | undefined, min = Number.MIN_SAFE_INTEGER): number | undefined => intOption(`--${flag}`, v, min);
+  const connection = async (): Promise<number> => int('conn', values.conn, 0) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
   try {
     switch (cmd) {
       case 'start': {
         needName();
-        const body: Record<string, unknown> = { name, args: values.arg };
+        const args = [...(values.arg ?? []), ...parsed.guestArgs];
+        const body: Record<string, unknown> = { name, args: values.arg || parsed.guestArgs.length ? args : undefined };
         if (values.sample) body.sample = values.sample;
-        let hash: string | null = null;
-        if (values.module) {
-          const size = statSync(values.module).size;
-          hash = await fileHash(values.module);
-          if (size <= INLINE_MODULE_BYTES_MAX) body.module = readFileSync(values.module).toString('base64');
-          else {
-            await upload(api, token, values.module, hash, false);
-            body.moduleHash = hash;
-          }
-        }
         if (values.env) {
           body.env = Object.fromEntries(
             values.env.map((kv) => {
@@ -200,6 +145,19 @@ async function vmCommand(argv: string[]): Promise<number> {
           if (ports.length > PUBLISH_PORTS_MAX) throw usageError(`--publish: at most ${PUBLISH_PORTS_MAX} ports`);
           body.publish = ports;
         }
+        // the body by the API's own rules (host/api/action.ts), with a stand-in for a module not read yet
+        checkStartBody(values.module ? { ...body, moduleHash: '0'.repeat(64) } : body);
+        // every flag is checked before the module is read or uploaded
+        let hash: string | null = null;
+        if (values.module) {
+          const size = statSync(values.module).size;
+          hash = await fileHash(values.module);
+          if (size <= INLINE_MODULE_BYTES_MAX) body.module = readFileSync(values.module).toString('base64');
+          else {
+            await upload(api, token, values.module, hash, false);
+            body.moduleHash = hash;
+          }
+        }
         process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
         const watch = hash ? watchMetering(api, token, hash) : null;
         try {
@@ -215,8 +173,7 @@ async function vmCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'upload': {
-        const file = name;
-        if (!file) throw new Error('ftvm vm upload: a module file is required');
+        const file = name!;
         print(await upload(api, token, file, await fileHash(file), true));
         return 0;
       }
@@ -238,21 +195,28 @@ async function vmCommand(argv: string[]): Promise<number> {
       case 'restart-backup':
         print(await call('POST', `/v1/vms/${needName()}/backup/restart`));
         return 0;
-      case 'output':
-        return await followOutput(api, token, needName(), values.stderr === true ? 'stderr' : 'stdout', values.follow === true);
-      case 'tail':
-        return await tail(api, token, needName(), await connection(), int('after', values.after) ?? -1, int('count', values.count) ?? Infinity, values.conn === undefined);
+      case 'logs':
+      case 'output': {
+        const one = values.stdout === true ? (values.stderr === true ? null : 'stdout') : values.stderr === true ? 'stderr' : null;
+        if (values.all === true && one !== null) throw usageError(`--all prints both streams: give it or --${one}, not both`);
+        // `logs` shows both streams unless told one; `output`, its older name, shows stdout unless told
+        const streams: Stream[] = one !== null ? [one] : cmd === 'output' && values.all !== true && values.stderr !== true ? ['stdout'] : ['stdout', 'stderr'];
+        return await followLogs(api, token, needName(), streams, values.follow === true, `ftvm vm ${cmd}`);
+      }
+      case 'tail': {
+        const after = int('after', values.after, -1) ?? -1;
+        const count = int('count', values.count, 1) ?? Infinity;
+        return await tail(api, token, needName(), await connection(), after, count, values.conn === undefined);
+      }
       case 'send': {
-        if (text === undefined) throw usageError('the message text is required');
+        const waitMs = int('wait-ms', values['wait-ms'], 0) ?? 2000;
         const conn = await connection();
         await call('POST', `/v1/vms/${needName()}/messages`, { conn, data: text });
-        const waitMs = values['wait-ms'] === undefined ? 2000 : Number(values['wait-ms']);
         print(await call('GET', `/v1/vms/${needName()}/outputs?conn=${conn}&waitMs=${waitMs}`));
         return 0;
       }
       default:
-        process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: unknown command "${cmd}" (see ftvm vm --help)\n`);
-        return EXIT.usage;
+        throw new Error(`no handler for ftvm vm ${cmd}`);
     }
   } catch (e) {
     const { line, status } = describeVmFailure(e);
@@ -301,26 +265,64 @@ async function tail(api: string, token: string, name: string, conn: number, afte
   }
 }
 
-/** How long `vm output --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
+/** How long `vm logs --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
 const FOLLOW_RETRY_MS = 60_000;
 
+/** A guest's console stream, as GET /v1/vms/:name/{stream} serves it. */
+type Stream = 'stdout' | 'stderr';
+
+/** How a guest ended, as the stream answers say it once the stream is whole. */
+type GuestEnd = { outcome: string; status?: number; message?: string };
+
 /**
- * Prints a VM's released stdout or stderr (GET /v1/vms/:name/{stream}) as
- * raw bytes. Without `follow`: what there is now, exit code 0. With it: reads
- * on from the last offset (long polls of 20 s) until the stream is whole,
- * then returns the guest's status as a process exit code: the status when
- * 0..123, 125 when it trapped (its message on stderr), 1 for any other status
- * (named on stderr, FTVM_ERR_EXIT_STATUS), as `ftvm run` does. A 503 or a
- * lost connection (a failover under way) is retried for FOLLOW_RETRY_MS.
+ * Prints a VM's released console output (GET /v1/vms/:name/stdout and
+ * /stderr) as raw bytes: one stream on our stdout, or both, stdout on our
+ * stdout and stderr on our stderr (read side by side, so neither waits for
+ * the other). Without `follow`: what there is now, exit code 0. With it: reads
+ * on until the streams are whole, then returns the guest's status as a
+ * process exit code: the status when 0..123, 125 when it trapped (its
+ * message on stderr), 1 for any other status (named on stderr,
+ * FTVM_ERR_EXIT_STATUS), as `ftvm run` does. `label` ("ftvm vm logs") starts
+ * the lines it says on stderr. Throws ApiCallError for an answer it cannot
+ * use (FTVM_ERR_NOT_FOUND), after stopping the other stream's requests.
  */
-async function followOutput(api: string, token: string, name: string, stream: 'stdout' | 'stderr', follow: boolean): Promise<number> {
+async function followLogs(api: string, token: string, name: string, streams: Stream[], follow: boolean, label: string): Promise<number> {
+  const stop = new AbortController();
+  const sinkOf = (s: Stream): NodeJS.WriteStream => (streams.length === 1 || s === 'stdout' ? process.stdout : process.stderr);
+  let ends: (GuestEnd | null)[];
+  try {
+    ends = await Promise.all(streams.map((s) => followStream(api, token, name, s, follow, sinkOf(s), label, stop.signal)));
+  } finally {
+    stop.abort();
+  }
+  const end = ends[0];
+  if (!follow || !end) return 0;
+  if (end.outcome === 'exit') {
+    const status = end.status ?? 0;
+    if (status >= 0 && status <= 123) return status;
+    process.stderr.write(`${label}: FTVM_ERR_EXIT_STATUS: the guest exited with status ${status}\n`);
+    return 1;
+  }
+  process.stderr.write(`${label}: the guest ${end.outcome === 'trap' ? `trapped: ${end.message ?? ''}` : `ended (${end.outcome})`}\n`);
+  return end.outcome === 'trap' ? 125 : 1;
+}
+
+/**
+ * Copies one stream to `sink` from offset 0. Without `follow`, one read;
+ * with it, long polls of 20 s from the last offset until the answer says how
+ * the guest ended (the stream is whole then). A 503 or a lost connection (a
+ * failover under way) is retried for FOLLOW_RETRY_MS. Resolves with the end
+ * (null without `follow`, or when `signal` stopped it).
+ */
+async function followStream(api: string, token: string, name: string, stream: Stream, follow: boolean, sink: NodeJS.WriteStream, label: string, signal: AbortSignal): Promise<GuestEnd | null> {
   let from = 0;
   let failingSince: number | null = null;
-  for (;;) {
+  while (!signal.aborted) {
     let r: { status: number; json: unknown };
     try {
-      r = await httpCall('GET', `${api}/v1/vms/${name}/${stream}?from=${from}&waitMs=${follow ? 20_000 : 0}`, token);
+      r = await httpCall('GET', `${api}/v1/vms/${name}/${stream}?from=${from}&waitMs=${follow ? 20_000 : 0}`, token, undefined, signal);
     } catch (e) {
+      if (signal.aborted) return null;
       r = { status: 503, json: { error: { code: 'FTVM_ERR_UNAVAILABLE', message: (e as Error).message } } };
     }
     if (r.status === 503 && follow) {
@@ -332,23 +334,15 @@ async function followOutput(api: string, token: string, name: string, stream: 's
     }
     if (r.status >= 300) throw new ApiCallError(r.status, r.json);
     failingSince = null;
-    const o = r.json as { from: number; next: number; base64: string; end: { outcome: string; status?: number; message?: string } | null };
-    if (o.from > from) process.stderr.write(`ftvm vm output: ${o.from - from} bytes of ${stream} were dropped (the host keeps the last 1 MiB)\n`);
+    const o = r.json as { from: number; next: number; base64: string; end: GuestEnd | null };
+    if (o.from > from) process.stderr.write(`${label}: ${o.from - from} bytes of ${stream} were dropped (the host keeps the last 1 MiB)\n`);
     const bytes = Buffer.from(o.base64, 'base64');
-    if (bytes.length) await new Promise<void>((res) => process.stdout.write(bytes, () => res()));
+    if (bytes.length) await new Promise<void>((res) => sink.write(bytes, () => res()));
     from = o.next;
-    if (!follow) return 0;
-    if (o.end) {
-      if (o.end.outcome === 'exit') {
-        const status = o.end.status ?? 0;
-        if (status >= 0 && status <= 123) return status;
-        process.stderr.write(`ftvm vm output: FTVM_ERR_EXIT_STATUS: the guest exited with status ${status}\n`);
-        return 1;
-      }
-      process.stderr.write(`ftvm vm output: the guest ${o.end.outcome === 'trap' ? `trapped: ${o.end.message ?? ''}` : `ended (${o.end.outcome})`}\n`);
-      return o.end.outcome === 'trap' ? 125 : 1;
-    }
+    if (!follow) return null;
+    if (o.end) return o.end;
   }
+  return null;
 }
 
 /** The largest answer a request reads (a VM list of the largest cluster is far smaller). */
@@ -372,10 +366,16 @@ class ApiCallError extends Error {
 
 /**
  * One HTTP request with no time limit (node:http sets none): `body` is bytes
- * or a stream of `length` bytes. Resolves with the status and the JSON answer
+ * or a stream of `length` bytes; `signal` aborts it (the promise rejects). Resolves with the status and the JSON answer
  * (null for 204 or an empty body).
  */
-function httpCall(method: string, url: string, token: string, body?: { type: string; data: Buffer } | { type: string; stream: Readable; length: number }): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
+function httpCall(
+  method: string,
+  url: string,
+  token: string,
+  body?: { type: string; data: Buffer } | { type: string; stream: Readable; length: number },
+  signal?: AbortSignal,
+): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
   const u = new URL(url);
   const headers: Record<string, string | number> = { authorization: `Bearer ${token}` };
   if (body) {
@@ -383,7 +383,7 @@ function httpCall(method: string, url: string, token: string, body?: { type: str
     headers['content-length'] = 'data' in body ? body.data.length : body.length;
   }
   return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method, headers }, (res) => {
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method, headers, signal }, (res) => {
       const chunks: Buffer[] = [];
       let bytes = 0;
       res.on('data', (c: Buffer) => {

@@ -11,6 +11,7 @@
 
 import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export interface HostRecord {
   id: string;
@@ -37,7 +38,7 @@ export interface Arbiter {
 }
 
 export class ArbiterError extends Error {
-  readonly code = 'FTVM_ERR_ARBITER';
+  readonly code = 'FTVM_ERR_ARBITER' satisfies FtvmErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'ArbiterError';

@@ -11,10 +11,19 @@
 // while no host is reachable wait in a queue; a message in flight when the host
 // failed may be lost, so requests an application must see answered are
 // retried by it (the kv workload retries by request id).
+//
+// Every connection proves it knows the API token first (the handshake in
+// wire.ts; the token never crosses the wire), checks that the host knows it
+// too, and sends a keep-alive ping within a third of the host's idle timeout,
+// so a client that only waits for outputs is never cut. A connection id is
+// resumed with the key the host gave with it, so no other client can take it.
 
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { CLIENT_FRAME_MAX, readMessages, send, type WireMessage } from './wire.ts';
+import { CLIENT_FRAME_MAX, ClientError, mac, macOk, nonce, readMessages, send, type WireMessage } from './wire.ts';
+
+/** The error a refused connection or request rejects with (its `code` is the host's FTVM_ERR_* code). */
+export { ClientError } from './wire.ts';
 
 export interface Received {
   vm: string;
@@ -24,6 +33,8 @@ export interface Received {
 }
 
 export interface ClientOptions {
+  /** the API token of the cluster (the REST API's bearer token); the host refuses a client without it (FTVM_ERR_UNAUTHORIZED) */
+  token: string;
   /** come back on another host (in order, round the list) when the connection fails (default: true with several hosts) */
   reconnect?: boolean;
   /** messages kept while no host is reachable (default 10000); more are dropped and counted */
@@ -63,11 +74,20 @@ export class FtClient extends EventEmitter<ClientEvents> {
   private readonly queue: WireMessage[] = [];
   private readonly reconnecting: boolean;
   private readonly queueMax: number;
+  private readonly token: string;
+  /** the key that resumes `conn` on another host (the hello that issued it gave it) */
+  private key: Uint8Array | null = null;
 
-  constructor(addrs: string | string[], opts: ClientOptions = {}) {
+  /**
+   * `addrs`: one host's client port ("HOST:PORT") or several, in the order to
+   * try them. Throws if there is none or `opts.token` is empty.
+   */
+  constructor(addrs: string | string[], opts: ClientOptions) {
     super();
     this.addrs = typeof addrs === 'string' ? [addrs] : [...addrs];
     if (!this.addrs.length) throw new Error('FtClient needs at least one host address');
+    if (!opts.token) throw new Error('FtClient needs the API token (opts.token)');
+    this.token = opts.token;
     this.reconnecting = opts.reconnect ?? this.addrs.length > 1;
     this.queueMax = opts.queueMax ?? 10_000;
   }
@@ -77,7 +97,11 @@ export class FtClient extends EventEmitter<ClientEvents> {
     return this.addrs[this.at]!;
   }
 
-  /** Connects to the first host that answers, trying each in turn once. */
+  /**
+   * Connects to the first host that answers, trying each in turn once; rejects
+   * with the last failure (a ClientError with code FTVM_ERR_UNAUTHORIZED or
+   * FTVM_ERR_TOO_MANY_CONNECTIONS when a host refused it).
+   */
   async connect(timeoutMs = 5000): Promise<void> {
     let last: Error | null = null;
     for (let i = 0; i < this.addrs.length; i++) {
@@ -92,7 +116,11 @@ export class FtClient extends EventEmitter<ClientEvents> {
     throw last!;
   }
 
-  /** Opens a connection to addrs[i] and waits for the host's hello (its connection id). */
+  /**
+   * Opens a connection to addrs[i], authenticates (wire.ts) and waits for the
+   * host's hello (its connection id); a host that refuses it, or does not know
+   * the token itself, fails the open.
+   */
   private open(i: number, timeoutMs: number): Promise<void> {
     const addr = this.addrs[i]!;
     const c = addr.lastIndexOf(':');
@@ -100,17 +128,22 @@ export class FtClient extends EventEmitter<ClientEvents> {
       const sock = connect({ host: addr.slice(0, c), port: Number(addr.slice(c + 1)) });
       sock.setNoDelay(true);
       let hello = false;
+      let refusal: Error | null = null;
+      let keepAlive: NodeJS.Timeout | null = null;
+      const mine = nonce();
+      let theirs: Uint8Array | null = null;
       const t = setTimeout(() => {
         sock.destroy();
         reject(new Error(`cannot reach ${addr} within ${timeoutMs} ms`));
       }, timeoutMs);
       sock.once('error', (e) => {
         clearTimeout(t);
-        if (!hello) reject(e);
+        if (!hello) reject(refusal ?? e);
       });
       sock.on('close', () => {
         clearTimeout(t);
-        if (!hello) return reject(new Error(`${addr} closed the connection`));
+        if (keepAlive) clearInterval(keepAlive);
+        if (!hello) return reject(refusal ?? new Error(`${addr} closed the connection`));
         if (this.sock !== sock) return;
         this.sock = null;
         for (const w of this.waiting.values()) w.reject(new Error('connection closed'));
@@ -123,16 +156,36 @@ export class FtClient extends EventEmitter<ClientEvents> {
         CLIENT_FRAME_MAX,
         (m) => {
           if (!hello) {
-            if (m.t !== 'hello') return;
+            if (m.t === 'error') {
+              refusal = new ClientError(typeof m.code === 'string' ? m.code : 'FTVM_ERR_UNAVAILABLE', `${addr}: ${String(m.message)}`);
+              return void sock.destroy();
+            }
+            if (m.t === 'challenge' && theirs === null && m.nonce instanceof Uint8Array) {
+              theirs = m.nonce;
+              send(sock, { t: 'auth', nonce: mine, mac: mac(this.token, 'client', theirs, mine) });
+              return;
+            }
+            if (m.t !== 'hello' || theirs === null) return;
+            if (!macOk(mac(this.token, 'host', mine, theirs), m.mac)) {
+              refusal = new ClientError('FTVM_ERR_UNAUTHORIZED', `${addr} does not know the API token`);
+              return void sock.destroy();
+            }
             hello = true;
             clearTimeout(t);
             const first = this.conn === null;
-            if (first) this.conn = m.conn as number;
+            if (first) {
+              this.conn = m.conn as number;
+              this.key = m.key instanceof Uint8Array ? m.key : null;
+            }
             this.host = String(m.host);
             this.sock = sock;
+            // a client waiting for outputs says nothing: a ping keeps the host from taking it for idle
+            const idleMs = typeof m.idleMs === 'number' && m.idleMs > 0 ? m.idleMs : 60_000;
+            keepAlive = setInterval(() => send(sock, { t: 'ping' }), Math.max(50, Math.floor(idleMs / 3)));
+            keepAlive.unref();
             if (!first) {
-              // the same connection id on the new host, and what was seen of each VM
-              send(sock, { t: 'resume', id: this.nextId++, conn: this.conn, seen: Object.fromEntries(this.seen) });
+              // the same connection id on the new host (with its key), and what was seen of each VM
+              send(sock, { t: 'resume', id: this.nextId++, conn: this.conn, key: this.key, seen: Object.fromEntries(this.seen) });
             }
             for (const q of this.queue.splice(0)) send(sock, q);
             resolve();
@@ -181,7 +234,7 @@ export class FtClient extends EventEmitter<ClientEvents> {
     const w = id !== null ? this.waiting.get(id) : undefined;
     if (!w) return;
     this.waiting.delete(id!);
-    if (m.t === 'error') w.reject(new Error(String(m.message)));
+    if (m.t === 'error') w.reject(typeof m.code === 'string' ? new ClientError(m.code, String(m.message)) : new Error(String(m.message)));
     else w.resolve(m);
   }
 

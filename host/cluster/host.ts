@@ -7,24 +7,24 @@
 // Channels:
 //   peer   TCP between hosts: heartbeats, log frames, acks, backups, forwarded
 //          client messages and outputs (wire.ts; authenticated by HMAC).
-//   client TCP from clients (wire.ts, no secret): start/stop VMs, send messages
+//   client TCP from clients (wire.ts; each proves it knows the API token):
+//          start/stop VMs, send messages
 //          to a VM, receive its outputs (each with the VM's output sequence
 //          number, so a client drops the duplicates a failover can cause).
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
+import { DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
-import { GuestLoadError } from '../runtime/instance.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
-import { isStreamConn, PUBLISH_PORTS_MAX, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
+import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import type { FromReplica, Output, Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
@@ -33,12 +33,26 @@ import { OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
-import { CLIENT_FRAME_MAX, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, mac, macOk, nonce, readMessages, send, type WireError, type WireMessage } from './wire.ts';
+import { checkClientStart, checkStart, startEntryOf } from '../api/action.ts';
+import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
+import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
   id: string;
   /** the cluster secret every peer must prove it knows */
   secret: string;
+  /**
+   * the API token every client of the client port must prove it knows (the REST
+   * API's bearer token; wire.ts draws the handshake). Default: a random one no
+   * client knows, so the client port lets nobody in.
+   */
+  token?: string;
+  /** an authenticated client-port connection silent this long is closed, in ms (default 60000; FtClient pings within a third of it) */
+  clientIdleMs?: number;
+  /** client-port connections open at once, authenticated or not (default 1024) */
+  clientConnsMax?: number;
+  /** client-port connections open at once from one remote address (default 256) */
+  clientConnsPerAddressMax?: number;
   arbiter: Arbiter;
   /** address to listen on (default 127.0.0.1) */
   bind?: string;
@@ -77,6 +91,16 @@ export interface HostOptions {
 export function defaultDataDir(id: string): string {
   if (process.env.FTVM_DATA_DIR) return join(process.env.FTVM_DATA_DIR, id);
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', `host-${id}`);
+}
+
+/** One connection on the client port, from accept to close. */
+interface ClientLink {
+  /** the remote IP address (the per-address cap counts by it) */
+  address: string;
+  /** it proved it knows the API token */
+  authed: boolean;
+  /** performance.now() of its accept or of its last frame, in ms */
+  heardAt: number;
 }
 
 interface Link {
@@ -182,8 +206,11 @@ interface Vm {
  * How a guest ended: `exit` with proc_exit's status (0 when `_start`
  * returned), or `trap` with the trap's message; `deadline` and `idle` do not
  * happen under the service (a live replica waits for input without end).
+ * `count` is the guest's instruction count where it ended, a decimal integer
+ * (the same on every replica: the backup replays to the same count), "-1"
+ * when the replica did not know it.
  */
-export type VmEnd = { outcome: 'exit'; status: number } | { outcome: 'trap'; message: string } | { outcome: 'deadline' | 'idle' };
+export type VmEnd = ({ outcome: 'exit'; status: number } | { outcome: 'trap'; message: string } | { outcome: 'deadline' | 'idle' }) & { count: string };
 
 /** What a read of a VM's stdout or stderr returns (see FtHost.readOutput). */
 export interface OutputRead extends RingSlice {
@@ -362,9 +389,9 @@ const OUTPUT_READS_MAX = 1024;
 /** the longest a read of a VM's output waits for more, in ms */
 export const OUTPUT_WAIT_MS_MAX = 60_000;
 
-/** FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
-export type HostErrorCode = 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
-const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'];
+/** The codes a host refuses a request with (host/errors.ts says what each means). FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. */
+export type HostErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST'>;
+const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST'] satisfies HostErrorCode[];
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -376,6 +403,18 @@ export class HostError extends Error {
     this.name = 'HostError';
   }
 }
+/** An authenticated client-port connection silent this long is closed (HostOptions.clientIdleMs), in ms. */
+export const CLIENT_IDLE_MS = 60_000;
+/** Client-port connections open at once per host, authenticated or not (HostOptions.clientConnsMax). */
+export const CLIENT_CONNS_MAX = 1024;
+/** Client-port connections open at once from one remote address (HostOptions.clientConnsPerAddressMax). */
+export const CLIENT_CONNS_PER_ADDRESS_MAX = 256;
+/** Connections whose serving host a host remembers (those resumed somewhere), at most. */
+const CONN_OWNERS_MAX = 65_536;
+/** VMs a client's resume may name in "seen", at most. */
+const RESUME_VMS_MAX = 4096;
+/** How often the host looks for client-port connections past their authentication time or idle too long, in ms. */
+const CLIENT_SWEEP_MS = 250;
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
 export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
 
@@ -410,14 +449,21 @@ export class FtHost {
   private readonly tombstones = new Map<string, number>();
   /** VMs this host took over as a backup */
   failovers = 0;
+  /** authenticated client-port connections by connection id (at most clientConnsMax) */
   private readonly clients = new Map<number, Socket>();
-  /** clients that came back here: the host each of those connections is served by now */
+  /** every open client-port connection, oldest first (at most clientConnsMax) */
+  private readonly clientLinks = new Map<Socket, ClientLink>();
+  /** open client-port connections per remote address (an entry per address in clientLinks) */
+  private readonly clientsPerAddress = new Map<string, number>();
+  private clientRefusalSaidAt = -Infinity;
+  /** clients that came back somewhere: the host each of those connections is served by now (at most CONN_OWNERS_MAX, the least recently set dropped) */
   private readonly connOwners = new Map<number, string>();
   /** connections that came back here, with the last output forwarded to them per VM */
   private readonly adopted = new Map<number, Map<string, number>>();
   /** outputs kept for API connections, and who waits for them */
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; waiters: (() => void)[]; usedAt: number }>();
-  private nextConn = 1;
+  /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** per peer, the "vm:port"s it could not bind (said with its heartbeats) */
@@ -433,7 +479,7 @@ export class FtHost {
   /** what this host did, as named events (the last EVENTS_MAX) */
   readonly events = new EventLog();
   /** counters for what the host refused */
-  readonly refused = { unauthenticated: 0, badFrames: 0 };
+  readonly refused = { unauthenticated: 0, badFrames: 0, clientsUnauthorized: 0, clientsOverCap: 0, clientsIdle: 0 };
   /**
    * snapshots being received, by "vm/gen": the memory, allocated once at its
    * first chunk and filled as chunks arrive (never gathered and joined), from
@@ -483,6 +529,10 @@ export class FtHost {
       moduleStoreBytesMax: STORE_BYTES_MAX,
       moduleStoreCountMax: STORE_COUNT_MAX,
       meterJobsMax: 1,
+      token: randomBytes(32).toString('base64url'),
+      clientIdleMs: CLIENT_IDLE_MS,
+      clientConnsMax: CLIENT_CONNS_MAX,
+      clientConnsPerAddressMax: CLIENT_CONNS_PER_ADDRESS_MAX,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
     this.detector = new FailureDetector(this.opts.failMs, undefined, 2 * this.opts.heartbeatMs);
@@ -532,6 +582,7 @@ export class FtHost {
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
     this.loopDelay.enable();
     this.timers.push(setInterval(() => this.sampleLoopDelay(), 1000));
+    this.timers.push(setInterval(() => this.sweepClients(), CLIENT_SWEEP_MS));
     this.say(`up: peer ${this.peerAddr}, client ${this.clientAddr}, slot ${this.slot}`);
   }
 
@@ -561,7 +612,7 @@ export class FtHost {
     this.ingress.close();
     for (const l of this.links.values()) l.sock?.destroy();
     for (const s of this.incoming) s.destroy();
-    for (const s of this.clients.values()) s.destroy();
+    for (const s of this.clientLinks.keys()) s.destroy();
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
@@ -982,10 +1033,10 @@ export class FtHost {
         return;
       case 'adopt':
         if (vm && vm.role === 'primary' && !vm.claiming) this.resend(vm, m.conn, m.after, m.owner);
-        else this.connOwners.set(m.conn, m.owner);
+        else this.setConnOwner(m.conn, m.owner);
         return;
       case 'conn-owner':
-        this.connOwners.set(m.conn, m.owner);
+        this.setConnOwner(m.conn, m.owner);
         return;
       case 'backup-failed':
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
@@ -1127,48 +1178,36 @@ export class FtHost {
    * (meter-pool.ts); the promise settles once the primary replica runs. The
    * backup is made afterwards: the module goes to its host (shipModules),
    * which then starts it.
-   * Errors: GuestLoadError (the module is refused), HostError
+   * Errors: FtvmError FTVM_ERR_BAD_REQUEST or FTVM_ERR_TOO_LARGE (the request
+   * breaks a rule or limit of api/action.ts checkStart: nothing is created),
+   * GuestLoadError (the module is refused), HostError
    * FTVM_ERR_MODULE_NOT_FOUND (no module of that hash here), FTVM_ERR_EXISTS,
-   * FTVM_ERR_BAD_REQUEST (bad limits), MeterPoolError FTVM_ERR_UNAVAILABLE
-   * (too many modules wait to be metered).
+   * FTVM_ERR_CONFLICT (a port published already), MeterPoolError
+   * FTVM_ERR_UNAVAILABLE (too many modules wait to be metered).
    */
   async startVm(req: StartRequest): Promise<{ gen: number; primary: string; backup: string | null }> {
-    if (!NAME_RE.test(req.name)) throw new HostError('FTVM_ERR_BAD_REQUEST', `VM name ${JSON.stringify(req.name)} must match ${NAME_RE}`);
-    const memoryMiB = req.memoryMiB ?? DEFAULT_MEMORY_LIMIT_PAGES / 16;
-    const cpuPercent = req.cpuPercent ?? 100;
-    if (!(Number.isInteger(memoryMiB) && memoryMiB >= 1 && memoryMiB <= DEFAULT_MEMORY_LIMIT_PAGES / 16)) throw new HostError('FTVM_ERR_BAD_REQUEST', `memoryMiB must be an integer from 1 to ${DEFAULT_MEMORY_LIMIT_PAGES / 16}`);
-    if (!(Number.isInteger(cpuPercent) && cpuPercent >= 1 && cpuPercent <= 100)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'cpuPercent must be an integer from 1 to 100');
-    const publish = req.publish ?? [];
-    if (!Array.isArray(publish) || publish.length > PUBLISH_PORTS_MAX || !publish.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) || new Set(publish).size !== publish.length) {
-      throw new HostError('FTVM_ERR_BAD_REQUEST', `publish must be at most ${PUBLISH_PORTS_MAX} different TCP ports, integers from 1 to 65535`);
-    }
+    // Every door's start comes here: one check of every type, rule and limit before anything is made.
+    // (`host`, where to place the primary, is no part of the VM: placePrimary checks it)
+    const { host: _placeHint, ...vmReq } = req;
+    const action = checkStart(vmReq);
+    const { memoryMiB, cpuPercent, publish } = action;
     const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
     if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
-    if ((req.module === undefined) === (req.moduleHash === undefined)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'give exactly one of a module and a module hash');
     let module: Uint8Array;
     let hash: string;
-    if (req.moduleHash !== undefined) {
-      if (!HASH_RE.test(req.moduleHash)) throw new HostError('FTVM_ERR_BAD_REQUEST', 'a module hash is 64 lower-case hex digits (SHA-256)');
-      hash = req.moduleHash;
+    if (action.moduleHash !== undefined) {
+      hash = action.moduleHash;
       const got = await this.localModule(hash, 'module');
       if (!got) throw new HostError('FTVM_ERR_MODULE_NOT_FOUND', `no module ${hash} on ${this.id}: upload it first (PUT /v1/modules)`);
       module = shared(got);
     } else {
-      module = shared(req.module!);
+      module = shared(action.module!);
       hash = await sha256Hex(module);
     }
     const place = this.placePrimary(req);
     if (place !== this.id) return this.startElsewhere(place, req, module, hash);
-    const start: EntryPayloads['start'] = {
-      module: hash,
-      // argv[0] is the program's name, as every runner gives it: here the VM's
-      args: [req.name, ...(req.args ?? [])],
-      env: req.env ?? {},
-      digestEvery: 10_000_000n,
-      depthLimit: DEFAULT_DEPTH_LIMIT,
-      memoryLimitPages: memoryMiB * 16,
-      canonicalizeNaNs: false,
-    };
+    // argv[0] is the program's name, as every runner gives it: here the VM's
+    const start: EntryPayloads['start'] = startEntryOf(action, hash);
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
     if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -1176,7 +1215,7 @@ export class FtHost {
     const meteredHash = c.meteredHash;
     // A module uploaded to this host keeps its metered form beside it: after a failover
     // this host can be made a backup again without anything shipped back to it.
-    if (req.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
+    if (action.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
     if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
@@ -1184,7 +1223,7 @@ export class FtHost {
     if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     this.tombstones.delete(req.name);
     const backup = this.pickBackupHost(req.name);
-    const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: req.stdin, cpuPercent });
+    const handle = new ReplicaHandle({ vm: req.name, module, compiled: c.module, start, role: 'primary', stdin: action.stdin.length ? action.stdin : undefined, cpuPercent });
     const vm = this.newVm({ name: req.name, gen, role: 'primary', state: backup ? 'live' : 'alone', module, metered: c.metered, moduleHash: hash, meteredHash, compiled: c.module, start, handle, cpuPercent, publish: [...publish] });
     this.primaries.set(vm.name, { gen, host: this.id });
     this.announce(vm);
@@ -1427,6 +1466,7 @@ export class FtHost {
    */
   private placePrimary(req: StartRequest): string {
     const live = this.livePeers();
+    if (req.host !== undefined && typeof req.host !== 'string') throw new HostError('FTVM_ERR_BAD_REQUEST', '"host" must be a string: the id of a host of the cluster');
     if (req.host !== undefined) {
       if (req.host === this.id || live.includes(req.host)) return req.host;
       throw new HostError('FTVM_ERR_UNAVAILABLE', `host ${JSON.stringify(req.host)} is not a live member of the cluster`);
@@ -1439,8 +1479,8 @@ export class FtHost {
   /**
    * Starts a VM whose primary placement put on `target`: ships the module
    * (inline in the request when small, else in chunks as for a backup), sends
-   * 'start-fwd' and waits for the answer, which it returns or throws (the
-   * error's code kept: HostError, or GuestLoadError for a refused module).
+   * 'start-fwd' and waits for the answer, which it returns or throws (an
+   * FtvmError with the code the target raised).
    * FTVM_ERR_UNAVAILABLE when the link fails, the target goes silent, or it
    * does not answer within START_FWD_TIMEOUT_MS.
    */
@@ -1470,11 +1510,7 @@ export class FtHost {
           reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${target}, where the VM was placed`));
         }
       });
-      if (r.code !== null) {
-        const message = `${target}: ${String(r.message)}`;
-        if (HOST_ERROR_CODES.includes(r.code)) throw new HostError(r.code as HostErrorCode, message);
-        throw new GuestLoadError(r.code as GuestLoadError['code'], message);
-      }
+      if (r.code !== null) throw new FtvmError(isErrorCode(r.code) ? r.code : 'FTVM_ERR_UNAVAILABLE', `${target}: ${String(r.message)}`);
       this.learnPrimary(req.name, r.gen!, r.primary!);
       return { gen: r.gen!, primary: r.primary!, backup: r.backup };
     } finally {
@@ -1628,7 +1664,10 @@ export class FtHost {
         return;
       case 'ended':
         vm.ended = true;
-        vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0 } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '' } : { outcome: m.result.outcome };
+        {
+          const count = m.result.count === null ? '-1' : String(m.result.count);
+          vm.end = m.result.outcome === 'exit' ? { outcome: 'exit', status: m.result.exitCode ?? 0, count } : m.result.outcome === 'trap' ? { outcome: 'trap', message: m.result.trap ?? '', count } : { outcome: m.result.outcome, count };
+        }
         // the replay reached the end: the primary measures no lag against a count the backup never reports
         if (vm.role === 'backup' && m.result.count !== null) vm.replayCount = m.result.count;
         if (vm.role === 'primary') this.endLag(vm);
@@ -1819,7 +1858,7 @@ export class FtHost {
   }
 
   private resend(vm: Vm, conn: number, after: number, owner: string): void {
-    this.connOwners.set(conn, owner);
+    this.setConnOwner(conn, owner);
     for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
   }
 
@@ -2036,27 +2075,131 @@ export class FtHost {
 
   // ---- clients ----
 
+  /**
+   * A connection on the client port. It must prove it knows the API token
+   * within CLIENT_AUTH_MS (the handshake in wire.ts) before it gets a
+   * connection id or any request is read; until then its frames are at most
+   * CLIENT_AUTH_FRAME_MAX bytes. Past a cap (clientConnsPerAddressMax from its
+   * address, clientConnsMax in all), it takes the place of the oldest connection
+   * that has not authenticated yet (of its address, for the per-address cap), so
+   * a flood of idle connections cannot lock real clients out; with none to
+   * displace it is refused with FTVM_ERR_TOO_MANY_CONNECTIONS.
+   */
   private acceptClient(sock: Socket): void {
     sock.setNoDelay(true);
-    const c = { conn: ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0 };
-    this.clients.set(c.conn, sock);
+    sock.on('error', () => {});
+    const address = sock.remoteAddress ?? '?';
+    const fromAddress = this.clientsPerAddress.get(address) ?? 0;
+    if (fromAddress >= this.opts.clientConnsPerAddressMax && !this.displaceUnauthenticated(address)) {
+      return this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', `${address} has ${fromAddress} connections to the client port of ${this.id} (at most ${this.opts.clientConnsPerAddressMax} from one address)`);
+    }
+    if (this.clientLinks.size >= this.opts.clientConnsMax && !this.displaceUnauthenticated(null)) {
+      return this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', `the client port of ${this.id} has ${this.clientLinks.size} connections (at most ${this.opts.clientConnsMax})`);
+    }
+    const link: ClientLink = { address, authed: false, heardAt: performance.now() };
+    this.clientLinks.set(sock, link);
+    this.clientsPerAddress.set(address, (this.clientsPerAddress.get(address) ?? 0) + 1);
+    const c = { conn: -1 };
     sock.on('close', () => {
+      this.unlinkClient(sock);
       if (this.clients.get(c.conn) !== sock) return;
       this.clients.delete(c.conn);
       this.adopted.delete(c.conn);
     });
-    sock.on('error', () => {});
-    // the client learns its connection id, to come back with it after a failure
-    send(sock, { t: 'hello', conn: c.conn, host: this.id });
+    const mine = nonce();
+    send(sock, { t: 'challenge', host: this.id, nonce: mine });
     readMessages(
       sock,
-      CLIENT_FRAME_MAX,
-      (m) => void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, message: (e as Error).message })),
+      () => (link.authed ? CLIENT_FRAME_MAX : CLIENT_AUTH_FRAME_MAX),
+      (m) => {
+        if (sock.writableEnded) return; // refused: nothing more it sent is acted on
+        link.heardAt = performance.now();
+        if (!link.authed) {
+          if (m.t !== 'auth') return this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', `"${m.t}" before authentication: the client port needs the API token first (see wire.ts)`);
+          const theirs = m.nonce;
+          if (!(theirs instanceof Uint8Array) || theirs.length !== 16 || !macOk(mac(this.opts.token, 'client', mine, theirs), m.mac)) {
+            return this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', 'wrong credentials: the client does not know the API token');
+          }
+          link.authed = true;
+          c.conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
+          this.clients.set(c.conn, sock);
+          // the client learns its connection id and the key to come back with it after a failure
+          send(sock, { t: 'hello', conn: c.conn, host: this.id, key: resumeKey(this.opts.secret, c.conn), idleMs: this.opts.clientIdleMs, mac: mac(this.opts.token, 'host', theirs, mine) });
+          return;
+        }
+        void this.onClient(sock, c, m).catch((e) => {
+          const code = (e as { code?: unknown }).code;
+          send(sock, { t: 'error', id: m.id ?? null, ...(typeof code === 'string' && code.startsWith('FTVM_ERR_') ? { code } : {}), message: (e as Error).message });
+        });
+      },
       (e) => {
         this.refused.badFrames++;
-        this.say(`dropped a client: ${e.message}`);
+        this.unlinkClient(sock);
+        // only a client that knows the token is worth a line: a flood of bad frames is counted, not logged
+        if (link.authed) this.say(`dropped a client: ${e.message}`);
       },
     );
+  }
+
+  /**
+   * Ends a client-port connection with one error frame ({ t: 'error', id: null,
+   * code, message }); it leaves the caps at once. Said in the log at most once
+   * a second (a flood would fill it), counted in `refused` always.
+   */
+  private refuseClient(sock: Socket, code: ClientErrorCode | 'FTVM_ERR_UNAVAILABLE', message: string): void {
+    if (code === 'FTVM_ERR_UNAUTHORIZED') this.refused.clientsUnauthorized++;
+    else if (code === 'FTVM_ERR_TOO_MANY_CONNECTIONS') this.refused.clientsOverCap++;
+    else this.refused.clientsIdle++;
+    this.unlinkClient(sock);
+    const now = performance.now();
+    if (now - this.clientRefusalSaidAt >= 1000) {
+      this.clientRefusalSaidAt = now;
+      const r = this.refused;
+      this.say(`closed a client connection from ${sock.remoteAddress ?? '?'}: ${code}: ${message} (so far: ${r.clientsUnauthorized} unauthorized, ${r.clientsOverCap} over a cap, ${r.clientsIdle} idle)`);
+    }
+    if (sock.writableEnded) return;
+    // the frame is small: it leaves at once, and the socket is closed then, whether or not the client reads
+    sock.end(encodeMessage({ t: 'error', id: null, code, message }), () => sock.destroy());
+  }
+
+  /**
+   * Records which host serves connection `conn` now. The map keeps the
+   * CONN_OWNERS_MAX most recently set: a connection forgotten here falls back
+   * to the host of its slot, which is where it started.
+   */
+  private setConnOwner(conn: number, owner: string): void {
+    this.connOwners.delete(conn);
+    this.connOwners.set(conn, owner);
+    if (this.connOwners.size > CONN_OWNERS_MAX) this.connOwners.delete(this.connOwners.keys().next().value!);
+  }
+
+  /** A client-port connection leaves the caps (on close, or at once when it is refused). */
+  private unlinkClient(sock: Socket): void {
+    const link = this.clientLinks.get(sock);
+    if (!link) return;
+    this.clientLinks.delete(sock);
+    const n = (this.clientsPerAddress.get(link.address) ?? 1) - 1;
+    if (n > 0) this.clientsPerAddress.set(link.address, n);
+    else this.clientsPerAddress.delete(link.address);
+  }
+
+  /** Ends the oldest client-port connection not authenticated yet (from `address`, if given) to make room; false if there is none. */
+  private displaceUnauthenticated(address: string | null): boolean {
+    for (const [sock, l] of this.clientLinks) {
+      if (l.authed || (address !== null && l.address !== address)) continue;
+      this.refuseClient(sock, 'FTVM_ERR_TOO_MANY_CONNECTIONS', 'the client port is full: a connection that has not authenticated yet gives way to a new one');
+      return true;
+    }
+    return false;
+  }
+
+  /** Closes client-port connections that did not authenticate within CLIENT_AUTH_MS, and authenticated ones silent for clientIdleMs. */
+  private sweepClients(): void {
+    const now = performance.now();
+    for (const [sock, l] of this.clientLinks) {
+      if (!l.authed && now - l.heardAt > CLIENT_AUTH_MS) this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', `no credentials within ${CLIENT_AUTH_MS} ms`);
+      else if (l.authed && now - l.heardAt > this.opts.clientIdleMs) this.refuseClient(sock, 'FTVM_ERR_UNAVAILABLE', `silent for ${this.opts.clientIdleMs} ms: closed (a client sends { t: 'ping' } to keep its connection)`);
+    }
   }
 
   private toClient(conn: number, m: WireMessage): void {
@@ -2315,10 +2458,13 @@ export class FtHost {
         const seen = m.seen as Record<string, number> | undefined;
         if (typeof old !== 'number' || !Number.isInteger(old) || old < 0 || old > 0xffffffff) throw new Error('resume needs "conn" (a u32)');
         if (typeof seen !== 'object' || seen === null || !Object.values(seen).every((v) => Number.isInteger(v))) throw new Error('resume needs "seen": { vm: seq }');
+        if (Object.keys(seen).length > RESUME_VMS_MAX) throw new HostError('FTVM_ERR_BAD_REQUEST', `resume names ${Object.keys(seen).length} VMs in "seen" (at most ${RESUME_VMS_MAX})`);
+        // only the client the connection id was issued to has its key: another one cannot read its outputs
+        if (!macOk(resumeKey(this.opts.secret, old), m.key)) throw new ClientError('FTVM_ERR_UNAUTHORIZED', `resume of connection ${old} needs its "key" (given with the hello that issued it)`);
         if (this.clients.get(conn) === sock) this.clients.delete(conn);
         c.conn = old;
         this.clients.set(old, sock);
-        this.connOwners.set(old, this.id);
+        this.setConnOwner(old, this.id);
         const vms = new Map(Object.entries(seen));
         this.adopted.set(old, vms);
         for (const l of this.links.values()) if (l.ready) this.toPeer(l.id, { t: 'conn-owner', conn: old, owner: this.id });
@@ -2327,19 +2473,12 @@ export class FtHost {
         return;
       }
       case 'start': {
-        if (!(m.module instanceof Uint8Array) && typeof m.moduleHash !== 'string') throw new Error('start needs "module" (bytes) or "moduleHash" (a SHA-256, hex)');
-        const r = await this.startVm({
-          name: String(m.vm),
-          ...(m.module instanceof Uint8Array ? { module: m.module } : { moduleHash: m.moduleHash as string }),
-          args: m.args as string[] | undefined,
-          env: m.env as Record<string, string> | undefined,
-          stdin: m.stdin instanceof Uint8Array ? m.stdin : undefined,
-          memoryMiB: typeof m.memoryMiB === 'number' ? m.memoryMiB : undefined,
-          cpuPercent: typeof m.cpuPercent === 'number' ? m.cpuPercent : undefined,
-          publish: Array.isArray(m.publish) ? (m.publish as number[]) : undefined,
-          host: typeof m.host === 'string' ? m.host : undefined,
-        });
-        send(sock, { t: 'started', id, vm: m.vm, ...r });
+        // the message as it is, with its exact types, through the one check of a start (api/action.ts);
+        // `host` says where to place the primary (placePrimary checks it)
+        const { host, ...vmFields } = m;
+        const a = checkClientStart(vmFields);
+        const r = await this.startVm({ name: a.name, ...(a.module ? { module: a.module } : { moduleHash: a.moduleHash! }), args: a.args, env: a.env, stdin: a.stdin, memoryMiB: a.memoryMiB, cpuPercent: a.cpuPercent, publish: a.publish, ...(host !== undefined ? { host: host as string } : {}) });
+        send(sock, { t: 'started', id, vm: a.name, ...r });
         return;
       }
       case 'send': {
@@ -2350,6 +2489,8 @@ export class FtHost {
         this.route(String(m.vm), conn, data, m.eof === true, 0);
         return;
       }
+      case 'ping':
+        return; // a keep-alive: being heard is all it is for
       case 'status':
         send(sock, { t: 'status', ...this.status(), host: this.id, id });
         return;

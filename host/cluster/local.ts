@@ -104,14 +104,14 @@ export class LocalCluster {
 
   /** A client that knows several hosts, and comes back on the next when its host fails. */
   async clientOf(ids: string[]): Promise<FtClient> {
-    const c = new FtClient(ids.map((id) => this.host(id).client), { reconnect: true });
+    const c = new FtClient(ids.map((id) => this.host(id).client), { token: this.token, reconnect: true });
     await c.connect();
     this.clients.push(c);
     return c;
   }
 
   async client(id: string): Promise<FtClient> {
-    const c = new FtClient(this.host(id).client);
+    const c = new FtClient(this.host(id).client, { token: this.token });
     await c.connect();
     this.clients.push(c);
     return c;

@@ -21,6 +21,7 @@ import { Worker } from 'node:worker_threads';
 import type { MeterOptions } from '../meter/cache.ts';
 import { METER_STACK_MB } from '../meter/thread.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 const ENTRY = new URL('./meter-entry.mjs', import.meta.url);
 
@@ -34,7 +35,7 @@ export interface MeterRequest {
 /** A metering worker's answer: the metered module (bytes and compiled), or why not. */
 export type MeterReply =
   | { t: 'done'; id: number; metered: Uint8Array; meteredHash: string; module: WebAssembly.Module }
-  | { t: 'error'; id: number; /** a GuestLoadError: the module is refused */ load: boolean; code: string; message: string };
+  | { t: 'error'; id: number; /** a GuestLoadError: the module is refused */ load: boolean; code: FtvmErrorCode; message: string };
 
 /** A guest metered by the pool: the metered module, as bytes (to ship to other hosts), their SHA-256 (hex), and compiled. */
 export interface MeteredGuest {
@@ -43,7 +44,7 @@ export interface MeteredGuest {
   module: WebAssembly.Module;
 }
 
-export type MeterPoolErrorCode = 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_INTERNAL';
+export type MeterPoolErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_INTERNAL'>;
 
 /** A metering job that could not be done (not the module's fault), with a stable code. */
 export class MeterPoolError extends Error {

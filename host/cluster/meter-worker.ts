@@ -9,6 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import { compileGuestAsync } from '../runtime/compile.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
 import type { MeterReply, MeterRequest } from './meter-pool.ts';
+import { isErrorCode } from '../errors.ts';
 
 const port = parentPort!;
 port.on('message', (m: MeterRequest) => {
@@ -21,7 +22,7 @@ port.on('message', (m: MeterRequest) => {
       reply = { t: 'done', id: m.id, metered, meteredHash: createHash('sha256').update(metered).digest('hex'), module: c.module };
     } catch (e) {
       const err = e as Error & { code?: string };
-      reply = { t: 'error', id: m.id, load: e instanceof GuestLoadError, code: typeof err.code === 'string' ? err.code : 'FTVM_ERR_INTERNAL', message: err.message };
+      reply = { t: 'error', id: m.id, load: e instanceof GuestLoadError, code: isErrorCode(err.code) ? err.code : 'FTVM_ERR_INTERNAL', message: err.message };
     }
     port.postMessage(reply, reply.t === 'done' ? [reply.metered.buffer as ArrayBuffer] : []);
     // binaryen stopped part-way (its stack ran out) leaves its heap as it was

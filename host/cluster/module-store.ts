@@ -23,6 +23,7 @@ import { createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from 'nod
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** A module's name: the SHA-256 of its bytes, 64 lower-case hex digits. */
 export const HASH_RE = /^[0-9a-f]{64}$/;
@@ -73,7 +74,7 @@ export interface StoredModule {
   usedAt: number;
 }
 
-export type ModuleStoreErrorCode = 'FTVM_ERR_TOO_LARGE' | 'FTVM_ERR_STORE_FULL' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST';
+export type ModuleStoreErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_TOO_LARGE' | 'FTVM_ERR_STORE_FULL' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST'>;
 
 /** A store operation refused, with a stable code. */
 export class ModuleStoreError extends Error {

@@ -17,6 +17,23 @@
 // Each side checks the other's MAC; a peer that sends anything else first, or
 // a wrong MAC, is disconnected.
 //
+// Clients prove they know the API token (the REST API's bearer token) before
+// any request, and the token never crosses the wire:
+//   host   -> { t: 'challenge', host, nonce: B }          at once on accept
+//   client -> { t: 'auth', nonce: A, mac: HMAC(token, 'client' B A) }
+//   host   -> { t: 'hello', conn, host, key, idleMs, mac: HMAC(token, 'host' A B) }
+// `key` = HMAC(cluster secret, 'conn' conn) (resumeKey): the client presents it
+// with { t: 'resume', conn, key, seen } on another host after a failure, and
+// every host can check it, so no other client can take the connection id over.
+// `idleMs`: an authenticated connection silent this long is closed; FtClient
+// sends { t: 'ping' } (no answer) well within it. A wrong or missing
+// credential, or none within CLIENT_AUTH_MS, gets one { t: 'error', id: null,
+// code: 'FTVM_ERR_UNAUTHORIZED', message } and the connection is closed; so
+// does a connection past a cap, with code FTVM_ERR_TOO_MANY_CONNECTIONS.
+// Until it is authenticated a client may send frames of CLIENT_AUTH_FRAME_MAX
+// bytes at most.
+// Errors answering a request: { t: 'error', id, code?, message }.
+//
 // Modules go to a peer once, in chunks (FtHost.shipModules):
 //   sender   -> { t: 'mod-offer', id, items: [{ hash, kind, bytes }] }
 //   receiver -> { t: 'mod-need', id, need: [hash...] }  or  { ..., refused: why }
@@ -31,6 +48,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { Packr } from 'msgpackr';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export const WIRE_VERSION = 1;
 export const WIRE_HEADER = 8;
@@ -38,16 +56,39 @@ export const WIRE_HEADER = 8;
 export const PEER_FRAME_MAX = 8 * 1024 * 1024;
 /** The largest frame a client may send (a module to start, or a message). */
 export const CLIENT_FRAME_MAX = 32 * 1024 * 1024;
+/** The largest frame a client may send before it is authenticated (an 'auth' is under 100 bytes). */
+export const CLIENT_AUTH_FRAME_MAX = 1024;
+/** The time a client has to authenticate after its connection is accepted, in ms. */
+export const CLIENT_AUTH_MS = 5000;
 /** The bytes of a module one 'mod-chunk' frame carries at most (well under PEER_FRAME_MAX with its header). */
 export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 export class WireError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_FRAME_SIZE' | 'FTVM_ERR_FRAME_CHECKSUM' | 'FTVM_ERR_FRAME_DECODE' | 'FTVM_ERR_FRAME_VERSION' | 'FTVM_ERR_AUTH',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_FRAME_SIZE' | 'FTVM_ERR_FRAME_CHECKSUM' | 'FTVM_ERR_FRAME_DECODE' | 'FTVM_ERR_FRAME_VERSION' | 'FTVM_ERR_AUTH'>,
     message: string,
   ) {
     super(message);
     this.name = 'WireError';
+  }
+}
+
+/** What a host's client port refuses, with its stable code. */
+export type ClientErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_UNAUTHORIZED' | 'FTVM_ERR_TOO_MANY_CONNECTIONS'>;
+
+/**
+ * An error of the client port, with a stable code: raised by the host for a
+ * refused credential or connection (sent as { t: 'error', code, message }), and
+ * by FtClient for any error frame that carries a code (`code` is then that
+ * frame's code, which may be any FTVM_ERR_*).
+ */
+export class ClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ClientError';
   }
 }
 
@@ -70,7 +111,12 @@ export class FrameDecoder {
   /** reads that came after `buf` while a large frame is incomplete, joined once it is whole */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  constructor(private readonly limit: number) {}
+  /** `limit`: the largest body in bytes, or a function giving it for the next frame (it may grow, e.g. after authentication) */
+  constructor(private readonly limitOf: number | (() => number)) {}
+
+  private get limit(): number {
+    return typeof this.limitOf === 'number' ? this.limitOf : this.limitOf();
+  }
 
   /** The messages completed by `chunk`; throws WireError at the first bad frame. */
   push(chunk: Buffer): WireMessage[] {
@@ -111,8 +157,8 @@ export class FrameDecoder {
   }
 }
 
-/** Reads messages from a socket; a bad frame destroys the socket and is reported once. */
-export function readMessages(sock: Socket, limit: number, onMessage: (m: WireMessage) => void, onBadFrame: (e: WireError) => void): void {
+/** Reads messages from a socket; a bad frame destroys the socket and is reported once. `limit` as FrameDecoder's. */
+export function readMessages(sock: Socket, limit: number | (() => number), onMessage: (m: WireMessage) => void, onBadFrame: (e: WireError) => void): void {
   const dec = new FrameDecoder(limit);
   sock.on('data', (chunk: Buffer) => {
     let msgs: WireMessage[];
@@ -181,10 +227,25 @@ export function drained(sock: Socket, below: number): Promise<void> {
 
 export const nonce = (): Buffer => randomBytes(16);
 
-export function mac(secret: string, role: 'listener' | 'dialer', a: Uint8Array, b: Uint8Array): Buffer {
+/**
+ * HMAC-SHA-256 over `role`, `a`, `b`: the peer handshake's MACs ('listener',
+ * 'dialer', keyed by the cluster secret) and the client port's ('client', 'host',
+ * keyed by the API token).
+ */
+export function mac(secret: string, role: 'listener' | 'dialer' | 'client' | 'host', a: Uint8Array, b: Uint8Array): Buffer {
   return createHmac('sha256', secret).update(role).update(a).update(b).digest();
 }
 
 export function macOk(expected: Buffer, got: unknown): boolean {
   return got instanceof Uint8Array && got.length === expected.length && timingSafeEqual(expected, got);
+}
+
+/**
+ * The key that lets a client resume connection `conn` (a u32) on any host:
+ * HMAC-SHA-256(cluster secret, 'conn' ++ conn as u32 LE), 32 bytes.
+ */
+export function resumeKey(secret: string, conn: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(conn >>> 0, 0);
+  return createHmac('sha256', secret).update('conn').update(b).digest();
 }

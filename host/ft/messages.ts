@@ -4,6 +4,7 @@
 
 import type { WireMessage } from '../cluster/wire.ts';
 import type { EntryPayloads } from '../log/format.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** A replica's place and whose it is: every message about one VM names it and its generation where the generation decides. */
 interface AboutVm {
@@ -165,7 +166,7 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
 
 /** A peer message that is not one of PeerMessage's: FTVM_ERR_BAD_MESSAGE, with the type and the first field that is wrong. */
 export class PeerMessageError extends Error {
-  readonly code = 'FTVM_ERR_BAD_MESSAGE';
+  readonly code = 'FTVM_ERR_BAD_MESSAGE' satisfies FtvmErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'PeerMessageError';

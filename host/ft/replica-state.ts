@@ -13,6 +13,8 @@
 // `alone` a primary with none. A primary starts live, or alone when no other
 // host is up; a backup starts following.
 
+import type { FtvmErrorCode } from '../errors.ts';
+
 /** The states; see the file's head. */
 export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' | 'alone' | 'recreating-backup' | 'stopped';
 
@@ -28,7 +30,7 @@ const NEXT: Record<ReplicaState, readonly ReplicaState[]> = {
 
 /** A move the protocol does not allow: FTVM_ERR_STATE. */
 export class ReplicaStateError extends Error {
-  readonly code = 'FTVM_ERR_STATE';
+  readonly code = 'FTVM_ERR_STATE' satisfies FtvmErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'ReplicaStateError';

@@ -41,6 +41,7 @@
 
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
 export const LOG_VERSION = 4;
@@ -135,7 +136,8 @@ export type LogEntry = {
   [K in EntryKind]: { seq: number; count: bigint; kind: K; payload: EntryPayloads[K] };
 }[EntryKind];
 
-export type LogErrorCode =
+export type LogErrorCode = Extract<
+  FtvmErrorCode,
   | 'FTVM_ERR_LOG_FOREIGN'
   | 'FTVM_ERR_LOG_VERSION'
   | 'FTVM_ERR_LOG_HEADER'
@@ -143,11 +145,12 @@ export type LogErrorCode =
   | 'FTVM_ERR_LOG_FRAME_SIZE'
   | 'FTVM_ERR_LOG_CHECKSUM'
   | 'FTVM_ERR_LOG_DECODE'
-  | 'FTVM_ERR_LOG_ENTRY';
+  | 'FTVM_ERR_LOG_ENTRY'
+>;
 
 /** An entry or frame too large to be written (FTVM_ERR_LOG_ENTRY_TOO_LARGE): the writer refuses it before it reaches the log. */
 export class LogLimitError extends Error {
-  readonly code = 'FTVM_ERR_LOG_ENTRY_TOO_LARGE';
+  readonly code = 'FTVM_ERR_LOG_ENTRY_TOO_LARGE' satisfies FtvmErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'LogLimitError';

@@ -2,6 +2,8 @@
  * Errors of the metering layer. Each has a stable `code` that callers (the CLI,
  * the REST API) match on; messages are for people.
  */
+import type { FtvmErrorCode } from '../errors.ts';
+
 export class MeterError extends Error {
   constructor(
     readonly code: MeterErrorCode,
@@ -12,7 +14,9 @@ export class MeterError extends Error {
   }
 }
 
-export type MeterErrorCode =
+/** The codes of the metering layer (host/errors.ts catalogues them). */
+export type MeterErrorCode = Extract<
+  FtvmErrorCode,
   /** the bytes are not a valid WebAssembly module */
   | 'FTVM_ERR_INVALID_MODULE'
   /** the module uses a feature whose behaviour ftvm cannot make deterministic or meter */
@@ -26,4 +30,5 @@ export type MeterErrorCode =
    * reader, optimizer or writer can follow on this thread's stack; the pass's
    * own walks have no such limit
    */
-  | 'FTVM_ERR_MODULE_TOO_DEEP';
+  | 'FTVM_ERR_MODULE_TOO_DEEP'
+>;

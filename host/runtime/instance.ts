@@ -9,10 +9,11 @@ import { GuestIdle, WASI_MODULE, WasiExit, WasiHost, type DeviceImage, type Nond
 import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './meter-host.ts';
 import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, sleepNs, type Interrupt, type Place } from './events.ts';
 import type { VirtualNic } from './nic.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export class GuestLoadError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_UNSUPPORTED_IMPORT' | 'FTVM_ERR_NO_ENTRY' | 'FTVM_ERR_INVALID_MODULE' | string,
+    readonly code: FtvmErrorCode,
     message: string,
   ) {
     super(message);
@@ -89,7 +90,7 @@ export interface ResumePoint {
 }
 
 export class SnapshotError extends Error {
-  readonly code = 'FTVM_ERR_SNAPSHOT';
+  readonly code = 'FTVM_ERR_SNAPSHOT' satisfies FtvmErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'SnapshotError';

@@ -13,6 +13,7 @@
 // the host chose to preempt.
 
 import { EXPORT_DEPTH, EXPORT_FUEL, I64_MAX, IMPORT_CHECK, IMPORT_DEPTH_EXCEEDED } from '../meter/abi.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** Thrown into the guest to stop it at a check point whose count reached the deadline. */
 export class DeadlineReached extends Error {
@@ -25,7 +26,7 @@ export class DeadlineReached extends Error {
 
 /** Thrown when the guest exceeds its deterministic call-depth budget. */
 export class DepthExceeded extends Error {
-  readonly code = 'FTVM_ERR_DEPTH_EXCEEDED';
+  readonly code = 'FTVM_ERR_DEPTH_EXCEEDED' satisfies FtvmErrorCode;
   constructor(readonly count: bigint) {
     super(`call depth limit exceeded at count ${count}`);
     this.name = 'DepthExceeded';

@@ -8,9 +8,10 @@ import type { MeterOptions } from '../meter/index.ts';
 import type { EntryPayloads, LogEntry } from '../log/format.ts';
 import type { GuestContext } from './instance.ts';
 import { INTERRUPT_NIC, TIMER_TICK, type Interrupt, type Place } from './events.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 export class DivergenceError extends Error {
-  readonly code = 'FTVM_ERR_DIVERGENCE';
+  readonly code = 'FTVM_ERR_DIVERGENCE' satisfies FtvmErrorCode;
   constructor(
     /** the log entry the replay was at (null: the log had no more entries) */
     readonly entry: LogEntry | null,

@@ -41,6 +41,7 @@ import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:wor
 import { INTERRUPT_NIC, LiveTimer, type Interrupt, type InterruptSource } from './events.ts';
 import { parseListenAddr } from './listen-addr.ts';
 import { CLIENT_UNREAD_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, SEND_WINDOW_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
+import type { FtvmErrorCode } from '../errors.ts';
 
 /** Connections open at once; a client past it is closed at once. */
 export const MAX_CONNECTIONS = 1024;
@@ -66,7 +67,7 @@ export interface LiveConnectionsWire {
 /** An address that cannot be listened on (FTVM_ERR_TCPLISTEN; ftvm exits 1). */
 export class TcpListenError extends Error {
   constructor(
-    readonly code: 'FTVM_ERR_TCPLISTEN',
+    readonly code: Extract<FtvmErrorCode, 'FTVM_ERR_TCPLISTEN'>,
     message: string,
   ) {
     super(message);

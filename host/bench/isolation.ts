@@ -189,7 +189,7 @@ class LightLoad {
 /** Runs the benchmark; returns { machine, options, phases (every run), medians }. */
 export async function benchIsolation(opts: IsolationBenchOptions = {}): Promise<Record<string, unknown>> {
   const say = opts.log ?? (() => {});
-  const runs = opts.runs ?? (opts.quick ? 1 : 3);
+  const runs = Math.max(1, opts.runs ?? (opts.quick ? 1 : 3));
   const memoryMiB = opts.memoryMiB ?? (opts.quick ? 256 : 1024);
   const smallVms = opts.smallVms ?? 4;
   const functions = opts.functions ?? (opts.quick ? 20_000 : 60_000);

@@ -31,8 +31,12 @@ export const CLIENT_AUTH_FRAME_BYTES_MAX = 1024;
 export const CLIENT_AUTH_MS = 5000;
 /** Bytes of a module one 'mod-chunk' peer frame carries at most. */
 export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
-/** Bytes of guest memory one 'snapchunk' peer frame carries at most (a snapshot is never one frame). */
-export const SNAPSHOT_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Bytes of guest memory one 'snapchunk' peer frame carries at most (a snapshot is never one frame, and a heartbeat waits behind two chunks at most). */
+export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+/** Bytes queued on a peer link above which a snapshot's next chunk waits for the socket to drain. */
+export const SNAPSHOT_QUEUED_BYTES_MAX = SNAPSHOT_CHUNK_BYTES;
+/** Snapshots a host receives at once (a newer one of the same VM replaces the older; beyond, the oldest is dropped). */
+export const SNAPSHOTS_IN_MAX = 4;
 /** A module and its metered form of at most this many bytes together ride inside the 'backup' peer request itself. */
 export const INLINE_SHIP_BYTES_MAX = 1024 * 1024;
 /** The most items a list in a peer message may hold (input acks, needed modules, ports). */
@@ -144,6 +148,14 @@ export const ADMIN_TIMEOUT_MS = 5000;
 export const API_BOX_MAX = 10_000;
 /** Output rings received for backups not made yet, kept at once (the oldest are dropped). */
 export const RINGS_IN_MAX = 64;
+/** How long a start forwarded to the host placement chose may take, metering a large module included, in ms. */
+export const START_FWD_TIMEOUT_MS = 300_000;
+/** Hosts with forwarded starts in flight; beyond, a start runs where it was asked (a bound on the map). */
+export const PLACING_MAX = 1024;
+/** Seconds of event-loop delay maxima a host keeps for its status. */
+export const LOOP_SECONDS_MAX = 300;
+/** Silences of a peer (of at least two heartbeats) the failure detector remembers; older ones are dropped. */
+export const DETECTOR_GAPS_MAX = 256;
 /** Readers waiting for a VM's output at once, per VM. */
 export const OUTPUT_READERS_MAX = 256;
 /** Forwarded output reads waiting for an answer, per host. */
@@ -203,6 +215,8 @@ export const VM_CPU_PERCENT_MAX = 100;
 export const DEPTH_LIMIT_SLOTS = 64_000;
 /** The default memory limit of a guest, in 64 KiB wasm pages (1 GiB). */
 export const MEMORY_LIMIT_PAGES = 16_384;
+/** The largest snapshot memory a host receives, in bytes: the largest memory a VM may have. */
+export const SNAPSHOT_BYTES_MAX = MEMORY_LIMIT_PAGES * 65536;
 /** File descriptors a guest holds open at once. */
 export const FDS_MAX = 1024;
 /** The longest path a guest may pass, in bytes. */
@@ -250,7 +264,7 @@ export type Limits = Record<string, number>;
 /** Every limit of this file, by name. */
 export function currentLimits(): Limits {
   return {
-    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES,
+    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_QUEUED_BYTES_MAX, SNAPSHOTS_IN_MAX, SNAPSHOT_BYTES_MAX,
     INLINE_SHIP_BYTES_MAX, PEER_LIST_MAX, FRAME_ENVELOPE_BYTES, LOG_HEADER_BYTES, LOG_FRAME_HEADER_BYTES,
     LOG_FRAME_BYTES_MAX, LOG_START_FRAME_BYTES_MAX, LOG_PREOPENS_MAX, LOG_FRAME_TARGET_BYTES, LOG_FRAME_ENTRIES_MAX,
     LOG_ENTRY_CHUNK_BYTES, REPLICA_FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES, UNACKED_LOG_BYTES_MAX, STREAMS_DONE_MAX,
@@ -259,7 +273,7 @@ export function currentLimits(): Limits {
     INGRESS_HALF_CLOSED_MAX, INGRESS_CONNS_PER_VM_MAX, INGRESS_OUT_OF_ORDER_MAX, INGRESS_REPEAT_MS,
     INGRESS_CLOSED_LINGER_MS, INGRESS_BIND_RETRY_MS, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX, INCOMING_IDLE_MS,
     BACKUP_RETRY_MS, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS,
-    API_BOX_MAX, RINGS_IN_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX,
+    API_BOX_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, DETECTOR_GAPS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX,
     LAG_MARKS_MAX, THROTTLE_US_MAX, INLINE_MODULE_BYTES_MAX, CLI_INLINE_MODULE_BYTES_MAX, CLI_ANSWER_BYTES_MAX,
     REFUSED_DRAIN_MS, UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
     METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
@@ -283,6 +297,8 @@ function rules(l: Limits): [string, boolean][] {
     ['a log frame and its envelope fit a peer frame', l.LOG_FRAME_BYTES_MAX + l.LOG_FRAME_HEADER_BYTES <= peer],
     ['a replica log flush (with one batch overshoot) fits a peer frame', l.REPLICA_FRAME_FLUSH_BYTES + l.REPLICA_BATCH_FLUSH_BYTES <= peer],
     ['a snapshot chunk and its envelope fit a peer frame', l.SNAPSHOT_CHUNK_BYTES <= peer],
+    ['a snapshot waits for the link to drain to at most a few chunks', l.SNAPSHOT_QUEUED_BYTES_MAX <= 4 * l.SNAPSHOT_CHUNK_BYTES],
+    ['a snapshot of the largest memory is made of chunks', l.SNAPSHOT_BYTES_MAX >= l.SNAPSHOT_CHUNK_BYTES],
     ['a module chunk and its envelope fit a peer frame', l.MODULE_CHUNK_BYTES <= peer],
     ['an inline-shipped module and its metered form fit a peer frame', l.INLINE_SHIP_BYTES_MAX <= peer],
     ['both output rings of a VM fit a peer frame (one rings frame before a backup made from a snapshot)', 2 * l.OUTPUT_RING_BYTES <= peer],

@@ -316,7 +316,14 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|isolation [options]
+
+isolation: on a local cluster of three hosts, whether one VM's heavy moments
+disturb the others: small kv VMs under light load with their primaries on h1,
+while h1 meters a large new module and restarts the backup of a 1 GiB
+reactor; per phase, the longest silence of h1 the other hosts' failure
+detectors saw, event-loop delays, failovers, the longest answer time, and the
+reactor's primary pause (medians of --runs, default 3; --quick: one run, 256 MiB).
 
 startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
 \`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
@@ -429,12 +436,12 @@ export const REPLAY = command({
 });
 
 /** The benchmarks `ftvm bench` runs. */
-export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup'] as const;
+export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup', 'isolation'] as const;
 
 /** `ftvm bench BENCHMARK`: one of BENCHMARKS, its flags shared (main.ts cmdBench). */
 export const BENCH = command({
   name: 'bench',
-  usage: 'ftvm bench meter|replay|ft|startup [options]',
+  usage: 'ftvm bench meter|replay|ft|startup|isolation [options]',
   help: BENCH_HELP,
   options: {
     json: { type: 'boolean' },

@@ -26,6 +26,7 @@
 // `signal[0]` with the value read before the worker took its messages, so a
 // message posted in between is never slept through.
 
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -39,6 +40,7 @@ import { isStreamConn } from './ingress.ts';
 import {
   CHUNK_BYTES,
   chunksOf,
+  digestTail,
   DivergenceError,
   interruptOf,
   interruptPayload,
@@ -89,6 +91,17 @@ export interface Snapshot extends ResumePoint {
   outputEnds?: [number, number][];
 }
 
+/**
+ * The snapshot a replica posted, with its state digest: SHA-256 of the memory
+ * then `digestTail` (stateDigest's order). FtHost.shipSnapshot computes the
+ * same digest chunk by chunk as it streams the memory; this is the one-step
+ * form, for a snapshot that goes nowhere (tests, a local backup).
+ */
+export function sealSnapshot(m: { snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array }): Snapshot {
+  const digest = new Uint8Array(createHash('sha256').update(m.snapshot.memory).update(m.digestTail).digest());
+  return { ...m.snapshot, digest };
+}
+
 /** Host thread → worker. */
 export type ToReplica =
   | { t: 'entries'; entries: LogEntry[] }
@@ -127,7 +140,13 @@ export type FromReplica =
   | { t: 'input-gap'; conn: number; end: number }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
-  | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
+  /**
+   * A reactor's state at an idle moment. `snapshot` has no digest: the host
+   * computes it as it streams the memory (SHA-256 of the memory, then
+   * `digestTail`), so the guest is paused only while its memory is copied;
+   * `pauseMs` is that pause.
+   */
+  | { t: 'snapshot'; id: number; snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array; pauseMs: number }
   | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string; cpu: { ranMs: number; restedMs: number } }
   | { t: 'error'; code: string; message: string }
   | { t: 'stopped' };
@@ -612,19 +631,21 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   const takeSnapshot = (c: GuestContext, id: number): void => {
     flush();
+    // The guest is paused from here until its memory is copied (and its
+    // globals and devices read): how long is part of the message. The
+    // memory's digest is the host's to compute, off this thread's pause.
     const t0 = performance.now();
-    const snapshot: Snapshot = {
+    const snapshot: Omit<Snapshot, 'digest'> = {
       seq: nextSeq,
       count: count(),
       memory: new Uint8Array(c.memory.buffer).slice(),
       globals: snapshotGlobals(c.instance),
       devices: c.wasi.image(),
       timerPeriodNs: timerPeriod,
-      digest: stateDigest(c),
       inputEnds: [...inputEnds],
     };
-    // The guest is paused from here to the copy's end: how long is part of the message.
-    post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
+    const tail = digestTail(c);
+    post({ t: 'snapshot', id, snapshot, digestTail: tail, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
   };
 
   const switchLive = (): void => {

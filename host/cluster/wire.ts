@@ -203,16 +203,22 @@ const uncork = (sock: Socket): void => {
 };
 
 /**
- * Resolves once `sock` has at most `below` bytes queued to write (at once if
- * it has), or once it closes (the caller checks which).
+ * Resolves once `sock` has at most `below` bytes queued to write, or once it
+ * closes (the caller checks which), and always at a later turn of the event
+ * loop (setImmediate), never in the same one: a loop that writes a chunk per
+ * call lets timers (heartbeats) and reads (acks) run between chunks even when
+ * the kernel takes every write at once, as on loopback. ('drain' fires from
+ * the write's callback, so resolving there would chain the next chunk through
+ * microtasks and starve the event loop for the whole transfer.)
  */
 export function drained(sock: Socket, below: number): Promise<void> {
   return new Promise((resolve) => {
-    if (sock.destroyed || sock.writableLength <= below) return resolve();
+    const later = (): void => void setImmediate(resolve);
+    if (sock.destroyed || sock.writableLength <= below) return later();
     const done = (): void => {
       sock.off('drain', done);
       sock.off('close', done);
-      resolve();
+      later();
     };
     sock.on('drain', done);
     sock.on('close', done);

@@ -66,7 +66,8 @@ export const ERROR_CATALOGUE = {
   FTVM_ERR_SNAPSHOT: e(500, 1, 'a snapshot of the guest cannot be taken or restored'),
   FTVM_ERR_WORKER_TIMEOUT: e(500, 1, 'a guest worker did not finish in time'),
   FTVM_ERR_REPLICA: e(500, 1, "a VM's replica worker failed"),
-  FTVM_ERR_STATE: e(500, 1, "a replica's protocol state would make a move the protocol forbids (a bug: the replica is stopped)"),
+  FTVM_ERR_INVARIANT: e(500, 70, 'an invariant of the host does not hold (a bug): the process stops rather than corrupt state (host/assert.ts)'),
+  FTVM_ERR_LIMITS: e(500, 1, 'the limits of host/limits.ts do not fit each other: the host does not start'),
   FTVM_ERR_OUTPUT_LOST: e(500, 1, "the guest's output could not be written where it goes"),
   FTVM_ERR_TCPLISTEN: e(500, 1, 'the address given to --tcplisten cannot be listened on'),
   // ---- the log ----

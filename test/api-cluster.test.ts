@@ -27,11 +27,14 @@ async function ask(host: string, conn: number, line: string): Promise<string> {
   });
 }
 
+/** the host the second test kills (its VM's primary's: placement chooses it) */
+let dead = 'h2';
+
 describe('the REST API across a cluster', () => {
   it('every host describes the VM; failover and backup restart are forwarded to the primary; state survives both', async () => {
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).json).toMatchObject({ primary: 'h1', backup: 'h2', state: 'running' });
-    // a second VM's backup goes to the host with the fewest replicas: h3
-    expect((await api('h1', 'POST', '/v1/vms', { name: 'spread', sample: 'kv' })).json).toMatchObject({ primary: 'h1', backup: 'h3' });
+    // a second VM's primary goes to the host with the fewest replicas (h3), its backup to the next (h1 and h2 tie: h1)
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'spread', sample: 'kv' })).json).toMatchObject({ primary: 'h3', backup: 'h1' });
     expect((await api('h1', 'DELETE', '/v1/vms/spread')).status).toBe(204);
     const { conn } = (await api('h3', 'POST', '/v1/connections')).json as { conn: number };
     expect(await ask('h3', conn, 'a SET k 1')).toBe('a OK 1');
@@ -74,9 +77,11 @@ describe('the REST API across a cluster', () => {
       const v = (await api('h2', 'GET', '/v1/vms/kv2')).json;
       return v.state === 'running' ? v : undefined;
     });
-    const other = ['h1', 'h3'].find((h) => h !== placed.backup)!;
+    // placement may have put the primary on another host than h2: the third host is the one with no replica of kv2
+    const other = ['h1', 'h2', 'h3'].find((h) => h !== placed.backup && h !== placed.primary)!;
     await eventually(`${other} knows kv2`, async () => ((await api(other, 'GET', '/v1/vms/kv2')).status === 200 ? true : undefined));
-    await cluster.kill('h2');
+    dead = placed.primary;
+    await cluster.kill(dead);
     const r = await api(other, 'POST', '/v1/vms/kv2/failover');
     expect(r.status).toBe(503);
     expect(r.json.error.code).toBe('FTVM_ERR_UNAVAILABLE');
@@ -88,10 +93,12 @@ describe('the REST API across a cluster', () => {
   }, 120_000);
 
   it('DELETE through a host without a replica stops both replicas everywhere', async () => {
-    const hosts = ['h1', 'h3'];
-    expect((await api('h1', 'POST', '/v1/vms', { name: 'kv3', sample: 'kv' })).json).toMatchObject({ primary: 'h1', backup: 'h3' });
-    await eventually('h3 runs the backup', async () => ((await api('h3', 'GET', '/v1/vms/kv3')).json.replica?.role === 'backup' ? true : undefined));
-    expect((await api('h3', 'DELETE', '/v1/vms/kv3')).status).toBe(204);
+    const hosts = ['h1', 'h2', 'h3'].filter((h) => h !== dead);
+    // placement puts its replicas on the two live hosts, the primary on the one with fewer replicas
+    const placed = (await api(hosts[0]!, 'POST', '/v1/vms', { name: 'kv3', sample: 'kv' })).json;
+    expect([placed.primary, placed.backup].sort()).toEqual(hosts);
+    await eventually(`${placed.backup} runs the backup`, async () => ((await api(placed.backup, 'GET', '/v1/vms/kv3')).json.replica?.role === 'backup' ? true : undefined));
+    expect((await api(placed.backup, 'DELETE', '/v1/vms/kv3')).status).toBe(204);
     for (const h of hosts) {
       await eventually(`${h} forgot kv3`, async () => ((await api(h, 'GET', '/v1/vms/kv3')).status === 404 ? true : undefined));
       const m = await (await fetch(`${cluster.host(h).api}/metrics`, { headers: { authorization: `Bearer ${cluster.token}` } })).text();

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAF_WAT, SPAM_WAT, watModule } from '../host/bench/soak.ts';
 import { HELD_BYTES_MAX, HELD_OUTPUTS_MAX } from '../host/cluster/host.ts';
-import { INPUT_INBOX_MESSAGES_MAX, NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
+import { INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
 import { apiOf, Cluster, eventually } from './cluster.ts';
 
 /** Resident memory of process `pid`, in MiB. */
@@ -74,7 +74,7 @@ describe('bounded memory under flooding guests', () => {
     const forwarded = await api(other, 'POST', '/v1/vms/deaf/messages', { conn: conn3, data: 'more' });
     expect([forwarded.status, forwarded.json.error.code]).toEqual([503, 'FTVM_ERR_BUSY']);
     const st = (await statusOf('h1', 'deaf'))!;
-    expect(st.inboxMessages).toBeLessThanOrEqual(INPUT_INBOX_MESSAGES_MAX);
+    expect(st.inboxMessages).toBeLessThanOrEqual(INPUT_INBOX_MAX);
     expect(st.inputRefused).toBeGreaterThan(0);
 
     // 128 MiB more, every byte of it refused: neither host grows with it

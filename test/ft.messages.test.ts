@@ -8,7 +8,7 @@ import type { WireMessage } from '../host/cluster/wire.ts';
 const b = new Uint8Array([1, 2, 3]);
 const valid: PeerMessage[] = [
   { t: 'hb' },
-  { t: 'snapchunk', vm: 'v', gen: 1, bytes: b },
+  { t: 'snapchunk', vm: 'v', gen: 1, at: 0, total: 3, bytes: b },
   { t: 'rings', vm: 'v', gen: 1, rings: { stdout: { start: 0, bytes: b } } },
   { t: 'backup', vm: 'v', gen: 2, moduleHash: 'a', meteredHash: 'b', start: { module: 'a', args: [], env: {}, digestEvery: 1n, depthLimit: 1, memoryLimitPages: 1, canonicalizeNaNs: false }, primary: 'h1', snapshot: null, cpuPercent: 100, publish: [8080] },
   { t: 'log', vm: 'v', gen: 1, first: 0, last: 3, frame: b, released: -1 },
@@ -31,6 +31,8 @@ const valid: PeerMessage[] = [
   { t: 'out-read', id: 2, vm: 'v', stream: 'stderr', from: 0, waitMs: 100 },
   { t: 'out-res', id: 2, read: null, code: 'FTVM_ERR_UNAVAILABLE', message: 'gone' },
   { t: 'admin-res', id: 1, code: null, message: null },
+  { t: 'start-fwd', id: 3, vm: 'v', moduleHash: 'a' },
+  { t: 'start-res', id: 3, gen: 1, primary: 'h2', backup: null, code: null, message: null },
 ];
 
 const wire = (m: unknown) => m as WireMessage;

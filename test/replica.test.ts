@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { FromReplica, Output, Snapshot } from '../host/cluster/replica.ts';
+import { sealSnapshot, type FromReplica, type Output } from '../host/cluster/replica.ts';
 import { STREAM_CONN_BIT } from '../host/cluster/ingress.ts';
 import { NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
 import { meterOptions, moduleHash } from '../host/runtime/record.ts';
@@ -159,7 +159,7 @@ describe('replicas', () => {
     for (let i = 0; i < 10; i++) request(p.h, 1, `a${i} SET k${i} ${'x'.repeat(i * 100)}`);
     await reply(log, 'a9');
     p.h.send({ t: 'snapshot', id: 1 });
-    const snap = ((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>).snapshot as Snapshot;
+    const snap = sealSnapshot((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>);
     expect(snap.seq).toBe(log.entries.at(-1)!.seq + 1);
     // entries after the snapshot go to the new backup
     const b = replica({ vm: 'v', module: kv, start, role: 'backup', snapshot: snap });
@@ -346,7 +346,7 @@ describe('stream connections (published ports): input offsets', () => {
     for (const m of msgs) sendAt(p.h, m);
     await reply(log, 'a5');
     p.h.send({ t: 'snapshot', id: 1 });
-    const snap = ((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>).snapshot as Snapshot;
+    const snap = sealSnapshot((await p.until((m) => m.t === 'snapshot')) as Extract<FromReplica, { t: 'snapshot' }>);
     const end = msgs.at(-1)!.off + enc(msgs.at(-1)!.text).length;
     expect(snap.inputEnds).toEqual([[conn, end]]);
     const b = replica({ vm: 'v', module: kv, start, role: 'backup', snapshot: snap });

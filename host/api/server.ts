@@ -15,6 +15,8 @@
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Ajv } from 'ajv';
@@ -47,9 +49,10 @@ export class ApiError extends Error {
 }
 
 /** The largest module a client may give inline (base64 in a JSON body, so the body limit is a third more); larger ones are uploaded with PUT /v1/modules. */
-export const MODULE_BYTES_MAX = 16 * 1024 * 1024;
+import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX } from '../limits.ts'; export { MODULE_BYTES_MAX };
 /** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
-export const UPLOADS_MAX = 4;
+import { UPLOADS_MAX } from '../limits.ts'; export { UPLOADS_MAX };
+import { REFUSED_DRAIN_MS } from '../limits.ts';
 /** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
 export const WASM_MEDIA_TYPE = 'application/wasm';
 
@@ -157,10 +160,44 @@ async function checkUpload(bytes: Uint8Array): Promise<void> {
   checkExports(module);
 }
 
+/**
+ * Answers a request Node's HTTP parser refused before fastify saw it (a URL or
+ * headers over Node's 16 KiB limit, a malformed request line) in the API's
+ * error shape, as fastify's default handler does in its own: headers too large
+ * are FTVM_ERR_TOO_LARGE, anything else FTVM_ERR_BAD_REQUEST. The parser
+ * cannot go on, so the connection ends after the answer; what the client is
+ * still sending is read and dropped for at most REFUSED_DRAIN_MS first (closed
+ * at once, the client's write would fail with a reset before it reads the
+ * answer, as a 2 MiB URL showed).
+ */
+function clientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || refusedSockets.has(socket)) return;
+  refusedSockets.add(socket);
+  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'FTVM_ERR_TOO_LARGE' : 'FTVM_ERR_BAD_REQUEST';
+  const message = err.code === 'HPE_HEADER_OVERFLOW' ? 'the request line and headers exceed 16 KiB' : 'a malformed HTTP request';
+  const body = JSON.stringify({ error: { code, message } });
+  if (!socket.writable) return void socket.destroy();
+  socket.end(`HTTP/1.1 ${httpStatusOf(code)} ${STATUS_CODES[httpStatusOf(code)]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.on('data', () => {});
+  setTimeout(() => socket.destroy(), REFUSED_DRAIN_MS).unref();
+}
+/** Sockets refused by clientError, while they drain (weak: gone with the socket). */
+const refusedSockets = new WeakSet<Duplex>();
+
+/**
+ * Answers what fastify's router refuses before any route runs (a path
+ * parameter over its 100 characters, a URL that does not decode) with
+ * FTVM_ERR_BAD_REQUEST in the API's error shape, instead of fastify's own.
+ */
+function frameworkError(err: Error & { code?: string }, _req: FastifyRequest, reply: FastifyReply): void {
+  const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is longer than 100 characters' : 'the URL does not decode';
+  void reply.code(httpStatusOf('FTVM_ERR_BAD_REQUEST')).send({ error: { code: 'FTVM_ERR_BAD_REQUEST', message } });
+}
+
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
 export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; token: string }> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024 });
+  const app = Fastify({ bodyLimit: Math.ceil((MODULE_BYTES_MAX * 4) / 3) + 64 * 1024, clientErrorHandler: clientError, frameworkErrors: frameworkError });
   // Bodies are JSON and keep their types exactly (fastify's ajv coerces by
   // default: "name": 5 would pass as "5"); a query string and path parameters
   // are text by nature, so their numbers are read from it. The options are
@@ -239,7 +276,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
 
   app.get('/healthz', { schema: { security: [], response: { 200: { type: 'object', properties: { ok: { type: 'boolean' }, host: { type: 'string' } } } } } }, async () => ({ ok: true, host: host.id }));
 
-  app.get('/metrics', { schema: { response: { 401: errorSchema } } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { response: { 200: { type: 'string', description: 'the metrics, in the Prometheus text format' }, 401: errorSchema } } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });

@@ -171,7 +171,7 @@ export function usageLine(name: string, err: unknown): { line: string; status: n
 // run, record, replay, bench, demo
 
 /** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
-export const LOG_FLUSH_MS = 100;
+import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS } from '../limits.ts'; export { LOG_FLUSH_MS };
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
                           (default: HOST as written), at fds 3, 4, ... in the order given, or 4, 5, ...
@@ -316,7 +316,14 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|soak [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|isolation|soak [options]
+
+isolation: on a local cluster of three hosts, whether one VM's heavy moments
+disturb the others: small kv VMs under light load with their primaries on h1,
+while h1 meters a large new module and restarts the backup of a 1 GiB
+reactor; per phase, the longest silence of h1 the other hosts' failure
+detectors saw, event-loop delays, failovers, the longest answer time, and the
+reactor's primary pause (medians of --runs, default 3; --quick: one run, 256 MiB).
 
 startup: how long ftvm takes to start: \`ftvm --help\`, \`ftvm vm --help\`,
 \`ftvm vm ls\` (against --api URL --token T, or a one-host local cluster it
@@ -437,12 +444,12 @@ export const REPLAY = command({
 });
 
 /** The benchmarks `ftvm bench` runs. */
-export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup', 'soak'] as const;
+export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup', 'isolation', 'soak'] as const;
 
 /** `ftvm bench BENCHMARK`: one of BENCHMARKS, its flags shared (main.ts cmdBench). */
 export const BENCH = command({
   name: 'bench',
-  usage: 'ftvm bench meter|replay|ft|startup|soak [options]',
+  usage: 'ftvm bench meter|replay|ft|startup|isolation|soak [options]',
   help: BENCH_HELP,
   options: {
     json: { type: 'boolean' },
@@ -594,7 +601,7 @@ options:
 });
 
 /** The most hosts `ftvm cluster up` starts. */
-export const CLUSTER_HOSTS_MAX = 16;
+import { CLUSTER_HOSTS_MAX } from '../limits.ts'; export { CLUSTER_HOSTS_MAX };
 
 /** `ftvm cluster up`: a local cluster on loopback (cluster-cmd.ts). */
 export const CLUSTER_UP = command({
@@ -648,7 +655,7 @@ function vmCommand<const O extends OptionsSpec>(c: { sub: string; synopsis: stri
 }
 
 /** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
-export const INLINE_MODULE_BYTES_MAX = 1024 * 1024;
+import { CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX } from '../limits.ts'; export { INLINE_MODULE_BYTES_MAX };
 
 const LOGS_ABOUT = `Prints the guest's console output as released so far: by default both
 streams, its stdout on our stdout and its stderr on our stderr (as docker logs

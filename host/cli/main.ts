@@ -450,6 +450,12 @@ async function cmdBench(argv: string[]): Promise<number> {
     hostStdout.write((values.json ? JSON.stringify(report) : formatStartupReport(report)) + '\n');
     return 0;
   }
+  if (what === 'isolation') {
+    const { benchIsolation, formatIsolationReport } = await import('../bench/isolation.ts');
+    const report = await benchIsolation({ runs: values.runs ? positiveInt('--runs', values.runs) : undefined, quick: values.quick, log: (l) => hostStderr.write(`${l}\n`) });
+    hostStdout.write((values.json ? JSON.stringify(report) : formatIsolationReport(report)) + '\n');
+    return 0;
+  }
   if (what === 'ft') {
     const { benchFt, formatFtReport } = await import('../bench/ft.ts');
     if (values.pin !== undefined && !['thread', 'process', 'none'].includes(values.pin)) throw usageError(`--pin expects thread, process or none, got "${values.pin}"`);

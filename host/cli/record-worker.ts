@@ -24,7 +24,7 @@ import type { LiveConnectionsWire } from '../runtime/tcp-listen.ts';
 import type { DirSpec } from './guest-io.ts';
 
 /** How long the main thread waits for the worker to write its log after a signal, ms. */
-const STOP_WAIT_MS = 1000;
+import { RECORD_STOP_WAIT_MS as STOP_WAIT_MS } from '../limits.ts';
 
 /** What the worker needs to record one guest: plain data only. */
 export interface RecordJob {

@@ -266,7 +266,7 @@ async function tail(api: string, token: string, name: string, conn: number, afte
 }
 
 /** How long `vm logs --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
-const FOLLOW_RETRY_MS = 60_000;
+import { FOLLOW_RETRY_MS } from '../limits.ts';
 
 /** A guest's console stream, as GET /v1/vms/:name/{stream} serves it. */
 type Stream = 'stdout' | 'stderr';
@@ -346,7 +346,7 @@ async function followStream(api: string, token: string, name: string, stream: St
 }
 
 /** The largest answer a request reads (a VM list of the largest cluster is far smaller). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+import { CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
 /** An answer of the REST API other than 2xx, with its stable code. */
 class ApiCallError extends Error {

@@ -16,9 +16,9 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
-import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MESSAGES_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
@@ -33,7 +33,7 @@ import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { checkClientStart, checkStart, startEntryOf } from '../api/action.ts';
-import type { FtvmErrorCode } from '../errors.ts';
+import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
 
 export interface HostOptions {
@@ -267,6 +267,11 @@ export interface StartRequest {
   cpuPercent?: number;
   /** TCP ports (1..65535, at most PUBLISH_PORTS_MAX) every live host serves the VM on, at its public address: FTVM_ERR_BAD_REQUEST otherwise */
   publish?: number[];
+  /**
+   * the host to run the primary on (default: placement chooses, see
+   * FtHost.placePrimary); FTVM_ERR_UNAVAILABLE if it is not a live member
+   */
+  host?: string;
 }
 
 /** What a host may be asked to do to a VM's primary. */
@@ -304,6 +309,18 @@ export interface VmStatus {
   backupRetry: boolean;
 }
 
+/** What FtHost.status() says (see there). */
+export interface HostStatus {
+  id: string;
+  slot: number;
+  peers: { id: string; alive: boolean; linked: boolean; gapMsMax: number }[];
+  gaps: { peer: string; atMs: number; gapMs: number }[];
+  loop: { atMs: number; maxMs: number }[];
+  vms: VmStatus[];
+  refused: FtHost['refused'];
+  ingress: IngressStats;
+}
+
 /** How a VM is doing, as its primary's host tells every host (about every 250 ms). */
 export interface VmInfo {
   name: string;
@@ -334,76 +351,59 @@ export interface VmInfo {
   ageMs: number;
 }
 
-const SNAPSHOT_CHUNK = 4 * 1024 * 1024;
+import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOTS_IN_MAX } from '../limits.ts';
 /** how long a host waits for a peer to say which modules it needs */
-const OFFER_TIMEOUT_MS = 10_000;
+import { OFFER_TIMEOUT_MS } from '../limits.ts';
 /** modules a host receives from its peers at once */
-const INCOMING_MAX = 4;
+import { INCOMING_MODULES_MAX as INCOMING_MAX } from '../limits.ts';
 /** a module being received that gets no chunk for this long is dropped */
-const INCOMING_IDLE_MS = 60_000;
+import { INCOMING_IDLE_MS } from '../limits.ts';
 /**
  * A module and its metered form of at most this many bytes together go inside
  * the 'backup' request itself, and the backup is made at once on its arrival,
  * as small modules always were: no offer, no round trip, no compile off-thread.
  */
-const INLINE_SHIP_BYTES_MAX = 1024 * 1024;
+import { INLINE_SHIP_BYTES_MAX } from '../limits.ts';
 /** after a failed attempt to make a backup, the next one waits this long */
-const BACKUP_RETRY_MS = 2000;
+import { BACKUP_RETRY_MS } from '../limits.ts';
 /** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
-const RETAIN_MAX = 4096;
-const RETAIN_BYTES_MAX = 4 * 1024 * 1024;
+import { RETAIN_MAX } from '../limits.ts';
+import { RETAIN_BYTES_MAX } from '../limits.ts';
 /** a host silent this long (or five failure timeouts, if longer) is gone: its clients' TCP connections are ended in the VMs */
-const SLOT_GONE_MS_MIN = 10_000;
+import { SLOT_GONE_MS_MIN } from '../limits.ts';
 /** how often a primary's host tells the others how its VMs are doing */
-const INFO_EVERY_MS = 250;
+import { INFO_EVERY_MS } from '../limits.ts';
 /** an API connection nobody read from or wrote on this long is closed */
-export const API_CONN_IDLE_MS = 10 * 60_000;
+import { API_CONN_IDLE_MS } from '../limits.ts'; export { API_CONN_IDLE_MS };
 /** how long a host waits for the primary's host to answer a forwarded request */
-const ADMIN_TIMEOUT_MS = 5000;
-/** outputs an API connection keeps for its reader, and their bytes (the oldest are dropped beyond either) */
-const API_BOX_MAX = 10_000;
-const API_BOX_BYTES_MAX = 4 * 1024 * 1024;
-/** API connections open on a host at once (POST /v1/connections past it: FTVM_ERR_UNAVAILABLE) */
-export const API_CONNECTIONS_MAX = 1024;
-/**
- * Outputs a primary holds for the Output Rule, and their bytes, past which
- * the guest is stalled (as at `--unacked-log-max`) until the backup's acks
- * bring them under half.
- */
-export const HELD_OUTPUTS_MAX = 65_536;
-/** and their bytes (see HELD_OUTPUTS_MAX) */
-export const HELD_BYTES_MAX = 32 * 1024 * 1024;
-/**
- * Log entries a backup's replay may be behind what its host received, past
- * which the host holds its acknowledgements until the replay is within half:
- * the entries wait in the primary's unacknowledged log (which stalls its
- * guest at --unacked-log-max) rather than in the backup's memory.
- */
-const BACKUP_BEHIND_ENTRIES_MAX = 65_536;
-/** names of deleted VMs remembered (to drop their late messages) at once; the oldest are forgotten (the arbiter keeps them stopped) */
-const TOMBSTONES_MAX = 65_536;
-/** requests waiting for another host's answer (forwarded admin operations and REST sends), per host */
-const ADMIN_WAITS_MAX = 4096;
-/** bytes of each VM's stdout and stderr a host says in its log a second (the rest is counted; the rings keep it) */
-const GUEST_LOG_BYTES_PER_S = 64 * 1024;
-/** bytes a client-port connection may have waiting to be written to it; past it the client is dropped (it may resume: its outputs are retained) */
-const CLIENT_WRITE_BYTES_MAX = 16 * 1024 * 1024;
-/** after the primary's host refused a forwarded send (FTVM_ERR_BUSY), a forwarding host refuses sends to that VM itself for this long, in ms */
-const BUSY_HOLD_MS = 100;
-/** VMs a host remembers as busy at once (see BUSY_HOLD_MS) */
-const BUSY_VMS_MAX = 4096;
+import { ADMIN_TIMEOUT_MS } from '../limits.ts';
+/** outputs an API connection keeps for its reader */
+import { API_BOX_MAX } from '../limits.ts';
+import { ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX } from '../limits.ts';
+export { API_CONNECTIONS_MAX, HELD_BYTES_MAX, HELD_OUTPUTS_MAX };
 /** output rings received for backups not made yet, kept at once (the oldest are dropped) */
-const RINGS_IN_MAX = 64;
+import { RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX } from '../limits.ts';
 /** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
-const OUTPUT_READERS_MAX = 256;
+import { OUTPUT_READERS_MAX } from '../limits.ts';
 /** forwarded output reads waiting for an answer, per host */
-const OUTPUT_READS_MAX = 1024;
+import { OUTPUT_READS_MAX } from '../limits.ts';
+import { checkLimits } from '../limits.ts';
 /** the longest a read of a VM's output waits for more, in ms */
-export const OUTPUT_WAIT_MS_MAX = 60_000;
+import { OUTPUT_WAIT_MS_MAX } from '../limits.ts'; export { OUTPUT_WAIT_MS_MAX };
 
 /** The codes a host refuses a request with (host/errors.ts says what each means). FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. FTVM_ERR_BUSY: the VM's input queue is full (its guest does not take messages fast enough); send again later. */
 export type HostErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST' | 'FTVM_ERR_BUSY'>;
 const HOST_ERROR_CODES: readonly string[] = ['FTVM_ERR_NOT_FOUND', 'FTVM_ERR_NOT_PRIMARY', 'FTVM_ERR_EXISTS', 'FTVM_ERR_CONFLICT', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_UNAVAILABLE', 'FTVM_ERR_MODULE_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST', 'FTVM_ERR_BUSY'] satisfies HostErrorCode[];
+
+/**
+ * The code of an error answered to a client ({ t: 'error', code, message }):
+ * the error's own FTVM_ERR_* code (HostError, a module or meter refusal), else
+ * FTVM_ERR_BAD_REQUEST (the request's own checks throw plain errors).
+ */
+function clientErrorCode(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^FTVM_ERR_[A-Z_]+$/.test(code) ? code : 'FTVM_ERR_BAD_REQUEST';
+}
 
 /** A request the host refuses, with a stable code. */
 export class HostError extends Error {
@@ -416,19 +416,19 @@ export class HostError extends Error {
   }
 }
 /** An authenticated client-port connection silent this long is closed (HostOptions.clientIdleMs), in ms. */
-export const CLIENT_IDLE_MS = 60_000;
+import { CLIENT_IDLE_MS } from '../limits.ts'; export { CLIENT_IDLE_MS };
 /** Client-port connections open at once per host, authenticated or not (HostOptions.clientConnsMax). */
-export const CLIENT_CONNS_MAX = 1024;
+import { CLIENT_CONNS_MAX } from '../limits.ts'; export { CLIENT_CONNS_MAX };
 /** Client-port connections open at once from one remote address (HostOptions.clientConnsPerAddressMax). */
-export const CLIENT_CONNS_PER_ADDRESS_MAX = 256;
+import { CLIENT_CONNS_PER_ADDRESS_MAX } from '../limits.ts'; export { CLIENT_CONNS_PER_ADDRESS_MAX };
 /** Connections whose serving host a host remembers (those resumed somewhere), at most. */
-const CONN_OWNERS_MAX = 65_536;
+import { CONN_OWNERS_MAX } from '../limits.ts';
 /** VMs a client's resume may name in "seen", at most. */
-const RESUME_VMS_MAX = 4096;
+import { RESUME_VMS_MAX } from '../limits.ts';
 /** How often the host looks for client-port connections past their authentication time or idle too long, in ms. */
-const CLIENT_SWEEP_MS = 250;
+import { CLIENT_SWEEP_MS } from '../limits.ts';
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
-export const UNACKED_LOG_MAX = 32 * 1024 * 1024;
+import { UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts'; export { UNACKED_LOG_MAX };
 
 export class FtHost {
   readonly id: string;
@@ -450,6 +450,11 @@ export class FtHost {
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
+  /** starts forwarded to the host placement chose, waiting for its answer */
+  private readonly startWaits = new Map<number, { host: string; resolve: (r: PeerMessageOf<'start-res'>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private startIds = 0;
+  /** per host, starts forwarded to it and not answered yet (placement counts them as replicas there; at most PLACING_MAX hosts) */
+  private readonly placing = new Map<string, number>();
   /** output reads forwarded to the host running a VM's primary, waiting for its answer */
   private readonly outputWaits = new Map<number, { host: string; resolve: (r: OutputRead) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   /** VMs deleted, with the generation that ended them: older news of them is stale */
@@ -489,10 +494,19 @@ export class FtHost {
   readonly events = new EventLog();
   /** counters for what the host refused */
   readonly refused = { unauthenticated: 0, badFrames: 0, clientsUnauthorized: 0, clientsOverCap: 0, clientsIdle: 0 };
-  private readonly snapshotsIn = new Map<string, Uint8Array[]>();
+  /**
+   * snapshots being received, by "vm/gen": the memory, allocated once at its
+   * first chunk and filled as chunks arrive (never gathered and joined), from
+   * which peer, how much came, and when the last chunk did (at most SNAPSHOTS_IN_MAX)
+   */
+  private readonly snapshotsIn = new Map<string, { from: string; memory: Uint8Array; got: number; at: number }>();
   /** the output rings that come before a backup request made from a snapshot, by "vm/gen" (at most RINGS_IN_MAX) */
   private readonly ringsIn = new Map<string, { stdout?: { start: number; bytes: Uint8Array }; stderr?: { start: number; bytes: Uint8Array } }>();
   private snapshotIds = 0;
+  /** how late this host's event loop ran its timers (heartbeats, acks and API calls wait as long) */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  /** the largest event-loop delay of each second, the newest LOOP_SECONDS_MAX */
+  private readonly loopSeconds: { atMs: number; maxMs: number }[] = [];
   /** the modules this host keeps on disk: uploaded by clients, or shipped to it for its backups */
   readonly modules: ModuleStore;
   /** metering jobs, on worker threads */
@@ -535,7 +549,7 @@ export class FtHost {
       clientConnsPerAddressMax: CLIENT_CONNS_PER_ADDRESS_MAX,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
-    this.detector = new FailureDetector(this.opts.failMs);
+    this.detector = new FailureDetector(this.opts.failMs, undefined, 2 * this.opts.heartbeatMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
       countMax: this.opts.moduleStoreCountMax,
@@ -566,6 +580,7 @@ export class FtHost {
   }
 
   async start(): Promise<void> {
+    checkLimits();
     const listen = (srv: Server, port: number): Promise<string> =>
       new Promise((resolve, reject) => {
         srv.once('error', reject);
@@ -580,18 +595,33 @@ export class FtHost {
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
+    this.loopDelay.enable();
+    this.timers.push(setInterval(() => this.sampleLoopDelay(), 1000));
     this.timers.push(setInterval(() => this.sweepClients(), CLIENT_SWEEP_MS));
     this.say(`up: peer ${this.peerAddr}, client ${this.clientAddr}, slot ${this.slot}`);
   }
 
+  /** Keeps the largest event-loop delay of the second just past (for status(): `loop`). */
+  private sampleLoopDelay(): void {
+    this.loopSeconds.push({ atMs: Date.now(), maxMs: this.loopDelay.max / 1e6 });
+    if (this.loopSeconds.length > LOOP_SECONDS_MAX) this.loopSeconds.shift();
+    this.loopDelay.reset();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.loopDelay.disable();
     for (const t of this.timers) clearInterval(t);
     for (const w of this.outputWaits.values()) {
       clearTimeout(w.timer);
       w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} is shutting down`));
     }
     this.outputWaits.clear();
+    for (const w of this.startWaits.values()) {
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.id} is shutting down`));
+    }
+    this.startWaits.clear();
     await this.meter.close();
     await Promise.all([...this.vms.values()].map((vm) => vm.handle.terminate()));
     this.ingress.close();
@@ -601,12 +631,22 @@ export class FtHost {
     await Promise.all([new Promise((r) => this.peerServer.close(r)), new Promise((r) => this.clientServer.close(r))]);
   }
 
-  status(): { id: string; slot: number; peers: { id: string; alive: boolean; linked: boolean }[]; vms: VmStatus[]; refused: FtHost['refused']; ingress: IngressStats } {
+  /**
+   * What this host is doing. `peers[].gapMsMax`: the longest this host went
+   * without hearing from the peer (ms); `gaps`: silences of at least a
+   * quarter of the failure timeout, ended at `atMs` (ms since the epoch);
+   * `loop`: the largest event-loop delay of each of the last seconds (ms),
+   * the time a heartbeat or an ack could wait here before being handled.
+   */
+  status(): HostStatus {
+    const origin = performance.timeOrigin;
     return {
       id: this.id,
       slot: this.slot,
       ingress: { ...this.ingress.stats },
-      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false })),
+      peers: this.members.filter((m) => m.id !== this.id).map((m) => ({ id: m.id, alive: this.alive(m.id), linked: this.links.get(m.id)?.ready ?? false, gapMsMax: this.detector.maxGapMs(m.id) })),
+      gaps: this.detector.gapsSince(0).map((g) => ({ peer: g.peer, atMs: origin + g.at, gapMs: g.gapMs })),
+      loop: [...this.loopSeconds, { atMs: Date.now(), maxMs: this.loopDelay.max / 1e6 }],
       vms: [...this.vms.values()].map((vm) => ({
         name: vm.name,
         gen: vm.gen,
@@ -791,6 +831,15 @@ export class FtHost {
         this.say(`dropped module ${hash.slice(0, 12)} from ${inc.from}: no chunk for ${INCOMING_IDLE_MS / 1000} s (${inc.got} of ${inc.total} bytes came)`);
       }
     }
+    for (const [key, snap] of this.snapshotsIn) {
+      if (now - snap.at > INCOMING_IDLE_MS) this.snapshotsIn.delete(key);
+    }
+    for (const [id, w] of this.startWaits) {
+      if (this.alive(w.host)) continue;
+      this.startWaits.delete(id);
+      clearTimeout(w.timer);
+      w.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${w.host}, where the VM was placed, went silent; its start may or may not have happened`));
+    }
     // a read waiting on a host that went silent fails at once: its reader asks again, of the next primary
     for (const [id, w] of this.outputWaits) {
       if (this.alive(w.host)) continue;
@@ -916,13 +965,9 @@ export class FtHost {
         if (m.unbound?.length) this.unbound.set(from, new Set(m.unbound));
         else this.unbound.delete(from);
         return;
-      case 'snapchunk': {
-        const key = `${m.vm}/${m.gen}`;
-        const parts = this.snapshotsIn.get(key) ?? [];
-        parts.push(m.bytes);
-        this.snapshotsIn.set(key, parts);
+      case 'snapchunk':
+        this.onSnapshotChunk(from, m);
         return;
-      }
       case 'rings': {
         const key = `${m.vm}/${m.gen}`;
         this.ringsIn.delete(key);
@@ -1084,6 +1129,17 @@ export class FtHost {
         else w.reject(new HostError((m.code !== null && HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_UNAVAILABLE') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
+      case 'start-fwd':
+        this.onStartForwarded(from, m);
+        return;
+      case 'start-res': {
+        const w = this.startWaits.get(m.id);
+        if (!w || w.host !== from) return;
+        this.startWaits.delete(m.id);
+        clearTimeout(w.timer);
+        w.resolve(m);
+        return;
+      }
       case 'admin-res': {
         const w = this.adminWaits.get(m.id);
         if (!w) return;
@@ -1161,10 +1217,15 @@ export class FtHost {
   }
 
   /**
-   * Starts a VM with its primary here and a backup on another host. The module
-   * is checked and metered on a worker thread (meter-pool.ts); the promise
-   * settles once the primary replica runs. The backup is made afterwards: the
-   * module goes to its host (shipModules), which then starts it.
+   * Starts a VM with its primary on the host placement chooses (placePrimary:
+   * the live host with the fewest replicas, then the least memory; or
+   * `req.host`) and a backup on another host. Chosen elsewhere, the start is
+   * forwarded there (startElsewhere: the module shipped as for a backup, a
+   * 'start-fwd' request) and this promise settles with that host's answer.
+   * Here, the module is checked and metered on a worker thread
+   * (meter-pool.ts); the promise settles once the primary replica runs. The
+   * backup is made afterwards: the module goes to its host (shipModules),
+   * which then starts it.
    * Errors: FtvmError FTVM_ERR_BAD_REQUEST or FTVM_ERR_TOO_LARGE (the request
    * breaks a rule or limit of api/action.ts checkStart: nothing is created),
    * GuestLoadError (the module is refused), HostError
@@ -1174,7 +1235,9 @@ export class FtHost {
    */
   async startVm(req: StartRequest): Promise<{ gen: number; primary: string; backup: string | null }> {
     // Every door's start comes here: one check of every type, rule and limit before anything is made.
-    const action = checkStart(req);
+    // (`host`, where to place the primary, is no part of the VM: placePrimary checks it)
+    const { host: _placeHint, ...vmReq } = req;
+    const action = checkStart(vmReq);
     const { memoryMiB, cpuPercent, publish } = action;
     const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
     if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
@@ -1189,6 +1252,8 @@ export class FtHost {
       module = shared(action.module!);
       hash = await sha256Hex(module);
     }
+    const place = this.placePrimary(req);
+    if (place !== this.id) return this.startElsewhere(place, req, module, hash);
     // argv[0] is the program's name, as every runner gives it: here the VM's
     const start: EntryPayloads['start'] = startEntryOf(action, hash);
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
@@ -1313,10 +1378,14 @@ export class FtHost {
    * OFFER_TIMEOUT_MS, or it refuses.
    */
   private async shipModules(target: string, vm: Vm): Promise<void> {
-    const items = [
+    return this.shipModuleItems(target, vm.name, [
       { hash: vm.moduleHash, kind: 'module' as const, bytes: vm.module },
       { hash: vm.meteredHash, kind: 'metered' as const, bytes: vm.metered },
-    ];
+    ]);
+  }
+
+  /** shipModules for any modules (`vmName` only names them in events): a primary placed on another host gets its module so. */
+  private async shipModuleItems(target: string, vmName: string, items: { hash: string; kind: ModuleKind; bytes: Uint8Array }[]): Promise<void> {
     const id = ++this.offerIds;
     const need = await new Promise<string[]>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -1338,7 +1407,7 @@ export class FtHost {
       for (let at = 0; at < it.bytes.length; at += MODULE_CHUNK_BYTES) {
         const l = this.links.get(target);
         if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
-        if (l.sock.writableLength > 0) await drained(l.sock, MODULE_CHUNK_BYTES);
+        await drained(l.sock, MODULE_CHUNK_BYTES); // and a turn of the event loop, always
         if (this.links.get(target)?.sock !== l.sock || !l.ready) throw new Error(`the link to ${target} went down while shipping module ${it.hash.slice(0, 12)}`);
         const bytes = it.bytes.subarray(at, at + MODULE_CHUNK_BYTES);
         send(l.sock, { t: 'mod-chunk', hash: it.hash, at, bytes });
@@ -1346,7 +1415,7 @@ export class FtHost {
         this.shipping.sentBytes += bytes.length;
       }
       this.shipping.sent++;
-      this.note({ event: 'module-shipped', vm: vm.name, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
+      this.note({ event: 'module-shipped', vm: vmName, kind: it.kind, hash: it.hash, bytes: it.bytes.length, to: target, chunks: Math.ceil(it.bytes.length / MODULE_CHUNK_BYTES) });
     }
   }
 
@@ -1401,12 +1470,125 @@ export class FtHost {
       .finally(() => this.arrived.delete(hash));
   }
 
+  /**
+   * What each host runs, as this host's view of the cluster says (vmInfos,
+   * plus starts forwarded and not answered yet): replicas (primaries and
+   * backups, VM `except` left out) and their memory limits in MiB.
+   */
+  private loads(except: string | null): Map<string, { replicas: number; memoryMiB: number }> {
+    const out = new Map<string, { replicas: number; memoryMiB: number }>();
+    const add = (id: string | null, mib: number): void => {
+      if (!id) return;
+      const l = out.get(id) ?? { replicas: 0, memoryMiB: 0 };
+      l.replicas++;
+      l.memoryMiB += Math.max(0, mib);
+      out.set(id, l);
+    };
+    for (const v of this.vmInfos()) {
+      if (v.name === except || v.state === 'ended') continue;
+      add(v.primary, v.memoryMiB);
+      add(v.backup, v.memoryMiB);
+    }
+    for (const [id, n] of this.placing) for (let i = 0; i < n; i++) add(id, 0);
+    return out;
+  }
+
+  /** Orders hosts by load: fewer replicas, then less memory, then (`self` first) this host, then by id. */
+  private byLoad(ids: string[], loads: Map<string, { replicas: number; memoryMiB: number }>): string[] {
+    const of = (id: string) => loads.get(id) ?? { replicas: 0, memoryMiB: 0 };
+    return [...ids].sort((a, b) => of(a).replicas - of(b).replicas || of(a).memoryMiB - of(b).memoryMiB || (a === this.id ? -1 : b === this.id ? 1 : a < b ? -1 : 1));
+  }
+
+  /** The peers a replica can be placed on now: alive, and linked from here. */
+  private livePeers(): string[] {
+    return this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready).map((m) => m.id);
+  }
+
+  /**
+   * The host to run a new VM's primary on: `req.host` if given (this host or
+   * a live peer; FTVM_ERR_UNAVAILABLE otherwise), else the live host with the
+   * fewest replicas, then the least memory (this host on a tie), so primaries
+   * spread over the cluster whichever host takes the requests. A request too
+   * large to forward in one peer frame (stdin, arguments and environment over
+   * INLINE_SHIP_BYTES_MAX) runs here.
+   */
+  private placePrimary(req: StartRequest): string {
+    const live = this.livePeers();
+    if (req.host !== undefined && typeof req.host !== 'string') throw new HostError('FTVM_ERR_BAD_REQUEST', '"host" must be a string: the id of a host of the cluster');
+    if (req.host !== undefined) {
+      if (req.host === this.id || live.includes(req.host)) return req.host;
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `host ${JSON.stringify(req.host)} is not a live member of the cluster`);
+    }
+    const extra = (req.stdin?.length ?? 0) + JSON.stringify([req.args ?? [], req.env ?? {}]).length;
+    if (extra > INLINE_SHIP_BYTES_MAX || this.placing.size >= PLACING_MAX) return this.id;
+    return this.byLoad([this.id, ...live], this.loads(req.name))[0]!;
+  }
+
+  /**
+   * Starts a VM whose primary placement put on `target`: ships the module
+   * (inline in the request when small, else in chunks as for a backup), sends
+   * 'start-fwd' and waits for the answer, which it returns or throws (an
+   * FtvmError with the code the target raised).
+   * FTVM_ERR_UNAVAILABLE when the link fails, the target goes silent, or it
+   * does not answer within START_FWD_TIMEOUT_MS.
+   */
+  private async startElsewhere(target: string, req: StartRequest, module: Uint8Array, hash: string): Promise<{ gen: number; primary: string; backup: string | null }> {
+    this.placing.set(target, (this.placing.get(target) ?? 0) + 1);
+    try {
+      const inline = module.length <= INLINE_SHIP_BYTES_MAX;
+      if (!inline) {
+        try {
+          await this.shipModuleItems(target, req.name, [{ hash, kind: 'module', bytes: module }]);
+        } catch (e) {
+          throw new HostError('FTVM_ERR_UNAVAILABLE', `the module could not be sent to ${target}, where the VM was placed: ${(e as Error).message}`);
+        }
+      }
+      const id = ++this.startIds;
+      const r = await new Promise<PeerMessageOf<'start-res'>>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.startWaits.delete(id);
+          reject(new HostError('FTVM_ERR_UNAVAILABLE', `${target}, where the VM was placed, did not answer within ${START_FWD_TIMEOUT_MS} ms`));
+        }, START_FWD_TIMEOUT_MS);
+        this.startWaits.set(id, { host: target, resolve, reject, timer });
+        const m: WireMessage = { t: 'start-fwd', id, vm: req.name, moduleHash: hash, ...(inline ? { module } : {}) };
+        for (const k of ['args', 'env', 'stdin', 'memoryMiB', 'cpuPercent', 'publish'] as const) if (req[k] !== undefined) m[k] = req[k];
+        if (!this.toPeer(target, m)) {
+          clearTimeout(timer);
+          this.startWaits.delete(id);
+          reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${target}, where the VM was placed`));
+        }
+      });
+      if (r.code !== null) throw new FtvmError(isErrorCode(r.code) ? r.code : 'FTVM_ERR_UNAVAILABLE', `${target}: ${String(r.message)}`);
+      this.learnPrimary(req.name, r.gen!, r.primary!);
+      return { gen: r.gen!, primary: r.primary!, backup: r.backup };
+    } finally {
+      const n = (this.placing.get(target) ?? 1) - 1;
+      if (n > 0) this.placing.set(target, n);
+      else this.placing.delete(target);
+    }
+  }
+
+  /** A peer placed a VM's primary here: start it (never placed again) and answer. */
+  private onStartForwarded(from: string, m: PeerMessageOf<'start-fwd'>): void {
+    const answer = (r: { gen: number; primary: string; backup: string | null } | null, e?: Error): void =>
+      void this.toPeer(from, {
+        t: 'start-res',
+        id: m.id,
+        gen: r?.gen ?? null,
+        primary: r?.primary ?? null,
+        backup: r?.backup ?? null,
+        code: e ? String((e as { code?: unknown }).code ?? 'FTVM_ERR_UNAVAILABLE') : null,
+        message: e ? e.message : null,
+      });
+    const req: StartRequest = { name: m.vm, host: this.id, ...(m.module ? { module: m.module } : { moduleHash: m.moduleHash }) };
+    if (m.module && createHash('sha256').update(m.module).digest('hex') !== m.moduleHash) return answer(null, new HostError('FTVM_ERR_BAD_REQUEST', 'the module sent does not match its hash'));
+    for (const k of ['args', 'env', 'stdin', 'memoryMiB', 'cpuPercent', 'publish'] as const) if (m[k] !== undefined) (req as unknown as Record<string, unknown>)[k] = m[k];
+    this.startVm(req).then((r) => answer(r), (e: Error) => answer(null, e));
+  }
+
   private pickBackupHost(vmName: string): string | null {
-    // the replicas each host runs, as the cluster view says
-    const load = (id: string): number => this.vmInfos().filter((v) => v.name !== vmName && (v.primary === id || v.backup === id)).length;
-    const candidates = this.members.filter((m) => m.id !== this.id && this.alive(m.id) && this.links.get(m.id)?.ready);
-    candidates.sort((a, b) => load(a.id) - load(b.id) || (a.id < b.id ? -1 : 1));
-    return candidates[0]?.id ?? null;
+    // the live peer with the fewest replicas, then the least memory, as the cluster view says
+    return this.byLoad(this.livePeers(), this.loads(vmName))[0] ?? null;
   }
 
   private announce(vm: Vm): void {
@@ -1433,9 +1615,11 @@ export class FtHost {
     if (old) this.dropVm(old, 'replaced by a new backup');
     let snapshot: Snapshot | undefined;
     if (m.snapshot) {
-      const parts = this.snapshotsIn.get(`${name}/${gen}`) ?? [];
+      // the memory came before, chunk by chunk, into one buffer: it goes to the new replica's thread as it is (transferred, not copied)
+      const s = this.snapshotsIn.get(`${name}/${gen}`);
       this.snapshotsIn.delete(`${name}/${gen}`);
-      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: new Uint8Array(Buffer.concat(parts)) } as Snapshot;
+      if (!s || s.from !== from || s.got !== s.memory.length) throw new Error(`the snapshot's memory did not arrive whole (${s?.got ?? 0} of ${s?.memory.length ?? '?'} bytes)`);
+      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: s.memory } as Snapshot;
     }
     const { start, moduleHash, meteredHash } = m;
     try {
@@ -1528,7 +1712,7 @@ export class FtHost {
       }
       case 'snapshot':
         if (vm.recreate) vm.recreate.pauseMs = m.pauseMs;
-        this.shipSnapshot(vm, m.snapshot);
+        void this.shipSnapshot(vm, m.snapshot, m.digestTail);
         return;
       case 'ended':
         vm.ended = true;
@@ -1777,7 +1961,7 @@ export class FtHost {
   /**
    * Moves a replica to state `to`, asserting the protocol allows it
    * (replica-state.ts); a primary that won its generation as a backup takes
-   * the primary's role. Errors: ReplicaStateError FTVM_ERR_STATE (a bug: the
+   * the primary's role. A forbidden move stops the host, FTVM_ERR_INVARIANT (a bug: the
    * host stops rather than go on from a state the protocol cannot be in).
    */
   private transition(vm: Vm, to: ReplicaState): void {
@@ -1884,7 +2068,22 @@ export class FtHost {
     );
   }
 
-  private shipSnapshot(vm: Vm, snap: Snapshot): void {
+  /**
+   * Streams a primary's snapshot to the host chosen for its new backup
+   * (`vm.snapshotFor`), then asks it to make the backup. The primary counts as
+   * paired with the new backup from the start: the log after the snapshot is
+   * kept for it (sent once it acknowledges) and its outputs wait for that
+   * acknowledgement, as the Output Rule wants. The memory goes in 'snapchunk'
+   * frames of SNAPSHOT_CHUNK bytes, each written only when the link has
+   * drained to SNAPSHOT_QUEUED_MAX, with a turn of the event loop between
+   * chunks: heartbeats, acks and other VMs' log frames keep flowing. The
+   * memory's SHA-256 is computed here chunk by chunk as it leaves (with the
+   * worker's `digestTail` it is the state digest the new backup checks), so
+   * neither the paused guest nor one turn of this loop hashes it whole.
+   * A link that goes down, or a backup that fails, ends the pairing
+   * (backupLost: a new generation, and another try).
+   */
+  private async shipSnapshot(vm: Vm, snap: Omit<Snapshot, 'digest'>, digestTail: Uint8Array): Promise<void> {
     const target = vm.snapshotFor;
     if (!target || vm.role !== 'primary') return;
     if (!this.links.get(target)?.ready) {
@@ -1893,19 +2092,13 @@ export class FtHost {
       this.recreateBackup(vm);
       return;
     }
-    // the output offsets as the log up to the snapshot left them (every frame before it came first)
+    // what goes with the memory is taken now, as the log up to the snapshot left it (every frame before it came first):
+    // the output offsets, and the output released before it (its own frame, up to 2 MiB) so the new backup's rings continue the same streams
     const { memory, ...rest } = snap;
-    const meta = { ...rest, outputEnds: [...vm.outEnds] };
-    for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
-      this.toPeer(target, { t: 'snapchunk', vm: vm.name, gen: vm.gen, bytes: memory.subarray(at, at + SNAPSHOT_CHUNK) });
-      if (memory.length === 0) break;
-    }
-    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
-    // The output released before the snapshot goes with it (a frame of its own: up to 2 MiB),
-    // so the new backup's rings continue the same streams.
-    this.toPeer(target, { t: 'rings', vm: vm.name, gen: vm.gen, rings: { stdout: vm.stdout.image(), stderr: vm.stderr.image() } });
-    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
-    if (vm.recreate) vm.recreate.memoryBytes = memory.length;
+    const outputEnds = [...vm.outEnds];
+    const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
+    const gen = vm.gen;
+    const t0 = performance.now();
     vm.backup = target;
     vm.backupReady = false;
     this.transition(vm, 'live');
@@ -1914,7 +2107,61 @@ export class FtHost {
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
     vm.since = performance.now();
     vm.snapshotFor = null;
+    if (vm.recreate) vm.recreate.memoryBytes = memory.length;
+    const current = (): boolean => this.vms.get(vm.name) === vm && vm.gen === gen && vm.role === 'primary' && vm.backup === target && !vm.claiming;
+    const hash = createHash('sha256');
+    try {
+      for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
+        const l = this.links.get(target);
+        if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down`);
+        await drained(l.sock, SNAPSHOT_QUEUED_MAX); // and a turn of the event loop, always
+        if (!current()) return; // overtaken: a newer backup, a failover, a stop
+        if (this.links.get(target)?.sock !== l.sock || !l.ready || l.sock.destroyed) throw new Error(`the link to ${target} went down`);
+        const bytes = memory.subarray(at, at + SNAPSHOT_CHUNK);
+        hash.update(bytes);
+        send(l.sock, { t: 'snapchunk', vm: vm.name, gen, at, total: memory.length, bytes });
+        if (memory.length === 0) break;
+      }
+    } catch (e) {
+      if (!current()) return;
+      this.say(`${vm.name}: no new backup on ${target}: ${(e as Error).message}`);
+      void this.backupLost(vm);
+      return;
+    }
+    hash.update(digestTail);
+    const meta = { ...rest, digest: new Uint8Array(hash.digest()), outputEnds };
+    const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
+    this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
+    this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
     this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0 });
+    this.say(`${vm.name}: snapshot of ${memory.length} bytes streamed to ${target} in ${Math.round(performance.now() - t0)} ms`);
+  }
+
+  /**
+   * A chunk of a snapshot's memory from a primary's host: the first (at 0)
+   * allocates the whole memory (`total` bytes, at most SNAPSHOT_BYTES_MAX) and
+   * replaces any older snapshot of the VM still arriving; each one is copied
+   * in at its offset, in order. Throws (the message is refused) on a chunk out
+   * of order or past the end; the 'backup' request that follows then finds no
+   * whole memory and fails.
+   */
+  private onSnapshotChunk(from: string, m: PeerMessageOf<'snapchunk'>): void {
+    const key = `${m.vm}/${m.gen}`;
+    if (m.at === 0) {
+      if (m.total > SNAPSHOT_BYTES_MAX) throw new Error(`a snapshot of ${m.total} bytes (at most ${SNAPSHOT_BYTES_MAX})`);
+      for (const k of this.snapshotsIn.keys()) if (k.startsWith(`${m.vm}/`)) this.snapshotsIn.delete(k);
+      if (this.snapshotsIn.size >= SNAPSHOTS_IN_MAX) this.snapshotsIn.delete(this.snapshotsIn.keys().next().value!);
+      this.snapshotsIn.set(key, { from, memory: new Uint8Array(m.total), got: 0, at: performance.now() });
+    }
+    const s = this.snapshotsIn.get(key);
+    if (!s || s.from !== from) return; // not begun, or dropped
+    if (m.at !== s.got || m.total !== s.memory.length || s.got + m.bytes.length > s.memory.length) {
+      this.snapshotsIn.delete(key);
+      throw new Error(`snapshot of ${key}: a chunk at ${m.at} of ${m.bytes.length} bytes does not follow the ${s.got} received of ${s.memory.length}`);
+    }
+    s.memory.set(m.bytes, s.got);
+    s.got += m.bytes.length;
+    s.at = performance.now();
   }
 
   // ---- clients ----
@@ -1971,10 +2218,7 @@ export class FtHost {
           send(sock, { t: 'hello', conn: c.conn, host: this.id, key: resumeKey(this.opts.secret, c.conn), idleMs: this.opts.clientIdleMs, mac: mac(this.opts.token, 'host', theirs, mine) });
           return;
         }
-        void this.onClient(sock, c, m).catch((e) => {
-          const code = (e as { code?: unknown }).code;
-          send(sock, { t: 'error', id: m.id ?? null, ...(typeof code === 'string' && code.startsWith('FTVM_ERR_') ? { code } : {}), ...(m.t === 'send' && typeof m.vm === 'string' ? { vm: m.vm } : {}), message: (e as Error).message });
-        });
+        void this.onClient(sock, c, m).catch((e) => send(sock, { t: 'error', id: m.id ?? null, code: clientErrorCode(e), ...(m.t === 'send' && typeof m.vm === 'string' ? { vm: m.vm } : {}), message: (e as Error).message }));
       },
       (e) => {
         this.refused.badFrames++;
@@ -2359,9 +2603,11 @@ export class FtHost {
         return;
       }
       case 'start': {
-        // the message as it is, with its exact types, through the one check of a start (api/action.ts)
-        const a = checkClientStart(m);
-        const r = await this.startVm({ name: a.name, ...(a.module ? { module: a.module } : { moduleHash: a.moduleHash! }), args: a.args, env: a.env, stdin: a.stdin, memoryMiB: a.memoryMiB, cpuPercent: a.cpuPercent, publish: a.publish });
+        // the message as it is, with its exact types, through the one check of a start (api/action.ts);
+        // `host` says where to place the primary (placePrimary checks it)
+        const { host, ...vmFields } = m;
+        const a = checkClientStart(vmFields);
+        const r = await this.startVm({ name: a.name, ...(a.module ? { module: a.module } : { moduleHash: a.moduleHash! }), args: a.args, env: a.env, stdin: a.stdin, memoryMiB: a.memoryMiB, cpuPercent: a.cpuPercent, publish: a.publish, ...(host !== undefined ? { host: host as string } : {}) });
         send(sock, { t: 'started', id, vm: a.name, ...r });
         return;
       }
@@ -2394,7 +2640,7 @@ export class FtHost {
   /**
    * A client message for a VM: to its primary replica here, or forwarded to
    * the host that has it. A client-port or REST message (one without a stream
-   * offset `off`) past the VM's input bound (nic.ts INPUT_INBOX_*) is refused:
+   * offset `off`) past the VM's input bound (host/limits.ts INPUT_INBOX_MAX, INPUT_INBOX_BYTES_MAX) is refused:
    * HostError FTVM_ERR_BUSY, nothing is queued. A TCP connection's messages
    * through a published port are never refused here: their ingress sends no
    * more than the connection's window.
@@ -2404,7 +2650,7 @@ export class FtHost {
     if (vm && vm.role === 'primary' && !vm.claiming) {
       if (off === undefined) {
         const q = vm.handle.inboxed;
-        if (q.messages >= INPUT_INBOX_MESSAGES_MAX || q.bytes + data.length > INPUT_INBOX_BYTES_MAX) {
+        if (q.messages >= INPUT_INBOX_MAX || q.bytes + data.length > INPUT_INBOX_BYTES_MAX) {
           vm.inputRefused++;
           throw new HostError('FTVM_ERR_BUSY', `${name} has ${q.messages} messages (${q.bytes} bytes) waiting for its guest to take them; send again later`);
         }

@@ -39,13 +39,13 @@ export function isStreamConn(conn: number): boolean {
 }
 
 /** Ports one VM may publish. */
-export const PUBLISH_PORTS_MAX = 8;
+import { PUBLISH_PORTS_MAX } from '../limits.ts'; export { PUBLISH_PORTS_MAX };
 /**
  * Bytes a host has taken from one client's socket that the VM's backup does
  * not have yet: above this the host stops reading that socket (the client's
  * TCP window closes) until the backup catches up or the guest reads.
  */
-export const INGRESS_UNACKED_BYTES_MAX = 1024 * 1024;
+import { INGRESS_UNACKED_BYTES_MAX } from '../limits.ts'; export { INGRESS_UNACKED_BYTES_MAX };
 /**
  * Bytes written to one client's socket that the client has not read: above
  * this the connection is reset and the guest sees end-of-stream on it. The
@@ -54,27 +54,27 @@ export const INGRESS_UNACKED_BYTES_MAX = 1024 * 1024;
  */
 export const INGRESS_WRITE_BYTES_MAX = CLIENT_UNREAD_BYTES_MAX;
 /** TCP connections through published ports one host serves at once whose clients have not ended them, all VMs together (more are refused: reset at once). */
-export const INGRESS_CONNS_MAX = 4096;
+import { INGRESS_CONNS_MAX } from '../limits.ts'; export { INGRESS_CONNS_MAX };
 /**
  * Connections whose client ended its side (a FIN) while the guest has not
  * closed its own: each waits at most CLOSED_LINGER_MS for the guest's answer
  * and end, and at most this many per host wait at once (the oldest is reset).
  */
-export const INGRESS_HALF_CLOSED_MAX = 4096;
+import { INGRESS_HALF_CLOSED_MAX } from '../limits.ts'; export { INGRESS_HALF_CLOSED_MAX };
 /**
  * Of those, the most one VM may have on one host: a guest that never closes
  * its connections (or never reads their end) uses up its own share only, and
  * the host goes on accepting for every other VM.
  */
-export const INGRESS_CONNS_PER_VM_MAX = 1024;
+import { INGRESS_CONNS_PER_VM_MAX } from '../limits.ts'; export { INGRESS_CONNS_PER_VM_MAX };
 /** Outputs past a gap kept per connection until the gap is filled; more reset the connection. */
-const OUT_OF_ORDER_MAX = 256;
+import { INGRESS_OUT_OF_ORDER_MAX as OUT_OF_ORDER_MAX } from '../limits.ts';
 /** A resend of the same input, or a request for missed output, is not repeated within this many ms. */
-const REPEAT_MS = 100;
+import { INGRESS_REPEAT_MS as REPEAT_MS } from '../limits.ts';
 /** A connection whose socket closed is forgotten once its end-of-stream is acknowledged, or after this long; one its client ended waits this long for the guest to end its side too, then is reset. */
-const CLOSED_LINGER_MS = 60_000;
+import { INGRESS_CLOSED_LINGER_MS as CLOSED_LINGER_MS } from '../limits.ts';
 /** A port that could not be bound is tried again after this long. */
-const BIND_RETRY_MS = 5000;
+import { INGRESS_BIND_RETRY_MS as BIND_RETRY_MS } from '../limits.ts';
 
 /** What the ingress needs from its host. */
 export interface IngressHooks {

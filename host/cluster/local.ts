@@ -28,9 +28,7 @@ export interface TestHost {
 }
 
 /** Lines of each host's log a LocalCluster keeps in memory (the oldest half goes when it is full). */
-export const HOST_LOG_LINES_MAX = 2000;
-/** Characters of one such line kept (a guest's long output line is cut; the log file has all of it). */
-export const HOST_LOG_LINE_CHARS_MAX = 4096;
+import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX } from '../limits.ts'; export { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX };
 
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));

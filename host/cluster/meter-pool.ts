@@ -115,7 +115,7 @@ interface Lane {
 }
 
 /** Jobs a light-lane worker runs before it is replaced (binaryen's heap only grows). */
-const JOBS_PER_WORKER = 100;
+import { METER_JOBS_PER_WORKER as JOBS_PER_WORKER } from '../limits.ts';
 
 export class MeterPool {
   private readonly light: Lane;

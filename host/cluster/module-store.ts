@@ -29,9 +29,9 @@ import type { FtvmErrorCode } from '../errors.ts';
 export const HASH_RE = /^[0-9a-f]{64}$/;
 
 /** Bytes hashed between two turns of the event loop (a slice takes a few ms). */
-const HASH_SLICE_BYTES = 2 * 1024 * 1024;
+import { HASH_SLICE_BYTES } from '../limits.ts';
 /** Bytes of a refused upload read and dropped before the connection is cut. */
-const DRAIN_BYTES_MAX = 64 * 1024 * 1024;
+import { DRAIN_BYTES_MAX } from '../limits.ts';
 
 /**
  * SHA-256 of `bytes` in lower-case hex, hashed in slices of 2 MiB with a turn
@@ -101,9 +101,9 @@ export interface ModuleStoreOptions {
 }
 
 /** Defaults of ModuleStoreOptions. */
-export const STORE_COUNT_MAX = 256;
-export const STORE_BYTES_MAX = 2 * 1024 * 1024 * 1024;
-export const MODULE_BYTES_MAX_DEFAULT = 128 * 1024 * 1024;
+import { STORE_COUNT_MAX } from '../limits.ts'; export { STORE_COUNT_MAX };
+import { STORE_BYTES_MAX } from '../limits.ts'; export { STORE_BYTES_MAX };
+import { MODULE_BYTES_MAX_DEFAULT } from '../limits.ts'; export { MODULE_BYTES_MAX_DEFAULT };
 
 export class ModuleStore {
   readonly dir: string;

@@ -6,7 +6,7 @@
 // a stream with `from` sees neither duplicates nor gaps across a failover.
 
 /** Bytes each stream of a VM keeps (the oldest are dropped beyond it). */
-export const OUTPUT_RING_BYTES = 1024 * 1024;
+import { OUTPUT_RING_BYTES } from '../limits.ts'; export { OUTPUT_RING_BYTES };
 
 /** A slice of a stream: `bytes` start at offset `from`; `next` is the offset after them. */
 export interface RingSlice {

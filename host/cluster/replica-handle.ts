@@ -2,7 +2,7 @@
 
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { SIGNAL_BYTES, SIGNAL_INBOX_BYTES, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_BYTES, SIGNAL_POSTED_FRAMES, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
+import { SIGNAL_SLOTS, SIGNAL_INBOX_SIZE, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_SIZE, SIGNAL_POSTED_FRAMES, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
 
 const ENTRY = new URL('./replica-entry.mjs', import.meta.url);
 
@@ -21,7 +21,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
   constructor(init: Omit<ReplicaInit, 'signal' | 'port'>, opts: { stackSizeMb?: number } = {}) {
     super();
     const { port1, port2 } = new MessageChannel();
-    const sab = new SharedArrayBuffer(SIGNAL_BYTES);
+    const sab = new SharedArrayBuffer(SIGNAL_SLOTS * Int32Array.BYTES_PER_ELEMENT);
     this.signal = new Int32Array(sab);
     this.port = port1;
     const data: ReplicaInit = { ...init, signal: sab, port: port2 };
@@ -36,7 +36,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
       if (m.t === 'log') {
         // the frame left the port's queue: the worker may post more (see replica.ts flush)
         Atomics.sub(this.signal, SIGNAL_POSTED_FRAMES, 1);
-        Atomics.sub(this.signal, SIGNAL_POSTED_BYTES, m.frame.length);
+        Atomics.sub(this.signal, SIGNAL_POSTED_SIZE, m.frame.length);
         Atomics.notify(this.signal, SIGNAL_POSTED_FRAMES);
       }
       this.emit('message', m);
@@ -66,7 +66,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
     if (m.t === 'msg') {
       // counted until the worker puts it in the guest's NIC or drops it (see `inboxed`)
       Atomics.add(this.signal, SIGNAL_INBOX_MESSAGES, 1);
-      Atomics.add(this.signal, SIGNAL_INBOX_BYTES, m.msg.bytes.length);
+      Atomics.add(this.signal, SIGNAL_INBOX_SIZE, m.msg.bytes.length);
     }
     this.port.postMessage(m, transfer);
     Atomics.add(this.signal, 0, 1);
@@ -91,7 +91,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
 
   /** Client messages handed to the replica and not yet in the guest's NIC (or dropped), and their bytes. */
   get inboxed(): { messages: number; bytes: number } {
-    return { messages: Atomics.load(this.signal, SIGNAL_INBOX_MESSAGES), bytes: Atomics.load(this.signal, SIGNAL_INBOX_BYTES) };
+    return { messages: Atomics.load(this.signal, SIGNAL_INBOX_MESSAGES), bytes: Atomics.load(this.signal, SIGNAL_INBOX_SIZE) };
   }
 
   /** Microseconds the primary sleeps at each poll (0: full speed). */

@@ -26,6 +26,7 @@
 // `signal[0]` with the value read before the worker took its messages, so a
 // message posted in between is never slept through.
 
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -34,12 +35,13 @@ import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '
 import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
-import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MESSAGES_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
+import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
 import { joinOutputs } from '../ft/output-rule.ts';
 import {
   CHUNK_BYTES,
   chunksOf,
+  digestTail,
   DivergenceError,
   interruptOf,
   interruptPayload,
@@ -96,6 +98,17 @@ export interface NicInput {
   off?: number;
 }
 
+/**
+ * The snapshot a replica posted, with its state digest: SHA-256 of the memory
+ * then `digestTail` (stateDigest's order). FtHost.shipSnapshot computes the
+ * same digest chunk by chunk as it streams the memory; this is the one-step
+ * form, for a snapshot that goes nowhere (tests, a local backup).
+ */
+export function sealSnapshot(m: { snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array }): Snapshot {
+  const digest = new Uint8Array(createHash('sha256').update(m.snapshot.memory).update(m.digestTail).digest());
+  return { ...m.snapshot, digest };
+}
+
 /** Host thread → worker. */
 export type ToReplica =
   | { t: 'entries'; entries: LogEntry[] }
@@ -134,7 +147,13 @@ export type FromReplica =
   | { t: 'input-gap'; conn: number; end: number }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
-  | { t: 'snapshot'; id: number; snapshot: Snapshot; pauseMs: number }
+  /**
+   * A reactor's state at an idle moment. `snapshot` has no digest: the host
+   * computes it as it streams the memory (SHA-256 of the memory, then
+   * `digestTail`), so the guest is paused only while its memory is copied;
+   * `pauseMs` is that pause.
+   */
+  | { t: 'snapshot'; id: number; snapshot: Omit<Snapshot, 'digest'>; digestTail: Uint8Array; pauseMs: number }
   | { t: 'ended'; result: Omit<RunResult, 'stdout' | 'stderr'>; digest: string; cpu: { ranMs: number; restedMs: number } }
   | { t: 'error'; code: string; message: string }
   | { t: 'stopped' };
@@ -162,43 +181,28 @@ const SIGNAL = 0;
 const THROTTLE = 1;
 const STALL = 2;
 const WAITING = 3;
-/** Client messages the host handed the worker (ReplicaHandle.sendInput) not yet in the guest's NIC or dropped; the host adds, the worker subtracts. */
+/** Client messages the host handed the worker (ReplicaHandle.send) not yet in the guest's NIC or dropped; the host adds, the worker subtracts. */
 export const SIGNAL_INBOX_MESSAGES = 4;
 /** and their bytes */
-export const SIGNAL_INBOX_BYTES = 5;
+export const SIGNAL_INBOX_SIZE = 5;
 /** Log frames the worker posted that the host thread has not taken from the port yet; the worker adds, the host subtracts. */
 export const SIGNAL_POSTED_FRAMES = 6;
 /** and their bytes */
-export const SIGNAL_POSTED_BYTES = 7;
-/** The size of the shared signal buffer, in bytes (8 Int32 slots). */
-export const SIGNAL_BYTES = 32;
-/**
- * Log frames a live replica may have posted that its host's thread has not
- * taken yet, and their bytes: past either, the primary waits at its next
- * flush. The host's stall (`--unacked-log-max`) counts only frames it took;
- * without this bound a guest that writes faster than the host thread reads
- * fills the port's queue without limit (a stdout loop held 90 MB there).
- */
-const POSTED_FRAMES_MAX = 256;
-const POSTED_BYTES_MAX = 8 * 1024 * 1024;
-/**
- * Stdout and stderr writes join the frame being built, which is posted when
- * this much time passed since the last post (or at the next check point's
- * progress, a wait, or FRAME_FLUSH_BYTES): a guest writing in a tight loop
- * makes a frame every millisecond, not one per write. Milliseconds.
- */
-const OUTPUT_FLUSH_MS = 1;
-const FRAME_FLUSH_BYTES = 512 * 1024;
+export const SIGNAL_POSTED_SIZE = 7;
+/** Int32 slots of the shared signal buffer. */
+export const SIGNAL_SLOTS = 8;
+import { REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES } from '../limits.ts';
 /**
  * A batch of interrupts delivered together is flushed at this size: the
  * host's stall (`--unacked-log-max`) is checked at each flush, so a batch
  * may overshoot the buffer by about this much, as one message did before.
  */
-const BATCH_FLUSH_BYTES = 64 * 1024;
+import { REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES } from '../limits.ts';
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 /** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
-const STREAMS_DONE_MAX = 4096;
+import { STREAMS_DONE_MAX } from '../limits.ts';
+import { OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
   const signal = new Int32Array(init.signal);
@@ -323,7 +327,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const frame = encodeFrame(pending);
     const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
     Atomics.add(signal, SIGNAL_POSTED_FRAMES, 1);
-    Atomics.add(signal, SIGNAL_POSTED_BYTES, frame.length);
+    Atomics.add(signal, SIGNAL_POSTED_SIZE, frame.length);
     post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs: joinOutputs(outputs), inputs }, [frame.buffer as ArrayBuffer]);
     lastFlush = performance.now();
     if (inputs) inputsGrown = new Map();
@@ -336,7 +340,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       pump(0);
     }
     // The host thread has not taken what was posted: wait for it (a stop still gets through).
-    for (let n = Atomics.load(signal, SIGNAL_POSTED_FRAMES); n > POSTED_FRAMES_MAX || Atomics.load(signal, SIGNAL_POSTED_BYTES) > POSTED_BYTES_MAX; n = Atomics.load(signal, SIGNAL_POSTED_FRAMES)) {
+    for (let n = Atomics.load(signal, SIGNAL_POSTED_FRAMES); n > POSTED_FRAMES_MAX || Atomics.load(signal, SIGNAL_POSTED_SIZE) > POSTED_BYTES_MAX; n = Atomics.load(signal, SIGNAL_POSTED_FRAMES)) {
       Atomics.wait(signal, SIGNAL_POSTED_FRAMES, n, 50);
       pump(0);
     }
@@ -520,7 +524,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       // a client-port or REST message: the guest's queue is bounded (its sender is refused past the inbox's bound)
       // (the queue in all waits for the guest; one connection full waits alone, the others go on)
       if (held.has(RAW_HELD) || held.has(msg.conn)) return 'hold';
-      if (nic.queued >= NIC_QUEUE_MESSAGES_MAX || nic.queuedBytes >= NIC_QUEUE_BYTES_MAX) {
+      if (nic.queued >= NIC_QUEUE_MAX || nic.queuedBytes >= NIC_QUEUE_BYTES_MAX) {
         held.add(RAW_HELD);
         return 'hold';
       }
@@ -577,7 +581,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
     if (leftMessages) {
       Atomics.sub(signal, SIGNAL_INBOX_MESSAGES, leftMessages);
-      Atomics.sub(signal, SIGNAL_INBOX_BYTES, leftBytes);
+      Atomics.sub(signal, SIGNAL_INBOX_SIZE, leftBytes);
     }
     // what arrived while the handlers ran comes after what waits
     inbox.unshift(...keep);
@@ -681,19 +685,21 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   const takeSnapshot = (c: GuestContext, id: number): void => {
     flush();
+    // The guest is paused from here until its memory is copied (and its
+    // globals and devices read): how long is part of the message. The
+    // memory's digest is the host's to compute, off this thread's pause.
     const t0 = performance.now();
-    const snapshot: Snapshot = {
+    const snapshot: Omit<Snapshot, 'digest'> = {
       seq: nextSeq,
       count: count(),
       memory: new Uint8Array(c.memory.buffer).slice(),
       globals: snapshotGlobals(c.instance),
       devices: c.wasi.image(),
       timerPeriodNs: timerPeriod,
-      digest: stateDigest(c),
       inputEnds: [...inputEnds],
     };
-    // The guest is paused from here to the copy's end: how long is part of the message.
-    post({ t: 'snapshot', id, snapshot, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
+    const tail = digestTail(c);
+    post({ t: 'snapshot', id, snapshot, digestTail: tail, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
   };
 
   const switchLive = (): void => {

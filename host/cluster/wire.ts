@@ -51,17 +51,17 @@ import { Packr } from 'msgpackr';
 import type { FtvmErrorCode } from '../errors.ts';
 
 export const WIRE_VERSION = 1;
-export const WIRE_HEADER = 8;
+import { WIRE_HEADER_BYTES as WIRE_HEADER } from '../limits.ts'; export { WIRE_HEADER };
 /** The largest frame on the log channel (log frames are at most 1 MiB; snapshots go in 4 MiB chunks). */
-export const PEER_FRAME_MAX = 8 * 1024 * 1024;
+import { PEER_FRAME_BYTES_MAX as PEER_FRAME_MAX } from '../limits.ts'; export { PEER_FRAME_MAX };
 /** The largest frame a client may send (a module to start, or a message). */
-export const CLIENT_FRAME_MAX = 32 * 1024 * 1024;
+import { CLIENT_FRAME_BYTES_MAX as CLIENT_FRAME_MAX } from '../limits.ts'; export { CLIENT_FRAME_MAX };
 /** The largest frame a client may send before it is authenticated (an 'auth' is under 100 bytes). */
-export const CLIENT_AUTH_FRAME_MAX = 1024;
+import { CLIENT_AUTH_FRAME_BYTES_MAX as CLIENT_AUTH_FRAME_MAX } from '../limits.ts'; export { CLIENT_AUTH_FRAME_MAX };
 /** The time a client has to authenticate after its connection is accepted, in ms. */
-export const CLIENT_AUTH_MS = 5000;
+import { CLIENT_AUTH_MS } from '../limits.ts'; export { CLIENT_AUTH_MS };
 /** The bytes of a module one 'mod-chunk' frame carries at most (well under PEER_FRAME_MAX with its header). */
-export const MODULE_CHUNK_BYTES = 4 * 1024 * 1024;
+import { MODULE_CHUNK_BYTES } from '../limits.ts'; export { MODULE_CHUNK_BYTES };
 
 export class WireError extends Error {
   constructor(
@@ -148,7 +148,9 @@ export class FrameDecoder {
       if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof (m as WireMessage).t !== 'string') {
         throw new WireError('FTVM_ERR_FRAME_DECODE', 'a frame holds a map with a string "t"');
       }
-      if ((m as { v?: unknown }).v !== WIRE_VERSION) throw new WireError('FTVM_ERR_FRAME_VERSION', `frame version ${String((m as { v?: unknown }).v)} (this host speaks ${WIRE_VERSION})`);
+      const v = (m as { v?: unknown }).v;
+      // (a version that is not a number is named by its type: String() of a map whose toString is not a function throws)
+      if (v !== WIRE_VERSION) throw new WireError('FTVM_ERR_FRAME_VERSION', `frame version ${typeof v === 'number' ? v : typeof v} (this host speaks ${WIRE_VERSION})`);
       out.push(m as WireMessage);
       this.buf = this.buf.subarray(WIRE_HEADER + len);
     }
@@ -201,16 +203,22 @@ const uncork = (sock: Socket): void => {
 };
 
 /**
- * Resolves once `sock` has at most `below` bytes queued to write (at once if
- * it has), or once it closes (the caller checks which).
+ * Resolves once `sock` has at most `below` bytes queued to write, or once it
+ * closes (the caller checks which), and always at a later turn of the event
+ * loop (setImmediate), never in the same one: a loop that writes a chunk per
+ * call lets timers (heartbeats) and reads (acks) run between chunks even when
+ * the kernel takes every write at once, as on loopback. ('drain' fires from
+ * the write's callback, so resolving there would chain the next chunk through
+ * microtasks and starve the event loop for the whole transfer.)
  */
 export function drained(sock: Socket, below: number): Promise<void> {
   return new Promise((resolve) => {
-    if (sock.destroyed || sock.writableLength <= below) return resolve();
+    const later = (): void => void setImmediate(resolve);
+    if (sock.destroyed || sock.writableLength <= below) return later();
     const done = (): void => {
       sock.off('drain', done);
       sock.off('close', done);
-      resolve();
+      later();
     };
     sock.on('drain', done);
     sock.on('close', done);

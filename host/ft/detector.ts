@@ -4,6 +4,16 @@
 // silent for the whole timeout is taken for dead (VMware FT's "heartbeat and
 // logging traffic" rule, Scales et al. 2010, section 2.3).
 
+/** A silence longer than usual: `gapMs` without anything from `peer`, ended by what arrived at `at` (the detector's clock). */
+export interface HeardGap {
+  peer: string;
+  at: number;
+  gapMs: number;
+}
+
+import { DETECTOR_GAPS_MAX as GAPS_MAX } from '../limits.ts';
+export { GAPS_MAX };
+
 /**
  * Tracks when each peer was last heard from. Times are milliseconds on one
  * monotonic clock (`performance.now()` by default; a test passes its own).
@@ -11,18 +21,48 @@
  */
 export class FailureDetector {
   private readonly lastHeard = new Map<string, number>();
+  /** the largest silence per peer since it was first heard from, in ms */
+  private readonly gapMax = new Map<string, number>();
+  /** silences of at least `gapNoteMs`, oldest first (at most GAPS_MAX) */
+  private readonly gaps: HeardGap[] = [];
 
-  /** `failMs`: a peer silent this long is dead (> 0). */
+  /**
+   * `failMs`: a peer silent this long is dead (> 0). `gapNoteMs`: a silence
+   * at least this long is remembered (gapsSince), so a benchmark can tell
+   * when a peer went quiet and for how long (default: a quarter of `failMs`,
+   * the most a healthy peer should ever be silent).
+   */
   constructor(
     readonly failMs: number,
     private readonly now: () => number = () => performance.now(),
+    readonly gapNoteMs: number = failMs / 4,
   ) {
     if (!(failMs > 0)) throw new RangeError(`failMs must be > 0, not ${failMs}`);
   }
 
   /** Something arrived from peer `id`. */
   heard(id: string): void {
-    this.lastHeard.set(id, this.now());
+    const t = this.now();
+    const last = this.lastHeard.get(id);
+    if (last !== undefined) {
+      const gap = t - last;
+      if (gap > (this.gapMax.get(id) ?? 0)) this.gapMax.set(id, gap);
+      if (gap >= this.gapNoteMs) {
+        this.gaps.push({ peer: id, at: t, gapMs: gap });
+        if (this.gaps.length > GAPS_MAX) this.gaps.shift();
+      }
+    }
+    this.lastHeard.set(id, t);
+  }
+
+  /** The largest silence of peer `id` so far, in ms (0: none yet). */
+  maxGapMs(id: string): number {
+    return this.gapMax.get(id) ?? 0;
+  }
+
+  /** The remembered silences (at least `gapNoteMs` long) that ended at or after time `since`, oldest first. */
+  gapsSince(since: number): HeardGap[] {
+    return this.gaps.filter((g) => g.at >= since);
   }
 
   /** Whether peer `id` was heard from within the failure timeout (never heard of: false). */
@@ -49,5 +89,6 @@ export class FailureDetector {
   /** Peer `id` left the cluster. */
   forget(id: string): void {
     this.lastHeard.delete(id);
+    this.gapMax.delete(id);
   }
 }

@@ -21,7 +21,7 @@ export type HostEvent =
 export type KeptEvent = HostEvent & { seq: number; atMs: number };
 
 /** Events a host keeps (the oldest are dropped). */
-export const EVENTS_MAX = 4096;
+import { EVENTS_MAX } from '../limits.ts'; export { EVENTS_MAX };
 
 /** The sentence a host's log says for an event. */
 export function eventText(e: HostEvent): string {

@@ -6,10 +6,12 @@
 // When the backup acknowledges, it says the count its replay reached: the lag
 // in time is how long ago the primary was there.
 
+import { invariant } from '../assert.ts';
+
 /** Marks the lag is found among; older ones are dropped (at least the newest half of these are kept). */
-export const LAG_MARKS_MAX = 4096;
+import { LAG_MARKS_MAX } from '../limits.ts'; export { LAG_MARKS_MAX };
 /** The longest the throttle makes the primary rest at each poll, in µs. */
-export const THROTTLE_US_MAX = 20_000;
+import { THROTTLE_US_MAX } from '../limits.ts'; export { THROTTLE_US_MAX };
 
 /**
  * One primary's marks of (count, time) and its lag behind its backup. Counts
@@ -26,8 +28,14 @@ export class LagMeter {
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
-  /** The primary reached `count` (counts must not decrease from one mark to the next). */
+  /**
+   * The primary reached `count` (counts must not decrease from one mark to the
+   * next: the lag is found by bisection over the marks, so a decrease would
+   * corrupt every later lag and throttle; it stops the process, FTVM_ERR_INVARIANT).
+   */
   mark(count: bigint): void {
+    const tail = this.marks.at(-1);
+    invariant(!tail || tail.count <= count, () => `lag meter: the primary's count went back from ${tail!.count} to ${count}`);
     this.primaryCount = count;
     this.marks.push({ count, at: this.now() });
     if (this.marks.length > LAG_MARKS_MAX) this.marks.splice(0, LAG_MARKS_MAX / 2);

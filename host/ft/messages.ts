@@ -29,7 +29,8 @@ export interface RingImage {
 export type PeerMessage =
   /** a heartbeat; `unbound`: the "vm:port"s of published ports its host could not bind */
   | { t: 'hb'; unbound?: string[] }
-  | ({ t: 'snapchunk'; gen: number; bytes: Uint8Array } & AboutVm)
+  /** a piece of a snapshot's memory: `bytes` at offset `at` of `total` bytes, in order from 0 */
+  | ({ t: 'snapchunk'; gen: number; at: number; total: number; bytes: Uint8Array } & AboutVm)
   | ({ t: 'rings'; gen: number; rings: { stdout?: RingImage; stderr?: RingImage } } & AboutVm)
   | ({
       t: 'backup';
@@ -67,7 +68,26 @@ export type PeerMessage =
   | ({ t: 'admin'; id: number; op: 'failover' | 'restart-backup' } & AboutVm)
   | ({ t: 'out-read'; id: number; stream: 'stdout' | 'stderr'; from: number; waitMs: number } & AboutVm)
   | { t: 'out-res'; id: number; read: Record<string, unknown> | null; code: string | null; message: string | null }
-  | { t: 'admin-res'; id: number; code: string | null; message: string | null };
+  | { t: 'admin-res'; id: number; code: string | null; message: string | null }
+  /**
+   * Start a VM with its primary on the receiving host (placement chose it):
+   * the module rides along when small, else it was shipped before (by hash).
+   * Answered by 'start-res' with the same `id`.
+   */
+  | ({
+      t: 'start-fwd';
+      id: number;
+      moduleHash: string;
+      module?: Uint8Array;
+      args?: string[];
+      env?: Record<string, string>;
+      stdin?: Uint8Array;
+      memoryMiB?: number;
+      cpuPercent?: number;
+      publish?: number[];
+    } & AboutVm)
+  /** how a forwarded start ended: the VM's generation and replicas, or the error's code and message */
+  | { t: 'start-res'; id: number; gen: number | null; primary: string | null; backup: string | null; code: string | null; message: string | null };
 
 /** The message of type `T`. */
 export type PeerMessageOf<T extends PeerMessage['t']> = Extract<PeerMessage, { t: T }>;
@@ -92,12 +112,12 @@ const isRing: Check = (v) => isObj(v) && isNat((v as RingImage).start) && isByte
 const isPair: Check = (v) => Array.isArray(v) && v.length === 2 && isU32(v[0]) && isNat(v[1]);
 
 /** The most items a list in a peer message may hold (input acks, needed modules, ports). */
-const LIST_MAX = 65_536;
+import { PEER_LIST_MAX as LIST_MAX } from '../limits.ts';
 
 /** The fields each message must have, with their checks. */
 const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   hb: { unbound: opt(listOf(isStr, 4096)) },
-  snapchunk: { vm: isStr, gen: isNat, bytes: isBytes },
+  snapchunk: { vm: isStr, gen: isNat, at: isNat, total: isNat, bytes: isBytes },
   rings: { vm: isStr, gen: isNat, rings: (v) => isObj(v) && opt(isRing)((v as Record<string, unknown>).stdout) && opt(isRing)((v as Record<string, unknown>).stderr) },
   backup: {
     vm: isStr,
@@ -133,6 +153,19 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   'out-read': { id: isInt, vm: isStr, stream: oneOf('stdout', 'stderr'), from: isNat, waitMs: isNat },
   'out-res': { id: isInt, read: orNull(isObj), code: orNull(isStr), message: orNull(isStr) },
   'admin-res': { id: isInt, code: orNull(isStr), message: orNull(isStr) },
+  'start-fwd': {
+    id: isInt,
+    vm: isStr,
+    moduleHash: isStr,
+    module: opt(isBytes),
+    args: opt(listOf(isStr, LIST_MAX)),
+    env: opt(isObj),
+    stdin: opt(isBytes),
+    memoryMiB: opt(isNat),
+    cpuPercent: opt(isNat),
+    publish: opt(listOf(isPort, 8)),
+  },
+  'start-res': { id: isInt, gen: orNull(isNat), primary: orNull(isStr), backup: orNull(isStr), code: orNull(isStr), message: orNull(isStr) },
 };
 
 /** A peer message that is not one of PeerMessage's: FTVM_ERR_BAD_MESSAGE, with the type and the first field that is wrong. */

@@ -7,6 +7,8 @@
 // Both are queues ordered by log sequence number; an acknowledgement through
 // sequence number `seq` lets go of everything at or before it.
 
+import { invariant } from '../assert.ts';
+
 /** Something the Output Rule holds until the backup acknowledges log entry `seq` (a sequence number). */
 export interface Held {
   seq: number;
@@ -15,7 +17,9 @@ export interface Held {
 /**
  * Outputs held until the backup acknowledges their entries, and input
  * positions to report once it does. Sequence numbers must not decrease from
- * one `hold` (or `inputDelivered`) to the next. Bounded by the log the backup
+ * one `hold` (or `inputDelivered`) to the next: a decrease would release an
+ * output before the entry that produced it is acknowledged, so it stops the
+ * process (FTVM_ERR_INVARIANT, host/assert.ts). Bounded by the log the backup
  * has not acknowledged, which the primary bounds (it stalls at
  * `--unacked-log-max`).
  */
@@ -37,6 +41,8 @@ export class OutputRule<O extends Held & { bytes?: Uint8Array }> {
   /** Holds outputs (in log order) until their entries are acknowledged. */
   hold(outputs: readonly O[]): void {
     for (const o of outputs) {
+      const tail = this.outputs.at(-1);
+      invariant(!tail || tail.seq <= o.seq, () => `Output Rule: output of log entry ${o.seq} held after one of entry ${tail!.seq}`);
       this.outputs.push(o);
       this.outputBytes += o.bytes?.length ?? 0;
     }
@@ -49,6 +55,7 @@ export class OutputRule<O extends Held & { bytes?: Uint8Array }> {
    */
   inputDelivered(last: number, acks: [number, number][]): void {
     const tail = this.inputs.at(-1);
+    invariant(!tail || tail.last <= last, () => `Output Rule: input delivered by log entry ${last} after input of entry ${tail!.last}`);
     if (tail && tail.last === last) tail.acks.push(...acks);
     else this.inputs.push({ last, acks });
   }

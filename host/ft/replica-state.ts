@@ -1,7 +1,8 @@
 // A VM replica's place in the FT protocol, and the moves between places the
 // protocol allows. A host asserts every move: a replica in a state the
 // protocol cannot reach is a bug, and going on from it could release an
-// output twice or lose one.
+// output twice or lose one, so a forbidden move stops the host
+// (FTVM_ERR_INVARIANT, host/assert.ts).
 //
 //   following ──(its primary is dead)──> going-live ──(won gen+1)──> alone
 //   live ──(its backup is dead)──> going-alone ──(won gen+1)──> alone
@@ -13,7 +14,7 @@
 // `alone` a primary with none. A primary starts live, or alone when no other
 // host is up; a backup starts following.
 
-import type { FtvmErrorCode } from '../errors.ts';
+import { invariant } from '../assert.ts';
 
 /** The states; see the file's head. */
 export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' | 'alone' | 'recreating-backup' | 'stopped';
@@ -28,21 +29,16 @@ const NEXT: Record<ReplicaState, readonly ReplicaState[]> = {
   stopped: [],
 };
 
-/** A move the protocol does not allow: FTVM_ERR_STATE. */
-export class ReplicaStateError extends Error {
-  readonly code = 'FTVM_ERR_STATE' satisfies FtvmErrorCode;
-  constructor(message: string) {
-    super(message);
-    this.name = 'ReplicaStateError';
-  }
-}
-
 /** Whether a replica may move from `from` to `to`. */
 export function canTransition(from: ReplicaState, to: ReplicaState): boolean {
   return NEXT[from].includes(to);
 }
 
-/** Asserts that VM `vm`'s replica may move from `from` to `to`. Errors: ReplicaStateError FTVM_ERR_STATE. */
+/**
+ * Asserts that VM `vm`'s replica may move from `from` to `to`; when it may
+ * not, the process stops with FTVM_ERR_INVARIANT (host/assert.ts) naming the
+ * VM and the move. Returns only when the move is allowed.
+ */
 export function assertTransition(vm: string, from: ReplicaState, to: ReplicaState): void {
-  if (!canTransition(from, to)) throw new ReplicaStateError(`${vm}: a replica cannot go from ${from} to ${to}`);
+  invariant(canTransition(from, to), () => `${vm}: a replica cannot go from ${from} to ${to}`);
 }

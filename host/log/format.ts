@@ -47,18 +47,18 @@ export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
 export const LOG_VERSION = 4;
 /** The oldest version a reader accepts (see "Versions" above). */
 export const LOG_VERSION_MIN = 2;
-export const HEADER_BYTES = 16;
-export const FRAME_HEADER_BYTES = 8;
+import { LOG_HEADER_BYTES as HEADER_BYTES } from '../limits.ts'; export { HEADER_BYTES };
+import { LOG_FRAME_HEADER_BYTES as FRAME_HEADER_BYTES } from '../limits.ts'; export { FRAME_HEADER_BYTES };
 /** No frame is larger: a reader never allocates more than this for one frame. */
-export const FRAME_BYTES_MAX = 1 << 20;
+import { LOG_FRAME_BYTES_MAX as FRAME_BYTES_MAX } from '../limits.ts'; export { FRAME_BYTES_MAX };
 /**
  * The first frame of a log file holds the start entry alone, with the
  * guest's arguments and environment, which may exceed FRAME_BYTES_MAX (a
  * command line may hold a few MiB): it may be this large.
  */
-export const START_FRAME_BYTES_MAX = 16 << 20;
+import { LOG_START_FRAME_BYTES_MAX as START_FRAME_BYTES_MAX } from '../limits.ts'; export { START_FRAME_BYTES_MAX };
 /** No start entry names more preopened directories. */
-export const PREOPENS_MAX = 64;
+import { LOG_PREOPENS_MAX as PREOPENS_MAX } from '../limits.ts'; export { PREOPENS_MAX };
 /** No single entry payload is larger (a frame holds at least one entry). */
 export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
 
@@ -357,6 +357,17 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
   exit: (p) => isObj(p) && (p.code === null || isInt(p.code)) && (p.trap === null || typeof p.trap === 'string'),
 };
 
+/**
+ * A decoded value in an error message, on one line: a string quoted and
+ * escaped (cut at 80 characters), other primitives as they are, anything else
+ * by its type (String() of a decoded map whose toString is not a function throws).
+ */
+function shown(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 80 ? `${x.slice(0, 80)}...` : x);
+  if (x === null || (typeof x !== 'object' && typeof x !== 'function')) return String(x);
+  return Array.isArray(x) ? 'an array' : x instanceof Uint8Array ? 'bytes' : 'a map';
+}
+
 function isObj(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
 }
@@ -373,12 +384,12 @@ export class EntryChecker {
   accept(raw: unknown): string | null {
     if (!isObj(raw)) return 'an entry must be a record';
     const { seq, count, kind, payload } = raw;
-    if (seq !== this.nextSeq) return `entry seq ${String(seq)} where ${this.nextSeq} was expected`;
+    if (seq !== this.nextSeq) return `entry seq ${shown(seq)} where ${this.nextSeq} was expected`;
     const c = typeof count === 'number' && Number.isSafeInteger(count) ? BigInt(count) : count;
     if (typeof c !== 'bigint' || c < this.lastCount) {
-      return `entry ${seq}: count ${String(count)} is not a count at or after ${this.lastCount}`;
+      return `entry ${seq}: count ${shown(count)} is not a count at or after ${this.lastCount}`;
     }
-    if (typeof kind !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(kind)) return `entry ${seq}: unknown kind ${String(kind)}`;
+    if (typeof kind !== 'string' || !(ENTRY_KINDS as readonly string[]).includes(kind)) return `entry ${seq}: unknown kind ${shown(kind)}`;
     if (!PAYLOAD_OK[kind as EntryKind](payload)) return `entry ${seq}: malformed ${kind} payload`;
     raw.count = c;
     this.nextSeq++;

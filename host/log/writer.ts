@@ -25,8 +25,8 @@ import {
 } from './format.ts';
 
 /** Frames are cut at this many payload bytes (well under FRAME_BYTES_MAX). */
-const FRAME_TARGET_BYTES = 64 * 1024;
-const FRAME_ENTRIES_MAX = 4096;
+import { LOG_FRAME_TARGET_BYTES as FRAME_TARGET_BYTES } from '../limits.ts';
+import { LOG_FRAME_ENTRIES_MAX as FRAME_ENTRIES_MAX } from '../limits.ts';
 
 /** An estimate of an entry's encoded size, bytes (strings and byte payloads counted; the rest 16). */
 function payloadBytes(p: unknown): number {

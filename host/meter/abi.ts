@@ -27,5 +27,5 @@ export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
  * 520 KB, within V8's smallest default stack (984 KB on the main thread)
  * with room for the host's own frames below the guest and in its host calls.
  */
-export const DEFAULT_DEPTH_LIMIT = 64_000;
-export const DEFAULT_MEMORY_LIMIT_PAGES = 16_384;
+import { DEPTH_LIMIT_SLOTS as DEFAULT_DEPTH_LIMIT } from '../limits.ts'; export { DEFAULT_DEPTH_LIMIT };
+import { MEMORY_LIMIT_PAGES as DEFAULT_MEMORY_LIMIT_PAGES } from '../limits.ts'; export { DEFAULT_MEMORY_LIMIT_PAGES };

@@ -23,19 +23,19 @@
 import { createHash } from 'node:crypto';
 
 /** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
-export const MAX_MESSAGE_BYTES = 64 * 1024;
+import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES } from '../limits.ts'; export { MAX_MESSAGE_BYTES };
 /**
  * Bytes of one connection the guest has not read, above which no more of it is
  * taken: its client's socket is not read and its TCP window closes
  * (`ftvm run --tcplisten` and the hosts' published ports alike).
  */
-export const GUEST_UNREAD_BYTES_MAX = 1024 * 1024;
+import { GUEST_UNREAD_BYTES_MAX } from '../limits.ts'; export { GUEST_UNREAD_BYTES_MAX };
 /**
  * Bytes of the guest's output on one connection waiting for a client that
  * does not read, above which that connection is reset (the guest sees
  * end-of-stream on it); the guest itself is never stalled by one client.
  */
-export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
+import { CLIENT_UNREAD_BYTES_MAX } from '../limits.ts'; export { CLIENT_UNREAD_BYTES_MAX };
 /**
  * The send window a TCP client's connection opens with, and how far ahead of
  * what the client has taken it is moved: the guest sends at most this many
@@ -43,28 +43,10 @@ export const CLIENT_UNREAD_BYTES_MAX = 16 * 1024 * 1024;
  * EAGAIN when non-blocking), so a client that does not read stalls only its
  * own connection.
  */
-export const SEND_WINDOW_BYTES = 1024 * 1024;
-/**
- * Messages of connections that are not stream sockets (client-port and REST
- * sends) the guest may have queued and not taken, and their bytes: past
- * either, the next ones wait in the replica's inbox (replica.ts), and past
- * the inbox's bound (`INPUT_INBOX_MESSAGES_MAX`) the sender is refused with
- * FTVM_ERR_BUSY. The queue is part of the VM's state, so the backup holds
- * exactly as much, and a snapshot's NIC image stays well under the peer frame
- * limit (PEER_FRAME_MAX, 8 MiB).
- */
-export const NIC_QUEUE_MESSAGES_MAX = 1024;
-/** and their bytes (see NIC_QUEUE_MESSAGES_MAX) */
-export const NIC_QUEUE_BYTES_MAX = 4 * 1024 * 1024;
-/**
- * Client messages a primary's host has handed its replica and the replica
- * has not yet put in the guest's NIC (or dropped), and their bytes: a send
- * past either is refused with FTVM_ERR_BUSY (client port and REST alike);
- * TCP clients of published ports are slowed instead (their windows close).
- */
-export const INPUT_INBOX_MESSAGES_MAX = 1024;
-/** and their bytes (see INPUT_INBOX_MESSAGES_MAX) */
-export const INPUT_INBOX_BYTES_MAX = 4 * 1024 * 1024;
+import { SEND_WINDOW_BYTES } from '../limits.ts'; export { SEND_WINDOW_BYTES };
+/** Bounds on the client messages queued for the guest (host/limits.ts says what each bounds). */
+import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX } from '../limits.ts';
+export { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX };
 
 export interface NicMessage {
   conn: number;

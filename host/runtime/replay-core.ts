@@ -42,6 +42,18 @@ export function interruptOf(p: EntryPayloads['interrupt']): Interrupt {
 export function stateDigest(ctx: GuestContext): Uint8Array {
   const h = createHash('sha256');
   h.update(new Uint8Array(ctx.memory.buffer));
+  h.update(digestTail(ctx));
+  return new Uint8Array(h.digest());
+}
+
+/**
+ * What stateDigest hashes after the memory: the guest's mutable globals (by
+ * name) and the virtual devices' state. A snapshot carries it so that the
+ * digest of its memory can be computed later, away from the paused guest
+ * (SHA-256(memory || tail) = stateDigest at the snapshot).
+ */
+export function digestTail(ctx: GuestContext): Uint8Array {
+  const parts: Uint8Array[] = [];
   const globals = Object.entries(ctx.instance.exports)
     .filter(([name, v]) => name.startsWith(EXPORT_GLOBAL_PREFIX) && v instanceof WebAssembly.Global)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -52,10 +64,10 @@ export function stateDigest(ctx: GuestContext): Uint8Array {
     } catch {
       value = 'v128'; // not readable from JavaScript
     }
-    h.update(`${name}=${value};`);
+    parts.push(Buffer.from(`${name}=${value};`));
   }
-  h.update(ctx.wasi.deviceState());
-  return new Uint8Array(h.digest());
+  parts.push(Buffer.from(ctx.wasi.deviceState()));
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 export function moduleHash(bytes: Uint8Array): string {
@@ -63,7 +75,7 @@ export function moduleHash(bytes: Uint8Array): string {
 }
 
 /** The most bytes one input, output or random entry carries. */
-export const CHUNK_BYTES = 256 * 1024;
+import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../limits.ts'; export { CHUNK_BYTES };
 
 /** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
 export function chunksOf(bytes: Uint8Array): Uint8Array[] {

@@ -69,7 +69,7 @@ export interface WasiOptions {
 export const LISTEN_FD = 3;
 
 /** the longest timed wait one `Atomics.wait` makes (the default `wait`), in ms; longer waits loop */
-const SLEEP_SLICE_MS = 60_000;
+import { SLEEP_SLICE_MS } from '../../limits.ts';
 
 /** The default `wait`: nothing ever arrives; a timed wait sleeps for real. */
 export function defaultWait(timeoutNs: bigint | null): boolean {

@@ -23,7 +23,7 @@ import type { NicSocket } from '../nic.ts';
 import type { VfsDir, VfsFile, VirtualFs } from './vfs.ts';
 
 /** the most descriptors open at once */
-export const MAX_FDS = 1024;
+import { FDS_MAX as MAX_FDS } from '../../limits.ts'; export { MAX_FDS };
 
 const R = Rights;
 /** every right that applies to a regular file's own descriptor */

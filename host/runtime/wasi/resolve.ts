@@ -24,10 +24,10 @@ import { isLinked, type VfsDir, type VfsNode } from './vfs.ts';
 import type { DirFd } from './fdtable.ts';
 import type { Guest } from './memory.ts';
 
-export const MAX_PATH = 4096;
-export const MAX_NAME = 255;
+import { PATH_BYTES_MAX as MAX_PATH } from '../../limits.ts'; export { MAX_PATH };
+import { NAME_BYTES_MAX as MAX_NAME } from '../../limits.ts'; export { MAX_NAME };
 /** how many symlinks one resolution may follow (Linux's MAXSYMLINKS) */
-export const MAX_SYMLINK_FOLLOWS = 40;
+import { SYMLINK_FOLLOWS_MAX as MAX_SYMLINK_FOLLOWS } from '../../limits.ts'; export { MAX_SYMLINK_FOLLOWS };
 
 /** A resolved path: the directory holding the last component, its name, and the node if it exists. */
 export interface Resolved {

@@ -28,9 +28,9 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 
 /** the longest symlink target, in UTF-8 bytes (PATH_MAX of Linux) */
-export const MAX_SYMLINK_BYTES = 4096;
+import { SYMLINK_BYTES_MAX as MAX_SYMLINK_BYTES } from '../../limits.ts'; export { MAX_SYMLINK_BYTES };
 /** the most entries one directory may hold */
-export const MAX_DIR_ENTRIES = 1 << 20;
+import { DIR_ENTRIES_MAX as MAX_DIR_ENTRIES } from '../../limits.ts'; export { MAX_DIR_ENTRIES };
 
 interface InodeTimes {
   /** last access, ns since the epoch of the VM's realtime clock */

@@ -217,7 +217,7 @@ function stdinRead(ctx: WasiCtx, iovs: number, iovsLen: number, nreadPtr: number
 }
 
 /** the most bytes one fd_read asks a streamed stdin for */
-export const MAX_STDIN_READ_BYTES = 1 << 20;
+import { STDIN_READ_BYTES_MAX as MAX_STDIN_READ_BYTES } from '../../../limits.ts'; export { MAX_STDIN_READ_BYTES };
 
 function fdWrite(ctx: WasiCtx, fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number {
   const f = ctx.fds.get(fd);

@@ -49,7 +49,7 @@ interface Ev {
 }
 
 /** the most subscriptions one call may pass (each costs host memory) */
-export const MAX_SUBSCRIPTIONS = 1 << 16;
+import { POLL_SUBSCRIPTIONS_MAX as MAX_SUBSCRIPTIONS } from '../../../limits.ts'; export { MAX_SUBSCRIPTIONS };
 
 function fdEvents(ctx: WasiCtx, subs: readonly Sub[]): { index: number; ev: Ev }[] {
   const ready: { index: number; ev: Ev }[] = [];

@@ -31,7 +31,7 @@ type HostFn = (...args: any[]) => number | void;
  * It stays below the unread bound at which a real connection is paused
  * (runtime/tcp-listen.ts UNREAD_MAX_BYTES), so such a wait always ends.
  */
-export const WAITALL_MAX_BYTES = 512 * 1024;
+import { WAITALL_BYTES_MAX as WAITALL_MAX_BYTES } from '../../../limits.ts'; export { WAITALL_MAX_BYTES };
 
 function sockAccept(ctx: WasiCtx, fd: number, flags: number, fdPtr: number): number {
   const f = ctx.fds.get(fd);

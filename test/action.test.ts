@@ -220,6 +220,25 @@ describe('a start, checked, on a real cluster', { timeout: 180_000 }, () => {
     }
   });
 
+  it('the client port checks a send, a stop and a failover by the same rules as REST', async () => {
+    const client = await c.client('h1');
+    try {
+      const refusal = (m: Record<string, unknown>): Promise<string | undefined> =>
+        client.request(m as never, 60_000).then(
+          () => undefined,
+          (e: Error & { code?: string }) => e.code,
+        );
+      // a stop or failover of a VM named by a number is refused, never read as the name "5"
+      expect(await refusal({ t: 'stop', vm: 5 })).toBe('FTVM_ERR_BAD_REQUEST');
+      expect(await refusal({ t: 'failover', vm: 'bad name!' })).toBe('FTVM_ERR_BAD_REQUEST');
+      expect(await refusal({ t: 'send', vm: 'any', data: new Uint8Array(MAX_MESSAGE_BYTES + 1) })).toBe('FTVM_ERR_TOO_LARGE');
+      expect(await refusal({ t: 'send', vm: 'any', data: 7 })).toBe('FTVM_ERR_BAD_REQUEST');
+      expect(await refusal({ t: 'send', vm: 'any', data: 'x', eof: 'yes' })).toBe('FTVM_ERR_BAD_REQUEST');
+    } finally {
+      client.close();
+    }
+  });
+
   it('the largest start it accepts runs, with its backup on the other host', async () => {
     // VM_ENV_MAX variables filling what VM_ARGV_ENV_BYTES_MAX leaves after the name and argument
     const per = Math.floor((VM_ARGV_ENV_BYTES_MAX - 64) / VM_ENV_MAX);

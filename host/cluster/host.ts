@@ -18,7 +18,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts';
-import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
@@ -32,7 +32,7 @@ import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
-import { checkClientStart, checkStart, startEntryOf } from '../api/action.ts';
+import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
 
@@ -2612,11 +2612,9 @@ export class FtHost {
         return;
       }
       case 'send': {
-        const data = m.data instanceof Uint8Array ? m.data : typeof m.data === 'string' ? new Uint8Array(Buffer.from(m.data)) : null;
-        if (!data || (data.length === 0 && m.eof !== true) || data.length > MAX_MESSAGE_BYTES) {
-          throw new Error(`send needs "data" of 1..${MAX_MESSAGE_BYTES} bytes (or eof)`);
-        }
-        this.route(String(m.vm), conn, data, m.eof === true, 0);
+        // text is sent as its UTF-8 bytes; the rest through the one check of a message (api/action.ts)
+        const a = checkSend(m.vm, conn, typeof m.data === 'string' ? new Uint8Array(Buffer.from(m.data)) : (m.data ?? new Uint8Array(0)), m.eof ?? false);
+        this.route(a.vm, conn, a.bytes, a.eof, 0);
         return;
       }
       case 'ping':
@@ -2625,11 +2623,11 @@ export class FtHost {
         send(sock, { t: 'status', ...this.status(), host: this.id, id });
         return;
       case 'failover':
-        await this.adminVm('failover', String(m.vm));
+        await this.adminVm('failover', checkVmOp('failover', m.vm).vm);
         send(sock, { t: 'ok', id });
         return;
       case 'stop':
-        await this.stopVm(String(m.vm));
+        await this.stopVm(checkVmOp('stop', m.vm).vm);
         send(sock, { t: 'ok', id });
         return;
       default:

@@ -33,28 +33,13 @@ import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { HASH_RE } from '../cluster/module-store.ts';
 import { MODULE_CHUNK_BYTES, PEER_FRAME_MAX } from '../cluster/wire.ts';
 import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
+import { VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX } from '../limits.ts';
+export { VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX };
 
 // ---- limits (each with its unit; the ones it depends on are checked below) ----
 
-/** Arguments a guest is started with, after its name (argv[0]). */
-import { VM_ARGS_MAX } from '../limits.ts'; export { VM_ARGS_MAX };
-/** Environment variables a guest is started with. */
-import { VM_ENV_MAX } from '../limits.ts'; export { VM_ENV_MAX };
-/** Bytes (UTF-8) of one argument, or of one environment entry `NAME=value`: Linux's MAX_ARG_STRLEN (32 pages). */
-import { VM_STRING_BYTES_MAX } from '../limits.ts'; export { VM_STRING_BYTES_MAX };
-/**
- * Bytes of argv and environ together as the guest sees them (WASI
- * args_sizes_get + environ_sizes_get: each string's UTF-8 bytes and its NUL).
- * Half a log frame: the start entry that holds them, with msgpack's few bytes
- * per string, fits one frame (FRAME_BYTES_MAX).
- */
-import { VM_ARGV_ENV_BYTES_MAX } from '../limits.ts'; export { VM_ARGV_ENV_BYTES_MAX };
-/** Bytes of stdin given whole at start (logged at once, in chunks): a quarter of the primary's 32 MiB unacknowledged-log bound. */
-import { VM_STDIN_BYTES_MAX } from '../limits.ts'; export { VM_STDIN_BYTES_MAX };
 /** The most memory a guest may grow to, in MiB (the metering's memory limit). */
 export const VM_MEMORY_MIB_MAX = DEFAULT_MEMORY_LIMIT_PAGES / 16;
-/** The share of one core a primary may compute, in percent. */
-import { VM_CPU_PERCENT_MAX } from '../limits.ts'; export { VM_CPU_PERCENT_MAX };
 /** A state digest is logged at the first check point at or past every multiple of this many counts. */
 export const VM_DIGEST_EVERY_COUNTS = 10_000_000n;
 

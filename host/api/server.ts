@@ -34,6 +34,8 @@ import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
 import { checkSend, checkStartBody, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
 import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
+import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX, UPLOADS_MAX, REFUSED_DRAIN_MS } from '../limits.ts';
+export { MODULE_BYTES_MAX, UPLOADS_MAX };
 
 /** The codes the API answers with: every code of the error catalogue (host/errors.ts). */
 export type ErrorCode = FtvmErrorCode;
@@ -48,11 +50,6 @@ export class ApiError extends Error {
   }
 }
 
-/** The largest module a client may give inline (base64 in a JSON body, so the body limit is a third more); larger ones are uploaded with PUT /v1/modules. */
-import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX } from '../limits.ts'; export { MODULE_BYTES_MAX };
-/** Uploads a host receives and checks at once (each holds its module in memory while it is checked). */
-import { UPLOADS_MAX } from '../limits.ts'; export { UPLOADS_MAX };
-import { REFUSED_DRAIN_MS } from '../limits.ts';
 /** The media type of a module upload (the WebAssembly JS API's, section "Web API"). */
 export const WASM_MEDIA_TYPE = 'application/wasm';
 

@@ -29,6 +29,8 @@ import { parseArgs } from 'node:util';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
+import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX } from '../limits.ts';
+export { LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, INLINE_MODULE_BYTES_MAX };
 
 /** One flag as node:util parseArgs declares it. */
 export interface OptionSpec {
@@ -170,8 +172,6 @@ export function usageLine(name: string, err: unknown): { line: string; status: n
 // ---------------------------------------------------------------------------
 // run, record, replay, bench, demo
 
-/** The longest an entry waits in memory before `ftvm record` writes it to the log file, ms. */
-import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS } from '../limits.ts'; export { LOG_FLUSH_MS };
 
 const DIR_HELP = `  --dir HOST[::GUEST]     preopen the host directory HOST for the guest under the name GUEST
                           (default: HOST as written), at fds 3, 4, ... in the order given, or 4, 5, ...
@@ -600,8 +600,6 @@ options:
   rawValues: ['--secret', '--token'],
 });
 
-/** The most hosts `ftvm cluster up` starts. */
-import { CLUSTER_HOSTS_MAX } from '../limits.ts'; export { CLUSTER_HOSTS_MAX };
 
 /** `ftvm cluster up`: a local cluster on loopback (cluster-cmd.ts). */
 export const CLUSTER_UP = command({
@@ -654,8 +652,6 @@ function vmCommand<const O extends OptionsSpec>(c: { sub: string; synopsis: stri
   };
 }
 
-/** Modules up to this size go inline (base64 in the start request); larger ones are uploaded first (PUT /v1/modules) and started by hash. */
-import { CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX } from '../limits.ts'; export { INLINE_MODULE_BYTES_MAX };
 
 const LOGS_ABOUT = `Prints the guest's console output as released so far: by default both
 streams, its stdout on our stdout and its stderr on our stderr (as docker logs

@@ -22,9 +22,8 @@ import type { MeterOptions } from '../meter/cache.ts';
 import type { NicMessage } from '../runtime/nic.ts';
 import type { LiveConnectionsWire } from '../runtime/tcp-listen.ts';
 import type { DirSpec } from './guest-io.ts';
-
-/** How long the main thread waits for the worker to write its log after a signal, ms. */
 import { RECORD_STOP_WAIT_MS as STOP_WAIT_MS } from '../limits.ts';
+
 
 /** What the worker needs to record one guest: plain data only. */
 export interface RecordJob {

@@ -14,6 +14,7 @@ import { checkStartBody } from '../api/action.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { INLINE_MODULE_BYTES_MAX, intOption, parseCommand, VM_COMMANDS, VM_HELP, type VmSub } from './commands.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
+import { FOLLOW_RETRY_MS, CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
 export { INLINE_MODULE_BYTES_MAX, VM_HELP } from './commands.ts';
 
@@ -265,8 +266,6 @@ async function tail(api: string, token: string, name: string, conn: number, afte
   }
 }
 
-/** How long `vm logs --follow` keeps trying while the VM's primary is being replaced (503s, a refused connection). */
-import { FOLLOW_RETRY_MS } from '../limits.ts';
 
 /** A guest's console stream, as GET /v1/vms/:name/{stream} serves it. */
 type Stream = 'stdout' | 'stderr';
@@ -345,8 +344,6 @@ async function followStream(api: string, token: string, name: string, stream: St
   return null;
 }
 
-/** The largest answer a request reads (a VM list of the largest cluster is far smaller). */
-import { CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
 /** An answer of the REST API other than 2xx, with its stable code. */
 class ApiCallError extends Error {

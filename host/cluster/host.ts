@@ -35,6 +35,8 @@ import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/me
 import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
+import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
+export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
   id: string;
@@ -351,45 +353,7 @@ export interface VmInfo {
   ageMs: number;
 }
 
-import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOTS_IN_MAX } from '../limits.ts';
-/** how long a host waits for a peer to say which modules it needs */
-import { OFFER_TIMEOUT_MS } from '../limits.ts';
-/** modules a host receives from its peers at once */
-import { INCOMING_MODULES_MAX as INCOMING_MAX } from '../limits.ts';
-/** a module being received that gets no chunk for this long is dropped */
-import { INCOMING_IDLE_MS } from '../limits.ts';
-/**
- * A module and its metered form of at most this many bytes together go inside
- * the 'backup' request itself, and the backup is made at once on its arrival,
- * as small modules always were: no offer, no round trip, no compile off-thread.
- */
-import { INLINE_SHIP_BYTES_MAX } from '../limits.ts';
-/** after a failed attempt to make a backup, the next one waits this long */
-import { BACKUP_RETRY_MS } from '../limits.ts';
-/** NIC outputs a replica keeps per VM for clients that come back on another host (at least 3/4 of these) */
-import { RETAIN_MAX } from '../limits.ts';
-import { RETAIN_BYTES_MAX } from '../limits.ts';
-/** a host silent this long (or five failure timeouts, if longer) is gone: its clients' TCP connections are ended in the VMs */
-import { SLOT_GONE_MS_MIN } from '../limits.ts';
-/** how often a primary's host tells the others how its VMs are doing */
-import { INFO_EVERY_MS } from '../limits.ts';
-/** an API connection nobody read from or wrote on this long is closed */
-import { API_CONN_IDLE_MS } from '../limits.ts'; export { API_CONN_IDLE_MS };
-/** how long a host waits for the primary's host to answer a forwarded request */
-import { ADMIN_TIMEOUT_MS } from '../limits.ts';
-/** outputs an API connection keeps for its reader */
-import { API_BOX_MAX } from '../limits.ts';
-import { ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX } from '../limits.ts';
 export { API_CONNECTIONS_MAX, HELD_BYTES_MAX, HELD_OUTPUTS_MAX };
-/** output rings received for backups not made yet, kept at once (the oldest are dropped) */
-import { RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX } from '../limits.ts';
-/** readers waiting for a VM's output at once, per VM (more are answered at once, without waiting) */
-import { OUTPUT_READERS_MAX } from '../limits.ts';
-/** forwarded output reads waiting for an answer, per host */
-import { OUTPUT_READS_MAX } from '../limits.ts';
-import { checkLimits } from '../limits.ts';
-/** the longest a read of a VM's output waits for more, in ms */
-import { OUTPUT_WAIT_MS_MAX } from '../limits.ts'; export { OUTPUT_WAIT_MS_MAX };
 
 /** The codes a host refuses a request with (host/errors.ts says what each means). FTVM_ERR_VM_ENDED: the guest ended, so there is nothing to fail over or back up. FTVM_ERR_BUSY: the VM's input queue is full (its guest does not take messages fast enough); send again later. */
 export type HostErrorCode = Extract<FtvmErrorCode, 'FTVM_ERR_NOT_FOUND' | 'FTVM_ERR_NOT_PRIMARY' | 'FTVM_ERR_EXISTS' | 'FTVM_ERR_CONFLICT' | 'FTVM_ERR_VM_ENDED' | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_MODULE_NOT_FOUND' | 'FTVM_ERR_BAD_REQUEST' | 'FTVM_ERR_BUSY'>;
@@ -415,20 +379,6 @@ export class HostError extends Error {
     this.name = 'HostError';
   }
 }
-/** An authenticated client-port connection silent this long is closed (HostOptions.clientIdleMs), in ms. */
-import { CLIENT_IDLE_MS } from '../limits.ts'; export { CLIENT_IDLE_MS };
-/** Client-port connections open at once per host, authenticated or not (HostOptions.clientConnsMax). */
-import { CLIENT_CONNS_MAX } from '../limits.ts'; export { CLIENT_CONNS_MAX };
-/** Client-port connections open at once from one remote address (HostOptions.clientConnsPerAddressMax). */
-import { CLIENT_CONNS_PER_ADDRESS_MAX } from '../limits.ts'; export { CLIENT_CONNS_PER_ADDRESS_MAX };
-/** Connections whose serving host a host remembers (those resumed somewhere), at most. */
-import { CONN_OWNERS_MAX } from '../limits.ts';
-/** VMs a client's resume may name in "seen", at most. */
-import { RESUME_VMS_MAX } from '../limits.ts';
-/** How often the host looks for client-port connections past their authentication time or idle too long, in ms. */
-import { CLIENT_SWEEP_MS } from '../limits.ts';
-/** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half). */
-import { UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts'; export { UNACKED_LOG_MAX };
 
 export class FtHost {
   readonly id: string;

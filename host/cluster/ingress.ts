@@ -29,6 +29,8 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { CLIENT_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, SEND_WINDOW_BYTES } from '../runtime/nic.ts';
+import { PUBLISH_PORTS_MAX, INGRESS_UNACKED_BYTES_MAX, INGRESS_CONNS_MAX, INGRESS_HALF_CLOSED_MAX, INGRESS_CONNS_PER_VM_MAX, INGRESS_OUT_OF_ORDER_MAX as OUT_OF_ORDER_MAX, INGRESS_REPEAT_MS as REPEAT_MS, INGRESS_CLOSED_LINGER_MS as CLOSED_LINGER_MS, INGRESS_BIND_RETRY_MS as BIND_RETRY_MS } from '../limits.ts';
+export { PUBLISH_PORTS_MAX, INGRESS_UNACKED_BYTES_MAX, INGRESS_CONNS_MAX, INGRESS_HALF_CLOSED_MAX, INGRESS_CONNS_PER_VM_MAX };
 
 /** Connection ids with this bit set are TCP connections through published ports (the other ids: FtClient and API connections). */
 export const STREAM_CONN_BIT = 0x800000;
@@ -38,14 +40,6 @@ export function isStreamConn(conn: number): boolean {
   return (conn & STREAM_CONN_BIT) !== 0;
 }
 
-/** Ports one VM may publish. */
-import { PUBLISH_PORTS_MAX } from '../limits.ts'; export { PUBLISH_PORTS_MAX };
-/**
- * Bytes a host has taken from one client's socket that the VM's backup does
- * not have yet: above this the host stops reading that socket (the client's
- * TCP window closes) until the backup catches up or the guest reads.
- */
-import { INGRESS_UNACKED_BYTES_MAX } from '../limits.ts'; export { INGRESS_UNACKED_BYTES_MAX };
 /**
  * Bytes written to one client's socket that the client has not read: above
  * this the connection is reset and the guest sees end-of-stream on it. The
@@ -53,28 +47,6 @@ import { INGRESS_UNACKED_BYTES_MAX } from '../limits.ts'; export { INGRESS_UNACK
  * `ftvm run --tcplisten` (nic.ts).
  */
 export const INGRESS_WRITE_BYTES_MAX = CLIENT_UNREAD_BYTES_MAX;
-/** TCP connections through published ports one host serves at once whose clients have not ended them, all VMs together (more are refused: reset at once). */
-import { INGRESS_CONNS_MAX } from '../limits.ts'; export { INGRESS_CONNS_MAX };
-/**
- * Connections whose client ended its side (a FIN) while the guest has not
- * closed its own: each waits at most CLOSED_LINGER_MS for the guest's answer
- * and end, and at most this many per host wait at once (the oldest is reset).
- */
-import { INGRESS_HALF_CLOSED_MAX } from '../limits.ts'; export { INGRESS_HALF_CLOSED_MAX };
-/**
- * Of those, the most one VM may have on one host: a guest that never closes
- * its connections (or never reads their end) uses up its own share only, and
- * the host goes on accepting for every other VM.
- */
-import { INGRESS_CONNS_PER_VM_MAX } from '../limits.ts'; export { INGRESS_CONNS_PER_VM_MAX };
-/** Outputs past a gap kept per connection until the gap is filled; more reset the connection. */
-import { INGRESS_OUT_OF_ORDER_MAX as OUT_OF_ORDER_MAX } from '../limits.ts';
-/** A resend of the same input, or a request for missed output, is not repeated within this many ms. */
-import { INGRESS_REPEAT_MS as REPEAT_MS } from '../limits.ts';
-/** A connection whose socket closed is forgotten once its end-of-stream is acknowledged, or after this long; one its client ended waits this long for the guest to end its side too, then is reset. */
-import { INGRESS_CLOSED_LINGER_MS as CLOSED_LINGER_MS } from '../limits.ts';
-/** A port that could not be bound is tried again after this long. */
-import { INGRESS_BIND_RETRY_MS as BIND_RETRY_MS } from '../limits.ts';
 
 /** What the ingress needs from its host. */
 export interface IngressHooks {

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FtClient } from './client.ts';
+import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX } from '../limits.ts';
+export { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX };
 
 const FTVM = fileURLToPath(new URL('../cli/ftvm.mjs', import.meta.url));
 
@@ -27,8 +29,6 @@ export interface TestHost {
   exited: Promise<void>;
 }
 
-/** Lines of each host's log a LocalCluster keeps in memory (the oldest half goes when it is full). */
-import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX } from '../limits.ts'; export { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX };
 
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));

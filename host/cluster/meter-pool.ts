@@ -22,6 +22,7 @@ import type { MeterOptions } from '../meter/cache.ts';
 import { METER_STACK_MB } from '../meter/thread.ts';
 import { GuestLoadError } from '../runtime/instance.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { METER_JOBS_PER_WORKER as JOBS_PER_WORKER } from '../limits.ts';
 
 const ENTRY = new URL('./meter-entry.mjs', import.meta.url);
 
@@ -114,8 +115,6 @@ interface Lane {
   slots: Set<Slot>;
 }
 
-/** Jobs a light-lane worker runs before it is replaced (binaryen's heap only grows). */
-import { METER_JOBS_PER_WORKER as JOBS_PER_WORKER } from '../limits.ts';
 
 export class MeterPool {
   private readonly light: Lane;

@@ -24,14 +24,12 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FtvmErrorCode } from '../errors.ts';
+import { HASH_SLICE_BYTES, DRAIN_BYTES_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT } from '../limits.ts';
+export { STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT };
 
 /** A module's name: the SHA-256 of its bytes, 64 lower-case hex digits. */
 export const HASH_RE = /^[0-9a-f]{64}$/;
 
-/** Bytes hashed between two turns of the event loop (a slice takes a few ms). */
-import { HASH_SLICE_BYTES } from '../limits.ts';
-/** Bytes of a refused upload read and dropped before the connection is cut. */
-import { DRAIN_BYTES_MAX } from '../limits.ts';
 
 /**
  * SHA-256 of `bytes` in lower-case hex, hashed in slices of 2 MiB with a turn
@@ -100,10 +98,6 @@ export interface ModuleStoreOptions {
   inUse?: () => Set<string>;
 }
 
-/** Defaults of ModuleStoreOptions. */
-import { STORE_COUNT_MAX } from '../limits.ts'; export { STORE_COUNT_MAX };
-import { STORE_BYTES_MAX } from '../limits.ts'; export { STORE_BYTES_MAX };
-import { MODULE_BYTES_MAX_DEFAULT } from '../limits.ts'; export { MODULE_BYTES_MAX_DEFAULT };
 
 export class ModuleStore {
   readonly dir: string;

@@ -1,3 +1,5 @@
+import { OUTPUT_RING_BYTES } from '../limits.ts';
+export { OUTPUT_RING_BYTES };
 // What a VM wrote on stdout or stderr and the Output Rule let out, kept per
 // stream in a bounded ring, addressed by byte offset from the stream's start.
 // Every replica of a VM keeps its own ring of the same deterministic stream
@@ -5,8 +7,6 @@
 // released), so offsets mean the same on every host and a client that follows
 // a stream with `from` sees neither duplicates nor gaps across a failover.
 
-/** Bytes each stream of a VM keeps (the oldest are dropped beyond it). */
-import { OUTPUT_RING_BYTES } from '../limits.ts'; export { OUTPUT_RING_BYTES };
 
 /** A slice of a stream: `bytes` start at offset `from`; `next` is the offset after them. */
 export interface RingSlice {

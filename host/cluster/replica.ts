@@ -49,6 +49,7 @@ import {
   moduleHash,
   stateDigest,
 } from '../runtime/replay-core.ts';
+import { REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
 export interface ReplicaInit {
@@ -191,18 +192,8 @@ export const SIGNAL_POSTED_FRAMES = 6;
 export const SIGNAL_POSTED_SIZE = 7;
 /** Int32 slots of the shared signal buffer. */
 export const SIGNAL_SLOTS = 8;
-import { REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES } from '../limits.ts';
-/**
- * A batch of interrupts delivered together is flushed at this size: the
- * host's stall (`--unacked-log-max`) is checked at each flush, so a batch
- * may overshoot the buffer by about this much, as one message did before.
- */
-import { REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES } from '../limits.ts';
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
-/** Stream connections whose end-of-stream was delivered, remembered so that a late copy of their input is dropped. */
-import { STREAMS_DONE_MAX } from '../limits.ts';
-import { OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
   const signal = new Int32Array(init.signal);

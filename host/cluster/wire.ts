@@ -49,19 +49,10 @@ import { crc32 } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { Packr } from 'msgpackr';
 import type { FtvmErrorCode } from '../errors.ts';
+import { WIRE_HEADER_BYTES as WIRE_HEADER, PEER_FRAME_BYTES_MAX as PEER_FRAME_MAX, CLIENT_FRAME_BYTES_MAX as CLIENT_FRAME_MAX, CLIENT_AUTH_FRAME_BYTES_MAX as CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES } from '../limits.ts';
+export { WIRE_HEADER, PEER_FRAME_MAX, CLIENT_FRAME_MAX, CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES };
 
 export const WIRE_VERSION = 1;
-import { WIRE_HEADER_BYTES as WIRE_HEADER } from '../limits.ts'; export { WIRE_HEADER };
-/** The largest frame on the log channel (log frames are at most 1 MiB; snapshots go in 4 MiB chunks). */
-import { PEER_FRAME_BYTES_MAX as PEER_FRAME_MAX } from '../limits.ts'; export { PEER_FRAME_MAX };
-/** The largest frame a client may send (a module to start, or a message). */
-import { CLIENT_FRAME_BYTES_MAX as CLIENT_FRAME_MAX } from '../limits.ts'; export { CLIENT_FRAME_MAX };
-/** The largest frame a client may send before it is authenticated (an 'auth' is under 100 bytes). */
-import { CLIENT_AUTH_FRAME_BYTES_MAX as CLIENT_AUTH_FRAME_MAX } from '../limits.ts'; export { CLIENT_AUTH_FRAME_MAX };
-/** The time a client has to authenticate after its connection is accepted, in ms. */
-import { CLIENT_AUTH_MS } from '../limits.ts'; export { CLIENT_AUTH_MS };
-/** The bytes of a module one 'mod-chunk' frame carries at most (well under PEER_FRAME_MAX with its header). */
-import { MODULE_CHUNK_BYTES } from '../limits.ts'; export { MODULE_CHUNK_BYTES };
 
 export class WireError extends Error {
   constructor(

@@ -1,3 +1,4 @@
+import { DETECTOR_GAPS_MAX as GAPS_MAX } from '../limits.ts';
 // The failure detector: a peer is alive while something arrived from it within
 // the failure timeout. Heartbeats go every `heartbeatMs` on every link and all
 // traffic counts, so a live peer is heard from many times per timeout; a peer
@@ -11,7 +12,6 @@ export interface HeardGap {
   gapMs: number;
 }
 
-import { DETECTOR_GAPS_MAX as GAPS_MAX } from '../limits.ts';
 export { GAPS_MAX };
 
 /**

@@ -1,3 +1,5 @@
+import { EVENTS_MAX } from '../limits.ts';
+export { EVENTS_MAX };
 // What a host did, as named events: each is kept in a bounded ring (read with
 // GET /v1/events) and said in the host's log as one sentence. Tools and tests
 // read the events; people read the sentences.
@@ -20,8 +22,6 @@ export type HostEvent =
 /** An event as kept: its number on this host (from 1) and when it happened (ms since the epoch). */
 export type KeptEvent = HostEvent & { seq: number; atMs: number };
 
-/** Events a host keeps (the oldest are dropped). */
-import { EVENTS_MAX } from '../limits.ts'; export { EVENTS_MAX };
 
 /** The sentence a host's log says for an event. */
 export function eventText(e: HostEvent): string {

@@ -7,11 +7,9 @@
 // in time is how long ago the primary was there.
 
 import { invariant } from '../assert.ts';
+import { LAG_MARKS_MAX, THROTTLE_US_MAX } from '../limits.ts';
+export { LAG_MARKS_MAX, THROTTLE_US_MAX };
 
-/** Marks the lag is found among; older ones are dropped (at least the newest half of these are kept). */
-import { LAG_MARKS_MAX } from '../limits.ts'; export { LAG_MARKS_MAX };
-/** The longest the throttle makes the primary rest at each poll, in µs. */
-import { THROTTLE_US_MAX } from '../limits.ts'; export { THROTTLE_US_MAX };
 
 /**
  * One primary's marks of (count, time) and its lag behind its backup. Counts

@@ -5,6 +5,7 @@
 import type { WireMessage } from '../cluster/wire.ts';
 import type { EntryPayloads } from '../log/format.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { PEER_LIST_MAX as LIST_MAX } from '../limits.ts';
 
 /** A replica's place and whose it is: every message about one VM names it and its generation where the generation decides. */
 interface AboutVm {
@@ -111,8 +112,6 @@ const oneOf = (...xs: unknown[]): Check => (v) => xs.includes(v);
 const isRing: Check = (v) => isObj(v) && isNat((v as RingImage).start) && isBytes((v as RingImage).bytes);
 const isPair: Check = (v) => Array.isArray(v) && v.length === 2 && isU32(v[0]) && isNat(v[1]);
 
-/** The most items a list in a peer message may hold (input acks, needed modules, ports). */
-import { PEER_LIST_MAX as LIST_MAX } from '../limits.ts';
 
 /** The fields each message must have, with their checks. */
 const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {

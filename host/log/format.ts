@@ -42,23 +42,13 @@
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import type { FtvmErrorCode } from '../errors.ts';
+import { LOG_HEADER_BYTES as HEADER_BYTES, LOG_FRAME_HEADER_BYTES as FRAME_HEADER_BYTES, LOG_FRAME_BYTES_MAX as FRAME_BYTES_MAX, LOG_START_FRAME_BYTES_MAX as START_FRAME_BYTES_MAX, LOG_PREOPENS_MAX as PREOPENS_MAX } from '../limits.ts';
+export { HEADER_BYTES, FRAME_HEADER_BYTES, FRAME_BYTES_MAX, START_FRAME_BYTES_MAX, PREOPENS_MAX };
 
 export const LOG_MAGIC = Buffer.from('FTVMLOG\0', 'latin1');
 export const LOG_VERSION = 4;
 /** The oldest version a reader accepts (see "Versions" above). */
 export const LOG_VERSION_MIN = 2;
-import { LOG_HEADER_BYTES as HEADER_BYTES } from '../limits.ts'; export { HEADER_BYTES };
-import { LOG_FRAME_HEADER_BYTES as FRAME_HEADER_BYTES } from '../limits.ts'; export { FRAME_HEADER_BYTES };
-/** No frame is larger: a reader never allocates more than this for one frame. */
-import { LOG_FRAME_BYTES_MAX as FRAME_BYTES_MAX } from '../limits.ts'; export { FRAME_BYTES_MAX };
-/**
- * The first frame of a log file holds the start entry alone, with the
- * guest's arguments and environment, which may exceed FRAME_BYTES_MAX (a
- * command line may hold a few MiB): it may be this large.
- */
-import { LOG_START_FRAME_BYTES_MAX as START_FRAME_BYTES_MAX } from '../limits.ts'; export { START_FRAME_BYTES_MAX };
-/** No start entry names more preopened directories. */
-import { LOG_PREOPENS_MAX as PREOPENS_MAX } from '../limits.ts'; export { PREOPENS_MAX };
 /** No single entry payload is larger (a frame holds at least one entry). */
 export const ENTRY_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1024;
 

@@ -23,10 +23,8 @@ import {
   type EntryPayloads,
   type LogEntry,
 } from './format.ts';
+import { LOG_FRAME_TARGET_BYTES as FRAME_TARGET_BYTES, LOG_FRAME_ENTRIES_MAX as FRAME_ENTRIES_MAX } from '../limits.ts';
 
-/** Frames are cut at this many payload bytes (well under FRAME_BYTES_MAX). */
-import { LOG_FRAME_TARGET_BYTES as FRAME_TARGET_BYTES } from '../limits.ts';
-import { LOG_FRAME_ENTRIES_MAX as FRAME_ENTRIES_MAX } from '../limits.ts';
 
 /** An estimate of an entry's encoded size, bytes (strings and byte payloads counted; the rest 16). */
 function payloadBytes(p: unknown): number {

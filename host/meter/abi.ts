@@ -1,3 +1,5 @@
+import { DEPTH_LIMIT_SLOTS as DEFAULT_DEPTH_LIMIT, MEMORY_LIMIT_PAGES as DEFAULT_MEMORY_LIMIT_PAGES } from '../limits.ts';
+export { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES };
 // The names and numbers a metered module shares with the host that runs it.
 // Kept apart from the pass itself so that code running guests (worker threads
 // above all) never loads binaryen.
@@ -21,11 +23,3 @@ export const I64_MAX = (1n << 63n) - 1n;
 /** Prefix of the exports through which the host reads the guest's own mutable globals (for state digests). */
 export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
 
-/**
- * The default call-depth budget, in frame slots (see FRAME_FIXED_SLOTS in
- * instrument.ts). At about 8 bytes of native stack per slot it needs about
- * 520 KB, within V8's smallest default stack (984 KB on the main thread)
- * with room for the host's own frames below the guest and in its host calls.
- */
-import { DEPTH_LIMIT_SLOTS as DEFAULT_DEPTH_LIMIT } from '../limits.ts'; export { DEFAULT_DEPTH_LIMIT };
-import { MEMORY_LIMIT_PAGES as DEFAULT_MEMORY_LIMIT_PAGES } from '../limits.ts'; export { DEFAULT_MEMORY_LIMIT_PAGES };

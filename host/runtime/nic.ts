@@ -21,31 +21,9 @@
 // peer's end-of-stream is a new connection with that id.
 
 import { createHash } from 'node:crypto';
+import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES, INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX } from '../limits.ts';
+export { MAX_MESSAGE_BYTES, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES };
 
-/** The largest message, both ways. Larger sends are refused (raw) or split (sockets). */
-import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES } from '../limits.ts'; export { MAX_MESSAGE_BYTES };
-/**
- * Bytes of one connection the guest has not read, above which no more of it is
- * taken: its client's socket is not read and its TCP window closes
- * (`ftvm run --tcplisten` and the hosts' published ports alike).
- */
-import { GUEST_UNREAD_BYTES_MAX } from '../limits.ts'; export { GUEST_UNREAD_BYTES_MAX };
-/**
- * Bytes of the guest's output on one connection waiting for a client that
- * does not read, above which that connection is reset (the guest sees
- * end-of-stream on it); the guest itself is never stalled by one client.
- */
-import { CLIENT_UNREAD_BYTES_MAX } from '../limits.ts'; export { CLIENT_UNREAD_BYTES_MAX };
-/**
- * The send window a TCP client's connection opens with, and how far ahead of
- * what the client has taken it is moved: the guest sends at most this many
- * bytes the client has not taken yet (its socket send then blocks, or answers
- * EAGAIN when non-blocking), so a client that does not read stalls only its
- * own connection.
- */
-import { SEND_WINDOW_BYTES } from '../limits.ts'; export { SEND_WINDOW_BYTES };
-/** Bounds on the client messages queued for the guest (host/limits.ts says what each bounds). */
-import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX } from '../limits.ts';
 export { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX };
 
 export interface NicMessage {

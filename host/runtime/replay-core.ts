@@ -9,6 +9,8 @@ import type { EntryPayloads, LogEntry } from '../log/format.ts';
 import type { GuestContext } from './instance.ts';
 import { INTERRUPT_NIC, TIMER_TICK, type Interrupt, type Place } from './events.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../limits.ts';
+export { CHUNK_BYTES };
 
 export class DivergenceError extends Error {
   readonly code = 'FTVM_ERR_DIVERGENCE' satisfies FtvmErrorCode;
@@ -74,8 +76,6 @@ export function moduleHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** The most bytes one input, output or random entry carries. */
-import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../limits.ts'; export { CHUNK_BYTES };
 
 /** `bytes` cut into entries' worth; the last piece is always shorter than CHUNK_BYTES (possibly empty), which is how a reader knows it is the last. */
 export function chunksOf(bytes: Uint8Array): Uint8Array[] {

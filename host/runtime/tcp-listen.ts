@@ -42,15 +42,13 @@ import { INTERRUPT_NIC, LiveTimer, type Interrupt, type InterruptSource } from '
 import { parseListenAddr } from './listen-addr.ts';
 import { CLIENT_UNREAD_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, MAX_MESSAGE_BYTES, SEND_WINDOW_BYTES, type NicMessage, type VirtualNic } from './nic.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { TCPLISTEN_CONNS_MAX as MAX_CONNECTIONS, TCPLISTEN_END_WAIT_MS as END_WAIT_MS } from '../limits.ts';
+export { MAX_CONNECTIONS };
 
-/** Connections open at once; a client past it is closed at once. */
-import { TCPLISTEN_CONNS_MAX as MAX_CONNECTIONS } from '../limits.ts'; export { MAX_CONNECTIONS };
 /** A connection's bytes the guest has not read yet (delivered or on the way) above which its socket is paused (nic.ts). */
 export const UNREAD_MAX_BYTES = GUEST_UNREAD_BYTES_MAX;
 /** A connection's output waiting for a client that does not read, above which it is reset (nic.ts). */
 export const OUTGOING_MAX_BYTES = CLIENT_UNREAD_BYTES_MAX;
-/** How long `close` waits for the guest's last sends to reach the main thread, and then for clients to close, ms. */
-import { TCPLISTEN_END_WAIT_MS as END_WAIT_MS } from '../limits.ts';
 
 /** main -> worker */
 type ToGuest = { t: 'msg'; conn: number; bytes: Uint8Array; eof: boolean; window?: number };

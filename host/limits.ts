@@ -253,6 +253,8 @@ export const DEPTH_LIMIT_SLOTS = 64_000;
 export const MEMORY_LIMIT_PAGES = 16_384;
 /** The largest snapshot memory a host receives, in bytes: the largest memory a VM may have. */
 export const SNAPSHOT_BYTES_MAX = MEMORY_LIMIT_PAGES * 65536;
+/** The largest encoded device state (stdin not read yet, NIC queues and streams, files) a snapshot carries after its memory, in bytes. */
+export const SNAPSHOT_DEVICES_BYTES_MAX = 64 * 1024 * 1024;
 /** File descriptors a guest holds open at once. */
 export const FDS_MAX = 1024;
 /** The longest path a guest may pass, in bytes. */
@@ -302,7 +304,7 @@ export type Limits = Record<string, number>;
 /** Every limit of this file, by name. */
 export function currentLimits(): Limits {
   return {
-    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_QUEUED_BYTES_MAX, SNAPSHOTS_IN_MAX, SNAPSHOT_BYTES_MAX,
+    WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_QUEUED_BYTES_MAX, SNAPSHOTS_IN_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX,
     INLINE_SHIP_BYTES_MAX, PEER_LIST_MAX, FRAME_ENVELOPE_BYTES, LOG_HEADER_BYTES, LOG_FRAME_HEADER_BYTES,
     LOG_FRAME_BYTES_MAX, LOG_START_FRAME_BYTES_MAX, LOG_PREOPENS_MAX, LOG_FRAME_TARGET_BYTES, LOG_FRAME_ENTRIES_MAX,
     LOG_ENTRY_CHUNK_BYTES, REPLICA_FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES, UNACKED_LOG_BYTES_MAX, STREAMS_DONE_MAX,
@@ -340,6 +342,7 @@ function rules(l: Limits): [string, boolean][] {
     ['a snapshot chunk and its envelope fit a peer frame', l.SNAPSHOT_CHUNK_BYTES <= peer],
     ['a snapshot waits for the link to drain to at most a few chunks', l.SNAPSHOT_QUEUED_BYTES_MAX <= 4 * l.SNAPSHOT_CHUNK_BYTES],
     ['a snapshot of the largest memory is made of chunks', l.SNAPSHOT_BYTES_MAX >= l.SNAPSHOT_CHUNK_BYTES],
+    ['a snapshot\'s devices hold the stdin and NIC queue a VM may have', l.SNAPSHOT_DEVICES_BYTES_MAX >= l.VM_STDIN_BYTES_MAX + l.NIC_QUEUE_BYTES_MAX + l.INPUT_INBOX_BYTES_MAX],
     ['a module chunk and its envelope fit a peer frame', l.MODULE_CHUNK_BYTES <= peer],
     ['an inline-shipped module and its metered form fit a peer frame', l.INLINE_SHIP_BYTES_MAX <= peer],
     ['both output rings of a VM fit a peer frame (one rings frame before a backup made from a snapshot)', 2 * l.OUTPUT_RING_BYTES <= peer],

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAF_WAT, SPAM_WAT, watModule } from '../host/bench/soak.ts';
 import { HELD_BYTES_MAX, HELD_OUTPUTS_MAX } from '../host/cluster/host.ts';
 import { INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
+import { VM_STDIN_BYTES_MAX } from '../host/limits.ts';
 import { apiOf, Cluster, eventually } from './cluster.ts';
 
 /** Resident memory of process `pid`, in MiB. */
@@ -104,6 +105,34 @@ describe('bounded memory under flooding guests', () => {
     expect(fresh.state).toBe('running');
     for (const c of clients) c.close();
     expect((await api('h1', 'DELETE', '/v1/vms/deaf')).status).toBe(204);
+  }, 240_000);
+
+  it('a backup made anew from a snapshot whose devices are larger than a peer frame: they stream after the memory', async () => {
+    // the whole stdin a VM may be given, never read: it is part of the snapshot's devices, as a full NIC queue is
+    const stdin = Buffer.alloc(VM_STDIN_BYTES_MAX, 0x73);
+    expect(stdin.length + NIC_QUEUE_BYTES_MAX).toBeGreaterThan(8 * 1024 * 1024);
+    const started = await api('h1', 'POST', '/v1/vms', { name: 'stdinful', module: b64(DEAF_WAT), stdinBase64: stdin.toString('base64') });
+    expect(started.status).toBe(201);
+    await eventually('the backup follows', async () => ((await statusOf(started.json.backup, 'stdinful'))?.state === 'following' ? true : undefined), 60_000);
+    expect((await api('h1', 'POST', '/v1/vms/stdinful/backup/restart')).status).toBe(202);
+    const fresh = await eventually(
+      'a new backup made from the snapshot follows',
+      async () => {
+        const v = (await api('h1', 'GET', '/v1/vms/stdinful')).json;
+        if (!v.backup || v.gen < 2) return undefined;
+        const b = await statusOf(v.backup, 'stdinful');
+        return b?.state === 'following' && b.gen === v.gen ? v : undefined;
+      },
+      60_000,
+    );
+    expect(fresh).toMatchObject({ state: 'running', primary: 'h1' });
+    // and it can take over: its restored state (memory and devices) matched the snapshot's digest
+    expect((await api('h1', 'POST', '/v1/vms/stdinful/failover')).status).toBe(202);
+    await eventually('the new backup took over', async () => {
+      const v = (await api('h2', 'GET', '/v1/vms/stdinful')).json;
+      return v.gen > fresh.gen && v.primary === fresh.backup ? true : undefined;
+    }, 60_000);
+    expect((await api('h2', 'DELETE', '/v1/vms/stdinful')).status).toBe(204);
   }, 240_000);
 
   it('a guest writing stdout in a tight loop stays within the bounds, and is not failed over', async () => {

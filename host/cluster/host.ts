@@ -34,8 +34,8 @@ import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
 import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
-import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage } from './wire.ts';
-import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
+import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, packValue, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage, unpackValue } from './wire.ts';
+import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
 export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
@@ -1257,9 +1257,10 @@ export class FtHost {
   /**
    * The request that makes a host the backup of `vm`, naming its modules by
    * hash ('moduleHash', 'meteredHash'); a small module's bytes may ride along
-   * ('module', 'metered').
+   * ('module', 'metered'). From boot (snapshot null), or from a snapshot
+   * whose memory and devices were streamed before it (split at `memoryBytes`).
    */
-  private backupRequest(vm: Vm, snapshot: Omit<Snapshot, 'memory'> | null): WireMessage {
+  private backupRequest(vm: Vm, snapshot: (Omit<Snapshot, 'memory' | 'devices'> & { memoryBytes: number }) | null): WireMessage {
     return { t: 'backup', vm: vm.name, gen: vm.gen, moduleHash: vm.moduleHash, meteredHash: vm.meteredHash, start: vm.start, primary: this.id, snapshot, cpuPercent: vm.cpuPercent, publish: vm.publish };
   }
 
@@ -1569,7 +1570,11 @@ export class FtHost {
       const s = this.snapshotsIn.get(`${name}/${gen}`);
       this.snapshotsIn.delete(`${name}/${gen}`);
       if (!s || s.from !== from || s.got !== s.memory.length) throw new Error(`the snapshot's memory did not arrive whole (${s?.got ?? 0} of ${s?.memory.length ?? '?'} bytes)`);
-      snapshot = { ...(m.snapshot as Omit<Snapshot, 'memory'>), memory: s.memory } as Snapshot;
+      // the stream is the memory, then the devices (shipSnapshot)
+      const { memoryBytes, ...state } = m.snapshot as Omit<Snapshot, 'memory' | 'devices'> & { memoryBytes: unknown };
+      if (typeof memoryBytes !== 'number' || !Number.isInteger(memoryBytes) || memoryBytes < 0 || memoryBytes > s.memory.length) throw new Error(`the snapshot's memoryBytes ${String(memoryBytes)} is not within the ${s.memory.length} bytes streamed`);
+      const devices = unpackValue(s.memory.subarray(memoryBytes)) as Snapshot['devices'];
+      snapshot = { ...state, memory: s.memory.subarray(0, memoryBytes), devices } as Snapshot;
     }
     const { start, moduleHash, meteredHash } = m;
     try {
@@ -2044,7 +2049,11 @@ export class FtHost {
     }
     // what goes with the memory is taken now, as the log up to the snapshot left it (every frame before it came first):
     // the output offsets, and the output released before it (its own frame, up to 2 MiB) so the new backup's rings continue the same streams
-    const { memory, ...rest } = snap;
+    // The devices (stdin not read yet, the NIC's queues, files) follow the memory in the same chunks,
+    // so the snapshot's size is bounded by the chunk and not by the frame whatever they hold.
+    const { memory, devices, ...rest } = snap;
+    const devicesBytes = packValue(devices);
+    const total = memory.length + devicesBytes.length;
     const outputEnds = [...vm.outEnds];
     const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
     const gen = vm.gen;
@@ -2061,16 +2070,18 @@ export class FtHost {
     const current = (): boolean => this.vms.get(vm.name) === vm && vm.gen === gen && vm.role === 'primary' && vm.backup === target && !vm.claiming;
     const hash = createHash('sha256');
     try {
-      for (let at = 0; at < memory.length || at === 0; at += SNAPSHOT_CHUNK) {
+      if (devicesBytes.length > SNAPSHOT_DEVICES_BYTES_MAX) throw new Error(`the snapshot's devices take ${devicesBytes.length} bytes, more than ${SNAPSHOT_DEVICES_BYTES_MAX}`);
+      // chunks of the memory, then of the devices (the one at the seam is shorter)
+      for (let at = 0; at < total; ) {
         const l = this.links.get(target);
         if (!l?.ready || !l.sock) throw new Error(`the link to ${target} went down`);
         await drained(l.sock, SNAPSHOT_QUEUED_MAX); // and a turn of the event loop, always
         if (!current()) return; // overtaken: a newer backup, a failover, a stop
         if (this.links.get(target)?.sock !== l.sock || !l.ready || l.sock.destroyed) throw new Error(`the link to ${target} went down`);
-        const bytes = memory.subarray(at, at + SNAPSHOT_CHUNK);
-        hash.update(bytes);
-        send(l.sock, { t: 'snapchunk', vm: vm.name, gen, at, total: memory.length, bytes });
-        if (memory.length === 0) break;
+        const bytes = at < memory.length ? memory.subarray(at, Math.min(at + SNAPSHOT_CHUNK, memory.length)) : devicesBytes.subarray(at - memory.length, at - memory.length + SNAPSHOT_CHUNK);
+        if (at < memory.length) hash.update(bytes);
+        send(l.sock, { t: 'snapchunk', vm: vm.name, gen, at, total, bytes });
+        at += bytes.length;
       }
     } catch (e) {
       if (!current()) return;
@@ -2079,7 +2090,7 @@ export class FtHost {
       return;
     }
     hash.update(digestTail);
-    const meta = { ...rest, digest: new Uint8Array(hash.digest()), outputEnds };
+    const meta = { ...rest, memoryBytes: memory.length, digest: new Uint8Array(hash.digest()), outputEnds };
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
     this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
     this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
@@ -2089,7 +2100,7 @@ export class FtHost {
 
   /**
    * A chunk of a snapshot's memory from a primary's host: the first (at 0)
-   * allocates the whole memory (`total` bytes, at most SNAPSHOT_BYTES_MAX) and
+   * allocates the whole memory (`total` bytes, the memory then the devices, at most SNAPSHOT_BYTES_MAX + SNAPSHOT_DEVICES_BYTES_MAX) and
    * replaces any older snapshot of the VM still arriving; each one is copied
    * in at its offset, in order. Throws (the message is refused) on a chunk out
    * of order or past the end; the 'backup' request that follows then finds no
@@ -2098,7 +2109,7 @@ export class FtHost {
   private onSnapshotChunk(from: string, m: PeerMessageOf<'snapchunk'>): void {
     const key = `${m.vm}/${m.gen}`;
     if (m.at === 0) {
-      if (m.total > SNAPSHOT_BYTES_MAX) throw new Error(`a snapshot of ${m.total} bytes (at most ${SNAPSHOT_BYTES_MAX})`);
+      if (m.total > SNAPSHOT_BYTES_MAX + SNAPSHOT_DEVICES_BYTES_MAX) throw new Error(`a snapshot of ${m.total} bytes (at most ${SNAPSHOT_BYTES_MAX + SNAPSHOT_DEVICES_BYTES_MAX})`);
       for (const k of this.snapshotsIn.keys()) if (k.startsWith(`${m.vm}/`)) this.snapshotsIn.delete(k);
       if (this.snapshotsIn.size >= SNAPSHOTS_IN_MAX) this.snapshotsIn.delete(this.snapshotsIn.keys().next().value!);
       this.snapshotsIn.set(key, { from, memory: new Uint8Array(m.total), got: 0, at: performance.now() });

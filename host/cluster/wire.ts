@@ -87,6 +87,20 @@ const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObject
 
 export type WireMessage = { t: string } & Record<string, unknown>;
 
+/**
+ * A value as msgpack bytes, encoded as a frame's body is (bigints kept), for
+ * state streamed in chunks instead of riding in one frame (a snapshot's
+ * devices). unpackValue reads it back.
+ */
+export function packValue(v: unknown): Uint8Array {
+  return packr.pack(v);
+}
+
+/** The value packValue encoded. Errors: whatever msgpackr throws on bytes it did not write (callers refuse the snapshot). */
+export function unpackValue(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes);
+}
+
 export function encodeMessage(m: WireMessage): Buffer {
   const body = packr.pack({ ...m, v: WIRE_VERSION });
   const frame = Buffer.allocUnsafe(WIRE_HEADER + body.length);

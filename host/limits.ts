@@ -253,7 +253,7 @@ export const DEPTH_LIMIT_SLOTS = 64_000;
 export const MEMORY_LIMIT_PAGES = 16_384;
 /** The largest snapshot memory a host receives, in bytes: the largest memory a VM may have. */
 export const SNAPSHOT_BYTES_MAX = MEMORY_LIMIT_PAGES * 65536;
-/** The largest encoded device state (stdin not read yet, NIC queues and streams, files) a snapshot carries after its memory, in bytes. */
+/** The largest encoded device state (stdin not read yet, NIC queues and streams, files) a snapshot carries after its memory, in bytes; a larger one is not shipped, and the VM stays alone until a later try fits. */
 export const SNAPSHOT_DEVICES_BYTES_MAX = 64 * 1024 * 1024;
 /** File descriptors a guest holds open at once. */
 export const FDS_MAX = 1024;
@@ -342,7 +342,7 @@ function rules(l: Limits): [string, boolean][] {
     ['a snapshot chunk and its envelope fit a peer frame', l.SNAPSHOT_CHUNK_BYTES <= peer],
     ['a snapshot waits for the link to drain to at most a few chunks', l.SNAPSHOT_QUEUED_BYTES_MAX <= 4 * l.SNAPSHOT_CHUNK_BYTES],
     ['a snapshot of the largest memory is made of chunks', l.SNAPSHOT_BYTES_MAX >= l.SNAPSHOT_CHUNK_BYTES],
-    ['a snapshot\'s devices hold the stdin and NIC queue a VM may have', l.SNAPSHOT_DEVICES_BYTES_MAX >= l.VM_STDIN_BYTES_MAX + l.NIC_QUEUE_BYTES_MAX + l.INPUT_INBOX_BYTES_MAX],
+    ['a snapshot\'s devices hold the stdin and the NIC queue a VM may have, and unread input of many TCP connections', l.SNAPSHOT_DEVICES_BYTES_MAX >= l.VM_STDIN_BYTES_MAX + l.NIC_QUEUE_BYTES_MAX + l.NIC_MESSAGE_BYTES_MAX + 32 * l.GUEST_UNREAD_BYTES_MAX],
     ['a module chunk and its envelope fit a peer frame', l.MODULE_CHUNK_BYTES <= peer],
     ['an inline-shipped module and its metered form fit a peer frame', l.INLINE_SHIP_BYTES_MAX <= peer],
     ['both output rings of a VM fit a peer frame (one rings frame before a backup made from a snapshot)', 2 * l.OUTPUT_RING_BYTES <= peer],

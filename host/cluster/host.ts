@@ -1982,6 +1982,15 @@ export class FtHost {
     this.recreateBackup(vm);
   }
 
+  /** Tries recreateBackup again in `ms`. One retry timer per VM at most: a new one replaces the one pending, and a try that goes ahead clears it. */
+  private recreateBackupLater(vm: Vm, ms: number): void {
+    if (vm.backupRetry) clearTimeout(vm.backupRetry);
+    vm.backupRetry = setTimeout(() => {
+      vm.backupRetry = null;
+      if (this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && !vm.claiming) this.recreateBackup(vm);
+    }, ms);
+  }
+
   /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
   private recreateBackup(vm: Vm): void {
     if (vm.end) return; // an ended guest needs no backup
@@ -1989,14 +1998,7 @@ export class FtHost {
       this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
       return;
     }
-    // One retry timer per VM at most: a new one replaces the one pending, and a try that goes ahead clears it.
-    const retry = (ms: number): void => {
-      if (vm.backupRetry) clearTimeout(vm.backupRetry);
-      vm.backupRetry = setTimeout(() => {
-        vm.backupRetry = null;
-        if (this.vms.get(vm.name) === vm && vm.alone && vm.snapshotFor === null && !vm.claiming) this.recreateBackup(vm);
-      }, ms);
-    };
+    const retry = (ms: number): void => this.recreateBackupLater(vm, ms);
     if (vm.backupRetry) {
       clearTimeout(vm.backupRetry);
       vm.backupRetry = null;
@@ -2053,6 +2055,14 @@ export class FtHost {
     // so the snapshot's size is bounded by the chunk and not by the frame whatever they hold.
     const { memory, devices, ...rest } = snap;
     const devicesBytes = packValue(devices);
+    if (devicesBytes.length > SNAPSHOT_DEVICES_BYTES_MAX) {
+      // (its TCP connections hold more unread input than a snapshot carries): the guest goes on alone, and a snapshot is tried again later
+      this.say(`${vm.name}: no new backup on ${target}: the snapshot's devices take ${devicesBytes.length} bytes, more than ${SNAPSHOT_DEVICES_BYTES_MAX}; trying again in ${BACKUP_RETRY_MS} ms`);
+      vm.snapshotFor = null;
+      this.transition(vm, 'alone');
+      this.recreateBackupLater(vm, BACKUP_RETRY_MS);
+      return;
+    }
     const total = memory.length + devicesBytes.length;
     const outputEnds = [...vm.outEnds];
     const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
@@ -2070,7 +2080,6 @@ export class FtHost {
     const current = (): boolean => this.vms.get(vm.name) === vm && vm.gen === gen && vm.role === 'primary' && vm.backup === target && !vm.claiming;
     const hash = createHash('sha256');
     try {
-      if (devicesBytes.length > SNAPSHOT_DEVICES_BYTES_MAX) throw new Error(`the snapshot's devices take ${devicesBytes.length} bytes, more than ${SNAPSHOT_DEVICES_BYTES_MAX}`);
       // chunks of the memory, then of the devices (the one at the seam is shorter)
       for (let at = 0; at < total; ) {
         const l = this.links.get(target);

@@ -110,6 +110,7 @@ describe('a start, checked (unit)', () => {
       // each argument within its limit, all of them together not
       [{ args: new Array(Math.ceil(VM_ARGV_ENV_BYTES_MAX / VM_STRING_BYTES_MAX) + 1).fill('x'.repeat(VM_STRING_BYTES_MAX - 1)) }, 'FTVM_ERR_TOO_LARGE'],
       [{ stdin: new Uint8Array(VM_STDIN_BYTES_MAX + 1) }, 'FTVM_ERR_TOO_LARGE'],
+      [{ publish: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, 'FTVM_ERR_TOO_LARGE'],
     ];
     for (const [fields, code] of bad) expect([fields, codeOf(() => checkStart({ name: 'vm1', moduleHash: HASH, ...fields }))]).toEqual([fields, code]);
     expect(codeOf(() => checkStart(null))).toBe('FTVM_ERR_BAD_REQUEST');
@@ -191,6 +192,9 @@ describe('a start, checked, on a real cluster', { timeout: 180_000 }, () => {
     }
     // no coercion anywhere in a body: a number given as a string is refused, not read
     expect((await api('h1', 'POST', '/v1/vms', { name: 'rep', sample: 'kv', memoryMiB: '8' })).status).toBe(400);
+    // a list longer than the schema allows is too large, as every size limit is (the schema's check comes first here)
+    const nine = await api('h1', 'POST', '/v1/vms', { name: 'rep', sample: 'kv', publish: [1, 2, 3, 4, 5, 6, 7, 8, 9] });
+    expect([nine.status, nine.json?.error?.code]).toEqual([413, 'FTVM_ERR_TOO_LARGE']);
     expect(await vmNames('h1')).toEqual([]);
     expect(await vmNames('h2')).toEqual([]);
     expect((await api('h1', 'GET', '/healthz')).json).toMatchObject({ ok: true });
@@ -234,9 +238,35 @@ describe('a start, checked, on a real cluster', { timeout: 180_000 }, () => {
       expect(await refusal({ t: 'send', vm: 'any', data: new Uint8Array(MAX_MESSAGE_BYTES + 1) })).toBe('FTVM_ERR_TOO_LARGE');
       expect(await refusal({ t: 'send', vm: 'any', data: 7 })).toBe('FTVM_ERR_BAD_REQUEST');
       expect(await refusal({ t: 'send', vm: 'any', data: 'x', eof: 'yes' })).toBe('FTVM_ERR_BAD_REQUEST');
+      // a message to a VM no host knows is refused as such, never dropped in silence
+      expect(await refusal({ t: 'send', vm: 'nosuch', data: 'x' })).toBe('FTVM_ERR_NOT_FOUND');
     } finally {
       client.close();
     }
+  });
+
+  it('a message to a VM that ended is refused with FTVM_ERR_VM_ENDED, on every host and through the client port', async () => {
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'done', sample: 'fib', args: ['5'] })).status).toBe(201);
+    await eventually('the guest ended, on both hosts\' view', async () => {
+      const views = await Promise.all(['h1', 'h2'].map(async (h) => (await api(h, 'GET', '/v1/vms/done')).json));
+      return views.every((v) => v.state === 'ended') ? true : undefined;
+    }, 60_000);
+    for (const h of ['h1', 'h2']) {
+      const conn = (await api(h, 'POST', '/v1/connections')).json.conn as number;
+      const r = await api(h, 'POST', '/v1/vms/done/messages', { conn, data: 'x' });
+      expect([h, r.status, r.json?.error?.code]).toEqual([h, 409, 'FTVM_ERR_VM_ENDED']);
+    }
+    const client = await c.client('h2');
+    try {
+      const code = await client.request({ t: 'send', vm: 'done', data: 'x' } as never, 60_000).then(
+        () => undefined,
+        (e: Error & { code?: string }) => e.code,
+      );
+      expect(code).toBe('FTVM_ERR_VM_ENDED');
+    } finally {
+      client.close();
+    }
+    expect((await api('h1', 'DELETE', '/v1/vms/done')).status).toBe(204);
   });
 
   it('the largest start it accepts runs, with its backup on the other host', async () => {

@@ -76,7 +76,7 @@ const slips: Slip[] = [
   [['vm', 'show', ...NOAPI], 'vm show', /a VM name is required/],
   [['vm', 'ls', 'extra', ...NOAPI], 'vm ls', /unexpected argument "extra"/],
   [['vm', 'send', 'x', ...NOAPI], 'vm send', /a VM name and the message text are required/],
-  [['vm', 'logs', 'x', '--all', '--stdout', ...NOAPI], 'vm logs', /--all prints both streams/],
+  [['vm', 'logs', 'x', '--all', '--stdout', ...NOAPI], 'vm logs', /give one of --stdout, --stderr and --all, not --stdout and --all/],
   // a flag of another command
   [['vm', 'ls', '--sample', 'kv', ...NOAPI], 'vm ls', /unknown option --sample/],
   [['run', 'fib', '--arg', '-x'], 'run', /unknown option --arg/],
@@ -87,6 +87,9 @@ const slips: Slip[] = [
   [['replay', 'fib', '--log', log, '--', '10'], 'replay', /unexpected argument "10"/],
   [['cluster', 'up', '--', 'x'], 'cluster up', /unexpected argument "x"/],
   [['vm', 'ls', ...NOAPI, '--', '-x'], 'vm ls', /unexpected argument "-x"/],
+  // a connection id is a u32; one stream flag at a time
+  [['vm', 'send', 'kv', 'x', '--conn', '99999999999', ...NOAPI], 'vm send', /--conn expects an integer from 0 to 4294967295/],
+  [['vm', 'logs', 'kv', '--stdout', '--stderr', ...NOAPI], 'vm logs', /give one of --stdout, --stderr and --all/],
 ];
 
 describe('every slip of every command: one line, FTVM_ERR_USAGE, exit status 2', () => {
@@ -107,20 +110,36 @@ describe('every slip of every command: one line, FTVM_ERR_USAGE, exit status 2',
   }, 60_000);
 });
 
-describe('vm start checks its body by the API\'s rules before it sends anything', () => {
+describe('vm start checks its body by the API\'s rules before it sends anything: a wrong command line', () => {
   // NOAPI names an address where nothing listens: a refusal here is the CLI's own, not the API's
   it.each([
     [['vm', 'start', 'bad name!', '--sample', 'fib', ...NOAPI], /"name" "bad name!" must match/],
     [['vm', 'start', 'x', '--sample', 'fib', '--memory-mib', '5000', ...NOAPI], /"memoryMiB" must be an integer from 1 to 1024, not 5000/],
     [['vm', 'start', 'x', '--sample', 'fib', '--cpu-percent', '0', ...NOAPI], /"cpuPercent" must be an integer from 1 to 100, not 0/],
+    [['vm', 'start', 'x', ...NOAPI], /give exactly one of "sample", "module" and "moduleHash"/],
   ])('%j', async (args, says) => {
     const r = await ftvm(args as string[], '', 60_000);
     expect(r.code, r.stderr).toBe(2);
     const lines = r.stderr.split('\n').filter((l) => l !== '');
     expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]!.startsWith('ftvm vm start: FTVM_ERR_BAD_REQUEST: '), lines[0]).toBe(true);
+    expect(lines[0]!.startsWith('ftvm vm start: FTVM_ERR_USAGE: '), lines[0]).toBe(true);
     expect(lines[0]).toMatch(says as RegExp);
     expect(r.stderr).not.toMatch(/ECONNREFUSED|FTVM_ERR_UNAVAILABLE/);
+  }, 60_000);
+});
+
+describe('ftvm vm names a file on its command line that it cannot read by its code, before any request', () => {
+  it.each([
+    [['vm', 'start', 'x', '--sample', 'fib', '--stdin-file', '.', ...NOAPI], 'vm start', 'FTVM_ERR_FILE_IS_DIR'],
+    [['vm', 'start', 'x', '--module', '.', ...NOAPI], 'vm start', 'FTVM_ERR_FILE_IS_DIR'],
+    [['vm', 'upload', '.', ...NOAPI], 'vm upload', 'FTVM_ERR_FILE_IS_DIR'],
+    [['vm', 'start', 'x', '--module', 'no/such.wasm', ...NOAPI], 'vm start', 'FTVM_ERR_FILE_NOT_FOUND'],
+  ])('%j', async (args, name, code) => {
+    const r = await ftvm(args as string[], '', 60_000);
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]!.startsWith(`ftvm ${name}: ${code}: `), lines[0]).toBe(true);
   }, 60_000);
 });
 

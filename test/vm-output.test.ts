@@ -10,8 +10,8 @@
 // then took over; a VM that ended before its primary's host died is taken
 // over by its backup, with its output and status; `ftvm vm logs` prints both
 // streams, each on its own, and guest arguments after "--" reach the guest.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -306,6 +306,42 @@ describe('a command guest under the service', () => {
     expect(missing).toMatchObject({ code: 1, stderr: expect.stringMatching(/^ftvm vm logs: FTVM_ERR_NOT_FOUND: /) });
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     expect((await api('h2', 'DELETE', '/v1/vms/logsy')).status).toBe(204);
+  }, 120_000);
+
+  it('`ftvm vm logs` into a pipe whose reader goes away stops quietly (EPIPE); onto a full device it says so in one line (ENOSPC) and exits 1', async () => {
+    // a guest that writes 200 blocks of 4 KiB (more than a pipe holds, less than the 1 MiB the host keeps) and exits 0
+    const chatty = join(dir, 'chatty.wasm');
+    writeFileSync(chatty, watText(`(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $i i32)
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (memory.fill (i32.const 64) (i32.const 120) (i32.const 4096))
+        (block $done (loop $l
+          (br_if $done (i32.ge_u (local.get $i) (i32.const 200)))
+          (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))))`));
+    expect((await vm('h2', 'start', 'chatty', '--module', chatty).done).code).toBe(0);
+    await eventually('the guest ended', async () => ((await api('h2', 'GET', '/v1/vms/chatty')).json.state === 'ended' ? true : undefined), 60_000);
+    const base = [process.execPath, FTVM, 'vm', '--api', cluster.host('h2').api, '--token', cluster.token, 'logs', 'chatty'];
+    const errFile = join(dir, 'head.err');
+    const headStatus = await new Promise<string>((resolve, reject) =>
+      execFile('bash', ['-c', '"$@" 2>"$ERR_FILE" | head -c 10 > /dev/null; echo "${PIPESTATUS[0]}"', 'bash', ...base, '--follow'], { env: { ...process.env, ERR_FILE: errFile }, timeout: 120_000 }, (err, out) =>
+        err ? reject(err) : resolve(out.trim()),
+      ),
+    );
+    expect({ status: headStatus, stderr: readFileSync(errFile, 'utf8') }).toEqual({ status: '0', stderr: '' });
+    const full = openSync('/dev/full', 'w');
+    const onFull = spawn(base[0]!, base.slice(1), { stdio: ['ignore', full, 'pipe'] });
+    closeSync(full);
+    let stderr = '';
+    onFull.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((r) => onFull.once('exit', r));
+    expect({ code, stderr }).toMatchObject({ code: 1, stderr: expect.stringMatching(/^ftvm: FTVM_ERR_OUTPUT_LOST: stdout: write failed \(ENOSPC\)/) });
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect((await api('h2', 'DELETE', '/v1/vms/chatty')).status).toBe(204);
   }, 120_000);
 
   it('a VM that ended before its primary\'s host died: the backup takes it over and serves the whole output and the status', async () => {

@@ -216,7 +216,7 @@ export function checkStart(raw: unknown): StartAction {
   let publish: number[] = [];
   if (o.publish !== undefined) {
     if (!Array.isArray(o.publish)) return bad(`"publish" must be an array of TCP ports, not ${typeName(o.publish)}`);
-    if (o.publish.length > PUBLISH_PORTS_MAX) return bad(`"publish" names ${o.publish.length} ports, more than ${PUBLISH_PORTS_MAX}`);
+    if (o.publish.length > PUBLISH_PORTS_MAX) return tooLarge(`"publish" names ${o.publish.length} ports, more than ${PUBLISH_PORTS_MAX}`);
     publish = o.publish.map((p, i) => integerIn(p, `publish[${i}]`, 1, 65535));
     if (new Set(publish).size !== publish.length) return bad('"publish" names a port twice');
   }

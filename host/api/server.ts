@@ -210,6 +210,8 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
     // Every part's errors carry a catalogued code (HostError, FtvmError, GuestLoadError, ModuleStoreError, MeterPoolError, ArbiterError, ...).
     if (isErrorCode(err.code)) return fail(reply, err.code, err instanceof ArbiterError ? `the arbiter: ${err.message}` : err.message);
+    // a list, text or map longer than its schema allows is too large (413), as action.ts says of every size limit; any other mismatch is a bad request
+    if (Array.isArray(err.validation) && err.validation.some((v: { keyword?: string }) => v.keyword === 'maxItems' || v.keyword === 'maxLength' || v.keyword === 'maxProperties')) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
     if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
     if (err.statusCode === 413) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
     if (err.statusCode && err.statusCode < 500) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { LocalCluster } from '../cluster/local.ts';
 import { CLUSTER_HOSTS_MAX, CLUSTER_UP, intOption, parseCommand, usageLine, type OptionValues } from './commands.ts';
 import { fileError, usageError } from './errors.ts';
+import { keepWritingOnErrors } from './host-output.ts';
 
 /** `ftvm cluster up --help`, from the command table. */
 export const CLUSTER_HELP = CLUSTER_UP.help;
@@ -18,6 +19,8 @@ export const CLUSTER_HELP = CLUSTER_UP.help;
  * started (exit status 1).
  */
 export async function clusterMain(argv: string[]): Promise<number> {
+  // A long-running command: a reader of its output that goes away (EPIPE) or a full disk must not end it.
+  keepWritingOnErrors();
   const [what, ...rest] = argv;
   if (what === '-h' || what === '--help') {
     process.stdout.write(CLUSTER_UP.help);

@@ -5,6 +5,7 @@ import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
 import { FtHost } from '../cluster/host.ts';
 import { HOST, intOption, parseCommand, usageLine } from './commands.ts';
 import { usageError } from './errors.ts';
+import { keepWritingOnErrors } from './host-output.ts';
 
 /** `ftvm host --help`, from the command table. */
 export const HOST_HELP = HOST.help;
@@ -16,6 +17,8 @@ export const HOST_HELP = HOST.help;
  * without) is one line "ftvm host: CODE: message" on stderr, never a stack trace.
  */
 export async function main(argv: string[]): Promise<number> {
+  // A long-running command: a reader of its output that goes away (EPIPE) or a full disk must not end it.
+  keepWritingOnErrors();
   try {
     return await runHost(argv);
   } catch (e) {

@@ -88,3 +88,14 @@ for (const out of [hostStdout, hostStderr]) {
 export function outputLost(): boolean {
   return hostStdout.state === 'failed' || hostStderr.state === 'failed';
 }
+
+/**
+ * For the long-running commands (`ftvm host`, `ftvm cluster up`), which write
+ * through process.stdout and process.stderr so that a slow reader never
+ * blocks their event loop: a write error on either (EPIPE when the reader
+ * went away, ENOSPC) is dropped instead of ending the process as an
+ * unhandled 'error' event would; the host keeps serving its VMs.
+ */
+export function keepWritingOnErrors(): void {
+  for (const s of [process.stdout, process.stderr]) if (s.listenerCount('error') === 0) s.on('error', () => {});
+}

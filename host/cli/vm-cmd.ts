@@ -11,9 +11,11 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { checkStartBody } from '../api/action.ts';
+import { FtvmError } from '../errors.ts';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { INLINE_MODULE_BYTES_MAX, intOption, parseCommand, VM_COMMANDS, VM_HELP, type VmSub } from './commands.ts';
-import { describeFailure, EXIT, usageError } from './errors.ts';
+import { describeFailure, EXIT, fileError, onFile, usageError } from './errors.ts';
+import { hostStderr, hostStdout, outputLost, type HostOutput } from './host-output.ts';
 import { FOLLOW_RETRY_MS, CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
 export { INLINE_MODULE_BYTES_MAX, VM_HELP } from './commands.ts';
@@ -27,11 +29,13 @@ export { INLINE_MODULE_BYTES_MAX, VM_HELP } from './commands.ts';
  */
 export async function vmMain(argv: string[]): Promise<number> {
   try {
-    return await vmCommand(argv);
+    const status = await vmCommand(argv);
+    // output that could not be written (ENOSPC; said once on stderr) fails the command, as under `ftvm run`
+    return outputLost() ? EXIT.failure : status;
   } catch (e) {
     const cmd = subCommandAt(argv) >= 0 ? argv[subCommandAt(argv)]! : '';
     const { line, status } = describeVmFailure(e);
-    process.stderr.write(`ftvm vm${cmd ? ` ${cmd}` : ''}: ${line}\n`);
+    hostStderr.write(`ftvm vm${cmd ? ` ${cmd}` : ''}: ${line}\n`);
     return status;
   }
 }
@@ -64,21 +68,21 @@ async function vmCommand(argv: string[]): Promise<number> {
   const at = subCommandAt(argv);
   if (at < 0) {
     if (argv.includes('--help') || argv.includes('-h')) {
-      process.stdout.write(VM_HELP);
+      hostStdout.write(VM_HELP);
       return 0;
     }
-    process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: a command is required: ${Object.keys(VM_COMMANDS).join(', ')} (see ftvm vm --help)\n`);
+    hostStderr.write(`ftvm vm: FTVM_ERR_USAGE: a command is required: ${Object.keys(VM_COMMANDS).join(', ')} (see ftvm vm --help)\n`);
     return EXIT.usage;
   }
   const cmd = argv[at]!;
   if (!Object.hasOwn(VM_COMMANDS, cmd)) {
-    process.stderr.write(`ftvm vm: FTVM_ERR_USAGE: unknown command "${cmd}" (see ftvm vm --help)\n`);
+    hostStderr.write(`ftvm vm: FTVM_ERR_USAGE: unknown command "${cmd}" (see ftvm vm --help)\n`);
     return EXIT.usage;
   }
   const spec = VM_COMMANDS[cmd as VmSub];
   const parsed = parseCommand(spec, [...argv.slice(0, at), ...argv.slice(at + 1)]);
   if (parsed.help) {
-    process.stdout.write(spec.help);
+    hostStdout.write(spec.help);
     return 0;
   }
   // Each sub-command declares its own flags; read here through one view of them all.
@@ -111,14 +115,15 @@ async function vmCommand(argv: string[]): Promise<number> {
     if (r.status >= 300) throw new ApiCallError(r.status, r.json);
     return r.json;
   };
-  const print = (x: unknown): void => void process.stdout.write(`${JSON.stringify(x)}\n`);
+  const print = (x: unknown): void => hostStdout.write(`${JSON.stringify(x)}\n`);
   const needName = (): string => {
     if (!name) throw usageError('a VM name is required');
     return encodeURIComponent(name);
   };
   // integers are checked for their shape here; their limits are the API's (one validator for every door)
-  const int = (flag: string, v: string | undefined, min = Number.MIN_SAFE_INTEGER): number | undefined => intOption(`--${flag}`, v, min);
-  const connection = async (): Promise<number> => int('conn', values.conn, 0) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
+  const int = (flag: string, v: string | undefined, min = Number.MIN_SAFE_INTEGER, max?: number): number | undefined => intOption(`--${flag}`, v, min, max);
+  // a connection id is a u32 (the API's own rule), checked before a request goes out
+  const connection = async (): Promise<number> => int('conn', values.conn, 0, 0xffffffff) ?? ((await call('POST', '/v1/connections')) as { conn: number }).conn;
   try {
     switch (cmd) {
       case 'start': {
@@ -135,7 +140,7 @@ async function vmCommand(argv: string[]): Promise<number> {
             }),
           );
         }
-        if (values['stdin-file']) body.stdinBase64 = readFileSync(values['stdin-file']).toString('base64');
+        if (values['stdin-file']) body.stdinBase64 = onFile('--stdin-file', values['stdin-file'], 'read', () => readFileSync(values['stdin-file']!)).toString('base64');
         body.memoryMiB = int('memory-mib', values['memory-mib']);
         body.cpuPercent = int('cpu-percent', values['cpu-percent']);
         if (values.publish) {
@@ -147,19 +152,26 @@ async function vmCommand(argv: string[]): Promise<number> {
           body.publish = ports;
         }
         // the body by the API's own rules (host/api/action.ts), with a stand-in for a module not read yet
-        checkStartBody(values.module ? { ...body, moduleHash: '0'.repeat(64) } : body);
+        // (a body the flags made that breaks a rule is a wrong command line: FTVM_ERR_USAGE with the API's words)
+        try {
+          checkStartBody(values.module ? { ...body, moduleHash: '0'.repeat(64) } : body);
+        } catch (e) {
+          if (e instanceof FtvmError && e.code === 'FTVM_ERR_BAD_REQUEST') throw usageError(e.message);
+          throw e;
+        }
         // every flag is checked before the module is read or uploaded
         let hash: string | null = null;
         if (values.module) {
-          const size = statSync(values.module).size;
-          hash = await fileHash(values.module);
-          if (size <= INLINE_MODULE_BYTES_MAX) body.module = readFileSync(values.module).toString('base64');
+          const file = values.module;
+          const size = onFile('--module', file, 'read', () => statSync(file).size);
+          hash = await fileHash(file, '--module');
+          if (size <= INLINE_MODULE_BYTES_MAX) body.module = onFile('--module', file, 'read', () => readFileSync(file)).toString('base64');
           else {
             await upload(api, token, values.module, hash, false);
             body.moduleHash = hash;
           }
         }
-        process.stderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
+        hostStderr.write(`starting ${name} (a module is metered once, on its first start: that can take seconds, or minutes for a large one)...\n`);
         const watch = hash ? watchMetering(api, token, hash) : null;
         try {
           print(await call('POST', '/v1/vms', body));
@@ -175,7 +187,7 @@ async function vmCommand(argv: string[]): Promise<number> {
       }
       case 'upload': {
         const file = name!;
-        print(await upload(api, token, file, await fileHash(file), true));
+        print(await upload(api, token, file, await fileHash(file, 'module'), true));
         return 0;
       }
       case 'modules':
@@ -198,8 +210,9 @@ async function vmCommand(argv: string[]): Promise<number> {
         return 0;
       case 'logs':
       case 'output': {
-        const one = values.stdout === true ? (values.stderr === true ? null : 'stdout') : values.stderr === true ? 'stderr' : null;
-        if (values.all === true && one !== null) throw usageError(`--all prints both streams: give it or --${one}, not both`);
+        const given = (['stdout', 'stderr', 'all'] as const).filter((f) => values[f] === true);
+        if (given.length > 1) throw usageError(`give one of --stdout, --stderr and --all, not ${given.map((f) => `--${f}`).join(' and ')}`);
+        const one = given[0] === 'stdout' || given[0] === 'stderr' ? given[0] : null;
         // `logs` shows both streams unless told one; `output`, its older name, shows stdout unless told
         const streams: Stream[] = one !== null ? [one] : cmd === 'output' && values.all !== true && values.stderr !== true ? ['stdout'] : ['stdout', 'stderr'];
         return await followLogs(api, token, needName(), streams, values.follow === true, `ftvm vm ${cmd}`);
@@ -221,14 +234,14 @@ async function vmCommand(argv: string[]): Promise<number> {
     }
   } catch (e) {
     const { line, status } = describeVmFailure(e);
-    process.stderr.write(`ftvm vm ${cmd}: ${line}\n`);
+    hostStderr.write(`ftvm vm ${cmd}: ${line}\n`);
     return status;
   }
 }
 
 /** Prints a connection's outputs as they come, one JSON line each, until `count` arrived or SIGINT. */
 async function tail(api: string, token: string, name: string, conn: number, after: number, count: number, announce: boolean): Promise<number> {
-  if (announce) process.stderr.write(`ftvm vm tail: connection ${conn} (send on it with: ftvm vm send ${decodeURIComponent(name)} TEXT --conn ${conn})\n`);
+  if (announce) hostStderr.write(`ftvm vm tail: connection ${conn} (send on it with: ftvm vm send ${decodeURIComponent(name)} TEXT --conn ${conn})\n`);
   const stop = new AbortController();
   const onSig = (): void => stop.abort();
   process.once('SIGINT', onSig);
@@ -250,7 +263,7 @@ async function tail(api: string, token: string, name: string, conn: number, afte
         buf = buf.slice(i + 2);
         const data = /^data: (.*)$/m.exec(block);
         if (data && /^event: output$/m.test(block)) {
-          process.stdout.write(`${data[1]}\n`);
+          hostStdout.write(`${data[1]}\n`);
           seen++;
         }
       }
@@ -287,7 +300,7 @@ type GuestEnd = { outcome: string; status?: number; message?: string };
  */
 async function followLogs(api: string, token: string, name: string, streams: Stream[], follow: boolean, label: string): Promise<number> {
   const stop = new AbortController();
-  const sinkOf = (s: Stream): NodeJS.WriteStream => (streams.length === 1 || s === 'stdout' ? process.stdout : process.stderr);
+  const sinkOf = (s: Stream): HostOutput => (streams.length === 1 || s === 'stdout' ? hostStdout : hostStderr);
   let ends: (GuestEnd | null)[];
   try {
     ends = await Promise.all(streams.map((s) => followStream(api, token, name, s, follow, sinkOf(s), label, stop.signal)));
@@ -299,10 +312,10 @@ async function followLogs(api: string, token: string, name: string, streams: Str
   if (end.outcome === 'exit') {
     const status = end.status ?? 0;
     if (status >= 0 && status <= 123) return status;
-    process.stderr.write(`${label}: FTVM_ERR_EXIT_STATUS: the guest exited with status ${status}\n`);
+    hostStderr.write(`${label}: FTVM_ERR_EXIT_STATUS: the guest exited with status ${status}\n`);
     return 1;
   }
-  process.stderr.write(`${label}: the guest ${end.outcome === 'trap' ? `trapped: ${end.message ?? ''}` : `ended (${end.outcome})`}\n`);
+  hostStderr.write(`${label}: the guest ${end.outcome === 'trap' ? `trapped: ${end.message ?? ''}` : `ended (${end.outcome})`}\n`);
   return end.outcome === 'trap' ? 125 : 1;
 }
 
@@ -313,7 +326,7 @@ async function followLogs(api: string, token: string, name: string, streams: Str
  * failover under way) is retried for FOLLOW_RETRY_MS. Resolves with the end
  * (null without `follow`, or when `signal` stopped it).
  */
-async function followStream(api: string, token: string, name: string, stream: Stream, follow: boolean, sink: NodeJS.WriteStream, label: string, signal: AbortSignal): Promise<GuestEnd | null> {
+async function followStream(api: string, token: string, name: string, stream: Stream, follow: boolean, sink: HostOutput, label: string, signal: AbortSignal): Promise<GuestEnd | null> {
   let from = 0;
   let failingSince: number | null = null;
   while (!signal.aborted) {
@@ -334,9 +347,11 @@ async function followStream(api: string, token: string, name: string, stream: St
     if (r.status >= 300) throw new ApiCallError(r.status, r.json);
     failingSince = null;
     const o = r.json as { from: number; next: number; base64: string; end: GuestEnd | null };
-    if (o.from > from) process.stderr.write(`${label}: ${o.from - from} bytes of ${stream} were dropped (the host keeps the last 1 MiB)\n`);
+    if (o.from > from) hostStderr.write(`${label}: ${o.from - from} bytes of ${stream} were dropped (the host keeps the last 1 MiB)\n`);
     const bytes = Buffer.from(o.base64, 'base64');
-    if (bytes.length) await new Promise<void>((res) => sink.write(bytes, () => res()));
+    if (bytes.length) sink.write(bytes);
+    // the reader went away (EPIPE: `| head`) or the output failed (ENOSPC: reported once, exit status 1): nothing more to copy
+    if (sink.state !== 'open') return null;
     from = o.next;
     if (!follow) return null;
     if (o.end) return o.end;
@@ -413,13 +428,13 @@ function httpCall(
   });
 }
 
-/** SHA-256 of a file, hex, read as a stream. */
-function fileHash(file: string): Promise<string> {
+/** SHA-256 of a file, hex, read as a stream. Errors: fileError's codes (FTVM_ERR_FILE_*), naming the file as `what`. */
+function fileHash(file: string, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
     createReadStream(file)
       .on('data', (c) => h.update(c))
-      .on('error', reject)
+      .on('error', (e) => reject(fileError(e, what, file, 'read')))
       .on('end', () => resolve(h.digest('hex')));
   });
 }
@@ -435,7 +450,7 @@ async function upload(api: string, token: string, file: string, hash: string, fo
   if (!force) {
     const head = await httpCall('HEAD', `${api}/v1/modules/${hash}`, token);
     if (head.status === 200) {
-      process.stderr.write(`the host has ${file} already (${hash.slice(0, 12)})\n`);
+      hostStderr.write(`the host has ${file} already (${hash.slice(0, 12)})\n`);
       return { module: hash, created: false };
     }
   }
@@ -448,14 +463,14 @@ async function upload(api: string, token: string, file: string, hash: string, fo
     sent += c.length;
     if (tty && (sent === size || Date.now() - shownAt > 200)) {
       shownAt = Date.now();
-      process.stderr.write(`\ruploading ${file}: ${mb(sent)} / ${mb(size)} MB`);
+      hostStderr.write(`\ruploading ${file}: ${mb(sent)} / ${mb(size)} MB`);
     }
   });
-  if (!tty) process.stderr.write(`uploading ${file} (${mb(size)} MB)...\n`);
+  if (!tty) hostStderr.write(`uploading ${file} (${mb(size)} MB)...\n`);
   const r = await httpCall('PUT', `${api}/v1/modules`, token, { type: 'application/wasm', stream, length: size });
-  if (tty) process.stderr.write('\n');
+  if (tty) hostStderr.write('\n');
   if (r.status >= 300) throw new ApiCallError(r.status, r.json);
-  process.stderr.write(`uploaded ${file}: ${hash.slice(0, 12)}\n`);
+  hostStderr.write(`uploaded ${file}: ${hash.slice(0, 12)}\n`);
   return r.json;
 }
 
@@ -475,11 +490,11 @@ function watchMetering(api: string, token: string, hash: string): { stop: () => 
     if (!j || stopped) return;
     const line = j.state === 'metering' ? `metering ${hash.slice(0, 12)}: ${Math.round(j.ms / 1000)} s` : `waiting to be metered (${j.ahead} ahead): ${Math.round(j.ms / 1000)} s`;
     if (tty) {
-      process.stderr.write(`\r${line}   `);
+      hostStderr.write(`\r${line}   `);
       shown = true;
     } else if (Date.now() - lastLine >= 10_000) {
       lastLine = Date.now();
-      process.stderr.write(`${line}\n`);
+      hostStderr.write(`${line}\n`);
     }
   };
   let stopped = false;
@@ -488,7 +503,7 @@ function watchMetering(api: string, token: string, hash: string): { stop: () => 
     stop: () => {
       stopped = true;
       clearInterval(timer);
-      if (shown) process.stderr.write('\n');
+      if (shown) hostStderr.write('\n');
     },
   };
 }

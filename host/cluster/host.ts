@@ -2609,12 +2609,19 @@ export class FtHost {
    * A client message for a VM: to its primary replica here, or forwarded to
    * the host that has it. A client-port or REST message (one without a stream
    * offset `off`) past the VM's input bound (host/limits.ts INPUT_INBOX_MAX, INPUT_INBOX_BYTES_MAX) is refused:
-   * HostError FTVM_ERR_BUSY, nothing is queued. A TCP connection's messages
-   * through a published port are never refused here: their ingress sends no
-   * more than the connection's window.
+   * HostError FTVM_ERR_BUSY, nothing is queued; one for a VM that ended is
+   * FTVM_ERR_VM_ENDED, and one a client sends to a VM no host knows is
+   * FTVM_ERR_NOT_FOUND. A TCP connection's messages through a published port
+   * are never refused here: their ingress sends no more than the connection's
+   * window.
    */
   private route(name: string, conn: number, data: Uint8Array, eof: boolean, hops: number, off?: number, window?: number): void {
     const vm = this.vms.get(name);
+    if (off === undefined) {
+      // a client's message (not a TCP stream's piece): refused, with its code, where it cannot go
+      if (vm?.end || this.infos.get(name)?.info.state === 'ended') throw new HostError('FTVM_ERR_VM_ENDED', `${name} has ended: it takes no more messages`);
+      if (hops === 0 && !vm && !this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    }
     if (vm && vm.role === 'primary' && !vm.claiming) {
       if (off === undefined) {
         const q = vm.handle.inboxed;

@@ -74,8 +74,21 @@ export class KvLoad {
     const keys = [...this.acked.keys()];
     for (let i = 0; i < keys.length; i += 200) {
       const batch = keys.slice(i, i + 200);
-      for (const k of batch) this.client.send(this.vm, `g-${k} GET ${k}`);
-      await eventually(`reads of ${batch.length} keys`, () => (batch.every((k) => this.answers.has(`g-${k}`)) ? true : undefined), 10_000);
+      // a read is retried until answered, as every request is: a send may be refused (FTVM_ERR_BUSY) or lost in a failover
+      let sentAt = 0;
+      await eventually(
+        `reads of ${batch.length} keys`,
+        () => {
+          const unanswered = batch.filter((k) => !this.answers.has(`g-${k}`));
+          if (!unanswered.length) return true;
+          if (performance.now() - sentAt >= 700) {
+            sentAt = performance.now();
+            for (const k of unanswered) this.client.send(this.vm, `g-${k} GET ${k}`);
+          }
+          return undefined;
+        },
+        30_000,
+      );
       for (const k of batch) if (this.answers.get(`g-${k}`) !== `g-${k} VALUE ${this.acked.get(k)}`) bad.push(k);
     }
     return bad;

@@ -13,6 +13,10 @@
 // reactor), function, table, memory, global (the reactor's count), export,
 // elem (every worker function in table 0), code, data.
 
+import { name, s32, u32, vec } from '../host/bench/wasm-bytes.ts';
+
+export { s32, u32 };
+
 /** What `bigModule` builds. */
 export interface BigModuleOptions {
   /** bytes of the data segment (placed at 64 KiB) */
@@ -25,36 +29,7 @@ export interface BigModuleOptions {
   reactor?: boolean;
 }
 
-/** Unsigned LEB128 of a non-negative integer below 2^32 (spec 5.2.2). */
-export function u32(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-/** Signed LEB128 of an i32 (spec 5.2.2). */
-export function s32(n: number): number[] {
-  const out: number[] = [];
-  n |= 0;
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
 const section = (id: number, body: Uint8Array | number[]): Uint8Array[] => [Uint8Array.from([id, ...u32(body.length)]), body instanceof Uint8Array ? body : Uint8Array.from(body)];
-const vec = (items: number[][]): number[] => [...u32(items.length), ...items.flat()];
-const name = (s: string): number[] => [...u32(s.length), ...Buffer.from(s)];
 
 /** The expected stdout of `bigModule`'s `_start`: the first function's result for 7. */
 export function bigModuleOutput(): string {

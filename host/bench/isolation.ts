@@ -28,6 +28,7 @@ import type { FtClient } from '../cluster/client.ts';
 import { LocalCluster, eventually } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
 import { markdownTable } from './table.ts';
+import { name, s32, u32, vec } from './wasm-bytes.ts';
 
 export interface IsolationBenchOptions {
   /** rounds of the three phases (default 3) */
@@ -69,29 +70,7 @@ export interface PhaseResult {
 
 // ---- the guests, written byte by byte (WebAssembly core spec 1.0, section 5.5) ----
 
-const u32 = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
-const s32 = (n: number): number[] => {
-  const out: number[] = [];
-  n |= 0;
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...out, b];
-    out.push(b | 0x80);
-  }
-};
 const section = (id: number, body: number[]): number[] => [id, ...u32(body.length), ...body];
-const vec = (items: number[][]): number[] => [...u32(items.length), ...items.flat()];
-const name = (s: string): number[] => [...u32(s.length), ...Buffer.from(s)];
 
 /**
  * A reactor with no imports: `_initialize` grows its memory by `growPages`

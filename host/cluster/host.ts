@@ -2313,17 +2313,36 @@ export class FtHost {
     if (!p) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
     if (p.host === this.id || this.vms.get(name)?.role === 'primary') return this.adminHere(op, name);
     if (!this.alive(p.host)) throw new HostError('FTVM_ERR_UNAVAILABLE', `the primary's host ${p.host} is not answering; a failover may be under way`);
+    await this.askPrimaryHost(p.host, (id) => ({ t: 'admin', id, op, vm: name }));
+  }
+
+  /**
+   * Sends the request `make(id)` builds to `host` (the primary's host) and
+   * resolves when it answers ('admin-res' with that id), or rejects with the
+   * code of its answer. Errors: HostError FTVM_ERR_UNAVAILABLE (no link, no
+   * answer within ADMIN_TIMEOUT_MS, ADMIN_WAITS_MAX requests waiting
+   * already), or the answer's code.
+   */
+  private askPrimaryHost(host: string, make: (id: number) => WireMessage, onRefused?: (e: Error) => void): Promise<void> {
+    if (this.adminWaits.size >= ADMIN_WAITS_MAX) return Promise.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.adminWaits.size} requests wait for other hosts already; try again shortly`));
     const id = ++this.adminIds;
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.adminWaits.delete(id);
-        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
       }, ADMIN_TIMEOUT_MS);
-      this.adminWaits.set(id, { resolve, reject, timer });
-      if (!this.toPeer(p.host, { t: 'admin', id, op, vm: name })) {
+      this.adminWaits.set(id, {
+        resolve,
+        reject: (e) => {
+          onRefused?.(e);
+          reject(e);
+        },
+        timer,
+      });
+      if (!this.toPeer(host, make(id))) {
         clearTimeout(timer);
         this.adminWaits.delete(id);
-        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${p.host}, the primary's host`));
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${host}, the primary's host`));
       }
     });
   }
@@ -2440,27 +2459,11 @@ export class FtHost {
     if ((vm && vm.role === 'primary' && !vm.claiming) || p.host === this.id || !this.alive(p.host)) return this.route(name, conn, data, eof, 0);
     const until = this.busyUntil.get(name);
     if (until !== undefined && performance.now() < until) throw new HostError('FTVM_ERR_BUSY', `${name}'s input queue was full a moment ago; send again later`);
-    if (this.adminWaits.size >= ADMIN_WAITS_MAX) throw new HostError('FTVM_ERR_UNAVAILABLE', `${this.adminWaits.size} requests wait for other hosts already; try again shortly`);
-    const id = ++this.adminIds;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.adminWaits.delete(id);
-        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
-      }, ADMIN_TIMEOUT_MS);
-      this.adminWaits.set(id, {
-        resolve,
-        reject: (e) => {
-          if (e instanceof HostError && e.code === 'FTVM_ERR_BUSY') this.busyFor(name, -1);
-          reject(e);
-        },
-        timer,
-      });
-      if (!this.toPeer(p.host, { t: 'fwd', vm: name, conn, data, eof, hops: 1, id })) {
-        clearTimeout(timer);
-        this.adminWaits.delete(id);
-        reject(new HostError('FTVM_ERR_UNAVAILABLE', `no link to ${p.host}, the primary's host`));
-      }
-    });
+    await this.askPrimaryHost(
+      p.host,
+      (id) => ({ t: 'fwd', vm: name, conn, data, eof, hops: 1, id }),
+      (e) => e instanceof HostError && e.code === 'FTVM_ERR_BUSY' && this.busyFor(name, -1),
+    );
   }
 
   /** Outputs for an API connection after `after` (a sequence number), waiting up to `waitMs` (or until `signal` aborts) for the first. */

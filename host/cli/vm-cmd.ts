@@ -428,7 +428,7 @@ function httpCall(
   });
 }
 
-/** SHA-256 of a file, hex, read as a stream. Errors: fileError's codes (FTVM_ERR_FILE_*), naming the file as `what`. */
+/** SHA-256 of a file, hex, read as a stream. Errors: fileError's codes (FTVM_ERR_FILE_NOT_FOUND, FTVM_ERR_FILE_IS_DIR, FTVM_ERR_FILE_ACCESS, FTVM_ERR_FILE_IO), naming the file as `what`. */
 function fileHash(file: string, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');

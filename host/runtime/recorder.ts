@@ -57,7 +57,7 @@ export interface RecordOptions {
   stdinRead?: (maxBytes: number) => Uint8Array;
   /** at most one digest per this many counts */
   digestEvery?: bigint;
-  /** the largest share of the run's time that digests may take (default 0.02); 1 digests at every interval */
+  /** the largest share of the run's time that digests may take (default 0.02): a digest is skipped while the last one took longer than this share of the time since; Infinity digests at every interval */
   digestBudget?: number;
   meter?: Pick<MeterOptions, 'depthLimit' | 'memoryLimitPages' | 'canonicalizeNaNs' | 'cacheDir'>;
   onStdout?: (bytes: Uint8Array) => void;

@@ -1,5 +1,5 @@
 // The local cluster the tests run (real host processes; see host/cluster/local.ts).
-import { LocalCluster } from '../host/cluster/local.ts';
+import { eventually, LocalCluster } from '../host/cluster/local.ts';
 
 export { LocalCluster as Cluster, eventually, freePort } from '../host/cluster/local.ts';
 
@@ -23,6 +23,22 @@ export function apiOf(cluster: LocalCluster): (host: string, method: string, pat
     const text = await r.text();
     return { status: r.status, json: text ? JSON.parse(text) : null };
   };
+}
+
+/**
+ * Sends one request line (its first word an id) to VM `vm` through `host`'s
+ * REST API on API connection `conn`, and waits (bounded) for the output on
+ * that connection that starts with the same id; throws if the send is not
+ * accepted (202).
+ */
+export async function askVm(api: ReturnType<typeof apiOf>, host: string, vm: string, conn: number, line: string): Promise<string> {
+  const sent = await api(host, 'POST', `/v1/vms/${vm}/messages`, { conn, data: line });
+  if (sent.status !== 202) throw new Error(`sending ${line} to ${vm} through ${host}: ${sent.status} ${JSON.stringify(sent.json)}`);
+  const id = line.split(' ')[0]!;
+  return eventually(`the answer to ${line}`, async () => {
+    const r = await api(host, 'GET', `/v1/vms/${vm}/outputs?conn=${conn}&waitMs=1000`);
+    return (r.json as { data: string }[]).map((o) => o.data).find((d) => d.startsWith(`${id} `));
+  });
 }
 
 /** The named events host `host` of `cluster` recorded (GET /v1/events), those named `name` only when given. */

@@ -15,7 +15,7 @@ import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameDecoder, mac, nonce, WIRE_VERSION, type WireMessage } from '../host/cluster/wire.ts';
 import { PEER_FRAME_BYTES_MAX } from '../host/limits.ts';
-import { apiOf, Cluster, eventually } from './cluster.ts';
+import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
 
 const RUNS = Number(process.env.FTVM_FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 2024);
@@ -118,15 +118,8 @@ async function openPeer(host: string): Promise<Peer> {
 let conn = 0;
 let before: { gen: number; primary: string; backup: string };
 
-/** Sends one kv request to the keeper through `host`'s REST API and waits (bounded) for its answer. */
-async function ask(host: string, line: string): Promise<string> {
-  expect((await api(host, 'POST', `/v1/vms/${KEEPER}/messages`, { conn, data: line })).status).toBe(202);
-  const id = line.split(' ')[0]!;
-  return eventually(`the answer to ${line}`, async () => {
-    const r = await api(host, 'GET', `/v1/vms/${KEEPER}/outputs?conn=${conn}&waitMs=1000`);
-    return (r.json as { data: string }[]).map((o) => o.data).find((d) => d.startsWith(`${id} `));
-  });
-}
+/** Sends one kv request to the keeper through `host` and waits (bounded) for its answer. */
+const ask = (host: string, line: string): Promise<string> => askVm(api, host, KEEPER, conn, line);
 
 beforeAll(async () => {
   for (const id of HOSTS) await cluster.add(id);

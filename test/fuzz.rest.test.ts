@@ -10,7 +10,7 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiOf, Cluster, eventually } from './cluster.ts';
+import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
 
 const RUNS = Number(process.env.FTVM_FUZZ_RUNS ?? 200);
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 1414);
@@ -251,14 +251,7 @@ async function send(r: Req): Promise<{ status: number; json: any; text: string }
 }
 
 /** Sends one kv request to the keeper through `host` and waits (bounded) for its answer. */
-async function ask(host: string, conn: number, line: string): Promise<string> {
-  expect((await api(host, 'POST', `/v1/vms/${KEEPER}/messages`, { conn, data: line })).status).toBe(202);
-  const id = line.split(' ')[0]!;
-  return eventually(`the answer to ${line}`, async () => {
-    const r = await api(host, 'GET', `/v1/vms/${KEEPER}/outputs?conn=${conn}&waitMs=1000`);
-    return (r.json as { data: string }[]).map((o) => o.data).find((d) => d.startsWith(`${id} `));
-  });
-}
+const ask = (host: string, conn: number, line: string): Promise<string> => askVm(api, host, KEEPER, conn, line);
 
 beforeAll(async () => {
   for (const id of HOSTS) await cluster.add(id);

@@ -16,7 +16,7 @@ import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameDecoder, mac, nonce, WIRE_VERSION, WireError, type WireMessage } from '../host/cluster/wire.ts';
 import { CLIENT_FRAME_BYTES_MAX, PEER_FRAME_BYTES_MAX } from '../host/limits.ts';
-import { apiOf, Cluster, eventually } from './cluster.ts';
+import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
 
 const RUNS = Number(process.env.FTVM_FUZZ_RUNS ?? 200);
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 1414);
@@ -123,14 +123,7 @@ async function settle(c: Conn, cond: () => boolean, ms = SETTLE_MS): Promise<voi
 }
 
 /** Sends one kv request to the keeper through `host` and waits (bounded) for its answer. */
-async function ask(host: string, conn: number, line: string): Promise<string> {
-  expect((await api(host, 'POST', `/v1/vms/${KEEPER}/messages`, { conn, data: line })).status).toBe(202);
-  const id = line.split(' ')[0]!;
-  return eventually(`the answer to ${line}`, async () => {
-    const r = await api(host, 'GET', `/v1/vms/${KEEPER}/outputs?conn=${conn}&waitMs=1000`);
-    return (r.json as { data: string }[]).map((o) => o.data).find((d) => d.startsWith(`${id} `));
-  });
-}
+const ask = (host: string, conn: number, line: string): Promise<string> => askVm(api, host, KEEPER, conn, line);
 
 function hostsAlive(what: string): void {
   for (const id of HOSTS) expect(cluster.host(id).proc.exitCode, `host ${id} ended after ${what}`).toBeNull();

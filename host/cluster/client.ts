@@ -47,7 +47,7 @@ export interface ClientEvents {
   close: [];
   /** connected again, to this host, with the same connection id */
   reconnect: [string];
-  /** a send was refused (code FTVM_ERR_BUSY: the VM's input queue is full; send again later) */
+  /** a send was refused, with its code: FTVM_ERR_BUSY (the VM's input queue is full; send again later), FTVM_ERR_VM_ENDED, FTVM_ERR_NOT_FOUND, FTVM_ERR_BAD_REQUEST, FTVM_ERR_TOO_LARGE */
   refused: [{ vm: string; code: string; message: string }];
 }
 

@@ -56,17 +56,30 @@ export class KvLoad {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
   }
-  /** Retries what is unanswered until everything is. */
-  async drain(ms = 20_000): Promise<void> {
+  /**
+   * Sends the requests `unanswered()` names (their texts) every `everyMs`
+   * until it names none, at most `ms`: a send may be refused
+   * (FTVM_ERR_BUSY) or lost in a failover, so every request is retried.
+   */
+  private async untilAnswered(what: string, unanswered: () => string[], everyMs: number, ms: number): Promise<void> {
+    let sentAt = -Infinity;
     await eventually(
-      'every write answered',
-      async () => {
-        for (const p of this.pending.values()) this.client.send(this.vm, p.text);
-        await new Promise((r) => setTimeout(r, 150));
-        return this.pending.size === 0 ? true : undefined;
+      what,
+      () => {
+        const texts = unanswered();
+        if (!texts.length) return true;
+        if (performance.now() - sentAt >= everyMs) {
+          sentAt = performance.now();
+          for (const t of texts) this.client.send(this.vm, t);
+        }
+        return undefined;
       },
       ms,
     );
+  }
+  /** Retries what is unanswered until everything is. */
+  async drain(ms = 20_000): Promise<void> {
+    await this.untilAnswered('every write answered', () => [...this.pending.values()].map((p) => p.text), 150, ms);
   }
   /** Reads every acknowledged key back; returns the ones missing or wrong. */
   async verify(): Promise<string[]> {
@@ -74,21 +87,7 @@ export class KvLoad {
     const keys = [...this.acked.keys()];
     for (let i = 0; i < keys.length; i += 200) {
       const batch = keys.slice(i, i + 200);
-      // a read is retried until answered, as every request is: a send may be refused (FTVM_ERR_BUSY) or lost in a failover
-      let sentAt = 0;
-      await eventually(
-        `reads of ${batch.length} keys`,
-        () => {
-          const unanswered = batch.filter((k) => !this.answers.has(`g-${k}`));
-          if (!unanswered.length) return true;
-          if (performance.now() - sentAt >= 700) {
-            sentAt = performance.now();
-            for (const k of unanswered) this.client.send(this.vm, `g-${k} GET ${k}`);
-          }
-          return undefined;
-        },
-        30_000,
-      );
+      await this.untilAnswered(`reads of ${batch.length} keys`, () => batch.filter((k) => !this.answers.has(`g-${k}`)).map((k) => `g-${k} GET ${k}`), 700, 30_000);
       for (const k of batch) if (this.answers.get(`g-${k}`) !== `g-${k} VALUE ${this.acked.get(k)}`) bad.push(k);
     }
     return bad;

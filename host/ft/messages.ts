@@ -5,6 +5,7 @@
 import type { WireMessage } from '../cluster/wire.ts';
 import type { EntryPayloads } from '../log/format.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import type { StartRequest } from '../cluster/host.ts';
 import { PEER_LIST_MAX as LIST_MAX } from '../limits.ts';
 
 /** A replica's place and whose it is: every message about one VM names it and its generation where the generation decides. */
@@ -79,14 +80,8 @@ export type PeerMessage =
       t: 'start-fwd';
       id: number;
       moduleHash: string;
-      module?: Uint8Array;
-      args?: string[];
-      env?: Record<string, string>;
-      stdin?: Uint8Array;
-      memoryMiB?: number;
-      cpuPercent?: number;
-      publish?: number[];
-    } & AboutVm)
+    } & Omit<StartRequest, 'name' | 'host' | 'moduleHash'> &
+      AboutVm)
   /** how a forwarded start ended: the VM's generation and replicas, or the error's code and message */
   | { t: 'start-res'; id: number; gen: number | null; primary: string | null; backup: string | null; code: string | null; message: string | null };
 

@@ -4,16 +4,21 @@
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
+import { apiOf, Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
+import { freePorts } from './etcd.ts';
+import { Proxy } from './proxy.ts';
+import { INFO_EVERY_MS } from '../host/limits.ts';
 import { watText } from './helpers.ts';
 import { INGRESS_CONNS_PER_VM_MAX, INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
 import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
 
 let c: Cluster | null = null;
 const sockets: Socket[] = [];
+const proxies: Proxy[] = [];
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
   await c?.stop();
+  for (const p of proxies.splice(0)) await p.close();
   c = null;
 });
 
@@ -196,6 +201,37 @@ describe('published ports (TCP into a VM through every live host)', () => {
     expect(x).toBe('x NOTFOUND');
     expect(y).toMatch(/^y INFO 3 3 \d+$/);
     expect(clients.every((cl) => !cl.closed)).toBe(true);
+  });
+
+  it('a connection through the old primary\'s host stays open while a slow new primary takes over', async () => {
+    // the backup's host hears everything late (its peer port behind a proxy): the old primary's host
+    // goes on for several of its publishing rounds (INFO_EVERY_MS) knowing no primary of the VM but its dropped one
+    c = new Cluster(['--fail-ms', '4000', '--heartbeat-ms', '50']);
+    const [peer2] = await freePorts(1);
+    const p2 = new Proxy(`127.0.0.1:${peer2}`);
+    proxies.push(p2);
+    await p2.start();
+    await Promise.all([c.add('h1'), c.add('h2', ['--peer-port', String(peer2), '--advertise-peer', p2.addr])]);
+    await c.linked();
+    const api = apiOf(c);
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvl', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    await eventually('a backup on h2', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/kvl')).json;
+      return r.state === 'running' && r.primary === 'h1' && r.backup === 'h2' ? true : undefined;
+    });
+    const cl = await LineClient.open(`${c.host('h1').public}:${port}`);
+    cl.send('a SET k before');
+    expect((await cl.answers(1))[0]).toMatch(/^a OK \d+$/);
+    const delayMs = 4 * INFO_EVERY_MS;
+    p2.delayMs = delayMs;
+    const asked = Date.now();
+    expect((await api('h1', 'POST', '/v1/vms/kvl/failover')).status).toBe(202);
+    cl.send('b GET k');
+    expect((await cl.answers(2))[1]).toBe('b VALUE before');
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(delayMs); // the new primary did take over late
+    expect(cl.closed).toBe(false);
+    expect((await api('h1', 'GET', '/v1/vms/kvl')).json).toMatchObject({ primary: 'h2', gen: 2 });
   });
 });
 

@@ -830,8 +830,8 @@ export class FtHost {
 
   /**
    * Every VM with published ports that this host knows of (its own replicas,
-   * and what primaries' hosts said) gets listeners here; a VM deleted or
-   * unknown loses them.
+   * and what primaries' hosts said) gets listeners here, and keeps them while
+   * its primary moves to another host; a VM deleted, ended or unknown loses them.
    */
   private publishPorts(): void {
     // a guest that ended has no listener any more, as a process that exited: its ports close and its clients are reset
@@ -842,7 +842,15 @@ export class FtHost {
       else if (vm.publish.length) want.set(vm.name, vm.publish);
     }
     for (const [name, ports] of want) this.ingress.publish(name, ports);
-    for (const name of this.ingress.vms()) if (!want.has(name)) this.ingress.unpublish(name);
+    for (const name of this.ingress.vms()) {
+      if (want.has(name)) continue;
+      // Its primary left this host (a test failover, a lost claim) and the new one has not described
+      // itself yet: the listeners and connections stay, their unacknowledged input kept for the new primary.
+      // A VM deleted (its primary forgotten) or ended loses them.
+      const ended = this.vms.get(name)?.ended === true || this.infos.get(name)?.info.state === 'ended';
+      if (this.primaries.has(name) && !ended) continue;
+      this.ingress.unpublish(name);
+    }
     this.ingress.sweep();
   }
 

@@ -29,6 +29,7 @@ export function ftvm(args: string[], stdin: string | { file: string } = '', time
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr, ms: performance.now() - t0 });
       });
+      child.stdin?.on('error', () => {}); // a child that exits before reading its stdin: EPIPE, and its exit status says the rest
       child.stdin?.end(stdin);
     });
   }

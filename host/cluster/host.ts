@@ -25,7 +25,7 @@ import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
-import type { FromReplica, Output, Snapshot } from './replica.ts';
+import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
 import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
@@ -67,7 +67,12 @@ export interface HostOptions {
   heartbeatMs?: number;
   /** a peer silent this long is dead (default 600 ms) */
   failMs?: number;
-  /** log the backup has not acknowledged, in bytes, at which the primary stalls (default 32 MiB) */
+  /**
+   * log the backup has not acknowledged, in bytes, at which the primary
+   * stalls (default 32 MiB); an integer from 1 to 2^31 - 2 (the replica's
+   * worker reads it from an Int32 slot), else the constructor throws
+   * FTVM_ERR_USAGE
+   */
   unackedLogMax?: number;
   /** the execution lag a backup may have before the primary is slowed (default 100 ms) */
   lagTargetMs?: number;
@@ -172,7 +177,7 @@ interface Vm {
   logBytes: number;
   /** bytes of log frames the backup has not acknowledged */
   unackedBytes: number;
-  /** how often a full buffer stalled the primary */
+  /** how often held outputs past their bounds stalled the primary (the status adds the worker's stalls on the log, handle.logStalls) */
   stalls: number;
   /** when the primary last told the other hosts how the VM is doing */
   toldAt: number;
@@ -499,6 +504,8 @@ export class FtHost {
       clientConnsPerAddressMax: CLIENT_CONNS_PER_ADDRESS_MAX,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
     } as unknown as FtHost['opts'];
+    const u = this.opts.unackedLogMax;
+    if (!Number.isSafeInteger(u) || u < 1 || u >= SIGNAL_SLOT_MAX) throw new FtvmError('FTVM_ERR_USAGE', `--unacked-log-max (unackedLogMax) expects an integer from 1 to ${SIGNAL_SLOT_MAX - 1}, got ${u}`);
     this.detector = new FailureDetector(this.opts.failMs, undefined, 2 * this.opts.heartbeatMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
@@ -612,7 +619,7 @@ export class FtHost {
         ended: vm.ended,
         logBytes: vm.logBytes,
         unackedBytes: vm.unackedBytes,
-        stalls: vm.stalls,
+        stalls: vm.stalls + vm.handle.logStalls,
         held: vm.rule.held,
         heldBytes: vm.rule.heldBytes,
         releasedCount: vm.releasedCount,
@@ -1167,6 +1174,7 @@ export class FtHost {
       },
     };
     this.vms.set(vm.name, vm);
+    this.publishUnacked(vm);
     vm.handle.on('message', (msg) => this.fromReplica(vm, msg));
     vm.handle.on('exit', () => {
       if (this.vms.get(vm.name) === vm && !vm.ended) this.say(`${vm.name}: replica worker exited`);
@@ -1643,11 +1651,12 @@ export class FtHost {
         }
         vm.frames.push({ first: m.first, last: m.last, frame: m.frame });
         vm.unackedBytes += m.frame.length;
+        // (before the handle takes the frame out of the posted count: the worker's sum never dips)
+        this.publishUnacked(vm);
         vm.rule.hold(m.outputs);
-        // the log or the held outputs past their bounds: the guest waits at its next flush
-        if (vm.unackedBytes > this.opts.unackedLogMax || vm.rule.held > HELD_OUTPUTS_MAX || vm.rule.heldBytes > HELD_BYTES_MAX) {
-          vm.handle.setStall(true);
-          vm.stalls++;
+        // the held outputs past their bounds: the guest waits at its next flush (the log's bound is the worker's, at each flush)
+        if (vm.rule.held > HELD_OUTPUTS_MAX || vm.rule.heldBytes > HELD_BYTES_MAX) {
+          if (vm.handle.setStall(true)) vm.stalls++;
         }
         if (vm.backup && vm.backupReady) {
           vm.logBytes += m.frame.length;
@@ -1749,8 +1758,9 @@ export class FtHost {
     if (seq > vm.acked) vm.acked = seq;
     if (vm.recreate && vm.recreate.ms === null && vm.recreate.memoryBytes > 0) vm.recreate.ms = performance.now() - vm.recreate.askedAt;
     while (vm.frames.length && vm.frames[0]!.last <= vm.acked) vm.unackedBytes -= vm.frames.shift()!.frame.length;
+    this.publishUnacked(vm);
     const safe = vm.rule.acked(vm.acked);
-    if (vm.unackedBytes < this.opts.unackedLogMax / 2 && vm.rule.held < HELD_OUTPUTS_MAX / 2 && vm.rule.heldBytes < HELD_BYTES_MAX / 2) vm.handle.setStall(false);
+    if (vm.rule.held < HELD_OUTPUTS_MAX / 2 && vm.rule.heldBytes < HELD_BYTES_MAX / 2) vm.handle.setStall(false);
     for (const o of safe.outputs) this.release(vm, o);
     if (safe.inputs.length) this.ackInputs(safe.inputs);
     // lag: how long ago the primary was where the backup is now
@@ -1932,6 +1942,18 @@ export class FtHost {
     assertTransition(vm.name, from, to);
     vm.state = to;
     if (from === 'going-live' && to === 'alone') vm.role = 'primary';
+    // with a backup or without one: the log's bound in force changes
+    this.publishUnacked(vm);
+  }
+
+  /**
+   * Tells the replica's worker the log the backup has not acknowledged and
+   * the bound it stalls its guest at (replica.ts logStall): `--unacked-log-max`
+   * for a primary with a backup (or claiming a generation to go on without
+   * it), none for one alone or a backup. Called wherever either changes.
+   */
+  private publishUnacked(vm: Vm): void {
+    vm.handle.setUnackedLog(vm.unackedBytes, vm.role === 'primary' && !vm.alone ? this.opts.unackedLogMax : 0);
   }
 
   /** Claims generation gen+1, retrying while the arbiter cannot be reached; never goes live without it. */
@@ -1980,6 +2002,7 @@ export class FtHost {
     vm.backupReady = false;
     vm.frames = [];
     vm.unackedBytes = 0;
+    this.publishUnacked(vm);
     vm.handle.setStall(false);
     const all = vm.rule.releaseAll();
     for (const o of all.outputs) this.release(vm, o);
@@ -2082,6 +2105,7 @@ export class FtHost {
     vm.acked = snap.seq - 1;
     vm.frames = vm.frames.filter((f) => f.first >= snap.seq);
     vm.unackedBytes = vm.frames.reduce((n, f) => n + f.frame.length, 0);
+    this.publishUnacked(vm);
     vm.since = performance.now();
     vm.snapshotFor = null;
     if (vm.recreate) vm.recreate.memoryBytes = memory.length;

@@ -2,7 +2,8 @@
 
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { SIGNAL_SLOTS, SIGNAL_INBOX_SIZE, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_SIZE, SIGNAL_POSTED_FRAMES, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
+import { invariant } from '../assert.ts';
+import { SIGNAL_SLOTS, SIGNAL_INBOX_SIZE, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_SIZE, SIGNAL_POSTED_FRAMES, SIGNAL_UNACKED_SIZE, SIGNAL_UNACKED_BOUND, SIGNAL_LOG_STALLS, SIGNAL_SLOT_MAX, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
 
 const ENTRY = new URL('./replica-entry.mjs', import.meta.url);
 
@@ -33,13 +34,20 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
       resourceLimits: { stackSizeMb: opts.stackSizeMb ?? 8 },
     });
     this.worker.on('message', (m: FromReplica) => {
-      if (m.t === 'log') {
+      if (m.t !== 'log') {
+        this.emit('message', m);
+        return;
+      }
+      try {
+        // the listener counts the frame in the unacknowledged log (setUnackedLog) first ...
+        this.emit('message', m);
+      } finally {
+        // ... then it leaves the posted count, so that the worker's sum of the two never dips (replica.ts SIGNAL_UNACKED_SIZE);
         // the frame left the port's queue: the worker may post more (see replica.ts flush)
         Atomics.sub(this.signal, SIGNAL_POSTED_FRAMES, 1);
         Atomics.sub(this.signal, SIGNAL_POSTED_SIZE, m.frame.length);
         Atomics.notify(this.signal, SIGNAL_POSTED_FRAMES);
       }
-      this.emit('message', m);
     });
     this.worker.on('error', (e) => this.emit('message', { t: 'error', code: 'FTVM_ERR_REPLICA', message: e.message }));
     this.worker.on('exit', (code) => {
@@ -99,15 +107,49 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
     Atomics.store(this.signal, 1, Math.max(0, Math.round(us)));
   }
 
-  /** Stops the primary at its next log flush until released (its log buffer is full). Called with every ack: only a change touches the worker. */
-  setStall(on: boolean): void {
-    if (on === this.stalled) return;
+  /**
+   * Stops the primary at its next log flush until released (the outputs its
+   * host holds for the Output Rule are past their bounds). Called with every
+   * ack: only a change touches the worker. Returns whether it changed.
+   */
+  setStall(on: boolean): boolean {
+    if (on === this.stalled) return false;
     this.stalled = on;
     Atomics.store(this.signal, 2, on ? 1 : 0);
     if (!on) Atomics.notify(this.signal, 2);
+    return true;
   }
 
   private stalled = false;
+
+  /**
+   * Publishes the log the backup has not acknowledged, `bytes` (the host's
+   * count of the frames it took), and the bound the primary's worker holds it
+   * to with the frames not taken yet, `maxBytes` (0: none, the VM has no
+   * backup), for the worker's stall at each flush (replica.ts logStall).
+   * Called whenever either changes; a frame taken is published before
+   * it leaves the posted count (see the 'message' listener). `bytes` above
+   * 2^31 - 1 is published as that (the slot is an Int32; no bound may reach
+   * it: FtHost refuses such an `unackedLogMax`). Wakes a stalled worker when
+   * the figure falls or the bound changes.
+   */
+  setUnackedLog(bytes: number, maxBytes: number): void {
+    invariant(Number.isSafeInteger(maxBytes) && maxBytes >= 0 && maxBytes < SIGNAL_SLOT_MAX, () => `the unacknowledged log's bound ${maxBytes} fits an Int32 signal slot`);
+    const figure = Math.min(Math.max(0, bytes), SIGNAL_SLOT_MAX);
+    const before = Atomics.exchange(this.signal, SIGNAL_UNACKED_SIZE, figure);
+    const maxBefore = Atomics.exchange(this.signal, SIGNAL_UNACKED_BOUND, maxBytes);
+    if (figure < before || maxBytes !== maxBefore) Atomics.notify(this.signal, SIGNAL_UNACKED_SIZE);
+  }
+
+  /** Log frames the worker posted that this thread has not taken from the port yet, and their bytes. */
+  get posted(): { frames: number; bytes: number } {
+    return { frames: Atomics.load(this.signal, SIGNAL_POSTED_FRAMES), bytes: Atomics.load(this.signal, SIGNAL_POSTED_SIZE) };
+  }
+
+  /** How often the worker stalled its guest on the log's bound (replica.ts logStall). */
+  get logStalls(): number {
+    return Atomics.load(this.signal, SIGNAL_LOG_STALLS);
+  }
 
   get throttle(): number {
     return Atomics.load(this.signal, 1);

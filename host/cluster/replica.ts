@@ -19,8 +19,12 @@
 // (receiveMessageOnPort) at check points and whenever the guest waits; after
 // each post it bumps `signal[0]` and notifies, which wakes a blocked worker.
 // `signal[1]` is the throttle: microseconds the primary sleeps per poll;
-// `signal[2]` is the stall: while it is 1 (the host's buffer of log the backup
-// has not acknowledged is full), the primary waits after posting a frame.
+// `signal[2]` is the host's stall: while it is 1 (the outputs it holds for
+// the Output Rule are past their bounds), the primary waits after posting a
+// frame. The log's own bound is the worker's to enforce, at each flush, from
+// figures it reads at once (SIGNAL_UNACKED_*, SIGNAL_POSTED_SIZE): the host
+// thread learns of a frame only when it takes it from the port, and a burst
+// of flushes may post many before it does.
 // `signal[3]` is 1 while the worker blocks on `signal[0]`: the host makes the
 // wake-up call only then. It is set before the wait, which compares
 // `signal[0]` with the value read before the worker took its messages, so a
@@ -190,8 +194,26 @@ export const SIGNAL_INBOX_SIZE = 5;
 export const SIGNAL_POSTED_FRAMES = 6;
 /** and their bytes */
 export const SIGNAL_POSTED_SIZE = 7;
+/**
+ * Bytes of log frames the host thread took and the backup has not
+ * acknowledged (the host's `unackedBytes`, at most 2^31 - 1: a larger figure
+ * is stored as that, past any bound a slot holds). The host stores it each
+ * time it changes, and stores a larger one before it subtracts the frame
+ * from SIGNAL_POSTED_SIZE, so that this slot plus that one never falls below
+ * the log the backup lacks; the worker reads SIGNAL_POSTED_SIZE first.
+ */
+export const SIGNAL_UNACKED_SIZE = 8;
+/**
+ * The bound in force on that sum, in bytes (the host's `--unacked-log-max`),
+ * or 0 while the VM has no backup: a primary alone never stalls on its log.
+ */
+export const SIGNAL_UNACKED_BOUND = 9;
+/** Times the worker stalled its guest on the log's bound (see flush); the worker adds, the host reads. */
+export const SIGNAL_LOG_STALLS = 10;
 /** Int32 slots of the shared signal buffer. */
-export const SIGNAL_SLOTS = 8;
+export const SIGNAL_SLOTS = 11;
+/** The largest value an Int32 signal slot holds. */
+export const SIGNAL_SLOT_MAX = 2 ** 31 - 1;
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 
@@ -245,9 +267,12 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         if (!slotsGone.includes(m.slot) && slotsGone.length < 256) slotsGone.push(m.slot);
         break;
       case 'stop':
+        stopping = true;
         throw new Stopped();
     }
   };
+  /** a stop was taken: the last flush posts what is pending and waits for no ack */
+  let stopping = false;
   /** `signal[0]` when the port was last emptied: the host bumps it after each post. */
   let pumped = -1;
   /**
@@ -312,6 +337,39 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     } else inputEnds.set(msg.conn, end);
     if (mode === 'live') inputsGrown.set(msg.conn, end);
   };
+  /**
+   * The log the backup lacks, in bytes, against the bound in force: what the
+   * host thread took and the backup has not acknowledged (SIGNAL_UNACKED_SIZE)
+   * plus what was posted and not taken yet (SIGNAL_POSTED_SIZE), read in that
+   * order's reverse so that a frame the host takes in between is counted
+   * once or twice, never missed. `max` 0: no backup, no bound.
+   */
+  const unackedLog = (): { bytes: number; max: number } => {
+    const posted = Atomics.load(signal, SIGNAL_POSTED_SIZE);
+    const unacked = Atomics.load(signal, SIGNAL_UNACKED_SIZE);
+    return { bytes: unacked + posted, max: Atomics.load(signal, SIGNAL_UNACKED_BOUND) };
+  };
+  /**
+   * After a flush: past the bound, the guest waits until the backup's acks
+   * bring the log under half of it (UNACKED_LOG_BYTES_MAX), or the VM is left
+   * without a backup; a stop still gets through. Decided here, at once, so the
+   * log is never more than one flush past the bound however far the host
+   * thread is behind the port. Only when the guest waits changes, never what
+   * is logged.
+   */
+  const logStall = (): void => {
+    const first = unackedLog();
+    if (stopping || first.max === 0 || first.bytes <= first.max) return;
+    Atomics.add(signal, SIGNAL_LOG_STALLS, 1);
+    for (;;) {
+      const u = Atomics.load(signal, SIGNAL_UNACKED_SIZE);
+      const { bytes, max } = unackedLog();
+      if (max === 0 || bytes < max / 2) return;
+      // the host notifies when an ack lowers the figure, or the bound changes
+      Atomics.wait(signal, SIGNAL_UNACKED_SIZE, u, 50);
+      pump(0);
+    }
+  };
   let lastFlush = performance.now();
   const flush = (): void => {
     if (!pending.length) return;
@@ -325,11 +383,12 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     pending = [];
     pendingBytes = 0;
     outputs = [];
-    // A full buffer stalls the primary; a stop still gets through.
+    // Held outputs past their bounds stall the primary (the host says so); a stop still gets through.
     while (Atomics.load(signal, STALL) === 1) {
       Atomics.wait(signal, STALL, 1, 50);
       pump(0);
     }
+    logStall();
     // The host thread has not taken what was posted: wait for it (a stop still gets through).
     for (let n = Atomics.load(signal, SIGNAL_POSTED_FRAMES); n > POSTED_FRAMES_MAX || Atomics.load(signal, SIGNAL_POSTED_SIZE) > POSTED_BYTES_MAX; n = Atomics.load(signal, SIGNAL_POSTED_FRAMES)) {
       Atomics.wait(signal, SIGNAL_POSTED_FRAMES, n, 50);

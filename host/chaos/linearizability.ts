@@ -1,0 +1,528 @@
+// A linearizability checker for the history a chaos campaign's clients record
+// against a register store (the kv sample: SET, GET and DEL of a key).
+//
+// The question (Herlihy and Wing, "Linearizability: A Correctness Condition
+// for Concurrent Objects", 1990): is there one total order of the operations
+// that (1) keeps every operation that completed before another was invoked
+// before it (real-time order) and (2) is a legal sequential history of the
+// object? If there is, every client saw a single copy of the store that
+// changed atomically at some instant inside each operation's interval.
+//
+// Model. One register per key, holding a string or nothing (null); at first
+// every register holds `initial` (default null: the key is absent). `write v`
+// sets it to v, `delete` sets it to null, `read` must return what it holds
+// (null: NOTFOUND) and changes nothing.
+//
+// What each status means to the check (Jepsen's :ok, :fail and :info):
+// - ok: it took effect at one instant in [invokeMs, completeMs].
+// - fail: it certainly did not take effect; it is dropped.
+// - unknown: it may have taken effect at any instant after invokeMs, or never;
+//   its completion is +infinity, so it orders no other operation after itself.
+//   An unknown read tells nothing (it returned nothing) and is dropped.
+// Times: an operation precedes another in real time only when its completeMs
+// is strictly less than the other's invokeMs; equal times count as concurrent
+// (the two clocks' readings cannot order them), as Porcupine orders a call
+// before a return at the same instant.
+//
+// P-compositionality (Herlihy and Wing, section 3.3): a history is
+// linearizable exactly when its sub-history on each object is, so each key is
+// checked alone; the keys are independent registers.
+//
+// The search for one key is Wing and Gong's ("Testing and verifying
+// concurrent objects", 1993) with Lowe's memoisation ("Testing for
+// linearizability", 2017), in the manner of Porcupine (Athalye): the call and
+// return events, sorted by time, form a doubly linked list. Walking it from
+// the head, a call whose operation is legal in the current state is
+// linearized next: the operation is taken out of the list (its call and its
+// return), pushed on a stack, and the walk starts again at the head. Reaching
+// a return means its operation was not linearized before it had to be: pop
+// the last choice, put its operation back, and go on after its call. The list
+// running empty (or reaching the return of an unknown operation, after which
+// there are only such) is a linearization; popping an empty stack proves there
+// is none. A cache of the configurations already entered (the set of
+// linearized operations as a bitset, and the register's value) prunes every
+// configuration reached a second time by another order: its outcome is known
+// to be a dead end. The search keeps its stack in typed arrays and never
+// recurses, so histories of many thousands of operations on one key run in
+// constant native stack.
+//
+// Before searching, the history of a key is trimmed, which never changes the
+// verdict:
+// - an unknown write (or delete) whose value no ok read returns at or after
+//   its invocation is dropped: had it taken effect, no read could have been
+//   linearized between it and the next write, so leaving it out changes no
+//   read;
+// - an unknown write that is the only writer of a value some ok read returns
+//   (and that value is not `initial`) must have taken effect before that read
+//   returned: its completion becomes the earliest completeMs of such a read;
+// - an ok read of a value that is not `initial` and that no write invoked
+//   before the read returned could have written is a violation at once.
+//
+// Bounds. The search is exponential in the worst case (the problem is
+// NP-complete: Gibbons and Korach, 1997); `timeoutMs` (default
+// CHECK_TIMEOUT_MS_DEFAULT, 10 s) bounds the whole check, shared across keys:
+// each key in turn gets an equal share of the time left (so a key that
+// finishes early leaves its share to the others), and the keys cut off get a
+// second try, again with equal shares of whatever is left at the end. A key
+// still cut off then is reported as unknown; the check returns 'unknown'
+// unless another key is a violation. The clock is read every
+// TIME_CHECK_STEPS steps of the search, so a check overruns its bound by at
+// most that many steps per key cut off (well under a millisecond each). The
+// memo cache of one key holds at most CACHE_ENTRIES_MAX configurations and
+// CACHE_WORDS_MAX 32-bit words of bitsets (16 MiB); a full cache stops
+// remembering, which costs time (the search may repeat work), never a wrong
+// verdict. Only one key's search is alive at a time.
+
+import { FtvmError } from '../errors.ts';
+
+/** One client operation on one key of a register store (the kv sample: SET/GET/DEL). */
+export interface Op {
+  /** the client (a process in Jepsen's words) that issued it; one op at a time per process */
+  process: number;
+  key: string;
+  f: 'write' | 'read' | 'delete';
+  /** write: the value written; read: the value read (null: NOTFOUND); delete: null */
+  value: string | null;
+  /** ms (any monotonic origin) when it was invoked */
+  invokeMs: number;
+  /** ms when its answer came; null when it never came (status 'unknown') */
+  completeMs: number | null;
+  /** ok: it took effect and answered; fail: it certainly did not take effect; unknown: it may have, at any time after invokeMs */
+  status: 'ok' | 'fail' | 'unknown';
+}
+
+/** The verdict of `checkLinearizable` on a whole history. */
+export interface CheckResult {
+  /** 'unknown' when the search ran past its time bound for some key */
+  result: 'ok' | 'violation' | 'unknown';
+  /** for a violation: the key, and the ops of that key (sorted by invokeMs) */
+  key?: string;
+  ops?: Op[];
+  /** for 'unknown': the keys whose search was cut off */
+  unknownKeys?: string[];
+  /** search states visited, over all keys */
+  explored: number;
+  ms: number;
+}
+
+/** The bound on a whole check's search time when the caller gives none (ms). */
+export const CHECK_TIMEOUT_MS_DEFAULT = 10_000;
+/** The most configurations one key's memo cache remembers. */
+export const CACHE_ENTRIES_MAX = 1 << 20;
+/** The most 32-bit words of bitsets one key's memo cache holds (16 MiB). */
+export const CACHE_WORDS_MAX = 1 << 22;
+/** How many steps of the search pass between two readings of the clock. */
+export const TIME_CHECK_STEPS = 256;
+
+const FS = new Set(['write', 'read', 'delete']);
+const STATUSES = new Set(['ok', 'fail', 'unknown']);
+
+/**
+ * Checks that `history` is linearizable as a store of registers, one per key
+ * (the model, the meaning of each status and the bounds are in this module's
+ * header). `opts.timeoutMs` (> 0, default CHECK_TIMEOUT_MS_DEFAULT) bounds the
+ * search over all keys; `opts.initial` is every register's value before the
+ * first operation (default null: absent).
+ *
+ * Returns 'ok', 'violation' (with the first key, in the order keys first
+ * appear in `history`, that has no linearization, and all of that key's
+ * operations, fail and unknown ones included, sorted by invokeMs), or
+ * 'unknown' (with the keys whose search the bound cut off) when no key is a
+ * violation; `explored` counts the configurations the search entered, `ms`
+ * the time the check took.
+ *
+ * Throws FtvmError FTVM_ERR_BAD_REQUEST on a malformed history (not an
+ * array; an operation with a field missing or of the wrong type; an unknown
+ * `f` or `status`; a write whose value is not a string, a delete whose value
+ * is not null; a time that is not finite; completeMs < invokeMs; an ok
+ * operation without completeMs; two operations of one process that overlap)
+ * or malformed options. An operation whose completeMs is null frees its
+ * process: the client stopped waiting, so its next operation does not overlap
+ * it (the operation itself may still take effect at any later time).
+ */
+export function checkLinearizable(history: readonly Op[], opts: { timeoutMs?: number; initial?: string | null } = {}): CheckResult {
+  const t0 = performance.now();
+  const timeoutMs = opts.timeoutMs ?? CHECK_TIMEOUT_MS_DEFAULT;
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new FtvmError('FTVM_ERR_BAD_REQUEST', `timeoutMs must be a finite number of ms above 0, not ${String(timeoutMs)}`);
+  }
+  const initial = opts.initial ?? null;
+  if (initial !== null && typeof initial !== 'string') {
+    throw new FtvmError('FTVM_ERR_BAD_REQUEST', `initial must be a string or null, not ${typeof initial}`);
+  }
+  validateHistory(history);
+  const deadlineMs = t0 + timeoutMs;
+
+  const byKey = new Map<string, Op[]>();
+  for (const op of history) {
+    let ops = byKey.get(op.key);
+    if (!ops) byKey.set(op.key, (ops = []));
+    ops.push(op);
+  }
+  const violation = (key: string, explored: number): CheckResult => ({
+    result: 'violation',
+    key,
+    ops: [...byKey.get(key)!].sort((a, b) => a.invokeMs - b.invokeMs),
+    explored,
+    ms: performance.now() - t0,
+  });
+
+  let explored = 0;
+  const keys = [...byKey.keys()];
+  let cut: string[] = [];
+  // Two passes: every key with an equal share of the time left, then the keys
+  // cut off with equal shares of what is left after the first pass.
+  for (let pass = 0; pass < 2; pass++) {
+    const todo = pass === 0 ? keys : cut;
+    const stillCut: string[] = [];
+    for (let i = 0; i < todo.length; i++) {
+      const key = todo[i];
+      const prepared = prepareKey(byKey.get(key)!, initial);
+      if (prepared === 'violation') return violation(key, explored);
+      const now = performance.now();
+      const shareMs = Math.max(0, deadlineMs - now) / (todo.length - i);
+      const r = searchKey(prepared, now + shareMs);
+      explored += r.explored;
+      if (r.verdict === 'violation') return violation(key, explored);
+      if (r.verdict === 'cut') stillCut.push(key);
+    }
+    cut = stillCut;
+    if (cut.length === 0) break;
+  }
+  const ms = performance.now() - t0;
+  if (cut.length > 0) return { result: 'unknown', unknownKeys: cut, explored, ms };
+  return { result: 'ok', explored, ms };
+}
+
+/** Throws FTVM_ERR_BAD_REQUEST, naming the operation, unless `history` is a well-formed history (see checkLinearizable). */
+function validateHistory(history: readonly Op[]): void {
+  if (!Array.isArray(history)) throw new FtvmError('FTVM_ERR_BAD_REQUEST', 'a history must be an array of operations');
+  const bad = (i: number, what: string): never => {
+    throw new FtvmError('FTVM_ERR_BAD_REQUEST', `history[${i}]: ${what}`);
+  };
+  const byProcess = new Map<number, number[]>();
+  for (let i = 0; i < history.length; i++) {
+    const op = history[i] as unknown as Record<string, unknown>;
+    if (typeof op !== 'object' || op === null) bad(i, 'not an object');
+    if (typeof op.process !== 'number' || !Number.isInteger(op.process)) bad(i, `process must be an integer, not ${String(op.process)}`);
+    if (typeof op.key !== 'string') bad(i, 'key must be a string');
+    if (typeof op.f !== 'string' || !FS.has(op.f)) bad(i, `f must be write, read or delete, not ${String(op.f)}`);
+    if (typeof op.status !== 'string' || !STATUSES.has(op.status)) bad(i, `status must be ok, fail or unknown, not ${String(op.status)}`);
+    if (op.f === 'write' && typeof op.value !== 'string') bad(i, 'a write must carry the string it wrote as its value');
+    if (op.f === 'delete' && op.value !== null) bad(i, 'a delete must have the value null');
+    if (op.f === 'read' && op.value !== null && typeof op.value !== 'string') bad(i, 'a read must carry a string or null as its value');
+    if (typeof op.invokeMs !== 'number' || !Number.isFinite(op.invokeMs)) bad(i, `invokeMs must be a finite number, not ${String(op.invokeMs)}`);
+    if (op.completeMs !== null) {
+      if (typeof op.completeMs !== 'number' || !Number.isFinite(op.completeMs)) bad(i, `completeMs must be a finite number or null, not ${String(op.completeMs)}`);
+      if ((op.completeMs as number) < (op.invokeMs as number)) bad(i, `completeMs ${String(op.completeMs)} is before invokeMs ${String(op.invokeMs)}`);
+    } else if (op.status === 'ok') {
+      bad(i, 'an ok operation must have a completeMs');
+    }
+    let own = byProcess.get(op.process as number);
+    if (!own) byProcess.set(op.process as number, (own = []));
+    own.push(i);
+  }
+  for (const [process, own] of byProcess) {
+    // By invocation; at one instant, an operation the client stopped waiting
+    // for (completeMs null) or one that took no time comes first.
+    const doneMs = (i: number): number => history[i].completeMs ?? history[i].invokeMs;
+    own.sort((a, b) => history[a].invokeMs - history[b].invokeMs || doneMs(a) - doneMs(b));
+    for (let j = 1; j < own.length; j++) {
+      const a = history[own[j - 1]];
+      const b = history[own[j]];
+      if (a.completeMs !== null && a.completeMs > b.invokeMs) {
+        throw new FtvmError(
+          'FTVM_ERR_BAD_REQUEST',
+          `history[${own[j - 1]}] and history[${own[j]}]: process ${process} has two operations at once ([${a.invokeMs}, ${a.completeMs}] and from ${b.invokeMs})`,
+        );
+      }
+    }
+  }
+}
+
+/** One key's history, trimmed and laid out for the search. */
+interface Prepared {
+  /** operations kept */
+  n: number;
+  /** per operation: 1 a read, 0 a write or delete */
+  isRead: Uint8Array;
+  /** per operation: the value's id (0 is null) */
+  value: Int32Array;
+  /** per operation: the list nodes of its call and its return */
+  callNode: Int32Array;
+  retNode: Int32Array;
+  /** the event list: node 0 is the head, node 2n+1 the tail, nodes 1..2n the events in time order */
+  next: Int32Array;
+  prev: Int32Array;
+  /** per node: its operation, whether it is a call, whether it is a return at +infinity */
+  nodeOp: Int32Array;
+  nodeIsCall: Uint8Array;
+  nodeIsInf: Uint8Array;
+  /** the register's value id before the first operation */
+  initial: number;
+}
+
+/** Trims one key's operations and builds its event list, or finds a read no write explains ('violation'). */
+function prepareKey(ops: readonly Op[], initialValue: string | null): Prepared | 'violation' {
+  const ids = new Map<string, number>();
+  const idOf = (v: string | null): number => {
+    if (v === null) return 0;
+    let id = ids.get(v);
+    if (id === undefined) ids.set(v, (id = ids.size + 1));
+    return id;
+  };
+  const initial = idOf(initialValue);
+
+  // Reads that answered, by value: the earliest and the latest completion.
+  const readFirstDone = new Map<number, number>();
+  const readLastDone = new Map<number, number>();
+  for (const op of ops) {
+    if (op.f !== 'read' || op.status !== 'ok') continue;
+    const v = idOf(op.value);
+    const done = op.completeMs!;
+    if (!(readFirstDone.get(v)! <= done)) readFirstDone.set(v, done);
+    if (!(readLastDone.get(v)! >= done)) readLastDone.set(v, done);
+  }
+  // Writes and deletes that may have taken effect and can matter to a read.
+  const kept: { op: Op; v: number }[] = [];
+  const writers = new Map<number, number>();
+  const firstWriteInvoke = new Map<number, number>();
+  for (const op of ops) {
+    if (op.status === 'fail') continue;
+    if (op.f === 'read') {
+      if (op.status === 'ok') kept.push({ op, v: idOf(op.value) });
+      continue;
+    }
+    const v = idOf(op.value);
+    if (op.status === 'unknown' && !(readLastDone.get(v)! >= op.invokeMs)) continue;
+    kept.push({ op, v });
+    writers.set(v, (writers.get(v) ?? 0) + 1);
+    if (!(firstWriteInvoke.get(v)! <= op.invokeMs)) firstWriteInvoke.set(v, op.invokeMs);
+  }
+  for (const { op, v } of kept) {
+    if (op.f === 'read' && v !== initial && !(firstWriteInvoke.get(v)! <= op.completeMs!)) return 'violation';
+  }
+
+  const n = kept.length;
+  const isRead = new Uint8Array(n);
+  const value = new Int32Array(n);
+  const callMs = new Float64Array(n);
+  const retMs = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const { op, v } = kept[i];
+    isRead[i] = op.f === 'read' ? 1 : 0;
+    value[i] = v;
+    callMs[i] = op.invokeMs;
+    if (op.status === 'ok') retMs[i] = op.completeMs!;
+    else if (v !== initial && writers.get(v) === 1 && readFirstDone.has(v)) retMs[i] = readFirstDone.get(v)!;
+    else retMs[i] = Infinity;
+  }
+  // Events 2i (call of i) and 2i+1 (return of i), by time; at one instant
+  // calls before returns, so that equal times are concurrent.
+  const events = new Int32Array(2 * n);
+  for (let e = 0; e < 2 * n; e++) events[e] = e;
+  const timeOf = (e: number): number => ((e & 1) === 0 ? callMs[e >> 1] : retMs[e >> 1]);
+  events.sort((a, b) => timeOf(a) - timeOf(b) || (a & 1) - (b & 1) || a - b);
+
+  const nodes = 2 * n + 2;
+  const next = new Int32Array(nodes);
+  const prev = new Int32Array(nodes);
+  const nodeOp = new Int32Array(nodes).fill(-1);
+  const nodeIsCall = new Uint8Array(nodes);
+  const nodeIsInf = new Uint8Array(nodes);
+  const callNode = new Int32Array(n);
+  const retNode = new Int32Array(n);
+  for (let p = 0; p < nodes; p++) {
+    next[p] = p + 1;
+    prev[p] = p - 1;
+  }
+  for (let p = 0; p < 2 * n; p++) {
+    const e = events[p];
+    const node = p + 1;
+    const i = e >> 1;
+    nodeOp[node] = i;
+    if ((e & 1) === 0) {
+      nodeIsCall[node] = 1;
+      callNode[i] = node;
+    } else {
+      nodeIsInf[node] = retMs[i] === Infinity ? 1 : 0;
+      retNode[i] = node;
+    }
+  }
+  return { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf, initial };
+}
+
+/** Seeded 32-bit words for the bitsets' hashes (xorshift32): the same history always takes the same path. */
+function hashWords(n: number, seed: number): Int32Array {
+  const out = new Int32Array(n);
+  let x = seed | 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x;
+  }
+  return out;
+}
+
+/**
+ * The configurations (bitset of linearized operations, register value) one
+ * key's search has entered: an open-addressing hash table over typed arrays,
+ * bounded by CACHE_ENTRIES_MAX and CACHE_WORDS_MAX.
+ */
+class ConfigCache {
+  private table = new Int32Array(1 << 10).fill(-1);
+  private mask = (1 << 10) - 1;
+  private hashA = new Int32Array(1 << 9);
+  private hashB = new Int32Array(1 << 9);
+  private state = new Int32Array(1 << 9);
+  private bits: Uint32Array;
+  private count = 0;
+  private readonly maxEntries: number;
+
+  constructor(private readonly words: number) {
+    this.bits = new Uint32Array(words * (1 << 9));
+    this.maxEntries = Math.min(CACHE_ENTRIES_MAX, Math.floor(CACHE_WORDS_MAX / words));
+  }
+
+  /**
+   * Remembers (bits, state), whose bitset hashes to (a, b). False when it was
+   * remembered already (a dead end); true when it is new, or the cache is full.
+   */
+  add(bits: Uint32Array, a: number, b: number, state: number): boolean {
+    const W = this.words;
+    let slot = (a ^ Math.imul(b ^ state, 0x9e3779b1)) & this.mask;
+    for (;;) {
+      const e = this.table[slot];
+      if (e < 0) break;
+      if (this.hashA[e] === a && this.hashB[e] === b && this.state[e] === state) {
+        let same = true;
+        for (let w = 0, o = e * W; w < W; w++, o++) {
+          if (this.bits[o] !== bits[w]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return false;
+      }
+      slot = (slot + 1) & this.mask;
+    }
+    if (this.count >= this.maxEntries) return true;
+    const e = this.count++;
+    if (e >= this.state.length) this.growEntries();
+    this.hashA[e] = a;
+    this.hashB[e] = b;
+    this.state[e] = state;
+    this.bits.set(bits, e * W);
+    this.table[slot] = e;
+    if (this.count * 2 > this.table.length) this.growTable();
+    return true;
+  }
+
+  private growEntries(): void {
+    const size = Math.min(this.state.length * 2, this.maxEntries);
+    const grow = <T extends Int32Array | Uint32Array>(old: T, make: (n: number) => T, per: number): T => {
+      const fresh = make(size * per);
+      fresh.set(old);
+      return fresh;
+    };
+    this.hashA = grow(this.hashA, (k) => new Int32Array(k), 1);
+    this.hashB = grow(this.hashB, (k) => new Int32Array(k), 1);
+    this.state = grow(this.state, (k) => new Int32Array(k), 1);
+    this.bits = grow(this.bits, (k) => new Uint32Array(k), this.words);
+  }
+
+  private growTable(): void {
+    const table = new Int32Array(this.table.length * 2).fill(-1);
+    const mask = table.length - 1;
+    for (let e = 0; e < this.count; e++) {
+      let slot = (this.hashA[e] ^ Math.imul(this.hashB[e] ^ this.state[e], 0x9e3779b1)) & mask;
+      while (table[slot] >= 0) slot = (slot + 1) & mask;
+      table[slot] = e;
+    }
+    this.table = table;
+    this.mask = mask;
+  }
+}
+
+/**
+ * Wing and Gong's search with Lowe's memoisation over one prepared key
+ * (this module's header), until `deadlineMs` (performance.now() time).
+ * 'cut' when the deadline came first; `explored` counts configurations entered.
+ */
+function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violation' | 'cut'; explored: number } {
+  const { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf } = p;
+  const HEAD = 0;
+  const TAIL = 2 * n + 1;
+  const W = Math.max(1, (n + 31) >>> 5);
+  const bits = new Uint32Array(W);
+  const za = hashWords(n, 0x2545f491);
+  const zb = hashWords(n, 0x6c8e9cf5);
+  const cache = new ConfigCache(W);
+  const stackOp = new Int32Array(n);
+  const stackState = new Int32Array(n);
+  let depth = 0;
+  let state = p.initial;
+  let ha = 0;
+  let hb = 0;
+  let explored = 0;
+  let steps = 0;
+  const unlink = (x: number): void => {
+    next[prev[x]] = next[x];
+    prev[next[x]] = prev[x];
+  };
+  const relink = (x: number): void => {
+    next[prev[x]] = x;
+    prev[next[x]] = x;
+  };
+
+  let cur = next[HEAD];
+  for (;;) {
+    if (++steps === TIME_CHECK_STEPS) {
+      steps = 0;
+      if (performance.now() > deadlineMs) return { verdict: 'cut', explored };
+    }
+    if (cur === TAIL) return { verdict: 'ok', explored };
+    const op = nodeOp[cur];
+    if (nodeIsCall[cur] === 1) {
+      const after = isRead[op] === 1 ? (state === value[op] ? state : -1) : value[op];
+      if (after >= 0) {
+        const w = op >>> 5;
+        const m = 1 << (op & 31);
+        bits[w] |= m;
+        const a = ha ^ za[op];
+        const b = hb ^ zb[op];
+        if (cache.add(bits, a, b, after)) {
+          stackOp[depth] = op;
+          stackState[depth] = state;
+          depth++;
+          state = after;
+          ha = a;
+          hb = b;
+          explored++;
+          // lift: out with the call, then the return (put back in the reverse order)
+          unlink(callNode[op]);
+          unlink(retNode[op]);
+          cur = next[HEAD];
+          continue;
+        }
+        bits[w] &= ~m;
+      }
+      cur = next[cur];
+    } else {
+      // Every operation still in the list before here is an unknown one:
+      // they never took effect, and that is a linearization.
+      if (nodeIsInf[cur] === 1) return { verdict: 'ok', explored };
+      if (depth === 0) return { verdict: 'violation', explored };
+      depth--;
+      const back = stackOp[depth];
+      state = stackState[depth];
+      bits[back >>> 5] &= ~(1 << (back & 31));
+      ha ^= za[back];
+      hb ^= zb[back];
+      relink(retNode[back]);
+      relink(callNode[back]);
+      cur = next[callNode[back]];
+    }
+  }
+}

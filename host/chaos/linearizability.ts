@@ -40,7 +40,7 @@
 // running empty (or reaching the return of an unknown operation, after which
 // there are only such) is a linearization; popping an empty stack proves there
 // is none. A cache of the configurations already entered (the set of
-// linearized operations as a bitset, and the register's value) prunes every
+// linearized operations, and the register's value) prunes every
 // configuration reached a second time by another order: its outcome is known
 // to be a dead end. The search keeps its stack in typed arrays and never
 // recurses, so histories of many thousands of operations on one key run in
@@ -69,7 +69,7 @@
 // TIME_CHECK_STEPS steps of the search, so a check overruns its bound by at
 // most that many steps per key cut off (well under a millisecond each). The
 // memo cache of one key holds at most CACHE_ENTRIES_MAX configurations and
-// CACHE_WORDS_MAX 32-bit words of bitsets (16 MiB); a full cache stops
+// CACHE_WORDS_MAX 32-bit words of sets (16 MiB); a full cache stops
 // remembering, which costs time (the search may repeat work), never a wrong
 // verdict. Only one key's search is alive at a time.
 
@@ -109,7 +109,7 @@ export interface CheckResult {
 export const CHECK_TIMEOUT_MS_DEFAULT = 10_000;
 /** The most configurations one key's memo cache remembers. */
 export const CACHE_ENTRIES_MAX = 1 << 20;
-/** The most 32-bit words of bitsets one key's memo cache holds (16 MiB). */
+/** The most 32-bit words of sets one key's memo cache holds (16 MiB). */
 export const CACHE_WORDS_MAX = 1 << 22;
 /** How many steps of the search pass between two readings of the clock. */
 export const TIME_CHECK_STEPS = 256;
@@ -260,6 +260,8 @@ interface Prepared {
   nodeIsInf: Uint8Array;
   /** the register's value id before the first operation */
   initial: number;
+  /** how many value ids there are (0..values-1) */
+  values: number;
 }
 
 /** Trims one key's operations and builds its event list, or finds a read no write explains ('violation'). */
@@ -303,6 +305,9 @@ function prepareKey(ops: readonly Op[], initialValue: string | null): Prepared |
     if (op.f === 'read' && v !== initial && !(firstWriteInvoke.get(v)! <= op.completeMs!)) return 'violation';
   }
 
+  // Operations are numbered in the order of their invocations (the search's
+  // sets rely on it).
+  kept.sort((x, y) => x.op.invokeMs - y.op.invokeMs);
   const n = kept.length;
   const isRead = new Uint8Array(n);
   const value = new Int32Array(n);
@@ -349,10 +354,10 @@ function prepareKey(ops: readonly Op[], initialValue: string | null): Prepared |
       retNode[i] = node;
     }
   }
-  return { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf, initial };
+  return { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf, initial, values: ids.size + 1 };
 }
 
-/** Seeded 32-bit words for the bitsets' hashes (xorshift32): the same history always takes the same path. */
+/** Seeded 32-bit words for the sets' hashes (xorshift32): the same history always takes the same path. */
 function hashWords(n: number, seed: number): Int32Array {
   const out = new Int32Array(n);
   let x = seed | 0 || 1;
@@ -366,9 +371,15 @@ function hashWords(n: number, seed: number): Int32Array {
 }
 
 /**
- * The configurations (bitset of linearized operations, register value) one
- * key's search has entered: an open-addressing hash table over typed arrays,
- * bounded by CACHE_ENTRIES_MAX and CACHE_WORDS_MAX.
+ * The configurations one key's search has entered: an open-addressing hash
+ * table over typed arrays, bounded by CACHE_ENTRIES_MAX entries and
+ * CACHE_WORDS_MAX words. A configuration is the register's value and the set
+ * of operations linearized, written as its end (one past the highest
+ * operation linearized; operations are numbered in invocation order) and its
+ * gaps (the operations below the end not linearized yet, ascending). The
+ * search only ever leaves a few operations behind (those still running, and
+ * unknown ones that have not taken effect), so a set costs a few words where
+ * a bitset would cost one bit per operation of the key.
  */
 class ConfigCache {
   private table = new Int32Array(1 << 10).fill(-1);
@@ -376,60 +387,58 @@ class ConfigCache {
   private hashA = new Int32Array(1 << 9);
   private hashB = new Int32Array(1 << 9);
   private state = new Int32Array(1 << 9);
-  private bits: Uint32Array;
+  private offset = new Int32Array(1 << 9);
+  private pool = new Int32Array(1 << 12);
   private count = 0;
-  private readonly maxEntries: number;
-
-  constructor(private readonly words: number) {
-    this.bits = new Uint32Array(words * (1 << 9));
-    this.maxEntries = Math.min(CACHE_ENTRIES_MAX, Math.floor(CACHE_WORDS_MAX / words));
-  }
+  private used = 0;
 
   /**
-   * Remembers (bits, state), whose bitset hashes to (a, b). False when it was
-   * remembered already (a dead end); true when it is new, or the cache is full.
+   * Remembers the configuration (`set[0..len)`: its end then its gaps;
+   * `state`), whose set hashes to (a, b). False when it was remembered
+   * already (a dead end); true when it is new, or the cache is full.
    */
-  add(bits: Uint32Array, a: number, b: number, state: number): boolean {
-    const W = this.words;
+  add(set: Int32Array, len: number, a: number, b: number, state: number): boolean {
     let slot = (a ^ Math.imul(b ^ state, 0x9e3779b1)) & this.mask;
     for (;;) {
       const e = this.table[slot];
       if (e < 0) break;
       if (this.hashA[e] === a && this.hashB[e] === b && this.state[e] === state) {
-        let same = true;
-        for (let w = 0, o = e * W; w < W; w++, o++) {
-          if (this.bits[o] !== bits[w]) {
-            same = false;
-            break;
+        const o = this.offset[e];
+        if (this.pool[o] === len) {
+          let same = true;
+          for (let k = 0; k < len; k++) {
+            if (this.pool[o + 1 + k] !== set[k]) {
+              same = false;
+              break;
+            }
           }
+          if (same) return false;
         }
-        if (same) return false;
       }
       slot = (slot + 1) & this.mask;
     }
-    if (this.count >= this.maxEntries) return true;
+    if (this.count >= CACHE_ENTRIES_MAX || this.used + 1 + len > CACHE_WORDS_MAX) return true;
     const e = this.count++;
     if (e >= this.state.length) this.growEntries();
+    while (this.used + 1 + len > this.pool.length) this.pool = grown(this.pool, Math.min(this.pool.length * 2, CACHE_WORDS_MAX));
     this.hashA[e] = a;
     this.hashB[e] = b;
     this.state[e] = state;
-    this.bits.set(bits, e * W);
+    this.offset[e] = this.used;
+    this.pool[this.used] = len;
+    this.pool.set(set.subarray(0, len), this.used + 1);
+    this.used += 1 + len;
     this.table[slot] = e;
     if (this.count * 2 > this.table.length) this.growTable();
     return true;
   }
 
   private growEntries(): void {
-    const size = Math.min(this.state.length * 2, this.maxEntries);
-    const grow = <T extends Int32Array | Uint32Array>(old: T, make: (n: number) => T, per: number): T => {
-      const fresh = make(size * per);
-      fresh.set(old);
-      return fresh;
-    };
-    this.hashA = grow(this.hashA, (k) => new Int32Array(k), 1);
-    this.hashB = grow(this.hashB, (k) => new Int32Array(k), 1);
-    this.state = grow(this.state, (k) => new Int32Array(k), 1);
-    this.bits = grow(this.bits, (k) => new Uint32Array(k), this.words);
+    const size = Math.min(this.state.length * 2, CACHE_ENTRIES_MAX);
+    this.hashA = grown(this.hashA, size);
+    this.hashB = grown(this.hashB, size);
+    this.state = grown(this.state, size);
+    this.offset = grown(this.offset, size);
   }
 
   private growTable(): void {
@@ -445,6 +454,13 @@ class ConfigCache {
   }
 }
 
+/** A copy of `old` in a new array of `size` elements. */
+function grown(old: Int32Array, size: number): Int32Array<ArrayBuffer> {
+  const fresh = new Int32Array(size);
+  fresh.set(old);
+  return fresh;
+}
+
 /**
  * Wing and Gong's search with Lowe's memoisation over one prepared key
  * (this module's header), until `deadlineMs` (performance.now() time).
@@ -454,15 +470,24 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
   const { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf } = p;
   const HEAD = 0;
   const TAIL = 2 * n + 1;
-  const W = Math.max(1, (n + 31) >>> 5);
-  const bits = new Uint32Array(W);
   const za = hashWords(n, 0x2545f491);
   const zb = hashWords(n, 0x6c8e9cf5);
-  const cache = new ConfigCache(W);
+  const cache = new ConfigCache();
+  // the configuration being tried: its end, then its gaps (at most n words)
+  const set = new Int32Array(n + 1);
   const stackOp = new Int32Array(n);
   const stackState = new Int32Array(n);
+  const stackEnd = new Int32Array(n);
   let depth = 0;
   let state = p.initial;
+  // Per value: the writes (or deletes) of it and the reads of it not yet linearized.
+  const writersLeft = new Int32Array(p.values);
+  const readsLeft = new Int32Array(p.values);
+  for (let i = 0; i < n; i++) {
+    if (isRead[i] === 1) readsLeft[value[i]]++;
+    else writersLeft[value[i]]++;
+  }
+  let end = 0;
   let ha = 0;
   let hb = 0;
   let explored = 0;
@@ -485,44 +510,87 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
     if (cur === TAIL) return { verdict: 'ok', explored };
     const op = nodeOp[cur];
     if (nodeIsCall[cur] === 1) {
-      const after = isRead[op] === 1 ? (state === value[op] ? state : -1) : value[op];
+      // The register after `op`, or -1 when `op` cannot go now: a read of
+      // another value, or a write that leaves for ever a value that reads
+      // still need (nothing left to write it again). The second prunes, at the
+      // first step, every order that puts a write between another write and
+      // its reads; with unique values it keeps the search close to linear.
+      let after: number;
+      if (isRead[op] === 1) after = state === value[op] ? state : -1;
+      else after = value[op] !== state && readsLeft[state] > 0 && writersLeft[state] === 0 ? -1 : value[op];
       if (after >= 0) {
-        const w = op >>> 5;
-        const m = 1 << (op & 31);
-        bits[w] |= m;
+        // The set with `op` added: its end, and its gaps, which are the calls
+        // still in the list below the end. Calls sit in the list in the order
+        // of their operations' numbers, and each return met on the way belongs
+        // to a call met before it, so the walk is about twice the gaps long.
+        const newEnd = op + 1 > end ? op + 1 : end;
+        let len = 1;
+        set[0] = newEnd;
+        for (let x = next[HEAD]; x !== TAIL; x = next[x]) {
+          if (nodeIsCall[x] === 0) continue;
+          const o = nodeOp[x];
+          if (o >= newEnd) break;
+          if (o !== op) set[len++] = o;
+        }
         const a = ha ^ za[op];
         const b = hb ^ zb[op];
-        if (cache.add(bits, a, b, after)) {
+        if (cache.add(set, len, a, b, after)) {
           stackOp[depth] = op;
           stackState[depth] = state;
+          stackEnd[depth] = end;
           depth++;
           state = after;
+          end = newEnd;
           ha = a;
           hb = b;
           explored++;
+          if (isRead[op] === 1) readsLeft[value[op]]--;
+          else writersLeft[value[op]]--;
           // lift: out with the call, then the return (put back in the reverse order)
           unlink(callNode[op]);
           unlink(retNode[op]);
           cur = next[HEAD];
           continue;
         }
-        bits[w] &= ~m;
+        // A read that may go now but leads to a configuration known to be a
+        // dead end: this configuration is one too (see below).
+        if (isRead[op] === 0) {
+          cur = next[cur];
+          continue;
+        }
+      } else {
+        cur = next[cur];
+        continue;
       }
-      cur = next[cur];
-    } else {
+    } else if (nodeIsInf[cur] === 1) {
       // Every operation still in the list before here is an unknown one:
       // they never took effect, and that is a linearization.
-      if (nodeIsInf[cur] === 1) return { verdict: 'ok', explored };
+      return { verdict: 'ok', explored };
+    }
+    // A dead end: undo the last choice and try the next operation after it.
+    // A read taken at its turn (the walk reached its call, so nothing it must
+    // follow is left, and the register held its value) is never a choice: if
+    // any linearization goes on from there, one takes the read first (it
+    // changes nothing, and taking it earlier breaks no real-time order). So
+    // undoing a read makes the configuration it was taken in a dead end too,
+    // and the undoing goes on. Without this, k reads of one value pending at
+    // once make the search try 2^k subsets of them.
+    for (;;) {
       if (depth === 0) return { verdict: 'violation', explored };
       depth--;
       const back = stackOp[depth];
       state = stackState[depth];
-      bits[back >>> 5] &= ~(1 << (back & 31));
+      end = stackEnd[depth];
       ha ^= za[back];
       hb ^= zb[back];
       relink(retNode[back]);
       relink(callNode[back]);
-      cur = next[callNode[back]];
+      if (isRead[back] === 1) readsLeft[value[back]]++;
+      else writersLeft[value[back]]++;
+      if (isRead[back] === 0) {
+        cur = next[callNode[back]];
+        break;
+      }
     }
   }
 }

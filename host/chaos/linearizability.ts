@@ -262,6 +262,17 @@ interface Prepared {
   initial: number;
   /** how many value ids there are (0..values-1) */
   values: number;
+  /** per operation: its invocation and its completion (+infinity for an unknown one) */
+  callMs: Float64Array;
+  retMs: Float64Array;
+  /** the reads, by value then by completion: those of value v at readFrom[v]..readFrom[v+1]-1 */
+  readOrder: Int32Array;
+  readFrom: Int32Array;
+  /** the writes and deletes, by value then by invocation: those of value v at writerFrom[v]..writerFrom[v+1]-1 */
+  writerOrder: Int32Array;
+  writerFrom: Int32Array;
+  /** per operation: where it sits in readOrder or writerOrder */
+  orderPos: Int32Array;
 }
 
 /** Trims one key's operations and builds its event list, or finds a read no write explains ('violation'). */
@@ -354,7 +365,52 @@ function prepareKey(ops: readonly Op[], initialValue: string | null): Prepared |
       retNode[i] = node;
     }
   }
-  return { n, isRead, value, callNode, retNode, next, prev, nodeOp, nodeIsCall, nodeIsInf, initial, values: ids.size + 1 };
+  const values = ids.size + 1;
+  const readOrder = new Int32Array(n);
+  const writerOrder = new Int32Array(n);
+  const readFrom = new Int32Array(values + 1);
+  const writerFrom = new Int32Array(values + 1);
+  const orderPos = new Int32Array(n);
+  let reads = 0;
+  let writes = 0;
+  for (let i = 0; i < n; i++) {
+    if (isRead[i] === 1) readOrder[reads++] = i;
+    else writerOrder[writes++] = i;
+  }
+  const readsByValue = readOrder.subarray(0, reads).sort((a, b) => value[a] - value[b] || retMs[a] - retMs[b] || a - b);
+  const writersByValue = writerOrder.subarray(0, writes).sort((a, b) => value[a] - value[b] || a - b);
+  const starts = (order: Int32Array, from: Int32Array): void => {
+    // from[v] = the first position whose value is v or more
+    let k = 0;
+    for (let v = 0; v <= values; v++) {
+      while (k < order.length && value[order[k]] < v) k++;
+      from[v] = k;
+    }
+    for (let k2 = 0; k2 < order.length; k2++) orderPos[order[k2]] = k2;
+  };
+  starts(readsByValue, readFrom);
+  starts(writersByValue, writerFrom);
+  return {
+    n,
+    isRead,
+    value,
+    callNode,
+    retNode,
+    next,
+    prev,
+    nodeOp,
+    nodeIsCall,
+    nodeIsInf,
+    initial,
+    values,
+    callMs,
+    retMs,
+    readOrder,
+    readFrom,
+    writerOrder,
+    writerFrom,
+    orderPos,
+  };
 }
 
 /** Seeded 32-bit words for the sets' hashes (xorshift32): the same history always takes the same path. */
@@ -480,13 +536,29 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
   const stackEnd = new Int32Array(n);
   let depth = 0;
   let state = p.initial;
-  // Per value: the writes (or deletes) of it and the reads of it not yet linearized.
-  const writersLeft = new Int32Array(p.values);
-  const readsLeft = new Int32Array(p.values);
-  for (let i = 0; i < n; i++) {
-    if (isRead[i] === 1) readsLeft[value[i]]++;
-    else writersLeft[value[i]]++;
-  }
+  const { callMs, retMs, readOrder, readFrom, writerOrder, writerFrom, orderPos } = p;
+  const linearized = new Uint8Array(n);
+  // Per value: the first of its reads (by completion), and of its writers (by
+  // invocation), that may not be linearized yet; all before are.
+  const firstRead = readFrom.slice(0, p.values);
+  const firstWriter = writerFrom.slice(0, p.values);
+  /**
+   * Whether leaving value `v` now strands one of its reads: a read of v not
+   * linearized yet that completed before every writer of v not linearized yet
+   * was invoked (or there is none) can never again find the register at v.
+   */
+  const strands = (v: number): boolean => {
+    let i = firstRead[v];
+    const readTo = readFrom[v + 1];
+    while (i < readTo && linearized[readOrder[i]] === 1) i++;
+    firstRead[v] = i;
+    if (i === readTo) return false;
+    let j = firstWriter[v];
+    const writerTo = writerFrom[v + 1];
+    while (j < writerTo && linearized[writerOrder[j]] === 1) j++;
+    firstWriter[v] = j;
+    return j === writerTo || callMs[writerOrder[j]] > retMs[readOrder[i]];
+  };
   let end = 0;
   let ha = 0;
   let hb = 0;
@@ -511,13 +583,14 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
     const op = nodeOp[cur];
     if (nodeIsCall[cur] === 1) {
       // The register after `op`, or -1 when `op` cannot go now: a read of
-      // another value, or a write that leaves for ever a value that reads
-      // still need (nothing left to write it again). The second prunes, at the
-      // first step, every order that puts a write between another write and
-      // its reads; with unique values it keeps the search close to linear.
+      // another value, or a write that leaves the value for ever while a read
+      // still needs it (nothing left could write it again in time). The
+      // second prunes, at the first step, every order that puts a write
+      // between another write and its reads; with unique values it keeps the
+      // search close to linear.
       let after: number;
       if (isRead[op] === 1) after = state === value[op] ? state : -1;
-      else after = value[op] !== state && readsLeft[state] > 0 && writersLeft[state] === 0 ? -1 : value[op];
+      else after = value[op] !== state && strands(state) ? -1 : value[op];
       if (after >= 0) {
         // The set with `op` added: its end, and its gaps, which are the calls
         // still in the list below the end. Calls sit in the list in the order
@@ -544,8 +617,7 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
           ha = a;
           hb = b;
           explored++;
-          if (isRead[op] === 1) readsLeft[value[op]]--;
-          else writersLeft[value[op]]--;
+          linearized[op] = 1;
           // lift: out with the call, then the return (put back in the reverse order)
           unlink(callNode[op]);
           unlink(retNode[op]);
@@ -585,8 +657,9 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
       hb ^= zb[back];
       relink(retNode[back]);
       relink(callNode[back]);
-      if (isRead[back] === 1) readsLeft[value[back]]++;
-      else writersLeft[value[back]]++;
+      linearized[back] = 0;
+      const first = isRead[back] === 1 ? firstRead : firstWriter;
+      if (orderPos[back] < first[value[back]]) first[value[back]] = orderPos[back];
       if (isRead[back] === 0) {
         cur = next[callNode[back]];
         break;

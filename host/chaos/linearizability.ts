@@ -534,7 +534,10 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
   const stackOp = new Int32Array(n);
   const stackState = new Int32Array(n);
   const stackEnd = new Int32Array(n);
+  const stackForced = new Uint8Array(n);
   let depth = 0;
+  // The register's value, or DEAD: a value no read left returns.
+  const DEAD = p.values;
   let state = p.initial;
   const { callMs, retMs, readOrder, readFrom, writerOrder, writerFrom, orderPos } = p;
   const linearized = new Uint8Array(n);
@@ -548,6 +551,7 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
    * was invoked (or there is none) can never again find the register at v.
    */
   const strands = (v: number): boolean => {
+    if (v === DEAD) return false;
     let i = firstRead[v];
     const readTo = readFrom[v + 1];
     while (i < readTo && linearized[readOrder[i]] === 1) i++;
@@ -559,6 +563,26 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
     firstWriter[v] = j;
     return j === writerTo || callMs[writerOrder[j]] > retMs[readOrder[i]];
   };
+  /**
+   * `v`, or DEAD when no read left could return it. Dead values are all
+   * alike to what remains of the history, so the cache keeps one
+   * configuration for all of them.
+   */
+  const canonical = (v: number): number => {
+    if (v === DEAD) return DEAD;
+    let i = firstRead[v];
+    const readTo = readFrom[v + 1];
+    while (i < readTo && linearized[readOrder[i]] === 1) i++;
+    firstRead[v] = i;
+    return i === readTo ? DEAD : v;
+  };
+  /** Marks `op` as not linearized (again). */
+  const unmark = (op: number): void => {
+    linearized[op] = 0;
+    const first = isRead[op] === 1 ? firstRead : firstWriter;
+    if (orderPos[op] < first[value[op]]) first[value[op]] = orderPos[op];
+  };
+  state = canonical(state);
   let end = 0;
   let ha = 0;
   let hb = 0;
@@ -592,6 +616,12 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
       if (isRead[op] === 1) after = state === value[op] ? state : -1;
       else after = value[op] !== state && strands(state) ? -1 : value[op];
       if (after >= 0) {
+        linearized[op] = 1;
+        after = canonical(after);
+        // Taking `op` is no choice when it is a read (see the undoing below),
+        // or a write from a dead value to a dead value: no read can tell
+        // where between the two it went.
+        const forced = isRead[op] === 1 || (state === DEAD && after === DEAD);
         // The set with `op` added: its end, and its gaps, which are the calls
         // still in the list below the end. Calls sit in the list in the order
         // of their operations' numbers, and each return met on the way belongs
@@ -611,22 +641,23 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
           stackOp[depth] = op;
           stackState[depth] = state;
           stackEnd[depth] = end;
+          stackForced[depth] = forced ? 1 : 0;
           depth++;
           state = after;
           end = newEnd;
           ha = a;
           hb = b;
           explored++;
-          linearized[op] = 1;
           // lift: out with the call, then the return (put back in the reverse order)
           unlink(callNode[op]);
           unlink(retNode[op]);
           cur = next[HEAD];
           continue;
         }
-        // A read that may go now but leads to a configuration known to be a
-        // dead end: this configuration is one too (see below).
-        if (isRead[op] === 0) {
+        unmark(op);
+        // A forced move to a configuration known to be a dead end: this
+        // configuration is one too (see below). Otherwise try the next.
+        if (!forced) {
           cur = next[cur];
           continue;
         }
@@ -643,10 +674,13 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
     // A read taken at its turn (the walk reached its call, so nothing it must
     // follow is left, and the register held its value) is never a choice: if
     // any linearization goes on from there, one takes the read first (it
-    // changes nothing, and taking it earlier breaks no real-time order). So
-    // undoing a read makes the configuration it was taken in a dead end too,
-    // and the undoing goes on. Without this, k reads of one value pending at
-    // once make the search try 2^k subsets of them.
+    // changes nothing, and taking it earlier breaks no real-time order). The
+    // same holds of a write of a dead value taken while the register holds a
+    // dead value: moved to its turn, it changes what the register holds only
+    // where no read looks. So undoing a forced move makes the configuration it
+    // was taken in a dead end too, and the undoing goes on. Without this, k
+    // reads of one value pending at once make the search try 2^k subsets of
+    // them, and so do k writes nobody reads.
     for (;;) {
       if (depth === 0) return { verdict: 'violation', explored };
       depth--;
@@ -657,10 +691,8 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
       hb ^= zb[back];
       relink(retNode[back]);
       relink(callNode[back]);
-      linearized[back] = 0;
-      const first = isRead[back] === 1 ? firstRead : firstWriter;
-      if (orderPos[back] < first[value[back]]) first[value[back]] = orderPos[back];
-      if (isRead[back] === 0) {
+      unmark(back);
+      if (stackForced[depth] === 0) {
         cur = next[callNode[back]];
         break;
       }

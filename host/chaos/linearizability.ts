@@ -46,6 +46,26 @@
 // recurses, so histories of many thousands of operations on one key run in
 // constant native stack.
 //
+// Three rules, which follow from the register model, keep the search close to
+// linear on what clients of a store produce (measured: 32 clients at once on
+// one key, 32,000 operations, about 2 states per operation):
+// - A set is written as its end (one past the highest operation linearized,
+//   operations numbered by invocation) and its gaps (the lower ones not yet
+//   linearized): a few words per configuration, where a bitset would cost a
+//   bit per operation of the key.
+// - A write is not tried while it would strand a read: when the register holds
+//   v, a read of v is not linearized yet, and every writer of v left was
+//   invoked after that read completed (or none is left), the register can
+//   never hold v again in time.
+// - A value no read left returns is "dead", and all dead values are one state
+//   to the cache. A read taken at its turn, and a write from a dead value to
+//   a dead value, are no choice: if any linearization goes on from there, one
+//   goes on with that move (see searchKey), so undoing it undoes the
+//   configuration it was made in as well.
+// Writes of few distinct values by many clients at once (say 32 clients
+// writing 50 values) defeat these rules, and the search may then reach its
+// bound ('unknown'); clients that write unique values (as Jepsen's do) do not.
+//
 // Before searching, the history of a key is trimmed, which never changes the
 // verdict:
 // - an unknown write (or delete) whose value no ok read returns at or after
@@ -678,9 +698,10 @@ function searchKey(p: Prepared, deadlineMs: number): { verdict: 'ok' | 'violatio
     // same holds of a write of a dead value taken while the register holds a
     // dead value: moved to its turn, it changes what the register holds only
     // where no read looks. So undoing a forced move makes the configuration it
-    // was taken in a dead end too, and the undoing goes on. Without this, k
-    // reads of one value pending at once make the search try 2^k subsets of
-    // them, and so do k writes nobody reads.
+    // was taken in a dead end too, and the undoing goes on. Without this,
+    // every undone move is followed by tries of the other moves after it: k
+    // reads pending at once cost k^2 states instead of k, and writes nobody
+    // reads multiply the orders the cache has to tell apart.
     for (;;) {
       if (depth === 0) return { verdict: 'violation', explored };
       depth--;

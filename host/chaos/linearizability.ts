@@ -83,15 +83,17 @@
 // CHECK_TIMEOUT_MS_DEFAULT, 10 s) bounds the whole check, shared across keys:
 // each key in turn gets an equal share of the time left (so a key that
 // finishes early leaves its share to the others), and the keys cut off get a
-// second try, again with equal shares of whatever is left at the end. A key
+// second try from the start, with equal shares of whatever is left. A key
 // still cut off then is reported as unknown; the check returns 'unknown'
 // unless another key is a violation. The clock is read every
 // TIME_CHECK_STEPS steps of the search, so a check overruns its bound by at
-// most that many steps per key cut off (well under a millisecond each). The
-// memo cache of one key holds at most CACHE_ENTRIES_MAX configurations and
-// CACHE_WORDS_MAX 32-bit words of sets (16 MiB); a full cache stops
-// remembering, which costs time (the search may repeat work), never a wrong
-// verdict. Only one key's search is alive at a time.
+// most that many steps per key cut off (well under a millisecond each), plus
+// the preparation of each key, which is not bounded but takes O(n log n) for
+// n operations (a few ms for thousands). The memo cache of one key holds at
+// most CACHE_ENTRIES_MAX configurations and CACHE_WORDS_MAX 32-bit words of
+// sets (with its index, about 50 MiB at most); a full cache stops remembering,
+// which costs time (the search may repeat work), never a wrong verdict. Only
+// one key's search is alive at a time.
 
 import { FtvmError } from '../errors.ts';
 
@@ -144,12 +146,13 @@ const STATUSES = new Set(['ok', 'fail', 'unknown']);
  * search over all keys; `opts.initial` is every register's value before the
  * first operation (default null: absent).
  *
- * Returns 'ok', 'violation' (with the first key, in the order keys first
- * appear in `history`, that has no linearization, and all of that key's
- * operations, fail and unknown ones included, sorted by invokeMs), or
- * 'unknown' (with the keys whose search the bound cut off) when no key is a
- * violation; `explored` counts the configurations the search entered, `ms`
- * the time the check took.
+ * Returns 'ok', 'violation' (with the first key found that has no
+ * linearization, and all of that key's operations, fail and unknown ones
+ * included, sorted by invokeMs; keys are searched in the order they first
+ * appear in `history`, those the bound cut off once more after the others),
+ * or 'unknown' (with the keys whose search the bound cut off twice) when no
+ * key is a violation; `explored` counts the configurations the searches
+ * entered (a second try counts again), `ms` the time the check took.
  *
  * Throws FtvmError FTVM_ERR_BAD_REQUEST on a malformed history (not an
  * array; an operation with a field missing or of the wrong type; an unknown

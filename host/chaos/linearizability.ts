@@ -163,13 +163,13 @@ const STATUSES = new Set(['ok', 'fail', 'unknown']);
  * process: the client stopped waiting, so its next operation does not overlap
  * it (the operation itself may still take effect at any later time).
  */
-export function checkLinearizable(history: readonly Op[], opts: { timeoutMs?: number; initial?: string | null } = {}): CheckResult {
+export function checkLinearizable(history: readonly Op[], opts?: { timeoutMs?: number; initial?: string | null }): CheckResult {
   const t0 = performance.now();
-  const timeoutMs = opts.timeoutMs ?? CHECK_TIMEOUT_MS_DEFAULT;
+  const timeoutMs = opts?.timeoutMs ?? CHECK_TIMEOUT_MS_DEFAULT;
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new FtvmError('FTVM_ERR_BAD_REQUEST', `timeoutMs must be a finite number of ms above 0, not ${String(timeoutMs)}`);
   }
-  const initial = opts.initial ?? null;
+  const initial = opts?.initial ?? null;
   if (initial !== null && typeof initial !== 'string') {
     throw new FtvmError('FTVM_ERR_BAD_REQUEST', `initial must be a string or null, not ${typeof initial}`);
   }

@@ -427,6 +427,8 @@ export class FtHost {
   private readonly busyUntil = new Map<string, number>();
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
   /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  /** when tick() last ran (performance.now ms; 0 before the first): a longer gap than the failure timeout is a pause */
+  private tickAt = 0;
   private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
@@ -750,6 +752,11 @@ export class FtHost {
 
   private tick(): void {
     const now = performance.now();
+    // This host was stopped longer than the failure timeout (SIGSTOP, a frozen VM, swap): its peers may
+    // have taken it for dead and given its primaries' generations to their backups. It asks the arbiter
+    // before its primaries' next outputs, as a partner's news may be slow to come.
+    if (this.tickAt && now - this.tickAt > this.opts.failMs) this.checkGenerations(now - this.tickAt);
+    this.tickAt = now;
     // a heartbeat carries the published ports this host could not bind, so no host lists them as endpoints
     const unbound = this.ingress.unbound();
     const hb = unbound.length ? { t: 'hb', unbound } : { t: 'hb' };
@@ -940,7 +947,7 @@ export class FtHost {
         });
         return;
       case 'log': {
-        if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
+        if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return this.fenceOff(from, m.vm, m.gen);
         const { first, last } = m;
         this.primaryReleasedTo(vm, m.released);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
@@ -973,7 +980,7 @@ export class FtHost {
         return;
       }
       case 'ack': {
-        if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return;
+        if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return this.fenceOff(from, m.vm, m.gen);
         if (!vm.backupReady) {
           // the backup is in place: send it the log it does not have yet
           vm.backupReady = true;
@@ -1850,10 +1857,53 @@ export class FtHost {
     this.wakeReaders(vm);
   }
 
+  /**
+   * A peer sent log or an ack of VM `name` in generation `gen`, which this host
+   * knows to be over: it hears of the newer generation (a 'primary' message) or
+   * of the VM's deletion (a 'stop'), and fences its replica off (learnPrimary,
+   * stopped). Generation numbers as in the arbiter (arbiter.ts); the rule is the
+   * FT paper's: only the replica that won the test-and-set may go on.
+   */
+  private fenceOff(from: string, name: string, gen: number): void {
+    const tomb = this.tombstones.get(name);
+    if (tomb !== undefined && tomb > gen) {
+      this.toPeer(from, { t: 'stop', vm: name, gen: tomb });
+      return;
+    }
+    const p = this.primaries.get(name);
+    if (p && p.gen > gen) this.toPeer(from, { t: 'primary', vm: name, gen: p.gen, host: p.host });
+  }
+
+  /**
+   * After a pause of `pausedMs`: every primary here whose generation the arbiter
+   * gave to another host is dropped (fenced off). An arbiter that cannot be
+   * reached drops nothing: the Output Rule still holds the primary's outputs
+   * until its backup acknowledges, which a backup gone live never does.
+   */
+  private checkGenerations(pausedMs: number): void {
+    this.say(`paused for ${Math.round(pausedMs)} ms (more than the failure timeout): checking the generations of its primaries`);
+    for (const vm of this.vms.values()) {
+      if (vm.role !== 'primary' || vm.claiming) continue;
+      this.opts.arbiter.latest(vm.name).then(
+        (l) => {
+          if (!l || this.vms.get(vm.name) !== vm) return;
+          if (l.gen > vm.gen || (l.gen === vm.gen && l.host !== this.id)) {
+            this.dropVm(vm, `fenced off: the arbiter gave generation ${l.gen} to ${l.host} while this host was paused`);
+          }
+        },
+        (e: Error) => this.say(`${vm.name}: arbiter unreachable after a pause (${e.message}); its outputs wait for its backup`),
+      );
+    }
+  }
+
   /** Another host runs the primary of a VM in generation `gen`. */
   private learnPrimary(name: string, gen: number, host: string): void {
     // news of a VM from before it was deleted (it crossed the stop on the way)
     if ((this.tombstones.get(name) ?? 0) > gen) return;
+    // A replica here of an older generation was fenced off (a paused or cut-off primary, a backup whose
+    // primary moved on): it stops at once and says so, instead of taking input it can never release.
+    const mine = this.vms.get(name);
+    if (mine && mine.gen < gen && host !== this.id) this.dropVm(mine, `fenced off: generation ${gen} runs on ${host}, this replica is of generation ${mine.gen}`);
     const known = this.primaries.get(name);
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
     this.primaries.set(name, { gen, host });

@@ -35,7 +35,7 @@ import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/me
 import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, packValue, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage, unpackValue } from './wire.ts';
-import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
+import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
 export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
@@ -427,6 +427,10 @@ export class FtHost {
   private readonly busyUntil = new Map<string, number>();
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
   /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  /** the cluster's id, as the arbiter holds it (Arbiter.open); peers must hold the same */
+  private clusterId = '';
+  /** peers (and their cluster ids) refused for another cluster, said once each */
+  private readonly otherClusters = new Map<string, true>();
   /** when tick() last ran (performance.now ms; 0 before the first): a longer gap than the failure timeout is a pause */
   private tickAt = 0;
   private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
@@ -533,6 +537,7 @@ export class FtHost {
 
   async start(): Promise<void> {
     checkLimits();
+    this.clusterId = await this.opts.arbiter.open();
     const listen = (srv: Server, port: number): Promise<string> =>
       new Promise((resolve, reject) => {
         srv.once('error', reject);
@@ -652,6 +657,21 @@ export class FtHost {
     this.detector.heard(id);
   }
 
+  /**
+   * Whether peer `id`, whose arbiter holds cluster `theirs` (its handshake's
+   * `cluster`; a peer that names none is taken as the same), shares this host's
+   * arbiter; said in the log once per peer and id when not.
+   */
+  private sameCluster(id: string, theirs: unknown): boolean {
+    if (theirs === undefined || theirs === this.clusterId) return true;
+    const said = `${id}/${String(theirs)}`;
+    if (!this.otherClusters.has(said)) {
+      setBounded(this.otherClusters, said, true, OTHER_CLUSTER_NOTES_MAX);
+      this.say(`peer ${id} belongs to another cluster: its arbiter holds ${String(theirs)}, mine ${this.clusterId} (an arbiter's state was lost and made again); not linking`);
+    }
+    return false;
+  }
+
   private dial(l: Link): void {
     const [host, port] = [l.addr.slice(0, l.addr.lastIndexOf(':')), Number(l.addr.slice(l.addr.lastIndexOf(':') + 1))];
     const sock = connect({ host, port });
@@ -660,7 +680,7 @@ export class FtHost {
     l.ready = false;
     const mine = nonce();
     let stage: 'hello' | 'auth' | 'ready' = 'hello';
-    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine }));
+    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine, cluster: this.clusterId }));
     readMessages(
       sock,
       PEER_FRAME_MAX,
@@ -671,6 +691,7 @@ export class FtHost {
             sock.destroy();
             return;
           }
+          if (!this.sameCluster(l.id, m.cluster)) return void sock.destroy();
           send(sock, { t: 'auth', mac: mac(this.opts.secret, 'dialer', m.nonce, mine) });
           stage = 'auth';
         } else if (stage === 'auth') {
@@ -720,10 +741,11 @@ export class FtHost {
         if (!authed) {
           if (mine === null) {
             if (m.t !== 'hello' || typeof m.id !== 'string' || !NAME_RE.test(m.id) || !(m.nonce instanceof Uint8Array)) return refuse(`"${m.t}" before hello`);
+            if (!this.sameCluster(m.id, m.cluster)) return refuse(`peer ${m.id} belongs to another cluster`);
             peer = m.id;
             theirs = m.nonce;
             mine = nonce();
-            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine) });
+            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine), cluster: this.clusterId });
             return;
           }
           if (m.t !== 'auth' || !macOk(mac(this.opts.secret, 'dialer', mine, theirs!), m.mac)) return refuse(`peer ${peer} does not know the cluster secret`);

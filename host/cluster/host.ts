@@ -12,7 +12,7 @@
 //          to a VM, receive its outputs (each with the VM's output sequence
 //          number, so a client drops the duplicates a failover can cause).
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +92,15 @@ export interface HostOptions {
 export function defaultDataDir(id: string): string {
   if (process.env.FTVM_DATA_DIR) return join(process.env.FTVM_DATA_DIR, id);
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', `host-${id}`);
+}
+
+/** What a VM's primary's host last said of it (vminfo), when, and the boots (heartbeat `boot`) its replicas' hosts had then. */
+interface SaidInfo {
+  info: Omit<VmInfo, 'ageMs'>;
+  /** performance.now() ms when it came */
+  at: number;
+  primaryBoot: string | undefined;
+  backupBoot: string | undefined;
 }
 
 /** One connection on the client port, from accept to close. */
@@ -329,8 +338,12 @@ export interface VmInfo {
   gen: number;
   primary: string;
   backup: string | null;
-  /** 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest ended), 'failing-over' (its primary's host is silent) */
-  state: 'running' | 'alone' | 'ended' | 'failing-over';
+  /**
+   * 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest
+   * ended), 'failing-over' (its primary's host is silent), 'lost' (both its
+   * replicas are gone: their hosts died or restarted; only DELETE helps)
+   */
+  state: 'running' | 'alone' | 'ended' | 'failing-over' | 'lost';
   count: string;
   lagMs: number;
   lagCounts: string;
@@ -396,7 +409,7 @@ export class FtHost {
   /** which host runs the primary of a VM, as far as this host knows */
   private readonly primaries = new Map<string, { gen: number; host: string }>();
   /** how each VM is doing, as another host running its primary last said (with when it arrived) */
-  private readonly infos = new Map<string, { info: Omit<VmInfo, 'ageMs'>; at: number }>();
+  private readonly infos = new Map<string, SaidInfo>();
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
@@ -427,6 +440,10 @@ export class FtHost {
   private readonly busyUntil = new Map<string, number>();
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
   /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  /** this process's id, new at each start (the heartbeats' `boot`) */
+  private readonly boot = randomUUID();
+  /** each peer's `boot` as its last heartbeat said (one entry per member, at most MAX_SLOT) */
+  private readonly boots = new Map<string, string>();
   /** the cluster's id, as the arbiter holds it (Arbiter.open); peers must hold the same */
   private clusterId = '';
   /** peers (and their cluster ids) refused for another cluster, said once each */
@@ -781,7 +798,7 @@ export class FtHost {
     this.tickAt = now;
     // a heartbeat carries the published ports this host could not bind, so no host lists them as endpoints
     const unbound = this.ingress.unbound();
-    const hb = unbound.length ? { t: 'hb', unbound } : { t: 'hb' };
+    const hb = unbound.length ? { t: 'hb', boot: this.boot, unbound } : { t: 'hb', boot: this.boot };
     for (const l of this.links.values()) {
       if (!l.sock && now >= l.nextDialAt) this.dial(l);
       else if (l.ready && l.sock) send(l.sock, hb);
@@ -951,6 +968,7 @@ export class FtHost {
       case 'hb':
         if (m.unbound?.length) this.unbound.set(from, new Set(m.unbound));
         else this.unbound.delete(from);
+        if (m.boot !== undefined) this.heardBoot(from, m.boot);
         return;
       case 'snapchunk':
         this.onSnapshotChunk(from, m);
@@ -1081,7 +1099,7 @@ export class FtHost {
         const info = m.info as unknown as Omit<VmInfo, 'ageMs'>;
         if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
         const known = this.infos.get(info.name);
-        if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
+        if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now(), primaryBoot: this.boots.get(info.primary), backupBoot: info.backup ? this.boots.get(info.backup) : undefined });
         this.learnPrimary(info.name, info.gen, info.primary);
         // the backup here learns how far its primary released, even when no log flows (after the guest's end)
         const mine = this.vms.get(info.name);
@@ -1245,7 +1263,7 @@ export class FtHost {
     const start: EntryPayloads['start'] = startEntryOf(action, hash);
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
-    if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    if (taken && taken.host !== STOPPED) throw this.exists(req.name, taken);
     const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
     const meteredHash = c.meteredHash;
     // A module uploaded to this host keeps its metered form beside it: after a failover
@@ -1253,7 +1271,7 @@ export class FtHost {
     if (action.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
-    if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    if (last && last.host !== STOPPED) throw this.exists(req.name, last);
     const gen = last ? last.gen + 1 : 1;
     if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     this.tombstones.delete(req.name);
@@ -1918,6 +1936,37 @@ export class FtHost {
     }
   }
 
+  /**
+   * Peer `from` says its process is `boot`. A different one than before: it
+   * restarted (perhaps faster than the failure timeout) and holds none of the
+   * replicas it held, so each replica here whose partner it was acts as on a
+   * partner's death, at once.
+   */
+  private heardBoot(from: string, boot: string): void {
+    const before = this.boots.get(from);
+    this.boots.set(from, boot);
+    if (before === undefined || before === boot) return;
+    this.say(`${from} restarted: the replicas it held are gone`);
+    for (const vm of this.vms.values()) {
+      if (vm.claiming) continue;
+      const partner = vm.role === 'primary' ? vm.backup : vm.primary;
+      if (partner !== from) continue;
+      this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
+      void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
+    }
+  }
+
+  /**
+   * FTVM_ERR_EXISTS for a start under name `name`, whose latest generation the
+   * arbiter gave to `last.host`; the message says when the VM is lost (both
+   * replicas gone: its owner is this host, which has no replica of it, or the
+   * cluster view says so) and that DELETE frees the name.
+   */
+  private exists(name: string, last: { gen: number; host: string }): HostError {
+    const lost = (last.host === this.id && !this.vms.has(name)) || this.vmInfos().some((v) => v.name === name && v.state === 'lost');
+    return new HostError('FTVM_ERR_EXISTS', lost ? `VM ${name} exists, lost: both its replicas are gone (generation ${last.gen} was ${last.host}'s); DELETE it to use its name again` : `VM ${name} exists already`);
+  }
+
   /** Another host runs the primary of a VM in generation `gen`. */
   private learnPrimary(name: string, gen: number, host: string): void {
     // news of a VM from before it was deleted (it crossed the stop on the way)
@@ -2475,7 +2524,14 @@ export class FtHost {
       }
       info.publish ??= [];
       info.endpoints = this.endpoints(name, info.publish);
-      if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
+      if (info.primary !== this.id && info.state !== 'ended') {
+        // both replicas gone (their hosts dead, or restarted since they said so): nothing can take over
+        const gone = (host: string | null, boot: string | undefined): boolean =>
+          host === null || (host !== this.id && (!this.alive(host) || (boot !== undefined && this.boots.get(host) !== boot))) || (host === this.id && !this.vms.has(name));
+        const saidNow = said && said.info.gen === p.gen ? said : undefined;
+        if (saidNow && gone(info.primary, saidNow.primaryBoot) && gone(info.backup, saidNow.backupBoot)) info.state = 'lost';
+        else if (!this.alive(info.primary)) info.state = 'failing-over';
+      }
       out.push(info);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));

@@ -1,12 +1,13 @@
 // The arbiter's contract, checked on both implementations: one winner per
 // generation, latest(), unique stable host slots, and no hang when etcd is gone.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArbiterError, FileArbiter, MAX_SLOT, type Arbiter } from '../host/cluster/arbiter.ts';
+import { Etcd3 } from 'etcd3';
 import { EtcdArbiter } from '../host/cluster/etcd-arbiter.ts';
 import { freePorts, startEtcd, type TestEtcd } from './etcd.ts';
 
@@ -18,6 +19,12 @@ interface Backend {
   stop(): Promise<void>;
   /** A new arbiter instance on namespace `ns`: instances on the same namespace share their state. */
   open(ns: string): Arbiter;
+  /** Loses all of namespace `ns`'s state, as a removed directory or a wiped etcd would. */
+  wipe(ns: string): Promise<void>;
+  /** Loses only the cluster id of namespace `ns`. */
+  dropId(ns: string): Promise<void>;
+  /** Whether anything of namespace `ns` exists. */
+  exists(ns: string): Promise<boolean>;
 }
 
 function fileBackend(): Backend {
@@ -31,6 +38,9 @@ function fileBackend(): Backend {
       if (dir) rmSync(dir, { recursive: true, force: true });
     },
     open: (ns) => new FileArbiter(join(dir, ns)),
+    wipe: async (ns) => rmSync(join(dir, ns), { recursive: true, force: true }),
+    dropId: async (ns) => rmSync(join(dir, ns, 'cluster')),
+    exists: async (ns) => existsSync(join(dir, ns)),
   };
 }
 
@@ -45,7 +55,18 @@ function etcdBackend(): Backend {
       await etcd?.stop();
     },
     open: (ns) => new EtcdArbiter({ endpoints: [etcd!.endpoint], prefix: `${ns}/` }),
+    wipe: (ns) => withEtcd(async (c) => void (await c.delete().prefix(`${ns}/`))),
+    dropId: (ns) => withEtcd(async (c) => void (await c.delete().key(`${ns}/cluster`))),
+    exists: (ns) => withEtcd(async (c) => (await c.getAll().prefix(`${ns}/`).keys()).length > 0),
   };
+  async function withEtcd<T>(f: (c: Etcd3) => Promise<T>): Promise<T> {
+    const c = new Etcd3({ hosts: [etcd!.endpoint] });
+    try {
+      return await f(c);
+    } finally {
+      c.close();
+    }
+  }
 }
 
 describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
@@ -123,6 +144,53 @@ describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
     const h6 = await a.register(rec('h6', 8000));
     expect(slots).not.toContain(h6);
     expect(await arbiter('hosts-other').hosts()).toEqual([]);
+  });
+
+  it('holds one cluster id per namespace, the same for every instance', async () => {
+    const ids = await Promise.all(Array.from({ length: 8 }, () => arbiter('id').open()));
+    expect(new Set(ids).size).toBe(1);
+    expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await arbiter('id-other').open()).not.toBe(ids[0]);
+  });
+
+  it('refuses every call once its state is lost, and never makes it again', async () => {
+    const a = arbiter('lost');
+    expect(await a.claim('vm1', 1, 'h1')).toBe(true);
+    const slot = await a.register({ id: 'h1', peer: 'p:1', client: 'c:1' });
+    await backend.wipe('lost');
+    const gone = /gone|lost/;
+    await expect(a.claim('vm1', 1, 'h2')).rejects.toThrow(ArbiterError);
+    await expect(a.claim('vm1', 2, 'h2')).rejects.toThrow(gone);
+    await expect(a.latest('vm1')).rejects.toThrow(gone);
+    await expect(a.register({ id: 'h2', peer: 'p:2', client: 'c:2' })).rejects.toThrow(gone);
+    await expect(a.hosts()).rejects.toThrow(gone);
+    await expect(a.open()).rejects.toThrow(gone);
+    // nothing was made again: a name, a generation or a slot handed out before cannot be handed out twice
+    expect(await backend.exists('lost')).toBe(false);
+    expect(slot).toBeGreaterThan(0);
+  });
+
+  it('refuses state whose cluster id was lost, on every instance, old or new', async () => {
+    const a = arbiter('noid');
+    expect(await a.claim('vm1', 3, 'h1')).toBe(true);
+    await backend.dropId('noid');
+    await expect(a.claim('vm1', 4, 'h1')).rejects.toThrow(ArbiterError);
+    await expect(arbiter('noid').open()).rejects.toThrow(/no cluster/);
+    await expect(arbiter('noid').latest('vm1')).rejects.toThrow(ArbiterError);
+    await expect(arbiter('noid').register({ id: 'h9', peer: 'p:9', client: 'c:9' })).rejects.toThrow(ArbiterError);
+  });
+
+  it('a cluster made again where one was lost is another cluster: its instances and the old ones refuse each other', async () => {
+    const old = arbiter('again');
+    const oldId = await old.open();
+    await backend.wipe('again');
+    const fresh = arbiter('again');
+    const freshId = await fresh.open();
+    expect(freshId).not.toBe(oldId);
+    expect(await fresh.claim('vm1', 1, 'h2')).toBe(true);
+    await expect(old.claim('vm1', 2, 'h1')).rejects.toThrow(/another cluster/);
+    await expect(old.latest('vm1')).rejects.toThrow(/another cluster/);
+    expect(await fresh.latest('vm1')).toEqual({ gen: 1, host: 'h2' });
   });
 });
 

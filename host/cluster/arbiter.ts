@@ -9,7 +9,8 @@
 // embedded default: exclusive file creation is the test-and-set), and
 // EtcdArbiter (etcd-arbiter.ts), for hosts on several machines.
 
-import { mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { linkSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FtvmErrorCode } from '../errors.ts';
 
@@ -26,6 +27,16 @@ export interface HostRecord {
 }
 
 export interface Arbiter {
+  /**
+   * The cluster's id (a UUID), made by the first host of a new, empty arbiter
+   * and kept there. Every other call checks it is still there and the same:
+   * an arbiter whose state was lost or replaced (a removed directory, a wiped
+   * etcd) makes every call fail with FTVM_ERR_ARBITER, so that no generation,
+   * slot or name is handed out a second time; the hosts then refuse to start,
+   * claim or register, and never drop a live replica for it. An arbiter with
+   * state but no cluster id is refused the same way.
+   */
+  open(): Promise<string>;
   /** Atomically takes generation `gen` of `vm` for `host` (or STOPPED): true only for the one call that created it. */
   claim(vm: string, gen: number, host: string): Promise<boolean>;
   /** The highest claimed generation of `vm` and its owner, or null. */
@@ -66,23 +77,75 @@ export function checkOwner(owner: string): void {
   if (owner !== STOPPED) checkName('host', owner);
 }
 
+/** The parts of an arbiter's state, as directories (FileArbiter) or key prefixes (EtcdArbiter). */
+export const ARBITER_PARTS = ['vms', 'hosts', 'slots'] as const;
+
 /**
- * The file arbiter: `<dir>/vms/<vm>/<gen>` is created with O_EXCL (atomic on
+ * The file arbiter: `<dir>/cluster` holds the cluster's id (see Arbiter.open);
+ * `<dir>/vms/<vm>/<gen>` is created with O_EXCL (atomic on
  * one filesystem), holding the owner's id; `<dir>/hosts/<id>.json` is each
  * host's record, replaced atomically by rename; `<dir>/slots/<n>` names the
- * host that owns slot n.
+ * host that owns slot n. Nothing under `<dir>` is ever created again once it
+ * is gone: a removed directory stays removed, and every call fails.
  */
 export class FileArbiter implements Arbiter {
-  constructor(readonly dir: string) {
-    for (const d of ['vms', 'hosts', 'slots']) mkdirSync(join(dir, d), { recursive: true });
+  private clusterId: string | null = null;
+
+  constructor(readonly dir: string) {}
+
+  async open(): Promise<string> {
+    if (this.clusterId !== null) {
+      this.check();
+      return this.clusterId;
+    }
+    const marker = join(this.dir, 'cluster');
+    let id = readOr(marker);
+    if (id === null) {
+      try {
+        mkdirSync(this.dir, { recursive: true });
+      } catch (e) {
+        throw new ArbiterError(`cannot make the arbiter's directory ${this.dir}: ${(e as Error).message}`);
+      }
+      // state without the id (its id file lost): refused, never taken for a new cluster
+      const state = ARBITER_PARTS.filter((part) => (readdirOr(join(this.dir, part)) ?? []).some((n) => !n.startsWith('.')));
+      if (state.length) throw new ArbiterError(`${this.dir} holds arbiter state (${state.join(', ')}) but no cluster file: its state was lost or damaged; start a new cluster in an empty directory`);
+      // a new cluster: the id file appears whole (written aside, then linked), and one of several hosts starting at once makes it
+      const tmp = join(this.dir, `.cluster.${process.pid}.${randomUUID()}`);
+      writeFileSync(tmp, randomUUID());
+      try {
+        linkSync(tmp, marker);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ArbiterError(`cannot write ${marker}: ${(e as Error).message}`);
+      } finally {
+        unlinkSync(tmp);
+      }
+      for (const part of ARBITER_PARTS) mkdirSync(join(this.dir, part), { recursive: true });
+      id = readOr(marker);
+      if (id === null) throw new ArbiterError(`${marker} vanished while the cluster was being made`);
+    }
+    this.clusterId = id;
+    return id;
+  }
+
+  /** Throws FTVM_ERR_ARBITER unless the cluster file is there and names this arbiter's cluster (opening it first). */
+  private check(): void {
+    const id = readOr(join(this.dir, 'cluster'));
+    if (id !== this.clusterId) {
+      throw new ArbiterError(id === null ? `the arbiter's state in ${this.dir} is gone (no cluster file): nothing is claimed or registered until it is restored` : `the arbiter in ${this.dir} now belongs to another cluster (${id}, not ${this.clusterId}): nothing is claimed or registered`);
+    }
   }
 
   async claim(vm: string, gen: number, host: string): Promise<boolean> {
     checkName('VM', vm);
     checkOwner(host);
     if (!Number.isSafeInteger(gen) || gen < 1) throw new ArbiterError(`generation ${gen} must be a positive integer`);
+    await this.open();
     const d = join(this.dir, 'vms', vm);
-    mkdirSync(d, { recursive: true });
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ArbiterError(`claim ${vm} generation ${gen}: ${(e as Error).message}`);
+    }
     let fd: number;
     try {
       fd = openSync(join(d, String(gen)), 'wx');
@@ -100,6 +163,7 @@ export class FileArbiter implements Arbiter {
 
   async latest(vm: string): Promise<{ gen: number; host: string } | null> {
     checkName('VM', vm);
+    await this.open();
     let names: string[];
     try {
       names = readdirSync(join(this.dir, 'vms', vm));
@@ -111,7 +175,8 @@ export class FileArbiter implements Arbiter {
     const gen = Math.max(...gens);
     // The owner is written right after the exclusive create; a reader may see it empty for an instant.
     for (let i = 0; i < 100; i++) {
-      const host = readFileSync(join(this.dir, 'vms', vm, String(gen)), 'utf8');
+      const host = readOr(join(this.dir, 'vms', vm, String(gen)));
+      if (host === null) throw new ArbiterError(`generation ${gen} of ${vm} cannot be read`);
       if (host) return { gen, host };
       await new Promise((r) => setTimeout(r, 2));
     }
@@ -120,6 +185,7 @@ export class FileArbiter implements Arbiter {
 
   async register(rec: Omit<HostRecord, 'slot'>): Promise<number> {
     checkName('host', rec.id);
+    await this.open();
     let slot = (await this.hosts()).find((h) => h.id === rec.id)?.slot ?? 0;
     for (let n = 1; !slot && n <= MAX_SLOT; n++) {
       try {
@@ -127,19 +193,26 @@ export class FileArbiter implements Arbiter {
         writeFileSync(join(this.dir, 'slots', String(n)), rec.id);
         slot = n;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ArbiterError(`register ${rec.id}: ${(e as Error).message}`);
       }
     }
     if (!slot) throw new ArbiterError(`no free host slot (at most ${MAX_SLOT} hosts)`);
     const tmp = join(this.dir, 'hosts', `.${rec.id}.${process.pid}.tmp`);
-    writeFileSync(tmp, JSON.stringify({ ...rec, slot }));
-    renameSync(tmp, join(this.dir, 'hosts', `${rec.id}.json`));
+    try {
+      writeFileSync(tmp, JSON.stringify({ ...rec, slot }));
+      renameSync(tmp, join(this.dir, 'hosts', `${rec.id}.json`));
+    } catch (e) {
+      throw new ArbiterError(`register ${rec.id}: ${(e as Error).message}`);
+    }
     return slot;
   }
 
   async hosts(): Promise<HostRecord[]> {
+    await this.open();
     const out: HostRecord[] = [];
-    for (const name of readdirSync(join(this.dir, 'hosts'))) {
+    const names = readdirOr(join(this.dir, 'hosts'));
+    if (names === null) throw new ArbiterError(`cannot read ${join(this.dir, 'hosts')}`);
+    for (const name of names) {
       if (!name.endsWith('.json') || name.startsWith('.')) continue;
       try {
         out.push(JSON.parse(readFileSync(join(this.dir, 'hosts', name), 'utf8')) as HostRecord);
@@ -151,4 +224,22 @@ export class FileArbiter implements Arbiter {
   }
 
   async close(): Promise<void> {}
+}
+
+/** The text of file `path`, or null if it cannot be read (absent, unreadable). */
+function readOr(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** The names in directory `path`, or null if it cannot be read. */
+function readdirOr(path: string): string[] | null {
+  try {
+    return readdirSync(path);
+  } catch {
+    return null;
+  }
 }

@@ -2,6 +2,7 @@
 // kept in etcd so that hosts on several machines share it.
 //
 // Keys, under the prefix (default 'ftvm/'):
+//   cluster                    the cluster's id (Arbiter.open): every call checks it
 //   vms/<vm>/<gen, 12 digits>  the owner's id; zero-padded so that key order is generation order
 //   slots/<n>                  the id of the host that took slot n
 //   hosts/<id>                 the host's record (JSON, with its slot)
@@ -10,6 +11,7 @@
 // been applied by etcd (a claim among them): its caller must treat it as lost,
 // which is safe because a replica that cannot reach the arbiter never emits.
 
+import { randomUUID } from 'node:crypto';
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
 import { ArbiterError, MAX_SLOT, checkName, checkOwner, type Arbiter, type HostRecord } from './arbiter.ts';
 
@@ -33,6 +35,7 @@ export class EtcdArbiter implements Arbiter {
   readonly prefix: string;
   readonly timeoutMs: number;
   private readonly client: Etcd3;
+  private clusterId: string | null = null;
 
   constructor(opts: EtcdArbiterOptions) {
     if (!opts.endpoints.length) throw new ArbiterError('EtcdArbiter needs at least one etcd endpoint');
@@ -48,6 +51,31 @@ export class EtcdArbiter implements Arbiter {
     });
   }
 
+  async open(): Promise<string> {
+    return this.bounded('open', () => this.opened());
+  }
+
+  /** The cluster's id, checked against etcd (made there by the first host of an empty prefix); FTVM_ERR_ARBITER if it is gone or another. */
+  private async opened(): Promise<string> {
+    const key = this.clusterKey();
+    const now = await this.client.get(key).string();
+    if (this.clusterId !== null) {
+      if (now !== this.clusterId) {
+        throw new ArbiterError(now === null ? `the arbiter's state under ${this.prefix} in etcd is gone (no cluster key): nothing is claimed or registered until it is restored` : `the arbiter under ${this.prefix} in etcd now belongs to another cluster (${now}, not ${this.clusterId}): nothing is claimed or registered`);
+      }
+      return now;
+    }
+    if (now !== null) return (this.clusterId = now);
+    // state without the id (its key lost): refused, never taken for a new cluster
+    // (the cluster key itself may have been made meanwhile, by a host starting at the same moment)
+    const state = (await this.client.getAll().prefix(this.prefix).limit(2).keys()).filter((k) => k !== key);
+    if (state.length) throw new ArbiterError(`etcd holds arbiter state under ${this.prefix} (${state[0]}) but no cluster key: its state was lost or damaged; start a new cluster under an empty prefix`);
+    await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(randomUUID())).commit();
+    const id = await this.client.get(key).string();
+    if (id === null) throw new ArbiterError(`${key} vanished while the cluster was being made`);
+    return (this.clusterId = id);
+  }
+
   async claim(vm: string, gen: number, host: string): Promise<boolean> {
     checkName('VM', vm);
     checkOwner(host);
@@ -55,8 +83,10 @@ export class EtcdArbiter implements Arbiter {
     if (gen > MAX_GEN) throw new ArbiterError(`generation ${gen} is beyond the etcd arbiter's limit of ${MAX_GEN}`);
     const key = `${this.vmPrefix(vm)}${String(gen).padStart(12, '0')}`;
     return this.bounded(`claim ${vm} generation ${gen}`, async () => {
-      // Create-if-absent: a key that was never created has create revision 0.
-      const res = await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(host)).commit();
+      const id = await this.opened();
+      // Create-if-absent (a key never created has create revision 0), in the same transaction as the cluster's id is still there
+      const res = await this.client.if(key, 'Create', '==', 0).and(this.clusterKey(), 'Value', '==', id).then(this.client.put(key).value(host)).commit();
+      if (!res.succeeded) await this.opened(); // the id gone: FTVM_ERR_ARBITER rather than a lost claim
       return res.succeeded;
     });
   }
@@ -65,6 +95,7 @@ export class EtcdArbiter implements Arbiter {
     checkName('VM', vm);
     const prefix = this.vmPrefix(vm);
     return this.bounded(`latest ${vm}`, async () => {
+      await this.opened();
       const res = await this.client.getAll().prefix(prefix).sort('Key', 'Descend').limit(1).exec();
       const kv = res.kvs[0];
       if (!kv) return null;
@@ -76,6 +107,7 @@ export class EtcdArbiter implements Arbiter {
     checkName('host', rec.id);
     const hostKey = `${this.prefix}hosts/${rec.id}`;
     return this.bounded(`register ${rec.id}`, async () => {
+      const id = await this.opened();
       const old = await this.client.get(hostKey).string();
       let slot = old === null ? 0 : parseSlot(old);
       if (!slot) {
@@ -84,8 +116,9 @@ export class EtcdArbiter implements Arbiter {
         for (let n = 1; !slot && n <= MAX_SLOT; n++) {
           const key = `${this.prefix}slots/${n}`;
           if (taken.has(key)) continue;
-          const res = await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(rec.id)).commit();
+          const res = await this.client.if(key, 'Create', '==', 0).and(this.clusterKey(), 'Value', '==', id).then(this.client.put(key).value(rec.id)).commit();
           if (res.succeeded) slot = n;
+          else await this.opened();
         }
       }
       if (!slot) throw new ArbiterError(`no free host slot (at most ${MAX_SLOT} hosts)`);
@@ -95,7 +128,10 @@ export class EtcdArbiter implements Arbiter {
   }
 
   async hosts(): Promise<HostRecord[]> {
-    const values = await this.bounded('hosts', () => this.client.getAll().prefix(`${this.prefix}hosts/`).strings());
+    const values = await this.bounded('hosts', async () => {
+      await this.opened();
+      return this.client.getAll().prefix(`${this.prefix}hosts/`).strings();
+    });
     const out: HostRecord[] = [];
     for (const v of Object.values(values)) {
       try {
@@ -109,6 +145,10 @@ export class EtcdArbiter implements Arbiter {
 
   async close(): Promise<void> {
     this.client.close();
+  }
+
+  private clusterKey(): string {
+    return `${this.prefix}cluster`;
   }
 
   private vmPrefix(vm: string): string {

@@ -12,7 +12,7 @@
 //          to a VM, receive its outputs (each with the VM's output sequence
 //          number, so a client drops the duplicates a failover can cause).
 
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +35,7 @@ import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/me
 import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, packValue, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage, unpackValue } from './wire.ts';
-import { SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
+import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
 export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
@@ -97,6 +97,15 @@ export interface HostOptions {
 export function defaultDataDir(id: string): string {
   if (process.env.FTVM_DATA_DIR) return join(process.env.FTVM_DATA_DIR, id);
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ftvm', `host-${id}`);
+}
+
+/** What a VM's primary's host last said of it (vminfo), when, and the boots (heartbeat `boot`) its replicas' hosts had then. */
+interface SaidInfo {
+  info: Omit<VmInfo, 'ageMs'>;
+  /** performance.now() ms when it came */
+  at: number;
+  primaryBoot: string | undefined;
+  backupBoot: string | undefined;
 }
 
 /** One connection on the client port, from accept to close. */
@@ -334,8 +343,12 @@ export interface VmInfo {
   gen: number;
   primary: string;
   backup: string | null;
-  /** 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest ended), 'failing-over' (its primary's host is silent) */
-  state: 'running' | 'alone' | 'ended' | 'failing-over';
+  /**
+   * 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest
+   * ended), 'failing-over' (its primary's host is silent), 'lost' (both its
+   * replicas are gone: their hosts died or restarted; only DELETE helps)
+   */
+  state: 'running' | 'alone' | 'ended' | 'failing-over' | 'lost';
   count: string;
   lagMs: number;
   lagCounts: string;
@@ -401,7 +414,7 @@ export class FtHost {
   /** which host runs the primary of a VM, as far as this host knows */
   private readonly primaries = new Map<string, { gen: number; host: string }>();
   /** how each VM is doing, as another host running its primary last said (with when it arrived) */
-  private readonly infos = new Map<string, { info: Omit<VmInfo, 'ageMs'>; at: number }>();
+  private readonly infos = new Map<string, SaidInfo>();
   /** requests forwarded to another host, waiting for its answer */
   private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
@@ -432,6 +445,16 @@ export class FtHost {
   private readonly busyUntil = new Map<string, number>();
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
   /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
+  /** this process's id, new at each start (the heartbeats' `boot`) */
+  private readonly boot = randomUUID();
+  /** each peer's `boot` as its last heartbeat said (one entry per member, at most MAX_SLOT) */
+  private readonly boots = new Map<string, string>();
+  /** the cluster's id, as the arbiter holds it (Arbiter.open); peers must hold the same */
+  private clusterId = '';
+  /** peers (and their cluster ids) refused for another cluster, said once each */
+  private readonly otherClusters = new Map<string, true>();
+  /** when tick() last ran (performance.now ms; 0 before the first): a longer gap than the failure timeout is a pause */
+  private tickAt = 0;
   private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
   /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
   private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
@@ -538,6 +561,7 @@ export class FtHost {
 
   async start(): Promise<void> {
     checkLimits();
+    this.clusterId = await this.opts.arbiter.open();
     const listen = (srv: Server, port: number): Promise<string> =>
       new Promise((resolve, reject) => {
         srv.once('error', reject);
@@ -657,6 +681,21 @@ export class FtHost {
     this.detector.heard(id);
   }
 
+  /**
+   * Whether peer `id`, whose arbiter holds cluster `theirs` (its handshake's
+   * `cluster`; a peer that names none is taken as the same), shares this host's
+   * arbiter; said in the log once per peer and id when not.
+   */
+  private sameCluster(id: string, theirs: unknown): boolean {
+    if (theirs === undefined || theirs === this.clusterId) return true;
+    const said = `${id}/${String(theirs)}`;
+    if (!this.otherClusters.has(said)) {
+      setBounded(this.otherClusters, said, true, OTHER_CLUSTER_NOTES_MAX);
+      this.say(`peer ${id} belongs to another cluster: its arbiter holds ${String(theirs)}, mine ${this.clusterId} (an arbiter's state was lost and made again); not linking`);
+    }
+    return false;
+  }
+
   private dial(l: Link): void {
     const [host, port] = [l.addr.slice(0, l.addr.lastIndexOf(':')), Number(l.addr.slice(l.addr.lastIndexOf(':') + 1))];
     const sock = connect({ host, port });
@@ -665,7 +704,7 @@ export class FtHost {
     l.ready = false;
     const mine = nonce();
     let stage: 'hello' | 'auth' | 'ready' = 'hello';
-    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine }));
+    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine, cluster: this.clusterId }));
     readMessages(
       sock,
       PEER_FRAME_MAX,
@@ -676,6 +715,7 @@ export class FtHost {
             sock.destroy();
             return;
           }
+          if (!this.sameCluster(l.id, m.cluster)) return void sock.destroy();
           send(sock, { t: 'auth', mac: mac(this.opts.secret, 'dialer', m.nonce, mine) });
           stage = 'auth';
         } else if (stage === 'auth') {
@@ -725,10 +765,11 @@ export class FtHost {
         if (!authed) {
           if (mine === null) {
             if (m.t !== 'hello' || typeof m.id !== 'string' || !NAME_RE.test(m.id) || !(m.nonce instanceof Uint8Array)) return refuse(`"${m.t}" before hello`);
+            if (!this.sameCluster(m.id, m.cluster)) return refuse(`peer ${m.id} belongs to another cluster`);
             peer = m.id;
             theirs = m.nonce;
             mine = nonce();
-            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine) });
+            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine), cluster: this.clusterId });
             return;
           }
           if (m.t !== 'auth' || !macOk(mac(this.opts.secret, 'dialer', mine, theirs!), m.mac)) return refuse(`peer ${peer} does not know the cluster secret`);
@@ -757,9 +798,14 @@ export class FtHost {
 
   private tick(): void {
     const now = performance.now();
+    // This host was stopped longer than the failure timeout (SIGSTOP, a frozen VM, swap): its peers may
+    // have taken it for dead and given its primaries' generations to their backups. It asks the arbiter
+    // before its primaries' next outputs, as a partner's news may be slow to come.
+    if (this.tickAt && now - this.tickAt > this.opts.failMs) this.checkGenerations(now - this.tickAt);
+    this.tickAt = now;
     // a heartbeat carries the published ports this host could not bind, so no host lists them as endpoints
     const unbound = this.ingress.unbound();
-    const hb = unbound.length ? { t: 'hb', unbound } : { t: 'hb' };
+    const hb = unbound.length ? { t: 'hb', boot: this.boot, unbound } : { t: 'hb', boot: this.boot };
     for (const l of this.links.values()) {
       if (!l.sock && now >= l.nextDialAt) this.dial(l);
       else if (l.ready && l.sock) send(l.sock, hb);
@@ -929,6 +975,7 @@ export class FtHost {
       case 'hb':
         if (m.unbound?.length) this.unbound.set(from, new Set(m.unbound));
         else this.unbound.delete(from);
+        if (m.boot !== undefined) this.heardBoot(from, m.boot);
         return;
       case 'snapchunk':
         this.onSnapshotChunk(from, m);
@@ -947,7 +994,7 @@ export class FtHost {
         });
         return;
       case 'log': {
-        if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return;
+        if (!vm || vm.role !== 'backup' || vm.gen !== m.gen || vm.primary !== from) return this.fenceOff(from, m.vm, m.gen);
         const { first, last } = m;
         this.primaryReleasedTo(vm, m.released);
         if (last <= vm.lastSeq || first !== vm.lastSeq + 1) {
@@ -980,7 +1027,7 @@ export class FtHost {
         return;
       }
       case 'ack': {
-        if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return;
+        if (!vm || vm.role !== 'primary' || vm.gen !== m.gen || vm.backup !== from) return this.fenceOff(from, m.vm, m.gen);
         if (!vm.backupReady) {
           // the backup is in place: send it the log it does not have yet
           vm.backupReady = true;
@@ -1059,7 +1106,7 @@ export class FtHost {
         const info = m.info as unknown as Omit<VmInfo, 'ageMs'>;
         if ((this.tombstones.get(info.name) ?? 0) > info.gen) return;
         const known = this.infos.get(info.name);
-        if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now() });
+        if (!known || known.info.gen <= info.gen) this.infos.set(info.name, { info, at: performance.now(), primaryBoot: this.boots.get(info.primary), backupBoot: info.backup ? this.boots.get(info.backup) : undefined });
         this.learnPrimary(info.name, info.gen, info.primary);
         // the backup here learns how far its primary released, even when no log flows (after the guest's end)
         const mine = this.vms.get(info.name);
@@ -1224,7 +1271,7 @@ export class FtHost {
     const start: EntryPayloads['start'] = startEntryOf(action, hash);
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
-    if (taken && taken.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    if (taken && taken.host !== STOPPED) throw this.exists(req.name, taken);
     const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
     const meteredHash = c.meteredHash;
     // A module uploaded to this host keeps its metered form beside it: after a failover
@@ -1232,7 +1279,7 @@ export class FtHost {
     if (action.moduleHash !== undefined) void this.modules.put(c.metered, 'metered', meteredHash).catch((e: Error) => this.say(`the metered form of ${hash.slice(0, 12)} is not kept on disk: ${e.message}`));
     // A name is free if it was never used, or its VM was deleted: then the next generation starts it again.
     const last = await this.opts.arbiter.latest(req.name);
-    if (last && last.host !== STOPPED) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
+    if (last && last.host !== STOPPED) throw this.exists(req.name, last);
     const gen = last ? last.gen + 1 : 1;
     if (!(await this.opts.arbiter.claim(req.name, gen, this.id))) throw new HostError('FTVM_ERR_EXISTS', `VM ${req.name} exists already`);
     this.tombstones.delete(req.name);
@@ -1860,10 +1907,84 @@ export class FtHost {
     this.wakeReaders(vm);
   }
 
+  /**
+   * A peer sent log or an ack of VM `name` in generation `gen`, which this host
+   * knows to be over: it hears of the newer generation (a 'primary' message) or
+   * of the VM's deletion (a 'stop'), and fences its replica off (learnPrimary,
+   * stopped). Generation numbers as in the arbiter (arbiter.ts); the rule is the
+   * FT paper's: only the replica that won the test-and-set may go on.
+   */
+  private fenceOff(from: string, name: string, gen: number): void {
+    const tomb = this.tombstones.get(name);
+    if (tomb !== undefined && tomb > gen) {
+      this.toPeer(from, { t: 'stop', vm: name, gen: tomb });
+      return;
+    }
+    const p = this.primaries.get(name);
+    if (p && p.gen > gen) this.toPeer(from, { t: 'primary', vm: name, gen: p.gen, host: p.host });
+  }
+
+  /**
+   * After a pause of `pausedMs`: every primary here whose generation the arbiter
+   * gave to another host is dropped (fenced off). An arbiter that cannot be
+   * reached drops nothing: the Output Rule still holds the primary's outputs
+   * until its backup acknowledges, which a backup gone live never does.
+   */
+  private checkGenerations(pausedMs: number): void {
+    this.say(`paused for ${Math.round(pausedMs)} ms (more than the failure timeout): checking the generations of its primaries`);
+    for (const vm of this.vms.values()) {
+      if (vm.role !== 'primary' || vm.claiming) continue;
+      this.opts.arbiter.latest(vm.name).then(
+        (l) => {
+          if (!l || this.vms.get(vm.name) !== vm) return;
+          if (l.gen > vm.gen || (l.gen === vm.gen && l.host !== this.id)) {
+            this.dropVm(vm, `fenced off: the arbiter gave generation ${l.gen} to ${l.host} while this host was paused`);
+          }
+        },
+        (e: Error) => this.say(`${vm.name}: arbiter unreachable after a pause (${e.message}); its outputs wait for its backup`),
+      );
+    }
+  }
+
+  /**
+   * Peer `from` says its process is `boot`. A different one than before: it
+   * restarted (perhaps faster than the failure timeout) and holds none of the
+   * replicas it held, so each replica here whose partner it was acts as on a
+   * partner's death, at once.
+   */
+  private heardBoot(from: string, boot: string): void {
+    const before = this.boots.get(from);
+    this.boots.set(from, boot);
+    if (before === undefined || before === boot) return;
+    this.say(`${from} restarted: the replicas it held are gone`);
+    for (const vm of this.vms.values()) {
+      if (vm.claiming) continue;
+      const partner = vm.role === 'primary' ? vm.backup : vm.primary;
+      if (partner !== from) continue;
+      this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
+      void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
+    }
+  }
+
+  /**
+   * FTVM_ERR_EXISTS for a start under name `name`, whose latest generation the
+   * arbiter gave to `last.host`; the message says when the VM is lost (both
+   * replicas gone: its owner is this host, which has no replica of it, or the
+   * cluster view says so) and that DELETE frees the name.
+   */
+  private exists(name: string, last: { gen: number; host: string }): HostError {
+    const lost = (last.host === this.id && !this.vms.has(name)) || this.vmInfos().some((v) => v.name === name && v.state === 'lost');
+    return new HostError('FTVM_ERR_EXISTS', lost ? `VM ${name} exists, lost: both its replicas are gone (generation ${last.gen} was ${last.host}'s); DELETE it to use its name again` : `VM ${name} exists already`);
+  }
+
   /** Another host runs the primary of a VM in generation `gen`. */
   private learnPrimary(name: string, gen: number, host: string): void {
     // news of a VM from before it was deleted (it crossed the stop on the way)
     if ((this.tombstones.get(name) ?? 0) > gen) return;
+    // A replica here of an older generation was fenced off (a paused or cut-off primary, a backup whose
+    // primary moved on): it stops at once and says so, instead of taking input it can never release.
+    const mine = this.vms.get(name);
+    if (mine && mine.gen < gen && host !== this.id) this.dropVm(mine, `fenced off: generation ${gen} runs on ${host}, this replica is of generation ${mine.gen}`);
     const known = this.primaries.get(name);
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
     this.primaries.set(name, { gen, host });
@@ -2427,7 +2548,14 @@ export class FtHost {
       }
       info.publish ??= [];
       info.endpoints = this.endpoints(name, info.publish);
-      if (info.primary !== this.id && !this.alive(info.primary) && info.state !== 'ended') info.state = 'failing-over';
+      if (info.primary !== this.id && info.state !== 'ended') {
+        // both replicas gone (their hosts dead, or restarted since they said so): nothing can take over
+        const gone = (host: string | null, boot: string | undefined): boolean =>
+          host === null || (host !== this.id && (!this.alive(host) || (boot !== undefined && this.boots.get(host) !== boot))) || (host === this.id && !this.vms.has(name));
+        const saidNow = said && said.info.gen === p.gen ? said : undefined;
+        if (saidNow && gone(info.primary, saidNow.primaryBoot) && gone(info.backup, saidNow.backupBoot)) info.state = 'lost';
+        else if (!this.alive(info.primary)) info.state = 'failing-over';
+      }
       out.push(info);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));

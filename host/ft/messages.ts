@@ -30,7 +30,8 @@ export interface RingImage {
  */
 export type PeerMessage =
   /** a heartbeat; `unbound`: the "vm:port"s of published ports its host could not bind */
-  | { t: 'hb'; unbound?: string[] }
+  /** `boot`: the sender's process's id (a new one at each start): a change says the host restarted, and holds no replica it held before */
+  | { t: 'hb'; unbound?: string[]; boot?: string }
   /** a piece of a snapshot's memory: `bytes` at offset `at` of `total` bytes, in order from 0 */
   | ({ t: 'snapchunk'; gen: number; at: number; total: number; bytes: Uint8Array } & AboutVm)
   | ({ t: 'rings'; gen: number; rings: { stdout?: RingImage; stderr?: RingImage } } & AboutVm)
@@ -110,7 +111,7 @@ const isPair: Check = (v) => Array.isArray(v) && v.length === 2 && isU32(v[0]) &
 
 /** The fields each message must have, with their checks. */
 const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
-  hb: { unbound: opt(listOf(isStr, 4096)) },
+  hb: { unbound: opt(listOf(isStr, 4096)), boot: opt(isStr) },
   snapchunk: { vm: isStr, gen: isNat, at: isNat, total: isNat, bytes: isBytes },
   rings: { vm: isStr, gen: isNat, rings: (v) => isObj(v) && opt(isRing)((v as Record<string, unknown>).stdout) && opt(isRing)((v as Record<string, unknown>).stderr) },
   backup: {

@@ -1,0 +1,60 @@
+// Losing the arbiter stops progress, never state: with the file arbiter's
+// directory removed under a running cluster, no VM is started, deleted or
+// failed over, no running VM is dropped, and a host started afterwards (which
+// makes a new, empty cluster there) is refused by the hosts of the old one, so
+// no slot or connection id can be held twice among linked hosts.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
+
+let c: Cluster | null = null;
+afterEach(async () => {
+  await c?.stop();
+  c = null;
+});
+
+describe('a lost arbiter', () => {
+  it('stops starts, deletes and claims, drops no running VM, and keeps a host of a cluster made again out', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
+    const before = await eventually('a backup', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/kv')).json;
+      return r?.state === 'running' ? r : undefined;
+    });
+    const conn = (await api(before.primary, 'POST', '/v1/connections')).json.conn;
+    expect(await askVm(api, before.primary, 'kv', conn, 'w1 SET k v1')).toMatch(/^w1 OK \d+$/);
+
+    rmSync(join(c.dir, 'arbiter'), { recursive: true, force: true });
+    // no new VM, no second VM of the same name, no delete: each refused with the arbiter's code
+    const fresh = await api('h2', 'POST', '/v1/vms', { name: 'other', sample: 'kv' });
+    expect(fresh.status, JSON.stringify(fresh.json)).toBe(503);
+    expect(fresh.json.error.code).toBe('FTVM_ERR_ARBITER');
+    const again = await api('h3', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    expect(again.status).toBeGreaterThanOrEqual(400);
+    const del = await api('h1', 'DELETE', '/v1/vms/kv');
+    expect(del.status).toBe(503);
+    expect(del.json.error.code).toBe('FTVM_ERR_ARBITER');
+    // the running VM goes on, with what it held
+    expect(await askVm(api, before.primary, 'kv', conn, 'r1 GET k')).toBe('r1 VALUE v1');
+    expect(await askVm(api, before.primary, 'kv', conn, 'w2 SET k v2')).toMatch(/^w2 OK \d+$/);
+    for (const h of ['h1', 'h2', 'h3']) expect((await api(h, 'GET', '/v1/vms/kv')).json).toMatchObject({ gen: before.gen, primary: before.primary, state: 'running' });
+
+    // a host restarted now makes a new cluster in the empty place, and the others will not link with it
+    const spare = ['h1', 'h2', 'h3'].find((h) => h !== before.primary && h !== before.backup)!;
+    // (at its old peer address, which the others still dial: their registry cannot be read any more)
+    const oldPeerPort = c.host(spare).peer.slice(c.host(spare).peer.lastIndexOf(':') + 1);
+    await c.kill(spare);
+    await c.add(spare, ['--peer-port', oldPeerPort]);
+    // (the old hosts dial it; it sees their cluster id in their hello and refuses them)
+    for (const h of [before.primary, before.backup]) {
+      await eventually(`${spare} refuses ${h}`, () => (c!.host(spare).log.some((l) => l.includes(`peer ${h} belongs to another cluster`)) ? true : undefined));
+    }
+    const status = await (await c.client(before.primary)).status();
+    expect((status.peers as { id: string; linked: boolean }[]).find((p) => p.id === spare)?.linked ?? false).toBe(false);
+    expect(await askVm(api, before.primary, 'kv', conn, 'r2 GET k')).toBe('r2 VALUE v2');
+  }, 120_000);
+});

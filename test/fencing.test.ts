@@ -1,0 +1,57 @@
+// Fencing: a primary's host paused longer than the failure timeout (SIGSTOP, as
+// a frozen machine or a long GC would) wakes to find its generation given to
+// its backup. It must learn that within a bounded time, drop its replica, say
+// so, and from then on pass its clients' requests to the new primary.
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiOf, askVm, Cluster, eventsOf, eventually } from './cluster.ts';
+
+let c: Cluster | null = null;
+afterEach(async () => {
+  await c?.stop(); // SIGKILL: a stopped host dies of it too
+  c = null;
+});
+
+describe('fencing a paused primary', () => {
+  it('a primary woken after a pause longer than the failure timeout drops its replica and forwards to the new primary, every time', async () => {
+    const FAIL_MS = 1000;
+    c = new Cluster(['--fail-ms', String(FAIL_MS), '--heartbeat-ms', '50']);
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
+    const connOn = async (host: string): Promise<number> => (await api(host, 'POST', '/v1/connections')).json.conn;
+    let written = 0;
+    for (let round = 0; round < 4; round++) {
+      const info = await eventually('a primary with a backup', async () => {
+        const r = (await api('h3', 'GET', '/v1/vms/kv')).json;
+        return r?.state === 'running' && r.backup ? r : undefined;
+      }, 60_000);
+      const paused: string = info.primary;
+      const other = ['h1', 'h2', 'h3'].find((h) => h !== paused)!;
+      // a write the pause must not lose, through the host about to be paused
+      expect(await askVm(api, paused, 'kv', await connOn(paused), `w${round} SET k${round} v${round}`)).toMatch(new RegExp(`^w${round} OK \\d+$`));
+      written++;
+      c.host(paused).proc.kill('SIGSTOP');
+      try {
+        await eventually('another host goes live', async () => {
+          const r = (await api(other, 'GET', '/v1/vms/kv')).json;
+          return r?.gen > info.gen && r.primary !== paused ? true : undefined;
+        }, 30_000);
+      } finally {
+        c.host(paused).proc.kill('SIGCONT');
+      }
+      // bounded: the woken host hears of the new generation from its peers (or the arbiter) at once
+      const after = await eventually('the woken host knows it is not the primary', async () => {
+        const r = (await api(paused, 'GET', '/v1/vms/kv')).json;
+        return r?.gen > info.gen && r.primary !== paused ? r : undefined;
+      }, 10_000);
+      expect(after.primary).not.toBe(paused);
+      const dropped = (await eventsOf(c, paused, 'replica-dropped')).filter((e) => e.vm === 'kv' && e.role === 'primary');
+      expect(dropped.at(-1)?.why).toMatch(/fenced off|lost the arbiter/);
+      // its clients' requests go to the new primary, and nothing written is lost
+      const conn = await connOn(paused);
+      for (let k = 0; k <= round; k++) expect(await askVm(api, paused, 'kv', conn, `r${round}-${k} GET k${k}`)).toBe(`r${round}-${k} VALUE v${k}`);
+    }
+    expect(written).toBe(4);
+  }, 240_000);
+});

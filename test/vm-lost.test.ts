@@ -1,0 +1,62 @@
+// A VM whose replicas are all gone is reported lost, never running, on every
+// host, also after the hosts that held it restart under their old ids; DELETE
+// frees its name. A host that restarts faster than the failure timeout is
+// known restarted at its first heartbeat: its partners act at once.
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiOf, askVm, Cluster, eventsOf, eventually } from './cluster.ts';
+
+let c: Cluster | null = null;
+afterEach(async () => {
+  await c?.stop();
+  c = null;
+});
+
+describe('a VM with no replica left', () => {
+  it('is reported lost, not failing-over or running, before and after its hosts restart; DELETE frees the name', async () => {
+    c = new Cluster();
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const started = (await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).json;
+    const { primary, backup } = started as { primary: string; backup: string };
+    const witness = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
+    await eventually('running, seen by the third host', async () => ((await api(witness, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
+    await c.kill(backup);
+    await c.kill(primary);
+    await eventually('lost, on the third host', async () => ((await api(witness, 'GET', '/v1/vms/kv')).json?.state === 'lost' ? true : undefined), 20_000);
+    // both come back under their old ids, holding nothing
+    await Promise.all([c.add(primary), c.add(backup)]);
+    await c.linked();
+    const seen = (await api(witness, 'GET', '/v1/vms/kv')).json;
+    expect(seen.state, JSON.stringify(seen)).toBe('lost');
+    const again = await api(primary, 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    expect(again.status).toBe(409);
+    expect(again.json.error.message).toMatch(/lost/);
+    expect((await api(witness, 'DELETE', '/v1/vms/kv')).status).toBe(204);
+    const reborn = await api(primary, 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    expect(reborn.status, JSON.stringify(reborn.json)).toBe(201);
+    await eventually('the new kv runs', async () => ((await api(witness, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
+  }, 120_000);
+
+  it('a primary\'s host restarted within the failure timeout: its backup goes live at the restarted host\'s first heartbeat', async () => {
+    // a failure timeout longer than the restart takes: only the new boot id can tell the backup
+    c = new Cluster(['--fail-ms', '30000', '--heartbeat-ms', '50']);
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
+    await c.linked();
+    const api = apiOf(c);
+    const { primary, backup } = (await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).json as { primary: string; backup: string };
+    await eventually('running', async () => ((await api(backup, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
+    const conn = (await api(backup, 'POST', '/v1/connections')).json.conn;
+    expect(await askVm(api, backup, 'kv', conn, 'w SET k v')).toMatch(/^w OK \d+$/);
+    await c.kill(primary);
+    await c.add(primary);
+    const live = await eventually('the backup went live', async () => {
+      const r = (await api(backup, 'GET', '/v1/vms/kv')).json;
+      return r?.gen === 2 && r.primary === backup ? r : undefined;
+    }, 25_000); // under the 30 s failure timeout: the boot id, not a silence, told it
+    expect(live.state).not.toBe('lost');
+    expect(c.host(backup).log.some((l) => l.includes(`${primary} restarted`))).toBe(true);
+    expect((await eventsOf(c, backup, 'partner-silent')).some((e) => e.vm === 'kv' && e.partner === primary)).toBe(true);
+    expect(await askVm(api, backup, 'kv', conn, 'r GET k')).toBe('r VALUE v');
+  }, 120_000);
+});

@@ -96,6 +96,7 @@
 // one key's search is alive at a time.
 
 import { FtvmError } from '../errors.ts';
+import { LINEARIZABILITY_CHECK_MS_DEFAULT, LINEARIZABILITY_CACHE_ENTRIES_MAX, LINEARIZABILITY_CACHE_WORDS_MAX } from '../limits.ts';
 
 /** One client operation on one key of a register store (the kv sample: SET/GET/DEL). */
 export interface Op {
@@ -127,12 +128,8 @@ export interface CheckResult {
   ms: number;
 }
 
-/** The bound on a whole check's search time when the caller gives none (ms). */
-export const CHECK_TIMEOUT_MS_DEFAULT = 10_000;
-/** The most configurations one key's memo cache remembers. */
-export const CACHE_ENTRIES_MAX = 1 << 20;
-/** The most 32-bit words of sets one key's memo cache holds (16 MiB). */
-export const CACHE_WORDS_MAX = 1 << 22;
+/** The bound on a whole check's search time when the caller gives none (ms), and the memo cache's bounds per key (host/limits.ts). */
+export { LINEARIZABILITY_CHECK_MS_DEFAULT as CHECK_TIMEOUT_MS_DEFAULT, LINEARIZABILITY_CACHE_ENTRIES_MAX as CACHE_ENTRIES_MAX, LINEARIZABILITY_CACHE_WORDS_MAX as CACHE_WORDS_MAX };
 /** How many steps of the search pass between two readings of the clock. */
 export const TIME_CHECK_STEPS = 256;
 
@@ -165,7 +162,7 @@ const STATUSES = new Set(['ok', 'fail', 'unknown']);
  */
 export function checkLinearizable(history: readonly Op[], opts?: { timeoutMs?: number; initial?: string | null }): CheckResult {
   const t0 = performance.now();
-  const timeoutMs = opts?.timeoutMs ?? CHECK_TIMEOUT_MS_DEFAULT;
+  const timeoutMs = opts?.timeoutMs ?? LINEARIZABILITY_CHECK_MS_DEFAULT;
   if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new FtvmError('FTVM_ERR_BAD_REQUEST', `timeoutMs must be a finite number of ms above 0, not ${String(timeoutMs)}`);
   }
@@ -496,10 +493,10 @@ class ConfigCache {
       }
       slot = (slot + 1) & this.mask;
     }
-    if (this.count >= CACHE_ENTRIES_MAX || this.used + 1 + len > CACHE_WORDS_MAX) return true;
+    if (this.count >= LINEARIZABILITY_CACHE_ENTRIES_MAX || this.used + 1 + len > LINEARIZABILITY_CACHE_WORDS_MAX) return true;
     const e = this.count++;
     if (e >= this.state.length) this.growEntries();
-    while (this.used + 1 + len > this.pool.length) this.pool = grown(this.pool, Math.min(this.pool.length * 2, CACHE_WORDS_MAX));
+    while (this.used + 1 + len > this.pool.length) this.pool = grown(this.pool, Math.min(this.pool.length * 2, LINEARIZABILITY_CACHE_WORDS_MAX));
     this.hashA[e] = a;
     this.hashB[e] = b;
     this.state[e] = state;
@@ -513,7 +510,7 @@ class ConfigCache {
   }
 
   private growEntries(): void {
-    const size = Math.min(this.state.length * 2, CACHE_ENTRIES_MAX);
+    const size = Math.min(this.state.length * 2, LINEARIZABILITY_CACHE_ENTRIES_MAX);
     this.hashA = grown(this.hashA, size);
     this.hashB = grown(this.hashB, size);
     this.state = grown(this.state, size);

@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
+import { askVm, Cluster, eventually, linkedCluster } from './cluster.ts';
 
 let c: Cluster | null = null;
 afterEach(async () => {
@@ -16,10 +16,8 @@ afterEach(async () => {
 
 describe('a lost arbiter', () => {
   it('stops starts, deletes and claims, drops no running VM, and keeps a host of a cluster made again out', async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
     const before = await eventually('a backup', async () => {
       const r = (await api('h1', 'GET', '/v1/vms/kv')).json;

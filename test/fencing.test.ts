@@ -3,7 +3,7 @@
 // its backup. It must learn that within a bounded time, drop its replica, say
 // so, and from then on pass its clients' requests to the new primary.
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiOf, askVm, Cluster, eventsOf, eventually } from './cluster.ts';
+import { askVm, Cluster, eventsOf, eventually, linkedCluster } from './cluster.ts';
 
 let c: Cluster | null = null;
 afterEach(async () => {
@@ -13,11 +13,8 @@ afterEach(async () => {
 
 describe('fencing a paused primary', () => {
   it('a primary woken after a pause longer than the failure timeout drops its replica and forwards to the new primary, every time', async () => {
-    const FAIL_MS = 1000;
-    c = new Cluster(['--fail-ms', String(FAIL_MS), '--heartbeat-ms', '50']);
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
     const connOn = async (host: string): Promise<number> => (await api(host, 'POST', '/v1/connections')).json.conn;
     let written = 0;

@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 import binaryen from 'binaryen';
 import { loadManifest, guestPath, type SampleGuest } from '../host/runtime/samples.ts';
 import type { Nondeterminism } from '../host/runtime/wasi.ts';
+import type { EntryPayloads } from '../host/log/format.ts';
+import { moduleHash } from '../host/runtime/record.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/abi.ts';
 
 const WAT_DIR = fileURLToPath(new URL('../wasm-src/wat/', import.meta.url));
 
@@ -56,4 +59,9 @@ export function fixedNondeterminism(): Nondeterminism {
       }
     },
   };
+}
+
+/** The start entry a host writes for `module` run as a replica with `args` (the kv sample's by default): the default limits, a digest every 1,000,000 counts. */
+export function replicaStartOf(module: Uint8Array, args: string[] = ['kv']): EntryPayloads['start'] {
+  return { module: moduleHash(module), args, env: {}, digestEvery: 1_000_000n, depthLimit: DEFAULT_DEPTH_LIMIT, memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES, canonicalizeNaNs: false };
 }

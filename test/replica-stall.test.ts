@@ -12,26 +12,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
 import type { Output } from '../host/cluster/replica.ts';
-import { meterOptions, moduleHash } from '../host/runtime/record.ts';
+import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
 import { REPLICA_BATCH_FLUSH_BYTES, REPLICA_FRAME_FLUSH_BYTES } from '../host/limits.ts';
 import { FtHost } from '../host/cluster/host.ts';
 import { FileArbiter } from '../host/cluster/arbiter.ts';
-import { sampleBytes, samples } from './helpers.ts';
+import { replicaStartOf, sampleBytes, samples } from './helpers.ts';
 
 const kv = sampleBytes(samples('service').find((g) => g.name === 'kv')!);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
-const start: EntryPayloads['start'] = {
-  module: moduleHash(kv),
-  args: ['kv'],
-  env: {},
-  digestEvery: 1_000_000n,
-  depthLimit: DEFAULT_DEPTH_LIMIT,
-  memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES,
-  canonicalizeNaNs: false,
-};
+const start: EntryPayloads['start'] = replicaStartOf(kv);
 
 const handles: ReplicaHandle[] = [];
 const dirs: string[] = [];

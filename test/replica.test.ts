@@ -7,26 +7,17 @@ import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
 import { sealSnapshot, type FromReplica, type Output } from '../host/cluster/replica.ts';
 import { STREAM_CONN_BIT } from '../host/cluster/ingress.ts';
 import { NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
-import { meterOptions, moduleHash } from '../host/runtime/record.ts';
+import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
-import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../host/meter/index.ts';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
+import { replicaStartOf, sampleBytes, samples, watBytes, watText } from './helpers.ts';
 
 const kv = sampleBytes(samples('service').find((g) => g.name === 'kv')!);
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
-const startOf = (module: Uint8Array): EntryPayloads['start'] => ({
-  module: moduleHash(module),
-  args: ['kv'],
-  env: {},
-  digestEvery: 1_000_000n,
-  depthLimit: DEFAULT_DEPTH_LIMIT,
-  memoryLimitPages: DEFAULT_MEMORY_LIMIT_PAGES,
-  canonicalizeNaNs: false,
-});
+const startOf = (module: Uint8Array): EntryPayloads['start'] => replicaStartOf(module);
 
 const handles: ReplicaHandle[] = [];
 afterEach(async () => {

@@ -3,7 +3,7 @@
 // frees its name. A host that restarts faster than the failure timeout is
 // known restarted at its first heartbeat: its partners act at once.
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiOf, askVm, Cluster, eventsOf, eventually } from './cluster.ts';
+import { apiOf, askVm, Cluster, eventsOf, eventually, linkedCluster } from './cluster.ts';
 
 let c: Cluster | null = null;
 afterEach(async () => {
@@ -13,10 +13,8 @@ afterEach(async () => {
 
 describe('a VM with no replica left', () => {
   it('is reported lost, not failing-over or running, before and after its hosts restart; DELETE frees the name', async () => {
-    c = new Cluster();
-    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));
-    await c.linked();
-    const api = apiOf(c);
+    let api;
+    ({ c, api } = await linkedCluster());
     const started = (await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).json;
     const { primary, backup } = started as { primary: string; backup: string };
     const witness = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;

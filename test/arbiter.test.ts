@@ -146,6 +146,20 @@ describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
     expect(await arbiter('hosts-other').hosts()).toEqual([]);
   });
 
+  it('hands each slot\'s connection-id blocks out once, in order, across instances and concurrent takers', async () => {
+    const a = arbiter('conns');
+    expect([await a.connBlock(1), await a.connBlock(1), await a.connBlock(2), await a.connBlock(1)]).toEqual([0, 1, 0, 2]);
+    // a restarted host (a new instance) goes on after the last block taken
+    expect(await arbiter('conns').connBlock(1)).toBe(3);
+    const racing = await Promise.all(Array.from({ length: 12 }, () => arbiter('conns').connBlock(5)));
+    expect([...racing].sort((x, y) => x - y)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    await expect(a.connBlock(0)).rejects.toThrow(ArbiterError);
+    await expect(a.connBlock(MAX_SLOT + 1)).rejects.toThrow(ArbiterError);
+    await expect(a.connBlock(1.5)).rejects.toThrow(ArbiterError);
+    await backend.wipe('conns');
+    await expect(a.connBlock(1)).rejects.toThrow(/gone|lost/);
+  });
+
   it('holds one cluster id per namespace, the same for every instance', async () => {
     const ids = await Promise.all(Array.from({ length: 8 }, () => arbiter('id').open()));
     expect(new Set(ids).size).toBe(1);

@@ -45,6 +45,13 @@ export interface Arbiter {
   register(rec: Omit<HostRecord, 'slot'>): Promise<number>;
   /** Every registered host. */
   hosts(): Promise<HostRecord[]>;
+  /**
+   * Takes the next block of connection ids of host slot `slot` (1..MAX_SLOT):
+   * its number, from 0 up, never returned before for that slot, by any host
+   * or process (conn-ids.ts maps it to ids). FTVM_ERR_ARBITER when the
+   * arbiter cannot be reached or its state was lost.
+   */
+  connBlock(slot: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -78,14 +85,20 @@ export function checkOwner(owner: string): void {
 }
 
 /** The parts of an arbiter's state, as directories (FileArbiter) or key prefixes (EtcdArbiter). */
-export const ARBITER_PARTS = ['vms', 'hosts', 'slots'] as const;
+export const ARBITER_PARTS = ['vms', 'hosts', 'slots', 'conns'] as const;
+
+/** Checks a host slot given to connBlock. */
+export function checkSlot(slot: number): void {
+  if (!Number.isInteger(slot) || slot < 1 || slot > MAX_SLOT) throw new ArbiterError(`slot ${slot} must be an integer from 1 to ${MAX_SLOT}`);
+}
 
 /**
  * The file arbiter: `<dir>/cluster` holds the cluster's id (see Arbiter.open);
  * `<dir>/vms/<vm>/<gen>` is created with O_EXCL (atomic on
  * one filesystem), holding the owner's id; `<dir>/hosts/<id>.json` is each
  * host's record, replaced atomically by rename; `<dir>/slots/<n>` names the
- * host that owns slot n. Nothing under `<dir>` is ever created again once it
+ * host that owns slot n; `<dir>/conns/<n>/<b>` is created with O_EXCL when
+ * slot n takes connection-id block b (the older ones are removed). Nothing under `<dir>` is ever created again once it
  * is gone: a removed directory stays removed, and every call fails.
  */
 export class FileArbiter implements Arbiter {
@@ -207,6 +220,31 @@ export class FileArbiter implements Arbiter {
     return slot;
   }
 
+  async connBlock(slot: number): Promise<number> {
+    checkSlot(slot);
+    await this.open();
+    const d = join(this.dir, 'conns', String(slot));
+    for (const dir of [join(this.dir, 'conns'), d]) {
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ArbiterError(`connection ids of slot ${slot}: ${(e as Error).message}`);
+      }
+    }
+    const taken = (readdirOr(d) ?? []).filter((n) => /^\d+$/.test(n)).map(Number);
+    for (let b = taken.length ? Math.max(...taken) + 1 : 0; ; b++) {
+      try {
+        closeSync(openSync(join(d, String(b)), 'wx'));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw new ArbiterError(`connection ids of slot ${slot}: ${(e as Error).message}`);
+      }
+      // only the newest block need stay: the next take starts after it
+      for (const old of taken) if (old < b) unlinkOr(join(d, String(old)));
+      return b;
+    }
+  }
+
   async hosts(): Promise<HostRecord[]> {
     await this.open();
     const out: HostRecord[] = [];
@@ -232,6 +270,15 @@ function readOr(path: string): string | null {
     return readFileSync(path, 'utf8');
   } catch {
     return null;
+  }
+}
+
+/** Removes file `path` if it can (a file already gone is no matter). */
+function unlinkOr(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already, or removed by a host taking a block at the same moment
   }
 }
 

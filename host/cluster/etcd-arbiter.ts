@@ -6,6 +6,7 @@
 //   vms/<vm>/<gen, 12 digits>  the owner's id; zero-padded so that key order is generation order
 //   slots/<n>                  the id of the host that took slot n
 //   hosts/<id>                 the host's record (JSON, with its slot)
+//   conns/<n>                  the last connection-id block slot n took
 //
 // Every call is bounded by timeoutMs. A call that times out may still have
 // been applied by etcd (a claim among them): its caller must treat it as lost,
@@ -13,7 +14,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
-import { ArbiterError, MAX_SLOT, checkName, checkOwner, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ArbiterError, MAX_SLOT, checkName, checkOwner, checkSlot, type Arbiter, type HostRecord } from './arbiter.ts';
 
 export interface EtcdArbiterOptions {
   /** etcd client URLs, e.g. 'http://127.0.0.1:2379' (a bare host:port means http) */
@@ -124,6 +125,25 @@ export class EtcdArbiter implements Arbiter {
       if (!slot) throw new ArbiterError(`no free host slot (at most ${MAX_SLOT} hosts)`);
       await this.client.put(hostKey).value(JSON.stringify({ ...rec, slot }));
       return slot;
+    });
+  }
+
+  async connBlock(slot: number): Promise<number> {
+    checkSlot(slot);
+    const key = `${this.prefix}conns/${slot}`;
+    return this.bounded(`connection ids of slot ${slot}`, async () => {
+      const id = await this.opened();
+      // compare-and-swap on the key's last change, in one transaction with the cluster's id; a race is tried again
+      for (;;) {
+        const kv = (await this.client.get(key).exec()).kvs[0];
+        const b = kv ? Number(kv.value.toString()) + 1 : 0;
+        const res = await (kv ? this.client.if(key, 'Mod', '==', kv.mod_revision) : this.client.if(key, 'Create', '==', 0))
+          .and(this.clusterKey(), 'Value', '==', id)
+          .then(this.client.put(key).value(String(b)))
+          .commit();
+        if (res.succeeded) return b;
+        await this.opened();
+      }
     });
   }
 

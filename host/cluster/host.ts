@@ -21,7 +21,8 @@ import { EntryChecker, decodeFrame, type EntryPayloads } from '../log/format.ts'
 import { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX } from '../runtime/nic.ts';
 import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
-import { NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ArbiterError, NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ConnIds } from './conn-ids.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
@@ -444,7 +445,6 @@ export class FtHost {
   /** VMs whose primary's host refused a forwarded send, until when (performance.now() ms): see busyFor */
   private readonly busyUntil = new Map<string, number>();
   private readonly apiBoxes = new Map<number, { outputs: { vm: string; seq: number; data: Uint8Array; eof: boolean }[]; bytes: number; waiters: (() => void)[]; usedAt: number }>();
-  /** (starts anywhere, as nextStreamConn: a restarted host reissues no recent connection id, whose resume key a former client holds) */
   /** this process's id, new at each start (the heartbeats' `boot`) */
   private readonly boot = randomUUID();
   /** each peer's `boot` as its last heartbeat said (one entry per member, at most MAX_SLOT) */
@@ -455,9 +455,11 @@ export class FtHost {
   private readonly otherClusters = new Map<string, true>();
   /** when tick() last ran (performance.now ms; 0 before the first): a longer gap than the failure timeout is a pause */
   private tickAt = 0;
-  private nextConn = Math.floor(Math.random() * STREAM_CONN_BIT);
-  /** (starts anywhere: a restarted host reuses no recent connection id of its slot) */
-  private nextStreamConn = Math.floor(Math.random() * STREAM_CONN_BIT);
+  /** the low bits of the connection ids this host hands out, from blocks the arbiter gives its slot (conn-ids.ts) */
+  private readonly connIds = new ConnIds(
+    () => this.opts.arbiter.connBlock(this.slot),
+    (e) => this.say(`no new block of connection ids yet: ${e.message}`),
+  );
   /** per peer, the "vm:port"s it could not bind (said with its heartbeats) */
   private readonly unbound = new Map<string, Set<string>>();
   /** slots of hosts taken for dead: their published-port connections were ended in this host's primaries */
@@ -541,7 +543,7 @@ export class FtHost {
     this.peerServer = createServer((s) => this.acceptPeer(s));
     this.clientServer = createServer((s) => this.acceptClient(s));
     this.ingress = new TcpIngress(this.opts.publicAddress || this.opts.bind, {
-      newConn: () => ((this.slot << 24) | STREAM_CONN_BIT | (this.nextStreamConn++ & (STREAM_CONN_BIT - 1))) >>> 0,
+      newConn: () => this.newConnId(STREAM_CONN_BIT),
       send: (vm, conn, off, bytes, eof, window) => this.route(vm, conn, bytes, eof, 0, off, window),
       adopt: (vm, conn, after) => this.adopt(vm, conn, after),
       unbound: (vm, port, error) => this.note({ event: 'publish-failed', vm, port, address: this.ingress.address, error }),
@@ -573,6 +575,7 @@ export class FtHost {
     this.peerAddr = await listen(this.peerServer, this.opts.peerPort);
     this.clientAddr = await listen(this.clientServer, this.opts.clientPort);
     this.slot = await this.opts.arbiter.register({ id: this.id, peer: this.opts.advertisePeer || this.peerAddr, client: this.clientAddr, public: this.ingress.address });
+    await this.connIds.start();
     await this.refreshMembers();
     this.timers.push(setInterval(() => void this.refreshMembers().catch(() => {}), 200));
     this.timers.push(setInterval(() => this.tick(), this.opts.heartbeatMs));
@@ -2334,8 +2337,10 @@ export class FtHost {
           if (!(theirs instanceof Uint8Array) || theirs.length !== 16 || !macOk(mac(this.opts.token, 'client', mine, theirs), m.mac)) {
             return this.refuseClient(sock, 'FTVM_ERR_UNAUTHORIZED', 'wrong credentials: the client does not know the API token');
           }
+          const conn = this.newConnId(0);
+          if (conn === null) return this.refuseClient(sock, 'FTVM_ERR_ARBITER', 'no connection id can be handed out: the arbiter has not been reached for a while; connect again later');
           link.authed = true;
-          c.conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
+          c.conn = conn;
           this.clients.set(c.conn, sock);
           // the client learns its connection id and the key to come back with it after a failure
           send(sock, { t: 'hello', conn: c.conn, host: this.id, key: resumeKey(this.opts.secret, c.conn), idleMs: this.opts.clientIdleMs, mac: mac(this.opts.token, 'host', theirs, mine) });
@@ -2355,12 +2360,13 @@ export class FtHost {
   /**
    * Ends a client-port connection with one error frame ({ t: 'error', id: null,
    * code, message }); it leaves the caps at once. Said in the log at most once
-   * a second (a flood would fill it), counted in `refused` always.
+   * a second (a flood would fill it), counted in `refused` (but for
+   * FTVM_ERR_ARBITER: no connection id to hand out, said in the log).
    */
-  private refuseClient(sock: Socket, code: ClientErrorCode | 'FTVM_ERR_UNAVAILABLE', message: string): void {
+  private refuseClient(sock: Socket, code: ClientErrorCode | 'FTVM_ERR_UNAVAILABLE' | 'FTVM_ERR_ARBITER', message: string): void {
     if (code === 'FTVM_ERR_UNAUTHORIZED') this.refused.clientsUnauthorized++;
     else if (code === 'FTVM_ERR_TOO_MANY_CONNECTIONS') this.refused.clientsOverCap++;
-    else this.refused.clientsIdle++;
+    else if (code === 'FTVM_ERR_UNAVAILABLE') this.refused.clientsIdle++;
     this.unlinkClient(sock);
     const now = performance.now();
     if (now - this.clientRefusalSaidAt >= 1000) {
@@ -2438,6 +2444,12 @@ export class FtHost {
   }
 
   // ---- what the REST API uses ----
+
+  /** A connection id never handed out before by this slot (conn-ids.ts): the slot, `kind` (0, or STREAM_CONN_BIT), the next low bits; null when no block is at hand. */
+  private newConnId(kind: 0 | typeof STREAM_CONN_BIT): number | null {
+    const low = this.connIds.id();
+    return low === null ? null : ((this.slot << 24) | kind | low) >>> 0;
+  }
 
   /** Runs an operation on a VM whose primary is on this host. */
   private adminHere(op: AdminOp, name: string): void {
@@ -2585,7 +2597,8 @@ export class FtHost {
   /** A connection id for an API client, whose outputs are kept for it to read. Errors: HostError FTVM_ERR_UNAVAILABLE (API_CONNECTIONS_MAX are open). */
   apiConnection(): number {
     if (this.apiBoxes.size >= API_CONNECTIONS_MAX) throw new HostError('FTVM_ERR_UNAVAILABLE', `${this.apiBoxes.size} API connections are open on this host; close one (DELETE /v1/connections/CONN) or try again later`);
-    const conn = ((this.slot << 24) | (this.nextConn++ & (STREAM_CONN_BIT - 1))) >>> 0;
+    const conn = this.newConnId(0);
+    if (conn === null) throw new ArbiterError('no connection id can be handed out: the arbiter has not been reached for a while; try again later');
     this.apiBoxes.set(conn, { outputs: [], bytes: 0, waiters: [], usedAt: Date.now() });
     return conn;
   }

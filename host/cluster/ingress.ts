@@ -50,8 +50,8 @@ export const INGRESS_WRITE_BYTES_MAX = CLIENT_UNREAD_BYTES_MAX;
 
 /** What the ingress needs from its host. */
 export interface IngressHooks {
-  /** A new connection id with STREAM_CONN_BIT set, unique in the cluster (the host's slot in the high byte). */
-  newConn(): number;
+  /** A new connection id with STREAM_CONN_BIT set, unique in the cluster (the host's slot in the high byte), or null when none can be handed out now (the connection is refused). */
+  newConn(): number | null;
   /**
    * Sends `bytes` (or the end-of-stream, `eof`) of connection `conn` at stream
    * offset `off` to VM `vm`'s primary; `window`, when given, moves the
@@ -231,7 +231,8 @@ export class TcpIngress {
 
   private accept(vm: string, sock: Socket): void {
     const p = this.published.get(vm);
-    if (this.live >= INGRESS_CONNS_MAX || !p || p.conns >= INGRESS_CONNS_PER_VM_MAX) {
+    const conn = this.live >= INGRESS_CONNS_MAX || !p || p.conns >= INGRESS_CONNS_PER_VM_MAX ? null : this.hooks.newConn();
+    if (conn === null || !p) {
       this.stats.refused++;
       sock.resetAndDestroy();
       return;
@@ -241,7 +242,7 @@ export class TcpIngress {
     this.stats.accepted++;
     const c: StreamConn = {
       vm,
-      conn: this.hooks.newConn(),
+      conn,
       sock,
       inEnd: 0,
       unacked: [],

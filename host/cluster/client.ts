@@ -21,15 +21,27 @@
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { CLIENT_FRAME_MAX, ClientError, mac, macOk, nonce, readMessages, send, type WireMessage } from './wire.ts';
+import { CLIENT_RECENT_OUTPUTS_MAX as RECENT_OUTPUTS_MAX } from '../limits.ts';
 
 /** The error a refused connection or request rejects with (its `code` is the host's FTVM_ERR_* code). */
 export { ClientError } from './wire.ts';
 
 export interface Received {
   vm: string;
+  /** the VM's output sequence number (from 0, continuous across failovers) */
   seq: number;
   data: Uint8Array;
   eof: boolean;
+  /** the generation whose primary released it (-1 from a host that does not say) */
+  gen: number;
+}
+
+/** One output sequence number that arrived with two different payloads: outputs released under two generations that disagree. */
+export interface Divergence {
+  vm: string;
+  seq: number;
+  /** the generations of the first copy and of the one that differs */
+  gens: [number, number];
 }
 
 export interface ClientOptions {
@@ -47,6 +59,8 @@ export interface ClientEvents {
   close: [];
   /** connected again, to this host, with the same connection id */
   reconnect: [string];
+  /** an output arrived again with another payload (see Divergence): a fault in the FT protocol, never expected */
+  diverged: [Divergence];
   /** a send was refused, with its code: FTVM_ERR_BUSY (the VM's input queue is full; send again later), FTVM_ERR_VM_ENDED, FTVM_ERR_NOT_FOUND, FTVM_ERR_BAD_REQUEST, FTVM_ERR_TOO_LARGE */
   refused: [{ vm: string; code: string; message: string }];
 }
@@ -60,6 +74,8 @@ export class FtClient extends EventEmitter<ClientEvents> {
   private readonly seen = new Map<string, number>();
   /** outputs received again (dropped) */
   duplicates = 0;
+  /** outputs received again with another payload than the first copy (see the 'diverged' event) */
+  divergences = 0;
   /** outputs that arrived after a later one without having been seen before: a broken order (dropped, counted) */
   outOfOrder = 0;
   /** times the client came back on a host after losing one */
@@ -68,7 +84,8 @@ export class FtClient extends EventEmitter<ClientEvents> {
   dropped = 0;
   /** sends the hosts refused (see the 'refused' event) */
   refusals = 0;
-  private readonly recent = new Map<string, Set<number>>();
+  /** per VM, the newest outputs seen: sequence number -> the generation and a hash (FNV-1a) of the payload */
+  private readonly recent = new Map<string, Map<number, { gen: number; hash: number }>>();
   /** this client's connection id, kept across reconnects */
   conn: number | null = null;
   /** the host serving this client now */
@@ -221,17 +238,25 @@ export class FtClient extends EventEmitter<ClientEvents> {
     if (m.t === 'recv') {
       const vm = String(m.vm);
       const seq = m.seq as number;
-      const recent = this.recent.get(vm) ?? new Set<number>();
+      const gen = typeof m.gen === 'number' ? m.gen : -1;
+      const data = m.data as Uint8Array;
+      const hash = fnv1a(data, m.eof === true);
+      const recent = this.recent.get(vm) ?? new Map<number, { gen: number; hash: number }>();
       this.recent.set(vm, recent);
       if (seq <= (this.seen.get(vm) ?? -1)) {
-        if (recent.has(seq)) this.duplicates++;
-        else this.outOfOrder++;
+        const first = recent.get(seq);
+        if (!first) this.outOfOrder++;
+        else if (first.hash === hash) this.duplicates++;
+        else {
+          this.divergences++;
+          this.emit('diverged', { vm, seq, gens: [first.gen, gen] });
+        }
         return;
       }
       this.seen.set(vm, seq);
-      recent.add(seq);
-      if (recent.size > 100_000) recent.delete(recent.values().next().value!);
-      this.emit('recv', { vm, seq, data: m.data as Uint8Array, eof: m.eof === true });
+      recent.set(seq, { gen, hash });
+      if (recent.size > RECENT_OUTPUTS_MAX) recent.delete(recent.keys().next().value!);
+      this.emit('recv', { vm, seq, data, eof: m.eof === true, gen });
       return;
     }
     const id = (m.id ?? null) as number | null;
@@ -294,4 +319,11 @@ export class FtClient extends EventEmitter<ClientEvents> {
     this.closing = true;
     this.sock?.destroy();
   }
+}
+
+/** 32-bit FNV-1a of `data` and the end-of-stream flag: enough to tell two payloads of one output apart (not a defence against an adversary). */
+function fnv1a(data: Uint8Array, eof: boolean): number {
+  let h = eof ? 0x811c9dc5 ^ 0xff : 0x811c9dc5;
+  for (let i = 0; i < data.length; i++) h = Math.imul(h ^ data[i]!, 0x01000193);
+  return h >>> 0;
 }

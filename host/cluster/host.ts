@@ -1076,7 +1076,7 @@ export class FtHost {
         this.busyFor(m.vm, m.conn);
         return;
       case 'out':
-        this.toClient(m.conn, { t: 'recv', vm: m.vm, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
+        this.toClient(m.conn, { t: 'recv', vm: m.vm, gen: m.gen, seq: m.seq, data: m.data, eof: m.eof, off: m.off });
         return;
       case 'in-ack':
         for (const [conn, end] of m.acks) this.ingress.inputAcked(conn, end);
@@ -1842,7 +1842,7 @@ export class FtHost {
       return;
     }
     this.retain(vm, o);
-    this.deliverOut(vm.name, o);
+    this.deliverOut(vm.name, vm.gen, o);
   }
 
   /**
@@ -2003,9 +2003,13 @@ export class FtHost {
     }
   }
 
-  /** A NIC output to the host its client is on (it started there, or came back there). */
-  private deliverOut(name: string, o: Output): void {
-    const msg = { t: 'recv', vm: name, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof, off: o.off };
+  /**
+   * A NIC output to the host its client is on (it started there, or came back
+   * there), with the generation that released it: a client (FtClient) checks
+   * that one output sequence number never carries two payloads.
+   */
+  private deliverOut(name: string, gen: number, o: Output): void {
+    const msg = { t: 'recv', vm: name, gen, seq: o.seq, conn: o.conn, data: o.bytes, eof: o.eof, off: o.off };
     const owner = this.connOwners.get(o.conn) ?? this.members.find((h) => h.slot === o.conn >>> 24)?.id;
     if (owner === this.id || (owner === undefined && o.conn >>> 24 === this.slot)) this.toClient(o.conn, msg);
     else if (owner) this.toPeer(owner, { ...msg, t: 'out' });
@@ -2040,7 +2044,7 @@ export class FtHost {
 
   private resend(vm: Vm, conn: number, after: number, owner: string): void {
     this.setConnOwner(conn, owner);
-    for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, o);
+    for (const o of vm.retained) if (o.conn === conn && o.seq > after) this.deliverOut(vm.name, vm.gen, o);
   }
 
   private dropVm(vm: Vm, why: string): void {

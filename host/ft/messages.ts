@@ -58,7 +58,8 @@ export type PeerMessage =
   | ({ t: 'fwd'; conn: number; data: Uint8Array; eof: boolean; hops: number; off?: number; window?: number; id?: number } & AboutVm)
   /** a forwarded send of connection `conn` was refused: the VM's input queue is full (FTVM_ERR_BUSY) */
   | ({ t: 'busy'; conn: number } & AboutVm)
-  | ({ t: 'out'; conn: number; seq: number; data: Uint8Array; eof: boolean; off?: number } & AboutVm)
+  /** `gen`: the generation that released it (absent from a host of an earlier version) */
+  | ({ t: 'out'; conn: number; seq: number; data: Uint8Array; eof: boolean; off?: number; gen?: number } & AboutVm)
   | { t: 'in-ack'; acks: [number, number][] }
   | ({ t: 'in-resend'; conn: number; from: number } & AboutVm)
   | ({ t: 'primary'; gen: number; host: string; publish?: number[] } & AboutVm)
@@ -134,7 +135,7 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   'mod-chunk': { hash: isStr, at: isNat, bytes: isBytes },
   busy: { vm: isStr, conn: isU32 },
   fwd: { vm: isStr, conn: isU32, data: isBytes, eof: isBool, hops: isNat, off: opt(isNat), window: opt(isNat), id: opt(isInt) },
-  out: { vm: isStr, conn: isU32, seq: isNat, data: isBytes, eof: isBool, off: opt(isNat) },
+  out: { vm: isStr, conn: isU32, seq: isNat, data: isBytes, eof: isBool, off: opt(isNat), gen: opt(isNat) },
   'in-ack': { acks: listOf(isPair, LIST_MAX) },
   'in-resend': { vm: isStr, conn: isU32, from: isNat },
   primary: { vm: isStr, gen: isNat, host: isStr, publish: opt(listOf(isPort, 8)) },

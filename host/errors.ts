@@ -94,6 +94,7 @@ export const ERROR_CATALOGUE = {
   FTVM_ERR_ARBITER: e(503, 1, 'the arbiter cannot be reached or refused the request'),
   // ---- the command line ----
   FTVM_ERR_USAGE: e(400, 2, 'the command line is wrong'),
+  FTVM_ERR_PRIVILEGE: e(403, 1, 'the command needs a privilege it does not have (ftvm chaos: root, for network namespaces)'),
   FTVM_ERR_GUEST_NOT_FOUND: e(404, 1, 'no such guest file or sample'),
   FTVM_ERR_FILE_NOT_FOUND: e(404, 1, 'a file named on the command line does not exist'),
   FTVM_ERR_FILE_IS_DIR: e(400, 1, 'a file named on the command line is a directory'),

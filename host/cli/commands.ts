@@ -630,6 +630,77 @@ options:
   operands: { min: 0, max: 0 },
 });
 
+/** At most this many hosts in a chaos cluster (one /24 per run: addresses .1 to .9). */
+export const CHAOS_HOSTS_MAX = 9;
+
+/** `ftvm chaos`: a Jepsen-style campaign on a cluster in network namespaces (chaos/cli.ts). */
+export const CHAOS = command({
+  name: 'chaos',
+  usage: 'ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--json]',
+  help: `usage: ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd]
+                  [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]
+
+Runs a Jepsen-style campaign: trials one after another, each on a fresh
+cluster of ftvm hosts, every host in its own network namespace (veth-linked
+to a bridge; the clients are in the root namespace), with a fresh arbiter.
+Each trial starts the kv sample, runs clients that record every operation
+(invoke, ok, fail or unknown) for S seconds while faults drawn from the
+trial's seed come and go, heals everything, waits for the cluster to settle,
+reads every key back, and checks: the history is linearizable, no
+acknowledged write was lost, every host's report of the VM is true (a VM
+with no replica left is lost, never running), no host crashed (or said
+FTVM_ERR_INVARIANT), no output was released under two generations, no
+client got another's answer. It prints a line per trial and a summary (with
+--json: one JSON document, {"trials", "nemeses", "violations", ...}); each
+violation names its kind, its trial, the seed that replays the trial and
+the command line that does. Trial i uses seed N+i: \`--seed N+i --trials 1\`
+draws the same faults again.
+
+Needs root (network namespaces): without it, FTVM_ERR_PRIVILEGE (exit
+status 1). Everything it makes (namespaces, links, a bridge, processes, a
+temporary directory) is removed at its end, on SIGINT too; a run that was
+killed is swept by the next one. Exit status: 0 when no trial found a
+violation, 1 otherwise (or when a trial could not be set up), 2 for a wrong
+command line.
+
+nemeses (--nemesis, comma-separated; default all that fit the arbiter):
+  kill             kill -9 of a host (the primary's, the backup's or another), restarted after
+  pause            SIGSTOP of a host for 1.5 to 3 failure timeouts, then SIGCONT
+  isolate-primary  the primary's host cut off (its link down)
+  isolate-backup   the backup's host cut off
+  split            the hosts in two groups that cannot reach each other
+  one-way          the primary's host cannot send to the backup's, or the other way
+  clock            a host restarted with its monotonic clock offset (a time namespace)
+  etcd             the etcd arbiter killed and restarted (--arbiter etcd)
+  arbiter-chmod    the file arbiter's directory made unreadable, then restored
+  arbiter-remove   the file arbiter's directory removed, then restored
+  groups: partition (isolate-primary, isolate-backup, split, one-way),
+          arbiter (etcd, arbiter-chmod, arbiter-remove), all
+
+options:
+  --seed N           the campaign's seed (default: drawn, and printed)
+  --trials N         how many trials (default 10)
+  --hosts N          hosts per cluster (2..${CHAOS_HOSTS_MAX}, default 3)
+  --arbiter A        file (a directory, the default) or etcd (an etcd in the root namespace)
+  --trial-seconds S  seconds of clients and faults per trial (default 10)
+  --nemesis LIST     the faults to draw from (see above)
+  --log-dir DIR      keep every host's log, as DIR/trial-I/<id>.log
+  --json             print the report as one JSON document
+  -h, --help         this text
+`,
+  options: {
+    seed: { type: 'string' },
+    trials: { type: 'string' },
+    hosts: { type: 'string' },
+    arbiter: { type: 'string' },
+    'trial-seconds': { type: 'string' },
+    nemesis: { type: 'string' },
+    'log-dir': { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  operands: { min: 0, max: 0 },
+});
+
 // ---------------------------------------------------------------------------
 // vm and its sub-commands
 
@@ -768,7 +839,7 @@ function indent(text: string, n: number): string {
 // ftvm --help
 
 /** Every top-level command, in the order `ftvm --help` lists them. */
-export const COMMANDS: readonly Pick<Command, 'name' | 'usage'>[] = [RUN, RECORD, REPLAY, BENCH, CONFORMANCE, HOST, CLUSTER_UP, { name: 'vm', usage: `ftvm vm ${Object.keys(VM_COMMANDS).join('|')} ... [--api URL] [--token T]` }, DEMO];
+export const COMMANDS: readonly Pick<Command, 'name' | 'usage'>[] = [RUN, RECORD, REPLAY, BENCH, CONFORMANCE, HOST, CLUSTER_UP, CHAOS, { name: 'vm', usage: `ftvm vm ${Object.keys(VM_COMMANDS).join('|')} ... [--api URL] [--token T]` }, DEMO];
 
 /** `ftvm --help`. */
 export const USAGE = `ftvm: fault-tolerant virtual machines for WebAssembly guests

@@ -43,6 +43,10 @@ async function dispatch(argv: string[]): Promise<number> {
         const { cmdConformance } = await import('./conformance.ts');
         return await cmdConformance(rest);
       }
+      case 'chaos': {
+        const { chaosMain } = await import('../chaos/cli.ts');
+        return await chaosMain(rest);
+      }
       case 'demo': {
         const { operands, help } = parseCommand(DEMO, rest);
         if (help) {

@@ -2,33 +2,16 @@
 // arbiter in a temporary directory (or an etcd). Used by the tests, the FT
 // benchmark and the demo. Every wait is bounded; stop() kills every process.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FtClient } from './client.ts';
+import { spawnHost, type TestHost } from './host-process.ts';
 import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX } from '../limits.ts';
 export { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX };
-
-const FTVM = fileURLToPath(new URL('../cli/ftvm.mjs', import.meta.url));
-
-export interface TestHost {
-  id: string;
-  proc: ChildProcess;
-  peer: string;
-  client: string;
-  /** the REST API's base URL */
-  api: string;
-  /** the IP address its published ports listen on */
-  public: string;
-  /** everything it wrote to stderr */
-  log: string[];
-  exited: Promise<void>;
-}
-
+export type { TestHost };
 
 export class LocalCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'ftvm-cluster-'));
@@ -41,9 +24,9 @@ export class LocalCluster {
   private publicAddresses = 0;
 
   constructor(
-    private readonly extraArgs: string[] = ['--fail-ms', '1000', '--heartbeat-ms', '50'],
+    protected readonly extraArgs: string[] = ['--fail-ms', '1000', '--heartbeat-ms', '50'],
     /** how hosts reach the arbiter (default: a file arbiter in this cluster's directory) */
-    private readonly arbiterArgs: string[] | null = null,
+    protected readonly arbiterArgs: string[] | null = null,
   ) {}
 
   /** A directory (it must exist) where each host added from now on writes its whole log, as <id>.log; null: none. */
@@ -60,38 +43,13 @@ export class LocalCluster {
     // each host its own loopback address for published ports, as hosts of a real cluster have
     const given = [...this.extraArgs, ...args].includes('--public-address');
     const pub = given ? [] : ['--public-address', `127.0.0.${1 + (this.publicAddresses++ % 250)}`];
-    const proc = spawn(process.execPath, [...(spawnOpts.nodeArgs ?? []), FTVM, 'host', '--id', id, ...arbiter, ...pub, ...this.extraArgs, ...args], {
-      env: { ...process.env, ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const h = await spawnHost({
+      id,
+      args: [...arbiter, ...pub, ...this.extraArgs, ...args],
+      nodeArgs: spawnOpts.nodeArgs,
+      env: { ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
+      logDir: this.logDir,
     });
-    // the host's log: its last HOST_LOG_LINES_MAX lines kept here, and all of it in a file when logDir is set
-    const log: string[] = [];
-    const file = this.logDir ? createWriteStream(join(this.logDir, `${id}.log`), { flags: 'a' }) : null;
-    file?.on('error', () => {});
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      file?.write(d);
-      for (const l of d.split('\n')) if (l) log.push(l.length > HOST_LOG_LINE_CHARS_MAX ? `${l.slice(0, HOST_LOG_LINE_CHARS_MAX)}…` : l);
-      if (log.length > HOST_LOG_LINES_MAX) log.splice(0, log.length - HOST_LOG_LINES_MAX / 2);
-    });
-    proc.once('exit', () => file?.end());
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    const ready = await new Promise<{ peer: string; client: string; api: string; public: string }>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`host ${id} not ready within 30 s:\n${log.join('\n')}`)), 30_000);
-      let buf = '';
-      proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-        buf += d;
-        const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) {
-          clearTimeout(t);
-          resolve(JSON.parse(line) as { peer: string; client: string; api: string; public: string });
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(t);
-        reject(new Error(`host ${id} exited (${code}) before it was ready:\n${log.join('\n')}`));
-      });
-    });
-    const h: TestHost = { id, proc, peer: ready.peer, client: ready.client, api: ready.api, public: ready.public, log, exited };
     this.hosts.set(id, h);
     return h;
   }

@@ -1,0 +1,483 @@
+// `ftvm chaos`: a Jepsen-style campaign against a cluster in network
+// namespaces (netns.ts). Each trial, on a fresh cluster and a fresh arbiter:
+//
+//   1. start the hosts, wait until they are linked; start the kv sample with
+//      its primary on a host drawn from the seed; wait for its backup
+//   2. run the logical clients (workload.ts) for --trial-seconds while the
+//      trial's faults (nemesis.ts, drawn from the trial's seed) come and go
+//   3. heal everything (links, routes, paused and killed hosts, the arbiter),
+//      and wait (bounded) until the hosts are linked and what they report of
+//      the VM is true
+//   4. read every key once more (final reads), then check:
+//        linearizability  the whole history, per key (host/chaos/linearizability.ts)
+//        lost-write       each key's final value is that of a write or delete not
+//                         superseded by a later acknowledged one (a write that was
+//                         acknowledged and then vanished, or a value never written)
+//        vm-state         every host's report of the VM (GET /v1/vms) is true: the
+//                         named primary and backup run those replicas, at that
+//                         generation; no two primaries; a VM with no replica left is
+//                         not reported running, alone or failing-over (it is lost)
+//        crash            no host process exited unless the campaign killed it, and
+//                         no host log says FTVM_ERR_INVARIANT
+//        two-generations  no two outputs under one output sequence number (seen by
+//                         the clients), no generation won by two hosts and no second
+//                         start of the VM's name (the arbiter nemeses try one)
+//        misdelivered     no client got an answer to a request it did not send
+//   Each violation names its trial, the seed that replays the trial's schedule
+//   (the campaign's seed + the trial's number: `--seed S --trials 1` runs it
+//   alone), the schedule and the operations concerned.
+//
+// What is not checked: outputs released by a stale primary to a client that
+// only it served, and then dropped by the client as a duplicate of the same
+// sequence number, are not compared (FtClient drops them before the campaign
+// sees them); replicas' state digests are not compared (the hosts do not
+// report them); a host's CLOCK_REALTIME cannot be offset.
+
+import { readFileSync } from 'node:fs';
+import { FtClient } from '../cluster/client.ts';
+import { eventText } from '../ft/events.ts';
+import { freePort } from '../cluster/local.ts';
+import { guestPath } from '../runtime/samples.ts';
+import type { CheckLinearizable, Op } from './history.ts';
+import { ChaosNet, NetnsCluster } from './netns.ts';
+import { drawSchedule, runSchedule, type AppliedFault, type Fault, type NemesisKind } from './nemesis.ts';
+import { Prng } from './prng.ts';
+import { finalReads, Workload, type OutputConflict } from './workload.ts';
+
+/** The VM every trial runs. */
+export const CHAOS_VM = 'kv';
+/** How long a trial may take to settle after healing (ms). */
+export const SETTLE_MS = 20_000;
+/** How long the final reads may take in all (ms). */
+export const FINAL_READS_MS = 20_000;
+/** How long the checker may search a trial's history (ms); past it the result is 'unknown'. */
+export const CHECK_MS = 10_000;
+/** Operations a violation lists at most. */
+export const VIOLATION_OPS_MAX = 50;
+
+/** What a campaign runs. */
+export interface CampaignOptions {
+  seed: number;
+  trials: number;
+  hosts: number;
+  arbiter: 'file' | 'etcd';
+  /** seconds of workload (and faults) per trial */
+  trialSeconds: number;
+  nemeses: NemesisKind[];
+  /** logical clients at once, and keys they share */
+  processes: number;
+  keys: number;
+  failMs: number;
+  heartbeatMs: number;
+  /** where hosts' logs go (<trial>/<id>.log), or null */
+  logDir: string | null;
+  /** the checker (host/chaos/linearizability.ts checkLinearizable) */
+  checker: CheckLinearizable;
+  /** one line per step, for people */
+  progress?: (line: string) => void;
+  /** stops the campaign after the trial under way (which is cut short) */
+  signal?: AbortSignal;
+  /** for tests of the reporting path: may change a trial's history before it is checked */
+  tamper?: (trial: number, history: Op[]) => void;
+}
+
+/** The kinds of violation (see the header). */
+export type ViolationKind = 'linearizability' | 'lost-write' | 'vm-state' | 'crash' | 'two-generations' | 'misdelivered' | 'not-settled';
+
+/** One violation, with what reproduces it. */
+export interface Violation {
+  kind: ViolationKind;
+  trial: number;
+  /** the trial's seed: `ftvm chaos --seed SEED --trials 1` (with the same flags) draws the same schedule */
+  seed: number;
+  /** the command line that replays the trial */
+  reproduce: string;
+  detail: string;
+  /** the trial's faults as carried out */
+  schedule: AppliedFault[];
+  key?: string;
+  ops?: Op[];
+}
+
+/** One trial's outcome. */
+export interface TrialReport {
+  trial: number;
+  seed: number;
+  nemeses: AppliedFault[];
+  ops: { total: number; ok: number; fail: number; unknown: number };
+  /** the checker's verdict ('unknown': it ran out of time on `unknownKeys`) */
+  check: { result: 'ok' | 'violation' | 'unknown' | 'not-run'; explored: number; ms: number; unknownKeys: string[] };
+  /** no replica of the VM was left after the trial */
+  vmLost: boolean;
+  /** processes that ended on an operation left unknown */
+  processesEnded: number;
+  violations: Violation[];
+  /** a trial that could not be set up (no cluster, no VM): what failed */
+  setupError: string | null;
+  ms: number;
+}
+
+/** The whole campaign's outcome (`ftvm chaos --json`). */
+export interface CampaignReport {
+  seed: number;
+  hosts: number;
+  arbiter: 'file' | 'etcd';
+  trialSeconds: number;
+  nemeses: NemesisKind[];
+  trials: TrialReport[];
+  violations: Violation[];
+  ms: number;
+}
+
+/** The facts of a trial that the checks read (checkTrial). */
+export interface TrialFacts {
+  history: Op[];
+  /** each key's final value (a key absent: never read back) */
+  finals: Map<string, string | null>;
+  keys: string[];
+  conflicts: OutputConflict[];
+  /** second starts of the VM that succeeded, in words */
+  startedTwice: string[];
+  /** generation claims as the hosts' logs tell them: gen -> hosts */
+  generations: Map<number, Set<string>>;
+  /** host processes that exited without being killed, and logs that say FTVM_ERR_INVARIANT */
+  crashes: string[];
+  /** what the last vm-state check found wrong (empty: the reports are true) */
+  vmProblems: string[];
+  /** hosts that did not link again after healing, in words (null: they did) */
+  unsettled: string | null;
+  vmLost: boolean;
+}
+
+/** The command line that replays trial seed `seed` alone. */
+export function reproduceLine(o: Pick<CampaignOptions, 'hosts' | 'arbiter' | 'trialSeconds' | 'nemeses'>, seed: number): string {
+  return `ftvm chaos --seed ${seed} --trials 1 --hosts ${o.hosts} --arbiter ${o.arbiter} --trial-seconds ${o.trialSeconds} --nemesis ${o.nemeses.join(',')}`;
+}
+
+/**
+ * Runs the checks on a trial's facts: the checker on the history, and the
+ * others (see the header). Returns the checker's verdict and the violations
+ * (without trial, seed and schedule, which the caller adds).
+ */
+export function checkTrial(f: TrialFacts, checker: CheckLinearizable): { check: TrialReport['check']; found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] } {
+  const found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] = [];
+  const r = checker(f.history, { timeoutMs: CHECK_MS, initial: null });
+  const check = { result: r.result, explored: r.explored, ms: r.ms, unknownKeys: r.unknownKeys ?? [] };
+  if (r.result === 'violation') found.push({ kind: 'linearizability', key: r.key, detail: `the history of key ${r.key} is not linearizable`, ops: (r.ops ?? f.history.filter((o) => o.key === r.key)).slice(0, VIOLATION_OPS_MAX) });
+  for (const key of f.keys) {
+    if (!f.finals.has(key)) continue;
+    const v = f.finals.get(key)!;
+    const bad = lostWrite(f.history, key, v);
+    if (bad) found.push({ kind: 'lost-write', key, detail: bad.detail, ops: bad.ops.slice(0, VIOLATION_OPS_MAX) });
+  }
+  for (const c of f.conflicts) {
+    if (c.kind === 'misdelivered') found.push({ kind: 'misdelivered', detail: `client ${c.first.client} (connection ${c.first.conn}) got "${c.first.text}" (output ${c.seq} of ${c.vm}), an answer to a request it did not send` });
+    else found.push({ kind: 'two-generations', detail: `output ${c.seq} of ${c.vm} came twice, different: "${c.first.text}" to client ${c.first.client} (connection ${c.first.conn}), "${c.second!.text}" to client ${c.second!.client} (connection ${c.second!.conn})` });
+  }
+  for (const s of f.startedTwice) found.push({ kind: 'two-generations', detail: `a second start of ${CHAOS_VM} while it ran: ${s}` });
+  for (const [gen, hosts] of f.generations) if (hosts.size > 1) found.push({ kind: 'two-generations', detail: `generation ${gen} of ${CHAOS_VM} won by ${[...hosts].join(' and ')}` });
+  for (const c of f.crashes) found.push({ kind: 'crash', detail: c });
+  for (const p of f.vmProblems) found.push({ kind: 'vm-state', detail: p });
+  if (f.unsettled) found.push({ kind: 'not-settled', detail: f.unsettled });
+  return { check, found };
+}
+
+/**
+ * Whether key `key`'s final value `v` is one a register could hold after the
+ * history: the value of a write (or null of a delete, or the initial null)
+ * that is not followed in real time by an acknowledged write or delete.
+ * Returns what is wrong, or null.
+ */
+export function lostWrite(history: readonly Op[], key: string, v: string | null): { detail: string; ops: Op[] } | null {
+  const muts = history.filter((o) => o.key === key && o.f !== 'read' && o.status !== 'fail');
+  const acked = muts.filter((o) => o.status === 'ok');
+  const superseded = (o: Op): boolean => o.completeMs !== null && acked.some((a) => o.completeMs! < a.invokeMs);
+  const candidates = muts.filter((o) => !superseded(o));
+  const matches = candidates.some((o) => (v === null ? o.f === 'delete' : o.f === 'write' && o.value === v)) || (v === null && acked.length === 0);
+  if (matches) return null;
+  const latest = acked.filter((a) => !superseded(a));
+  const source = history.find((o) => o.key === key && o.f === 'write' && o.value === v);
+  const why =
+    v !== null && !source
+      ? `reads ${JSON.stringify(v)}, a value never written to it`
+      : source?.status === 'fail'
+        ? `reads ${JSON.stringify(v)}, written by a write that was refused (fail)`
+        : `reads ${JSON.stringify(v)} after the trial, but acknowledged ${latest.map((a) => (a.f === 'write' ? `write ${JSON.stringify(a.value)}` : 'delete')).join(', ')} came later (lost)`;
+  return { detail: `key ${key} ${why}`, ops: [...(source ? [source] : []), ...latest] };
+}
+
+/** Where a host's log says it won a generation or started a VM (the sentences of ft/events.ts). */
+const WON_RE = new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'generation-won', vm: CHAOS_VM, gen: 12345, role: 'backup' })).replace('12345', '(\\d+)').replace(escapeRe('; going live'), '')}`);
+const STARTED_RE = new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'vm-started', vm: CHAOS_VM, backup: 'X' })).replace(/ X$/, ' ')}`);
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Generation claims in the hosts' logs: gen -> hosts (a VM's start is generation 1 at its primary's host). */
+export function generationsOf(logs: { id: string; log: readonly string[] }[]): Map<number, Set<string>> {
+  const out = new Map<number, Set<string>>();
+  const add = (gen: number, host: string): void => void (out.get(gen) ?? out.set(gen, new Set()).get(gen)!).add(host);
+  for (const h of logs) {
+    for (const l of h.log) {
+      const won = WON_RE.exec(l);
+      if (won) add(Number(won[2]), won[1]!);
+      if (STARTED_RE.test(l)) add(1, h.id);
+    }
+  }
+  return out;
+}
+
+/** A client of one host's client port (null when it cannot be reached within 1 s). */
+async function clientOf(c: NetnsCluster, id: string): Promise<FtClient | null> {
+  const h = c.hosts.get(id);
+  if (!h || c.nodePid(id) === null) return null;
+  const client = new FtClient(h.client, { token: c.token, reconnect: false });
+  try {
+    await client.connect(1000);
+    return client;
+  } catch {
+    client.close();
+    return null;
+  }
+}
+
+/**
+ * What is wrong with the hosts' reports of the VM now (empty: they are all
+ * true), and whether any replica of it is left.
+ */
+export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ problems: string[]; lost: boolean }> {
+  const problems: string[] = [];
+  const replicas = new Map<string, { role: string; gen: number; partner: string | null }>();
+  const reports = new Map<string, { state: string; gen: number; primary: string; backup: string | null }>();
+  for (const [id, h] of c.hosts) {
+    const client = await clientOf(c, id);
+    if (!client) {
+      problems.push(`${id} does not answer on its client port`);
+      continue;
+    }
+    try {
+      const s = await client.request({ t: 'status' }, 2000);
+      const r = (s.vms as { name: string; role: string; gen: number; partner: string | null }[]).find((v) => v.name === vm);
+      if (r) replicas.set(id, r);
+      const res = await fetch(`${h.api}/v1/vms`, { headers: { authorization: `Bearer ${c.token}` }, signal: AbortSignal.timeout(2000) });
+      const infos = (await res.json()) as { name: string; state: string; gen: number; primary: string; backup: string | null }[];
+      const info = infos.find((i) => i.name === vm);
+      if (info) reports.set(id, info);
+    } catch (e) {
+      problems.push(`${id} does not answer: ${(e as Error).message}`);
+    } finally {
+      client.close();
+    }
+  }
+  const lost = replicas.size === 0;
+  const primaries = [...replicas].filter(([, r]) => r.role === 'primary');
+  if (primaries.length > 1) problems.push(`two primaries: ${primaries.map(([id, r]) => `${id} (generation ${r.gen})`).join(', ')}`);
+  for (const [id, info] of reports) {
+    if (info.state === 'ended') continue;
+    const says = `${id} reports ${vm} ${info.state} at generation ${info.gen} (primary ${info.primary}, backup ${info.backup ?? 'none'})`;
+    if (lost) {
+      problems.push(`${says}, but no host has a replica of it: it is lost`);
+      continue;
+    }
+    if (info.state === 'failing-over') {
+      problems.push(`${says} with every host up and linked`);
+      continue;
+    }
+    const p = replicas.get(info.primary);
+    if (!p || p.role !== 'primary' || p.gen !== info.gen) problems.push(`${says}, but ${info.primary} runs ${p ? `a ${p.role} at generation ${p.gen}` : 'no replica of it'}`);
+    if (info.state === 'running') {
+      const b = info.backup ? replicas.get(info.backup) : undefined;
+      if (!b || b.role !== 'backup') problems.push(`${says}, but ${info.backup ?? 'no host'} runs ${b ? `a ${b.role}` : 'no backup of it'}`);
+    }
+  }
+  for (const [id, r] of replicas) if (!reports.has(id) && r.role === 'primary') problems.push(`${id} runs the primary of ${vm} (generation ${r.gen}) but does not report the VM`);
+  return { problems, lost };
+}
+
+/** Waits (at most `ms`) until `fn` returns true; false when it did not. */
+async function until(fn: () => Promise<boolean>, ms: number, everyMs = 250): Promise<boolean> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      if (await fn()) return true;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() - t0 > ms) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Runs one trial on `net`; never throws (a trial that cannot be set up says so in setupError). */
+export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions, module: Uint8Array): Promise<TrialReport> {
+  const t0 = Date.now();
+  const seed = o.seed + trial;
+  const rng = new Prng(seed);
+  const trialMs = o.trialSeconds * 1000;
+  const schedule: Fault[] = drawSchedule(rng, o.nemeses, o.hosts, trialMs, o.failMs);
+  const ids = net.ids;
+  const primaryAt = rng.pick(ids);
+  const say = o.progress ?? (() => {});
+  const report: TrialReport = {
+    trial,
+    seed,
+    nemeses: schedule.map((f) => ({ ...f, hosts: [], startedMs: null, endedMs: null, note: 'not started' })),
+    ops: { total: 0, ok: 0, fail: 0, unknown: 0 },
+    check: { result: 'not-run', explored: 0, ms: 0, unknownKeys: [] },
+    vmLost: false,
+    processesEnded: 0,
+    violations: [],
+    setupError: null,
+    ms: 0,
+  };
+  let logDir: string | null = null;
+  if (o.logDir) {
+    const { mkdirSync } = await import('node:fs');
+    logDir = `${o.logDir}/trial-${trial}`;
+    mkdirSync(logDir, { recursive: true });
+  }
+  const etcdPorts: [number, number] = o.arbiter === 'etcd' ? [await freePort(), await freePort()] : [0, 0];
+  const c = new NetnsCluster(net, `t${trial}`, { arbiter: o.arbiter, failMs: o.failMs, heartbeatMs: o.heartbeatMs, logDir }, etcdPorts);
+  const origin = performance.now();
+  const now = (): number => Math.round((performance.now() - origin) * 10) / 10;
+  const keys = Array.from({ length: o.keys }, (_, i) => `k${i}`);
+  const startedTwice: string[] = [];
+  try {
+    // 1. the cluster and the VM
+    try {
+      await c.startEtcd();
+      await Promise.all(ids.map((id) => c.add(id)));
+      await c.linked(SETTLE_MS);
+      const admin = await clientOf(c, primaryAt);
+      if (!admin) throw new Error(`${primaryAt} cannot be reached`);
+      try {
+        await admin.request({ t: 'start', vm: CHAOS_VM, module, host: primaryAt }, 60_000);
+      } finally {
+        admin.close();
+      }
+      const backed = await until(async () => {
+        const p = await vmStateProblems(c, CHAOS_VM);
+        const a = await clientOf(c, primaryAt);
+        if (!a) return false;
+        try {
+          const s = await a.request({ t: 'status' }, 2000);
+          const v = (s.vms as { name: string; role: string; alone: boolean; partner: string | null }[]).find((x) => x.name === CHAOS_VM);
+          return p.problems.length === 0 && v?.role === 'primary' && !v.alone && v.partner !== null;
+        } finally {
+          a.close();
+        }
+      }, SETTLE_MS);
+      if (!backed) throw new Error(`${CHAOS_VM} got no backup within ${SETTLE_MS} ms`);
+    } catch (e) {
+      report.setupError = (e as Error).message.split('\n').slice(0, 8).join('\n');
+      say(`trial ${trial}: not set up: ${report.setupError}`);
+      return report;
+    }
+    // 2. clients and faults
+    const wrng = new Prng(seed ^ 0x5bd1e995);
+    const w = new Workload({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, processes: o.processes, keys, opTimeoutMs: Math.max(1500, 2 * o.failMs), tag: `t${trial}`, now }, wrng);
+    let endTrial!: () => void;
+    const ended = new Promise<void>((r) => (endTrial = r));
+    const timer = setTimeout(endTrial, trialMs);
+    const onAbort = (): void => endTrial();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    w.start();
+    const nemesis = runSchedule(schedule, { cluster: c, vm: CHAOS_VM, module, now, clientOf: (id) => clientOf(c, id), startedTwice: (s) => startedTwice.push(s) }, ended);
+    await ended;
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+    report.nemeses = await nemesis;
+    await w.stop();
+    report.processesEnded = w.processesEnded;
+    // 3. heal and settle
+    net.heal();
+    for (const id of ids) {
+      c.signal(id, 'SIGCONT');
+      if (c.nodePid(id) === null) {
+        try {
+          await c.add(id, [], { clockOffsetS: c.clockOffsets.get(id) });
+        } catch (e) {
+          say(`trial ${trial}: ${id} would not restart: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
+    if (o.arbiter === 'etcd' && !c.etcdRunning) await c.startEtcd();
+    let unsettled: string | null = null;
+    try {
+      await c.linked(SETTLE_MS);
+    } catch (e) {
+      unsettled = `after healing: ${(e as Error).message}`;
+    }
+    let vm = { problems: [] as string[], lost: false };
+    await until(async () => {
+      vm = await vmStateProblems(c, CHAOS_VM);
+      return vm.problems.length === 0;
+    }, SETTLE_MS, 500);
+    report.vmLost = vm.lost;
+    // 4. final reads and checks
+    const history = w.history;
+    const finals = vm.lost ? new Map<string, string | null>() : await finalReads({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, keys, opTimeoutMs: 3000, tag: '', now }, history, 1_000_000, FINAL_READS_MS);
+    o.tamper?.(trial, history);
+    const crashes: string[] = [];
+    for (const h of c.incarnations) {
+      const status = h.proc.exitCode ?? h.proc.signalCode;
+      if (status !== null && !c.killed.has(h)) crashes.push(`${h.id} exited (${status}) without being killed: ${h.log.slice(-3).join(' | ')}`);
+      const inv = h.log.find((l) => l.includes('FTVM_ERR_INVARIANT'));
+      if (inv) crashes.push(`${h.id}: ${inv}`);
+    }
+    const { check, found } = checkTrial(
+      { history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, unsettled, vmLost: vm.lost },
+      o.checker,
+    );
+    report.check = check;
+    report.violations = found.map((v) => ({ ...v, trial, seed, reproduce: reproduceLine(o, seed), schedule: report.nemeses }));
+    report.ops = {
+      total: history.length,
+      ok: history.filter((x) => x.status === 'ok').length,
+      fail: history.filter((x) => x.status === 'fail').length,
+      unknown: history.filter((x) => x.status === 'unknown').length,
+    };
+    return report;
+  } catch (e) {
+    report.setupError = `the trial failed: ${(e as Error).message.split('\n')[0]}`;
+    return report;
+  } finally {
+    net.heal();
+    await c.stop().catch(() => undefined);
+    report.ms = Date.now() - t0;
+  }
+}
+
+/** Runs a campaign: its trials one after another, on one network of namespaces (made and removed here). */
+export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
+  const t0 = Date.now();
+  const ids = Array.from({ length: o.hosts }, (_, i) => `h${i + 1}`);
+  const module = new Uint8Array(readFileSync(guestPath('kv.wasm')));
+  const net = new ChaosNet(ids);
+  const gone = (): void => net.destroy();
+  process.once('exit', gone);
+  const trials: TrialReport[] = [];
+  try {
+    for (let i = 0; i < o.trials && !o.signal?.aborted; i++) {
+      const r = await runTrial(net, i, o, module);
+      trials.push(r);
+      o.progress?.(trialLine(r));
+    }
+  } finally {
+    net.destroy();
+    process.removeListener('exit', gone);
+  }
+  return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0 };
+}
+
+/** One trial as a line of the table (`ftvm chaos` without --json). */
+export function trialLine(t: TrialReport): string {
+  const faults = t.nemeses.map((f) => `${f.kind}${f.hosts.length ? `@${f.hosts.join('+')}` : ''}`).join(' ') || '-';
+  const ops = `${t.ops.ok}/${t.ops.fail}/${t.ops.unknown}`;
+  const verdict = t.setupError ? 'not set up' : t.violations.length ? [...new Set(t.violations.map((v) => v.kind))].join(',') : t.check.result === 'unknown' ? 'ok (checker: unknown)' : 'ok';
+  return `${String(t.trial).padStart(5)}  ${String(t.seed).padEnd(12)} ${ops.padEnd(16)} ${(t.vmLost ? 'lost' : 'kept').padEnd(5)} ${verdict.padEnd(24)} ${(t.ms / 1000).toFixed(1).padStart(6)}  ${faults}`;
+}
+
+/** The header of the table. */
+export const TRIAL_HEADER = `${'trial'.padStart(5)}  ${'seed'.padEnd(12)} ${'ok/fail/unknown'.padEnd(16)} ${'vm'.padEnd(5)} ${'verdict'.padEnd(24)} ${'s'.padStart(6)}  nemeses`;

@@ -1,0 +1,100 @@
+// `ftvm chaos`: the command line of the campaign (campaign.ts): its flags
+// checked (commands.ts CHAOS), root checked before anything is made, a line
+// per trial and a summary (or one JSON document), SIGINT ending the trial
+// under way and removing everything the run made.
+
+import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
+import { usageError } from '../cli/errors.ts';
+import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
+import { runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
+import { loadChecker } from './history.ts';
+import { requireRoot } from './netns.ts';
+import { parseNemeses } from './nemesis.ts';
+
+/** Trials in one campaign at most. */
+export const CHAOS_TRIALS_MAX = 100_000;
+/** Seconds of one trial at most. */
+export const CHAOS_TRIAL_SECONDS_MAX = 3600;
+
+/**
+ * `ftvm chaos ARGS`: runs a campaign. Exit status 0 without violations, 1
+ * with (or with a trial that could not be set up, or FTVM_ERR_PRIVILEGE
+ * without root), 2 for a wrong command line; each failure is one line
+ * "ftvm chaos: FTVM_ERR_X: message".
+ */
+export async function chaosMain(argv: string[]): Promise<number> {
+  keepWritingOnErrors();
+  try {
+    const { values, help } = parseCommand(CHAOS, argv);
+    if (help) {
+      hostStdout.write(CHAOS.help);
+      return 0;
+    }
+    const arbiter = values.arbiter ?? 'file';
+    if (arbiter !== 'file' && arbiter !== 'etcd') throw usageError(`--arbiter is file or etcd, not "${arbiter}" (see ftvm chaos --help)`);
+    const nemeses = parseNemeses(values.nemesis, arbiter);
+    const seed = intOption('--seed', values.seed, 0, 2 ** 31) ?? Math.floor(Math.random() * 2 ** 31);
+    const trials = intOption('--trials', values.trials, 1, CHAOS_TRIALS_MAX) ?? 10;
+    const hosts = intOption('--hosts', values.hosts, 2, CHAOS_HOSTS_MAX) ?? 3;
+    const trialSeconds = intOption('--trial-seconds', values['trial-seconds'], 1, CHAOS_TRIAL_SECONDS_MAX) ?? 10;
+    requireRoot('ftvm chaos');
+    const checker = await loadChecker();
+    const say = (l: string): void => void hostStderr.write(`${l}\n`);
+    const stop = new AbortController();
+    const onSignal = (): void => {
+      if (stop.signal.aborted) process.exit(130); // a second one: the exit handler still removes the namespaces
+      say('ftvm chaos: stopping after the trial under way is healed and checked (again: at once)');
+      stop.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    say(`ftvm chaos: seed ${seed}, ${trials} trials of ${trialSeconds} s, ${hosts} hosts, ${arbiter} arbiter, nemeses ${nemeses.join(',')}`);
+    if (!values.json) hostStdout.write(`${TRIAL_HEADER}\n`);
+    let report: CampaignReport;
+    try {
+      report = await runCampaign({
+        seed,
+        trials,
+        hosts,
+        arbiter,
+        trialSeconds,
+        nemeses,
+        processes: 4,
+        keys: 3,
+        failMs: 1000,
+        heartbeatMs: 50,
+        logDir: values['log-dir'] ?? null,
+        checker,
+        signal: stop.signal,
+        progress: values.json ? say : (l) => void hostStdout.write(`${l}\n`),
+      });
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
+    if (values.json) hostStdout.write(`${JSON.stringify(report)}\n`);
+    else hostStdout.write(summary(report));
+    return report.violations.length || report.trials.some((t) => t.setupError) ? 1 : 0;
+  } catch (e) {
+    const { line, status } = usageLine('chaos', e);
+    hostStderr.write(`${line.replace(/^ftvm: /, 'ftvm chaos: ')}\n`);
+    return status;
+  }
+}
+
+/** The summary after the table: counts, each violation with its reproduction. */
+function summary(r: CampaignReport): string {
+  const lines = [''];
+  const notSetUp = r.trials.filter((t) => t.setupError).length;
+  const unknown = r.trials.filter((t) => t.check.result === 'unknown').length;
+  const ops = r.trials.reduce((n, t) => n + t.ops.total, 0);
+  lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations, ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM`);
+  for (const v of r.violations) {
+    lines.push(`  ${v.kind} in trial ${v.trial} (seed ${v.seed}): ${v.detail}`);
+    lines.push(`    faults: ${v.schedule.map((f) => `${f.kind}${f.hosts.length ? `@${f.hosts.join('+')}` : ''} at ${f.startedMs ?? '-'} ms for ${f.durationMs} ms${f.note ? ` (${f.note})` : ''}`).join('; ')}`);
+    for (const o of v.ops ?? []) lines.push(`    op process ${o.process} ${o.f} ${o.key} ${JSON.stringify(o.value)} ${o.status} [${o.invokeMs}, ${o.completeMs ?? '-'}] ms`);
+    lines.push(`    replay: ${v.reproduce}`);
+  }
+  for (const t of r.trials) if (t.setupError) lines.push(`  trial ${t.trial} (seed ${t.seed}) not set up: ${t.setupError.split('\n')[0]}`);
+  return `${lines.join('\n')}\n`;
+}

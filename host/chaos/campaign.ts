@@ -52,6 +52,8 @@ export const SETTLE_MS = 20_000;
 export const FINAL_READS_MS = 20_000;
 /** How long the checker may search a trial's history (ms); past it the result is 'unknown'. */
 export const CHECK_MS = 10_000;
+/** Output conflicts a violation names at most. */
+export const CONFLICTS_SHOWN = 5;
 /** Operations a violation lists at most. */
 export const VIOLATION_OPS_MAX = 50;
 
@@ -170,10 +172,26 @@ export function checkTrial(f: TrialFacts, checker: CheckLinearizable): { check: 
     const bad = lostWrite(f.history, key, v);
     if (bad) found.push({ kind: 'lost-write', key, detail: bad.detail, ops: bad.ops.slice(0, VIOLATION_OPS_MAX) });
   }
-  for (const c of f.conflicts) {
-    if (c.kind === 'misdelivered') found.push({ kind: 'misdelivered', detail: `client ${c.first.client} (connection ${c.first.conn}) got "${c.first.text}" (output ${c.seq} of ${c.vm}), an answer to a request it did not send` });
-    else found.push({ kind: 'two-generations', detail: `output ${c.seq} of ${c.vm} came twice, different: "${c.first.text}" to client ${c.first.client} (connection ${c.first.conn}), "${c.second!.text}" to client ${c.second!.client} (connection ${c.second!.conn})` });
-  }
+  // one violation per kind of conflict, naming how many and the first few
+  const misdelivered = f.conflicts.filter((c) => c.kind === 'misdelivered');
+  const twice = f.conflicts.filter((c) => c.kind === 'seq');
+  const some = (n: number): string => (n > CONFLICTS_SHOWN ? ` (the first ${CONFLICTS_SHOWN} of ${n})` : '');
+  if (misdelivered.length)
+    found.push({
+      kind: 'misdelivered',
+      detail: `${misdelivered.length} answers went to a client that did not send their request${some(misdelivered.length)}: ${misdelivered
+        .slice(0, CONFLICTS_SHOWN)
+        .map((c) => `client ${c.first.client} (connection ${c.first.conn}) got "${c.first.text}" (output ${c.seq} of ${c.vm})`)
+        .join('; ')}`,
+    });
+  if (twice.length)
+    found.push({
+      kind: 'two-generations',
+      detail: `${twice.length} output sequence numbers came twice with different outputs${some(twice.length)}: ${twice
+        .slice(0, CONFLICTS_SHOWN)
+        .map((c) => `output ${c.seq} of ${c.vm}: "${c.first.text}" to client ${c.first.client} (connection ${c.first.conn}), "${c.second!.text}" to client ${c.second!.client} (connection ${c.second!.conn})`)
+        .join('; ')}`,
+    });
   for (const s of f.startedTwice) found.push({ kind: 'two-generations', detail: `a second start of ${CHAOS_VM} while it ran: ${s}` });
   for (const [gen, hosts] of f.generations) if (hosts.size > 1) found.push({ kind: 'two-generations', detail: `generation ${gen} of ${CHAOS_VM} won by ${[...hosts].join(' and ')}` });
   for (const c of f.crashes) found.push({ kind: 'crash', detail: c });
@@ -339,7 +357,8 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   }
   const etcdPorts: [number, number] = o.arbiter === 'etcd' ? [await freePort(), await freePort()] : [0, 0];
   const c = new NetnsCluster(net, `t${trial}`, { arbiter: o.arbiter, failMs: o.failMs, heartbeatMs: o.heartbeatMs, logDir }, etcdPorts);
-  const origin = performance.now();
+  // the history's and the schedule's clock: ms since the workload started
+  let origin = performance.now();
   const now = (): number => Math.round((performance.now() - origin) * 10) / 10;
   const keys = Array.from({ length: o.keys }, (_, i) => `k${i}`);
   const startedTwice: string[] = [];
@@ -379,9 +398,10 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     const w = new Workload({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, processes: o.processes, keys, opTimeoutMs: Math.max(1500, 2 * o.failMs), tag: `t${trial}`, now }, wrng);
     let endTrial!: () => void;
     const ended = new Promise<void>((r) => (endTrial = r));
-    const timer = setTimeout(endTrial, trialMs);
+    const timer = setTimeout(() => endTrial(), trialMs);
     const onAbort = (): void => endTrial();
     o.signal?.addEventListener('abort', onAbort, { once: true });
+    origin = performance.now();
     w.start();
     const nemesis = runSchedule(schedule, { cluster: c, vm: CHAOS_VM, module, now, clientOf: (id) => clientOf(c, id), startedTwice: (s) => startedTwice.push(s) }, ended);
     await ended;

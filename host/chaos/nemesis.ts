@@ -59,9 +59,9 @@ export function parseNemeses(list: string | undefined, arbiter: 'file' | 'etcd')
       for (const k of group) if ((NEEDS[k] ?? arbiter) === arbiter) out.add(k);
       continue;
     }
-    if (!(NEMESES as readonly string[]).includes(w)) throw new FtvmError('FTVM_ERR_USAGE', `unknown nemesis "${w}": one of ${NEMESES.join(', ')}, or a group (${Object.keys(NEMESIS_GROUPS).join(', ')})`);
+    if (!(NEMESES as readonly string[]).includes(w)) throw new FtvmError('FTVM_ERR_USAGE', `unknown nemesis "${w}": one of ${NEMESES.join(', ')}, or a group (${Object.keys(NEMESIS_GROUPS).join(', ')}) (see ftvm chaos --help)`);
     const need = NEEDS[w as NemesisKind];
-    if (need && need !== arbiter) throw new FtvmError('FTVM_ERR_USAGE', `nemesis ${w} needs --arbiter ${need}`);
+    if (need && need !== arbiter) throw new FtvmError('FTVM_ERR_USAGE', `nemesis ${w} needs --arbiter ${need} (see ftvm chaos --help)`);
     out.add(w as NemesisKind);
   }
   if (!out.size) throw new FtvmError('FTVM_ERR_USAGE', 'no nemesis left to run (see ftvm chaos --help)');

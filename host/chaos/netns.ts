@@ -24,7 +24,7 @@
 // Bookkeeping: a marker file /run/ftvm-chaos/cB.json (its pid, namespaces,
 // links, bridge, directories, etcd pid) is written before anything is made;
 // destroy() removes everything it names, also from a SIGINT handler, and a new
-// run first sweeps the leftovers of runs whose pid is dead. The marker is
+// run first sweeps the leftovers of runs whose process is gone (or a zombie). The marker is
 // created exclusively, so two runs never share a byte.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -44,6 +44,8 @@ export const ETCD_READY_MS = 15_000;
 /** What a run's marker file holds. */
 interface Marker {
   pid: number;
+  /** the process's start time (clock ticks after boot), so a pid used again by another process is not taken for the run */
+  start?: number;
   run: string;
   byte: number;
   bridge: string;
@@ -72,14 +74,25 @@ function ipQuiet(args: string[]): void {
   }
 }
 
-/** Whether process `pid` exists. */
-function pidAlive(pid: number): boolean {
+/**
+ * Process `pid`'s state letter and start time (clock ticks after boot), from
+ * /proc/PID/stat (proc(5)); null when there is no such process.
+ */
+function procStat(pid: number): { state: string; start: number } | null {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may hold spaces and parentheses: the fields after it follow the last ")"
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0]!, start: Number(rest[19]) };
+  } catch {
+    return null;
   }
+}
+
+/** Whether the run that wrote a marker still runs: its pid exists, is not a zombie, and started when the marker says. */
+function runAlive(m: Pick<Marker, 'pid' | 'start'>): boolean {
+  const s = procStat(m.pid);
+  return s !== null && s.state !== 'Z' && (m.start === undefined || s.start === m.start);
 }
 
 /** Refuses to go on without root: FTVM_ERR_PRIVILEGE. */
@@ -106,7 +119,7 @@ function deleteNamespace(ns: string): void {
 
 /** Removes what a marker names: its processes, namespaces, links, bridge, directories, and the marker. */
 function removeMarked(m: Marker, file: string): void {
-  if (m.etcdPid !== null && pidAlive(m.etcdPid)) {
+  if (m.etcdPid !== null && procStat(m.etcdPid) !== null) {
     // only an etcd: a pid that came back for another program is left alone
     const cmd = (() => {
       try {
@@ -140,7 +153,7 @@ export function sweepLeftovers(): string[] {
     } catch {
       continue; // being written by a live run
     }
-    if (pidAlive(m.pid)) continue;
+    if (runAlive(m)) continue;
     removeMarked(m, file);
     swept.push(m.run);
   }
@@ -199,6 +212,7 @@ export class ChaosNet {
     this.dir = mkdtempSync(join(tmpdir(), `ftvm-chaos-${this.run}-`));
     this.marker = {
       pid: process.pid,
+      start: procStat(process.pid)?.start,
       run: this.run,
       byte: this.byte,
       bridge: this.bridge,

@@ -175,10 +175,16 @@ export async function runSchedule(faults: readonly Fault[], t: NemesisTarget, st
     const from = others.length ? others : ids;
     return from[salt % from.length]!;
   };
+  // the arbiter's directory and etcd take one fault at a time: a second one while the first lasts is skipped
+  const busy = new Set<string>();
+  const resource = (k: NemesisKind): string | null => (k === 'arbiter-chmod' || k === 'arbiter-remove' ? 'arbiter' : k === 'etcd' ? 'etcd' : null);
   await Promise.all(
     applied.map(async (a, i) => {
       await sleepUntil(a.atMs);
       if (stopped) return void (a.note = 'not started: the trial ended first');
+      const r = resource(a.kind);
+      if (r && busy.has(r)) return void (a.note = `skipped: the ${r} was under another fault`);
+      if (r) busy.add(r);
       const who = await placement(t);
       a.startedMs = t.now();
       try {
@@ -193,6 +199,7 @@ export async function runSchedule(faults: readonly Fault[], t: NemesisTarget, st
         a.note = `${a.note ? `${a.note}; ` : ''}undo: ${(e as Error).message}`;
       }
       a.endedMs = t.now();
+      if (r) busy.delete(r);
     }),
   );
   return applied;

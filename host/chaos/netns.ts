@@ -176,8 +176,9 @@ export class ChaosNet {
   readonly dir: string;
   private readonly marker: Marker;
   private readonly markerFile: string;
-  private readonly blackholes = new Set<string>();
-  private readonly down = new Set<string>();
+  /** faults in place, counted: two overlapping faults that cut the same link are undone by the second undo */
+  private readonly blackholes = new Map<string, number>();
+  private readonly down = new Map<string, number>();
   private destroyed = false;
 
   /**
@@ -274,36 +275,42 @@ export class ChaosNet {
 
   /** Cuts host `id` off: its link down (peers, clients and etcd lose it; a file arbiter does not). */
   isolate(id: string): void {
-    ip(['link', 'set', this.dev(id), 'down']);
-    this.down.add(id);
+    if (!this.down.has(id)) ip(['link', 'set', this.dev(id), 'down']);
+    this.down.set(id, (this.down.get(id) ?? 0) + 1);
   }
 
   /** Drops what host `from` sends to host `to` (a blackhole route in `from`'s namespace); TCP between them breaks both ways. */
   blackhole(from: string, to: string): void {
     if (from === to) return;
     const key = `${from}>${to}`;
-    if (this.blackholes.has(key)) return;
-    ip(['-n', this.ns(from), 'route', 'add', 'blackhole', `${this.addr(to)}/32`]);
-    this.blackholes.add(key);
+    if (!this.blackholes.has(key)) ip(['-n', this.ns(from), 'route', 'add', 'blackhole', `${this.addr(to)}/32`]);
+    this.blackholes.set(key, (this.blackholes.get(key) ?? 0) + 1);
   }
 
   /** Host `id`'s link up again (undoes isolate). */
   rejoin(id: string): void {
-    if (!this.down.delete(id)) return;
+    const n = this.down.get(id);
+    if (n === undefined) return;
+    if (n > 1) return void this.down.set(id, n - 1);
+    this.down.delete(id);
     ipQuiet(['link', 'set', this.dev(id), 'up']);
   }
 
   /** Deletes the blackhole route of blackhole(from, to). */
   unblackhole(from: string, to: string): void {
-    if (!this.blackholes.delete(`${from}>${to}`)) return;
+    const key = `${from}>${to}`;
+    const n = this.blackholes.get(key);
+    if (n === undefined) return;
+    if (n > 1) return void this.blackholes.set(key, n - 1);
+    this.blackholes.delete(key);
     ipQuiet(['-n', this.ns(from), 'route', 'del', 'blackhole', `${this.addr(to)}/32`]);
   }
 
   /** Every link up again and every blackhole route deleted. */
   heal(): void {
-    for (const id of this.down) ipQuiet(['link', 'set', this.dev(id), 'up']);
+    for (const id of this.down.keys()) ipQuiet(['link', 'set', this.dev(id), 'up']);
     this.down.clear();
-    for (const key of this.blackholes) {
+    for (const key of this.blackholes.keys()) {
       const [from, to] = key.split('>') as [string, string];
       ipQuiet(['-n', this.ns(from), 'route', 'del', 'blackhole', `${this.addr(to)}/32`]);
     }

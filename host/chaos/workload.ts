@@ -43,6 +43,8 @@ export const NOT_APPLIED_CODES: ReadonlySet<string> = new Set(['FTVM_ERR_BUSY', 
 
 /** Outputs remembered per trial for the two-generations check; beyond it, no more are compared. */
 export const OUTPUTS_KEPT_MAX = 1_000_000;
+/** The longest pause of a process between two operations (ms); drawn uniformly from 0 to it. */
+export const STAGGER_MS_MAX = 10;
 /** Operations recorded per trial at most; the workload stops invoking beyond it. */
 export const OPS_MAX = 200_000;
 
@@ -173,6 +175,8 @@ export class Workload {
         pending = p.pending;
         alive = await p.result;
         pending = null;
+        // a pause between operations (0 to STAGGER_MS_MAX ms, drawn): histories stay small enough to check
+        await new Promise((r) => setTimeout(r, this.rng.int(0, STAGGER_MS_MAX)));
       }
       c.close();
       this.clients.delete(c);

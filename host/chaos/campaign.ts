@@ -416,7 +416,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       c.signal(id, 'SIGCONT');
       if (c.nodePid(id) === null) {
         try {
-          await c.add(id, [], { clockOffsetS: c.clockOffsets.get(id) });
+          await c.restart(id);
         } catch (e) {
           say(`trial ${trial}: ${id} would not restart: ${(e as Error).message.split('\n')[0]}`);
         }

@@ -285,7 +285,7 @@ async function undo(a: AppliedFault, t: NemesisTarget): Promise<void> {
     case 'kill':
     case 'clock': {
       const id = a.hosts[0]!;
-      if (c.nodePid(id) === null) await c.add(id, [], { clockOffsetS: a.kind === 'clock' ? a.offsetS : c.clockOffsets.get(id) });
+      await c.restart(id, a.kind === 'clock' ? a.offsetS : undefined);
       return;
     }
     case 'pause':

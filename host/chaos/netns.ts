@@ -406,6 +406,26 @@ export class NetnsCluster extends LocalCluster {
     return h;
   }
 
+  private readonly starting = new Map<string, Promise<TestHost>>();
+
+  /**
+   * Starts host `id` again under its id (with clock offset `clockOffsetS`,
+   * default the one it ran with) unless it runs or is being started already:
+   * two faults that both killed it restart it once.
+   */
+  async restart(id: string, clockOffsetS = this.clockOffsets.get(id) ?? 0): Promise<void> {
+    const under = this.starting.get(id);
+    if (under) return void (await under.catch(() => undefined));
+    if (this.nodePid(id) !== null) return;
+    const p = this.add(id, [], { clockOffsetS });
+    this.starting.set(id, p);
+    try {
+      await p;
+    } finally {
+      this.starting.delete(id);
+    }
+  }
+
   /**
    * The pid of host `id`'s node process (the spawned process, or the child of
    * `unshare` for a host in a time namespace); null once it exited.

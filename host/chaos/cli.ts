@@ -89,11 +89,15 @@ function summary(r: CampaignReport): string {
   const unknown = r.trials.filter((t) => t.check.result === 'unknown').length;
   const ops = r.trials.reduce((n, t) => n + t.ops.total, 0);
   lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations, ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM`);
-  for (const v of r.violations) {
-    lines.push(`  ${v.kind} in trial ${v.trial} (seed ${v.seed}): ${v.detail}`);
-    lines.push(`    faults: ${v.schedule.map((f) => `${f.kind}${f.hosts.length ? `@${f.hosts.join('+')}` : ''} at ${f.startedMs ?? '-'} ms for ${f.durationMs} ms${f.note ? ` (${f.note})` : ''}`).join('; ')}`);
-    for (const o of v.ops ?? []) lines.push(`    op process ${o.process} ${o.f} ${o.key} ${JSON.stringify(o.value)} ${o.status} [${o.invokeMs}, ${o.completeMs ?? '-'}] ms`);
-    lines.push(`    replay: ${v.reproduce}`);
+  for (const t of r.trials) {
+    if (!t.violations.length) continue;
+    lines.push(`trial ${t.trial} (seed ${t.seed}): ${t.violations.length} violations`);
+    lines.push(`  faults: ${t.nemeses.map((f) => `${f.kind}${f.hosts.length ? `@${f.hosts.join('+')}` : ''} at ${f.startedMs ?? '-'} ms for ${f.durationMs} ms${f.note ? ` (${f.note})` : ''}`).join('; ')}`);
+    lines.push(`  replay: ${t.violations[0]!.reproduce}`);
+    for (const v of t.violations) {
+      lines.push(`  ${v.kind}: ${v.detail}`);
+      for (const o of v.ops ?? []) lines.push(`    op process ${o.process} ${o.f} ${o.key} ${JSON.stringify(o.value)} ${o.status} [${o.invokeMs}, ${o.completeMs ?? '-'}] ms`);
+    }
   }
   for (const t of r.trials) if (t.setupError) lines.push(`  trial ${t.trial} (seed ${t.seed}) not set up: ${t.setupError.split('\n')[0]}`);
   return `${lines.join('\n')}\n`;

@@ -197,8 +197,15 @@ export class Workload {
     this.history.push(op);
     let done!: Pending['done'];
     const result = new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), this.o.opTimeoutMs);
+      // settled once: by its answer, its refusal or its timeout, whichever comes first
+      let settled = false;
+      const t = setTimeout(() => {
+        settled = true;
+        resolve(false);
+      }, this.o.opTimeoutMs);
       done = (answer, refused) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(t);
         if (answer === null) {
           if (!NOT_APPLIED_CODES.has(refused!)) return resolve(false);

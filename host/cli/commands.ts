@@ -636,9 +636,8 @@ export const CHAOS_HOSTS_MAX = 9;
 /** `ftvm chaos`: a Jepsen-style campaign on a cluster in network namespaces (chaos/cli.ts). */
 export const CHAOS = command({
   name: 'chaos',
-  usage: 'ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--json]',
-  help: `usage: ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd]
-                  [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]
+  usage: 'ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]',
+  help: `usage: ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]
 
 Runs a Jepsen-style campaign: trials one after another, each on a fresh
 cluster of ftvm hosts, every host in its own network namespace (veth-linked

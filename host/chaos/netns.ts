@@ -399,6 +399,7 @@ export class NetnsCluster extends LocalCluster {
       nodeArgs: spawnOpts.nodeArgs,
       env: { ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       logDir: this.logDir,
+      detached: true,
     });
     this.clockOffsets.set(id, off);
     this.hosts.set(id, h);
@@ -477,7 +478,8 @@ export class NetnsCluster extends LocalCluster {
         `--initial-advertise-peer-urls=${peer}`,
         `--initial-cluster=${this.net.run}=${peer}`,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      // its own process group, as the hosts': a Ctrl-C reaches only the campaign, which heals and stops them
+      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
     );
     let log = '';
     child.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));

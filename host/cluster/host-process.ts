@@ -43,6 +43,8 @@ export interface HostSpawn {
   env?: Record<string, string>;
   /** a directory (it must exist) where the whole log goes, as <id>.log, appended to; null: none */
   logDir?: string | null;
+  /** in a process group of its own, so that a terminal's Ctrl-C (SIGINT to the foreground group) reaches only the tool, which stops it */
+  detached?: boolean;
 }
 
 /**
@@ -53,7 +55,7 @@ export interface HostSpawn {
 export async function spawnHost(s: HostSpawn): Promise<TestHost> {
   const argv = [process.execPath, ...(s.nodeArgs ?? []), FTVM_ENTRY, 'host', '--id', s.id, ...s.args];
   const [cmd, ...rest] = [...(s.wrap ?? []), ...argv];
-  const proc = spawn(cmd!, rest, { env: { ...process.env, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd!, rest, { env: { ...process.env, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: s.detached ?? false });
   // the host's log: its last HOST_LOG_LINES_MAX lines kept here, and all of it in a file when logDir is set
   const log: string[] = [];
   const file = s.logDir ? createWriteStream(join(s.logDir, `${s.id}.log`), { flags: 'a' }) : null;

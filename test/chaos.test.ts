@@ -11,7 +11,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runCampaign, type CampaignReport } from '../host/chaos/campaign.ts';
-import { loadChecker, type Op } from '../host/chaos/history.ts';
+import type { Op } from '../host/chaos/linearizability.ts';
 import { CHAOS_STATE_DIR } from '../host/chaos/netns.ts';
 import { drawSchedule, parseNemeses } from '../host/chaos/nemesis.ts';
 import { Prng } from '../host/chaos/prng.ts';
@@ -71,7 +71,6 @@ describe('ftvm chaos', () => {
 
   it.skipIf(!root)('runs a short campaign, reports it in shape, finds a fabricated violation and leaves nothing behind', async () => {
     const before = leftovers();
-    const checker = await loadChecker();
     const report: CampaignReport = JSON.parse(
       JSON.stringify(
         await runCampaign({
@@ -86,7 +85,6 @@ describe('ftvm chaos', () => {
           failMs: 1000,
           heartbeatMs: 50,
           logDir: null,
-          checker,
           tamper: (trial, history) => {
             if (trial === 0) history.push(...fabricated());
           },

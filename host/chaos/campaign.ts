@@ -38,7 +38,7 @@ import { FtClient } from '../cluster/client.ts';
 import { eventText } from '../ft/events.ts';
 import { freePort } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
-import type { CheckLinearizable, Op } from './history.ts';
+import { checkLinearizable, type Op } from './linearizability.ts';
 import { ChaosNet, NetnsCluster } from './netns.ts';
 import { drawSchedule, runSchedule, type AppliedFault, type Fault, type NemesisKind } from './nemesis.ts';
 import { Prng } from './prng.ts';
@@ -50,8 +50,6 @@ export const CHAOS_VM = 'kv';
 export const SETTLE_MS = 20_000;
 /** How long the final reads may take in all (ms). */
 export const FINAL_READS_MS = 20_000;
-/** How long the checker may search a trial's history (ms); past it the result is 'unknown'. */
-export const CHECK_MS = 10_000;
 /** Output conflicts a violation names at most. */
 export const CONFLICTS_SHOWN = 5;
 /** Operations a violation lists at most. */
@@ -73,8 +71,6 @@ export interface CampaignOptions {
   heartbeatMs: number;
   /** where hosts' logs go (<trial>/<id>.log), or null */
   logDir: string | null;
-  /** the checker (host/chaos/linearizability.ts checkLinearizable) */
-  checker: CheckLinearizable;
   /** one line per step, for people */
   progress?: (line: string) => void;
   /** stops the campaign after the trial under way (which is cut short) */
@@ -157,13 +153,14 @@ export function reproduceLine(o: Pick<CampaignOptions, 'hosts' | 'arbiter' | 'tr
 }
 
 /**
- * Runs the checks on a trial's facts: the checker on the history, and the
+ * Runs the checks on a trial's facts: the linearizability checker on the history, and the
  * others (see the header). Returns the checker's verdict and the violations
  * (without trial, seed and schedule, which the caller adds).
  */
-export function checkTrial(f: TrialFacts, checker: CheckLinearizable): { check: TrialReport['check']; found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] } {
+export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] } {
   const found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] = [];
-  const r = checker(f.history, { timeoutMs: CHECK_MS, initial: null });
+  // bounded by the checker's own default (host/limits.ts LINEARIZABILITY_CHECK_MS_DEFAULT): past it the verdict is 'unknown'
+  const r = checkLinearizable(f.history, { initial: null });
   const check = { result: r.result, explored: r.explored, ms: r.ms, unknownKeys: r.unknownKeys ?? [] };
   if (r.result === 'violation') found.push({ kind: 'linearizability', key: r.key, detail: `the history of key ${r.key} is not linearizable`, ops: (r.ops ?? f.history.filter((o) => o.key === r.key)).slice(0, VIOLATION_OPS_MAX) });
   for (const key of f.keys) {
@@ -446,10 +443,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       const inv = h.log.find((l) => l.includes('FTVM_ERR_INVARIANT'));
       if (inv) crashes.push(`${h.id}: ${inv}`);
     }
-    const { check, found } = checkTrial(
-      { history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, unsettled, vmLost: vm.lost },
-      o.checker,
-    );
+    const { check, found } = checkTrial({ history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, unsettled, vmLost: vm.lost });
     report.check = check;
     report.violations = found.map((v) => ({ ...v, trial, seed, reproduce: reproduceLine(o, seed), schedule: report.nemeses }));
     report.ops = {

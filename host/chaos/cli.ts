@@ -7,7 +7,6 @@ import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../c
 import { usageError } from '../cli/errors.ts';
 import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
 import { runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
-import { loadChecker } from './history.ts';
 import { requireRoot } from './netns.ts';
 import { parseNemeses } from './nemesis.ts';
 
@@ -38,7 +37,6 @@ export async function chaosMain(argv: string[]): Promise<number> {
     const hosts = intOption('--hosts', values.hosts, 2, CHAOS_HOSTS_MAX) ?? 3;
     const trialSeconds = intOption('--trial-seconds', values['trial-seconds'], 1, CHAOS_TRIAL_SECONDS_MAX) ?? 10;
     requireRoot('ftvm chaos');
-    const checker = await loadChecker();
     const say = (l: string): void => void hostStderr.write(`${l}\n`);
     const stop = new AbortController();
     const onSignal = (): void => {
@@ -64,7 +62,6 @@ export async function chaosMain(argv: string[]): Promise<number> {
         failMs: 1000,
         heartbeatMs: 50,
         logDir: values['log-dir'] ?? null,
-        checker,
         signal: stop.signal,
         progress: values.json ? say : (l) => void hostStdout.write(`${l}\n`),
       });

@@ -1,6 +1,8 @@
 // The campaign's clients: logical clients (Jepsen's "processes") of the kv
 // sample in the root namespace, each one operation at a time on a few keys,
-// through its own FtClient connection, recording every operation (history.ts).
+// through its own FtClient connection, recording every operation as an Op of
+// linearizability.ts: invoked at invokeMs, completed at completeMs with status
+// 'ok', 'fail' or 'unknown' (then completeMs is null).
 //
 // An operation is sent once, never retried: a retried write could be applied
 // twice, the second time after a later write, and the history would blame the
@@ -35,7 +37,7 @@
 
 import { createHash } from 'node:crypto';
 import { FtClient, type Received } from '../cluster/client.ts';
-import type { Op } from './history.ts';
+import type { Op } from './linearizability.ts';
 import type { Prng } from './prng.ts';
 
 /** Refusal codes that guarantee the message was not applied (see above). */

@@ -16,7 +16,8 @@
 //        vm-state         every host's report of the VM (GET /v1/vms) is true: the
 //                         named primary and backup run those replicas, at that
 //                         generation; no two primaries; a VM with no replica left is
-//                         not reported running, alone or failing-over (it is lost)
+//                         reported lost (never running, alone or failing-over), and
+//                         one with a replica left is not reported lost
 //        crash            no host process exited unless the campaign killed it, and
 //                         no host log says FTVM_ERR_INVARIANT
 //        two-generations  no two outputs under one output sequence number (seen by
@@ -292,7 +293,11 @@ export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ pr
     if (info.state === 'ended') continue;
     const says = `${id} reports ${vm} ${info.state} at generation ${info.gen} (primary ${info.primary}, backup ${info.backup ?? 'none'})`;
     if (lost) {
-      problems.push(`${says}, but no host has a replica of it: it is lost`);
+      if (info.state !== 'lost') problems.push(`${says}, but no host has a replica of it: it is lost`);
+      continue;
+    }
+    if (info.state === 'lost') {
+      problems.push(`${says}, but ${[...replicas].map(([h, r]) => `${h} runs a ${r.role} at generation ${r.gen}`).join(', ')}`);
       continue;
     }
     if (info.state === 'failing-over') {

@@ -34,7 +34,7 @@
 // sees them); replicas' state digests are not compared (the hosts do not
 // report them); a host's CLOCK_REALTIME cannot be offset.
 
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { FtClient } from '../cluster/client.ts';
 import { eventText } from '../ft/events.ts';
 import { freePort } from '../cluster/local.ts';
@@ -47,6 +47,12 @@ import { finalReads, Workload, type OutputConflict } from './workload.ts';
 
 /** The VM every trial runs. */
 export const CHAOS_VM = 'kv';
+/** Logical clients at once, and the keys they share, in a campaign of `ftvm chaos`. */
+export const CHAOS_PROCESSES = 4;
+export const CHAOS_KEYS = 3;
+/** The hosts' failure timeout and heartbeat period in a campaign (ms): `ftvm host --fail-ms`, `--heartbeat-ms`. */
+export const CHAOS_FAIL_MS = 1000;
+export const CHAOS_HEARTBEAT_MS = 50;
 /** How long a trial may take to settle after healing (ms). */
 export const SETTLE_MS = 20_000;
 /** How long the final reads may take in all (ms). */
@@ -353,7 +359,6 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   };
   let logDir: string | null = null;
   if (o.logDir) {
-    const { mkdirSync } = await import('node:fs');
     logDir = `${o.logDir}/trial-${trial}`;
     mkdirSync(logDir, { recursive: true });
   }

@@ -6,7 +6,7 @@
 import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
 import { usageError } from '../cli/errors.ts';
 import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
-import { runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
+import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_KEYS, CHAOS_PROCESSES, runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
 import { requireRoot } from './netns.ts';
 import { parseNemeses } from './nemesis.ts';
 
@@ -57,10 +57,10 @@ export async function chaosMain(argv: string[]): Promise<number> {
         arbiter,
         trialSeconds,
         nemeses,
-        processes: 4,
-        keys: 3,
-        failMs: 1000,
-        heartbeatMs: 50,
+        processes: CHAOS_PROCESSES,
+        keys: CHAOS_KEYS,
+        failMs: CHAOS_FAIL_MS,
+        heartbeatMs: CHAOS_HEARTBEAT_MS,
         logDir: values['log-dir'] ?? null,
         signal: stop.signal,
         progress: values.json ? say : (l) => void hostStdout.write(`${l}\n`),

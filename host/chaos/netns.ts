@@ -38,6 +38,10 @@ import { CHAOS_HOSTS_MAX } from '../cli/commands.ts';
 
 /** Where each run's marker file lives (a tmpfs, cleared at boot). */
 export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
+/** The ports every host listens on, each at its own address: log channel, client port, REST API. */
+export const CHAOS_PEER_PORT = 7100;
+export const CHAOS_CLIENT_PORT = 7101;
+export const CHAOS_API_PORT = 7102;
 /** How long etcd may take to serve (ms). */
 export const ETCD_READY_MS = 15_000;
 
@@ -395,7 +399,8 @@ export class NetnsCluster extends LocalCluster {
     const h = await spawnHost({
       id,
       wrap: ['ip', 'netns', 'exec', this.net.ns(id), ...time, 'setpriv', '--inh-caps=-dac_override,-dac_read_search', '--bounding-set=-dac_override,-dac_read_search'],
-      args: [...this.arbiterArgs!, '--bind', addr, '--public-address', addr, '--data-dir', join(this.net.dir, 'data', id), ...this.extraArgs, ...args],
+      // fixed ports on its own address: a host restarted under its id is where it was, as a rebooted machine is
+      args: [...this.arbiterArgs!, '--bind', addr, '--public-address', addr, '--peer-port', String(CHAOS_PEER_PORT), '--client-port', String(CHAOS_CLIENT_PORT), '--api-port', String(CHAOS_API_PORT), '--data-dir', join(this.net.dir, 'data', id), ...this.extraArgs, ...args],
       nodeArgs: spawnOpts.nodeArgs,
       env: { ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       logDir: this.logDir,

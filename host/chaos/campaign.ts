@@ -24,6 +24,8 @@
 //                         the clients), no generation won by two hosts and no second
 //                         start of the VM's name (the arbiter nemeses try one)
 //        misdelivered     no client got an answer to a request it did not send
+//        slot             no two live hosts hold one slot (the high byte of the
+//                         connection ids they hand out)
 //   Each violation names its trial, the seed that replays the trial's schedule
 //   (the campaign's seed + the trial's number: `--seed S --trials 1` runs it
 //   alone), the schedule and the operations concerned.
@@ -87,7 +89,7 @@ export interface CampaignOptions {
 }
 
 /** The kinds of violation (see the header). */
-export type ViolationKind = 'linearizability' | 'lost-write' | 'vm-state' | 'crash' | 'two-generations' | 'misdelivered' | 'not-settled';
+export type ViolationKind = 'linearizability' | 'lost-write' | 'vm-state' | 'crash' | 'two-generations' | 'misdelivered' | 'slot' | 'not-settled';
 
 /** One violation, with what reproduces it. */
 export interface Violation {
@@ -149,6 +151,8 @@ export interface TrialFacts {
   crashes: string[];
   /** what the last vm-state check found wrong (empty: the reports are true) */
   vmProblems: string[];
+  /** slots (the high byte of connection ids) two live hosts hold, in words */
+  slotClashes: string[];
   /** hosts that did not link again after healing, in words (null: they did) */
   unsettled: string | null;
   vmLost: boolean;
@@ -200,6 +204,7 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
   for (const [gen, hosts] of f.generations) if (hosts.size > 1) found.push({ kind: 'two-generations', detail: `generation ${gen} of ${CHAOS_VM} won by ${[...hosts].join(' and ')}` });
   for (const c of f.crashes) found.push({ kind: 'crash', detail: c });
   for (const p of f.vmProblems) found.push({ kind: 'vm-state', detail: p });
+  for (const s of f.slotClashes) found.push({ kind: 'slot', detail: s });
   if (f.unsettled) found.push({ kind: 'not-settled', detail: f.unsettled });
   return { check, found };
 }
@@ -268,8 +273,9 @@ async function clientOf(c: NetnsCluster, id: string): Promise<FtClient | null> {
  * What is wrong with the hosts' reports of the VM now (empty: they are all
  * true), and whether any replica of it is left.
  */
-export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ problems: string[]; lost: boolean }> {
+export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ problems: string[]; lost: boolean; slotClashes: string[] }> {
   const problems: string[] = [];
+  const slots = new Map<number, string[]>();
   const replicas = new Map<string, { role: string; gen: number; partner: string | null }>();
   const reports = new Map<string, { state: string; gen: number; primary: string; backup: string | null }>();
   for (const [id, h] of c.hosts) {
@@ -280,6 +286,7 @@ export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ pr
     }
     try {
       const s = await client.request({ t: 'status' }, 2000);
+      if (typeof s.slot === 'number') slots.set(s.slot, [...(slots.get(s.slot) ?? []), id]);
       const r = (s.vms as { name: string; role: string; gen: number; partner: string | null }[]).find((v) => v.name === vm);
       if (r) replicas.set(id, r);
       const res = await fetch(`${h.api}/v1/vms`, { headers: { authorization: `Bearer ${c.token}` }, signal: AbortSignal.timeout(2000) });
@@ -318,7 +325,8 @@ export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ pr
     }
   }
   for (const [id, r] of replicas) if (!reports.has(id) && r.role === 'primary') problems.push(`${id} runs the primary of ${vm} (generation ${r.gen}) but does not report the VM`);
-  return { problems, lost };
+  const slotClashes = [...slots].filter(([, hs]) => hs.length > 1).map(([slot, hs]) => `${hs.join(' and ')} hold slot ${slot}: their connection ids collide`);
+  return { problems, lost, slotClashes };
 }
 
 /** Waits (at most `ms`) until `fn` returns true; false when it did not. */
@@ -436,7 +444,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     } catch (e) {
       unsettled = `after healing: ${(e as Error).message}`;
     }
-    let vm = { problems: [] as string[], lost: false };
+    let vm = { problems: [] as string[], lost: false, slotClashes: [] as string[] };
     await until(async () => {
       vm = await vmStateProblems(c, CHAOS_VM);
       return vm.problems.length === 0;
@@ -453,7 +461,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       const inv = h.log.find((l) => l.includes('FTVM_ERR_INVARIANT'));
       if (inv) crashes.push(`${h.id}: ${inv}`);
     }
-    const { check, found } = checkTrial({ history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, unsettled, vmLost: vm.lost });
+    const { check, found } = checkTrial({ history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, slotClashes: vm.slotClashes, unsettled, vmLost: vm.lost });
     report.check = check;
     report.violations = found.map((v) => ({ ...v, trial, seed, reproduce: reproduceLine(o, seed), schedule: report.nemeses }));
     report.ops = {

@@ -649,7 +649,7 @@ reads every key back, and checks: the history is linearizable, no
 acknowledged write was lost, every host's report of the VM is true (a VM
 with no replica left is lost, never running), no host crashed (or said
 FTVM_ERR_INVARIANT), no output was released under two generations, no
-client got another's answer. It prints a line per trial and a summary (with
+client got another's answer, no two hosts hold one slot. It prints a line per trial and a summary (with
 --json: one JSON document, {"trials", "nemeses", "violations", ...}); each
 violation names its kind, its trial, the seed that replays the trial and
 the command line that does. Trial i uses seed N+i: \`--seed N+i --trials 1\`

@@ -10,7 +10,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { runCampaign, type CampaignReport } from '../host/chaos/campaign.ts';
+import { checkTrial, generationsOf, lostWrite, runCampaign, type CampaignReport } from '../host/chaos/campaign.ts';
+import { eventText } from '../host/ft/events.ts';
 import type { Op } from '../host/chaos/linearizability.ts';
 import { CHAOS_STATE_DIR } from '../host/chaos/netns.ts';
 import { drawSchedule, parseNemeses } from '../host/chaos/nemesis.ts';
@@ -48,6 +49,33 @@ describe('ftvm chaos', () => {
     const others = [8, 9, 10, 11].map((s) => JSON.stringify(drawSchedule(new Prng(s), kinds, 3, 5000, 1000)));
     expect(others.some((o) => o !== JSON.stringify(a))).toBe(true);
     for (const f of a) expect(f.atMs >= 500 && f.atMs <= 2500 && f.durationMs >= 200).toBe(true);
+  });
+
+  it('takes a final value for lost when an acknowledged write came after the write that wrote it, or when nothing wrote it', () => {
+    const op = (process: number, f: Op['f'], value: string | null, invokeMs: number, completeMs: number | null, status: Op['status'] = 'ok'): Op => ({ process, key: 'k', f, value, invokeMs, completeMs, status });
+    const h = [op(1, 'write', 'a', 0, 1), op(1, 'write', 'b', 2, 3), op(2, 'write', 'c', 2.5, null, 'unknown'), op(3, 'write', 'x', 0, 5, 'fail'), op(4, 'delete', null, 10, 11, 'unknown')];
+    expect(lostWrite(h, 'k', 'b')).toBeNull();
+    expect(lostWrite(h, 'k', 'c')).toBeNull(); // unknown: it may have taken effect after b
+    expect(lostWrite(h, 'k', null)).toBeNull(); // the unknown delete
+    expect(lostWrite(h, 'k', 'a')?.detail).toBe('key k reads "a" after the trial, but acknowledged write "b" came later (lost)');
+    expect(lostWrite(h, 'k', 'x')?.detail).toBe('key k reads "x", written by a write that was refused (fail)');
+    expect(lostWrite(h, 'k', 'zz')?.detail).toBe('key k reads "zz", a value never written to it');
+    expect(lostWrite([op(1, 'write', 'a', 0, 1)], 'k', null)?.detail).toBe('key k reads null after the trial, but acknowledged write "a" came later (lost)');
+    expect(lostWrite([], 'k', null)).toBeNull(); // the initial null
+  });
+
+  it("reads generation claims from the hosts' logs, in the sentences of ft/events.ts", () => {
+    const logs = [
+      { id: 'h1', log: [`[h1] ${eventText({ event: 'vm-started', vm: 'kv', backup: 'h2' })}`, '[h1] something else'] },
+      { id: 'h2', log: [`[h2] ${eventText({ event: 'generation-won', vm: 'kv', gen: 2, role: 'backup' })}`] },
+      { id: 'h3', log: [`[h3] ${eventText({ event: 'generation-won', vm: 'kv', gen: 2, role: 'primary' })}`, `[h3] ${eventText({ event: 'generation-won', vm: 'other', gen: 3, role: 'backup' })}`] },
+    ];
+    expect([...generationsOf(logs)].map(([g, hs]) => [g, [...hs]])).toEqual([
+      [1, ['h1']],
+      [2, ['h2', 'h3']],
+    ]);
+    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: generationsOf(logs), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false });
+    expect(found.map((v) => [v.kind, v.detail])).toEqual([['two-generations', 'generation 2 of kv won by h2 and h3']]);
   });
 
   it('refuses a wrong command line, and a user who is not root', async () => {

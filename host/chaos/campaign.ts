@@ -30,11 +30,8 @@
 //   (the campaign's seed + the trial's number: `--seed S --trials 1` runs it
 //   alone), the schedule and the operations concerned.
 //
-// What is not checked: outputs released by a stale primary to a client that
-// only it served, and then dropped by the client as a duplicate of the same
-// sequence number, are not compared (FtClient drops them before the campaign
-// sees them); replicas' state digests are not compared (the hosts do not
-// report them); a host's CLOCK_REALTIME cannot be offset.
+// What is not checked: replicas' state digests are not compared (the hosts
+// do not report them); a host's CLOCK_REALTIME cannot be offset.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { FtClient } from '../cluster/client.ts';
@@ -189,7 +186,7 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
       kind: 'misdelivered',
       detail: `${misdelivered.length} answers went to a client that did not send their request${some(misdelivered.length)}: ${misdelivered
         .slice(0, CONFLICTS_SHOWN)
-        .map((c) => `client ${c.first.client} (connection ${c.first.conn}) got "${c.first.text}" (output ${c.seq} of ${c.vm})`)
+        .map((c) => `client ${c.first.client} (connection ${c.first.conn}) got "${c.first.text}" (output ${c.seq} of ${c.vm}, generation ${c.first.gen})`)
         .join('; ')}`,
     });
   if (twice.length)
@@ -197,7 +194,7 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
       kind: 'two-generations',
       detail: `${twice.length} output sequence numbers came twice with different outputs${some(twice.length)}: ${twice
         .slice(0, CONFLICTS_SHOWN)
-        .map((c) => `output ${c.seq} of ${c.vm}: "${c.first.text}" to client ${c.first.client} (connection ${c.first.conn}), "${c.second!.text}" to client ${c.second!.client} (connection ${c.second!.conn})`)
+        .map((c) => `output ${c.seq} of ${c.vm}: "${c.first.text}" (generation ${c.first.gen}) to client ${c.first.client} (connection ${c.first.conn}), "${c.second!.text}" (generation ${c.second!.gen}) to client ${c.second!.client} (connection ${c.second!.conn})`)
         .join('; ')}`,
     });
   for (const s of f.startedTwice) found.push({ kind: 'two-generations', detail: `a second start of ${CHAOS_VM} while it ran: ${s}` });

@@ -28,10 +28,12 @@
 // operation stays 'unknown' (and its process ends).
 //
 // Outputs under two generations: every output a client receives carries the
-// VM's output sequence number, the same on every replica. The workload keeps,
-// for every (VM, sequence number), the client and bytes it came with; the
-// same number arriving with other bytes or at another client means two
-// replicas released different outputs as the same one (two primaries). And an
+// VM's output sequence number, the same on every replica, and the generation
+// that released it. The workload keeps, for every (VM, sequence number), the
+// client, generation and bytes it came with; the same number arriving with
+// other bytes or at another client means two replicas released different
+// outputs as the same one (two primaries). A copy that one client gets again
+// with other bytes is FtClient's 'diverged' event, counted the same way. And an
 // answer to a request id that client never sent was delivered to the wrong
 // client (connection ids handed out twice).
 
@@ -56,8 +58,8 @@ export interface OutputConflict {
   seq: number;
   /** 'seq': two outputs under one sequence number; 'misdelivered': an answer to a request the client did not send */
   kind: 'seq' | 'misdelivered';
-  first: { client: number; conn: number | null; text: string };
-  second?: { client: number; conn: number | null; text: string };
+  first: { client: number; conn: number | null; gen: number; text: string };
+  second?: { client: number; conn: number | null; gen: number; text: string };
 }
 
 /** Options of a workload. */
@@ -95,7 +97,7 @@ export class Workload {
   private nextReq = 0;
   private running = false;
   private readonly loops: Promise<void>[] = [];
-  private readonly outputs = new Map<string, { client: number; conn: number | null; digest: string; text: string }>();
+  private readonly outputs = new Map<string, { client: number; conn: number | null; gen: number; digest: string; text: string }>();
   private nextClient = 0;
   private readonly clients = new Set<FtClient>();
 
@@ -124,6 +126,10 @@ export class Workload {
     const c = new FtClient(hosts, { token: this.o.token, reconnect: true, queueMax: 16 });
     const no = this.nextClient++;
     c.on('recv', (r) => this.noteOutput(c, no, r));
+    c.on('diverged', (d) => {
+      const was = this.outputs.get(`${d.vm}#${d.seq}`);
+      this.conflicts.push({ vm: d.vm, seq: d.seq, kind: 'seq', first: { client: no, conn: c.conn, gen: d.gens[0], text: was?.text ?? '?' }, second: { client: no, conn: c.conn, gen: d.gens[1], text: '(dropped by the client: another payload)' } });
+    });
     try {
       await c.connect(Math.min(2000, this.o.opTimeoutMs));
     } catch {
@@ -139,7 +145,7 @@ export class Workload {
   private noteOutput(c: FtClient, client: number, r: Received): void {
     const key = `${r.vm}#${r.seq}`;
     const text = Buffer.from(r.data).toString('utf8');
-    const me = { client, conn: c.conn, text: text.slice(0, 200) };
+    const me = { client, conn: c.conn, gen: r.gen, text: text.slice(0, 200) };
     if (!this.sent.get(client)?.has(text.split(' ')[0]!)) this.conflicts.push({ vm: r.vm, seq: r.seq, kind: 'misdelivered', first: me });
     const digest = createHash('sha256').update(r.data).digest('base64');
     const was = this.outputs.get(key);
@@ -147,7 +153,7 @@ export class Workload {
       if (this.outputs.size < OUTPUTS_KEPT_MAX) this.outputs.set(key, { ...me, digest });
       return;
     }
-    if (was.digest !== digest || was.client !== client) this.conflicts.push({ vm: r.vm, seq: r.seq, kind: 'seq', first: { client: was.client, conn: was.conn, text: was.text }, second: me });
+    if (was.digest !== digest || was.client !== client) this.conflicts.push({ vm: r.vm, seq: r.seq, kind: 'seq', first: { client: was.client, conn: was.conn, gen: was.gen, text: was.text }, second: me });
   }
   /** the request ids each client sent (bounded by OPS_MAX in all) */
   private readonly sent = new Map<number, Set<string>>();

@@ -39,6 +39,8 @@ export const SNAPSHOT_QUEUED_BYTES_MAX = SNAPSHOT_CHUNK_BYTES;
 export const SNAPSHOTS_IN_MAX = 4;
 /** A module and its metered form of at most this many bytes together ride inside the 'backup' peer request itself. */
 export const INLINE_SHIP_BYTES_MAX = 1024 * 1024;
+/** Arbiter locations whose cluster id a host remembers in its data directory (host/cluster/cluster-memory.ts). */
+export const CLUSTER_MEMORY_MAX = 64;
 /** Peers refused for holding another cluster's id (peer and id), remembered so that each is said in the log once. */
 export const OTHER_CLUSTER_NOTES_MAX = 64;
 /** Outputs per VM an FtClient remembers (sequence number, generation, payload hash) to tell a duplicate from a divergence. */
@@ -319,7 +321,7 @@ export type Limits = Record<string, number>;
 export function currentLimits(): Limits {
   return {
     WIRE_HEADER_BYTES, PEER_FRAME_BYTES_MAX, CLIENT_FRAME_BYTES_MAX, CLIENT_AUTH_FRAME_BYTES_MAX, CLIENT_AUTH_MS, MODULE_CHUNK_BYTES, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_QUEUED_BYTES_MAX, SNAPSHOTS_IN_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX,
-    INLINE_SHIP_BYTES_MAX, CLIENT_RECENT_OUTPUTS_MAX, CONN_BLOCK_IDS, OTHER_CLUSTER_NOTES_MAX, PEER_LIST_MAX, FRAME_ENVELOPE_BYTES, LOG_HEADER_BYTES, LOG_FRAME_HEADER_BYTES,
+    INLINE_SHIP_BYTES_MAX, CLUSTER_MEMORY_MAX, CLIENT_RECENT_OUTPUTS_MAX, CONN_BLOCK_IDS, OTHER_CLUSTER_NOTES_MAX, PEER_LIST_MAX, FRAME_ENVELOPE_BYTES, LOG_HEADER_BYTES, LOG_FRAME_HEADER_BYTES,
     LOG_FRAME_BYTES_MAX, LOG_START_FRAME_BYTES_MAX, LOG_PREOPENS_MAX, LOG_FRAME_TARGET_BYTES, LOG_FRAME_ENTRIES_MAX,
     LOG_ENTRY_CHUNK_BYTES, REPLICA_FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES, UNACKED_LOG_BYTES_MAX, STREAMS_DONE_MAX,
     NIC_MESSAGE_BYTES_MAX, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES, WAITALL_BYTES_MAX,

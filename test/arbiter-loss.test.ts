@@ -41,12 +41,14 @@ describe('a lost arbiter', () => {
     expect(await askVm(api, before.primary, 'kv', conn, 'w2 SET k v2')).toMatch(/^w2 OK \d+$/);
     for (const h of ['h1', 'h2', 'h3']) expect((await api(h, 'GET', '/v1/vms/kv')).json).toMatchObject({ gen: before.gen, primary: before.primary, state: 'running' });
 
-    // a host restarted now makes a new cluster in the empty place, and the others will not link with it
+    // a host restarted under its id while the arbiter's state is gone refuses to start: it remembers the cluster it was in
     const spare = ['h1', 'h2', 'h3'].find((h) => h !== before.primary && h !== before.backup)!;
-    // (at its old peer address, which the others still dial: their registry cannot be read any more)
     const oldPeerPort = c.host(spare).peer.slice(c.host(spare).peer.lastIndexOf(':') + 1);
     await c.kill(spare);
-    await c.add(spare, ['--peer-port', oldPeerPort]);
+    await expect(c.add(spare, ['--peer-port', oldPeerPort])).rejects.toThrow(/FTVM_ERR_ARBITER.*held this host's cluster/);
+    // one started with a new data directory makes a new cluster in the empty place (at its old peer address,
+    // which the others still dial: their registry cannot be read any more), and the others will not link with it
+    await c.add(spare, ['--peer-port', oldPeerPort, '--data-dir', join(c.dir, `${spare}-new`)]);
     // (the old hosts dial it; it sees their cluster id in their hello and refuses them)
     for (const h of [before.primary, before.backup]) {
       await eventually(`${spare} refuses ${h}`, () => (c!.host(spare).log.some((l) => l.includes(`peer ${h} belongs to another cluster`)) ? true : undefined));

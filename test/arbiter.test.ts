@@ -160,6 +160,19 @@ describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
     await expect(a.connBlock(1)).rejects.toThrow(/gone|lost/);
   });
 
+  it('opened with the id a host remembers: the same is taken, none is not made anew, another is refused', async () => {
+    const id = await arbiter('known').open();
+    expect(await arbiter('known').open(id)).toBe(id);
+    // a host that was in a cluster here, restarted while the state is gone: refused, and nothing is made
+    await expect(arbiter('known-gone').open(id)).rejects.toThrow(/held this host's cluster .* now holds no cluster/);
+    expect(await backend.exists('known-gone')).toBe(false);
+    const other = await arbiter('known-other').open();
+    await expect(arbiter('known-other').open(id)).rejects.toThrow(/now holds another/);
+    expect(other).not.toBe(id);
+    expect(arbiter('known').location).toBe(arbiter('known').location);
+    expect(arbiter('known').location).not.toBe(arbiter('known-other').location);
+  });
+
   it('holds one cluster id per namespace, the same for every instance', async () => {
     const ids = await Promise.all(Array.from({ length: 8 }, () => arbiter('id').open()));
     expect(new Set(ids).size).toBe(1);

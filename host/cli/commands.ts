@@ -567,7 +567,9 @@ options:
   --lag-target-ms N     backup lag above which the primary is slowed (default 100)
   --unacked-log-max N   bytes of log the backup has not acknowledged at which the primary
                         stalls until it has (default 33554432)
-  --data-dir DIR        where the host keeps modules, under DIR/modules (default:
+  --data-dir DIR        where the host keeps modules, under DIR/modules, and the cluster id
+                        it found at each arbiter, in DIR/clusters.json: restarted while
+                        that arbiter's state is gone, it refuses to start (default:
                         $FTVM_DATA_DIR/ID, else ~/.cache/ftvm/host-ID)
   --module-bytes-max N  the largest module it takes, uploaded or shipped (default 134217728)
   --module-store-mib N  MiB of modules it keeps on disk; the least recently used that no

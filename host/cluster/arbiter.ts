@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { linkSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FtvmErrorCode } from '../errors.ts';
 
 export interface HostRecord {
@@ -35,8 +35,16 @@ export interface Arbiter {
    * slot or name is handed out a second time; the hosts then refuse to start,
    * claim or register, and never drop a live replica for it. An arbiter with
    * state but no cluster id is refused the same way.
+   *
+   * `expected`: the id a host found here before (it remembers it per
+   * `location`): then an arbiter without an id is not made a new cluster but
+   * refused as lost, and one with another id is refused too (FTVM_ERR_ARBITER),
+   * so that a host restarted while the arbiter's state is gone waits for it
+   * to be restored instead of starting a cluster of its own.
    */
-  open(): Promise<string>;
+  open(expected?: string): Promise<string>;
+  /** Where the arbiter keeps its state, as one string (a directory's absolute path, or etcd's endpoints and prefix): what hosts remember a cluster id by. */
+  readonly location: string;
   /** Atomically takes generation `gen` of `vm` for `host` (or STOPPED): true only for the one call that created it. */
   claim(vm: string, gen: number, host: string): Promise<boolean>;
   /** The highest claimed generation of `vm` and its owner, or null. */
@@ -104,15 +112,20 @@ export function checkSlot(slot: number): void {
 export class FileArbiter implements Arbiter {
   private clusterId: string | null = null;
 
-  constructor(readonly dir: string) {}
+  readonly location: string;
 
-  async open(): Promise<string> {
+  constructor(readonly dir: string) {
+    this.location = `file:${resolve(dir)}`;
+  }
+
+  async open(expected?: string): Promise<string> {
     if (this.clusterId !== null) {
       this.check();
       return this.clusterId;
     }
     const marker = join(this.dir, 'cluster');
     let id = readOr(marker);
+    if (expected !== undefined && id !== expected) throw lostFor(this.location, expected, id);
     if (id === null) {
       try {
         mkdirSync(this.dir, { recursive: true });
@@ -262,6 +275,15 @@ export class FileArbiter implements Arbiter {
   }
 
   async close(): Promise<void> {}
+}
+
+/** FTVM_ERR_ARBITER for a host that found cluster `expected` at `location` before and now finds `now` (null: no cluster at all). */
+export function lostFor(location: string, expected: string, now: string | null): ArbiterError {
+  return new ArbiterError(
+    now === null
+      ? `the arbiter at ${location} held this host's cluster ${expected} and now holds no cluster: its state was lost; restore it, or start this host with a new --data-dir to join a new cluster there`
+      : `the arbiter at ${location} held this host's cluster ${expected} and now holds another (${now}); start this host with a new --data-dir to join it`,
+  );
 }
 
 /** The text of file `path`, or null if it cannot be read (absent, unreadable). */

@@ -14,7 +14,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
-import { ArbiterError, MAX_SLOT, checkName, checkOwner, checkSlot, type Arbiter, type HostRecord } from './arbiter.ts';
+import { ArbiterError, MAX_SLOT, checkName, checkOwner, checkSlot, lostFor, type Arbiter, type HostRecord } from './arbiter.ts';
 
 export interface EtcdArbiterOptions {
   /** etcd client URLs, e.g. 'http://127.0.0.1:2379' (a bare host:port means http) */
@@ -52,8 +52,18 @@ export class EtcdArbiter implements Arbiter {
     });
   }
 
-  async open(): Promise<string> {
-    return this.bounded('open', () => this.opened());
+  get location(): string {
+    return `etcd:${this.endpoints.join(',')}/${this.prefix}`;
+  }
+
+  async open(expected?: string): Promise<string> {
+    return this.bounded('open', async () => {
+      if (expected !== undefined && this.clusterId === null) {
+        const now = await this.client.get(this.clusterKey()).string();
+        if (now !== expected) throw lostFor(this.location, expected, now);
+      }
+      return this.opened();
+    });
   }
 
   /** The cluster's id, checked against etcd (made there by the first host of an empty prefix); FTVM_ERR_ARBITER if it is gone or another. */

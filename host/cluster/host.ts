@@ -23,6 +23,7 @@ import { MeterPool } from './meter-pool.ts';
 import { HASH_RE, ModuleStore, sha256Hex, shared, STORE_BYTES_MAX, STORE_COUNT_MAX, MODULE_BYTES_MAX_DEFAULT, type ModuleKind } from './module-store.ts';
 import { ArbiterError, NAME_RE, STOPPED, type Arbiter, type HostRecord } from './arbiter.ts';
 import { ConnIds } from './conn-ids.ts';
+import { rememberCluster, rememberedCluster } from './cluster-memory.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
@@ -80,7 +81,8 @@ export interface HostOptions {
   /** where the host says what it does (default: nowhere) */
   log?: (line: string) => void;
   /**
-   * where the host keeps its files: modules under <dataDir>/modules (default:
+   * where the host keeps its files: modules under <dataDir>/modules, the
+   * cluster id it found at each arbiter in <dataDir>/clusters.json (default:
    * $FTVM_DATA_DIR/<id>, else $XDG_CACHE_HOME/ftvm/host-<id>, else ~/.cache/ftvm/host-<id>)
    */
   dataDir?: string;
@@ -563,7 +565,14 @@ export class FtHost {
 
   async start(): Promise<void> {
     checkLimits();
-    this.clusterId = await this.opts.arbiter.open();
+    // the cluster id found at this arbiter before: a host restarted while its state is gone refuses to start
+    const memory = join(this.opts.dataDir, 'clusters.json');
+    this.clusterId = await this.opts.arbiter.open(rememberedCluster(memory, this.opts.arbiter.location));
+    try {
+      rememberCluster(memory, this.opts.arbiter.location, this.clusterId);
+    } catch (e) {
+      this.say(`cannot remember the cluster id in ${memory}: ${(e as Error).message}`);
+    }
     const listen = (srv: Server, port: number): Promise<string> =>
       new Promise((resolve, reject) => {
         srv.once('error', reject);

@@ -47,7 +47,8 @@ export class LocalCluster {
       id,
       args: [...arbiter, ...pub, ...this.extraArgs, ...args],
       nodeArgs: spawnOpts.nodeArgs,
-      env: { ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
+      // each host's data (modules, the cluster ids it remembers) in this cluster's directory, unless FTVM_DATA_DIR says where
+      env: { ...(process.env.FTVM_DATA_DIR ? {} : { FTVM_DATA_DIR: join(this.dir, 'data') }), ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       logDir: this.logDir,
     });
     this.hosts.set(id, h);

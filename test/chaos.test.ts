@@ -40,6 +40,9 @@ function fabricated(): Op[] {
   ];
 }
 
+/** The trials `make test` runs (issue: 20 in the suite; a longer campaign is `ftvm chaos --trials N`). */
+const TRIALS = 20;
+
 describe('ftvm chaos', () => {
   it('draws the same schedule from the same seed, and another from another', () => {
     const kinds = parseNemeses('kill,pause,partition', 'file');
@@ -97,17 +100,17 @@ describe('ftvm chaos', () => {
     expect([nobody.code, nobody.stderr.trim()]).toEqual([1, 'ftvm chaos: FTVM_ERR_PRIVILEGE: ftvm chaos makes network namespaces, links and bridges: it must run as root (uid 0)']);
   });
 
-  it.skipIf(!root)('runs a short campaign, reports it in shape, finds a fabricated violation and leaves nothing behind', async () => {
+  it.skipIf(!root)('20 trials of every nemesis find no violation but a fabricated one, report in shape, and leave nothing behind', async () => {
     const before = leftovers();
     const report: CampaignReport = JSON.parse(
       JSON.stringify(
         await runCampaign({
           seed: 4242,
-          trials: 4,
+          trials: TRIALS,
           hosts: 3,
           arbiter: 'file',
           trialSeconds: 3,
-          nemeses: parseNemeses('kill,pause,partition', 'file'),
+          nemeses: parseNemeses('all', 'file'),
           processes: 3,
           keys: 3,
           failMs: 1000,
@@ -120,8 +123,8 @@ describe('ftvm chaos', () => {
       ),
     ) as CampaignReport;
     expect(Object.keys(report).sort()).toEqual(['arbiter', 'hosts', 'ms', 'nemeses', 'seed', 'trialSeconds', 'trials', 'violations']);
-    expect(report.nemeses).toEqual(['kill', 'pause', 'isolate-primary', 'isolate-backup', 'split', 'one-way']);
-    expect(report.trials.map((t) => [t.trial, t.seed, t.setupError])).toEqual([0, 1, 2, 3].map((i) => [i, 4242 + i, null]));
+    expect(report.nemeses).toEqual(['kill', 'pause', 'isolate-primary', 'isolate-backup', 'split', 'one-way', 'clock', 'arbiter-chmod', 'arbiter-remove']);
+    expect(report.trials.map((t) => [t.trial, t.seed, t.setupError])).toEqual(Array.from({ length: TRIALS }, (_, i) => [i, 4242 + i, null]));
     for (const t of report.trials) {
       // every trial ran clients and faults, and checked its history
       expect(t.ops.ok).toBeGreaterThan(0);
@@ -133,12 +136,12 @@ describe('ftvm chaos', () => {
       expect(t.nemeses.map((f) => [f.kind, f.atMs, f.durationMs])).toEqual(drawSchedule(new Prng(t.seed), report.nemeses, 3, 3000, 1000).map((f) => [f.kind, f.atMs, f.durationMs]));
     }
     const lin = report.violations.filter((v) => v.kind === 'linearizability' && v.key === 'fabricated');
-    expect(lin.map((v) => [v.trial, v.seed, v.reproduce])).toEqual([[0, 4242, 'ftvm chaos --seed 4242 --trials 1 --hosts 3 --arbiter file --trial-seconds 3 --nemesis kill,pause,isolate-primary,isolate-backup,split,one-way']]);
+    expect(lin.map((v) => [v.trial, v.seed, v.reproduce])).toEqual([[0, 4242, 'ftvm chaos --seed 4242 --trials 1 --hosts 3 --arbiter file --trial-seconds 3 --nemesis kill,pause,isolate-primary,isolate-backup,split,one-way,clock,arbiter-chmod,arbiter-remove']]);
     expect(lin[0]!.ops!.map((o) => o.value)).toEqual(expect.arrayContaining(['a', 'b']));
     expect(lin[0]!.schedule).toEqual(report.trials[0]!.nemeses);
-    // what the product did in the other trials is the campaign's finding, not this test's: each violation names its trial and seed
-    for (const v of report.violations) expect(v.seed).toBe(4242 + v.trial);
+    // and the product itself broke nothing: any other violation is a fault found (replay it with its seed)
+    expect(report.violations.filter((v) => !lin.includes(v)).map((v) => `${v.kind} in trial ${v.trial}: ${v.reproduce}`)).toEqual([]);
     // nothing of the run is left: no namespace, no marker
     expect(leftovers().filter((x) => !before.includes(x))).toEqual([]);
-  });
+  }, 600_000);
 });

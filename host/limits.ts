@@ -288,6 +288,8 @@ export const SLEEP_SLICE_MS = 60_000;
 
 /** The most hosts `ftvm cluster up` starts. */
 export const CLUSTER_HOSTS_MAX = 16;
+/** How long a host a LocalCluster (or a chaos campaign) starts may take to print its ready line, in ms. */
+export const HOST_READY_MS = 30_000;
 /** Lines of each host's log a LocalCluster (`ftvm cluster up`) keeps in memory. */
 export const HOST_LOG_LINES_MAX = 2000;
 /** Characters of each such line kept (a longer line is cut; the log file has all of it). */
@@ -298,6 +300,32 @@ export const RECORD_LOG_FLUSH_MS = 100;
 export const RECORD_STOP_WAIT_MS = 1000;
 /** How long `ftvm vm output --follow` keeps trying while the VM's primary is being replaced, in ms. */
 export const FOLLOW_RETRY_MS = 60_000;
+// ---- The chaos campaign (host/chaos/) ----
+
+/** The hosts' failure timeout in a chaos campaign, in ms (`ftvm host --fail-ms`). */
+export const CHAOS_FAIL_MS = 1000;
+/** The hosts' heartbeat period in a chaos campaign, in ms (`ftvm host --heartbeat-ms`). */
+export const CHAOS_HEARTBEAT_MS = 50;
+/** How long a chaos trial may take to settle after healing, in ms (else a `not-settled` violation). */
+export const CHAOS_SETTLE_MS = 20_000;
+/** How long a chaos trial's final reads may take in all, in ms. */
+export const CHAOS_FINAL_READS_MS = 20_000;
+/** Operations one chaos violation lists at most. */
+export const CHAOS_VIOLATION_OPS_MAX = 50;
+/** How long the chaos campaign's etcd may take to serve, in ms. */
+export const CHAOS_ETCD_READY_MS = 15_000;
+/** Outputs a chaos trial remembers for its two-generations check; beyond it, no more are compared. */
+export const CHAOS_OUTPUTS_KEPT_MAX = 1_000_000;
+/** The longest pause of a chaos client process between two operations, in ms (drawn uniformly from 0 to it). */
+export const CHAOS_STAGGER_MS_MAX = 10;
+/** Operations a chaos trial records at most; its workload stops invoking beyond it. */
+export const CHAOS_OPS_MAX = 200_000;
+/** Hosts in a chaos cluster at most (one /24 per run: addresses .1 to .9). */
+export const CHAOS_HOSTS_MAX = 9;
+/** Trials in one chaos campaign at most (`ftvm chaos --trials`). */
+export const CHAOS_TRIALS_MAX = 100_000;
+/** Seconds of one chaos trial at most (`ftvm chaos --trial-seconds`). */
+export const CHAOS_TRIAL_SECONDS_MAX = 3600;
 /** The bound on a linearizability check's search time when the caller gives none, in ms (host/chaos/linearizability.ts). */
 export const LINEARIZABILITY_CHECK_MS_DEFAULT = 10_000;
 /** The most configurations the linearizability check's memo cache remembers for one key. */
@@ -334,7 +362,7 @@ export function currentLimits(): Limits {
     REFUSED_DRAIN_MS, UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
     METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
     SYMLINK_FOLLOWS_MAX, SYMLINK_BYTES_MAX, DIR_ENTRIES_MAX, POLL_SUBSCRIPTIONS_MAX, STDIN_READ_BYTES_MAX,
-    SLEEP_SLICE_MS, CLUSTER_HOSTS_MAX, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS, LINEARIZABILITY_CHECK_MS_DEFAULT, LINEARIZABILITY_CACHE_ENTRIES_MAX, LINEARIZABILITY_CACHE_WORDS_MAX,
+    SLEEP_SLICE_MS, CLUSTER_HOSTS_MAX, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS, CHAOS_FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX, CHAOS_ETCD_READY_MS, CHAOS_OUTPUTS_KEPT_MAX, CHAOS_STAGGER_MS_MAX, CHAOS_OPS_MAX, CHAOS_HOSTS_MAX, HOST_READY_MS, LINEARIZABILITY_CHECK_MS_DEFAULT, LINEARIZABILITY_CACHE_ENTRIES_MAX, LINEARIZABILITY_CACHE_WORDS_MAX,
     NIC_QUEUE_MAX, NIC_QUEUE_BYTES_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, TOMBSTONES_MAX, ADMIN_WAITS_MAX, GUEST_LOG_BYTES_PER_SECOND,
     CLIENT_WRITE_BYTES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, HELD_OUTPUTS_MAX, HELD_BYTES_MAX, BACKUP_BEHIND_ENTRIES_MAX, INPUT_INBOX_MAX,
     INPUT_INBOX_BYTES_MAX, POSTED_FRAMES_MAX, POSTED_BYTES_MAX, OUTPUT_FLUSH_MS, HOST_LOG_LINE_CHARS_MAX,

@@ -34,6 +34,7 @@
 // do not report them); a host's CLOCK_REALTIME cannot be offset.
 
 import { mkdirSync, readFileSync } from 'node:fs';
+import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
 import { FtClient } from '../cluster/client.ts';
 import { eventText } from '../ft/events.ts';
 import { freePort } from '../cluster/local.ts';
@@ -49,17 +50,10 @@ export const CHAOS_VM = 'kv';
 /** Logical clients at once, and the keys they share, in a campaign of `ftvm chaos`. */
 export const CHAOS_PROCESSES = 4;
 export const CHAOS_KEYS = 3;
-/** The hosts' failure timeout and heartbeat period in a campaign (ms): `ftvm host --fail-ms`, `--heartbeat-ms`. */
-export const CHAOS_FAIL_MS = 1000;
-export const CHAOS_HEARTBEAT_MS = 50;
-/** How long a trial may take to settle after healing (ms). */
-export const SETTLE_MS = 20_000;
-/** How long the final reads may take in all (ms). */
-export const FINAL_READS_MS = 20_000;
+/** The hosts' failure timeout and heartbeat period in a campaign, how long a trial may take to settle and its final reads (ms), and the operations a violation lists at most (host/limits.ts). */
+export { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, SETTLE_MS, FINAL_READS_MS, VIOLATION_OPS_MAX };
 /** Output conflicts a violation names at most. */
 export const CONFLICTS_SHOWN = 5;
-/** Operations a violation lists at most. */
-export const VIOLATION_OPS_MAX = 50;
 
 /** What a campaign runs. */
 export interface CampaignOptions {

@@ -5,15 +5,14 @@
 
 import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
 import { usageError } from '../cli/errors.ts';
+import { CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
 import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
 import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_KEYS, CHAOS_PROCESSES, runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
 import { requireRoot } from './netns.ts';
 import { parseNemeses } from './nemesis.ts';
 
-/** Trials in one campaign at most. */
-export const CHAOS_TRIALS_MAX = 100_000;
-/** Seconds of one trial at most. */
-export const CHAOS_TRIAL_SECONDS_MAX = 3600;
+/** Trials in one campaign, and seconds of one trial, at most (host/limits.ts). */
+export { CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX };
 
 /**
  * `ftvm chaos ARGS`: runs a campaign. Exit status 0 without violations, 1

@@ -35,6 +35,7 @@ import { FtvmError } from '../errors.ts';
 import { spawnHost, type TestHost } from '../cluster/host-process.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { CHAOS_HOSTS_MAX } from '../cli/commands.ts';
+import { CHAOS_ETCD_READY_MS as ETCD_READY_MS } from '../limits.ts';
 
 /** Where each run's marker file lives (a tmpfs, cleared at boot). */
 export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
@@ -42,8 +43,8 @@ export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
 export const CHAOS_PEER_PORT = 7100;
 export const CHAOS_CLIENT_PORT = 7101;
 export const CHAOS_API_PORT = 7102;
-/** How long etcd may take to serve (ms). */
-export const ETCD_READY_MS = 15_000;
+/** How long etcd may take to serve (ms; host/limits.ts). */
+export { ETCD_READY_MS };
 
 /** What a run's marker file holds. */
 interface Marker {

@@ -41,16 +41,13 @@ import { createHash } from 'node:crypto';
 import { FtClient, type Received } from '../cluster/client.ts';
 import type { Op } from './linearizability.ts';
 import type { Prng } from './prng.ts';
+import { CHAOS_OUTPUTS_KEPT_MAX as OUTPUTS_KEPT_MAX, CHAOS_STAGGER_MS_MAX as STAGGER_MS_MAX, CHAOS_OPS_MAX as OPS_MAX } from '../limits.ts';
 
 /** Refusal codes that guarantee the message was not applied (see above). */
 export const NOT_APPLIED_CODES: ReadonlySet<string> = new Set(['FTVM_ERR_BUSY', 'FTVM_ERR_VM_ENDED', 'FTVM_ERR_NOT_FOUND', 'FTVM_ERR_BAD_REQUEST', 'FTVM_ERR_TOO_LARGE']);
 
-/** Outputs remembered per trial for the two-generations check; beyond it, no more are compared. */
-export const OUTPUTS_KEPT_MAX = 1_000_000;
-/** The longest pause of a process between two operations (ms); drawn uniformly from 0 to it. */
-export const STAGGER_MS_MAX = 10;
-/** Operations recorded per trial at most; the workload stops invoking beyond it. */
-export const OPS_MAX = 200_000;
+/** Outputs remembered per trial, the longest pause between two operations (ms), operations recorded per trial (host/limits.ts). */
+export { OUTPUTS_KEPT_MAX, STAGGER_MS_MAX, OPS_MAX };
 
 /** Two outputs released under the same sequence number that differ. */
 export interface OutputConflict {

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
-import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX } from '../limits.ts';
+import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX, CHAOS_HOSTS_MAX } from '../limits.ts';
 export { LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, INLINE_MODULE_BYTES_MAX };
 
 /** One flag as node:util parseArgs declares it. */
@@ -632,8 +632,8 @@ options:
   operands: { min: 0, max: 0 },
 });
 
-/** At most this many hosts in a chaos cluster (one /24 per run: addresses .1 to .9). */
-export const CHAOS_HOSTS_MAX = 9;
+/** At most this many hosts in a chaos cluster (host/limits.ts). */
+export { CHAOS_HOSTS_MAX };
 
 /** `ftvm chaos`: a Jepsen-style campaign on a cluster in network namespaces (chaos/cli.ts). */
 export const CHAOS = command({

@@ -8,13 +8,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX } from '../limits.ts';
+import { HOST_LOG_LINE_CHARS_MAX, HOST_LOG_LINES_MAX, HOST_READY_MS } from '../limits.ts';
 
 /** The `ftvm` entry (host/cli/ftvm.mjs) a host process runs. */
 export const FTVM_ENTRY = fileURLToPath(new URL('../cli/ftvm.mjs', import.meta.url));
 
-/** How long a host may take to print its ready line (ms). */
-export const HOST_READY_MS = 30_000;
+/** How long a host may take to print its ready line (ms; host/limits.ts). */
+export { HOST_READY_MS };
 
 /** A started host process, as its ready line described it. */
 export interface TestHost {

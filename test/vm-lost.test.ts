@@ -1,7 +1,7 @@
 // A VM whose replicas are all gone is reported lost, never running, on every
 // host, also after the hosts that held it restart under their old ids; DELETE
 // frees its name. A host that restarts faster than the failure timeout is
-// known restarted at its first heartbeat: its partners act at once.
+// known restarted as soon as it links again (its handshake says its boot id): its partners act at once.
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiOf, askVm, Cluster, eventsOf, eventually, linkedCluster } from './cluster.ts';
 
@@ -36,7 +36,7 @@ describe('a VM with no replica left', () => {
     await eventually('the new kv runs', async () => ((await api(witness, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
   }, 120_000);
 
-  it('a primary\'s host restarted within the failure timeout: its backup goes live at the restarted host\'s first heartbeat', async () => {
+  it('a primary\'s host restarted within the failure timeout: its backup goes live as soon as the restarted host links again', async () => {
     // a failure timeout longer than the restart takes: only the new boot id can tell the backup
     c = new Cluster(['--fail-ms', '30000', '--heartbeat-ms', '50']);
     await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id)));

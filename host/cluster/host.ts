@@ -716,7 +716,7 @@ export class FtHost {
     l.ready = false;
     const mine = nonce();
     let stage: 'hello' | 'auth' | 'ready' = 'hello';
-    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine, cluster: this.clusterId }));
+    sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine, cluster: this.clusterId, boot: this.boot }));
     readMessages(
       sock,
       PEER_FRAME_MAX,
@@ -728,6 +728,8 @@ export class FtHost {
             return;
           }
           if (!this.sameCluster(l.id, m.cluster)) return void sock.destroy();
+          // a restart of the peer is known before the link is up, not at its first heartbeat
+          if (typeof m.boot === 'string') this.heardBoot(l.id, m.boot);
           send(sock, { t: 'auth', mac: mac(this.opts.secret, 'dialer', m.nonce, mine) });
           stage = 'auth';
         } else if (stage === 'auth') {
@@ -761,6 +763,7 @@ export class FtHost {
     sock.on('error', () => {});
     let peer: string | null = null;
     let theirs: Uint8Array | null = null;
+    let theirBoot: string | null = null;
     let mine: Buffer | null = null;
     const refuse = (why: string): void => {
       this.refused.unauthenticated++;
@@ -780,14 +783,16 @@ export class FtHost {
             if (!this.sameCluster(m.id, m.cluster)) return refuse(`peer ${m.id} belongs to another cluster`);
             peer = m.id;
             theirs = m.nonce;
+            theirBoot = typeof m.boot === 'string' ? m.boot : null;
             mine = nonce();
-            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine), cluster: this.clusterId });
+            send(sock, { t: 'challenge', id: this.id, nonce: mine, mac: mac(this.opts.secret, 'listener', theirs, mine), cluster: this.clusterId, boot: this.boot });
             return;
           }
           if (m.t !== 'auth' || !macOk(mac(this.opts.secret, 'dialer', mine, theirs!), m.mac)) return refuse(`peer ${peer} does not know the cluster secret`);
           authed = true;
           send(sock, { t: 'welcome' });
           this.heard(peer!);
+          if (theirBoot !== null) this.heardBoot(peer!, theirBoot);
           return;
         }
         this.heard(peer!);

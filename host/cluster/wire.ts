@@ -10,15 +10,16 @@
 // acted on.
 //
 // Peers prove they know the cluster secret before anything else flows:
-//   dialer   -> { t: 'hello', id, nonce: A, cluster }
-//   listener -> { t: 'challenge', id, nonce: B, mac: HMAC(secret, 'listener' A B), cluster }
+//   dialer   -> { t: 'hello', id, nonce: A, cluster, boot }
+//   listener -> { t: 'challenge', id, nonce: B, mac: HMAC(secret, 'listener' A B), cluster, boot }
 //   dialer   -> { t: 'auth', mac: HMAC(secret, 'dialer' B A) }
 //   listener -> { t: 'welcome' }
 // Each side checks the other's MAC; a peer that sends anything else first, or
 // a wrong MAC, is disconnected. `cluster` is the id the side's arbiter holds
 // (Arbiter.open): a peer whose arbiter is another one (a removed directory made
 // again by a host started later) is disconnected too, so that no two linked
-// hosts can hold the same slot.
+// hosts can hold the same slot. `boot` is the side's process id, as in its
+// heartbeats: a peer that restarted is known as such before the link is up.
 //
 // Clients prove they know the API token (the REST API's bearer token) before
 // any request, and the token never crosses the wire:

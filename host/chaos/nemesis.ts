@@ -34,6 +34,7 @@ import type { Prng } from './prng.ts';
 
 /** Every nemesis, by name. */
 export const NEMESES = ['kill', 'pause', 'isolate-primary', 'isolate-backup', 'split', 'one-way', 'clock', 'etcd', 'arbiter-chmod', 'arbiter-remove'] as const;
+/** The name of one nemesis (NEMESES). */
 export type NemesisKind = (typeof NEMESES)[number];
 
 /** Names that stand for several nemeses in --nemesis. */

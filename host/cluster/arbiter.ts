@@ -14,6 +14,7 @@ import { linkSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, re
 import { join, resolve } from 'node:path';
 import type { FtvmErrorCode } from '../errors.ts';
 
+/** A host as the arbiter's registry holds it: how to reach it, and its slot. */
 export interface HostRecord {
   id: string;
   /** host:port of its peer (log channel) listener */
@@ -26,6 +27,7 @@ export interface HostRecord {
   slot: number;
 }
 
+/** The arbiter's contract (FileArbiter, EtcdArbiter): the generations' test-and-set, the hosts' registry and slots, connection-id blocks, all under one cluster id; every call rejects with FTVM_ERR_ARBITER when it cannot be carried out. */
 export interface Arbiter {
   /**
    * The cluster's id (a UUID), made by the first host of a new, empty arbiter

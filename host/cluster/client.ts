@@ -26,6 +26,7 @@ import { CLIENT_RECENT_OUTPUTS_MAX as RECENT_OUTPUTS_MAX } from '../limits.ts';
 /** The error a refused connection or request rejects with (its `code` is the host's FTVM_ERR_* code). */
 export { ClientError } from './wire.ts';
 
+/** One output of a VM as FtClient hands it on ('recv'): each sequence number once, in order. */
 export interface Received {
   vm: string;
   /** the VM's output sequence number (from 0, continuous across failovers) */

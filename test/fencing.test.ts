@@ -17,7 +17,6 @@ describe('fencing a paused primary', () => {
     ({ c, api } = await linkedCluster());
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
     const connOn = async (host: string): Promise<number> => (await api(host, 'POST', '/v1/connections')).json.conn;
-    let written = 0;
     for (let round = 0; round < 4; round++) {
       const info = await eventually('a primary with a backup', async () => {
         const r = (await api('h3', 'GET', '/v1/vms/kv')).json;
@@ -27,7 +26,6 @@ describe('fencing a paused primary', () => {
       const other = ['h1', 'h2', 'h3'].find((h) => h !== paused)!;
       // a write the pause must not lose, through the host about to be paused
       expect(await askVm(api, paused, 'kv', await connOn(paused), `w${round} SET k${round} v${round}`)).toMatch(new RegExp(`^w${round} OK \\d+$`));
-      written++;
       c.host(paused).proc.kill('SIGSTOP');
       try {
         await eventually('another host goes live', async () => {
@@ -49,6 +47,5 @@ describe('fencing a paused primary', () => {
       const conn = await connOn(paused);
       for (let k = 0; k <= round; k++) expect(await askVm(api, paused, 'kv', conn, `r${round}-${k} GET k${k}`)).toBe(`r${round}-${k} VALUE v${k}`);
     }
-    expect(written).toBe(4);
   }, 240_000);
 });

@@ -233,14 +233,15 @@ export function checkStart(raw: unknown): StartAction {
 
 /**
  * The start entry a VM of `action` logs (log/format.ts), for the module of
- * SHA-256 `moduleHash`: argv[0] is the VM's name, as every runner gives it.
+ * SHA-256 `moduleHash`: argv[0] is the VM's name, as every runner gives it;
+ * a state digest every `digestEvery` counts (the host's --digest-every).
  */
-export function startEntryOf(action: StartAction, moduleHash: string): EntryPayloads['start'] {
+export function startEntryOf(action: StartAction, moduleHash: string, digestEvery: bigint = VM_DIGEST_EVERY_COUNTS): EntryPayloads['start'] {
   return {
     module: moduleHash,
     args: [action.name, ...action.args],
     env: action.env,
-    digestEvery: VM_DIGEST_EVERY_COUNTS,
+    digestEvery,
     depthLimit: DEFAULT_DEPTH_LIMIT,
     memoryLimitPages: action.memoryMiB * 16,
     canonicalizeNaNs: false,

@@ -575,6 +575,8 @@ options:
   --module-store-mib N  MiB of modules it keeps on disk; the least recently used that no
                         VM runs are evicted (default 2048; at most 256 modules)
   --meter-jobs N        modules larger than 1 MiB metered at once, on worker threads (default 1)
+  --digest-every N      a VM whose primary this host starts logs a digest of its state every N
+                        counts, which its backup checks against its own (default 10000000)
   -h, --help            this text
 `,
   options: {
@@ -597,6 +599,7 @@ options:
     'module-bytes-max': { type: 'string' },
     'module-store-mib': { type: 'string' },
     'meter-jobs': { type: 'string' },
+    'digest-every': { type: 'string' },
   },
   operands: { min: 0, max: 0 },
   rawValues: ['--secret', '--token'],

@@ -41,6 +41,7 @@ async function runHost(argv: string[]): Promise<number> {
   const num = (name: string, v: string | undefined): number | undefined => intOption(`--${name}`, v);
   // every number is checked before anything starts
   for (const k of ['peer-port', 'client-port', 'api-port', 'heartbeat-ms', 'fail-ms', 'lag-target-ms', 'unacked-log-max', 'module-bytes-max', 'module-store-mib', 'meter-jobs'] as const) num(k, values[k]);
+  const digestEvery = intOption('--digest-every', values['digest-every'], 1);
   let arbiter: Arbiter;
   if (values.dir) arbiter = new FileArbiter(values.dir);
   else {
@@ -68,6 +69,7 @@ async function runHost(argv: string[]): Promise<number> {
     moduleBytesMax: num('module-bytes-max', values['module-bytes-max']),
     moduleStoreBytesMax: values['module-store-mib'] === undefined ? undefined : num('module-store-mib', values['module-store-mib'])! * 1024 * 1024,
     meterJobsMax: num('meter-jobs', values['meter-jobs']),
+    digestEveryCounts: digestEvery,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   try {

@@ -34,10 +34,10 @@ import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
 import { LagMeter, nextThrottleUs } from '../ft/lag.ts';
 import { assertTransition, type ReplicaState } from '../ft/replica-state.ts';
 import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/messages.ts';
-import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf } from '../api/action.ts';
+import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf, VM_DIGEST_EVERY_COUNTS } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, packValue, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage, unpackValue } from './wire.ts';
-import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX } from '../limits.ts';
+import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX, VM_DIGESTS_KEPT_MAX } from '../limits.ts';
 export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
@@ -94,6 +94,14 @@ export interface HostOptions {
   moduleStoreCountMax?: number;
   /** modules larger than 1 MiB metered at once (default 1; a small one never waits behind them) */
   meterJobsMax?: number;
+  /**
+   * the state-digest period written into the start entry of every VM whose
+   * primary this host starts: a digest is logged at the first check point at
+   * or past every multiple of this many counts, and the backup checks it
+   * (default VM_DIGEST_EVERY_COUNTS, 10,000,000); an integer from 1 to
+   * 2^53 - 1, else the constructor throws FTVM_ERR_USAGE
+   */
+  digestEveryCounts?: number;
 }
 
 /** The data directory of host `id` when none is given (see HostOptions.dataDir). */
@@ -199,6 +207,8 @@ interface Vm {
   backupRetry: NodeJS.Timeout | null;
   /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
   inputRefused: number;
+  /** the newest state digests this replica logged or verified (at most VM_DIGESTS_KEPT_MAX) */
+  digests: DigestSeen[];
   /** a backup: the last entry its replay reached (its 'progress' reports), and whether an ack waits for it to catch up */
   replayedSeq: number;
   ackOwed: boolean;
@@ -326,6 +336,22 @@ export interface VmStatus {
   inputRefused: number;
   /** a timer to try again to make a backup is pending */
   backupRetry: boolean;
+  /** the newest state digests this replica logged or verified, oldest first (at most VM_DIGESTS_KEPT_MAX) */
+  digests: DigestSeen[];
+}
+
+/**
+ * A state digest (log/format.ts 'digest': SHA-256 of the guest's memory,
+ * mutable globals and devices) a replica logged as the primary (`verified`
+ * false), or found equal to its own state on replay as the backup
+ * (`verified` true); `count` is a decimal string, `digest` 64 hex digits,
+ * `gen` the VM's generation on this host when the replica reported it.
+ */
+export interface DigestSeen {
+  count: string;
+  digest: string;
+  verified: boolean;
+  gen: number;
 }
 
 /** What FtHost.status() says (see there). */
@@ -525,6 +551,7 @@ export class FtHost {
       moduleStoreBytesMax: STORE_BYTES_MAX,
       moduleStoreCountMax: STORE_COUNT_MAX,
       meterJobsMax: 1,
+      digestEveryCounts: Number(VM_DIGEST_EVERY_COUNTS),
       token: randomBytes(32).toString('base64url'),
       clientIdleMs: CLIENT_IDLE_MS,
       clientConnsMax: CLIENT_CONNS_MAX,
@@ -533,6 +560,8 @@ export class FtHost {
     } as unknown as FtHost['opts'];
     const u = this.opts.unackedLogMax;
     if (!Number.isSafeInteger(u) || u < 1 || u >= SIGNAL_SLOT_MAX) throw new FtvmError('FTVM_ERR_USAGE', `--unacked-log-max (unackedLogMax) expects an integer from 1 to ${SIGNAL_SLOT_MAX - 1}, got ${u}`);
+    const d = this.opts.digestEveryCounts;
+    if (!Number.isSafeInteger(d) || d < 1) throw new FtvmError('FTVM_ERR_USAGE', `--digest-every (digestEveryCounts) expects an integer from 1 to ${Number.MAX_SAFE_INTEGER}, got ${d}`);
     this.detector = new FailureDetector(this.opts.failMs, undefined, 2 * this.opts.heartbeatMs);
     this.modules = new ModuleStore({
       dir: join(this.opts.dataDir, 'modules'),
@@ -663,6 +692,7 @@ export class FtHost {
         inboxMessages: vm.role === 'primary' ? vm.handle.inboxed.messages : 0,
         inputRefused: vm.inputRefused,
         backupRetry: vm.backupRetry !== null,
+        digests: [...vm.digests],
       })),
       refused: this.refused,
     };
@@ -1208,6 +1238,7 @@ export class FtHost {
       recreate: null,
       backupRetry: null,
       inputRefused: 0,
+      digests: [],
       guestLog: { since: 0, bytes: 0, skipped: 0 },
       replayedSeq: -1,
       ackOwed: false,
@@ -1285,7 +1316,7 @@ export class FtHost {
     const place = this.placePrimary(req);
     if (place !== this.id) return this.startElsewhere(place, req, module, hash);
     // argv[0] is the program's name, as every runner gives it: here the VM's
-    const start: EntryPayloads['start'] = startEntryOf(action, hash);
+    const start: EntryPayloads['start'] = startEntryOf(action, hash, BigInt(this.opts.digestEveryCounts));
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
     if (taken && taken.host !== STOPPED) throw this.exists(req.name, taken);
@@ -1735,6 +1766,10 @@ export class FtHost {
         return;
       case 'input-end':
         this.inputDelivered(vm, [[m.conn, m.end]]);
+        return;
+      case 'digest':
+        vm.digests.push({ count: String(m.count), digest: Buffer.from(m.digest).toString('hex'), verified: m.verified, gen: vm.gen });
+        if (vm.digests.length > VM_DIGESTS_KEPT_MAX) vm.digests.shift();
         return;
       case 'input-gap':
         this.toIngress(m.conn, { t: 'in-resend', vm: vm.name, conn: m.conn, from: m.end });

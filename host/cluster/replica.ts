@@ -153,6 +153,12 @@ export type FromReplica =
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
   /**
+   * The state digest (SHA-256, 32 bytes) at `count`: logged by this replica
+   * as the primary (`verified` false), or logged by the primary and found
+   * equal to this replica's own state on replay (`verified` true).
+   */
+  | { t: 'digest'; count: bigint; digest: Uint8Array; verified: boolean }
+  /**
    * A reactor's state at an idle moment. `snapshot` has no digest: the host
    * computes it as it streams the memory (SHA-256 of the memory, then
    * `digestTail`), so the guest is paused only while its memory is copied;
@@ -654,6 +660,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
           const d = take('digest', meter.count)!;
           const mine = stateDigest(c);
           if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+          post({ t: 'digest', count: meter.count, digest: mine, verified: true });
         } else {
           const i = take('interrupt', meter.count)!;
           deliverLogged(c, interruptOf(i.payload), 'check');
@@ -690,7 +697,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       nextDigest = (now / every + 1n) * every;
       if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd))) {
         const t = performance.now();
-        append('digest', now, stateDigest(c));
+        const d = stateDigest(c);
+        append('digest', now, d);
+        post({ t: 'digest', count: now, digest: d, verified: false });
         digestEnd = performance.now();
         digestCost = digestEnd - t;
       }
@@ -821,7 +830,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       }
       if (delivered || due.length) {
         flush();
-        if (c.meter) c.meter.setDeadline(c.meter.count + pollEvery);
+        // The next check point stays at most pollEvery counts on: a reactor
+        // whose every request is shorter than that still reaches its check
+        // points (and its state digests) as the requests add up.
+        if (c.meter && c.meter.currentDeadline > c.meter.count + pollEvery) c.meter.setDeadline(c.meter.count + pollEvery);
         ranSince = performance.now();
         return true;
       }

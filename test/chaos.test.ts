@@ -10,7 +10,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkTrial, generationsOf, lostWrite, runCampaign, type CampaignReport } from '../host/chaos/campaign.ts';
+import { checkTrial, digestClashes, divergencesOf, generationsOf, lostWrite, runCampaign, type CampaignReport, type DigestSample } from '../host/chaos/campaign.ts';
 import { eventText } from '../host/ft/events.ts';
 import type { Op } from '../host/chaos/linearizability.ts';
 import { CHAOS_STATE_DIR } from '../host/chaos/netns.ts';
@@ -77,8 +77,33 @@ describe('ftvm chaos', () => {
       [1, ['h1']],
       [2, ['h2', 'h3']],
     ]);
-    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: generationsOf(logs), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false });
+    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: generationsOf(logs), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false, digests: [], divergences: [] });
     expect(found.map((v) => [v.kind, v.detail])).toEqual([['two-generations', 'generation 2 of kv won by h2 and h3']]);
+  });
+
+  it("compares replicas' state digests on the history that went on, and passes over a stale primary's own", () => {
+    const A = 'a'.repeat(64);
+    const B = 'b'.repeat(64);
+    const C = 'c'.repeat(64);
+    const d = (host: string, gen: number, verified: boolean, count: string, digest: string): DigestSample => ({ host, gen, verified, count, digest });
+    // h1 primary at generation 1, h2 its backup; h2 goes live at generation 2 with h3 as its backup
+    const history = [d('h1', 1, false, '100', A), d('h2', 1, true, '100', A), d('h2', 2, false, '200', B), d('h3', 2, true, '200', B)];
+    expect(digestClashes(history)).toEqual({ clashes: [], countsCompared: 2 });
+    // the stale h1 went on at generation 1 past what h2 received: its state at count 300 is its own
+    expect(digestClashes([...history, d('h1', 1, false, '300', C), d('h2', 2, false, '300', B), d('h3', 2, true, '300', B)])).toEqual({ clashes: [], countsCompared: 3 });
+    // two backups (generations 1 and 2) verified different states at one count: two histories
+    const forked = digestClashes([d('h2', 1, true, '400', A), d('h3', 2, true, '400', C)]);
+    expect(forked.clashes).toEqual([`at count 400 the replicas' states differ: h2 (backup, verified at generation 1: ${A.slice(0, 16)}…), h3 (backup, verified at generation 2: ${C.slice(0, 16)}…)`]);
+    // a primary's logged state and its own generation's backup's disagree
+    expect(digestClashes([d('h1', 1, false, '500', A), d('h2', 1, true, '500', C)]).clashes).toHaveLength(1);
+    // one host's digest alone compares nothing
+    expect(digestClashes([d('h1', 1, false, '600', A), d('h1', 1, false, '700', B)])).toEqual({ clashes: [], countsCompared: 0 });
+    // a replay that diverged, in the host's log, is a digest violation too
+    const failed = `[h2] ${eventText({ event: 'replica-failed', vm: 'kv', role: 'backup', code: 'FTVM_ERR_DIVERGENCE', message: 'entry 7: logged digest 1, replayed digest 2' })}`;
+    const divergences = divergencesOf([{ id: 'h2', log: ['[h2] kv: live', failed] }]);
+    expect(divergences).toEqual([`h2: ${failed}`]);
+    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: new Map(), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false, digests: [d('h2', 1, true, '400', A), d('h3', 2, true, '400', C)], divergences });
+    expect(found.map((v) => v.kind)).toEqual(['digest', 'digest']);
   });
 
   it('refuses a wrong command line, and a user who is not root', async () => {
@@ -139,6 +164,9 @@ describe('ftvm chaos', () => {
     expect(lin.map((v) => [v.trial, v.seed, v.reproduce])).toEqual([[0, 4242, 'ftvm chaos --seed 4242 --trials 1 --hosts 3 --arbiter file --trial-seconds 3 --nemesis kill,pause,isolate-primary,isolate-backup,split,one-way,clock,arbiter-chmod,arbiter-remove']]);
     expect(lin[0]!.ops!.map((o) => o.value)).toEqual(expect.arrayContaining(['a', 'b']));
     expect(lin[0]!.schedule).toEqual(report.trials[0]!.nemeses);
+    // the replicas' state digests were compared, in most trials (not in one that lost the VM early)
+    const compared = report.trials.filter((t) => t.digests.countsCompared > 0).length;
+    expect(compared).toBeGreaterThan(TRIALS / 2);
     // and the product itself broke nothing: any other violation is a fault found (replay it with its seed)
     expect(report.violations.filter((v) => !lin.includes(v)).map((v) => `${v.kind} in trial ${v.trial}: ${v.reproduce}`)).toEqual([]);
     // nothing of the run is left: no namespace, no marker

@@ -26,16 +26,28 @@
 //        misdelivered     no client got an answer to a request it did not send
 //        slot             no two live hosts hold one slot (the high byte of the
 //                         connection ids they hand out)
+//        digest           replicas' state digests are equal where both logged them:
+//                         the hosts run the VM with a digest every
+//                         CHAOS_DIGEST_EVERY_COUNTS counts, and their client ports'
+//                         status is read every CHAOS_DIGEST_SAMPLE_MS and after
+//                         healing; at one count, the digests backups verified (in
+//                         any generation: they all lie on the one history that
+//                         went on) agree, and each agrees with what that
+//                         generation's primary logged; no host log says a replay
+//                         diverged (FTVM_ERR_DIVERGENCE) or a snapshot restored
+//                         to another state
 //   Each violation names its trial, the seed that replays the trial's schedule
 //   (the campaign's seed + the trial's number: `--seed S --trials 1` runs it
 //   alone), the schedule and the operations concerned.
 //
-// What is not checked: replicas' state digests are not compared (the hosts
-// do not report them); a host's CLOCK_REALTIME cannot be offset.
+// What is not checked: a stale primary's digests past what its backup
+// received (its own history, which no client saw, may differ); a host's
+// CLOCK_REALTIME cannot be offset.
 
 import { mkdirSync, readFileSync } from 'node:fs';
-import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
+import { CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
 import { FtClient } from '../cluster/client.ts';
+import type { DigestSeen } from '../cluster/host.ts';
 import { eventText } from '../ft/events.ts';
 import { freePort } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
@@ -80,7 +92,7 @@ export interface CampaignOptions {
 }
 
 /** The kinds of violation (see the header). */
-export type ViolationKind = 'linearizability' | 'lost-write' | 'vm-state' | 'crash' | 'two-generations' | 'misdelivered' | 'slot' | 'not-settled';
+export type ViolationKind = 'linearizability' | 'lost-write' | 'vm-state' | 'crash' | 'two-generations' | 'misdelivered' | 'slot' | 'digest' | 'not-settled';
 
 /** One violation, with what reproduces it. */
 export interface Violation {
@@ -112,6 +124,8 @@ export interface TrialReport {
   violations: Violation[];
   /** a trial that could not be set up (no cluster, no VM): what failed */
   setupError: string | null;
+  /** state digests read from the hosts, and the counts at which two or more were compared (see digestClashes) */
+  digests: { read: number; countsCompared: number };
   ms: number;
 }
 
@@ -147,6 +161,15 @@ export interface TrialFacts {
   /** hosts that did not link again after healing, in words (null: they did) */
   unsettled: string | null;
   vmLost: boolean;
+  /** the VM's state digests the hosts reported during and after the trial (see digestClashes) */
+  digests: DigestSample[];
+  /** host log lines that say a replay diverged or a snapshot restored to another state */
+  divergences: string[];
+}
+
+/** A state digest one host reported of the VM (its client port's status). */
+export interface DigestSample extends DigestSeen {
+  host: string;
 }
 
 /** The command line that replays trial seed `seed` alone. */
@@ -159,7 +182,7 @@ export function reproduceLine(o: Pick<CampaignOptions, 'hosts' | 'arbiter' | 'tr
  * others (see the header). Returns the checker's verdict and the violations
  * (without trial, seed and schedule, which the caller adds).
  */
-export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] } {
+export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[]; digestCountsCompared: number } {
   const found: Omit<Violation, 'trial' | 'seed' | 'reproduce' | 'schedule'>[] = [];
   // bounded by the checker's own default (host/limits.ts LINEARIZABILITY_CHECK_MS_DEFAULT): past it the verdict is 'unknown'
   const r = checkLinearizable(f.history, { initial: null });
@@ -196,8 +219,49 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
   for (const c of f.crashes) found.push({ kind: 'crash', detail: c });
   for (const p of f.vmProblems) found.push({ kind: 'vm-state', detail: p });
   for (const s of f.slotClashes) found.push({ kind: 'slot', detail: s });
+  const digests = digestClashes(f.digests);
+  for (const c of digests.clashes) found.push({ kind: 'digest', detail: c });
+  for (const d of f.divergences) found.push({ kind: 'digest', detail: d });
   if (f.unsettled) found.push({ kind: 'not-settled', detail: f.unsettled });
-  return { check, found };
+  return { check, found, digestCountsCompared: digests.countsCompared };
+}
+
+/**
+ * Where the replicas' state digests disagree. Compared at each count:
+ * the digests backups verified, in every generation (a backup checks the
+ * primary's logged digest against its own state; whatever it verified is on
+ * the history that continued, whichever replica went on, so one count has one
+ * state), and each primary's logged digest against those verified in its own
+ * generation. A primary's digests that no backup verified in its generation
+ * are not compared: a stale primary's state past what its backup received is
+ * its own, released to nobody (the Output Rule). Returns a sentence per
+ * count that disagrees, and how many counts had two or more digests compared.
+ */
+export function digestClashes(samples: readonly DigestSample[]): { clashes: string[]; countsCompared: number } {
+  const clashes: string[] = [];
+  const byCount = new Map<string, DigestSample[]>();
+  for (const d of samples) (byCount.get(d.count) ?? byCount.set(d.count, []).get(d.count)!).push(d);
+  let countsCompared = 0;
+  const who = (d: DigestSample): string => `${d.host} (${d.verified ? 'backup, verified' : 'primary, logged'} at generation ${d.gen}: ${d.digest.slice(0, 16)}…)`;
+  for (const [count, ds] of byCount) {
+    const verified = ds.filter((d) => d.verified);
+    const compared = [...verified, ...ds.filter((d) => !d.verified && verified.some((v) => v.gen === d.gen))];
+    if (new Set(compared.map((d) => d.host)).size < 2) continue;
+    countsCompared++;
+    const bad = new Set<DigestSample>();
+    for (const v of verified) if (v.digest !== verified[0]!.digest) bad.add(v);
+    for (const p of compared) if (!p.verified && verified.some((v) => v.gen === p.gen && v.digest !== p.digest)) bad.add(p);
+    if (bad.size) clashes.push(`at count ${count} the replicas' states differ: ${compared.map(who).join(', ')}`);
+  }
+  return { clashes, countsCompared };
+}
+
+/** What a host log line says when a replay diverged from its log or a snapshot restored to another state (ft/events.ts 'replica-failed'). */
+const DIVERGED_RE = /FTVM_ERR_DIVERGENCE|the state restored from the snapshot has digest/;
+
+/** The lines of the hosts' logs that say a replica diverged (see DIVERGED_RE), each with its host. */
+export function divergencesOf(logs: { id: string; log: readonly string[] }[]): string[] {
+  return logs.flatMap((h) => h.log.filter((l) => DIVERGED_RE.test(l)).map((l) => `${h.id}: ${l}`));
 }
 
 /**
@@ -320,6 +384,32 @@ export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ pr
   return { problems, lost, slotClashes };
 }
 
+/**
+ * Reads the VM's state digests from every host that answers within about 2 s
+ * (a paused or cut-off host is passed over) into `into`, keyed by host,
+ * generation, role and count; at most CHAOS_DIGESTS_KEPT_MAX are kept.
+ */
+async function readDigests(c: NetnsCluster, vm: string, into: Map<string, DigestSample>): Promise<void> {
+  await Promise.all(
+    [...c.hosts.keys()].map(async (id) => {
+      const client = await clientOf(c, id);
+      if (!client) return;
+      try {
+        const s = await client.request({ t: 'status' }, 1000);
+        const r = (s.vms as { name: string; digests?: DigestSeen[] }[]).find((v) => v.name === vm);
+        for (const d of r?.digests ?? []) {
+          const key = `${id} ${d.gen} ${d.verified} ${d.count}`;
+          if (!into.has(key) && into.size < CHAOS_DIGESTS_KEPT_MAX) into.set(key, { ...d, host: id });
+        }
+      } catch {
+        /* not reachable now: read again at the next turn */
+      } finally {
+        client.close();
+      }
+    }),
+  );
+}
+
 /** Waits (at most `ms`) until `fn` returns true; false when it did not. */
 async function until(fn: () => Promise<boolean>, ms: number, everyMs = 250): Promise<boolean> {
   const t0 = Date.now();
@@ -354,6 +444,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     processesEnded: 0,
     violations: [],
     setupError: null,
+    digests: { read: 0, countsCompared: 0 },
     ms: 0,
   };
   let logDir: string | null = null;
@@ -410,11 +501,22 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     origin = performance.now();
     w.start();
     const nemesis = runSchedule(schedule, { cluster: c, vm: CHAOS_VM, module, now, clientOf: (id) => clientOf(c, id), startedTwice: (s) => startedTwice.push(s) }, ended);
+    // the hosts keep their newest digests only: read them while the trial runs
+    const digests = new Map<string, DigestSample>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        await readDigests(c, CHAOS_VM, digests);
+        await new Promise((r) => setTimeout(r, CHAOS_DIGEST_SAMPLE_MS));
+      }
+    })();
     await ended;
+    sampling = false;
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
     report.nemeses = await nemesis;
     await w.stop();
+    await sampler;
     report.processesEnded = w.processesEnded;
     // 3. heal and settle
     net.heal();
@@ -441,6 +543,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       return vm.problems.length === 0;
     }, SETTLE_MS, 500);
     report.vmLost = vm.lost;
+    await readDigests(c, CHAOS_VM, digests);
     // 4. final reads and checks
     const history = w.history;
     const finals = vm.lost ? new Map<string, string | null>() : await finalReads({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, keys, opTimeoutMs: 3000, tag: '', now }, history, 1_000_000, FINAL_READS_MS);
@@ -452,8 +555,10 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       const inv = h.log.find((l) => l.includes('FTVM_ERR_INVARIANT'));
       if (inv) crashes.push(`${h.id}: ${inv}`);
     }
-    const { check, found } = checkTrial({ history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, slotClashes: vm.slotClashes, unsettled, vmLost: vm.lost });
+    const facts = { history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, slotClashes: vm.slotClashes, unsettled, vmLost: vm.lost, digests: [...digests.values()], divergences: divergencesOf(c.incarnations) };
+    const { check, found, digestCountsCompared } = checkTrial(facts);
     report.check = check;
+    report.digests = { read: digests.size, countsCompared: digestCountsCompared };
     report.violations = found.map((v) => ({ ...v, trial, seed, reproduce: reproduceLine(o, seed), schedule: report.nemeses }));
     report.ops = {
       total: history.length,

@@ -84,7 +84,8 @@ function summary(r: CampaignReport): string {
   const notSetUp = r.trials.filter((t) => t.setupError).length;
   const unknown = r.trials.filter((t) => t.check.result === 'unknown').length;
   const ops = r.trials.reduce((n, t) => n + t.ops.total, 0);
-  lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations, ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM`);
+  const digestCounts = r.trials.reduce((n, t) => n + t.digests.countsCompared, 0);
+  lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations, ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM, replicas' state digests compared at ${digestCounts} counts`);
   for (const t of r.trials) {
     if (!t.violations.length) continue;
     lines.push(`trial ${t.trial} (seed ${t.seed}): ${t.violations.length} violations`);

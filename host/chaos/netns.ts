@@ -35,7 +35,7 @@ import { FtvmError } from '../errors.ts';
 import { spawnHost, type TestHost } from '../cluster/host-process.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { CHAOS_HOSTS_MAX } from '../cli/commands.ts';
-import { CHAOS_ETCD_READY_MS as ETCD_READY_MS } from '../limits.ts';
+import { CHAOS_DIGEST_EVERY_COUNTS, CHAOS_ETCD_READY_MS as ETCD_READY_MS } from '../limits.ts';
 
 /** Where each run's marker file lives (a tmpfs, cleared at boot). */
 export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
@@ -379,7 +379,7 @@ export class NetnsCluster extends LocalCluster {
     const base = join(net.dir, trial);
     const arbiterDir = join(base, 'arbiter');
     const etcdUrl = `http://${net.rootAddr}:${etcdPorts[0]}`;
-    super(['--fail-ms', String(opts.failMs), '--heartbeat-ms', String(opts.heartbeatMs)], opts.arbiter === 'etcd' ? ['--etcd', etcdUrl] : ['--dir', arbiterDir]);
+    super(['--fail-ms', String(opts.failMs), '--heartbeat-ms', String(opts.heartbeatMs), '--digest-every', String(CHAOS_DIGEST_EVERY_COUNTS)], opts.arbiter === 'etcd' ? ['--etcd', etcdUrl] : ['--dir', arbiterDir]);
     mkdirSync(arbiterDir, { recursive: true });
     this.arbiterDir = arbiterDir;
     this.etcdDir = join(base, 'etcd');

@@ -208,6 +208,36 @@ describe('replicas', () => {
     expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
   }, 60_000);
 
+  it('a reactor of short requests reaches its check points and digests as they add up; the backup verifies each; a digest that would pause too long is skipped', async () => {
+    // kv answers a request in about 4,000 counts, far under the 100,000 between check points:
+    // the check points (and the digests due at them) come as the requests add up, also when
+    // each request arrives alone.
+    const start = { ...startOf(kv), digestEvery: 1000n };
+    const run = async (digestPauseMsMax: number | undefined) => {
+      const p = replica({ vm: 'v', module: kv, start, role: 'primary', digestBudget: Infinity, digestPauseMsMax });
+      const b = replica({ vm: 'v', module: kv, start, role: 'backup' });
+      const log = stream(p, () => b.h);
+      // one at a time: each wait delivers a single request
+      for (let i = 0; i < 300; i++) {
+        request(p.h, 1, `r${i} SET k${i % 7} v${i}`);
+        expect(await reply(log, `r${i}`)).toBe(`r${i} OK ${i + 1}`);
+      }
+      const last = log.entries.at(-1)!;
+      await b.until((m) => m.t === 'error' || (m.t === 'progress' && m.count >= last.count));
+      expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+      const digests = (r: ReturnType<typeof replica>, verified: boolean) => r.said.flatMap((m) => (m.t === 'digest' && m.verified === verified ? [[m.count, Buffer.from(m.digest).toString('hex')]] : []));
+      return { logged: log.entries.filter((e) => e.kind === 'digest').map((e) => [e.count, Buffer.from(e.payload as Uint8Array).toString('hex')]), primary: digests(p, false), backup: digests(b, true) };
+    };
+    const on = await run(undefined);
+    expect(on.logged.length).toBeGreaterThanOrEqual(5);
+    // what the primary reports is what it logged, and the backup verified every one of them
+    expect(on.primary).toEqual(on.logged);
+    expect(on.backup).toEqual(on.logged);
+    // a digest whose hashing would take longer than allowed is not taken at all
+    const off = await run(0);
+    expect([off.logged, off.primary, off.backup]).toEqual([[], [], []]);
+  }, 60_000);
+
   it('requests that arrive together leave in one log frame, and the backup replays them to the same state', async () => {
     // The host posts a read's worth of client messages and wakes the worker once; the live
     // replica delivers them all before it posts the frame, so N answers cost one frame (and

@@ -53,7 +53,7 @@ import {
   moduleHash,
   stateDigest,
 } from '../runtime/replay-core.ts';
-import { REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
+import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
 export interface ReplicaInit {
@@ -72,6 +72,12 @@ export interface ReplicaInit {
   port: MessagePort;
   /** the largest share of run time state digests may take (default 0.02) */
   digestBudget?: number;
+  /**
+   * a live replica skips a state digest whose hashing would pause the guest
+   * longer than this, in ms, estimated from the memory's size at the rate the
+   * last digest hashed (1 GB/s before any; default VM_DIGEST_PAUSE_MS_MAX)
+   */
+  digestPauseMsMax?: number;
   /**
    * a live replica logs a progress entry at least this often while computing
    * (default 5 ms). Each one costs a frame to the backup, an ack back, and a
@@ -542,6 +548,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   // ---- check points ----
   const budget = init.digestBudget ?? 0.02;
+  const pauseMsMax = init.digestPauseMsMax ?? DIGEST_PAUSE_MS_MAX;
+  /** the last digest's hashing time per byte of memory, ms (1 GB/s before any) */
+  let digestMsPerByte = 1e-6;
   const every = start.digestEvery;
   const pollEvery = init.pollEvery ?? 100_000n;
   const progressEveryMs = init.progressEveryMs ?? 5;
@@ -695,13 +704,15 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const now = meter.count;
     if (now >= nextDigest) {
       nextDigest = (now / every + 1n) * every;
-      if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd))) {
+      const bytes = c.memory.buffer.byteLength;
+      if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd)) && bytes * digestMsPerByte <= pauseMsMax) {
         const t = performance.now();
         const d = stateDigest(c);
         append('digest', now, d);
         post({ t: 'digest', count: now, digest: d, verified: false });
         digestEnd = performance.now();
         digestCost = digestEnd - t;
+        if (bytes > 0) digestMsPerByte = digestCost / bytes;
       }
     }
     pump(0);

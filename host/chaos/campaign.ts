@@ -49,7 +49,7 @@ import { CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_FAIL_MS, CHAOS_HE
 import { FtClient } from '../cluster/client.ts';
 import type { DigestSeen } from '../cluster/host.ts';
 import { eventText } from '../ft/events.ts';
-import { freePort } from '../cluster/local.ts';
+import { eventually, freePort } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
 import { checkLinearizable, type Op } from './linearizability.ts';
 import { ChaosNet, NetnsCluster } from './netns.ts';
@@ -410,18 +410,12 @@ async function readDigests(c: NetnsCluster, vm: string, into: Map<string, Digest
   );
 }
 
-/** Waits (at most `ms`) until `fn` returns true; false when it did not. */
-async function until(fn: () => Promise<boolean>, ms: number, everyMs = 250): Promise<boolean> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      if (await fn()) return true;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() - t0 > ms) return false;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+/** Waits (at most `ms`, polling every `everyMs`: gently, on hosts under faults) until `fn` returns true; false when it did not. */
+function until(fn: () => Promise<boolean>, ms: number, everyMs = 250): Promise<boolean> {
+  return eventually('', async () => ((await fn()) ? true : undefined), ms, everyMs).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Runs one trial on `net`; never throws (a trial that cannot be set up says so in setupError). */

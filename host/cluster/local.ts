@@ -116,8 +116,12 @@ export class LocalCluster {
   }
 }
 
-/** Polls `fn` until it returns a value that is not undefined, at most `ms`. */
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+/**
+ * Polls `fn` every `everyMs` until it returns a value that is not undefined,
+ * and returns it; throws an Error naming `what` (and the last error `fn`
+ * threw) when `ms` pass first.
+ */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 20_000, everyMs = 25): Promise<T> {
   const t0 = Date.now();
   let last: unknown;
   while (Date.now() - t0 < ms) {
@@ -127,7 +131,7 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     } catch (e) {
       last = e;
     }
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }

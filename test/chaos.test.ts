@@ -77,7 +77,7 @@ describe('ftvm chaos', () => {
       [1, ['h1']],
       [2, ['h2', 'h3']],
     ]);
-    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: generationsOf(logs), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false, digests: [], divergences: [] });
+    const { found } = checkTrial({ history: [], finals: new Map(), keys: [], conflicts: [], startedTwice: [], generations: new Map([['kv', generationsOf(logs)]]), crashes: [], vmProblems: [], slotClashes: [], unsettled: null, vmLost: false, digests: [], divergences: [] });
     expect(found.map((v) => [v.kind, v.detail])).toEqual([['two-generations', 'generation 2 of kv won by h2 and h3']]);
   });
 
@@ -85,7 +85,7 @@ describe('ftvm chaos', () => {
     const A = 'a'.repeat(64);
     const B = 'b'.repeat(64);
     const C = 'c'.repeat(64);
-    const d = (host: string, gen: number, verified: boolean, count: string, digest: string): DigestSample => ({ host, gen, verified, count, digest });
+    const d = (host: string, gen: number, verified: boolean, count: string, digest: string, vm = 'kv'): DigestSample => ({ vm, host, gen, verified, count, digest });
     // h1 primary at generation 1, h2 its backup; h2 goes live at generation 2 with h3 as its backup
     const history = [d('h1', 1, false, '100', A), d('h2', 1, true, '100', A), d('h2', 2, false, '200', B), d('h3', 2, true, '200', B)];
     expect(digestClashes(history)).toEqual({ clashes: [], countsCompared: 2 });
@@ -93,9 +93,11 @@ describe('ftvm chaos', () => {
     expect(digestClashes([...history, d('h1', 1, false, '300', C), d('h2', 2, false, '300', B), d('h3', 2, true, '300', B)])).toEqual({ clashes: [], countsCompared: 3 });
     // two backups (generations 1 and 2) verified different states at one count: two histories
     const forked = digestClashes([d('h2', 1, true, '400', A), d('h3', 2, true, '400', C)]);
-    expect(forked.clashes).toEqual([`at count 400 the replicas' states differ: h2 (backup, verified at generation 1: ${A.slice(0, 16)}…), h3 (backup, verified at generation 2: ${C.slice(0, 16)}…)`]);
+    expect(forked.clashes).toEqual([`kv at count 400: the replicas' states differ: h2 (backup, verified at generation 1: ${A.slice(0, 16)}…), h3 (backup, verified at generation 2: ${C.slice(0, 16)}…)`]);
     // a primary's logged state and its own generation's backup's disagree
     expect(digestClashes([d('h1', 1, false, '500', A), d('h2', 1, true, '500', C)]).clashes).toHaveLength(1);
+    // another VM's digest at the same count is another state
+    expect(digestClashes([d('h2', 1, true, '800', A), d('h3', 1, true, '800', B, 'kvresp')])).toEqual({ clashes: [], countsCompared: 0 });
     // one host's digest alone compares nothing
     expect(digestClashes([d('h1', 1, false, '600', A), d('h1', 1, false, '700', B)])).toEqual({ clashes: [], countsCompared: 0 });
     // a replay that diverged, in the host's log, is a digest violation too
@@ -138,6 +140,7 @@ describe('ftvm chaos', () => {
           nemeses: parseNemeses('all', 'file'),
           processes: 3,
           keys: 3,
+          tcpProcesses: 2,
           failMs: 1000,
           heartbeatMs: 50,
           logDir: null,
@@ -147,7 +150,7 @@ describe('ftvm chaos', () => {
         }),
       ),
     ) as CampaignReport;
-    expect(Object.keys(report).sort()).toEqual(['arbiter', 'hosts', 'ms', 'nemeses', 'seed', 'trialSeconds', 'trials', 'violations']);
+    expect(Object.keys(report).sort()).toEqual(['arbiter', 'hosts', 'ms', 'nemeses', 'seed', 'tcpProcesses', 'trialSeconds', 'trials', 'violations']);
     expect(report.nemeses).toEqual(['kill', 'pause', 'isolate-primary', 'isolate-backup', 'split', 'one-way', 'clock', 'arbiter-chmod', 'arbiter-remove']);
     expect(report.trials.map((t) => [t.trial, t.seed, t.setupError])).toEqual(Array.from({ length: TRIALS }, (_, i) => [i, 4242 + i, null]));
     for (const t of report.trials) {
@@ -161,9 +164,12 @@ describe('ftvm chaos', () => {
       expect(t.nemeses.map((f) => [f.kind, f.atMs, f.durationMs])).toEqual(drawSchedule(new Prng(t.seed), report.nemeses, 3, 3000, 1000).map((f) => [f.kind, f.atMs, f.durationMs]));
     }
     const lin = report.violations.filter((v) => v.kind === 'linearizability' && v.key === 'fabricated');
-    expect(lin.map((v) => [v.trial, v.seed, v.reproduce])).toEqual([[0, 4242, 'ftvm chaos --seed 4242 --trials 1 --hosts 3 --arbiter file --trial-seconds 3 --nemesis kill,pause,isolate-primary,isolate-backup,split,one-way,clock,arbiter-chmod,arbiter-remove']]);
+    expect(lin.map((v) => [v.trial, v.seed, v.reproduce])).toEqual([[0, 4242, 'ftvm chaos --seed 4242 --trials 1 --hosts 3 --arbiter file --trial-seconds 3 --nemesis kill,pause,isolate-primary,isolate-backup,split,one-way,clock,arbiter-chmod,arbiter-remove --tcp-processes 2']]);
     expect(lin[0]!.ops!.map((o) => o.value)).toEqual(expect.arrayContaining(['a', 'b']));
     expect(lin[0]!.schedule).toEqual(report.trials[0]!.nemeses);
+    // the TCP clients of kvresp ran too, through the published port, in most trials (a trial's faults may keep them out)
+    expect(report.trials.every((t) => t.tcp !== null && t.tcp.ops.total <= t.ops.total)).toBe(true);
+    expect(report.trials.filter((t) => t.tcp!.ops.ok > 0).length).toBeGreaterThan(TRIALS / 2);
     // the replicas' state digests were compared, in most trials (not in one that lost the VM early)
     const compared = report.trials.filter((t) => t.digests.countsCompared > 0).length;
     expect(compared).toBeGreaterThan(TRIALS / 2);

@@ -52,16 +52,22 @@ import { eventText } from '../ft/events.ts';
 import { eventually, freePort } from '../cluster/local.ts';
 import { guestPath } from '../runtime/samples.ts';
 import { checkLinearizable, type Op } from './linearizability.ts';
-import { ChaosNet, NetnsCluster } from './netns.ts';
+import { CHAOS_TCP_PORT, ChaosNet, NetnsCluster } from './netns.ts';
+import { RespWorkload, respFinalReads } from './resp-workload.ts';
 import { drawSchedule, runSchedule, type AppliedFault, type Fault, type NemesisKind } from './nemesis.ts';
 import { Prng } from './prng.ts';
 import { finalReads, Workload, type OutputConflict } from './workload.ts';
 
-/** The VM every trial runs. */
+/** The VM every trial runs, its clients on the hosts' client ports. */
 export const CHAOS_VM = 'kv';
-/** Logical clients at once, and the keys they share, in a campaign of `ftvm chaos`. */
+/** The VM whose clients are plain TCP connections to a published port (resp-workload.ts), when the campaign has TCP processes. */
+export const CHAOS_TCP_VM = 'kvresp';
+/** Logical clients at once, and the keys they share, in a campaign of `ftvm chaos`: of the client port, and TCP clients of CHAOS_TCP_VM (on keys of their own). */
 export const CHAOS_PROCESSES = 4;
 export const CHAOS_KEYS = 3;
+export const CHAOS_TCP_PROCESSES = 2;
+/** Where the TCP clients' process numbers start (apart from the client-port ones). */
+const TCP_FIRST_PROCESS = 500_000;
 /** The hosts' failure timeout and heartbeat period in a campaign, how long a trial may take to settle and its final reads (ms), and the operations a violation lists at most (host/limits.ts). */
 export { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, SETTLE_MS, FINAL_READS_MS, VIOLATION_OPS_MAX };
 /** Output conflicts a violation names at most. */
@@ -79,6 +85,8 @@ export interface CampaignOptions {
   /** logical clients at once, and keys they share */
   processes: number;
   keys: number;
+  /** logical TCP clients of CHAOS_TCP_VM at once (0: the VM is not started); they share `keys` keys of their own */
+  tcpProcesses: number;
   failMs: number;
   heartbeatMs: number;
   /** where hosts' logs go (<trial>/<id>.log), or null */
@@ -114,7 +122,10 @@ export interface TrialReport {
   trial: number;
   seed: number;
   nemeses: AppliedFault[];
+  /** every operation of the trial, the TCP clients' included */
   ops: { total: number; ok: number; fail: number; unknown: number };
+  /** the TCP clients' operations alone, and whether CHAOS_TCP_VM lost every replica (null: no TCP clients) */
+  tcp: { ops: { total: number; ok: number; fail: number; unknown: number }; vmLost: boolean } | null;
   /** the checker's verdict ('unknown': it ran out of time on `unknownKeys`) */
   check: { result: 'ok' | 'violation' | 'unknown' | 'not-run'; explored: number; ms: number; unknownKeys: string[] };
   /** no replica of the VM was left after the trial */
@@ -136,6 +147,7 @@ export interface CampaignReport {
   arbiter: 'file' | 'etcd';
   trialSeconds: number;
   nemeses: NemesisKind[];
+  tcpProcesses: number;
   trials: TrialReport[];
   violations: Violation[];
   ms: number;
@@ -150,8 +162,8 @@ export interface TrialFacts {
   conflicts: OutputConflict[];
   /** second starts of the VM that succeeded, in words */
   startedTwice: string[];
-  /** generation claims as the hosts' logs tell them: gen -> hosts */
-  generations: Map<number, Set<string>>;
+  /** generation claims as the hosts' logs tell them, per VM: vm -> gen -> hosts */
+  generations: Map<string, Map<number, Set<string>>>;
   /** host processes that exited without being killed, and logs that say FTVM_ERR_INVARIANT */
   crashes: string[];
   /** what the last vm-state check found wrong (empty: the reports are true) */
@@ -167,14 +179,15 @@ export interface TrialFacts {
   divergences: string[];
 }
 
-/** A state digest one host reported of the VM (its client port's status). */
+/** A state digest one host reported of VM `vm` (its client port's status). */
 export interface DigestSample extends DigestSeen {
+  vm: string;
   host: string;
 }
 
 /** The command line that replays trial seed `seed` alone. */
-export function reproduceLine(o: Pick<CampaignOptions, 'hosts' | 'arbiter' | 'trialSeconds' | 'nemeses'>, seed: number): string {
-  return `ftvm chaos --seed ${seed} --trials 1 --hosts ${o.hosts} --arbiter ${o.arbiter} --trial-seconds ${o.trialSeconds} --nemesis ${o.nemeses.join(',')}`;
+export function reproduceLine(o: Pick<CampaignOptions, 'hosts' | 'arbiter' | 'trialSeconds' | 'nemeses' | 'tcpProcesses'>, seed: number): string {
+  return `ftvm chaos --seed ${seed} --trials 1 --hosts ${o.hosts} --arbiter ${o.arbiter} --trial-seconds ${o.trialSeconds} --nemesis ${o.nemeses.join(',')} --tcp-processes ${o.tcpProcesses}`;
 }
 
 /**
@@ -215,7 +228,7 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
         .join('; ')}`,
     });
   for (const s of f.startedTwice) found.push({ kind: 'two-generations', detail: `a second start of ${CHAOS_VM} while it ran: ${s}` });
-  for (const [gen, hosts] of f.generations) if (hosts.size > 1) found.push({ kind: 'two-generations', detail: `generation ${gen} of ${CHAOS_VM} won by ${[...hosts].join(' and ')}` });
+  for (const [vm, gens] of f.generations) for (const [gen, hosts] of gens) if (hosts.size > 1) found.push({ kind: 'two-generations', detail: `generation ${gen} of ${vm} won by ${[...hosts].join(' and ')}` });
   for (const c of f.crashes) found.push({ kind: 'crash', detail: c });
   for (const p of f.vmProblems) found.push({ kind: 'vm-state', detail: p });
   for (const s of f.slotClashes) found.push({ kind: 'slot', detail: s });
@@ -240,10 +253,13 @@ export function checkTrial(f: TrialFacts): { check: TrialReport['check']; found:
 export function digestClashes(samples: readonly DigestSample[]): { clashes: string[]; countsCompared: number } {
   const clashes: string[] = [];
   const byCount = new Map<string, DigestSample[]>();
-  for (const d of samples) (byCount.get(d.count) ?? byCount.set(d.count, []).get(d.count)!).push(d);
+  for (const d of samples) {
+    const at = `${d.vm} ${d.count}`;
+    (byCount.get(at) ?? byCount.set(at, []).get(at)!).push(d);
+  }
   let countsCompared = 0;
   const who = (d: DigestSample): string => `${d.host} (${d.verified ? 'backup, verified' : 'primary, logged'} at generation ${d.gen}: ${d.digest.slice(0, 16)}…)`;
-  for (const [count, ds] of byCount) {
+  for (const ds of byCount.values()) {
     const verified = ds.filter((d) => d.verified);
     const compared = [...verified, ...ds.filter((d) => !d.verified && verified.some((v) => v.gen === d.gen))];
     if (new Set(compared.map((d) => d.host)).size < 2) continue;
@@ -251,7 +267,7 @@ export function digestClashes(samples: readonly DigestSample[]): { clashes: stri
     const bad = new Set<DigestSample>();
     for (const v of verified) if (v.digest !== verified[0]!.digest) bad.add(v);
     for (const p of compared) if (!p.verified && verified.some((v) => v.gen === p.gen && v.digest !== p.digest)) bad.add(p);
-    if (bad.size) clashes.push(`at count ${count} the replicas' states differ: ${compared.map(who).join(', ')}`);
+    if (bad.size) clashes.push(`${ds[0]!.vm} at count ${ds[0]!.count}: the replicas' states differ: ${compared.map(who).join(', ')}`);
   }
   return { clashes, countsCompared };
 }
@@ -288,17 +304,22 @@ export function lostWrite(history: readonly Op[], key: string, v: string | null)
   return { detail: `key ${key} ${why}`, ops: [...(source ? [source] : []), ...latest] };
 }
 
-/** Where a host's log says it won a generation or started a VM (the sentences of ft/events.ts). */
-const WON_RE = new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'generation-won', vm: CHAOS_VM, gen: 12345, role: 'backup' })).replace('12345', '(\\d+)').replace(escapeRe('; going live'), '')}`);
-const STARTED_RE = new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'vm-started', vm: CHAOS_VM, backup: 'X' })).replace(/ X$/, ' ')}`);
+/** Where a host's log says it won a generation of VM `vm` or started it (the sentences of ft/events.ts). */
+function claimPatterns(vm: string): { won: RegExp; started: RegExp } {
+  return {
+    won: new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'generation-won', vm, gen: 12345, role: 'backup' })).replace('12345', '(\\d+)').replace(escapeRe('; going live'), '')}`),
+    started: new RegExp(`^\\[([^\\]]+)\\] ${escapeRe(eventText({ event: 'vm-started', vm, backup: 'X' })).replace(/ X$/, ' ')}`),
+  };
+}
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** Generation claims in the hosts' logs: gen -> hosts (a VM's start is generation 1 at its primary's host). */
-export function generationsOf(logs: { id: string; log: readonly string[] }[]): Map<number, Set<string>> {
+/** Generation claims of VM `vm` in the hosts' logs: gen -> hosts (a VM's start is generation 1 at its primary's host). */
+export function generationsOf(logs: { id: string; log: readonly string[] }[], vm: string = CHAOS_VM): Map<number, Set<string>> {
   const out = new Map<number, Set<string>>();
+  const { won: WON_RE, started: STARTED_RE } = claimPatterns(vm);
   const add = (gen: number, host: string): void => void (out.get(gen) ?? out.set(gen, new Set()).get(gen)!).add(host);
   for (const h of logs) {
     for (const l of h.log) {
@@ -385,21 +406,23 @@ export async function vmStateProblems(c: NetnsCluster, vm: string): Promise<{ pr
 }
 
 /**
- * Reads the VM's state digests from every host that answers within about 2 s
- * (a paused or cut-off host is passed over) into `into`, keyed by host,
- * generation, role and count; at most CHAOS_DIGESTS_KEPT_MAX are kept.
+ * Reads the state digests of VMs `vms` from every host that answers within
+ * about 2 s (a paused or cut-off host is passed over) into `into`, keyed by
+ * VM, host, generation, role and count; at most CHAOS_DIGESTS_KEPT_MAX are kept.
  */
-async function readDigests(c: NetnsCluster, vm: string, into: Map<string, DigestSample>): Promise<void> {
+async function readDigests(c: NetnsCluster, vms: readonly string[], into: Map<string, DigestSample>): Promise<void> {
   await Promise.all(
     [...c.hosts.keys()].map(async (id) => {
       const client = await clientOf(c, id);
       if (!client) return;
       try {
         const s = await client.request({ t: 'status' }, 1000);
-        const r = (s.vms as { name: string; digests?: DigestSeen[] }[]).find((v) => v.name === vm);
-        for (const d of r?.digests ?? []) {
-          const key = `${id} ${d.gen} ${d.verified} ${d.count}`;
-          if (!into.has(key) && into.size < CHAOS_DIGESTS_KEPT_MAX) into.set(key, { ...d, host: id });
+        for (const r of s.vms as { name: string; digests?: DigestSeen[] }[]) {
+          if (!vms.includes(r.name)) continue;
+          for (const d of r.digests ?? []) {
+            const key = `${r.name} ${id} ${d.gen} ${d.verified} ${d.count}`;
+            if (!into.has(key) && into.size < CHAOS_DIGESTS_KEPT_MAX) into.set(key, { ...d, vm: r.name, host: id });
+          }
         }
       } catch {
         /* not reachable now: read again at the next turn */
@@ -418,8 +441,47 @@ function until(fn: () => Promise<boolean>, ms: number, everyMs = 250): Promise<b
   );
 }
 
+/** The modules a trial runs: the kv sample, and kvresp for the TCP clients. */
+export interface TrialModules {
+  kv: Uint8Array;
+  kvresp: Uint8Array;
+}
+
+/** Counts of a history's operations by status. */
+function opCounts(h: readonly Op[]): TrialReport['ops'] {
+  return { total: h.length, ok: h.filter((x) => x.status === 'ok').length, fail: h.filter((x) => x.status === 'fail').length, unknown: h.filter((x) => x.status === 'unknown').length };
+}
+
+/**
+ * Starts VM `vm` of `module` with its primary on host `at` (and `publish`
+ * ports), then waits (at most SETTLE_MS) until every host's report of it is
+ * true and its primary has a backup. Throws an Error saying what failed.
+ */
+async function startBacked(c: NetnsCluster, vm: string, module: Uint8Array, at: string, publish: number[]): Promise<void> {
+  const admin = await clientOf(c, at);
+  if (!admin) throw new Error(`${at} cannot be reached`);
+  try {
+    await admin.request({ t: 'start', vm, module, host: at, ...(publish.length ? { publish } : {}) }, 60_000);
+  } finally {
+    admin.close();
+  }
+  const backed = await until(async () => {
+    const p = await vmStateProblems(c, vm);
+    const a = await clientOf(c, at);
+    if (!a) return false;
+    try {
+      const s = await a.request({ t: 'status' }, 2000);
+      const v = (s.vms as { name: string; role: string; alone: boolean; partner: string | null }[]).find((x) => x.name === vm);
+      return p.problems.length === 0 && v?.role === 'primary' && !v.alone && v.partner !== null;
+    } finally {
+      a.close();
+    }
+  }, SETTLE_MS);
+  if (!backed) throw new Error(`${vm} got no backup within ${SETTLE_MS} ms`);
+}
+
 /** Runs one trial on `net`; never throws (a trial that cannot be set up says so in setupError). */
-export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions, module: Uint8Array): Promise<TrialReport> {
+export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions, modules: TrialModules): Promise<TrialReport> {
   const t0 = Date.now();
   const seed = o.seed + trial;
   const rng = new Prng(seed);
@@ -427,12 +489,16 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   const schedule: Fault[] = drawSchedule(rng, o.nemeses, o.hosts, trialMs, o.failMs);
   const ids = net.ids;
   const primaryAt = rng.pick(ids);
+  // drawn after the draws above, so that a seed's schedule and kv placement do not depend on the TCP clients
+  const tcpAt = rng.pick(ids);
+  const vms = o.tcpProcesses > 0 ? [CHAOS_VM, CHAOS_TCP_VM] : [CHAOS_VM];
   const say = o.progress ?? (() => {});
   const report: TrialReport = {
     trial,
     seed,
     nemeses: schedule.map((f) => ({ ...f, hosts: [], startedMs: null, endedMs: null, note: 'not started' })),
     ops: { total: 0, ok: 0, fail: 0, unknown: 0 },
+    tcp: null,
     check: { result: 'not-run', explored: 0, ms: 0, unknownKeys: [] },
     vmLost: false,
     processesEnded: 0,
@@ -452,33 +518,19 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   let origin = performance.now();
   const now = (): number => Math.round((performance.now() - origin) * 10) / 10;
   const keys = Array.from({ length: o.keys }, (_, i) => `k${i}`);
+  const tcpKeys = o.tcpProcesses > 0 ? Array.from({ length: o.keys }, (_, i) => `t${i}`) : [];
+  // each host's published endpoint (its address is kept across restarts): known once the hosts run
+  let endpoints: string[] = [];
   const startedTwice: string[] = [];
   try {
-    // 1. the cluster and the VM
+    // 1. the cluster and the VMs
     try {
       await c.startEtcd();
       await Promise.all(ids.map((id) => c.add(id)));
       await c.linked(SETTLE_MS);
-      const admin = await clientOf(c, primaryAt);
-      if (!admin) throw new Error(`${primaryAt} cannot be reached`);
-      try {
-        await admin.request({ t: 'start', vm: CHAOS_VM, module, host: primaryAt }, 60_000);
-      } finally {
-        admin.close();
-      }
-      const backed = await until(async () => {
-        const p = await vmStateProblems(c, CHAOS_VM);
-        const a = await clientOf(c, primaryAt);
-        if (!a) return false;
-        try {
-          const s = await a.request({ t: 'status' }, 2000);
-          const v = (s.vms as { name: string; role: string; alone: boolean; partner: string | null }[]).find((x) => x.name === CHAOS_VM);
-          return p.problems.length === 0 && v?.role === 'primary' && !v.alone && v.partner !== null;
-        } finally {
-          a.close();
-        }
-      }, SETTLE_MS);
-      if (!backed) throw new Error(`${CHAOS_VM} got no backup within ${SETTLE_MS} ms`);
+      endpoints = ids.map((id) => `${c.host(id).public}:${CHAOS_TCP_PORT}`);
+      await startBacked(c, CHAOS_VM, modules.kv, primaryAt, []);
+      if (o.tcpProcesses > 0) await startBacked(c, CHAOS_TCP_VM, modules.kvresp, tcpAt, [CHAOS_TCP_PORT]);
     } catch (e) {
       report.setupError = (e as Error).message.split('\n').slice(0, 8).join('\n');
       say(`trial ${trial}: not set up: ${report.setupError}`);
@@ -487,6 +539,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     // 2. clients and faults
     const wrng = new Prng(seed ^ 0x5bd1e995);
     const w = new Workload({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, processes: o.processes, keys, opTimeoutMs: Math.max(1500, 2 * o.failMs), tag: `t${trial}`, now }, wrng);
+    const tw = o.tcpProcesses > 0 ? new RespWorkload({ endpoints, processes: o.tcpProcesses, firstProcess: TCP_FIRST_PROCESS, keys: tcpKeys, opTimeoutMs: Math.max(1500, 2 * o.failMs), tag: `t${trial}r`, now }, new Prng(seed ^ 0x27d4eb2d)) : null;
     let endTrial!: () => void;
     const ended = new Promise<void>((r) => (endTrial = r));
     const timer = setTimeout(() => endTrial(), trialMs);
@@ -494,13 +547,14 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     o.signal?.addEventListener('abort', onAbort, { once: true });
     origin = performance.now();
     w.start();
-    const nemesis = runSchedule(schedule, { cluster: c, vm: CHAOS_VM, module, now, clientOf: (id) => clientOf(c, id), startedTwice: (s) => startedTwice.push(s) }, ended);
+    tw?.start();
+    const nemesis = runSchedule(schedule, { cluster: c, vm: CHAOS_VM, module: modules.kv, now, clientOf: (id) => clientOf(c, id), startedTwice: (s) => startedTwice.push(s) }, ended);
     // the hosts keep their newest digests only: read them while the trial runs
     const digests = new Map<string, DigestSample>();
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        await readDigests(c, CHAOS_VM, digests);
+        await readDigests(c, vms, digests);
         await new Promise((r) => setTimeout(r, CHAOS_DIGEST_SAMPLE_MS));
       }
     })();
@@ -509,9 +563,9 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
     report.nemeses = await nemesis;
-    await w.stop();
+    await Promise.all([w.stop(), tw?.stop()]);
     await sampler;
-    report.processesEnded = w.processesEnded;
+    report.processesEnded = w.processesEnded + (tw?.processesEnded ?? 0);
     // 3. heal and settle
     net.heal();
     for (const id of ids) {
@@ -531,16 +585,24 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     } catch (e) {
       unsettled = `after healing: ${(e as Error).message}`;
     }
-    let vm = { problems: [] as string[], lost: false, slotClashes: [] as string[] };
+    const states = new Map<string, Awaited<ReturnType<typeof vmStateProblems>>>();
     await until(async () => {
-      vm = await vmStateProblems(c, CHAOS_VM);
-      return vm.problems.length === 0;
+      for (const vm of vms) states.set(vm, await vmStateProblems(c, vm));
+      return [...states.values()].every((v) => v.problems.length === 0);
     }, SETTLE_MS, 500);
-    report.vmLost = vm.lost;
-    await readDigests(c, CHAOS_VM, digests);
+    const kvState = states.get(CHAOS_VM) ?? { problems: ['not read'], lost: false, slotClashes: [] };
+    const tcpState = states.get(CHAOS_TCP_VM);
+    report.vmLost = kvState.lost;
+    await readDigests(c, vms, digests);
     // 4. final reads and checks
     const history = w.history;
-    const finals = vm.lost ? new Map<string, string | null>() : await finalReads({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, keys, opTimeoutMs: 3000, tag: '', now }, history, 1_000_000, FINAL_READS_MS);
+    const finals = kvState.lost ? new Map<string, string | null>() : await finalReads({ hosts: ids.map((id) => c.host(id).client), token: c.token, vm: CHAOS_VM, keys, opTimeoutMs: 3000, tag: '', now }, history, 1_000_000, FINAL_READS_MS);
+    if (tw && tcpState) {
+      const tcpFinals = tcpState.lost ? new Map<string, string | null>() : await respFinalReads({ endpoints, keys: tcpKeys, opTimeoutMs: 3000, now }, tw.history, TCP_FIRST_PROCESS + 1_000_000, FINAL_READS_MS);
+      for (const [k, v] of tcpFinals) finals.set(k, v);
+      report.tcp = { ops: opCounts(tw.history), vmLost: tcpState.lost };
+      history.push(...tw.history);
+    }
     o.tamper?.(trial, history);
     const crashes: string[] = [];
     for (const h of c.incarnations) {
@@ -549,17 +611,16 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
       const inv = h.log.find((l) => l.includes('FTVM_ERR_INVARIANT'));
       if (inv) crashes.push(`${h.id}: ${inv}`);
     }
-    const facts = { history, finals, keys, conflicts: w.conflicts, startedTwice, generations: generationsOf(c.incarnations), crashes, vmProblems: vm.problems, slotClashes: vm.slotClashes, unsettled, vmLost: vm.lost, digests: [...digests.values()], divergences: divergencesOf(c.incarnations) };
+    const generations = new Map(vms.map((vm) => [vm, generationsOf(c.incarnations, vm)]));
+    const vmProblems = [...states.values()].flatMap((v) => v.problems);
+    // the slots are the hosts', read with each VM's reports: one list of clashes
+    const slotClashes = [...new Set([...states.values()].flatMap((v) => v.slotClashes))];
+    const facts = { history, finals, keys: [...keys, ...tcpKeys], conflicts: w.conflicts, startedTwice, generations, crashes, vmProblems, slotClashes, unsettled, vmLost: kvState.lost, digests: [...digests.values()], divergences: divergencesOf(c.incarnations) };
     const { check, found, digestCountsCompared } = checkTrial(facts);
     report.check = check;
     report.digests = { read: digests.size, countsCompared: digestCountsCompared };
     report.violations = found.map((v) => ({ ...v, trial, seed, reproduce: reproduceLine(o, seed), schedule: report.nemeses }));
-    report.ops = {
-      total: history.length,
-      ok: history.filter((x) => x.status === 'ok').length,
-      fail: history.filter((x) => x.status === 'fail').length,
-      unknown: history.filter((x) => x.status === 'unknown').length,
-    };
+    report.ops = opCounts(history);
     return report;
   } catch (e) {
     report.setupError = `the trial failed: ${(e as Error).message.split('\n')[0]}`;
@@ -575,14 +636,14 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
 export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
   const t0 = Date.now();
   const ids = Array.from({ length: o.hosts }, (_, i) => `h${i + 1}`);
-  const module = new Uint8Array(readFileSync(guestPath('kv.wasm')));
+  const modules: TrialModules = { kv: new Uint8Array(readFileSync(guestPath('kv.wasm'))), kvresp: new Uint8Array(readFileSync(guestPath('kvresp.wasm'))) };
   const net = new ChaosNet(ids);
   const gone = (): void => net.destroy();
   process.once('exit', gone);
   const trials: TrialReport[] = [];
   try {
     for (let i = 0; i < o.trials && !o.signal?.aborted; i++) {
-      const r = await runTrial(net, i, o, module);
+      const r = await runTrial(net, i, o, modules);
       trials.push(r);
       o.progress?.(trialLine(r));
     }
@@ -590,7 +651,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
     net.destroy();
     process.removeListener('exit', gone);
   }
-  return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0 };
+  return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, tcpProcesses: o.tcpProcesses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0 };
 }
 
 /** One trial as a line of the table (`ftvm chaos` without --json). */

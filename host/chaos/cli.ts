@@ -5,9 +5,9 @@
 
 import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
 import { usageError } from '../cli/errors.ts';
-import { CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
+import { CHAOS_TCP_PROCESSES_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
 import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
-import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_KEYS, CHAOS_PROCESSES, runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
+import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_KEYS, CHAOS_PROCESSES, CHAOS_TCP_PROCESSES, runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
 import { requireRoot } from './netns.ts';
 import { parseNemeses } from './nemesis.ts';
 
@@ -35,6 +35,7 @@ export async function chaosMain(argv: string[]): Promise<number> {
     const trials = intOption('--trials', values.trials, 1, CHAOS_TRIALS_MAX) ?? 10;
     const hosts = intOption('--hosts', values.hosts, 2, CHAOS_HOSTS_MAX) ?? 3;
     const trialSeconds = intOption('--trial-seconds', values['trial-seconds'], 1, CHAOS_TRIAL_SECONDS_MAX) ?? 10;
+    const tcpProcesses = intOption('--tcp-processes', values['tcp-processes'], 0, CHAOS_TCP_PROCESSES_MAX) ?? CHAOS_TCP_PROCESSES;
     requireRoot('ftvm chaos');
     const say = (l: string): void => void hostStderr.write(`${l}\n`);
     const stop = new AbortController();
@@ -58,6 +59,7 @@ export async function chaosMain(argv: string[]): Promise<number> {
         nemeses,
         processes: CHAOS_PROCESSES,
         keys: CHAOS_KEYS,
+        tcpProcesses,
         failMs: CHAOS_FAIL_MS,
         heartbeatMs: CHAOS_HEARTBEAT_MS,
         logDir: values['log-dir'] ?? null,
@@ -84,8 +86,9 @@ function summary(r: CampaignReport): string {
   const notSetUp = r.trials.filter((t) => t.setupError).length;
   const unknown = r.trials.filter((t) => t.check.result === 'unknown').length;
   const ops = r.trials.reduce((n, t) => n + t.ops.total, 0);
+  const tcpOps = r.trials.reduce((n, t) => n + (t.tcp?.ops.total ?? 0), 0);
   const digestCounts = r.trials.reduce((n, t) => n + t.digests.countsCompared, 0);
-  lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations, ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM, replicas' state digests compared at ${digestCounts} counts`);
+  lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations (${tcpOps} of them by TCP clients), ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM, replicas' state digests compared at ${digestCounts} counts`);
   for (const t of r.trials) {
     if (!t.violations.length) continue;
     lines.push(`trial ${t.trial} (seed ${t.seed}): ${t.violations.length} violations`);

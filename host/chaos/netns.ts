@@ -43,6 +43,8 @@ export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
 export const CHAOS_PEER_PORT = 7100;
 export const CHAOS_CLIENT_PORT = 7101;
 export const CHAOS_API_PORT = 7102;
+/** The TCP port the campaign's kvresp VM is published on, on every host's address. */
+export const CHAOS_TCP_PORT = 7200;
 /** How long etcd may take to serve (ms; host/limits.ts). */
 export { ETCD_READY_MS };
 

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { PUBLISH_PORTS_MAX } from '../cluster/ingress.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../meter/abi.ts';
 import { describeFailure, EXIT, usageError } from './errors.ts';
-import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX, CHAOS_HOSTS_MAX } from '../limits.ts';
+import { RECORD_LOG_FLUSH_MS as LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, CLI_INLINE_MODULE_BYTES_MAX as INLINE_MODULE_BYTES_MAX, CHAOS_HOSTS_MAX, CHAOS_TCP_PROCESSES_MAX } from '../limits.ts';
 export { LOG_FLUSH_MS, CLUSTER_HOSTS_MAX, INLINE_MODULE_BYTES_MAX };
 
 /** One flag as node:util parseArgs declares it. */
@@ -641,20 +641,23 @@ export { CHAOS_HOSTS_MAX };
 /** `ftvm chaos`: a Jepsen-style campaign on a cluster in network namespaces (chaos/cli.ts). */
 export const CHAOS = command({
   name: 'chaos',
-  usage: 'ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]',
-  help: `usage: ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--log-dir DIR] [--json]
+  usage: 'ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--tcp-processes N] [--log-dir DIR] [--json]',
+  help: `usage: ftvm chaos [--seed N] [--trials N] [--hosts N] [--arbiter file|etcd] [--trial-seconds S] [--nemesis LIST] [--tcp-processes N] [--log-dir DIR] [--json]
 
 Runs a Jepsen-style campaign: trials one after another, each on a fresh
 cluster of ftvm hosts, every host in its own network namespace (veth-linked
 to a bridge; the clients are in the root namespace), with a fresh arbiter.
-Each trial starts the kv sample, runs clients that record every operation
+Each trial starts the kv sample (clients on the hosts' client ports) and the
+kvresp sample published on a TCP port of every host (plain TCP clients
+speaking RESP, as redis-cli does), runs clients that record every operation
 (invoke, ok, fail or unknown) for S seconds while faults drawn from the
 trial's seed come and go, heals everything, waits for the cluster to settle,
 reads every key back, and checks: the history is linearizable, no
-acknowledged write was lost, every host's report of the VM is true (a VM
+acknowledged write was lost, every host's report of each VM is true (a VM
 with no replica left is lost, never running), no host crashed (or said
 FTVM_ERR_INVARIANT), no output was released under two generations, no
-client got another's answer, no two hosts hold one slot. It prints a line per trial and a summary (with
+client got another's answer, no two hosts hold one slot, the replicas'
+state digests agree where both logged them. It prints a line per trial and a summary (with
 --json: one JSON document, {"trials", "nemeses", "violations", ...}); each
 violation names its kind, its trial, the seed that replays the trial and
 the command line that does. Trial i uses seed N+i: \`--seed N+i --trials 1\`
@@ -688,6 +691,7 @@ options:
   --arbiter A        file (a directory, the default) or etcd (an etcd in the root namespace)
   --trial-seconds S  seconds of clients and faults per trial (default 10)
   --nemesis LIST     the faults to draw from (see above)
+  --tcp-processes N  TCP clients of kvresp at once (0..${CHAOS_TCP_PROCESSES_MAX}, default 2; 0: no kvresp VM)
   --log-dir DIR      keep every host's log, as DIR/trial-I/<id>.log
   --json             print the report as one JSON document
   -h, --help         this text
@@ -699,6 +703,7 @@ options:
     arbiter: { type: 'string' },
     'trial-seconds': { type: 'string' },
     nemesis: { type: 'string' },
+    'tcp-processes': { type: 'string' },
     'log-dir': { type: 'string' },
     json: { type: 'boolean' },
   },

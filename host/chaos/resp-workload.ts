@@ -22,6 +22,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Op } from './linearizability.ts';
 import type { Prng } from './prng.ts';
+import { drawOp, ProcessLoops } from './workload.ts';
 import { CHAOS_STAGGER_MS_MAX as STAGGER_MS_MAX, CHAOS_OPS_MAX as OPS_MAX, CHAOS_RESP_REPLY_BYTES_MAX as REPLY_BYTES_MAX } from '../limits.ts';
 
 /** Options of a RESP workload. */
@@ -139,39 +140,23 @@ class RespConn {
 }
 
 /** Runs logical RESP clients until stop(); `history` holds every operation. */
-export class RespWorkload {
+export class RespWorkload extends ProcessLoops<RespConn> {
   readonly history: Op[] = [];
   /** processes that ended on an operation left 'unknown' */
   processesEnded = 0;
   private nextProcess: number;
   private nextWrite = 0;
-  private running = false;
-  private readonly loops: Promise<void>[] = [];
-  private readonly conns = new Set<RespConn>();
 
   constructor(
     private readonly o: RespWorkloadOptions,
     private readonly rng: Prng,
   ) {
+    super(o.processes);
     this.nextProcess = o.firstProcess;
   }
 
-  /** Starts the processes. */
-  start(): void {
-    this.running = true;
-    for (let i = 0; i < this.o.processes; i++) this.loops.push(this.loop(i));
-  }
-
-  /** Stops invoking; waits (at most an operation timeout) for the operations in flight. */
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.conns) c.close();
-    this.conns.clear();
-  }
-
   /** One process slot: a process per connection, each to the next host; a new one after each 'unknown'. */
-  private async loop(slot: number): Promise<void> {
+  protected async loop(slot: number): Promise<void> {
     let turn = slot;
     while (this.running) {
       const endpoint = this.o.endpoints[turn++ % this.o.endpoints.length]!;
@@ -196,10 +181,7 @@ export class RespWorkload {
 
   /** Draws, sends and records one operation: true once it completed, false when it is left 'unknown'. */
   private async invoke(c: RespConn, process: number): Promise<boolean> {
-    const key = this.rng.pick(this.o.keys);
-    const r = this.rng.next();
-    const f: Op['f'] = r < 0.45 ? 'write' : r < 0.9 ? 'read' : 'delete';
-    const value = f === 'write' ? `${this.o.tag}.${this.nextWrite++}` : null;
+    const { key, f, value } = drawOp(this.rng, this.o.keys, this.o.tag, this.nextWrite++);
     const op: Op = { process, key, f, value, invokeMs: this.o.now(), completeMs: null, status: 'unknown' };
     this.history.push(op);
     const reply = await c.ask(f === 'write' ? ['SET', key, value!] : f === 'read' ? ['GET', key] : ['DEL', key], this.o.opTimeoutMs);

@@ -76,6 +76,49 @@ export interface WorkloadOptions {
   now: () => number;
 }
 
+/**
+ * Draws one operation on `keys`: a write (45%, of the value `${tag}.${n}`,
+ * unique while `n` is), a read (45%) or a delete (10%).
+ */
+export function drawOp(rng: Prng, keys: readonly string[], tag: string, n: number): { key: string; f: Op['f']; value: string | null } {
+  const key = rng.pick(keys);
+  const r = rng.next();
+  const f: Op['f'] = r < 0.45 ? 'write' : r < 0.9 ? 'read' : 'delete';
+  return { key, f, value: f === 'write' ? `${tag}.${n}` : null };
+}
+
+/**
+ * Logical clients, each a loop (`loop(slot)`, the subclass's) of processes
+ * over connections of type C: started together, stopped together (the
+ * connections still open are closed once every loop has seen `running`
+ * go false and returned).
+ */
+export abstract class ProcessLoops<C extends { close(): void }> {
+  protected running = false;
+  private readonly loops: Promise<void>[] = [];
+  /** the connections open now (each loop adds and deletes its own) */
+  protected readonly conns = new Set<C>();
+
+  constructor(private readonly processes: number) {}
+
+  /** One process slot's loop, until `running` is false. */
+  protected abstract loop(slot: number): Promise<void>;
+
+  /** Starts the processes. */
+  start(): void {
+    this.running = true;
+    for (let i = 0; i < this.processes; i++) this.loops.push(this.loop(i));
+  }
+
+  /** Stops invoking; waits (at most an operation timeout) for the operations in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    for (const c of this.conns) c.close();
+    this.conns.clear();
+  }
+}
+
 /** An operation in flight on one process. */
 interface Pending {
   id: string;
@@ -84,7 +127,7 @@ interface Pending {
 }
 
 /** Runs logical clients until stop(); `history` holds every operation. */
-export class Workload {
+export class Workload extends ProcessLoops<FtClient> {
   readonly history: Op[] = [];
   readonly conflicts: OutputConflict[] = [];
   /** operations left 'unknown' whose connection was closed */
@@ -92,29 +135,14 @@ export class Workload {
   private nextProcess = 0;
   private nextWrite = 0;
   private nextReq = 0;
-  private running = false;
-  private readonly loops: Promise<void>[] = [];
   private readonly outputs = new Map<string, { client: number; conn: number | null; gen: number; digest: string; text: string }>();
   private nextClient = 0;
-  private readonly clients = new Set<FtClient>();
 
   constructor(
     private readonly o: WorkloadOptions,
     private readonly rng: Prng,
-  ) {}
-
-  /** Starts the processes (each connects, then loops). */
-  start(): void {
-    this.running = true;
-    for (let i = 0; i < this.o.processes; i++) this.loops.push(this.loop(i));
-  }
-
-  /** Stops invoking; waits (at most an operation timeout) for the operations in flight. */
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.clients) c.close();
-    this.clients.clear();
+  ) {
+    super(o.processes);
   }
 
   /** A new client connection for process slot `slot` (its host list rotated so slots start on different hosts). */
@@ -133,7 +161,7 @@ export class Workload {
       c.close();
       return null;
     }
-    this.clients.add(c);
+    this.conns.add(c);
     this.sent.set(no, new Set());
     return { c, no };
   }
@@ -156,7 +184,7 @@ export class Workload {
   private readonly sent = new Map<number, Set<string>>();
 
   /** One process slot: a process per connection; a new one after each 'unknown'. */
-  private async loop(slot: number): Promise<void> {
+  protected async loop(slot: number): Promise<void> {
     while (this.running) {
       const got = await this.connect(slot);
       if (!got) {
@@ -184,17 +212,14 @@ export class Workload {
         await new Promise((r) => setTimeout(r, this.rng.int(0, STAGGER_MS_MAX)));
       }
       c.close();
-      this.clients.delete(c);
+      this.conns.delete(c);
       if (!alive) this.processesEnded++;
     }
   }
 
   /** Draws and sends one operation; `result` resolves once it completed (true) or became 'unknown' (false). */
   private invoke(c: FtClient, process: number, sent: Set<string>): { pending: Pending; result: Promise<boolean> } {
-    const key = this.rng.pick(this.o.keys);
-    const r = this.rng.next();
-    const f: Op['f'] = r < 0.45 ? 'write' : r < 0.9 ? 'read' : 'delete';
-    const value = f === 'write' ? `${this.o.tag}.${this.nextWrite++}` : null;
+    const { key, f, value } = drawOp(this.rng, this.o.keys, this.o.tag, this.nextWrite++);
     const id = `r${this.nextReq++}`;
     sent.add(id);
     const text = f === 'write' ? `${id} SET ${key} ${value}` : f === 'read' ? `${id} GET ${key}` : `${id} DEL ${key}`;

@@ -180,6 +180,22 @@ describe.each([fileBackend(), etcdBackend()])('$name', (backend) => {
     expect(await arbiter('id-other').open()).not.toBe(ids[0]);
   });
 
+  it('hosts starting at once on an empty arbiter all join the one cluster its first host makes', async () => {
+    // each opens, then registers (state beside the id) while the others may still be opening
+    for (let round = 0; round < 5; round++) {
+      const ns = `fresh-${round}`;
+      const joined = await Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          const a = arbiter(ns);
+          const id = await a.open();
+          await a.register({ id: `h${i}`, peer: `p:${i}`, client: `c:${i}` });
+          return id;
+        }),
+      );
+      expect(new Set(joined).size).toBe(1);
+    }
+  });
+
   it('refuses every call once its state is lost, and never makes it again', async () => {
     const a = arbiter('lost');
     expect(await a.claim('vm1', 1, 'h1')).toBe(true);
@@ -273,6 +289,34 @@ describe('FileArbiter across processes', () => {
       for (const c of children) c.p.kill('SIGKILL');
     }
   }, 20_000);
+});
+
+describe('EtcdArbiter opening while another host makes the cluster', () => {
+  let etcd: TestEtcd | undefined;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  }, 20_000);
+  afterAll(() => etcd?.stop(), 10_000);
+
+  it('joins the cluster whose state it finds after it read no cluster key, instead of calling that state lost', async () => {
+    const first = new EtcdArbiter({ endpoints: [etcd!.endpoint], prefix: 'race/' });
+    const second = new EtcdArbiter({ endpoints: [etcd!.endpoint], prefix: 'race/' });
+    try {
+      // the second host reads the cluster key just before the first makes it...
+      const client = (second as unknown as { client: Etcd3 }).client;
+      const get = client.get.bind(client);
+      let reads = 0;
+      client.get = ((key: string) => (reads++ === 0 ? { string: async () => null } : get(key))) as unknown as Etcd3['get'];
+      // ...and the first makes it and registers before the second looks for other state
+      const id = await first.open();
+      await first.register({ id: 'h1', peer: 'p:1', client: 'c:1' });
+      expect(await second.open()).toBe(id);
+      expect(reads).toBeGreaterThan(1);
+      expect(await second.register({ id: 'h2', peer: 'p:2', client: 'c:2' })).not.toBe(await first.register({ id: 'h1', peer: 'p:1', client: 'c:1' }));
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
+  });
 });
 
 describe('EtcdArbiter without etcd', () => {

@@ -134,8 +134,13 @@ export class FileArbiter implements Arbiter {
       } catch (e) {
         throw new ArbiterError(`cannot make the arbiter's directory ${this.dir}: ${(e as Error).message}`);
       }
-      // state without the id (its id file lost): refused, never taken for a new cluster
+      // state without the id (its id file lost): refused, never taken for a new cluster.
+      // The id file is made before any other state: state seen after the id was
+      // read as absent is another host's that made the cluster meanwhile, unless
+      // the id is still absent when read again.
       const state = ARBITER_PARTS.filter((part) => (readdirOr(join(this.dir, part)) ?? []).some((n) => !n.startsWith('.')));
+      const made = state.length ? readOr(marker) : null;
+      if (made !== null) return (this.clusterId = made);
       if (state.length) throw new ArbiterError(`${this.dir} holds arbiter state (${state.join(', ')}) but no cluster file: its state was lost or damaged; start a new cluster in an empty directory`);
       // a new cluster: the id file appears whole (written aside, then linked), and one of several hosts starting at once makes it
       const tmp = join(this.dir, `.cluster.${process.pid}.${randomUUID()}`);

@@ -77,9 +77,14 @@ export class EtcdArbiter implements Arbiter {
       return now;
     }
     if (now !== null) return (this.clusterId = now);
-    // state without the id (its key lost): refused, never taken for a new cluster
-    // (the cluster key itself may have been made meanwhile, by a host starting at the same moment)
+    // state without the id (its key lost): refused, never taken for a new cluster.
+    // The cluster key is made before any other state (every other write compares
+    // it in its transaction): state seen after the key was read as absent is
+    // another host's that made the cluster meanwhile, unless the key is still
+    // absent when read again.
     const state = (await this.client.getAll().prefix(this.prefix).limit(2).keys()).filter((k) => k !== key);
+    const made = state.length ? await this.client.get(key).string() : null;
+    if (made !== null) return (this.clusterId = made);
     if (state.length) throw new ArbiterError(`etcd holds arbiter state under ${this.prefix} (${state[0]}) but no cluster key: its state was lost or damaged; start a new cluster under an empty prefix`);
     await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(randomUUID())).commit();
     const id = await this.client.get(key).string();

@@ -32,7 +32,7 @@ import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
-import { checkSend, checkStartBody, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
+import { checkSend, checkStartBody, checkVmName, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
 import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX, UPLOADS_MAX, REFUSED_DRAIN_MS } from '../limits.ts';
 export { MODULE_BYTES_MAX, UPLOADS_MAX };
@@ -474,11 +474,18 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
 
   app.get('/v1/vms', { schema: { response: { 200: { type: 'array', items: vmSchema }, ...e(401) } } }, async () => host.vmInfos().map(viewOf));
 
-  app.get('/v1/vms/:name', { schema: { params: nameParam, response: { 200: vmSchema, ...e(400, 401, 404) } } }, async (req) => view((req.params as { name: string }).name));
+  app.get('/v1/vms/:name', { schema: { params: nameParam, response: { 200: vmSchema, ...e(400, 401, 404, 503) } } }, async (req) => {
+    const name = (req.params as { name: string }).name;
+    // a VM no host here reports may be one the arbiter still holds, lost while this host was away
+    if (!host.vmInfos().some((v) => v.name === name)) {
+      const lost = await host.lostVmInfo(checkVmName(name));
+      if (lost) return viewOf(lost);
+    }
+    return view(name);
+  });
 
   app.delete('/v1/vms/:name', { schema: { params: nameParam, response: { 204: { type: 'null' }, ...e(400, 401, 404) } } }, async (req, reply) => {
     const a = checkVmOp('stop', (req.params as { name: string }).name);
-    view(a.vm);
     await host.stopVm(a.vm);
     return reply.code(204).send();
   });

@@ -134,6 +134,8 @@ interface Link {
   addr: string;
   sock: Socket | null;
   ready: boolean;
+  /** performance.now() ms when it last became ready */
+  readyAt: number;
   nextDialAt: number;
 }
 
@@ -352,6 +354,11 @@ export interface DigestSeen {
   digest: string;
   verified: boolean;
   gen: number;
+}
+
+/** A VM's info before its primary's host described it: state 'alone', every figure -1 (unknown). */
+function blankInfo(name: string, gen: number, primary: string): VmInfo {
+  return { name, gen, primary, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, publish: [], endpoints: [], end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
 }
 
 /** What FtHost.status() says (see there). */
@@ -706,7 +713,7 @@ export class FtHost {
     for (const m of this.members) {
       if (m.id === this.id) continue;
       const l = this.links.get(m.id);
-      if (!l) this.links.set(m.id, { id: m.id, addr: m.peer, sock: null, ready: false, nextDialAt: 0 });
+      if (!l) this.links.set(m.id, { id: m.id, addr: m.peer, sock: null, ready: false, readyAt: 0, nextDialAt: 0 });
       else if (l.addr !== m.peer) {
         // the host restarted elsewhere
         l.addr = m.peer;
@@ -766,6 +773,7 @@ export class FtHost {
           if (m.t !== 'welcome') return void sock.destroy();
           stage = 'ready';
           l.ready = true;
+          l.readyAt = performance.now();
           this.heard(l.id);
           this.onLinkUp(l.id);
         } else {
@@ -2025,8 +2033,37 @@ export class FtHost {
    * cluster view says so) and that DELETE frees the name.
    */
   private exists(name: string, last: { gen: number; host: string }): HostError {
-    const lost = (last.host === this.id && !this.vms.has(name)) || this.vmInfos().some((v) => v.name === name && v.state === 'lost');
+    const lost = this.ownerHasNoReplica(name, last) || this.vmInfos().some((v) => v.name === name && v.state === 'lost');
     return new HostError('FTVM_ERR_EXISTS', lost ? `VM ${name} exists, lost: both its replicas are gone (generation ${last.gen} was ${last.host}'s); DELETE it to use its name again` : `VM ${name} exists already`);
+  }
+
+  /**
+   * Whether VM `name`, whose latest generation the arbiter gave to
+   * `last.host`, has no primary there: that host is this one, without a
+   * replica of it, or a live peer linked for 2 INFO_EVERY_MS that has not
+   * announced it (a primary's host announces it every INFO_EVERY_MS). A
+   * backup elsewhere would have claimed the next generation, so the VM is
+   * lost. False when the owner is not reachable now: it may still run it.
+   */
+  private ownerHasNoReplica(name: string, last: { gen: number; host: string }): boolean {
+    if (this.primaries.get(name)?.host === last.host) return false;
+    if (last.host === this.id) return !this.vms.has(name);
+    const link = this.links.get(last.host);
+    return !!link?.ready && this.alive(last.host) && performance.now() - link.readyAt >= 2 * INFO_EVERY_MS;
+  }
+
+  /**
+   * VM `name` as the arbiter knows it, when no host this one hears reports
+   * it and its owner has no replica of it (ownerHasNoReplica): reported
+   * lost, so that a host restarted after the VM's replicas were gone says
+   * so rather than "no such VM". Null otherwise (also when the arbiter holds
+   * no live generation of it). Errors: ArbiterError (FTVM_ERR_ARBITER).
+   */
+  async lostVmInfo(name: string): Promise<VmInfo | null> {
+    if (this.primaries.has(name)) return null;
+    const last = await this.opts.arbiter.latest(name);
+    if (!last || last.host === STOPPED || !this.ownerHasNoReplica(name, last)) return null;
+    return { ...blankInfo(name, last.gen, last.host), state: 'lost' };
   }
 
   /** Another host runs the primary of a VM in generation `gen`. */
@@ -2571,7 +2608,7 @@ export class FtHost {
    * both replicas wherever they run. The name can be used again.
    */
   async stopVm(name: string): Promise<void> {
-    if (!this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    // a VM no host here reports may still be the arbiter's (lost while this host was away): the arbiter decides
     let gen = 0;
     for (let tries = 0; tries < 20; tries++) {
       const last = await this.opts.arbiter.latest(name);
@@ -2609,7 +2646,7 @@ export class FtHost {
       else if (said && said.info.gen === p.gen) info = { ...said.info, ageMs: Math.round(now - said.at) };
       else {
         // announced, but not yet described
-        info = { name, gen: p.gen, primary: p.host, backup: null, state: 'alone', count: '-1', lagMs: -1, lagCounts: '-1', logBytes: -1, acked: -1, released: -1, held: -1, memoryMiB: -1, cpuPercent: -1, publish: [], endpoints: [], end: null, stdoutBytes: -1, stderrBytes: -1, ageMs: -1 };
+        info = blankInfo(name, p.gen, p.host);
       }
       info.publish ??= [];
       info.endpoints = this.endpoints(name, info.publish);

@@ -48,4 +48,27 @@ describe('fencing a paused primary', () => {
       for (let k = 0; k <= round; k++) expect(await askVm(api, paused, 'kv', conn, `r${round}-${k} GET k${k}`)).toBe(`r${round}-${k} VALUE v${k}`);
     }
   }, 240_000);
+
+  it('a host paused with no primary has no generation to check, and says nothing of one; with a primary it checks', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
+    const pausedFor = (h: string): string[] => c!.host(h).log.filter((l) => /paused for \d+ ms/.test(l));
+    // h2 holds nothing: a pause longer than the failure timeout (1 s) wakes it with nothing to check
+    c.host('h2').proc.kill('SIGSTOP');
+    await eventually('h1 takes h2 for dead', async () => ((await api('h1', 'GET', '/v1/hosts')).json.hosts.find((x: { id: string; alive: boolean }) => x.id === 'h2')?.alive === false ? true : undefined));
+    c.host('h2').proc.kill('SIGCONT');
+    await eventually('h1 hears h2 again', async () => ((await api('h1', 'GET', '/v1/hosts')).json.hosts.find((x: { id: string; alive: boolean }) => x.id === 'h2')?.alive === true ? true : undefined));
+    // its own API answers, so its timers have run since it woke
+    expect((await api('h2', 'GET', '/v1/vms')).status).toBe(200);
+    expect(pausedFor('h2')).toEqual([]);
+    // the same pause of a host with a primary on it: it asks the arbiter about that primary's generation
+    const started = await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    expect(started.status).toBe(201);
+    const p: string = started.json.primary;
+    const q = p === 'h1' ? 'h2' : 'h1';
+    c.host(p).proc.kill('SIGSTOP');
+    await eventually(`${q} takes ${p} for dead`, async () => ((await api(q, 'GET', '/v1/hosts')).json.hosts.find((x: { id: string; alive: boolean }) => x.id === p)?.alive === false ? true : undefined));
+    c.host(p).proc.kill('SIGCONT');
+    await eventually(`${p} says it checks its primary`, async () => (pausedFor(p).some((l) => l.includes('checking the generation of its primary')) ? true : undefined));
+  }, 120_000);
 });

@@ -1991,9 +1991,11 @@ export class FtHost {
    * until its backup acknowledges, which a backup gone live never does.
    */
   private checkGenerations(pausedMs: number): void {
-    this.say(`paused for ${Math.round(pausedMs)} ms (more than the failure timeout): checking the generations of its primaries`);
-    for (const vm of this.vms.values()) {
-      if (vm.role !== 'primary' || vm.claiming) continue;
+    // (a host without primaries has nothing to check: its start-up work alone may have held the loop)
+    const primaries = [...this.vms.values()].filter((vm) => vm.role === 'primary' && !vm.claiming);
+    if (!primaries.length) return;
+    this.say(`paused for ${Math.round(pausedMs)} ms (more than the failure timeout): checking the generation of ${primaries.length === 1 ? 'its primary' : `its ${primaries.length} primaries`}`);
+    for (const vm of primaries) {
       this.opts.arbiter.latest(vm.name).then(
         (l) => {
           if (!l || this.vms.get(vm.name) !== vm) return;

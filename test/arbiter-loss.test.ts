@@ -2,8 +2,11 @@
 // directory removed under a running cluster, no VM is started, deleted or
 // failed over, no running VM is dropped, and a host started afterwards (which
 // makes a new, empty cluster there) is refused by the hosts of the old one, so
-// no slot or connection id can be held twice among linked hosts.
-import { rmSync } from 'node:fs';
+// no slot or connection id can be held twice among linked hosts. A pair
+// whose partner fell silent while the arbiter was away, and is heard again
+// before it is back, goes on as it was: serving, and with no claim left to
+// make a needless failover once the arbiter returns.
+import { renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { askVm, Cluster, eventually, linkedCluster } from './cluster.ts';
@@ -15,6 +18,32 @@ afterEach(async () => {
 });
 
 describe('a lost arbiter', () => {
+  it('a pair silent for a while with the arbiter away resumes when the partner is heard again, and claims nothing later', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2']));
+    const started = await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    expect(started.status).toBe(201);
+    const { primary, backup } = started.json as { primary: string; backup: string };
+    await eventually('a backup', async () => ((await api(primary, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
+    const conn = (await api(primary, 'POST', '/v1/connections')).json.conn;
+    expect(await askVm(api, primary, 'kv', conn, 'w1 SET k v1')).toMatch(/^w1 OK \d+$/);
+    const arbiter = join(c.dir, 'arbiter');
+    renameSync(arbiter, `${arbiter}.away`);
+    // the primary's host paused past the failure timeout: each side takes the other for dead and cannot claim
+    c.host(primary).proc.kill('SIGSTOP');
+    await eventually('the backup tries to go live', async () => (c!.host(backup).log.some((l) => l.includes('kv: arbiter unreachable')) ? true : undefined));
+    c.host(primary).proc.kill('SIGCONT');
+    const resumed = (h: string): boolean => c!.host(h).log.some((l) => l.includes('kv: ') && l.includes('is heard again and the arbiter was not reached'));
+    await eventually('the backup follows again', async () => (resumed(backup) ? true : undefined));
+    // serving again, with the arbiter still away: the backup acknowledges the log, so the answer is released
+    expect(await askVm(api, primary, 'kv', conn, 'w2 SET k v2')).toMatch(/^w2 OK \d+$/);
+    renameSync(`${arbiter}.away`, arbiter);
+    expect(await askVm(api, backup, 'kv', (await api(backup, 'POST', '/v1/connections')).json.conn, 'r1 GET k')).toBe('r1 VALUE v2');
+    const info = (await api(backup, 'GET', '/v1/vms/kv')).json;
+    expect([info.gen, info.primary, info.state]).toEqual([1, primary, 'running']);
+    for (const h of [primary, backup]) expect(c.host(h).log.filter((l) => l.includes('generation-won') || l.includes('won generation'))).toEqual([]);
+  }, 120_000);
+
   it('stops starts, deletes and claims, drops no running VM, and keeps a host of a cluster made again out', async () => {
     let api;
     ({ c, api } = await linkedCluster());

@@ -8,6 +8,9 @@ const ALLOWED = new Set([
   'going-live>alone',
   'live>going-alone',
   'going-alone>alone',
+  // the silent partner heard again before the arbiter answered: the pair goes on
+  'going-live>following',
+  'going-alone>live',
   'alone>recreating-backup',
   'recreating-backup>live',
   'recreating-backup>alone',

@@ -877,7 +877,10 @@ export class FtHost {
       if (!partner) continue;
       if (this.detector.partnerDead(partner, vm.since)) {
         this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
-        void (vm.role === 'primary' ? this.backupLost(vm) : this.primaryLost(vm));
+        // a silence may end (a pause, a cut link): while the arbiter cannot be reached, the same partner heard again resumes the pair
+        const boot = this.boots.get(partner);
+        const back = (): boolean => this.alive(partner) && !!this.links.get(partner)?.ready && this.boots.get(partner) === boot;
+        void (vm.role === 'primary' ? this.backupLost(vm, back) : this.primaryLost(vm, back));
       }
     }
     for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
@@ -2172,23 +2175,43 @@ export class FtHost {
     vm.handle.setUnackedLog(vm.unackedBytes, vm.role === 'primary' && !vm.alone ? this.opts.unackedLogMax : 0);
   }
 
-  /** Claims generation gen+1, retrying while the arbiter cannot be reached; never goes live without it. */
-  private async claimNext(vm: Vm): Promise<boolean> {
+  /**
+   * Claims generation gen+1, retrying every 200 ms while the arbiter cannot
+   * be reached; never goes live without it. 'resumed' when `back` says, after
+   * an attempt the arbiter did not answer, that the partner whose silence
+   * started the claim is heard again (the same process): nothing was claimed,
+   * and the pair goes on as it was.
+   */
+  private async claimNext(vm: Vm, back?: () => boolean): Promise<boolean | 'resumed'> {
+    let said = 0;
     for (;;) {
       if (this.closed || this.vms.get(vm.name) !== vm) return false;
       try {
         return await this.opts.arbiter.claim(vm.name, vm.gen + 1, this.id);
       } catch (e) {
-        this.say(`${vm.name}: arbiter unreachable (${(e as Error).message}); not going live`);
+        if (back?.()) return 'resumed';
+        // once a second is enough to say it
+        if (performance.now() - said >= 1000) {
+          said = performance.now();
+          this.say(`${vm.name}: arbiter unreachable (${(e as Error).message}); not going live`);
+        }
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   }
 
-  private async primaryLost(vm: Vm): Promise<void> {
+  /** The pair goes on: the partner was heard again before the arbiter answered (see claimNext). */
+  private resumePair(vm: Vm): void {
+    const partner = vm.role === 'primary' ? vm.backup : vm.primary;
+    this.transition(vm, vm.role === 'primary' ? 'live' : 'following');
+    this.say(`${vm.name}: ${partner} is heard again and the arbiter was not reached: ${vm.role} of generation ${vm.gen} again, nothing claimed`);
+  }
+
+  private async primaryLost(vm: Vm, back?: () => boolean): Promise<void> {
     this.transition(vm, 'going-live');
-    const won = await this.claimNext(vm);
+    const won = await this.claimNext(vm, back);
     if (this.vms.get(vm.name) !== vm) return;
+    if (won === 'resumed') return this.resumePair(vm);
     if (!won) return this.dropVm(vm, 'lost the arbiter to another replica');
     vm.gen++;
     this.transition(vm, 'alone');
@@ -2207,10 +2230,11 @@ export class FtHost {
     this.recreateBackup(vm);
   }
 
-  private async backupLost(vm: Vm): Promise<void> {
+  private async backupLost(vm: Vm, back?: () => boolean): Promise<void> {
     this.transition(vm, 'going-alone');
-    const won = await this.claimNext(vm);
+    const won = await this.claimNext(vm, back);
     if (this.vms.get(vm.name) !== vm) return;
+    if (won === 'resumed') return this.resumePair(vm);
     if (!won) return this.dropVm(vm, 'lost the arbiter: the backup went live');
     vm.gen++;
     this.transition(vm, 'alone');

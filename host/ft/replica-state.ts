@@ -6,6 +6,8 @@
 //
 //   following ──(its primary is dead)──> going-live ──(won gen+1)──> alone
 //   live ──(its backup is dead)──> going-alone ──(won gen+1)──> alone
+//   going-live ──(its primary heard again, the arbiter not reached yet)──> following
+//   going-alone ──(its backup heard again, the arbiter not reached yet)──> live
 //   alone ──(snapshot asked for)──> recreating-backup ──(shipped)──> live
 //   recreating-backup ──(shipping failed)──> alone
 //   any ──> stopped (lost the arbiter, test failover, deleted, replaced, failed)
@@ -21,9 +23,9 @@ export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' |
 
 const NEXT: Record<ReplicaState, readonly ReplicaState[]> = {
   following: ['going-live', 'stopped'],
-  'going-live': ['alone', 'stopped'],
+  'going-live': ['alone', 'following', 'stopped'],
   live: ['going-alone', 'stopped'],
-  'going-alone': ['alone', 'stopped'],
+  'going-alone': ['alone', 'live', 'stopped'],
   alone: ['recreating-backup', 'stopped'],
   'recreating-backup': ['live', 'alone', 'stopped'],
   stopped: [],

@@ -420,6 +420,35 @@ describe('published ports: bounded buffers', () => {
     }
   });
 
+  it('a VM that is lost closes its ports on the hosts left, as one that ended: its clients are reset and new ones refused', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    const port = await freePort();
+    const started = await api('h1', 'POST', '/v1/vms', { name: 'kvt', sample: 'kvsock', publish: [port] });
+    expect(started.status, JSON.stringify(started.json)).toBe(201);
+    const { primary, backup } = started.json as { primary: string; backup: string };
+    const witness = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
+    await eventually('served by every host', async () => ((await api(witness, 'GET', '/v1/vms/kvt')).json.endpoints?.length === 3 ? true : undefined));
+    const cl = await LineClient.open(`${c.host(witness).public}:${port}`);
+    cl.send('a SET k v');
+    await eventually('an answer', () => (cl.lines.length ? true : undefined));
+    await c.kill(backup);
+    await c.kill(primary);
+    const info = await eventually('lost', async () => {
+      const r = (await api(witness, 'GET', '/v1/vms/kvt')).json;
+      return r.state === 'lost' ? r : undefined;
+    });
+    expect(info.endpoints).toEqual([]);
+    await eventually('its client is cut off', () => (cl.closed ? true : undefined));
+    await eventually(`${witness} refuses new clients`, () =>
+      new Promise<true | undefined>((resolve) => {
+        const s = connect({ host: c!.host(witness).public, port });
+        s.once('connect', () => (s.destroy(), resolve(undefined)));
+        s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? true : undefined));
+      }),
+    );
+  });
+
   it("a client that does not read stalls only its own connection: the send window closes, nothing is reset, other clients are served, and every byte arrives once it reads", async () => {
     let api;
     ({ c, api } = await linkedCluster(['h1', 'h2']));

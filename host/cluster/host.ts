@@ -945,9 +945,11 @@ export class FtHost {
    * its primary moves to another host; a VM deleted, ended or unknown loses them.
    */
   private publishPorts(): void {
-    // a guest that ended has no listener any more, as a process that exited: its ports close and its clients are reset
+    // a guest that ended has no listener any more, as a process that exited: its ports close and its clients are reset;
+    // so has a VM that is lost (no replica left anywhere: nothing would ever answer)
+    const lost = new Set(this.vmInfos().filter((v) => v.state === 'lost').map((v) => v.name));
     const want = new Map<string, number[]>();
-    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name) && said.info.state !== 'ended') want.set(name, said.info.publish);
+    for (const [name, said] of this.infos) if (said.info.publish?.length && this.primaries.has(name) && said.info.state !== 'ended' && !lost.has(name)) want.set(name, said.info.publish);
     for (const vm of this.vms.values()) {
       if (vm.ended) want.delete(vm.name);
       else if (vm.publish.length) want.set(vm.name, vm.publish);
@@ -959,7 +961,7 @@ export class FtHost {
       // itself yet: the listeners and connections stay, their unacknowledged input kept for the new primary.
       // A VM deleted (its primary forgotten) or ended loses them.
       const ended = this.vms.get(name)?.ended === true || this.infos.get(name)?.info.state === 'ended';
-      if (this.primaries.has(name) && !ended) continue;
+      if (this.primaries.has(name) && !ended && !lost.has(name)) continue;
       this.ingress.unpublish(name);
     }
     this.ingress.sweep();
@@ -2681,7 +2683,10 @@ export class FtHost {
         const gone = (host: string | null, boot: string | undefined): boolean =>
           host === null || (host !== this.id && (!this.alive(host) || (boot !== undefined && this.boots.get(host) !== boot))) || (host === this.id && !this.vms.has(name));
         const saidNow = said && said.info.gen === p.gen ? said : undefined;
-        if (saidNow && gone(info.primary, saidNow.primaryBoot) && gone(info.backup, saidNow.backupBoot)) info.state = 'lost';
+        if (saidNow && gone(info.primary, saidNow.primaryBoot) && gone(info.backup, saidNow.backupBoot)) {
+          info.state = 'lost';
+          info.endpoints = []; // no host serves its ports (publishPorts)
+        }
         else if (!this.alive(info.primary)) info.state = 'failing-over';
       }
       out.push(info);

@@ -44,6 +44,28 @@ describe('a lost arbiter', () => {
     for (const h of [primary, backup]) expect(c.host(h).log.filter((l) => l.includes('generation-won') || l.includes('won generation'))).toEqual([]);
   }, 120_000);
 
+  it('a primary whose backup died while the arbiter is away is reported failing-over, and goes on alone once it is back', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    const started = await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' });
+    const { primary, backup } = started.json as { primary: string; backup: string };
+    const spare = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
+    await eventually('a backup', async () => ((await api(primary, 'GET', '/v1/vms/kv')).json?.state === 'running' ? true : undefined));
+    const arbiter = join(c.dir, 'arbiter');
+    renameSync(arbiter, `${arbiter}.away`);
+    await c.kill(backup);
+    // not "running": its outputs wait for a claim the arbiter cannot answer
+    for (const h of [primary, spare]) {
+      await eventually(`${h} reports it failing over`, async () => ((await api(h, 'GET', '/v1/vms/kv')).json?.state === 'failing-over' ? true : undefined));
+    }
+    renameSync(`${arbiter}.away`, arbiter);
+    const after = await eventually('alone at the next generation, then a new backup', async () => {
+      const r = (await api(spare, 'GET', '/v1/vms/kv')).json;
+      return r?.state === 'running' && r.gen === 2 ? r : undefined;
+    }, 30_000);
+    expect([after.primary, after.backup]).toEqual([primary, spare]);
+  }, 120_000);
+
   it('stops starts, deletes and claims, drops no running VM, and keeps a host of a cluster made again out', async () => {
     let api;
     ({ c, api } = await linkedCluster());

@@ -66,7 +66,7 @@ const vmSchema = {
   properties: {
     name: { type: 'string' },
     gen: { type: 'integer', description: 'the generation: 1 at start, one more at every failover or backup restart' },
-    state: { type: 'string', enum: ['running', 'alone', 'ended', 'failing-over', 'lost'], description: 'running: with a backup; alone: no backup yet; failing-over: the primary\'s host is silent; lost: both replicas are gone (their hosts died or restarted): DELETE it to use its name again' },
+    state: { type: 'string', enum: ['running', 'alone', 'ended', 'failing-over', 'lost'], description: 'running: with a backup; alone: no backup yet; failing-over: the primary\'s host is silent, or the primary lost its backup and waits for the arbiter to go on alone (its outputs are held meanwhile); lost: both replicas are gone (their hosts died or restarted): DELETE it to use its name again' },
     primary: { type: 'string' },
     backup: { type: ['string', 'null'] },
     count: { type: 'string', description: "the primary's instruction count (a decimal integer)" },

@@ -381,7 +381,8 @@ export interface VmInfo {
   backup: string | null;
   /**
    * 'running' (with a backup), 'alone' (no backup yet), 'ended' (the guest
-   * ended), 'failing-over' (its primary's host is silent), 'lost' (both its
+   * ended), 'failing-over' (its primary's host is silent, or its primary
+   * lost its backup and waits for the arbiter to go on alone), 'lost' (both its
    * replicas are gone: their hosts died or restarted; only DELETE helps)
    */
   state: 'running' | 'alone' | 'ended' | 'failing-over' | 'lost';
@@ -883,7 +884,7 @@ export class FtHost {
         void (vm.role === 'primary' ? this.backupLost(vm, back) : this.primaryLost(vm, back));
       }
     }
-    for (const vm of this.vms.values()) if (vm.role === 'primary' && !vm.claiming && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
+    for (const vm of this.vms.values()) if (vm.role === 'primary' && now - vm.toldAt >= INFO_EVERY_MS) this.tell(vm);
     this.watchSlots();
     for (const [hash, inc] of this.incomingModules) {
       if (now - inc.at > INCOMING_IDLE_MS) {
@@ -974,7 +975,8 @@ export class FtHost {
       gen: vm.gen,
       primary: this.id,
       backup: vm.backup,
-      state: vm.ended ? 'ended' : vm.alone || !vm.backup ? 'alone' : 'running',
+      // a primary claiming the next generation (its backup died) holds its outputs until the arbiter answers
+      state: vm.ended ? 'ended' : vm.claiming ? 'failing-over' : vm.alone || !vm.backup ? 'alone' : 'running',
       count: String(vm.primaryCount),
       lagMs: vm.lag.lagMs,
       lagCounts: String(vm.lag.lagCounts),

@@ -44,7 +44,7 @@
 // received (its own history, which no client saw, may differ); a host's
 // CLOCK_REALTIME cannot be offset.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
 import { FtClient } from '../cluster/client.ts';
 import type { DigestSeen } from '../cluster/host.ts';
@@ -57,6 +57,8 @@ import { RespWorkload, respFinalReads } from './resp-workload.ts';
 import { drawSchedule, runSchedule, type AppliedFault, type Fault, type NemesisKind } from './nemesis.ts';
 import { Prng } from './prng.ts';
 import { finalReads, Workload, type OutputConflict } from './workload.ts';
+import { makeDirs } from '../dirs.ts';
+import { fileError } from '../cli/errors.ts';
 
 /** The VM every trial runs, its clients on the hosts' client ports. */
 export const CHAOS_VM = 'kv';
@@ -510,7 +512,7 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   let logDir: string | null = null;
   if (o.logDir) {
     logDir = `${o.logDir}/trial-${trial}`;
-    mkdirSync(logDir, { recursive: true });
+    makeDirs(logDir);
   }
   const etcdPorts: [number, number] = o.arbiter === 'etcd' ? [await freePort(), await freePort()] : [0, 0];
   const c = new NetnsCluster(net, `t${trial}`, { arbiter: o.arbiter, failMs: o.failMs, heartbeatMs: o.heartbeatMs, logDir }, etcdPorts);
@@ -632,11 +634,24 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   }
 }
 
-/** Runs a campaign: its trials one after another, on one network of namespaces (made and removed here). */
+/**
+ * Runs a campaign: its trials one after another, on one network of
+ * namespaces (made and removed here). Errors: the --log-dir that cannot be
+ * made (fileError: FTVM_ERR_FILE_NOT_FOUND, FTVM_ERR_FILE_ACCESS, ...), before
+ * anything of the network is made.
+ */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
   const t0 = Date.now();
   const ids = Array.from({ length: o.hosts }, (_, i) => `h${i + 1}`);
   const modules: TrialModules = { kv: new Uint8Array(readFileSync(guestPath('kv.wasm'))), kvresp: new Uint8Array(readFileSync(guestPath('kvresp.wasm'))) };
+  // the log directory is made (or refused) before anything of the network is
+  if (o.logDir) {
+    try {
+      makeDirs(o.logDir);
+    } catch (e) {
+      throw fileError(e, '--log-dir', o.logDir, 'create');
+    }
+  }
   const net = new ChaosNet(ids);
   const gone = (): void => net.destroy();
   process.once('exit', gone);

@@ -28,7 +28,7 @@
 // created exclusively, so two runs never share a byte.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FtvmError } from '../errors.ts';
@@ -36,6 +36,7 @@ import { spawnHost, type TestHost } from '../cluster/host-process.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { CHAOS_HOSTS_MAX } from '../cli/commands.ts';
 import { CHAOS_DIGEST_EVERY_COUNTS, CHAOS_ETCD_READY_MS as ETCD_READY_MS } from '../limits.ts';
+import { makeDirs } from '../dirs.ts';
 
 /** Where each run's marker file lives (a tmpfs, cleared at boot). */
 export const CHAOS_STATE_DIR = '/run/ftvm-chaos';
@@ -196,7 +197,7 @@ export class ChaosNet {
   constructor(readonly ids: readonly string[]) {
     requireRoot('ftvm chaos');
     if (ids.length < 1 || ids.length > CHAOS_HOSTS_MAX) throw new FtvmError('FTVM_ERR_USAGE', `a chaos cluster has 1 to ${CHAOS_HOSTS_MAX} hosts, not ${ids.length}`);
-    mkdirSync(CHAOS_STATE_DIR, { recursive: true });
+    makeDirs(CHAOS_STATE_DIR);
     sweepLeftovers();
     const taken = ip(['-o', '-4', 'addr']);
     let claimed: { byte: number; file: string } | null = null;
@@ -382,7 +383,7 @@ export class NetnsCluster extends LocalCluster {
     const arbiterDir = join(base, 'arbiter');
     const etcdUrl = `http://${net.rootAddr}:${etcdPorts[0]}`;
     super(['--fail-ms', String(opts.failMs), '--heartbeat-ms', String(opts.heartbeatMs), '--digest-every', String(CHAOS_DIGEST_EVERY_COUNTS)], opts.arbiter === 'etcd' ? ['--etcd', etcdUrl] : ['--dir', arbiterDir]);
-    mkdirSync(arbiterDir, { recursive: true });
+    makeDirs(arbiterDir);
     this.arbiterDir = arbiterDir;
     this.etcdDir = join(base, 'etcd');
     this.etcdUrl = etcdUrl;

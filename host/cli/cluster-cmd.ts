@@ -1,11 +1,11 @@
 // `ftvm cluster up`: a local cluster on loopback with the embedded defaults.
 
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LocalCluster } from '../cluster/local.ts';
 import { CLUSTER_HOSTS_MAX, CLUSTER_UP, intOption, parseCommand, usageLine, type OptionValues } from './commands.ts';
 import { fileError, usageError } from './errors.ts';
 import { keepWritingOnErrors } from './host-output.ts';
+import { makeDirs } from '../dirs.ts';
 
 /** `ftvm cluster up --help`, from the command table. */
 export const CLUSTER_HELP = CLUSTER_UP.help;
@@ -45,7 +45,7 @@ export async function clusterMain(argv: string[]): Promise<number> {
   const c = new LocalCluster();
   const logDir = resolve(values['log-dir'] ?? join(c.dir, 'logs'));
   try {
-    mkdirSync(logDir, { recursive: true });
+    makeDirs(logDir);
   } catch (e) {
     await c.stop();
     const f = fileError(e, '--log-dir', logDir, 'create');

@@ -11,7 +11,7 @@
 // a replay from the log gives the same files (to `--out`) without any host
 // directory. Nothing here loads binaryen.
 
-import { existsSync, fstatSync, lstatSync, mkdirSync, readdirSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, readdirSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleepNs } from '../runtime/events.ts';
 import type { Preopen, RunResult } from '../runtime/instance.ts';
@@ -20,6 +20,7 @@ import { PREOPENS_MAX } from '../log/format.ts';
 import type { NicMessage } from '../runtime/nic.ts';
 import { hostStdout } from './host-output.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { makeDirs } from '../dirs.ts';
 
 /** A bad `--dir`, `--fs` or `--out` value; `code` names which rule it broke. */
 export class GuestDirError extends Error {
@@ -185,14 +186,14 @@ function present(path: string): boolean {
  * files to write. Returns how many files and links were written.
  */
 function writeTree(fs: VirtualFs, root: string, only?: (path: string, bytes: Uint8Array) => boolean): number {
-  mkdirSync(root, { recursive: true });
+  makeDirs(root);
   let written = 0;
   for (const n of treeOf(fs)) {
     const to = join(root, safe(n.path));
     const isDir = present(to) && lstatSync(to).isDirectory();
     if (n.kind === 'dir') {
       if (present(to) && !isDir) rmSync(to, { force: true });
-      mkdirSync(to, { recursive: true });
+      makeDirs(to);
       continue;
     }
     if (n.kind === 'symlink') {
@@ -256,7 +257,7 @@ export function checkOut(dir: string): void {
 
 /** Writes each preopen's final tree to DIR/<index> (see checkOut). */
 export function writeOut(dir: string, final: readonly Preopen[]): string[] {
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   return final.map((p, i) => {
     const files = writeTree(p.fs, join(dir, String(i)));
     return `out ${join(dir, String(i))} (${p.name}): ${files} files`;

@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { linkSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FtvmErrorCode } from '../errors.ts';
+import { makeDirs } from '../dirs.ts';
 
 /** A host as the arbiter's registry holds it: how to reach it, and its slot. */
 export interface HostRecord {
@@ -130,7 +131,7 @@ export class FileArbiter implements Arbiter {
     if (expected !== undefined && id !== expected) throw lostFor(this.location, expected, id);
     if (id === null) {
       try {
-        mkdirSync(this.dir, { recursive: true });
+        makeDirs(this.dir);
       } catch (e) {
         throw new ArbiterError(`cannot make the arbiter's directory ${this.dir}: ${(e as Error).message}`);
       }
@@ -152,7 +153,7 @@ export class FileArbiter implements Arbiter {
       } finally {
         unlinkSync(tmp);
       }
-      for (const part of ARBITER_PARTS) mkdirSync(join(this.dir, part), { recursive: true });
+      for (const part of ARBITER_PARTS) makeDirs(join(this.dir, part));
       id = readOr(marker);
       if (id === null) throw new ArbiterError(`${marker} vanished while the cluster was being made`);
     }

@@ -3,9 +3,10 @@
 // A host restarted while its arbiter's state is gone then refuses to start
 // instead of making a new cluster there (Arbiter.open's `expected`).
 
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CLUSTER_MEMORY_MAX } from '../limits.ts';
+import { makeDirs } from '../dirs.ts';
 
 /**
  * The cluster id this host found at arbiter `location` before, from the
@@ -28,7 +29,7 @@ export function rememberCluster(path: string, location: string, id: string): voi
   all[location] = id;
   const keys = Object.keys(all);
   for (const k of keys.slice(0, Math.max(0, keys.length - CLUSTER_MEMORY_MAX))) delete all[k];
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(all));
   renameSync(tmp, path);

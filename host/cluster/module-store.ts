@@ -19,12 +19,13 @@
 // refuses with FTVM_ERR_STORE_FULL and keeps what it has.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, readdirSync, rmSync, statSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FtvmErrorCode } from '../errors.ts';
 import { HASH_SLICE_BYTES, DRAIN_BYTES_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT } from '../limits.ts';
+import { makeDirs } from '../dirs.ts';
 export { STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT };
 
 /** A module's name: the SHA-256 of its bytes, 64 lower-case hex digits. */
@@ -120,7 +121,7 @@ export class ModuleStore {
     this.moduleBytesMax = opts.moduleBytesMax ?? MODULE_BYTES_MAX_DEFAULT;
     this.inUse = opts.inUse ?? (() => new Set());
     if (!(this.countMax >= 1 && this.bytesMax >= this.moduleBytesMax)) throw new Error('a module store holds at least one module of the largest size');
-    mkdirSync(this.dir, { recursive: true });
+    makeDirs(this.dir);
     for (const f of readdirSync(this.dir)) {
       const m = /^([0-9a-f]{64})(\.metered)?\.wasm$/.exec(f);
       const path = join(this.dir, f);

@@ -3,13 +3,14 @@
 // the cache never loads binaryen (importing it takes seconds).
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { MeterError } from './errors.ts';
 import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from './abi.ts';
 import type { MeterProgress } from './progress.ts';
+import { makeDirs } from '../dirs.ts';
 
 /**
  * Identifies the pass's code: the cache key includes it, so a changed pass
@@ -147,7 +148,7 @@ export function store(key: string, binary: Uint8Array, cacheDir: string | null |
   const dir = cacheDir === undefined ? defaultCacheDir() : cacheDir;
   if (!dir) return;
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     const file = join(dir, `${key}.wasm`);
     const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, binary);

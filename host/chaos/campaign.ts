@@ -2,18 +2,22 @@
 // namespaces (netns.ts). Each trial, on a fresh cluster and a fresh arbiter:
 //
 //   1. start the hosts, wait until they are linked; start the kv sample with
-//      its primary on a host drawn from the seed; wait for its backup
-//   2. run the logical clients (workload.ts) for --trial-seconds while the
-//      trial's faults (nemesis.ts, drawn from the trial's seed) come and go
+//      its primary on a host drawn from the seed, and (with TCP processes) the
+//      kvresp sample published on CHAOS_TCP_PORT of every host, its primary
+//      on another drawn host; wait for each one's backup
+//   2. run the logical clients for --trial-seconds (workload.ts on the client
+//      ports; resp-workload.ts over plain TCP to the published port, on keys
+//      of their own) while the trial's faults (nemesis.ts, drawn from the
+//      trial's seed, aimed at kv's replicas' hosts) come and go
 //   3. heal everything (links, routes, paused and killed hosts, the arbiter),
 //      and wait (bounded) until the hosts are linked and what they report of
-//      the VM is true
+//      the VMs is true
 //   4. read every key once more (final reads), then check:
 //        linearizability  the whole history, per key (host/chaos/linearizability.ts)
 //        lost-write       each key's final value is that of a write or delete not
 //                         superseded by a later acknowledged one (a write that was
 //                         acknowledged and then vanished, or a value never written)
-//        vm-state         every host's report of the VM (GET /v1/vms) is true: the
+//        vm-state         every host's report of each VM (GET /v1/vms) is true: the
 //                         named primary and backup run those replicas, at that
 //                         generation; no two primaries; a VM with no replica left is
 //                         reported lost (never running, alone or failing-over), and
@@ -21,9 +25,11 @@
 //        crash            no host process exited unless the campaign killed it, and
 //                         no host log says FTVM_ERR_INVARIANT
 //        two-generations  no two outputs under one output sequence number (seen by
-//                         the clients), no generation won by two hosts and no second
-//                         start of the VM's name (the arbiter nemeses try one)
-//        misdelivered     no client got an answer to a request it did not send
+//                         the client-port clients), no generation of either VM won by
+//                         two hosts and no second start of kv's name (the arbiter
+//                         nemeses try one)
+//        misdelivered     no client-port client got an answer to a request it did
+//                         not send
 //        slot             no two live hosts hold one slot (the high byte of the
 //                         connection ids they hand out)
 //        digest           replicas' state digests are equal where both logged them:
@@ -130,7 +136,7 @@ export interface TrialReport {
   tcp: { ops: { total: number; ok: number; fail: number; unknown: number }; vmLost: boolean } | null;
   /** the checker's verdict ('unknown': it ran out of time on `unknownKeys`) */
   check: { result: 'ok' | 'violation' | 'unknown' | 'not-run'; explored: number; ms: number; unknownKeys: string[] };
-  /** no replica of the VM was left after the trial */
+  /** no replica of kv (CHAOS_VM) was left after the trial */
   vmLost: boolean;
   /** processes that ended on an operation left unknown */
   processesEnded: number;
@@ -174,8 +180,9 @@ export interface TrialFacts {
   slotClashes: string[];
   /** hosts that did not link again after healing, in words (null: they did) */
   unsettled: string | null;
+  /** no replica of kv was left (its final reads were not made) */
   vmLost: boolean;
-  /** the VM's state digests the hosts reported during and after the trial (see digestClashes) */
+  /** the VMs' state digests the hosts reported during and after the trial (see digestClashes) */
   digests: DigestSample[];
   /** host log lines that say a replay diverged or a snapshot restored to another state */
   divergences: string[];

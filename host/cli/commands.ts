@@ -678,7 +678,10 @@ status 1). Everything it makes (namespaces, links, a bridge, processes, a
 temporary directory) is removed at its end, on SIGINT too; a run that was
 killed is swept by the next one. Exit status: 0 when no trial found a
 violation, 1 otherwise (or when a trial could not be set up), 2 for a wrong
-command line.
+command line, 130 (SIGINT) or 143 (SIGTERM) when a signal stopped the
+campaign, with violations or without: the summary then says "interrupted:
+stopped after K of N trials" and lists the violations found (--json:
+"interrupted": true, "trialsAsked": N).
 
 nemeses (--nemesis, comma-separated; default all that fit the arbiter):
   kill             kill -9 of a host (the primary's, the backup's or another), restarted after
@@ -695,7 +698,8 @@ nemeses (--nemesis, comma-separated; default all that fit the arbiter):
           arbiter (etcd, arbiter-chmod, arbiter-remove), all
 
 options:
-  --seed N           the campaign's seed (default: drawn, and printed)
+  --seed N           the campaign's seed, 0..2^48, with N+trials-1 within 2^48 too
+                     (default: drawn below 2^31, and printed)
   --trials N         how many trials (default 10)
   --hosts N          hosts per cluster (2..${CHAOS_HOSTS_MAX}, default 3)
   --arbiter A        file (a directory, the default) or etcd (an etcd in the root namespace)

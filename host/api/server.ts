@@ -227,21 +227,14 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.setNotFoundHandler((req, reply) => fail(reply, 'FTVM_ERR_NOT_FOUND', `no route ${req.method} ${req.url}`));
 
   // A route that takes a JSON body takes it as application/json only, refused
-  // before it is read with the catalogue's 415 (documented on the route):
-  // fastify would read text/plain as a string, hand an application/wasm body
-  // over as a stream, and the route would refuse a body of the wrong shape (400).
+  // before it is read with the catalogue's 415 (by the onRequest hook below;
+  // documented on the route here): fastify would read text/plain as a string,
+  // hand an application/wasm body over as a stream, and the route would
+  // refuse a body of the wrong shape (400).
   const notJson = (req: FastifyRequest): string => `a request body here is JSON, sent with "Content-Type: application/json", not ${JSON.stringify(mediaTypeOf(req).slice(0, 100) || '(none)')}`;
   app.addHook('onRoute', (route) => {
     const schema = route.schema as { body?: unknown; response?: Record<string, unknown> } | undefined;
-    if (!schema?.body) return;
-    schema.response = { ...schema.response, 415: errorSchema };
-    const jsonOnly = async (req: FastifyRequest, reply: FastifyReply) => {
-      const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-      if (!hasBody || mediaTypeOf(req) === 'application/json') return;
-      reply.header('connection', 'close'); // the body is not read
-      return fail(reply, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE', notJson(req));
-    };
-    route.onRequest = [...[route.onRequest ?? []].flat(), jsonOnly];
+    if (schema?.body) schema.response = { ...schema.response, 415: errorSchema };
   });
 
   const expected = Buffer.from(token);
@@ -253,6 +246,12 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     const scheme = /^bearer +/i.exec(header);
     const got = Buffer.from(scheme ? header.slice(scheme[0].length) : '');
     if (!scheme || got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(reply, 'FTVM_ERR_UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required');
+    // a JSON route's body of another media type, refused before it is read (see the onRoute hook)
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && (req.routeOptions.schema as { body?: unknown } | undefined)?.body && mediaTypeOf(req) !== 'application/json') {
+      reply.header('connection', 'close'); // the body is not read
+      return fail(reply, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE', notJson(req));
+    }
   });
 
   // ---- metrics ----

@@ -131,7 +131,7 @@ describe('ftvm chaos', () => {
   it('refuses a seed its trials cannot use and an empty nemesis item, and every refusal names the help to read', async () => {
     // these are refused before the root check: no campaign runs
     const lastPast = await ftvm(['chaos', '--seed', String(CHAOS_SEED_MAX), '--trials', '2']);
-    expect([lastPast.code, lastPast.stderr.trim()]).toEqual([2, `ftvm chaos: FTVM_ERR_USAGE: --seed ${CHAOS_SEED_MAX} with --trials 2: the last trial's seed would be ${CHAOS_SEED_MAX + 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`]);
+    expect([lastPast.code, lastPast.stderr.trim()]).toEqual([2, `ftvm chaos: FTVM_ERR_USAGE: --seed ${CHAOS_SEED_MAX} with 2 trials: the last trial's seed would be ${CHAOS_SEED_MAX + 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`]);
     const past = await ftvm(['chaos', '--seed', String(CHAOS_SEED_MAX + 1), '--trials', '1']);
     expect([past.code, past.stderr.trim()]).toEqual([2, `ftvm chaos: FTVM_ERR_USAGE: --seed expects an integer from 0 to ${CHAOS_SEED_MAX}, got "${CHAOS_SEED_MAX + 1}" (see ftvm chaos --help)`]);
     const empty = await ftvm(['chaos', '--nemesis', 'kill,,pause']);

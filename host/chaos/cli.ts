@@ -35,7 +35,7 @@ const DRAWN_SEED_BOUND = 2 ** 31;
  */
 export function campaignSeed(seedText: string | undefined, trials: number, random: () => number = Math.random): number {
   const seed = intOption('--seed', seedText, 0, CHAOS_SEED_MAX) ?? Math.floor(random() * DRAWN_SEED_BOUND);
-  if (seed + trials - 1 > CHAOS_SEED_MAX) throw usageError(`--seed ${seed} with --trials ${trials}: the last trial's seed would be ${seed + trials - 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`);
+  if (seed + trials - 1 > CHAOS_SEED_MAX) throw usageError(`--seed ${seed} with ${trials} trials: the last trial's seed would be ${seed + trials - 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`);
   return seed;
 }
 

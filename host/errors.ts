@@ -37,7 +37,7 @@ export const ERROR_CATALOGUE = {
   FTVM_ERR_BAD_REQUEST: e(400, 2, 'a request is malformed: a field of the wrong type, missing, unknown, or out of range'),
   FTVM_ERR_TOO_LARGE: e(413, 1, 'a request, module or field is larger than its limit'),
   FTVM_ERR_UNAUTHORIZED: e(401, 1, 'the request carries no valid credentials (the API token)'),
-  FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: e(415, 1, 'a module upload is not an application/wasm body'),
+  FTVM_ERR_UNSUPPORTED_MEDIA_TYPE: e(415, 1, 'a request body is not of the media type its route takes: application/json, or application/wasm for a module upload'),
   FTVM_ERR_NOT_FOUND: e(404, 1, 'no such VM, connection, route or directory'),
   FTVM_ERR_MODULE_NOT_FOUND: e(404, 1, 'no module of that SHA-256 on this host: upload it first'),
   FTVM_ERR_EXISTS: e(409, 1, 'a VM of that name exists already'),

@@ -134,6 +134,33 @@ describe('the REST API', { timeout: 120_000 }, () => {
     expect((await app.inject({ url: `/v1/vms/kv1/outputs`, headers: auth() })).statusCode).toBe(400);
   });
 
+  it('takes the token under "Bearer" in any case; answers 415 to a body that is not JSON; refuses a message whose "base64" is not base64', async () => {
+    // RFC 7235 section 2.1: the auth scheme is case-insensitive; the token is not
+    for (const authorization of [`bearer ${token}`, `BEARER ${token}`, `bEaReR  ${token}`]) expect((await app.inject({ url: '/v1/vms', headers: { authorization } })).statusCode, authorization).toBe(200);
+    for (const authorization of [`Basic ${token}`, `Bearer${token}`, 'bearer', `bearer ${token.toUpperCase()}x`, `bearer ${token} `]) {
+      const r = await app.inject({ url: '/v1/vms', headers: { authorization } });
+      expect([r.statusCode, r.json().error.code], authorization).toEqual([401, 'FTVM_ERR_UNAUTHORIZED']);
+    }
+    // a JSON route's body without its media type: 415 with the catalogue's code, naming the type to send
+    for (const type of [undefined, 'text/plain', 'application/wasm', 'application/x-www-form-urlencoded']) {
+      for (const url of ['/v1/vms', '/v1/vms/kv1/messages']) {
+        const r = await app.inject({ method: 'POST', url, headers: { ...auth(), ...(type ? { 'content-type': type } : {}) }, payload: JSON.stringify({ name: 'x', sample: 'kv' }) });
+        expect([r.statusCode, r.json().error.code], `${url} ${type}`).toEqual([415, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE']);
+        expect(r.json().error.message).toBe(`a request body here is JSON, sent with "Content-Type: application/json", not "${type ?? '(none)'}"`);
+      }
+    }
+    // "base64" that is not base64 is refused, and nothing of it reaches the guest
+    const conn = (await app.inject({ method: 'POST', url: '/v1/connections', headers: auth() })).json().conn as number;
+    const send = (base64: string) => app.inject({ method: 'POST', url: '/v1/vms/kv1/messages', headers: auth(), payload: { conn, base64 } });
+    for (const junk of [`${Buffer.from('1 SET j v').toString('base64')}*`, '!!', 'YQ==YQ==']) {
+      const r = await send(junk);
+      expect([r.statusCode, r.json().error.code, r.json().error.message], junk).toEqual([400, 'FTVM_ERR_BAD_REQUEST', '"base64" is not base64']);
+    }
+    expect((await send(Buffer.from('2 GET j').toString('base64'))).statusCode).toBe(202);
+    const outs = (await app.inject({ url: `/v1/vms/kv1/outputs?conn=${conn}&waitMs=5000`, headers: auth() })).json() as { data: string }[];
+    expect(outs.map((o) => o.data.split(' ')[0])).toEqual(['2']);
+  });
+
   it('says at which count a guest ended: the count of the same run outside the service', async () => {
     // the loop runs 1000 times, then the guest exits 7, or traps at `unreachable`
     const guest = (end: string) =>

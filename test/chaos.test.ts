@@ -7,10 +7,11 @@
 // schedule. Needs root (network namespaces); without it the command says
 // FTVM_ERR_PRIVILEGE, which is tested as an unprivileged user.
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkTrial, digestClashes, divergencesOf, generationsOf, lostWrite, runCampaign, type CampaignReport, type DigestSample } from '../host/chaos/campaign.ts';
+import { checkTrial, digestClashes, divergencesOf, generationsOf, lostWrite, runCampaign, type CampaignReport, type DigestSample, type TrialReport, type Violation } from '../host/chaos/campaign.ts';
+import { CHAOS_SEED_MAX, campaignExitStatus, campaignSeed, summary } from '../host/chaos/cli.ts';
 import { eventText } from '../host/ft/events.ts';
 import type { Op } from '../host/chaos/linearizability.ts';
 import { CHAOS_STATE_DIR } from '../host/chaos/netns.ts';
@@ -127,6 +128,83 @@ describe('ftvm chaos', () => {
     expect([nobody.code, nobody.stderr.trim()]).toEqual([1, 'ftvm chaos: FTVM_ERR_PRIVILEGE: ftvm chaos makes network namespaces, links and bridges: it must run as root (uid 0)']);
   });
 
+  it('refuses a seed its trials cannot use and an empty nemesis item, and every refusal names the help to read', async () => {
+    // these are refused before the root check: no campaign runs
+    const lastPast = await ftvm(['chaos', '--seed', String(CHAOS_SEED_MAX), '--trials', '2']);
+    expect([lastPast.code, lastPast.stderr.trim()]).toEqual([2, `ftvm chaos: FTVM_ERR_USAGE: --seed ${CHAOS_SEED_MAX} with 2 trials: the last trial's seed would be ${CHAOS_SEED_MAX + 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`]);
+    const past = await ftvm(['chaos', '--seed', String(CHAOS_SEED_MAX + 1), '--trials', '1']);
+    expect([past.code, past.stderr.trim()]).toEqual([2, `ftvm chaos: FTVM_ERR_USAGE: --seed expects an integer from 0 to ${CHAOS_SEED_MAX}, got "${CHAOS_SEED_MAX + 1}" (see ftvm chaos --help)`]);
+    const empty = await ftvm(['chaos', '--nemesis', 'kill,,pause']);
+    expect([empty.code, empty.stderr.trim()]).toEqual([2, 'ftvm chaos: FTVM_ERR_USAGE: --nemesis "kill,,pause": item 2 of 3 is empty (see ftvm chaos --help)']);
+    const hosts = await ftvm(['chaos', '--hosts', '1']);
+    expect([hosts.code, hosts.stderr.trim()]).toEqual([2, 'ftvm chaos: FTVM_ERR_USAGE: --hosts expects an integer from 2 to 9, got "1" (see ftvm chaos --help)']);
+    for (const list of ['kill,', ',kill', '', ' , ']) expect(() => parseNemeses(list, 'file')).toThrow(/is empty \(see ftvm chaos --help\)$/);
+    // a trial's printed seed is taken back: trial 2 of seed 2^31 - 1 is 2^31 + 1, and any seed up to 2^48 whose trials stay within it
+    expect(campaignSeed(String(2 ** 31 + 1), 1)).toBe(2 ** 31 + 1);
+    expect(campaignSeed(String(CHAOS_SEED_MAX), 1)).toBe(CHAOS_SEED_MAX);
+    expect(campaignSeed(String(CHAOS_SEED_MAX - 99), 100)).toBe(CHAOS_SEED_MAX - 99);
+    expect(() => campaignSeed(String(CHAOS_SEED_MAX - 98), 100)).toThrow(/past 281474976710656/);
+    expect(Number.isSafeInteger(CHAOS_SEED_MAX + 100_000)).toBe(true);
+    // a drawn seed stays below 2^31
+    expect(campaignSeed(undefined, 100_000, () => 0.999_999_999)).toBeLessThan(2 ** 31);
+    // one integer draws one schedule, above 2^32 too
+    const kinds = parseNemeses('all', 'file');
+    expect(drawSchedule(new Prng(CHAOS_SEED_MAX - 7), kinds, 3, 5000, 1000)).toEqual(drawSchedule(new Prng(CHAOS_SEED_MAX - 7), kinds, 3, 5000, 1000));
+  });
+
+  it('a campaign a signal stopped exits 128+N with violations or without, and its summary says how many trials ran', () => {
+    const trial = (i: number, violations: Violation[]): TrialReport => ({
+      trial: i, seed: 70 + i, nemeses: [], ops: { total: 3, ok: 3, fail: 0, unknown: 0 }, tcp: null, check: { result: violations.length ? 'violation' : 'ok', explored: 1, ms: 1, unknownKeys: [] },
+      vmLost: false, processesEnded: 0, violations, setupError: null, digests: { read: 0, countsCompared: 0 }, ms: 1000,
+    });
+    const v: Violation = { kind: 'linearizability', trial: 1, seed: 71, reproduce: 'ftvm chaos --seed 71 --trials 1', detail: 'the history of key k is not linearizable', schedule: [], key: 'k' };
+    const report = (interrupted: boolean, violations: Violation[]): CampaignReport => {
+      const trials = [trial(0, []), trial(1, violations)];
+      return { seed: 70, hosts: 3, arbiter: 'file', trialSeconds: 3, nemeses: ['kill'], tcpProcesses: 0, trials, violations, ms: 2000, trialsAsked: 5, interrupted };
+    };
+    expect(campaignExitStatus(report(true, []), 'SIGINT')).toBe(130);
+    expect(campaignExitStatus(report(true, [v]), 'SIGINT')).toBe(130);
+    expect(campaignExitStatus(report(true, [v]), 'SIGTERM')).toBe(143);
+    expect(campaignExitStatus(report(false, [v]), null)).toBe(1);
+    expect(campaignExitStatus(report(false, []), null)).toBe(0);
+    const cut = summary(report(true, [v])).split('\n');
+    expect(cut).toContain('interrupted: stopped after 2 of 5 trials');
+    expect(cut).toContain('trial 1 (seed 71): 1 violations');
+    expect(summary(report(false, [])).includes('interrupted')).toBe(false);
+  });
+
+  it.skipIf(!root)('SIGINT ends the trial under way, reports it, says the campaign was cut short and exits 130', async () => {
+    const before = leftovers();
+    const child = spawn(process.execPath, [FTVM, 'chaos', '--seed', '31', '--trials', '3', '--trial-seconds', '3', '--nemesis', 'kill', '--tcp-processes', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      // the first trial's line, then SIGINT while the second runs
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no trial line within 60 s: ${stdout}${stderr}`)), 60_000);
+        child.stdout.on('data', (b: Buffer) => {
+          stdout += b.toString();
+          if (/^\s+0\s+31\s/m.test(stdout)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 60_000).unref())]);
+      expect(code, stderr).toBe(130);
+      expect(stderr).toMatch(/stopping after the trial under way/);
+      expect(stdout).toMatch(/^\s+1\s+32\s/m);
+      expect(stdout).toContain('\ninterrupted: stopped after 2 of 3 trials\n');
+      expect(leftovers().filter((x) => !before.includes(x))).toEqual([]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  }, 150_000);
+
   it.skipIf(!root)('20 trials of every nemesis find no violation but a fabricated one, report in shape, and leave nothing behind', async () => {
     const before = leftovers();
     const report: CampaignReport = JSON.parse(
@@ -150,7 +228,7 @@ describe('ftvm chaos', () => {
         }),
       ),
     ) as CampaignReport;
-    expect(Object.keys(report).sort()).toEqual(['arbiter', 'hosts', 'ms', 'nemeses', 'seed', 'tcpProcesses', 'trialSeconds', 'trials', 'violations']);
+    expect(Object.keys(report).sort()).toEqual(['arbiter', 'hosts', 'interrupted', 'ms', 'nemeses', 'seed', 'tcpProcesses', 'trialSeconds', 'trials', 'trialsAsked', 'violations']);
     expect(report.nemeses).toEqual(['kill', 'pause', 'isolate-primary', 'isolate-backup', 'split', 'one-way', 'clock', 'arbiter-chmod', 'arbiter-remove']);
     expect(report.trials.map((t) => [t.trial, t.seed, t.setupError])).toEqual(Array.from({ length: TRIALS }, (_, i) => [i, 4242 + i, null]));
     for (const t of report.trials) {

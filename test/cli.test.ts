@@ -46,7 +46,7 @@ describe('ftvm run', () => {
     expect(bad.stderr).toMatch(/FTVM_ERR_INVALID_MODULE: not a valid WebAssembly module/);
     const flag = await ftvm(['run', 'fib', '--deadline', 'soon']);
     expect(flag.code).toBe(2);
-    expect(flag.stderr).toBe('ftvm run: FTVM_ERR_USAGE: --deadline expects a non-negative integer, got "soon"\n');
+    expect(flag.stderr).toBe('ftvm run: FTVM_ERR_USAGE: --deadline expects a non-negative integer, got "soon" (see ftvm run --help)\n');
   }, 60_000);
 
   it('documents itself', async () => {

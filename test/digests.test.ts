@@ -71,10 +71,12 @@ describe("replicas' state digests", () => {
     expect(new Set(both.p.map((d) => d.digest)).size).toBeGreaterThan(1);
   }, 120_000);
 
-  it('--digest-every takes a positive integer only', async () => {
+  it('--digest-every takes a positive integer only, and names the range when one is too large', async () => {
     for (const bad of ['0', '-5', 'often', '1.5']) {
       const r = await ftvm(['host', '--id', 'x', '--secret', 's', '--dir', '/nonexistent', `--digest-every=${bad}`]);
-      expect([r.code, r.stderr.trim()]).toEqual([2, `ftvm host: FTVM_ERR_USAGE: --digest-every expects a positive integer, got "${bad}"`]);
+      expect([r.code, r.stderr.trim()]).toEqual([2, `ftvm host: FTVM_ERR_USAGE: --digest-every expects a positive integer, got "${bad}" (see ftvm host --help)`]);
     }
+    const huge = await ftvm(['host', '--id', 'x', '--secret', 's', '--dir', '/nonexistent', '--digest-every=99999999999999999999']);
+    expect([huge.code, huge.stderr.trim()]).toEqual([2, `ftvm host: FTVM_ERR_USAGE: --digest-every expects an integer from 1 to ${Number.MAX_SAFE_INTEGER}, got "99999999999999999999" (see ftvm host --help)`]);
   }, 60_000);
 });

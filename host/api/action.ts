@@ -324,6 +324,19 @@ export function checkVmOp<K extends VmOpAction['kind']>(kind: K, vm: unknown): V
 }
 
 /**
+ * The bytes of a message's "base64" field (POST /v1/vms/:name/messages),
+ * decoded. Errors: FtvmError FTVM_ERR_BAD_REQUEST when `text` is not base64
+ * (RFC 4648 section 4's alphabet, "=" padding at the end only), the rule
+ * "module" and "stdinBase64" follow: Buffer.from would skip what it cannot
+ * read and deliver the rest to the guest as junk.
+ */
+export function messageBase64(text: string): Uint8Array {
+  if (!BASE64_RE.test(text)) return bad('"base64" is not base64');
+  const b = Buffer.from(text, 'base64');
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
+}
+
+/**
  * Checks a message to a VM: `conn` a u32, `bytes` 1..MAX_MESSAGE_BYTES bytes,
  * or none with `eof`. Errors: FtvmError FTVM_ERR_BAD_REQUEST (a type, an
  * empty message without eof, bytes with eof), FTVM_ERR_TOO_LARGE (more than

@@ -32,7 +32,7 @@ import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
-import { checkSend, checkStartBody, checkVmName, checkVmOp, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
+import { checkSend, checkStartBody, checkVmName, checkVmOp, messageBase64, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
 import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX, UPLOADS_MAX, REFUSED_DRAIN_MS } from '../limits.ts';
 export { MODULE_BYTES_MAX, UPLOADS_MAX };
@@ -191,6 +191,11 @@ function frameworkError(err: Error & { code?: string }, _req: FastifyRequest, re
   void reply.code(httpStatusOf('FTVM_ERR_BAD_REQUEST')).send({ error: { code: 'FTVM_ERR_BAD_REQUEST', message } });
 }
 
+/** A request's media type, lower case, without its parameters ("" without a Content-Type). */
+function mediaTypeOf(req: FastifyRequest): string {
+  return String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
 /** The API of `host`; the fastify instance is thenable, so it comes wrapped. */
 export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; token: string }> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
@@ -207,24 +212,46 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   await app.register(swagger, { openapi: { info: { title: 'ftvm', version: '1' }, components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } });
 
   const fail = (reply: FastifyReply, code: ErrorCode, message: string) => reply.code(httpStatusOf(code)).send({ error: { code, message } });
-  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, _req, reply) => {
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number; validation?: unknown }, req, reply) => {
     // Every part's errors carry a catalogued code (HostError, FtvmError, GuestLoadError, ModuleStoreError, MeterPoolError, ArbiterError, ...).
     if (isErrorCode(err.code)) return fail(reply, err.code, err instanceof ArbiterError ? `the arbiter: ${err.message}` : err.message);
     // a list, text or map longer than its schema allows is too large (413), as action.ts says of every size limit; any other mismatch is a bad request
     if (Array.isArray(err.validation) && err.validation.some((v: { keyword?: string }) => v.keyword === 'maxItems' || v.keyword === 'maxLength' || v.keyword === 'maxProperties')) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
     if (err.validation) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
     if (err.statusCode === 413) return fail(reply, 'FTVM_ERR_TOO_LARGE', err.message);
+    // a body in a media type no parser takes (fastify's FST_ERR_CTP_INVALID_MEDIA_TYPE): every body but a module upload's is JSON
+    if (err.statusCode === 415) return fail(reply, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE', notJson(req));
     if (err.statusCode && err.statusCode < 500) return fail(reply, 'FTVM_ERR_BAD_REQUEST', err.message);
     return fail(reply, 'FTVM_ERR_INTERNAL', err.message);
   });
   app.setNotFoundHandler((req, reply) => fail(reply, 'FTVM_ERR_NOT_FOUND', `no route ${req.method} ${req.url}`));
 
-  const expected = Buffer.from(`Bearer ${token}`);
+  // A route that takes a JSON body takes it as application/json only, refused
+  // before it is read with the catalogue's 415 (by the onRequest hook below;
+  // documented on the route here): fastify would read text/plain as a string,
+  // hand an application/wasm body over as a stream, and the route would
+  // refuse a body of the wrong shape (400).
+  const notJson = (req: FastifyRequest): string => `a request body here is JSON, sent with "Content-Type: application/json", not ${JSON.stringify(mediaTypeOf(req).slice(0, 100) || '(none)')}`;
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { body?: unknown; response?: Record<string, unknown> } | undefined;
+    if (schema?.body) schema.response = { ...schema.response, 415: errorSchema };
+  });
+
+  const expected = Buffer.from(token);
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     // /healthz and the status page's HTML carry no data; the page asks for the token itself
     if (req.url === '/healthz' || req.url === '/ui' || req.url.startsWith('/ui?')) return;
-    const got = Buffer.from(req.headers.authorization ?? '');
-    if (got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(reply, 'FTVM_ERR_UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required');
+    // "Bearer" in any case (RFC 7235 section 2.1: the scheme is case-insensitive), then 1*SP and the token (RFC 6750 section 2.1), compared in constant time
+    const header = req.headers.authorization ?? '';
+    const scheme = /^bearer +/i.exec(header);
+    const got = Buffer.from(scheme ? header.slice(scheme[0].length) : '');
+    if (!scheme || got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(reply, 'FTVM_ERR_UNAUTHORIZED', 'a valid "Authorization: Bearer <token>" header is required');
+    // a JSON route's body of another media type, refused before it is read (see the onRoute hook)
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && (req.routeOptions.schema as { body?: unknown } | undefined)?.body && mediaTypeOf(req) !== 'application/json') {
+      reply.header('connection', 'close'); // the body is not read
+      return fail(reply, 'FTVM_ERR_UNSUPPORTED_MEDIA_TYPE', notJson(req));
+    }
   });
 
   // ---- metrics ----
@@ -576,7 +603,7 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     const { name } = req.params as { name: string };
     const b = req.body as { conn: number; data?: string; base64?: string; eof?: boolean };
     if (b.data !== undefined && b.base64 !== undefined) throw new ApiError('FTVM_ERR_BAD_REQUEST', 'give at most one of "data" and "base64"');
-    const bytes = b.data !== undefined ? Buffer.from(b.data, 'utf8') : b.base64 !== undefined ? Buffer.from(b.base64, 'base64') : Buffer.alloc(0);
+    const bytes = b.base64 !== undefined ? messageBase64(b.base64) : b.data !== undefined ? Buffer.from(b.data, 'utf8') : Buffer.alloc(0);
     const a = checkSend(name, b.conn, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), b.eof ?? false);
     await host.sendToVm(a.vm, a.conn, a.bytes, a.eof);
     return reply.code(202).send({ ok: true });

@@ -159,6 +159,10 @@ export interface CampaignReport {
   trials: TrialReport[];
   violations: Violation[];
   ms: number;
+  /** the trials asked for (`trials` holds fewer when the campaign was interrupted) */
+  trialsAsked: number;
+  /** stopped by its signal (SIGINT, SIGTERM): the last trial was cut short, the rest not run */
+  interrupted: boolean;
 }
 
 /** The facts of a trial that the checks read (checkTrial). */
@@ -673,7 +677,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
     net.destroy();
     process.removeListener('exit', gone);
   }
-  return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, tcpProcesses: o.tcpProcesses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0 };
+  return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, tcpProcesses: o.tcpProcesses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0, trialsAsked: o.trials, interrupted: o.signal?.aborted ?? false };
 }
 
 /** One trial as a line of the table (`ftvm chaos` without --json). */

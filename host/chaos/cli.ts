@@ -3,6 +3,7 @@
 // per trial and a summary (or one JSON document), SIGINT ending the trial
 // under way and removing everything the run made.
 
+import { constants } from 'node:os';
 import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
 import { usageError } from '../cli/errors.ts';
 import { CHAOS_TCP_PROCESSES_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
@@ -15,9 +16,47 @@ import { parseNemeses } from './nemesis.ts';
 export { CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX };
 
 /**
+ * The largest seed a trial may use (2^48): `--seed S` takes 0..CHAOS_SEED_MAX
+ * and trial i uses S+i, so S+N-1 must not pass it either. Every such sum is
+ * a safe integer, so the seed a trial prints is the one that replays it. The
+ * generator (prng.ts) and the workloads' own streams take the seed's low 32
+ * bits, so the same integer always draws the same schedule (and seeds that
+ * differ by a multiple of 2^32 draw the same one).
+ */
+export const CHAOS_SEED_MAX = 2 ** 48;
+/** A seed drawn when --seed is absent is below this (short to type back). */
+const DRAWN_SEED_BOUND = 2 ** 31;
+
+/**
+ * The campaign's seed: `seedText` (--seed, decimal) or, when absent, one
+ * drawn below 2^31 with `random` (a float in [0, 1)). FTVM_ERR_USAGE for a
+ * seed outside 0..CHAOS_SEED_MAX, or one whose last trial's seed
+ * (seed + trials - 1) would pass CHAOS_SEED_MAX.
+ */
+export function campaignSeed(seedText: string | undefined, trials: number, random: () => number = Math.random): number {
+  const seed = intOption('--seed', seedText, 0, CHAOS_SEED_MAX) ?? Math.floor(random() * DRAWN_SEED_BOUND);
+  if (seed + trials - 1 > CHAOS_SEED_MAX) throw usageError(`--seed ${seed} with ${trials} trials: the last trial's seed would be ${seed + trials - 1}, past ${CHAOS_SEED_MAX} (see ftvm chaos --help)`);
+  return seed;
+}
+
+/**
+ * The exit status of a campaign that ran: stopped by `signal` (SIGINT,
+ * SIGTERM; report.interrupted) it is the shell's 128 + the signal's number
+ * (130, 143) whatever the trials found, as every ftvm command stopped by a
+ * signal ends (README, exit statuses): the summary and the report still list
+ * the violations found. Else 1 with a violation or a trial that could not be
+ * set up, 0 otherwise.
+ */
+export function campaignExitStatus(report: Pick<CampaignReport, 'interrupted' | 'violations' | 'trials'>, signal: NodeJS.Signals | null): number {
+  if (report.interrupted) return 128 + constants.signals[signal ?? 'SIGINT'];
+  return report.violations.length || report.trials.some((t) => t.setupError) ? 1 : 0;
+}
+
+/**
  * `ftvm chaos ARGS`: runs a campaign. Exit status 0 without violations, 1
  * with (or with a trial that could not be set up, or FTVM_ERR_PRIVILEGE
- * without root), 2 for a wrong command line; each failure is one line
+ * without root), 2 for a wrong command line, 130 (SIGINT) or 143 (SIGTERM)
+ * when a signal stopped it (campaignExitStatus); each failure is one line
  * "ftvm chaos: FTVM_ERR_X: message".
  */
 export async function chaosMain(argv: string[]): Promise<number> {
@@ -31,16 +70,18 @@ export async function chaosMain(argv: string[]): Promise<number> {
     const arbiter = values.arbiter ?? 'file';
     if (arbiter !== 'file' && arbiter !== 'etcd') throw usageError(`--arbiter is file or etcd, not "${arbiter}" (see ftvm chaos --help)`);
     const nemeses = parseNemeses(values.nemesis, arbiter);
-    const seed = intOption('--seed', values.seed, 0, 2 ** 31) ?? Math.floor(Math.random() * 2 ** 31);
     const trials = intOption('--trials', values.trials, 1, CHAOS_TRIALS_MAX) ?? 10;
+    const seed = campaignSeed(values.seed, trials);
     const hosts = intOption('--hosts', values.hosts, 2, CHAOS_HOSTS_MAX) ?? 3;
     const trialSeconds = intOption('--trial-seconds', values['trial-seconds'], 1, CHAOS_TRIAL_SECONDS_MAX) ?? 10;
     const tcpProcesses = intOption('--tcp-processes', values['tcp-processes'], 0, CHAOS_TCP_PROCESSES_MAX) ?? CHAOS_TCP_PROCESSES;
     requireRoot('ftvm chaos');
     const say = (l: string): void => void hostStderr.write(`${l}\n`);
     const stop = new AbortController();
-    const onSignal = (): void => {
-      if (stop.signal.aborted) process.exit(130); // a second one: the exit handler still removes the namespaces
+    let stoppedBy: NodeJS.Signals | null = null;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stoppedBy) process.exit(128 + constants.signals[signal]); // a second one: the exit handler still removes the namespaces
+      stoppedBy = signal;
       say('ftvm chaos: stopping after the trial under way is healed and checked (again: at once)');
       stop.abort();
     };
@@ -72,7 +113,7 @@ export async function chaosMain(argv: string[]): Promise<number> {
     }
     if (values.json) hostStdout.write(`${JSON.stringify(report)}\n`);
     else hostStdout.write(summary(report));
-    return report.violations.length || report.trials.some((t) => t.setupError) ? 1 : 0;
+    return campaignExitStatus(report, stoppedBy);
   } catch (e) {
     const { line, status } = usageLine('chaos', e);
     hostStderr.write(`${line.replace(/^ftvm: /, 'ftvm chaos: ')}\n`);
@@ -80,8 +121,8 @@ export async function chaosMain(argv: string[]): Promise<number> {
   }
 }
 
-/** The summary after the table: counts, each violation with its reproduction. */
-function summary(r: CampaignReport): string {
+/** The summary after the table: counts, whether a signal cut the campaign short, each violation with its reproduction. Lines, each ending with a newline. */
+export function summary(r: CampaignReport): string {
   const lines = [''];
   const notSetUp = r.trials.filter((t) => t.setupError).length;
   const unknown = r.trials.filter((t) => t.check.result === 'unknown').length;
@@ -89,6 +130,7 @@ function summary(r: CampaignReport): string {
   const tcpOps = r.trials.reduce((n, t) => n + (t.tcp?.ops.total ?? 0), 0);
   const digestCounts = r.trials.reduce((n, t) => n + t.digests.countsCompared, 0);
   lines.push(`${r.trials.length} trials in ${(r.ms / 1000).toFixed(0)} s (seed ${r.seed}): ${ops} operations (${tcpOps} of them by TCP clients), ${r.violations.length} violations, ${notSetUp} not set up, ${unknown} the checker could not decide in time, ${r.trials.filter((t) => t.vmLost).length} lost the VM, replicas' state digests compared at ${digestCounts} counts`);
+  if (r.interrupted) lines.push(`interrupted: stopped after ${r.trials.length} of ${r.trialsAsked} trials`);
   for (const t of r.trials) {
     if (!t.violations.length) continue;
     lines.push(`trial ${t.trial} (seed ${t.seed}): ${t.violations.length} violations`);

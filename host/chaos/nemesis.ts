@@ -50,11 +50,16 @@ const NEEDS: Partial<Record<NemesisKind, 'file' | 'etcd'>> = { etcd: 'etcd', 'ar
 /**
  * The nemeses `list` names (comma-separated names or groups; undefined: all),
  * less those that need the other arbiter (named one by one, those are
- * FTVM_ERR_USAGE). FTVM_ERR_USAGE for an unknown name or an empty result.
+ * FTVM_ERR_USAGE). FTVM_ERR_USAGE for an unknown name, an empty item
+ * ("kill,,pause", "kill,", "") or an empty result.
  */
 export function parseNemeses(list: string | undefined, arbiter: 'file' | 'etcd'): NemesisKind[] {
   const out = new Set<NemesisKind>();
-  for (const w of (list ?? 'all').split(',').map((x) => x.trim()).filter(Boolean)) {
+  const items = (list ?? 'all').split(',').map((x) => x.trim());
+  const empty = items.indexOf('');
+  // an empty item is a slip (a doubled or trailing comma, an empty --nemesis), not "nothing more"
+  if (empty >= 0) throw new FtvmError('FTVM_ERR_USAGE', `--nemesis ${JSON.stringify(list)}: item ${empty + 1} of ${items.length} is empty (see ftvm chaos --help)`);
+  for (const w of items) {
     const group = NEMESIS_GROUPS[w];
     if (group) {
       for (const k of group) if ((NEEDS[k] ?? arbiter) === arbiter) out.add(k);

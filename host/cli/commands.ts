@@ -143,15 +143,20 @@ function parseArgsSlip(e: unknown): string {
 /**
  * An integer flag's value: undefined when the flag is absent, else `v` as a
  * number within [min, max] (decimal digits, an optional "-" when min < 0).
- * FTVM_ERR_USAGE otherwise: "--FLAG expects ..., got "V"". `flag` is written
- * with its dashes ("--jobs").
+ * FTVM_ERR_USAGE otherwise: "--FLAG expects ..., got "V"", the range written
+ * out when `v` is an integer past it ("--digest-every expects an integer from
+ * 1 to 9007199254740991, got "99999999999999999999""). `flag` is written with
+ * its dashes ("--jobs"); usageLine adds the help to read.
  */
 export function intOption(flag: string, v: string | undefined, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (v === undefined) return undefined;
-  const n = /^-?\d+$/.test(v) ? Number(v) : NaN;
+  const digits = /^-?\d+$/.test(v);
+  const n = digits ? Number(v) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
+    // an integer too large (or too far below every bound) is refused for its size: name the range, not the kind of number
+    const outside = digits && (n > max || n < Number.MIN_SAFE_INTEGER);
     const what =
-      max !== Number.MAX_SAFE_INTEGER ? `an integer from ${min} to ${max}` : min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : min <= Number.MIN_SAFE_INTEGER ? 'an integer' : `an integer of at least ${min}`;
+      max !== Number.MAX_SAFE_INTEGER || outside ? `an integer from ${min} to ${max}` : min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : min <= Number.MIN_SAFE_INTEGER ? 'an integer' : `an integer of at least ${min}`;
     throw usageError(`${flag} expects ${what}, got "${v}"`);
   }
   return n;
@@ -160,12 +165,17 @@ export function intOption(flag: string, v: string | undefined, min = 0, max = Nu
 /**
  * The one line and exit status of a failure of command `name` ("run", "vm
  * start"): describeFailure's (errors.ts), with a wrong command line
- * (FTVM_ERR_USAGE) said as "ftvm NAME: FTVM_ERR_USAGE: message" so the line
- * names the command whose --help to read. No trailing newline.
+ * (FTVM_ERR_USAGE) said as "ftvm NAME: FTVM_ERR_USAGE: message (see ftvm NAME
+ * --help)" so the line names the command and the help to read, whichever
+ * part refused it (parseCommand, intOption, the command's own checks; a
+ * message that names its help already keeps it). No trailing newline.
  */
 export function usageLine(name: string, err: unknown): { line: string; status: number } {
   const d = describeFailure(err, name);
-  if (d.status === EXIT.usage && d.line.startsWith('ftvm: FTVM_ERR_USAGE: ')) return { line: `ftvm ${name}: ${d.line.slice('ftvm: '.length)}`, status: d.status };
+  if (d.status === EXIT.usage && d.line.startsWith('ftvm: FTVM_ERR_USAGE: ')) {
+    const hint = /\(see ftvm [^()]*--help\)$/.test(d.line) ? '' : ` (see ftvm ${name} --help)`;
+    return { line: `ftvm ${name}: ${d.line.slice('ftvm: '.length)}${hint}`, status: d.status };
+  }
   return d;
 }
 
@@ -668,7 +678,10 @@ status 1). Everything it makes (namespaces, links, a bridge, processes, a
 temporary directory) is removed at its end, on SIGINT too; a run that was
 killed is swept by the next one. Exit status: 0 when no trial found a
 violation, 1 otherwise (or when a trial could not be set up), 2 for a wrong
-command line.
+command line, 130 (SIGINT) or 143 (SIGTERM) when a signal stopped the
+campaign, with violations or without: the summary then says "interrupted:
+stopped after K of N trials" and lists the violations found (--json:
+"interrupted": true, "trialsAsked": N).
 
 nemeses (--nemesis, comma-separated; default all that fit the arbiter):
   kill             kill -9 of a host (the primary's, the backup's or another), restarted after
@@ -685,7 +698,8 @@ nemeses (--nemesis, comma-separated; default all that fit the arbiter):
           arbiter (etcd, arbiter-chmod, arbiter-remove), all
 
 options:
-  --seed N           the campaign's seed (default: drawn, and printed)
+  --seed N           the campaign's seed, 0..2^48, with N+trials-1 within 2^48 too
+                     (default: drawn below 2^31, and printed)
   --trials N         how many trials (default 10)
   --hosts N          hosts per cluster (2..${CHAOS_HOSTS_MAX}, default 3)
   --arbiter A        file (a directory, the default) or etcd (an etcd in the root namespace)

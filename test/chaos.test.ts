@@ -14,7 +14,7 @@ import { checkTrial, digestClashes, divergencesOf, generationsOf, lostWrite, run
 import { CHAOS_SEED_MAX, campaignExitStatus, campaignSeed, summary } from '../host/chaos/cli.ts';
 import { eventText } from '../host/ft/events.ts';
 import type { Op } from '../host/chaos/linearizability.ts';
-import { CHAOS_STATE_DIR } from '../host/chaos/netns.ts';
+import { CHAOS_STATE_DIR, ChaosNet } from '../host/chaos/netns.ts';
 import { drawSchedule, parseNemeses } from '../host/chaos/nemesis.ts';
 import { Prng } from '../host/chaos/prng.ts';
 import { FTVM, ftvm } from './ftvm-cli.ts';
@@ -204,6 +204,21 @@ describe('ftvm chaos', () => {
       await exited;
     }
   }, 150_000);
+
+  it.skipIf(!root)('kills what a trial left running in the hosts\' namespaces, so it cannot hold the next trial\'s ports', async () => {
+    const net = new ChaosNet(['h1', 'h2']);
+    try {
+      const stray = spawn('ip', ['netns', 'exec', net.ns('h2'), 'sleep', '300'], { stdio: 'ignore', detached: true });
+      await new Promise<void>((resolve, reject) => (stray.once('spawn', resolve), stray.once('error', reject)));
+      const exited = new Promise<NodeJS.Signals | null>((r) => stray.once('exit', (_code, sig) => r(sig)));
+      expect(net.killStragglers()).toBe(1);
+      expect(await exited).toBe('SIGKILL');
+      expect(execFileSync('ip', ['netns', 'pids', net.ns('h2')], { encoding: 'utf8' }).trim()).toBe('');
+      expect(net.killStragglers()).toBe(0);
+    } finally {
+      net.destroy();
+    }
+  });
 
   it.skipIf(!root)('20 trials of every nemesis find no violation but a fabricated one, report in shape, and leave nothing behind', async () => {
     const before = leftovers();

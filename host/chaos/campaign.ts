@@ -539,7 +539,10 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
     // 1. the cluster and the VMs
     try {
       await c.startEtcd();
-      await Promise.all(ids.map((id) => c.add(id)));
+      // every start settles before a failure is thrown: a host that comes up after another failed is known, and stopped with the rest
+      const started = await Promise.allSettled(ids.map((id) => c.add(id)));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       await c.linked(SETTLE_MS);
       endpoints = ids.map((id) => `${c.host(id).public}:${CHAOS_TCP_PORT}`);
       await startBacked(c, CHAOS_VM, modules.kv, primaryAt, []);
@@ -641,6 +644,9 @@ export async function runTrial(net: ChaosNet, trial: number, o: CampaignOptions,
   } finally {
     net.heal();
     await c.stop().catch(() => undefined);
+    // nothing of this trial outlives it, even what it lost track of
+    const strays = net.killStragglers();
+    if (strays) say(`trial ${trial}: ${strays} processes were left in the hosts' namespaces: killed`);
     report.ms = Date.now() - t0;
   }
 }

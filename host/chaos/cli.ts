@@ -6,7 +6,7 @@
 import { constants } from 'node:os';
 import { CHAOS, CHAOS_HOSTS_MAX, intOption, parseCommand, usageLine } from '../cli/commands.ts';
 import { usageError } from '../cli/errors.ts';
-import { CHAOS_TCP_PROCESSES_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
+import { CHAOS_SEED_DRAWN_BOUND, CHAOS_SEED_MAX, CHAOS_TCP_PROCESSES_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX } from '../limits.ts';
 import { hostStderr, hostStdout, keepWritingOnErrors } from '../cli/host-output.ts';
 import { CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_KEYS, CHAOS_PROCESSES, CHAOS_TCP_PROCESSES, runCampaign, TRIAL_HEADER, type CampaignReport } from './campaign.ts';
 import { requireRoot } from './netns.ts';
@@ -15,17 +15,9 @@ import { parseNemeses } from './nemesis.ts';
 /** Trials in one campaign, and seconds of one trial, at most (host/limits.ts). */
 export { CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX };
 
-/**
- * The largest seed a trial may use (2^48): `--seed S` takes 0..CHAOS_SEED_MAX
- * and trial i uses S+i, so S+N-1 must not pass it either. Every such sum is
- * a safe integer, so the seed a trial prints is the one that replays it. The
- * generator (prng.ts) and the workloads' own streams take the seed's low 32
- * bits, so the same integer always draws the same schedule (and seeds that
- * differ by a multiple of 2^32 draw the same one).
- */
-export const CHAOS_SEED_MAX = 2 ** 48;
-/** A seed drawn when --seed is absent is below this (short to type back). */
-const DRAWN_SEED_BOUND = 2 ** 31;
+/** The largest seed a trial may use, and the bound of a drawn seed (host/limits.ts). */
+export { CHAOS_SEED_MAX };
+const DRAWN_SEED_BOUND = CHAOS_SEED_DRAWN_BOUND;
 
 /**
  * The campaign's seed: `seedText` (--seed, decimal) or, when absent, one

@@ -51,7 +51,7 @@
 // CLOCK_REALTIME cannot be offset.
 
 import { readFileSync } from 'node:fs';
-import { CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
+import { CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_SEED_MAX, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS as SETTLE_MS, CHAOS_FINAL_READS_MS as FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX as VIOLATION_OPS_MAX } from '../limits.ts';
 import { FtClient } from '../cluster/client.ts';
 import type { DigestSeen } from '../cluster/host.ts';
 import { eventText } from '../ft/events.ts';
@@ -686,13 +686,16 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
   return { seed: o.seed, hosts: o.hosts, arbiter: o.arbiter, trialSeconds: o.trialSeconds, nemeses: o.nemeses, tcpProcesses: o.tcpProcesses, trials, violations: trials.flatMap((t) => t.violations), ms: Date.now() - t0, trialsAsked: o.trials, interrupted: o.signal?.aborted ?? false };
 }
 
+/** The seed column's width: the digits of CHAOS_SEED_MAX (2^48, 15 digits). */
+const SEED_COLUMN = String(CHAOS_SEED_MAX).length;
+
 /** One trial as a line of the table (`ftvm chaos` without --json). */
 export function trialLine(t: TrialReport): string {
   const faults = t.nemeses.map((f) => `${f.kind}${f.hosts.length ? `@${f.hosts.join('+')}` : ''}`).join(' ') || '-';
   const ops = `${t.ops.ok}/${t.ops.fail}/${t.ops.unknown}`;
   const verdict = t.setupError ? 'not set up' : t.violations.length ? [...new Set(t.violations.map((v) => v.kind))].join(',') : t.check.result === 'unknown' ? 'ok (checker: unknown)' : 'ok';
-  return `${String(t.trial).padStart(5)}  ${String(t.seed).padEnd(12)} ${ops.padEnd(16)} ${(t.vmLost ? 'lost' : 'kept').padEnd(5)} ${verdict.padEnd(24)} ${(t.ms / 1000).toFixed(1).padStart(6)}  ${faults}`;
+  return `${String(t.trial).padStart(5)}  ${String(t.seed).padEnd(SEED_COLUMN)} ${ops.padEnd(16)} ${(t.vmLost ? 'lost' : 'kept').padEnd(5)} ${verdict.padEnd(24)} ${(t.ms / 1000).toFixed(1).padStart(6)}  ${faults}`;
 }
 
 /** The header of the table. */
-export const TRIAL_HEADER = `${'trial'.padStart(5)}  ${'seed'.padEnd(12)} ${'ok/fail/unknown'.padEnd(16)} ${'vm'.padEnd(5)} ${'verdict'.padEnd(24)} ${'s'.padStart(6)}  nemeses`;
+export const TRIAL_HEADER = `${'trial'.padStart(5)}  ${'seed'.padEnd(SEED_COLUMN)} ${'ok/fail/unknown'.padEnd(16)} ${'vm'.padEnd(5)} ${'verdict'.padEnd(24)} ${'s'.padStart(6)}  nemeses`;

@@ -879,8 +879,9 @@ export class FtHost {
       if (this.detector.partnerDead(partner, vm.since)) {
         this.note({ event: 'partner-silent', vm: vm.name, role: vm.role, partner });
         // a silence may end (a pause, a cut link): while the arbiter cannot be reached, the same partner heard again resumes the pair
+        // (what it missed while this side's own link was down is sent again once that link is up: onLinkUp, and the acks of every tick)
         const boot = this.boots.get(partner);
-        const back = (): boolean => this.alive(partner) && !!this.links.get(partner)?.ready && this.boots.get(partner) === boot;
+        const back = (): boolean => this.alive(partner) && this.boots.get(partner) === boot;
         void (vm.role === 'primary' ? this.backupLost(vm, back) : this.primaryLost(vm, back));
       }
     }
@@ -2209,6 +2210,8 @@ export class FtHost {
     const partner = vm.role === 'primary' ? vm.backup : vm.primary;
     this.transition(vm, vm.role === 'primary' ? 'live' : 'following');
     this.say(`${vm.name}: ${partner} is heard again and the arbiter was not reached: ${vm.role} of generation ${vm.gen} again, nothing claimed`);
+    // the other hosts heard "failing-over" while it claimed: they hear "running" now, not at the next period
+    if (vm.role === 'primary') this.tell(vm);
   }
 
   private async primaryLost(vm: Vm, back?: () => boolean): Promise<void> {

@@ -754,6 +754,8 @@ export class FtHost {
     l.ready = false;
     const mine = nonce();
     let stage: 'hello' | 'auth' | 'ready' = 'hello';
+    /** the peer process this connection reached (its handshake's boot id) */
+    let sockBoot: string | null = null;
     sock.on('connect', () => send(sock, { t: 'hello', id: this.id, nonce: mine, cluster: this.clusterId, boot: this.boot }));
     readMessages(
       sock,
@@ -767,7 +769,7 @@ export class FtHost {
           }
           if (!this.sameCluster(l.id, m.cluster)) return void sock.destroy();
           // a restart of the peer is known before the link is up, not at its first heartbeat
-          if (typeof m.boot === 'string') this.heardBoot(l.id, m.boot);
+          if (typeof m.boot === 'string') this.heardBoot(l.id, (sockBoot = m.boot));
           send(sock, { t: 'auth', mac: mac(this.opts.secret, 'dialer', m.nonce, mine) });
           stage = 'auth';
         } else if (stage === 'auth') {
@@ -778,6 +780,7 @@ export class FtHost {
           this.heard(l.id);
           this.onLinkUp(l.id);
         } else {
+          if (this.staleConnection(l.id, sockBoot)) return void sock.destroy();
           this.heard(l.id);
           this.onPeer(l.id, m);
         }
@@ -834,6 +837,7 @@ export class FtHost {
           if (theirBoot !== null) this.heardBoot(peer!, theirBoot);
           return;
         }
+        if (this.staleConnection(peer!, theirBoot)) return void sock.destroy();
         this.heard(peer!);
         this.onPeer(peer!, m);
       },
@@ -2022,6 +2026,20 @@ export class FtHost {
    * replicas it held, so each replica here whose partner it was acts as on a
    * partner's death, at once.
    */
+  /**
+   * Whether a connection whose handshake named peer process `boot` is one of
+   * an earlier process of peer `from` than the one heard since: what a dead
+   * process had queued can still arrive (its kernel sends a closed socket's
+   * data once a cut link heals), and taken for news it would undo what the
+   * newer process said (its boot, so a lost VM would read as running). Such
+   * a connection is closed and its messages dropped.
+   */
+  private staleConnection(from: string, boot: string | null): boolean {
+    if (boot === null || this.boots.get(from) === boot) return false;
+    this.say(`dropped a connection of an earlier process of ${from} (boot ${boot.slice(0, 8)}): ${from} restarted since`);
+    return true;
+  }
+
   private heardBoot(from: string, boot: string): void {
     const before = this.boots.get(from);
     this.boots.set(from, boot);

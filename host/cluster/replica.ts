@@ -79,8 +79,8 @@ export interface ReplicaInit {
    */
   digestPauseMsMax?: number;
   /**
-   * a live replica logs a progress entry at least this often while computing
-   * (default 5 ms). Each one costs a frame to the backup, an ack back, and a
+   * a live replica logs a progress entry when it computed this long with
+   * nothing else logged (default 5 ms). Each one costs a frame to the backup, an ack back, and a
    * wake-up of a backup that caught up; the backup's lag grows by about this much.
    */
   progressEveryMs?: number;
@@ -410,11 +410,14 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
+    lastLogged = performance.now();
     pendingBytes += 32 + (payload instanceof Uint8Array ? payload.length : ((payload as { bytes?: Uint8Array } | null)?.bytes?.length ?? 0));
     if (pendingBytes >= (batching ? BATCH_FLUSH_BYTES : FRAME_FLUSH_BYTES)) flush();
     return e;
   };
   let lastProgress = performance.now();
+  /** when the last entry of any kind was logged */
+  let lastLogged = performance.now();
 
   // ---- the replay side ----
   const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
@@ -725,7 +728,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const t = performance.now();
     if (t - lastProgress >= progressEveryMs) {
       lastProgress = t;
-      if (!pending.length || pending.at(-1)!.count !== meter.count) append('progress', meter.count, null);
+      // The log moves at least every progressEveryMs while the guest computes: a progress
+      // entry only when nothing else moved it (a reactor's requests do, and an entry each
+      // would cost a frame, an ack and a wake-up of the backup for nothing).
+      if (t - lastLogged >= progressEveryMs && (!pending.length || pending.at(-1)!.count !== meter.count)) append('progress', meter.count, null);
       flush();
     }
     const throttle = Atomics.load(signal, THROTTLE);

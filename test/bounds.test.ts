@@ -69,12 +69,14 @@ describe('bounded memory under flooding guests', () => {
 
     // REST, on the primary's host and forwarded by another
     const { conn } = (await api(primary, 'POST', '/v1/connections')).json as { conn: number };
-    const here = await api(primary, 'POST', '/v1/vms/deaf/messages', { conn, data: 'more' });
+    // as large as the flood's: the queue's byte bound may have room left for a smaller message
+    const more = 'b'.repeat(msg.length);
+    const here = await api(primary, 'POST', '/v1/vms/deaf/messages', { conn, data: more });
     expect([here.status, here.json.error.code]).toEqual([503, 'FTVM_ERR_BUSY']);
     const other = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
     const { conn: conn3 } = (await api(other, 'POST', '/v1/connections')).json as { conn: number };
     // forwarded: the host it came through waits for the primary's host's answer
-    const forwarded = await api(other, 'POST', '/v1/vms/deaf/messages', { conn: conn3, data: 'more' });
+    const forwarded = await api(other, 'POST', '/v1/vms/deaf/messages', { conn: conn3, data: more });
     expect([forwarded.status, forwarded.json.error.code]).toEqual([503, 'FTVM_ERR_BUSY']);
     const st = (await statusOf(primary, 'deaf'))!;
     expect(st.inboxMessages).toBeLessThanOrEqual(INPUT_INBOX_MAX);

@@ -8,14 +8,11 @@
 // Seeded: a failure names its seed and the shrunk input; a longer hunt:
 // FTVM_FUZZ_RUNS=2000 FTVM_FUZZ_SEED=$RANDOM npx vitest run test/fuzz.peer.test.ts
 
-import { crc32 } from 'node:zlib';
-import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FrameDecoder, mac, nonce, WIRE_VERSION, type WireMessage } from '../host/cluster/wire.ts';
-import { PEER_FRAME_BYTES_MAX } from '../host/limits.ts';
+import { WIRE_VERSION } from '../host/cluster/wire.ts';
 import { apiOf, askVm, Cluster, eventually } from './cluster.ts';
+import { frame, openPeer, type Peer } from './peer-wire.ts';
 
 const RUNS = Number(process.env.FTVM_FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.FTVM_FUZZ_SEED ?? 2024);
@@ -26,17 +23,6 @@ const STRANGER = 'h9';
 
 const cluster = new Cluster(['--fail-ms', '2000', '--heartbeat-ms', '50']);
 const api = apiOf(cluster);
-/** msgpack as the wire writes it (host/cluster/wire.ts) */
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint', moreTypes: false });
-
-function frame(m: unknown): Buffer {
-  const body = packr.pack(m);
-  const h = Buffer.alloc(8);
-  h.writeUInt32LE(body.length, 0);
-  h.writeUInt32LE(crc32(body), 4);
-  return Buffer.concat([h, body]);
-}
-
 const junk: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom(null, true, false, 0, -1, 2 ** 32, 1.5, '', 'x'),
   fc.integer(),
@@ -86,34 +72,8 @@ const peerMessage: fc.Arbitrary<Record<string, unknown>> = fc.record(
   { requiredKeys: ['t', 'v'] },
 );
 
-interface Peer {
-  sock: Socket;
-  got: WireMessage[];
-  isClosed: () => boolean;
-}
-
-/** A connection to `host`'s peer port, authenticated as STRANGER with the cluster secret (the dialer's side of the handshake in host.ts). */
-async function openPeer(host: string): Promise<Peer> {
-  const addr = cluster.host(host).peer;
-  const c = addr.lastIndexOf(':');
-  const sock = connect({ host: addr.slice(0, c), port: Number(addr.slice(c + 1)) });
-  sock.on('error', () => {});
-  const got: WireMessage[] = [];
-  const dec = new FrameDecoder(PEER_FRAME_BYTES_MAX);
-  sock.on('data', (d: Buffer) => got.push(...dec.push(d)));
-  let closed = false;
-  sock.once('close', () => (closed = true));
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', () => resolve());
-    sock.once('error', reject);
-  });
-  const mine = nonce();
-  sock.write(frame({ t: 'hello', id: STRANGER, nonce: mine, v: WIRE_VERSION }));
-  const challenge = await eventually(`${host}'s challenge`, () => got.find((m) => m.t === 'challenge') ?? (closed ? Promise.reject(new Error('closed')) : undefined), 10_000);
-  sock.write(frame({ t: 'auth', mac: mac(cluster.secret, 'dialer', challenge.nonce as Uint8Array, mine), v: WIRE_VERSION }));
-  await eventually(`${host}'s welcome`, () => (got.some((m) => m.t === 'welcome') ? true : closed ? Promise.reject(new Error('closed before welcome')) : undefined), 10_000);
-  return { sock, got, isClosed: () => closed };
-}
+/** A connection to `host`'s peer port, authenticated as STRANGER with the cluster secret. */
+const openPeerAs = (host: string): Promise<Peer> => openPeer(cluster, host, STRANGER);
 
 let conn = 0;
 let before: { gen: number; primary: string; backup: string };
@@ -136,7 +96,7 @@ describe('the peer port after a valid handshake, fuzzed', () => {
   it('every message type with junk fields: refused or harmless, the host alive and serving, the kept VM untouched', async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...HOSTS), fc.array(peerMessage, { minLength: 1, maxLength: 4 }), async (host, msgs) => {
-        const p = await openPeer(host);
+        const p = await openPeerAs(host);
         try {
           for (const m of msgs) if (!p.isClosed()) p.sock.write(frame(m));
           // a bound for the host to act on them (its answers, if any, are not what is checked)

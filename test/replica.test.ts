@@ -127,7 +127,8 @@ describe('replicas', () => {
     // Each progress entry costs a frame, an ack and a wake-up of the backup; 5 ms keeps the
     // backup's horizon close (its lag grows by about that) at a fifth of the frames of 1 ms.
     const hash = sampleBytes(samples('compute').find((g) => g.name === 'hash')!);
-    const start = { ...startOf(hash), args: ['hash', '1500'] };
+    // about 200 ms of computing on an idle machine: a span to count even when nothing else runs
+    const start = { ...startOf(hash), args: ['hash', '3000'] };
     const p = replica({ vm: 'h', module: hash, start, role: 'primary' });
     const check = new EntryChecker(0);
     const at: number[] = [];

@@ -4,25 +4,14 @@
 // new process (its handshake's boot id) drops a connection of the earlier
 // one and its messages: taken for news, an old vminfo would undo the restart
 // (a lost VM read as running, as a chaos campaign found).
-import { crc32 } from 'node:zlib';
-import { connect, type Socket } from 'node:net';
-import { Packr } from 'msgpackr';
+import { type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FrameDecoder, mac, nonce, WIRE_VERSION, type WireMessage } from '../host/cluster/wire.ts';
-import { PEER_FRAME_BYTES_MAX } from '../host/limits.ts';
+import { WIRE_VERSION } from '../host/cluster/wire.ts';
 import { apiOf, Cluster, eventually } from './cluster.ts';
+import { frame, openPeer as openPeerOf } from './peer-wire.ts';
 
 /** The peer id the test speaks as: a host that knows the secret. */
 const PEER = 'h9';
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint', moreTypes: false });
-
-function frame(m: unknown): Buffer {
-  const body = packr.pack(m);
-  const h = Buffer.alloc(8);
-  h.writeUInt32LE(body.length, 0);
-  h.writeUInt32LE(crc32(body), 4);
-  return Buffer.concat([h, body]);
-}
 
 let c: Cluster | null = null;
 const socks: Socket[] = [];
@@ -32,25 +21,11 @@ afterEach(async () => {
   c = null;
 });
 
-/** A connection to host `id`'s peer port, authenticated as PEER of boot id `boot` (the dialer's side of host.ts's handshake). */
+/** A connection to host `id`'s peer port, authenticated as PEER of boot id `boot`. */
 async function openPeer(cluster: Cluster, id: string, boot: string): Promise<{ sock: Socket; closed: () => boolean }> {
-  const addr = cluster.host(id).peer;
-  const i = addr.lastIndexOf(':');
-  const sock = connect({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)) });
-  socks.push(sock);
-  sock.on('error', () => {});
-  const got: WireMessage[] = [];
-  const dec = new FrameDecoder(PEER_FRAME_BYTES_MAX);
-  sock.on('data', (d: Buffer) => got.push(...dec.push(d)));
-  let closed = false;
-  sock.once('close', () => (closed = true));
-  await new Promise<void>((resolve, reject) => (sock.once('connect', () => resolve()), sock.once('error', reject)));
-  const mine = nonce();
-  sock.write(frame({ t: 'hello', id: PEER, nonce: mine, boot, v: WIRE_VERSION }));
-  const challenge = await eventually('the challenge', () => got.find((m) => m.t === 'challenge'), 10_000);
-  sock.write(frame({ t: 'auth', mac: mac(cluster.secret, 'dialer', challenge.nonce as Uint8Array, mine), v: WIRE_VERSION }));
-  await eventually('the welcome', () => (got.some((m) => m.t === 'welcome') ? true : undefined), 10_000);
-  return { sock, closed: () => closed };
+  const p = await openPeerOf(cluster, id, PEER, boot);
+  socks.push(p.sock);
+  return { sock: p.sock, closed: p.isClosed };
 }
 
 const vminfo = (name: string) => ({ t: 'vminfo', v: WIRE_VERSION, info: { name, gen: 1, primary: PEER, backup: null, state: 'alone', publish: [] } });

@@ -6,10 +6,12 @@
 // its last reading; the CPU clocks count only the replica's thread from where
 // the log left them. A replica that replays a log (observe) ends in the state
 // of the one that wrote it (read), so a snapshot taken on either continues the
-// same; a snapshot's clock state from a peer is checked.
+// same; a snapshot's clock state from a peer is checked; the realtime of a
+// monotonic reading rides the log and is checked there.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { threadCpuNs, VM_CLOCK_BOOT, VmClock, vmClockResolutionNs, vmClockStateOf, VmClockError, type HostClocks } from '../host/runtime/vm-clock.ts';
+import { decodeFrame, encodeFrame, EntryChecker, LogFormatError, type LogEntry } from '../host/log/format.ts';
 import { CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME, CLOCK_REALTIME, CLOCK_THREAD_CPUTIME } from '../host/runtime/wasi/abi.ts';
 
 const S = 1_000_000_000n;
@@ -221,5 +223,24 @@ describe('a VM clock', () => {
     // 100 ms asleep adds next to nothing
     expect(threadCpuNs() - t1).toBeLessThan(20_000_000n);
     expect(x).toBeGreaterThan(0);
+  });
+});
+
+describe("a monotonic reading's realtime in the log", () => {
+  it('rides a clock entry and comes back; a wall that is not a bigint is refused (FTVM_ERR_LOG_ENTRY)', () => {
+    const entries = [
+      { seq: 0, count: 5n, kind: 'clock', payload: { clock: 1, ns: 42n, wall: 1_800_000_000_123_000_000n } },
+      { seq: 1, count: 6n, kind: 'clock', payload: { clock: 0, ns: 7n } },
+    ] as LogEntry[];
+    expect(decodeFrame(encodeFrame(entries), new EntryChecker())).toEqual(entries);
+    const bad = [{ seq: 0, count: 5n, kind: 'clock', payload: { clock: 1, ns: 42n, wall: 'noon' } }] as unknown as LogEntry[];
+    let err: unknown = null;
+    try {
+      decodeFrame(encodeFrame(bad), new EntryChecker());
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LogFormatError);
+    expect((err as LogFormatError).code).toBe('FTVM_ERR_LOG_ENTRY');
   });
 });

@@ -39,9 +39,14 @@
 // first field, sum_exec_runtime); the kernel updates it at each context switch
 // and scheduler tick, so readings move in steps of up to one tick (measured:
 // 0.01 to 4.2 ms on a HZ=250 kernel, median 0.6 ms on a busy thread; reading
-// it costs about 8 µs). /proc/thread-self/stat has the same time in clock
-// ticks of 10 ms, a coarser view. Elsewhere (no /proc), the process's CPU time
-// stands in, as it did before.
+// it costs about 8 µs). It is chosen over /proc/thread-self/stat (the same
+// time in clock ticks of 10 ms), over the metered count turned into ns (exact
+// and deterministic, but a count is not time: a guest timing its own work
+// would read a made-up figure) and over the worker's event-loop utilization
+// (the guest blocks the worker's event loop, which then measures nothing).
+// The guest's CPU clocks read only live, a few times per request at most, so
+// the 8 µs do not show. Elsewhere (no /proc), the process's CPU time stands
+// in, as it did before.
 
 import { readFileSync } from 'node:fs';
 import { CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME, CLOCK_REALTIME, CLOCK_THREAD_CPUTIME } from './wasi/abi.ts';

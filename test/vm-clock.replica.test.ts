@@ -80,12 +80,12 @@ const MS = 1_000_000n;
 /** time passes while nothing runs: the gap a failover leaves */
 const GAP_MS = 300;
 
-/** The monotonic clock moved with realtime between `a` and `b` (within 20 ms: two readings' ms realtime and the work between them), and neither went back. */
+/** The monotonic clock moved with realtime between `a` and `b` (within 100 ms: two readings' ms realtime, and a loaded machine may preempt the thread between the reads of one answer), and neither went back. */
 function continued(a: Reading, b: Reading): void {
   expect(b.mono).toBeGreaterThanOrEqual(a.mono);
   expect(b.real).toBeGreaterThanOrEqual(a.real);
   const drift = b.mono - a.mono - (b.real - a.real);
-  expect(drift < 0n ? -drift : drift).toBeLessThan(20n * MS);
+  expect(drift < 0n ? -drift : drift).toBeLessThan(100n * MS);
 }
 
 async function snapshotOf(r: ReturnType<typeof replica>, id: number) {

@@ -101,6 +101,16 @@ describe('a VM clock', () => {
     expect(q.read(CLOCK_MONOTONIC).ns).toBe(601n * S);
   });
 
+  it('a monotonic reading logged without its realtime (an older log) counts from when the replay took it', () => {
+    const { hosts, pass } = world([0n]);
+    const q = new VmClock(hosts[0]!);
+    q.observe(CLOCK_MONOTONIC, 50n * S);
+    expect(q.state().monoWallNs).toBe(hosts[0]!.world.wall);
+    pass(2n * S);
+    q.goLive();
+    expect(q.read(CLOCK_MONOTONIC).ns).toBe(52n * S);
+  });
+
   it('never goes back when the new host’s realtime is behind the reading’s (skew): it stands still, then moves', () => {
     const w1 = { wall: 1000n * S };
     const w2 = { wall: 990n * S }; // 10 s behind

@@ -36,9 +36,11 @@ export class LocalCluster {
    * Starts a host and waits (bounded) until it listens. `args` go to
    * `ftvm host`; `spawnOpts.nodeArgs` go to node before the script (for
    * example `--cpu-prof --cpu-prof-dir DIR`, written when the host exits on
-   * terminate(), not on kill), and `spawnOpts.env` joins the environment.
+   * terminate(), not on kill), `spawnOpts.env` joins the environment, and
+   * `spawnOpts.wrap` comes before node (`unshare -T --fork --kill-child
+   * --monotonic=-1500`: a host whose monotonic clock is 1500 s behind).
    */
-  async add(id: string, args: string[] = [], spawnOpts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<TestHost> {
+  async add(id: string, args: string[] = [], spawnOpts: { nodeArgs?: string[]; env?: Record<string, string>; wrap?: string[] } = {}): Promise<TestHost> {
     const arbiter = this.arbiterArgs ?? ['--dir', join(this.dir, 'arbiter')];
     // each host its own loopback address for published ports, as hosts of a real cluster have
     const given = [...this.extraArgs, ...args].includes('--public-address');
@@ -47,6 +49,7 @@ export class LocalCluster {
       id,
       args: [...arbiter, ...pub, ...this.extraArgs, ...args],
       nodeArgs: spawnOpts.nodeArgs,
+      wrap: spawnOpts.wrap,
       // each host's data (modules, the cluster ids it remembers) in this cluster's directory, unless FTVM_DATA_DIR says where
       env: { ...(process.env.FTVM_DATA_DIR ? {} : { FTVM_DATA_DIR: join(this.dir, 'data') }), ...spawnOpts.env, FTVM_SECRET: this.secret, FTVM_TOKEN: this.token },
       logDir: this.logDir,

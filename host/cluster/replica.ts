@@ -38,6 +38,7 @@ import { I64_MAX } from '../meter/abi.ts';
 import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
 import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
+import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
 import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
@@ -101,6 +102,8 @@ export interface Snapshot extends ResumePoint {
   inputEnds?: [number, number][];
   /** and after the last byte the guest sent (the primary's host adds it: it numbers the sends as they leave) */
   outputEnds?: [number, number][];
+  /** where the VM's clocks stand: their last readings in the log before `seq` (vm-clock.ts; absent: none read) */
+  clocks?: VmClockState;
 }
 
 /** A client message for the guest's NIC. `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
@@ -498,18 +501,23 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
 
   // ---- nondeterminism ----
   const live: Nondeterminism = liveNondeterminism;
+  // The guest's clocks are the VM's (vm-clock.ts): they follow the log while
+  // replaying, and go on from where it left them once live.
+  const vmClock = new VmClock(hostClocks, vmClockStateOf(init.snapshot?.clocks));
+  if (mode === 'live') vmClock.goLive();
   const nd: Nondeterminism = {
     clockNs(clock) {
       const e = take('clock');
       if (e) {
         if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
+        vmClock.observe(clock, e.payload.ns, e.payload.wall);
         return e.payload.ns;
       }
-      const ns = live.clockNs(clock);
-      append('clock', count(), { clock, ns });
+      const { ns, wall } = vmClock.read(clock);
+      append('clock', count(), wall === undefined ? { clock, ns } : { clock, ns, wall });
       return ns;
     },
-    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
+    clockResolutionNs: vmClockResolutionNs,
     randomFill(dest) {
       const e = mode === 'replay' ? peek() : null;
       const bytes = takeChunks('random', count(), (r) => r.payload);
@@ -773,6 +781,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       devices: c.wasi.image(),
       timerPeriodNs: timerPeriod,
       inputEnds: [...inputEnds],
+      clocks: vmClock.state(),
     };
     const tail = digestTail(c);
     post({ t: 'snapshot', id, snapshot, digestTail: tail, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
@@ -781,6 +790,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const switchLive = (): void => {
     mode = 'live';
     nextSeq = lastSeq + 1;
+    vmClock.goLive();
     timerArm();
     lastProgress = performance.now();
     nextDigest = (count() / every + 1n) * every;

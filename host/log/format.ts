@@ -26,7 +26,10 @@
 // (what version 2 always did), a file entry without them belongs to preopen 0.
 // 4 adds to a NIC message's interrupt entry the connection's send window
 // (`window`) when the message moves it; a version-3 log still reads (its
-// connections had no windows).
+// connections had no windows). Any version may carry, on a monotonic `clock`
+// entry, the host's realtime when it was read (`wall`; host/runtime/vm-clock.ts):
+// only a replica that goes live uses it, a replay returns `ns` alone, and a
+// reader that does not know it reads the entry as before.
 //
 // A log written by a recording that was stopped (a signal, a crash) ends
 // early: at a frame boundary (no exit entry: isComplete is false), or inside
@@ -77,8 +80,12 @@ export interface EntryPayloads {
     /** the guest has the NIC's listening socket after the preopens (version 3; absent: true) */
     listen?: boolean;
   };
-  /** clock_time_get: the clock's id and its value */
-  clock: { clock: number; ns: bigint };
+  /**
+   * clock_time_get: the clock's id and its value; `wall`, on a monotonic
+   * reading of a cluster VM: the realtime (ns since the epoch) of the host
+   * that took it, then (where the VM's clock stands at a go-live, vm-clock.ts)
+   */
+  clock: { clock: number; ns: bigint; wall?: bigint };
   /** random_get: the bytes handed to the guest */
   random: Uint8Array;
   /**
@@ -321,7 +328,7 @@ const PAYLOAD_OK: { [K in EntryKind]: (p: unknown) => boolean } = {
     (p.stdin === undefined || p.stdin === 'whole' || p.stdin === 'stream') &&
     (p.preopens === undefined || (Array.isArray(p.preopens) && p.preopens.length <= PREOPENS_MAX && p.preopens.every((n) => typeof n === 'string'))) &&
     (p.listen === undefined || typeof p.listen === 'boolean'),
-  clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint',
+  clock: (p) => isObj(p) && isInt(p.clock) && typeof p.ns === 'bigint' && (p.wall === undefined || typeof p.wall === 'bigint'),
   random: isBytes,
   file: (p) =>
     isObj(p) &&

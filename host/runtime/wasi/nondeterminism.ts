@@ -26,6 +26,8 @@ function cpuTimeNs(): bigint {
  * process.hrtime.bigint(), CPU time from process.cpuUsage() (µs resolution; the
  * thread clock reports process CPU time, as Node runs the guest on one thread),
  * randomness from crypto.randomFillSync. Unknown clock ids throw RangeError.
+ * `ftvm run` and `ftvm record` use these; a cluster VM's replicas give the
+ * guest the VM's own clocks instead (host/runtime/vm-clock.ts).
  */
 export const liveNondeterminism: Nondeterminism = {
   clockNs(clockId: number): bigint {

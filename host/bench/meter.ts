@@ -49,6 +49,7 @@ const VARIANTS: VariantDef[] = [
     label: 'ftvm+asyncify(all)',
     build: (b) => meter(b, { variant: 'ftvm', asyncify: 'full' }).binary,
   },
+  { key: 'asyncify_input', label: 'ftvm+asyncify(input calls)', build: (b) => meter(b, { variant: 'ftvm', asyncify: 'input-calls' }).binary },
   { key: 'nan', label: 'ftvm+nan-canon', build: (b) => meter(b, { variant: 'ftvm', canonicalizeNaNs: true }).binary },
 ];
 
@@ -173,6 +174,10 @@ export interface GuestRow {
   asyncify_ratio: number;
   asyncify_full_ms: number;
   asyncify_full_ratio: number;
+  /** Asyncify limited to the calls that wait for input (what command guests' snapshots use): ms, ratio to unmetered, and to ftvm's metered run */
+  asyncify_input_ms: number;
+  asyncify_input_ratio: number;
+  asyncify_input_over_metered: number;
   nan_ms: number;
   nan_ratio: number;
   module_bytes: { unmetered: number; metered: number; classic: number; asyncify: number };
@@ -190,6 +195,10 @@ export interface BenchMeterReport {
   speedup_vs_classic: number;
   asyncify_geomean_ratio: number;
   asyncify_full_geomean_ratio: number;
+  asyncify_input_geomean_ratio: number;
+  /** geomean and worst of asyncify_input_over_metered: what a command guest pays for snapshots over metering alone */
+  asyncify_input_over_metered_geomean: number;
+  asyncify_input_over_metered_max: number;
   nan_geomean_ratio: number;
   ewasm_refused: string[];
   /** real modules (empty when their packages are not installed, or with real: false) */
@@ -254,6 +263,9 @@ export function benchMeter(opts: BenchMeterOptions): BenchMeterReport {
       asyncify_ratio: round3(med('asyncify') / base),
       asyncify_full_ms: round3(med('asyncify_full')),
       asyncify_full_ratio: round3(med('asyncify_full') / base),
+      asyncify_input_ms: round3(med('asyncify_input')),
+      asyncify_input_ratio: round3(med('asyncify_input') / base),
+      asyncify_input_over_metered: round3(med('asyncify_input') / med('metered')),
       nan_ms: round3(med('nan')),
       nan_ratio: round3(med('nan') / base),
       module_bytes: {
@@ -278,6 +290,9 @@ export function benchMeter(opts: BenchMeterOptions): BenchMeterReport {
     speedup_vs_classic: round3(classic_geomean_ratio / geomean_ratio),
     asyncify_geomean_ratio: gm((r) => r.asyncify_ratio),
     asyncify_full_geomean_ratio: gm((r) => r.asyncify_full_ratio),
+    asyncify_input_geomean_ratio: gm((r) => r.asyncify_input_ratio),
+    asyncify_input_over_metered_geomean: gm((r) => r.asyncify_input_over_metered),
+    asyncify_input_over_metered_max: Math.max(...rows.map((r) => r.asyncify_input_over_metered)),
     nan_geomean_ratio: gm((r) => r.nan_ratio),
     ewasm_refused: refused,
     // The real modules take minutes (the pass alone spends about 150 CPU seconds on
@@ -438,7 +453,7 @@ const fmt = (x: number | null, d = 2): string => (x === null ? '-' : x.toFixed(d
 
 /** The human-readable table. */
 export function formatMeterReport(r: BenchMeterReport): string {
-  const head = ['guest', 'unmetered ms', 'ftvm ms', 'ftvm x', 'classic x', 'wasm-metering x', 'asyncify x', 'asyncify(all) x', 'nan-canon x'];
+  const head = ['guest', 'unmetered ms', 'ftvm ms', 'ftvm x', 'classic x', 'wasm-metering x', 'asyncify x', 'asyncify(all) x', 'asyncify(input calls) x', 'input calls / ftvm', 'nan-canon x'];
   const lines = r.guests.map((g) => [
     g.name,
     fmt(g.unmetered_ms, 1),
@@ -448,6 +463,8 @@ export function formatMeterReport(r: BenchMeterReport): string {
     g.ewasm_ratio === null ? 'refused' : fmt(g.ewasm_ratio),
     fmt(g.asyncify_ratio),
     fmt(g.asyncify_full_ratio),
+    fmt(g.asyncify_input_ratio),
+    fmt(g.asyncify_input_over_metered),
     fmt(g.nan_ratio),
   ]);
   lines.push([
@@ -459,6 +476,8 @@ export function formatMeterReport(r: BenchMeterReport): string {
     '',
     fmt(r.asyncify_geomean_ratio),
     fmt(r.asyncify_full_geomean_ratio),
+    fmt(r.asyncify_input_geomean_ratio),
+    fmt(r.asyncify_input_over_metered_geomean),
     fmt(r.nan_geomean_ratio),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));

@@ -23,3 +23,26 @@ export const I64_MAX = (1n << 63n) - 1n;
 /** Prefix of the exports through which the host reads the guest's own mutable globals (for state digests). */
 export const EXPORT_GLOBAL_PREFIX = 'ftvm_global_';
 
+
+/**
+ * The host calls at which a command guest's snapshot may be taken: the calls
+ * that wait for input, where a server spends its idle time. A guest metered
+ * with Asyncify limited to them ('input-calls') can unwind its wasm stack at
+ * the entry of any of them (runtime/unwind.ts); no other function pays for
+ * Asyncify. Each is "module.name".
+ */
+export const SNAPSHOT_POINT_IMPORTS: readonly string[] = [
+  'ftvm_io.nic_recv',
+  'ftvm_io.wait',
+  'wasi_snapshot_preview1.fd_read',
+  'wasi_snapshot_preview1.poll_oneoff',
+  'wasi_snapshot_preview1.sock_accept',
+  'wasi_snapshot_preview1.sock_recv',
+];
+
+/**
+ * Exported by a command guest metered with Asyncify ('input-calls'): an
+ * immutable i32, the most bytes Asyncify saves for one frame of any of its
+ * functions (runtime/unwind.ts sizes its region with it).
+ */
+export const EXPORT_UNWIND_FRAME_BYTES = 'ftvm_unwind_frame_bytes';

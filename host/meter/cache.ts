@@ -44,8 +44,15 @@ export interface MeterOptions {
   canonicalizeNaNs?: boolean;
   /** run binaryen's optimizer after instrumenting (default true) */
   optimize?: boolean;
-  /** binaryen Asyncify on top: 'blocking' limits it to the imports that can block */
-  asyncify?: false | 'blocking' | 'full';
+  /**
+   * binaryen Asyncify on top: 'blocking' limits it to the imports that can
+   * block (ftvm.check among them), 'input-calls' to the calls that wait for
+   * input (SNAPSHOT_POINT_IMPORTS), and only in a command guest (exporting
+   * `_start`): what its snapshots use (runtime/unwind.ts; a reactor is
+   * snapshotted between events and gets nothing), 'full' lets every import
+   * unwind
+   */
+  asyncify?: false | AsyncifyMode;
   /** where instrumented modules are cached on disk; null disables the disk cache */
   cacheDir?: string | null;
   /**
@@ -56,6 +63,9 @@ export interface MeterOptions {
   onProgress?: (p: MeterProgress) => void;
 }
 
+
+/** Where Asyncify may unwind (see MeterOptions.asyncify). */
+export type AsyncifyMode = 'blocking' | 'input-calls' | 'full';
 
 export interface MeteredModule {
   binary: Uint8Array;
@@ -71,7 +81,7 @@ export interface Resolved {
   memoryLimitPages: number;
   canonicalizeNaNs: boolean;
   optimize: boolean;
-  asyncify: false | 'blocking' | 'full';
+  asyncify: false | AsyncifyMode;
 }
 
 export function resolve(opts: MeterOptions): Resolved {

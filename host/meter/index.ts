@@ -7,6 +7,7 @@ import { bodyShape } from './walk.ts';
 import { cacheKey, lookup, resolve, store, validateModule, type MeterOptions, type MeteredModule, type Resolved } from './cache.ts';
 import type { MeterProgress } from './progress.ts';
 import { MeterError } from './errors.ts';
+import { EXPORT_UNWIND_FRAME_BYTES, SNAPSHOT_POINT_IMPORTS } from './abi.ts';
 
 export { MeterError } from './errors.ts';
 export * from './instrument.ts';
@@ -21,6 +22,62 @@ export const BLOCKING_IMPORTS = [
   'wasi_snapshot_preview1.sock_recv',
   'wasi_snapshot_preview1.sock_accept',
 ];
+
+/**
+ * The imported functions of `module` Asyncify may unwind from in the
+ * 'input-calls' mode, as "module.name" for binaryen's asyncify-imports: those
+ * of SNAPSHOT_POINT_IMPORTS the module imports. Never ftvm.check: it is
+ * reached from every loop, so letting it unwind would make every function on
+ * a loop's call path pay for Asyncify (1.8x, measured by `ftvm bench meter`).
+ * An empty list would let every import unwind, so a module with none of them
+ * gets one name no module has: Asyncify then instruments nothing.
+ */
+export function snapshotPointImports(module: binaryen.Module): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const f = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
+    const name = `${f.module}.${f.base}`;
+    if (f.module && SNAPSHOT_POINT_IMPORTS.includes(name)) out.push(name);
+  }
+  return out.length ? out.sort() : [NO_IMPORT];
+}
+
+/** Whether a module is a WASI command: it exports a `_start` function (checkExports decides the same way). */
+function isCommand(module: binaryen.Module): boolean {
+  for (let i = 0; i < module.getNumExports(); i++) {
+    const e = binaryen.getExportInfo(module.getExportByIndex(i));
+    if (e.name === '_start' && e.kind === binaryen.ExternalFunction) return true;
+  }
+  return false;
+}
+
+/** The global behind EXPORT_UNWIND_FRAME_BYTES. */
+const G_UNWIND_FRAME = 'ftvm$unwind_frame_bytes';
+
+/**
+ * The most bytes Asyncify saves for one frame of any function of `module`
+ * (as emitted: call it after the last pass): its params' and locals' values
+ * (4, 8 or 16 bytes each) and its resume index (4). The unwinder adds it to
+ * the depth count for the innermost frame, which the depth count leaves out
+ * when it calls no guest function (runtime/unwind.ts).
+ */
+function largestSavedFrame(module: binaryen.Module): number {
+  const bytesOf = (t: binaryen.Type): number => (t === binaryen.v128 ? 16 : t === binaryen.i64 || t === binaryen.f64 ? 8 : 4);
+  let most = 0;
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const f = module.getFunctionByIndex(i);
+    const info = binaryen.getFunctionInfo(f);
+    if (!info.body) continue; // an import
+    let bytes = 4;
+    for (const t of binaryen.expandType(info.params)) bytes += bytesOf(t);
+    for (const t of info.vars) bytes += bytesOf(t);
+    if (bytes > most) most = bytes;
+  }
+  return most;
+}
+
+/** An import name no module has (see snapshotPointImports). */
+const NO_IMPORT = 'ftvm.no_import';
 
 /** Features an instrumented module may use once it is emitted. */
 export const EMIT_FEATURES =
@@ -199,9 +256,16 @@ function transformOnce(bytes: Uint8Array, r: Resolved, onProgress: ((p: MeterPro
         // Without a list, Asyncify assumes every import may unwind.
         binaryen.clearPassArguments();
         if (r.asyncify === 'blocking') binaryen.setPassArgument('asyncify-imports', BLOCKING_IMPORTS.join(','));
-        module.runPasses(['asyncify']);
+        if (r.asyncify === 'input-calls') binaryen.setPassArgument('asyncify-imports', snapshotPointImports(module).join(','));
+        // A reactor is snapshotted between events, with nothing on its stack: it needs no unwinding.
+        const unwinds = r.asyncify !== 'input-calls' || isCommand(module);
+        if (unwinds) module.runPasses(['asyncify']);
         binaryen.clearPassArguments();
         if (r.optimize) optimize(module, report);
+        if (unwinds && r.asyncify === 'input-calls') {
+          module.addGlobal(G_UNWIND_FRAME, binaryen.i32, false, module.i32.const(largestSavedFrame(module)));
+          module.addGlobalExport(G_UNWIND_FRAME, EXPORT_UNWIND_FRAME_BYTES);
+        }
       }
     } finally {
       binaryen.setOneCallerInlineMaxSize(inline);

@@ -269,6 +269,8 @@ export const DEPTH_LIMIT_SLOTS = 64_000;
 export const MEMORY_LIMIT_PAGES = 16_384;
 /** The largest snapshot memory a host receives, in bytes: the largest memory a VM may have. */
 export const SNAPSHOT_BYTES_MAX = MEMORY_LIMIT_PAGES * 65536;
+/** The largest stack image of a command guest's snapshot (its wasm frames, unwound by Asyncify into a region of its memory lent for the purpose; runtime/unwind.ts), in bytes: the default depth budget's 64,000 slots of 8 bytes, and 512 KiB for the innermost frame. */
+export const STACK_IMAGE_BYTES_MAX = 1024 * 1024;
 /** The largest encoded device state (stdin not read yet, NIC queues and streams, files) a snapshot carries after its memory, in bytes; a larger one is not shipped, and the VM stays alone until a later try fits. */
 export const SNAPSHOT_DEVICES_BYTES_MAX = 64 * 1024 * 1024;
 /** File descriptors a guest holds open at once. */
@@ -389,7 +391,7 @@ export function currentLimits(): Limits {
     API_BOX_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, DETECTOR_GAPS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX, VM_DIGESTS_KEPT_MAX, VM_DIGEST_PAUSE_MS_MAX,
     LAG_MARKS_MAX, THROTTLE_US_MAX, INLINE_MODULE_BYTES_MAX, CLI_INLINE_MODULE_BYTES_MAX, CLI_ANSWER_BYTES_MAX,
     REFUSED_DRAIN_MS, UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
-    METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, VM_CPU_CLOCK_RESOLUTION_US, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
+    METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, VM_CPU_CLOCK_RESOLUTION_US, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, STACK_IMAGE_BYTES_MAX, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
     SYMLINK_FOLLOWS_MAX, SYMLINK_BYTES_MAX, DIR_ENTRIES_MAX, POLL_SUBSCRIPTIONS_MAX, STDIN_READ_BYTES_MAX,
     SLEEP_SLICE_MS, CLUSTER_HOSTS_MAX, HOST_LOG_LINES_MAX, RECORD_LOG_FLUSH_MS, RECORD_STOP_WAIT_MS, FOLLOW_RETRY_MS, CHAOS_FAIL_MS, CHAOS_HEARTBEAT_MS, CHAOS_SETTLE_MS, CHAOS_FINAL_READS_MS, CHAOS_VIOLATION_OPS_MAX, CHAOS_TRIALS_MAX, CHAOS_TRIAL_SECONDS_MAX, CHAOS_ETCD_READY_MS, CHAOS_OUTPUTS_KEPT_MAX, CHAOS_STAGGER_MS_MAX, CHAOS_OPS_MAX, CHAOS_HOSTS_MAX, CHAOS_DIGEST_EVERY_COUNTS, CHAOS_DIGEST_SAMPLE_MS, CHAOS_DIGESTS_KEPT_MAX, CHAOS_RESP_REPLY_BYTES_MAX, CHAOS_TCP_PROCESSES_MAX, CHAOS_STRAGGLERS_WAIT_MS, CHAOS_SEED_MAX, CHAOS_SEED_DRAWN_BOUND, HOST_READY_MS, LINEARIZABILITY_CHECK_MS_DEFAULT, LINEARIZABILITY_CACHE_ENTRIES_MAX, LINEARIZABILITY_CACHE_WORDS_MAX,
     NIC_QUEUE_MAX, NIC_QUEUE_BYTES_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, TOMBSTONES_MAX, ADMIN_WAITS_MAX, GUEST_LOG_BYTES_PER_SECOND,
@@ -415,6 +417,8 @@ function rules(l: Limits): [string, boolean][] {
     ['a snapshot chunk and its envelope fit a peer frame', l.SNAPSHOT_CHUNK_BYTES <= peer],
     ['a snapshot waits for the link to drain to at most a few chunks', l.SNAPSHOT_QUEUED_BYTES_MAX <= 4 * l.SNAPSHOT_CHUNK_BYTES],
     ['a snapshot of the largest memory is made of chunks', l.SNAPSHOT_BYTES_MAX >= l.SNAPSHOT_CHUNK_BYTES],
+    ['a stack image holds a guest at the default depth budget, with room for its innermost frame', l.STACK_IMAGE_BYTES_MAX >= l.DEPTH_LIMIT_SLOTS * 8 + 256 * 1024],
+    ['a stack image fits one snapshot chunk', l.STACK_IMAGE_BYTES_MAX <= l.SNAPSHOT_CHUNK_BYTES],
     ['a snapshot\'s devices hold the stdin and the NIC queue a VM may have, and unread input of many TCP connections', l.SNAPSHOT_DEVICES_BYTES_MAX >= l.VM_STDIN_BYTES_MAX + l.NIC_QUEUE_BYTES_MAX + l.NIC_MESSAGE_BYTES_MAX + 32 * l.GUEST_UNREAD_BYTES_MAX],
     ['a module chunk and its envelope fit a peer frame', l.MODULE_CHUNK_BYTES <= peer],
     ['an inline-shipped module and its metered form fit a peer frame', l.INLINE_SHIP_BYTES_MAX <= peer],

@@ -10,6 +10,8 @@ import { DeadlineReached, DepthExceeded, MeterHost, type CheckHandler } from './
 import { INTERRUPT_EXPORT, INTERRUPT_NIC, IO_FUNCTIONS, IO_MODULE, sleepNs, type Interrupt, type Place } from './events.ts';
 import type { VirtualNic } from './nic.ts';
 import type { FtvmErrorCode } from '../errors.ts';
+import { SNAPSHOT_POINT_IMPORTS } from '../meter/abi.ts';
+import { canUnwind, StackUnwinder, STACK_IMAGE_BYTES_MAX, STACK_REGION_OFFSET } from './unwind.ts';
 
 export class GuestLoadError extends Error {
   constructor(
@@ -76,8 +78,36 @@ export interface RunOptions {
   wait?: (ctx: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null) => boolean;
   /** called once the guest is instantiated, right before `_start` runs */
   onStart?: (ctx: GuestContext) => void;
-  /** resume a reactor from a snapshot instead of starting it: no start function or `_initialize` runs */
+  /** resume from a snapshot instead of starting: no start function or `_initialize` runs; a command guest's `_start` rewinds to its snapshot point (ResumePoint.stack) */
   resume?: ResumePoint;
+  /**
+   * Snapshots of a command guest built with Asyncify (meter option asyncify
+   * 'input-calls'; ignored otherwise). `wanted()` is asked at the entry of
+   * each call that waits for input (SNAPSHOT_POINT_IMPORTS); true unwinds
+   * the stack there (when it surely fits, StackUnwinder.fits) instead of
+   * making the call. A `wait` may also throw UnwindNow while such a call
+   * waits, if the call has had no effect yet (nothing read, delivered or
+   * logged since its entry). `onUnwound` then gets the guest with its stack
+   * unwound and the stack image, takes its snapshot, and returns; the guest
+   * rewinds and makes the call, as if nothing had happened.
+   */
+  unwind?: {
+    wanted(ctx: GuestContext): boolean;
+    onUnwound(ctx: GuestContext, stack: Uint8Array): void;
+  };
+}
+
+/**
+ * Thrown by a RunOptions.wait to unwind a command guest from the call that
+ * waits (see RunOptions.unwind): only when `GuestContext.atSnapshotPoint()`,
+ * and only when the call has had no effect yet, since it is made again from
+ * its start once the guest rewinds.
+ */
+export class UnwindNow extends Error {
+  constructor() {
+    super('unwind the guest for a snapshot');
+    this.name = 'UnwindNow';
+  }
 }
 
 /** A directory the guest sees: the in-memory tree (mutated in place) and the name it is preopened under ("/", "/data", "."). */
@@ -86,13 +116,15 @@ export interface Preopen {
   fs: VirtualFs;
 }
 
-/** An idle reactor's state: everything but the module. */
+/** A guest's state at a snapshot: everything but the module. An idle reactor's, or a command guest's at the entry of a call that waits for input. */
 export interface ResumePoint {
   count: bigint;
   memory: Uint8Array;
   /** the exported mutable globals (ftvm_global_<i>) and their values */
   globals: [string, number | bigint][];
   devices: DeviceImage;
+  /** a command guest's unwound wasm stack (StackUnwinder's image, at most STACK_IMAGE_BYTES_MAX); absent for a reactor */
+  stack?: Uint8Array;
 }
 
 export class SnapshotError extends Error {
@@ -138,6 +170,8 @@ export interface GuestContext {
   masked(): boolean;
   /** the guest is a reactor (`_initialize` and interrupts, no `_start`) */
   reactor: boolean;
+  /** the guest is in a call that waits for input and may unwind from it (RunOptions.unwind, UnwindNow) */
+  atSnapshotPoint(): boolean;
 }
 
 export type Outcome =
@@ -268,6 +302,38 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     imports[WASI_MODULE] = wrapped;
   }
   if (metered) imports[IMPORT_MODULE] = mh.imports;
+  // A command guest built with Asyncify unwinds at the entry of a call that waits for input.
+  let unwinder: StackUnwinder | null = null;
+  let pointDepth = 0;
+  const unwind = opts.unwind;
+  if (unwind && canUnwindModule(module)) {
+    for (const full of SNAPSHOT_POINT_IMPORTS) {
+      const dot = full.indexOf('.');
+      const [mod, name] = [full.slice(0, dot), full.slice(dot + 1)];
+      const table = imports[mod] as Record<string, unknown> | undefined;
+      const fn = table?.[name];
+      if (typeof fn !== 'function') continue;
+      const point = (...a: unknown[]): unknown => {
+        const u = unwinder;
+        if (u?.rewinding) u.stopRewind();
+        else if (u && ctx && unwind.wanted(ctx) && !ctx.masked() && u.fits()) {
+          u.startUnwind();
+          return 0;
+        }
+        pointDepth++;
+        try {
+          return (fn as (...x: unknown[]) => unknown)(...a);
+        } catch (e) {
+          if (!(e instanceof UnwindNow) || !u) throw e;
+          u.startUnwind();
+          return 0;
+        } finally {
+          pointDepth--;
+        }
+      };
+      imports[mod] = { ...table, [name]: point } as WebAssembly.ModuleImports;
+    }
+  }
 
   const result = (outcome: Outcome, exitCode: number | null, trap: string | null = null, at?: bigint): RunResult => ({
     outcome,
@@ -323,19 +389,36 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       call();
     }
   };
-  ctx = { instance, memory, meter: metered ? mh : null, wasi, deliver, masked: () => inHandler > 0, reactor };
-  if (opts.resume) resume(ctx, opts.resume);
+  if (unwind && canUnwind(instance.exports)) unwinder = new StackUnwinder(instance, memory);
+  ctx = {
+    instance,
+    memory,
+    meter: metered ? mh : null,
+    wasi,
+    deliver,
+    masked: () => inHandler > 0,
+    reactor,
+    atSnapshotPoint: () => unwinder !== null && pointDepth === 1 && inHandler === 0 && unwinder.fits(),
+  };
+  if (opts.resume) resume(ctx, opts.resume, unwinder);
   opts.onStart?.(ctx);
   try {
-    if (opts.resume) {
+    if (opts.resume && reactor) {
       while (opts.wait?.(ctx, 'idle', null));
       return result('idle', null);
     }
     // A metered module's start function runs here, metered, not at instantiation.
     const init = instance.exports[EXPORT_START];
-    if (typeof init === 'function') (init as () => void)();
+    if (!opts.resume && typeof init === 'function') (init as () => void)();
     if (!reactor) {
-      (start as () => void)();
+      let rewind = opts.resume?.stack ?? null;
+      for (;;) {
+        if (rewind) unwinder!.startRewind(rewind);
+        (start as () => void)();
+        if (!unwinder?.unwinding) break;
+        rewind = unwinder.stopUnwind();
+        opts.unwind!.onUnwound(ctx, rewind);
+      }
       return result('exit', 0);
     }
     (initialize as () => void)();
@@ -346,10 +429,37 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
   }
 }
 
-/** Puts a fresh instance of a reactor in the state of a resume point. */
-function resume(ctx: GuestContext, r: ResumePoint): void {
-  if (!ctx.reactor) throw new SnapshotError('only a reactor (between events) resumes from a snapshot');
+/** Whether a compiled module was built with Asyncify (see unwind.ts). */
+function canUnwindModule(module: WebAssembly.Module): boolean {
+  const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+  return names.has('asyncify_start_unwind') && names.has('asyncify_get_state');
+}
+
+/**
+ * Whether a compiled (metered) guest can be snapshotted while it runs: a
+ * reactor between events, or a command guest built with Asyncify (meter
+ * option asyncify 'input-calls') at its input calls.
+ */
+export function snapshottable(module: WebAssembly.Module): boolean {
+  const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+  return (!names.has('_start') && names.has('_initialize')) || canUnwindModule(module);
+}
+
+/**
+ * Puts a fresh instance in the state of a resume point: a reactor's, or a
+ * command guest's with its stack image (rewound when `_start` runs). Throws
+ * SnapshotError (FTVM_ERR_SNAPSHOT) for a point that does not fit the guest.
+ */
+function resume(ctx: GuestContext, r: ResumePoint, unwinder: StackUnwinder | null): void {
   if (!ctx.meter) throw new SnapshotError('only a metered guest resumes from a snapshot');
+  if (ctx.reactor && r.stack) throw new SnapshotError('a reactor resumes between events, without a stack');
+  if (!ctx.reactor && !r.stack) throw new SnapshotError('a command guest resumes only from a snapshot with its stack');
+  if (!ctx.reactor && !unwinder) throw new SnapshotError('a command guest resumes from a snapshot only when built with Asyncify and run with RunOptions.unwind');
+  if (r.stack) {
+    const s = r.stack;
+    const ok = s instanceof Uint8Array && s.length >= 8 && s.length <= STACK_IMAGE_BYTES_MAX && new DataView(s.buffer, s.byteOffset, 8).getUint32(0, true) === STACK_REGION_OFFSET + s.length;
+    if (!ok) throw new SnapshotError('the snapshot\'s stack image is not one an unwind made');
+  }
   const have = ctx.memory.buffer.byteLength;
   if (r.memory.length < have || r.memory.length % 65536 !== 0) {
     throw new SnapshotError(`the snapshot's memory (${r.memory.length} bytes) does not fit the module's (${have} bytes at start)`);

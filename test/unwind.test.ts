@@ -1,0 +1,137 @@
+// Snapshots of a command guest with a live wasm stack (runtime/unwind.ts):
+// unwinding at a call that waits for input, taking the state, and rewinding
+// must be invisible to the guest, and a fresh instance resumed from that
+// state must end exactly where the uninterrupted run ended: same output,
+// same count, same state digest. Any lost local, global, frame or byte of
+// the memory region the unwinder borrows shows up as a different output or
+// digest.
+import { describe, expect, it } from 'vitest';
+import { compileGuest } from '../host/runtime/guest.ts';
+import { runModule, snapshotGlobals, SnapshotError, type GuestContext, type ResumePoint, type RunOptions } from '../host/runtime/instance.ts';
+import { stateDigest } from '../host/runtime/replay-core.ts';
+import { STACK_REGION_OFFSET } from '../host/runtime/unwind.ts';
+import { sampleBytes, samples, watBytes } from './helpers.ts';
+
+const stdin = new TextEncoder().encode('alpha\nbeta\ngamma\n\ndelta epsilon\nzeta\neta\ntheta\niota\nkappa\nlambda\n');
+const guest = compileGuest(watBytes('stackwalk'), { asyncify: 'input-calls' });
+
+interface Ended {
+  stdout: Buffer;
+  count: bigint | null;
+  digest: string;
+  outcome: string;
+}
+
+function run(opts: RunOptions): Ended {
+  let ctx: GuestContext | null = null;
+  const r = runModule(guest, { ...opts, onStart: (c) => (ctx = c) });
+  return { stdout: Buffer.from(r.stdout), count: r.count, digest: Buffer.from(stateDigest(ctx!)).toString('hex'), outcome: r.outcome };
+}
+
+/** Runs with a snapshot wanted at the `k`-th call that waits for input; returns the run and the state taken. */
+function runWithSnapshotAt(k: number): { ended: Ended; point: ResumePoint; outBefore: number } {
+  let calls = 0;
+  let point: ResumePoint | null = null;
+  let written = 0;
+  let outBefore = -1;
+  const ended = run({
+    stdin,
+    onStdout: (b) => (written += b.length),
+    unwind: {
+      wanted: () => ++calls === k,
+      onUnwound: (c, stack) => {
+        outBefore = written;
+        point = {
+          count: c.meter!.count,
+          memory: new Uint8Array(c.memory.buffer).slice(),
+          globals: snapshotGlobals(c.instance),
+          devices: c.wasi.image(),
+          stack,
+        };
+      },
+    },
+  });
+  expect(point, `no snapshot at call ${k}`).not.toBeNull();
+  return { ended, point: point!, outBefore };
+}
+
+describe('snapshots of a command guest with a live stack', () => {
+  const straight = run({ stdin });
+  // the calls that wait for input: one per byte, then one per level of the stack that finds end of input
+  let inputCalls = 0;
+  run({ stdin, unwind: { wanted: () => (inputCalls++, false), onUnwound: () => {} } });
+
+  it('the guest runs as it would without the unwinder', () => {
+    expect(straight.outcome).toBe('exit');
+    expect(straight.stdout.length).toBe(20);
+    const plain = compileGuest(watBytes('stackwalk'));
+    const r = runModule(plain, { stdin });
+    // Asyncify on top of the metering changes no count and no output.
+    expect(Buffer.from(r.stdout).equals(straight.stdout)).toBe(true);
+    expect(r.count).toBe(straight.count);
+  });
+
+  it('unwinding and rewinding at any input call is invisible, and a fresh instance resumed there ends the same', () => {
+    expect(inputCalls).toBeGreaterThan(stdin.length);
+    for (let k = 1; k <= inputCalls; k++) {
+      const { ended, point, outBefore } = runWithSnapshotAt(k);
+      expect(ended, `snapshot at call ${k}`).toEqual(straight);
+        // the guest writes only at its end, after every input call
+      expect(outBefore).toBe(0);
+      expect(point.stack!.length).toBeGreaterThan(8);
+      // the region the unwinder borrowed holds the guest's own bytes in the snapshot
+      const resumed = run({ resume: point, unwind: { wanted: () => false, onUnwound: () => {} } });
+      expect(resumed, `resumed from call ${k}`).toEqual(straight);
+    }
+  });
+
+  it('a deeper stack makes a larger image, and snapshots can follow one another in one run', () => {
+    const shallow = runWithSnapshotAt(2).point.stack!.length;
+    const deep = runWithSnapshotAt(stdin.length - 2).point.stack!.length;
+    expect(deep).toBeGreaterThan(shallow);
+    let calls = 0;
+    let taken = 0;
+    const every = run({ stdin, unwind: { wanted: () => ++calls % 3 === 0, onUnwound: () => taken++ } });
+    expect(every).toEqual(straight);
+    expect(taken).toBe(Math.floor(inputCalls / 3));
+  });
+
+  it('a snapshot resumed twice in a chain ends the same', () => {
+    const first = runWithSnapshotAt(10).point;
+    let calls = 0;
+    let second: ResumePoint | null = null;
+    const mid = run({
+      resume: first,
+      unwind: {
+        wanted: () => ++calls === 20,
+        onUnwound: (c, stack) => {
+          second = { count: c.meter!.count, memory: new Uint8Array(c.memory.buffer).slice(), globals: snapshotGlobals(c.instance), devices: c.wasi.image(), stack };
+        },
+      },
+    });
+    expect(mid).toEqual(straight);
+    expect(second!.count).toBeGreaterThan(first.count);
+    expect(run({ resume: second!, unwind: { wanted: () => false, onUnwound: () => {} } })).toEqual(straight);
+  });
+
+  it('the borrowed region is the guest\'s again between snapshots', () => {
+    const { point } = runWithSnapshotAt(30);
+    // the image starts with Asyncify's header: where its data ends, inside the region
+    const end = new DataView(point.stack!.buffer, point.stack!.byteOffset).getUint32(0, true);
+    expect(end).toBe(STACK_REGION_OFFSET + point.stack!.length);
+  });
+
+  it('refuses what cannot resume: a command guest without its stack, or without Asyncify', () => {
+    const { point } = runWithSnapshotAt(5);
+    expect(() => run({ resume: { ...point, stack: undefined }, unwind: { wanted: () => false, onUnwound: () => {} } })).toThrow(SnapshotError);
+    const plain = compileGuest(watBytes('stackwalk'));
+    expect(() => runModule(plain, { resume: point, unwind: { wanted: () => false, onUnwound: () => {} } })).toThrow(SnapshotError);
+  });
+
+  it('a C server (kvsock) built with Asyncify runs its test as before', () => {
+    const kvsock = samples('service').find((g) => g.name === 'kvsock');
+    expect(kvsock).toBeDefined();
+    const names = WebAssembly.Module.exports(compileGuest(sampleBytes(kvsock!), { asyncify: 'input-calls' })).map((e) => e.name);
+    expect(names).toContain('asyncify_start_unwind');
+  });
+});

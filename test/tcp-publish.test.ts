@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiOf, Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
+import { LineClient } from './line-client.ts';
 import { freePorts } from './etcd.ts';
 import { Proxy } from './proxy.ts';
 import { INFO_EVERY_MS } from '../host/limits.ts';
@@ -23,48 +24,6 @@ afterEach(async () => {
 });
 
 
-/** A line-oriented client of the kvsock sample on one TCP endpoint: each request's answer, in order. */
-class LineClient {
-  readonly sock: Socket;
-  readonly lines: string[] = [];
-  private buf = '';
-  closed = false;
-  constructor(sock: Socket) {
-    this.sock = sock;
-    this.sock.setEncoding('utf8');
-    this.sock.on('data', (d: string) => {
-      this.buf += d;
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) >= 0) {
-        this.lines.push(this.buf.slice(0, nl));
-        this.buf = this.buf.slice(nl + 1);
-      }
-    });
-    this.sock.on('error', () => {});
-    this.sock.on('close', () => (this.closed = true));
-  }
-  /** Connects to `endpoint` ("ADDR:PORT"), trying again while it is refused: a host opens a VM's port once it hears of the VM. */
-  static async open(endpoint: string): Promise<LineClient> {
-    const i = endpoint.lastIndexOf(':');
-    const sock = await eventually(`a connection to ${endpoint}`, () =>
-      new Promise<Socket | undefined>((resolve) => {
-        const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
-        s.once('connect', () => resolve(s));
-        s.once('error', () => resolve(undefined));
-      }),
-    );
-    sockets.push(sock);
-    return new LineClient(sock);
-  }
-  send(line: string): void {
-    this.sock.write(`${line}\n`);
-  }
-  async answers(n: number, ms = 30_000): Promise<string[]> {
-    await eventually(`${n} answers (have ${this.lines.length})`, () => (this.lines.length >= n ? true : undefined), ms);
-    return this.lines.slice(0, n);
-  }
-}
-
 describe('published ports (TCP into a VM through every live host)', () => {
   it('serves plain TCP clients through each host, lists the endpoints, and keeps each connection its own', async () => {
     let api;
@@ -80,7 +39,7 @@ describe('published ports (TCP into a VM through every live host)', () => {
     const hosts = ['h1', 'h2', 'h3'].map((id) => `${c!.host(id).public}:${port}`);
     expect([...info.endpoints].sort()).toEqual([...hosts].sort());
     // the same store through every host, each connection answered on its own
-    const clients = await Promise.all(hosts.map((e) => LineClient.open(e)));
+    const clients = await Promise.all(hosts.map((e) => LineClient.open(sockets, e)));
     clients.forEach((cl, i) => cl.send(`a${i} SET k${i} v${i}`));
     for (const [i, cl] of clients.entries()) expect((await cl.answers(1))[0]).toMatch(new RegExp(`^a${i} OK \\d+$`));
     clients.forEach((cl, i) => cl.send(`b${i} GET k${(i + 1) % 3}`));
@@ -108,7 +67,7 @@ describe('published ports (TCP into a VM through every live host)', () => {
     expect(info.primary).toBe('h1');
     const survivors = ['h2', 'h3'];
     // one connection through the backup's host, one through the third host
-    const clients = await Promise.all(survivors.map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    const clients = await Promise.all(survivors.map((id) => LineClient.open(sockets, `${c!.host(id).public}:${port}`)));
     const TOTAL = 600;
     const WINDOW = 32;
     const sent = clients.map(() => 0);
@@ -151,10 +110,10 @@ describe('published ports (TCP into a VM through every live host)', () => {
       return r.state === 'running' && r.backup === 'h2' ? true : undefined;
     });
     // kvsock serves at most 64 connections at once (MAX_CONNS): take them all through h3, then lose h3
-    const through3 = await Promise.all(Array.from({ length: 64 }, () => LineClient.open(`${c!.host('h3').public}:${port}`)));
+    const through3 = await Promise.all(Array.from({ length: 64 }, () => LineClient.open(sockets, `${c!.host('h3').public}:${port}`)));
     through3.forEach((cl, i) => cl.send(`t${i} SET k${i} v`));
     await Promise.all(through3.map((cl) => cl.answers(1)));
-    const extra = await LineClient.open(`${c.host('h1').public}:${port}`);
+    const extra = await LineClient.open(sockets, `${c.host('h1').public}:${port}`);
     extra.send('x GET k1');
     // the 65th is closed unanswered while the 64 hold their slots
     await eventually('the 65th connection closed', () => (extra.closed ? true : undefined));
@@ -163,7 +122,7 @@ describe('published ports (TCP into a VM through every live host)', () => {
     // once the primary's host takes h3 for dead, its connections end in the guest: their slots are free again
     // (until then a new client is closed unanswered, and comes again)
     const answer = await eventually('a new client answered', async () => {
-      const later = await LineClient.open(`${c!.host('h2').public}:${port}`);
+      const later = await LineClient.open(sockets, `${c!.host('h2').public}:${port}`);
       later.send('y GET k1');
       await eventually('an answer or the close', () => (later.lines.length || later.closed ? true : undefined));
       later.sock.destroy();
@@ -179,10 +138,10 @@ describe('published ports (TCP into a VM through every live host)', () => {
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kvh', sample: 'kvsock', publish: [port] })).status).toBe(201);
     await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/kvh')).json.state === 'running' ? true : undefined));
     // through every host: the old primary's host stays up, so its connections survive too
-    const clients = await Promise.all(['h1', 'h2', 'h3'].map((id) => LineClient.open(`${c!.host(id).public}:${port}`)));
+    const clients = await Promise.all(['h1', 'h2', 'h3'].map((id) => LineClient.open(sockets, `${c!.host(id).public}:${port}`)));
     clients.forEach((cl, k) => cl.send(`p${k} SET k${k} before`));
     await Promise.all(clients.map((cl) => cl.answers(1)));
-    const rude = await LineClient.open(`${c.host('h3').public}:${port}`);
+    const rude = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
     rude.sock.write('r SET half');
     const failover = await api('h2', 'POST', '/v1/vms/kvh/failover');
     expect(failover.status, JSON.stringify(failover.json)).toBe(202);
@@ -220,7 +179,7 @@ describe('published ports (TCP into a VM through every live host)', () => {
       const r = (await api('h1', 'GET', '/v1/vms/kvl')).json;
       return r.state === 'running' && r.primary === 'h1' && r.backup === 'h2' ? true : undefined;
     });
-    const cl = await LineClient.open(`${c.host('h1').public}:${port}`);
+    const cl = await LineClient.open(sockets, `${c.host('h1').public}:${port}`);
     cl.send('a SET k before');
     expect((await cl.answers(1))[0]).toMatch(/^a OK \d+$/);
     const delayMs = 4 * INFO_EVERY_MS;
@@ -276,7 +235,7 @@ describe('published ports: a reactor across backup re-creation', () => {
     };
     await eventually('a backup', running);
     // the kv reactor reads each message as one request and answers it without a newline: one request at a time
-    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    const cl = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
     let got = '';
     cl.sock.removeAllListeners('data');
     cl.sock.on('data', (d: string) => (got += d));
@@ -311,7 +270,7 @@ describe('published ports: bounded buffers', () => {
     const module = Buffer.from(acceptingGuest()).toString('base64');
     expect((await api('h1', 'POST', '/v1/vms', { name: 'sink', module, publish: [port] })).status).toBe(201);
     await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/sink')).json.state === 'running' ? true : undefined));
-    const cl = await LineClient.open(`${c.host('h3').public}:${port}`);
+    const cl = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
     const TOTAL = 64 * 1024 * 1024;
     const chunk = Buffer.alloc(1024 * 1024, 0x61);
     for (let n = 0; n < TOTAL; n += chunk.length) cl.sock.write(chunk);
@@ -339,7 +298,7 @@ describe('published ports: bounded buffers', () => {
     const [portA, portB] = [await freePort(), await freePort()];
     expect((await api('h1', 'POST', '/v1/vms', { name: 'hold', module: Buffer.from(acceptingGuest()).toString('base64'), publish: [portA] })).status).toBe(201);
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kvo', sample: 'kvsock', publish: [portB] })).status).toBe(201);
-    const first = await LineClient.open(`${c.host('h2').public}:${portA}`);
+    const first = await LineClient.open(sockets, `${c.host('h2').public}:${portA}`);
     const rest = await Promise.all(Array.from({ length: INGRESS_CONNS_PER_VM_MAX + 20 }, () =>
       new Promise<Socket>((resolve) => {
         const s = connect({ host: c!.host('h2').public, port: portA });
@@ -351,13 +310,13 @@ describe('published ports: bounded buffers', () => {
     ));
     await eventually('the share is used up', async () => ((await stats('h2')).refused >= 20 ? true : undefined));
     expect((await stats('h2')).live).toBe(INGRESS_CONNS_PER_VM_MAX);
-    const other = await LineClient.open(`${c.host('h2').public}:${portB}`);
+    const other = await LineClient.open(sockets, `${c.host('h2').public}:${portB}`);
     other.send('a SET k v');
     expect((await other.answers(1))[0]).toBe('a OK 1');
     // ended by their clients, they leave the share at once (each waits a while, half-closed, for the guest's end)
     for (const s of [first.sock, ...rest]) s.destroy();
     await eventually('the share is free again', async () => ((await stats('h2')).live <= 1 ? true : undefined));
-    const again = await LineClient.open(`${c.host('h2').public}:${portA}`);
+    const again = await LineClient.open(sockets, `${c.host('h2').public}:${portA}`);
     const refused = (await stats('h2')).refused;
     await eventually('a new client of the VM is taken', async () => ((await stats('h2')).live === 2 ? true : undefined));
     expect((await stats('h2')).refused).toBe(refused);
@@ -406,7 +365,7 @@ describe('published ports: bounded buffers', () => {
             (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
             (br $again)))))`);
     expect((await api('h1', 'POST', '/v1/vms', { name: 'once', module: Buffer.from(once).toString('base64'), publish: [port] })).status).toBe(201);
-    const cl = await LineClient.open(`${c.host('h2').public}:${port}`);
+    const cl = await LineClient.open(sockets, `${c.host('h2').public}:${port}`);
     await eventually('the guest ended', async () => ((await api('h2', 'GET', '/v1/vms/once')).json.state === 'ended' ? true : undefined));
     await eventually('its client is cut off', () => (cl.closed ? true : undefined));
     for (const id of ['h1', 'h2']) {
@@ -429,7 +388,7 @@ describe('published ports: bounded buffers', () => {
     const { primary, backup } = started.json as { primary: string; backup: string };
     const witness = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
     await eventually('served by every host', async () => ((await api(witness, 'GET', '/v1/vms/kvt')).json.endpoints?.length === 3 ? true : undefined));
-    const cl = await LineClient.open(`${c.host(witness).public}:${port}`);
+    const cl = await LineClient.open(sockets, `${c.host(witness).public}:${port}`);
     cl.send('a SET k v');
     await eventually('an answer', () => (cl.lines.length ? true : undefined));
     await c.kill(backup);
@@ -457,7 +416,7 @@ describe('published ports: bounded buffers', () => {
     await eventually('a backup', async () => ((await api('h1', 'GET', '/v1/vms/web')).json.state === 'running' ? true : undefined));
     const pids = ['h1', 'h2'].map((id) => c!.host(id).proc.pid!);
     const before = pids.map(rssMiB);
-    const slow = await LineClient.open(`${c.host('h2').public}:${port}`);
+    const slow = await LineClient.open(sockets, `${c.host('h2').public}:${port}`);
     let got = 0;
     let text = '';
     slow.sock.removeAllListeners('data');
@@ -480,7 +439,7 @@ describe('published ports: bounded buffers', () => {
     }, 60_000);
     expect(last).toBeLessThan(N * 1_000_000 / 4);
     // another client is served meanwhile, through either host
-    const other = await LineClient.open(`${c.host('h1').public}:${port}`);
+    const other = await LineClient.open(sockets, `${c.host('h1').public}:${port}`);
     other.sock.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     await eventually('the other client is answered', () => (other.lines.some((l) => l.startsWith('HTTP/1.1 200')) ? true : undefined));
     const grown = pids.map((p, i) => rssMiB(p) - before[i]!);

@@ -27,6 +27,7 @@ import { rememberCluster, rememberedCluster } from './cluster-memory.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
+import { snapshottable } from '../runtime/instance.ts';
 import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
@@ -157,7 +158,6 @@ interface Vm {
   meteredHash: string;
   compiled: WebAssembly.Module;
   start: EntryPayloads['start'];
-  reactor: boolean;
   /** the share of one core the live replica may compute, in percent */
   cpuPercent: number;
   /** the TCP ports every live host serves the VM on (ingress.ts) */
@@ -204,7 +204,8 @@ interface Vm {
   /** when the primary last told the other hosts how the VM is doing */
   toldAt: number;
   /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
-  recreate: { memoryBytes: number; pauseMs: number; ms: number | null; askedAt: number } | null;
+  /** the last backup re-creation: memory shipped, the primary's pause, ms from the ask to the snapshot (waitMs: a command guest's waits for its next input call) and to the backup made (null until then) */
+  recreate: { memoryBytes: number; pauseMs: number; waitMs: number; ms: number | null; askedAt: number } | null;
   /** the one timer that tries again to make a backup (recreateBackup), while one waits */
   backupRetry: NodeJS.Timeout | null;
   /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
@@ -331,7 +332,7 @@ export interface VmStatus {
   heldBytes: number;
   /** outputs this replica released as the primary */
   releasedCount: number;
-  recreate: { memoryBytes: number; pauseMs: number; ms: number | null } | null;
+  recreate: { memoryBytes: number; pauseMs: number; waitMs: number; ms: number | null } | null;
   /** client messages handed to the primary replica and not yet in the guest's NIC */
   inboxMessages: number;
   /** client sends refused with FTVM_ERR_BUSY (the input queue was full) */
@@ -696,7 +697,7 @@ export class FtHost {
         held: vm.rule.held,
         heldBytes: vm.rule.heldBytes,
         releasedCount: vm.releasedCount,
-        recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, ms: vm.recreate.ms },
+        recreate: vm.recreate && { memoryBytes: vm.recreate.memoryBytes, pauseMs: vm.recreate.pauseMs, waitMs: vm.recreate.waitMs, ms: vm.recreate.ms },
         inboxMessages: vm.role === 'primary' ? vm.handle.inboxed.messages : 0,
         inputRefused: vm.inputRefused,
         backupRetry: vm.backupRetry !== null,
@@ -1239,7 +1240,6 @@ export class FtHost {
 
   private newVm(fields: Pick<Vm, 'name' | 'gen' | 'role' | 'state' | 'module' | 'metered' | 'moduleHash' | 'meteredHash' | 'compiled' | 'start' | 'handle'> & Partial<Omit<Vm, 'claiming' | 'alone'>>): Vm {
     const vm: Vm = {
-      reactor: WebAssembly.Module.exports(fields.compiled).some((e) => e.name === '_initialize'),
       since: performance.now(),
       backup: null,
       backupReady: false,
@@ -1340,7 +1340,8 @@ export class FtHost {
     // A name already taken is refused before the module is metered (and again at the claim, which decides).
     const taken = await this.opts.arbiter.latest(req.name);
     if (taken && taken.host !== STOPPED) throw this.exists(req.name, taken);
-    const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false });
+    // A command guest gets Asyncify at its input calls, so that its snapshots can carry its stack (runtime/unwind.ts).
+    const c = await this.meter.compile(hash, module, { depthLimit: start.depthLimit, memoryLimitPages: start.memoryLimitPages, canonicalizeNaNs: false, asyncify: 'input-calls' });
     const meteredHash = c.meteredHash;
     // A module uploaded to this host keeps its metered form beside it: after a failover
     // this host can be made a backup again without anything shipped back to it.
@@ -1802,7 +1803,10 @@ export class FtHost {
         return;
       }
       case 'snapshot':
-        if (vm.recreate) vm.recreate.pauseMs = m.pauseMs;
+        if (vm.recreate) {
+          vm.recreate.pauseMs = m.pauseMs;
+          vm.recreate.waitMs = performance.now() - vm.recreate.askedAt;
+        }
         void this.shipSnapshot(vm, m.snapshot, m.digestTail);
         return;
       case 'ended':
@@ -2290,8 +2294,8 @@ export class FtHost {
   /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
   private recreateBackup(vm: Vm): void {
     if (vm.end) return; // an ended guest needs no backup
-    if (!vm.reactor) {
-      this.say(`${vm.name}: not a reactor, so no snapshot between events: it runs without a backup`);
+    if (!snapshottable(vm.compiled)) {
+      this.say(`${vm.name}: its module cannot be snapshotted while it runs (a command guest metered without Asyncify): it runs without a backup`);
       return;
     }
     const retry = (ms: number): void => this.recreateBackupLater(vm, ms);
@@ -2303,7 +2307,7 @@ export class FtHost {
     if (!target) return retry(500);
     vm.snapshotFor = target;
     this.transition(vm, 'recreating-backup');
-    vm.recreate = { memoryBytes: 0, pauseMs: 0, ms: null, askedAt: performance.now() };
+    vm.recreate = { memoryBytes: 0, pauseMs: 0, waitMs: 0, ms: null, askedAt: performance.now() };
     // The modules go first, so the primary pauses for its snapshot only once the new backup's host has them.
     const gen = vm.gen;
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
@@ -2400,7 +2404,7 @@ export class FtHost {
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
     this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
     this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
-    this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0 });
+    this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0, waitMs: vm.recreate?.waitMs ?? 0 });
     this.say(`${vm.name}: snapshot of ${memory.length} bytes streamed to ${target} in ${Math.round(performance.now() - t0)} ms`);
   }
 
@@ -2606,7 +2610,7 @@ export class FtHost {
       return;
     }
     // restart the backup: stop it, fence it off with a new generation, and make a new one from a snapshot
-    if (!vm.reactor) throw new HostError('FTVM_ERR_CONFLICT', `${name} is not a reactor: a backup can only be made from boot, with the VM`);
+    if (!snapshottable(vm.compiled)) throw new HostError('FTVM_ERR_CONFLICT', `${name} cannot be snapshotted while it runs (a command guest metered without Asyncify): a backup can only be made from boot, with the VM`);
     if (vm.snapshotFor !== null || (vm.alone && !vm.backup)) throw new HostError('FTVM_ERR_CONFLICT', `a new backup of ${name} is being made already`);
     if (vm.backup) this.toPeer(vm.backup, { t: 'stop', vm: vm.name, gen: vm.gen });
     this.say(`${name}: restarting the backup on request`);

@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { I64_MAX } from '../meter/abi.ts';
 import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
-import { runModule, snapshotGlobals, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
+import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
@@ -91,7 +91,7 @@ export interface ReplicaInit {
   cpuPercent?: number;
 }
 
-/** An idle reactor's state and its place in the log. */
+/** A VM's state at a snapshot (an idle reactor's, or a command guest's at the entry of an input call, with its stack) and its place in the log. */
 export interface Snapshot extends ResumePoint {
   /** the first log entry that follows the snapshot */
   seq: number;
@@ -411,6 +411,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
   };
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
+    appended++;
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
     lastLogged = performance.now();
@@ -418,6 +419,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (pendingBytes >= (batching ? BATCH_FLUSH_BYTES : FRAME_FLUSH_BYTES)) flush();
     return e;
   };
+  /** entries logged so far, and how many when the command guest's current input call began (an unwind from inside it needs none since) */
+  let appended = 0;
+  let appendedAtPoint = -1;
   let lastProgress = performance.now();
   /** when the last entry of any kind was logged */
   let lastLogged = performance.now();
@@ -767,7 +771,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     cpu.restedMs += ranSince - t;
   };
 
-  const takeSnapshot = (c: GuestContext, id: number): void => {
+  const takeSnapshot = (c: GuestContext, id: number, stack?: Uint8Array): void => {
     flush();
     // The guest is paused from here until its memory is copied (and its
     // globals and devices read): how long is part of the message. The
@@ -782,6 +786,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       timerPeriodNs: timerPeriod,
       inputEnds: [...inputEnds],
       clocks: vmClock.state(),
+      ...(stack ? { stack } : {}),
     };
     const tail = digestTail(c);
     post({ t: 'snapshot', id, snapshot, digestTail: tail, pauseMs: performance.now() - t0 }, [snapshot.memory.buffer as ArrayBuffer]);
@@ -845,6 +850,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         takeSnapshot(c, snapshotWanted);
         snapshotWanted = null;
       }
+      // A command guest blocked in an input call that has logged nothing yet
+      // unwinds from it for the snapshot, and makes the call again after.
+      if (place === 'wait' && snapshotWanted !== null && appended === appendedAtPoint && c.atSnapshotPoint()) throw new UnwindNow();
       batching = true;
       let delivered: number;
       let due: Interrupt[];
@@ -920,6 +928,17 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       },
       wait,
       resume: init.snapshot,
+      // a command guest's snapshot: at the entry of its next input call, or while one waits (see wait)
+      unwind: {
+        wanted: () => {
+          appendedAtPoint = appended;
+          return mode === 'live' && snapshotWanted !== null;
+        },
+        onUnwound: (c, stack) => {
+          if (snapshotWanted !== null) takeSnapshot(c, snapshotWanted, stack);
+          snapshotWanted = null;
+        },
+      },
       onStart: (c) => {
         ctx = c;
         if (init.snapshot) {

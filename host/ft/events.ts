@@ -11,7 +11,7 @@ export type HostEvent =
   | { event: 'generation-won'; vm: string; gen: number; role: 'primary' | 'backup' }
   | { event: 'replica-dropped'; vm: string; role: 'primary' | 'backup'; why: string }
   | { event: 'backup-following'; vm: string; primary: string; from: 'boot' | 'snapshot'; seq: number }
-  | { event: 'backup-recreated'; vm: string; backup: string; seq: number; memoryBytes: number; pauseMs: number }
+  | { event: 'backup-recreated'; vm: string; backup: string; seq: number; memoryBytes: number; pauseMs: number; waitMs: number }
   | { event: 'live'; vm: string; gen: number; seq: number; count: string }
   | { event: 'ended'; vm: string; role: 'primary' | 'backup'; outcome: string; exitCode: number | null; count: string }
   | { event: 'replica-failed'; vm: string; role: 'primary' | 'backup'; code: string; message: string }
@@ -37,7 +37,7 @@ export function eventText(e: HostEvent): string {
     case 'backup-following':
       return `${e.vm}: backup of ${e.primary}${e.from === 'snapshot' ? ` from a snapshot at entry ${e.seq}` : ' from boot'}`;
     case 'backup-recreated':
-      return `${e.vm}: new backup on ${e.backup} from a snapshot at entry ${e.seq} (${e.memoryBytes} bytes of memory, the primary paused ${e.pauseMs.toFixed(1)} ms)`;
+      return `${e.vm}: new backup on ${e.backup} from a snapshot at entry ${e.seq} (${e.memoryBytes} bytes of memory, the primary paused ${e.pauseMs.toFixed(1)} ms, after ${e.waitMs.toFixed(0)} ms waiting for the guest)`;
     case 'live':
       return `${e.vm}: live at entry ${e.seq}, count ${e.count} (generation ${e.gen})`;
     case 'ended':

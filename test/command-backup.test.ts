@@ -1,0 +1,153 @@
+// A command guest (`_start`, what every stock toolchain builds) gets a new
+// backup from a snapshot of its live stack after a failure, so it survives a
+// second failure too: kvsock, a C server, through a published TCP port,
+// loses the primary's host and then the new primary's host to kill -9, and
+// its client sees every answer once, in order, every write applied once.
+// A guest that computes without input calls keeps its snapshot waiting until
+// its next one, and is protected again from there.
+import type { Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
+import { LineClient } from './line-client.ts';
+import { watText } from './helpers.ts';
+import type { LocalCluster } from '../host/cluster/local.ts';
+
+let c: LocalCluster | null = null;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await c?.stop();
+  c = null;
+});
+
+describe('new backups of command guests from snapshots of their stack', () => {
+  it('kvsock survives kill -9 of the primary\'s host, a new backup from a snapshot, then kill -9 of the new primary\'s host', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvc', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    await eventually('a backup on h2', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/kvc')).json;
+      return r.state === 'running' && r.primary === 'h1' && r.backup === 'h2' && r.endpoints?.length === 3 ? true : undefined;
+    });
+    // the client talks through h3, which outlives both kills
+    const client = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
+    const TOTAL = 900;
+    const WINDOW = 16;
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < TOTAL && sent - client.lines.length < WINDOW) {
+        const i = sent++;
+        client.send(`r${i} SET key${i % 97} v${i}`);
+      }
+    };
+    const timer = setInterval(pump, 2);
+    try {
+      await client.answers(TOTAL / 6);
+      await c.kill('h1');
+      // h2 goes live, and the only other host, h3, gets a backup made from a snapshot of the running server
+      const made = await eventually('a new backup on h3, made from a snapshot', async () => {
+        const ev = (await eventsOf(c!, 'h3', 'backup-following')).filter((e) => e.vm === 'kvc' && e.from === 'snapshot');
+        const r = (await api('h2', 'GET', '/v1/vms/kvc')).json;
+        return ev.length && r.state === 'running' && r.primary === 'h2' && r.backup === 'h3' ? ev : undefined;
+      }, 60_000);
+      expect(made[0].seq).toBeGreaterThan(0);
+      const before = client.lines.length;
+      await eventually('answers after the new backup', () => (client.lines.length >= before + TOTAL / 6 ? true : undefined), 60_000);
+      await c.kill('h2');
+      const lines = await client.answers(TOTAL, 90_000);
+      // every answer once, in order
+      expect(lines.map((l) => l.split(' ')[0])).toEqual(Array.from({ length: TOTAL }, (_, i) => `r${i}`));
+      // every SET applied once: the store's write counts are 1..TOTAL, each seen once
+      const writes = lines.map((l) => Number(l.split(' ')[2]));
+      expect([...writes].sort((a, b) => a - b)).toEqual(Array.from({ length: TOTAL }, (_, i) => i + 1));
+      expect(client.closed).toBe(false);
+    } finally {
+      clearInterval(timer);
+    }
+    // the values are there: the last write of each key
+    client.send('q GET key5');
+    expect((await client.answers(TOTAL + 1)).at(-1)).toBe(`q VALUE v${Math.floor((TOTAL - 1 - 5) / 97) * 97 + 5}`);
+    const r = (await api('h3', 'GET', '/v1/vms/kvc')).json;
+    expect(r.primary).toBe('h3');
+  }, 240_000);
+
+  it('a guest that computes without an input call keeps its snapshot waiting until its next one, and is protected again from there', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    // Reads stdin one byte per fd_read; after each byte it computes for
+    // seconds (OUTER x INNER additions, no host call but the metering's),
+    // then writes the byte and its running sum. At end of input it waits for
+    // ever in sock_accept on its listening socket.
+    const OUTER = 60;
+    const INNER = 100_000_000;
+    const guest = watText(`(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (local $i i32) (local $o i32) (local $sum i32)
+        (block $eof
+          (loop $next
+            (i32.store (i32.const 16) (i32.const 100))
+            (i32.store (i32.const 20) (i32.const 1))
+            (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (br_if $eof (i32.eqz (i32.load (i32.const 24))))
+            (local.set $o (i32.const ${OUTER}))
+            (loop $outer
+              (local.set $i (i32.const ${INNER}))
+              (loop $spin
+                (local.set $sum (i32.add (local.get $sum) (local.get $i)))
+                (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+                (br_if $spin (local.get $i)))
+              (local.set $o (i32.sub (local.get $o) (i32.const 1)))
+              (br_if $outer (local.get $o)))
+            (i32.store8 (i32.const 101) (i32.const 32))
+            (i32.store (i32.const 102) (local.get $sum))
+            (i32.store8 (i32.const 106) (i32.const 10))
+            (i32.store (i32.const 32) (i32.const 100))
+            (i32.store (i32.const 36) (i32.const 7))
+            (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+            (br $next)))
+        (drop (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 48)))))`);
+    const input = 'ab';
+    const start = await api('h1', 'POST', '/v1/vms', { name: 'spin', module: Buffer.from(guest).toString('base64'), stdinBase64: Buffer.from(input).toString('base64') });
+    expect(start.status, JSON.stringify(start.json)).toBe(201);
+    await eventually('a backup on h2', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/spin')).json;
+      return r.state === 'running' && r.backup === 'h2' ? true : undefined;
+    });
+    const stdoutOf = async (host: string): Promise<Buffer> => {
+      const r = await api(host, 'GET', '/v1/vms/spin/stdout');
+      return Buffer.from(r.json.base64 ?? '', 'base64');
+    };
+    // Kill the backup's host while the guest computes on its first byte (seconds of it): the
+    // primary asks for a snapshot, which waits for the guest's next fd_read, and the VM is
+    // alone meanwhile.
+    await c.kill('h2');
+    const made = await eventually('a backup on h3, made from a snapshot', async () => {
+      const ev = (await eventsOf(c!, 'h1', 'backup-recreated')).filter((e) => e.vm === 'spin' && e.backup === 'h3');
+      const r = (await api('h1', 'GET', '/v1/vms/spin')).json;
+      return ev.length && r.state === 'running' && r.backup === 'h3' ? ev[0] : undefined;
+    }, 120_000);
+    // the snapshot waited for the fd_read of the second byte: the first line came before it
+    expect(made.waitMs).toBeGreaterThan(1000);
+    expect((await stdoutOf('h1')).length).toBe(7);
+    // kill the primary's host while the guest computes on the second byte: h3 goes on from the snapshot
+    await c.kill('h1');
+    const out = await eventually('the whole output on h3', async () => {
+      const b = await stdoutOf('h3');
+      return b.length >= 7 * input.length ? b : undefined;
+    }, 180_000);
+    // every byte once, in order, with the sums a run without failures computes
+    expect(out.length).toBe(7 * input.length);
+    const perByte = (BigInt(OUTER) * ((BigInt(INNER) * BigInt(INNER + 1)) / 2n)) % 2n ** 32n;
+    for (let k = 0; k < input.length; k++) {
+      const line = out.subarray(7 * k, 7 * k + 7);
+      expect(String.fromCharCode(line[0]!)).toBe(input[k]);
+      expect(line.readInt32LE(2)).toBe(Number(BigInt.asIntN(32, perByte * BigInt(k + 1))));
+      expect(line[6]).toBe(10);
+    }
+  }, 400_000);
+});

@@ -17,15 +17,21 @@ afterEach(async () => {
   c = null;
 });
 
-type VmStatus = { name: string; gen: number; role: string; partner: string | null; alone: boolean; state: string };
+type VmStatus = { name: string; gen: number; role: string; partner: string | null; alone: boolean; state: string; acked: number; recreate: { ms: number | null } | null };
 
-/** The primary's status of `vm` on its host once it runs with a backup in place (the backup acknowledged it). */
+/**
+ * The primary's status of `vm` on its host once it runs with a backup in
+ * place: the backup acknowledged it (a backup made from boot acknowledged
+ * some log; one made from a snapshot its first ack, which ends the
+ * re-creation's time).
+ */
 async function paired(cluster: Cluster, vm: string, primary: string, backup: string): Promise<VmStatus> {
   const cl = await cluster.client(primary);
   try {
     return await eventually(`${vm}: primary on ${primary}, backup on ${backup} in place`, async () => {
-      const v = ((await cl.status()).vms as (VmStatus & { acked: number })[]).find((x) => x.name === vm);
-      return v && v.role === 'primary' && v.partner === backup && v.state === 'live' && !v.alone && v.acked >= 0 ? v : undefined;
+      const v = ((await cl.status()).vms as VmStatus[]).find((x) => x.name === vm);
+      const ready = v && (v.recreate === null ? v.acked >= 0 : v.recreate.ms !== null);
+      return v && ready && v.role === 'primary' && v.partner === backup && v.state === 'live' && !v.alone ? v : undefined;
     }, 30_000);
   } finally {
     cl.close();
@@ -204,7 +210,7 @@ describe('live migration', () => {
     check.close();
   });
 
-  it('refuses what it cannot do, each with its stable code, and `ftvm vm migrate` moves a backup', async () => {
+  it('refuses what it cannot do, each with its stable code; `ftvm vm migrate` moves a primary', async () => {
     let api: ReturnType<typeof apiOf>;
     ({ c, api } = await linkedCluster());
     expect((await api('h1', 'POST', '/v1/vms', { name: 'kv', sample: 'kv' })).status).toBe(201);
@@ -242,9 +248,7 @@ describe('live migration', () => {
     // a host that died: refused
     await c.kill(backup);
     await eventually(`${backup} taken for dead`, async () => ((await code('h1', 'kv', { to: backup, replica: 'backup' }))[1] === 'FTVM_ERR_CONFLICT' ? true : undefined));
-    // the command line: --to is required; then the backup moves back to h1's other peer... which is gone, so
-    // the CLI is run against a fresh pair: kv's backup (on `other`) cannot move to the dead host, and a move
-    // of the primary to its backup's host swaps them
+    // the command line: --to is required, --help says how, and a move of the primary to its backup's host swaps them
     const cli = ['--api', c.host('h1').api, '--token', c.token];
     const noTo = await ftvm(['vm', 'migrate', 'kv', ...cli]);
     expect(noTo.code).toBe(2);

@@ -1,8 +1,9 @@
 // `ftvm host`: one host of a cluster. It runs replicas of VMs on worker
 // threads, streams each primary's log to its backup over an authenticated TCP
 // log channel, releases outputs by the Output Rule, watches its peers, takes
-// over through the arbiter when a partner dies, and re-creates lost backups
-// from snapshots of the running primary.
+// over through the arbiter when a partner dies, re-creates lost backups
+// from snapshots of the running primary, and moves a VM's replicas between
+// hosts on request (live migration: migrateVm).
 //
 // Channels:
 //   peer   TCP between hosts: heartbeats, log frames, acks, backups, forwarded

@@ -28,7 +28,7 @@ import { rememberCluster, rememberedCluster } from './cluster-memory.ts';
 import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
-import { SIGNAL_SLOT_MAX, type FromReplica, type NicInput, type Output, type Snapshot } from './replica.ts';
+import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
 import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
@@ -2838,7 +2838,8 @@ export class FtHost {
     } finally {
       if (this.vms.get(name) === vm) this.unhold(vm);
     }
-    const ok = await this.waitFor(name, () => this.vms.get(name) !== vm || (vm.state === 'live' && vm.backup === to && vm.backupReady), Math.max(0, deadline - performance.now()));
+    // (a backup made elsewhere, `to` having failed or gone, ends the wait at once)
+    const ok = await this.waitFor(name, () => this.vms.get(name) !== vm || (vm.state === 'live' && (vm.backup !== to || vm.backupReady)), Math.max(0, deadline - performance.now()));
     if (!ok || this.vms.get(name) !== vm || vm.backup !== to || !vm.backupReady) {
       throw new HostError('FTVM_ERR_UNAVAILABLE', `no backup of ${name} came up on ${to} in time; the VM goes on with ${this.vms.get(name) === vm && vm.backup ? `its backup on ${vm.backup}` : 'no backup for now'}`);
     }

@@ -240,6 +240,10 @@ describe('live migration', () => {
     const restart = await api('h1', 'POST', '/v1/vms/resp/backup/restart');
     expect(await code('h1', 'resp', { to: other })).toEqual([restart.status, restart.json.error.code]);
     expect(restart.json.error.code).toBe('FTVM_ERR_CONFLICT');
+    // a guest that ended has nothing to move
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'done', sample: 'trap', args: ['10', '1'] })).status).toBe(201);
+    await eventually('done ended', async () => ((await api('h1', 'GET', '/v1/vms/done')).json.state === 'ended' ? true : undefined));
+    expect(await code('h1', 'done', { to: other })).toEqual([409, 'FTVM_ERR_VM_ENDED']);
     // two migrations at once: the second is refused while the first runs
     const [a, b] = await Promise.all([code('h1', 'kv', { to: other, replica: 'backup' }), code('h1', 'kv', { to: other })]);
     expect([a, b]).toContainEqual([200, undefined]);

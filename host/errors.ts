@@ -42,7 +42,7 @@ export const ERROR_CATALOGUE = {
   FTVM_ERR_MODULE_NOT_FOUND: e(404, 1, 'no module of that SHA-256 on this host: upload it first'),
   FTVM_ERR_EXISTS: e(409, 1, 'a VM of that name exists already'),
   FTVM_ERR_NOT_PRIMARY: e(409, 1, 'the host asked runs no primary of the VM (a failover moved it)'),
-  FTVM_ERR_CONFLICT: e(409, 1, 'the VM is not in a state that allows the request (no backup yet, a backup being made, a port taken)'),
+  FTVM_ERR_CONFLICT: e(409, 1, 'the VM is not in a state that allows the request (no backup yet, a backup being made, a migration under way, a port taken), or a migration names a host it cannot move to'),
   FTVM_ERR_VM_ENDED: e(409, 1, 'the guest has ended: there is nothing to fail over and no backup to restart'),
   FTVM_ERR_UNAVAILABLE: e(503, 1, 'the host cannot do it now (busy, shutting down, or the host it needs is silent): try again'),
   FTVM_ERR_BUSY: e(503, 1, "the VM's input queue is full (its guest does not take messages as fast as they come): nothing was queued; send again later"),

@@ -168,6 +168,21 @@ export const API_CONNECTIONS_MAX = 1024;
 export const TOMBSTONES_MAX = 65_536;
 /** Requests a host waits for another host to answer at once (forwarded admin operations and REST sends). */
 export const ADMIN_WAITS_MAX = 4096;
+/**
+ * How long a live migration may take in all, in ms (POST /v1/vms/:name/migrate):
+ * a new backup from a snapshot (64 MiB streamed), the planned switch, the new
+ * primary's own new backup. Past it the request answers FTVM_ERR_UNAVAILABLE;
+ * the VM goes on wherever the migration left it.
+ */
+export const MIGRATE_TIMEOUT_MS = 120_000;
+/**
+ * How long each step of a planned switch may take, in ms: the primary
+ * pausing at its next check point, its backup acknowledging the whole log,
+ * the backup going live. A pause or an acknowledgement later than this calls
+ * the switch off (the primary goes on); a backup not live by then is settled
+ * by a claim at the arbiter.
+ */
+export const MIGRATE_SWITCH_MS = 3000;
 /** Bytes of each VM's stdout and stderr a host says in its log each second (the rest is counted; the rings keep it). */
 export const GUEST_LOG_BYTES_PER_SECOND = 64 * 1024;
 /** Bytes a client-port connection may have waiting to be written to it; past it the client is dropped (it may resume: its outputs are retained). */
@@ -388,7 +403,7 @@ export function currentLimits(): Limits {
     INGRESS_HALF_CLOSED_MAX, INGRESS_CONNS_PER_VM_MAX, INGRESS_OUT_OF_ORDER_MAX, INGRESS_REPEAT_MS,
     INGRESS_CLOSED_LINGER_MS, INGRESS_BIND_RETRY_MS, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX, INCOMING_IDLE_MS,
     BACKUP_RETRY_MS, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS,
-    API_BOX_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, DETECTOR_GAPS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX, VM_DIGESTS_KEPT_MAX, VM_DIGEST_PAUSE_MS_MAX,
+    MIGRATE_TIMEOUT_MS, MIGRATE_SWITCH_MS, API_BOX_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, DETECTOR_GAPS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, OUTPUT_WAIT_MS_MAX, OUTPUT_RING_BYTES, EVENTS_MAX, VM_DIGESTS_KEPT_MAX, VM_DIGEST_PAUSE_MS_MAX,
     LAG_MARKS_MAX, THROTTLE_US_MAX, INLINE_MODULE_BYTES_MAX, CLI_INLINE_MODULE_BYTES_MAX, CLI_ANSWER_BYTES_MAX,
     REFUSED_DRAIN_MS, UPLOADS_MAX, STORE_COUNT_MAX, STORE_BYTES_MAX, MODULE_BYTES_MAX_DEFAULT, HASH_SLICE_BYTES, DRAIN_BYTES_MAX,
     METER_JOBS_PER_WORKER, VM_ARGS_MAX, VM_ENV_MAX, VM_STRING_BYTES_MAX, VM_ARGV_ENV_BYTES_MAX, VM_STDIN_BYTES_MAX, VM_CPU_PERCENT_MAX, VM_CPU_CLOCK_RESOLUTION_US, DEPTH_LIMIT_SLOTS, MEMORY_LIMIT_PAGES, STACK_IMAGE_BYTES_MAX, FDS_MAX, PATH_BYTES_MAX, NAME_BYTES_MAX,
@@ -465,6 +480,7 @@ function rules(l: Limits): [string, boolean][] {
     // timers
     ['a module offer times out before an idle incoming module is dropped', l.OFFER_TIMEOUT_MS <= l.INCOMING_IDLE_MS],
     ['a host is told how VMs are doing many times before an admin request times out', 4 * l.INFO_EVERY_MS <= l.ADMIN_TIMEOUT_MS],
+    ['a migration has time for its three switch steps and more', 3 * l.MIGRATE_SWITCH_MS < l.MIGRATE_TIMEOUT_MS],
   ];
 }
 

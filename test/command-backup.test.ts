@@ -150,4 +150,55 @@ describe('new backups of command guests from snapshots of their stack', () => {
       expect(line[6]).toBe(10);
     }
   }, 400_000);
+
+  it('kvsock moves by live migration, primary and backup, while its TCP client sees every answer once, in order', async () => {
+    let api;
+    ({ c, api } = await linkedCluster(['h1', 'h2', 'h3', 'h4']));
+    const port = await freePort();
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'kvm', sample: 'kvsock', publish: [port] })).status).toBe(201);
+    const placed = await eventually('a backup', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/kvm')).json;
+      return r.state === 'running' && r.backup && r.endpoints?.length === 4 ? r : undefined;
+    });
+    const hosts = ['h1', 'h2', 'h3', 'h4'];
+    const client = await LineClient.open(sockets, `${c.host('h4').public}:${port}`);
+    const TOTAL = 600;
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < TOTAL && sent - client.lines.length < 8) {
+        const i = sent++;
+        client.send(`m${i} SET key${i % 13} v${i}`);
+      }
+    };
+    const timer = setInterval(pump, 2);
+    try {
+      await client.answers(TOTAL / 4);
+      // the primary to a host with no replica of it
+      const free = hosts.find((h) => h !== placed.primary && h !== placed.backup)!;
+      const moved = await api('h4', 'POST', '/v1/vms/kvm/migrate', { to: free });
+      expect(moved.status, JSON.stringify(moved.json)).toBe(200);
+      const after = (await api(free, 'GET', '/v1/vms/kvm')).json;
+      expect(after.primary).toBe(free);
+      await client.answers(TOTAL / 2, 60_000);
+      // then its backup to another host
+      const now = await eventually('running with a backup', async () => {
+        const r = (await api(free, 'GET', '/v1/vms/kvm')).json;
+        return r.state === 'running' && r.backup ? r : undefined;
+      }, 60_000);
+      const target = hosts.find((h) => h !== now.primary && h !== now.backup)!;
+      const movedBackup = await api('h4', 'POST', '/v1/vms/kvm/migrate', { to: target, replica: 'backup' });
+      expect(movedBackup.status, JSON.stringify(movedBackup.json)).toBe(200);
+      const lines = await client.answers(TOTAL, 60_000);
+      expect(lines.map((l) => l.split(' ')[0])).toEqual(Array.from({ length: TOTAL }, (_, i) => `m${i}`));
+      const writes = lines.map((l) => Number(l.split(' ')[2]));
+      expect([...writes].sort((a, b) => a - b)).toEqual(Array.from({ length: TOTAL }, (_, i) => i + 1));
+      const end = await eventually('the backup on the target', async () => {
+        const r = (await api(free, 'GET', '/v1/vms/kvm')).json;
+        return r.state === 'running' && r.backup === target ? r : undefined;
+      }, 60_000);
+      expect(end.primary).toBe(free);
+    } finally {
+      clearInterval(timer);
+    }
+  }, 240_000);
 });

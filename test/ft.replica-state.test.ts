@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { assertTransition, canTransition, type ReplicaState } from '../host/ft/replica-state.ts';
 
-const ALL: ReplicaState[] = ['following', 'going-live', 'live', 'going-alone', 'alone', 'recreating-backup', 'stopped'];
+const ALL: ReplicaState[] = ['following', 'going-live', 'live', 'going-alone', 'alone', 'recreating-backup', 'handing-over', 'stopped'];
 const ALLOWED = new Set([
   'following>going-live',
   'going-live>alone',
@@ -14,6 +14,10 @@ const ALLOWED = new Set([
   'alone>recreating-backup',
   'recreating-backup>live',
   'recreating-backup>alone',
+  // a planned switch (live migration): called off, or its backup lost (or silent) while it paused
+  'live>handing-over',
+  'handing-over>live',
+  'handing-over>going-alone',
   ...ALL.filter((s) => s !== 'stopped').map((s) => `${s}>stopped`),
 ]);
 
@@ -28,6 +32,8 @@ describe('replica states', () => {
     expect(canTransition('following', 'live')).toBe(false);
     expect(canTransition('stopped', 'following')).toBe(false);
     expect(canTransition('live', 'recreating-backup')).toBe(false);
+    // a paused primary never runs alone without a claim: its backup may be going live
+    expect(canTransition('handing-over', 'alone')).toBe(false);
     expect(() => assertTransition('v', 'going-live', 'alone')).not.toThrow();
   });
 });

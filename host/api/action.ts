@@ -12,6 +12,8 @@
 //   failover         the VM runs with a backup           NOT_FOUND, CONFLICT, VM_ENDED, UNAVAILABLE
 //   restart-backup   a reactor VM runs, no backup being  NOT_FOUND, CONFLICT, VM_ENDED, UNAVAILABLE
 //                    made
+//   migrate          a reactor VM runs with its backup   BAD_REQUEST (here); NOT_FOUND, CONFLICT,
+//                    in place, none moving               VM_ENDED, UNAVAILABLE (FtHost.migrateVm)
 //   send             any time (the host routes it)       BAD_REQUEST, TOO_LARGE (here)
 //
 // Types are exact: a number is never taken for a string ("name": 5 is refused,
@@ -97,8 +99,17 @@ export interface SendAction {
   eof: boolean;
 }
 
+/** A live migration: VM `vm`'s `replica` (the primary unless said) moves to host `to` (FtHost.migrateVm). */
+export interface MigrateAction {
+  kind: 'migrate';
+  vm: string;
+  /** a host's id (NAME_RE) */
+  to: string;
+  replica: 'primary' | 'backup';
+}
+
 /** Every request that changes a VM. */
-export type VmAction = StartAction | VmOpAction | SendAction;
+export type VmAction = StartAction | VmOpAction | SendAction | MigrateAction;
 
 // ---- checks ----
 
@@ -321,6 +332,24 @@ export function checkStartBody(raw: unknown): { body: StartBody; stdin: Uint8Arr
 export function checkVmOp<K extends VmOpAction['kind']>(kind: K, vm: unknown): VmOpAction & { kind: K } {
   if (kind !== 'stop' && kind !== 'failover' && kind !== 'restart-backup') return bad(`no VM operation ${JSON.stringify(kind)}`);
   return { kind, vm: checkVmName(vm, 'vm') };
+}
+
+/**
+ * Checks a migration request: VM `vm` and the body `{"to": HOST, "replica"?:
+ * "primary" | "backup"}` (no other field; `replica` defaults to "primary").
+ * Errors: FtvmError FTVM_ERR_BAD_REQUEST (a bad name, a body that is not an
+ * object, `to` missing or not a host id, an unknown `replica` or field).
+ */
+export function checkMigrate(vm: unknown, body: unknown): MigrateAction {
+  const name = checkVmName(vm, 'vm');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return bad(`a migration's body is an object {"to": HOST}, not ${typeName(body)}`);
+  const o = body as Record<string, unknown>;
+  onlyKnown(o, ['to', 'replica'], 'a migration');
+  if (o.to === undefined) return bad('"to" is missing: the id of the host to move to');
+  if (typeof o.to !== 'string') return bad(`"to" must be a string (a host id), not ${typeName(o.to)}`);
+  if (!NAME_RE.test(o.to)) return bad(`"to" ${JSON.stringify(o.to.slice(0, 80))} is no host id: it must match ${NAME_RE}`);
+  if (o.replica !== undefined && o.replica !== 'primary' && o.replica !== 'backup') return bad(`"replica" is "primary" or "backup", not ${JSON.stringify(o.replica)}`);
+  return { kind: 'migrate', vm: name, to: o.to, replica: (o.replica as 'primary' | 'backup' | undefined) ?? 'primary' };
 }
 
 /**

@@ -32,7 +32,7 @@ import { MAX_MESSAGE_BYTES } from '../runtime/nic.ts';
 import { guestPath, loadManifest } from '../runtime/samples.ts';
 import { ArbiterError, NAME_RE } from '../cluster/arbiter.ts';
 import { registerUi } from './ui.ts';
-import { checkSend, checkStartBody, checkVmName, checkVmOp, messageBase64, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
+import { checkMigrate, checkSend, checkStartBody, checkVmName, checkVmOp, messageBase64, VM_ARGS_MAX, VM_ARGV_ENV_BYTES_MAX, VM_ENV_MAX, VM_STDIN_BYTES_MAX, VM_STRING_BYTES_MAX } from './action.ts';
 import { ERROR_CODES, httpStatusOf, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { INLINE_MODULE_BYTES_MAX as MODULE_BYTES_MAX, UPLOADS_MAX, REFUSED_DRAIN_MS } from '../limits.ts';
 export { MODULE_BYTES_MAX, UPLOADS_MAX };
@@ -538,6 +538,43 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     const a = checkVmOp('restart-backup', (req.params as { name: string }).name);
     await host.adminVm(a.kind, a.vm);
     return reply.code(202).send({ ok: true });
+  });
+
+  const migrated = {
+    type: 'object',
+    description: 'What the migration did; times in ms',
+    properties: {
+      vm: { type: 'string' },
+      replica: { type: 'string', enum: ['primary', 'backup'] },
+      from: { type: 'string', description: 'the host the replica ran on' },
+      to: { type: 'string' },
+      gen: { type: 'integer', description: 'the generation after the migration' },
+      primary: { type: 'string' },
+      backup: { type: ['string', 'null'] },
+      ms: { type: 'number', description: 'the whole migration' },
+      snapshotPauseMs: { type: 'number', description: "the primary's pause to copy its memory for the new backup on the target (0 when the target ran the backup already)" },
+      switchPauseMs: { type: 'number', description: "the planned switch's pause: from the primary's pause to the news that the new primary runs (0 when the backup moved)" },
+    },
+  } as const;
+  app.post('/v1/vms/:name/migrate', {
+    schema: {
+      description:
+        'Live migration: moves the VM\'s primary (default) or backup replica to host `to` with nothing lost, and answers once it is done. ' +
+        'The backup moves by a new backup made on `to` from a snapshot of the primary; the primary by a backup made there first (unless it runs there), then a planned switch: ' +
+        'the primary pauses, its backup acknowledges the whole log and goes live at once with the next generation; the new primary makes its backup where the backup ran before (or on the old primary\'s host when the two swap). ' +
+        '409 FTVM_ERR_CONFLICT: `to` unknown, silent, or running that replica already, or a migration, failover or new backup under way, or a guest that cannot be snapshotted; 409 FTVM_ERR_VM_ENDED; 503 FTVM_ERR_UNAVAILABLE: a step did not finish in time (the VM goes on where it was left).',
+      params: nameParam,
+      body: {
+        type: 'object',
+        required: ['to'],
+        additionalProperties: false,
+        properties: { to: { type: 'string', description: 'the id of the host to move to' }, replica: { type: 'string', enum: ['primary', 'backup'], default: 'primary' } },
+      },
+      response: { 200: migrated, ...e(400, 401, 404, 409, 503) },
+    },
+  }, async (req) => {
+    const a = checkMigrate((req.params as { name: string }).name, req.body);
+    return host.migrateVm(a.vm, a.to, a.replica);
   });
 
   // ---- a guest's stdout and stderr ----

@@ -13,7 +13,12 @@
 //   - log bandwidth idle and under load, and the backup's lag (p50, p99);
 //   - failover time from kill -9 of the primary's host to the first answer
 //     of the new primary (p50, p99 over trials);
-//   - backup re-creation time and the primary's pause for 16 and 64 MiB guests.
+//   - backup re-creation time and the primary's pause for 16 and 64 MiB guests;
+//   - live migration of the primary of 16 and 64 MiB guests (medians over
+//     trials): to a host without a replica (a backup made there from a
+//     snapshot, then the planned switch), the primary's pause for the
+//     snapshot and for the switch, and the whole migration; to its backup's
+//     host (the switch alone), the switch's pause.
 //
 // Placement (host/bench/pin.ts): on Linux with 2 cores or more, the live
 // replica runs on core 0 and everything else on core 1, in both variants:
@@ -51,7 +56,7 @@ export interface FtBenchOptions {
   /** runs of the CPU-bound guest and of the kv load per variant, medians reported (default 3) */
   runs?: number;
   /** which parts to run (default all) */
-  parts?: ('ratios' | 'limits' | 'failover' | 'recreate')[];
+  parts?: ('ratios' | 'limits' | 'failover' | 'recreate' | 'migrate')[];
   /** a directory: the primary's host runs under `node --cpu-prof` and writes its profile there */
   profileDir?: string;
   log?: (line: string) => void;
@@ -292,7 +297,7 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
   const seconds = opts.quick ? 1 : (opts.seconds ?? 3);
   const trials = opts.quick ? 2 : (opts.trials ?? 7);
   const runs = opts.quick ? 1 : (opts.runs ?? 3);
-  const parts = new Set(opts.parts ?? ['ratios', 'limits', 'failover', 'recreate']);
+  const parts = new Set(opts.parts ?? ['ratios', 'limits', 'failover', 'recreate', 'migrate']);
   const kv = new Uint8Array(readFileSync(guestPath('kv.wasm')));
   const kvresp = new Uint8Array(readFileSync(guestPath('kvresp.wasm')));
   /** redis-benchmark is there (Debian's redis-tools; `make redis-tools`): the kv load through TCP too */
@@ -323,6 +328,7 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
     if (parts.has('limits')) await limits();
     if (parts.has('failover')) await failover();
     if (parts.has('recreate')) await recreate();
+    if (parts.has('migrate')) await migrate();
   } finally {
     if (ownAffinity) restoreAffinity(process.pid, ownAffinity);
   }
@@ -534,7 +540,72 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
       }
     }
   }
+
+  async function migrate(): Promise<void> {
+    const moves = opts.quick ? 1 : 3;
+    for (const mib of opts.quick ? [16] : [16, 64]) {
+      say(`live migration of a ${mib} MiB guest`);
+      const b = await Bench.up(3, 'none', undefined, ownAffinity);
+      const { c } = b;
+      try {
+        const a = await c.client('h1');
+        await a.start('kv', kv);
+        const value = 'x'.repeat(60 * 1024);
+        const n = Math.ceil((mib * 1024 * 1024) / value.length);
+        const got = answers(a);
+        for (let i = 0; i < n; i++) {
+          a.send('kv', `f${i} SET big${i} ${value}`);
+          if (i % 32 === 31) await eventually('fill', () => (got.has(`f${i}`) ? true : undefined), 30_000);
+        }
+        await eventually('fill', () => (got.has(`f${n - 1}`) ? true : undefined), 30_000);
+        const ask = async (to: string): Promise<Migrated> => {
+          // a migration starts from a VM running with its backup in place: asked again while the last one's new backup comes up
+          return eventually(
+            `a migration of the primary to ${to}`,
+            async () => {
+              const r = await fetch(`${c.host('h1').api}/v1/vms/kv/migrate`, { method: 'POST', headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ to }) });
+              const j = (await r.json()) as Migrated & { error?: { code: string; message: string } };
+              if (r.status === 200) return j;
+              if (j.error?.code !== 'FTVM_ERR_CONFLICT') throw new Error(`migration to ${to}: ${r.status} ${JSON.stringify(j)}`);
+              return undefined;
+            },
+            120_000,
+            50,
+          );
+        };
+        let where = (await vmOn(a, 'kv'))!;
+        await eventually('a backup in place', async () => ((where = (await vmOn(a, 'kv'))!).partner && !where.alone && where.acked >= 0 ? true : undefined), 60_000);
+        let primary = 'h1';
+        let backup = where.partner!;
+        const far: Migrated[] = [];
+        const swap: Migrated[] = [];
+        for (let t = 0; t < moves; t++) {
+          // to the host with no replica: a backup from a snapshot there, then the switch
+          const third = ['h1', 'h2', 'h3'].find((h) => h !== primary && h !== backup)!;
+          const m = await ask(third);
+          far.push(m);
+          primary = m.primary;
+          backup = m.backup ?? backup;
+          // to the backup's host: the switch alone (the two swap)
+          const s = await ask(backup);
+          swap.push(s);
+          [primary, backup] = [s.primary, s.backup ?? primary];
+        }
+        result[`migrate_${mib}mib_trials`] = moves;
+        result[`migrate_${mib}mib_ms_p50`] = round(median(far.map((m) => m.ms)));
+        result[`migrate_${mib}mib_snapshot_pause_ms_p50`] = round(median(far.map((m) => m.snapshotPauseMs)), 3);
+        result[`migrate_${mib}mib_switch_pause_ms_p50`] = round(median(far.map((m) => m.switchPauseMs)), 3);
+        result[`migrate_${mib}mib_primary_pause_ms_p50`] = round(median(far.map((m) => m.snapshotPauseMs + m.switchPauseMs)), 3);
+        result[`migrate_swap_${mib}mib_switch_pause_ms_p50`] = round(median(swap.map((m) => m.switchPauseMs)), 3);
+      } finally {
+        await c.stop();
+      }
+    }
+  }
 }
+
+/** What POST /v1/vms/:name/migrate answers (host/cluster/host.ts MigrateResult), the fields the bench reads. */
+type Migrated = { primary: string; backup: string | null; ms: number; snapshotPauseMs: number; switchPauseMs: number };
 
 const num = (r: Record<string, unknown>, k: string): string => (r[k] === undefined ? '' : String(r[k]));
 
@@ -573,6 +644,16 @@ export function formatFtReport(r: Record<string, unknown>): string {
   for (const mib of [16, 64]) {
     if (r[`recreate_${mib}mib_ms`] === undefined) continue;
     rows.push([`backup re-creation, ${mib} MiB: total / primary pause ms`, '', pair(`recreate_${mib}mib_ms`, `recreate_${mib}mib_primary_pause_ms`), mib === 64 ? 'goal <= 2000 / <= 100' : '']);
+  }
+  for (const mib of [16, 64]) {
+    if (r[`migrate_${mib}mib_ms_p50`] === undefined) continue;
+    rows.push([
+      `live migration of the primary, ${mib} MiB, to a host without a replica: total / primary pause (snapshot + switch) ms, medians`,
+      '',
+      `${num(r, `migrate_${mib}mib_ms_p50`)} / ${num(r, `migrate_${mib}mib_primary_pause_ms_p50`)} (${num(r, `migrate_${mib}mib_snapshot_pause_ms_p50`)} + ${num(r, `migrate_${mib}mib_switch_pause_ms_p50`)})`,
+      `${num(r, `migrate_${mib}mib_trials`)} trials${mib === 64 ? ` (${goal(`migrate_${mib}mib_primary_pause_ms_p50`, (x) => x <= 100, 'goal pause <= 100')})` : ''}`,
+    ]);
+    rows.push([`live migration of the primary, ${mib} MiB, to its backup's host: switch pause ms, median`, '', num(r, `migrate_swap_${mib}mib_switch_pause_ms_p50`), '']);
   }
   if (r.cpu_limit_50_time_ratio !== undefined) {
     rows.push(['hash 4000 under a CPU limit of 50% / 25%: time ratio to 100%', '', pair('cpu_limit_50_time_ratio', 'cpu_limit_25_time_ratio'), '(2 / 4 for the run itself)']);

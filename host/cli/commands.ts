@@ -810,6 +810,25 @@ or --env may start with "-" (--arg -e).
   kill: vmCommand({ sub: 'kill', synopsis: 'kill NAME', about: 'Stops both replicas.', options: {}, operands: NAME_OPERAND }),
   failover: vmCommand({ sub: 'failover', synopsis: 'failover NAME', about: 'Kills only the primary replica (a test failover): the backup takes over and a new backup is made.', options: {}, operands: NAME_OPERAND }),
   'restart-backup': vmCommand({ sub: 'restart-backup', synopsis: 'restart-backup NAME', about: 'Replaces the backup with a new one made from a snapshot of the primary.', options: {}, operands: NAME_OPERAND }),
+  migrate: vmCommand({
+    sub: 'migrate',
+    synopsis: 'migrate NAME --to HOST [--backup]',
+    about: `Moves a running VM's primary (or with --backup its backup) to host HOST with
+nothing lost (POST /v1/vms/NAME/migrate), and prints what it did once done:
+the generation, primary and backup after it, and in ms the whole migration,
+the primary's pause to copy its memory for a new backup on HOST, and the
+planned switch's pause. The backup moves by a new backup made on HOST from a
+snapshot of the primary. The primary moves by a backup made on HOST first
+(unless it runs there), then a planned switch: the primary pauses, its backup
+acknowledges the whole log and goes live at once with the next generation, and
+makes its own backup where the backup ran before (on the old primary's host
+when the two swap). Clients see no lost or repeated answer. 409
+FTVM_ERR_CONFLICT: HOST unknown, silent or running that replica already, a
+migration, failover or new backup under way, or a guest whose state cannot be
+snapshotted; 503 FTVM_ERR_UNAVAILABLE: a step did not finish in time.`,
+    options: { to: { type: 'string' }, backup: { type: 'boolean' } },
+    operands: NAME_OPERAND,
+  }),
   upload: vmCommand({ sub: 'upload', synopsis: 'upload FILE', about: 'Uploads a module (PUT /v1/modules) and prints its hash.', options: {}, operands: { min: 1, max: 1, missing: 'a module file is required' } }),
   modules: vmCommand({ sub: 'modules', synopsis: 'modules', about: 'Prints the modules the host keeps, its bounds, and the metering jobs under way.', options: {}, operands: { min: 0, max: 0 } }),
   send: vmCommand({

@@ -105,6 +105,8 @@ async function vmCommand(argv: string[]): Promise<number> {
     stderr?: boolean;
     all?: boolean;
     follow?: boolean;
+    to?: string;
+    backup?: boolean;
   };
   const [name, text] = parsed.operands;
   const api = values.api ?? process.env.FTVM_API;
@@ -208,6 +210,12 @@ async function vmCommand(argv: string[]): Promise<number> {
       case 'restart-backup':
         print(await call('POST', `/v1/vms/${needName()}/backup/restart`));
         return 0;
+      case 'migrate': {
+        const to = values.to;
+        if (typeof to !== 'string' || !to) throw usageError('--to HOST is required: the id of the host to move to');
+        print(await call('POST', `/v1/vms/${needName()}/migrate`, { to, replica: values.backup === true ? 'backup' : 'primary' }));
+        return 0;
+      }
       case 'logs':
       case 'output': {
         const given = (['stdout', 'stderr', 'all'] as const).filter((f) => values[f] === true);

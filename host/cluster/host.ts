@@ -1,8 +1,9 @@
 // `ftvm host`: one host of a cluster. It runs replicas of VMs on worker
 // threads, streams each primary's log to its backup over an authenticated TCP
 // log channel, releases outputs by the Output Rule, watches its peers, takes
-// over through the arbiter when a partner dies, and re-creates lost backups
-// from snapshots of the running primary.
+// over through the arbiter when a partner dies, re-creates lost backups
+// from snapshots of the running primary, and moves a VM's replicas between
+// hosts on request (live migration: migrateVm).
 //
 // Channels:
 //   peer   TCP between hosts: heartbeats, log frames, acks, backups, forwarded
@@ -38,7 +39,7 @@ import { parsePeerMessage, type PeerMessage, type PeerMessageOf } from '../ft/me
 import { checkClientStart, checkSend, checkStart, checkVmOp, startEntryOf, VM_DIGEST_EVERY_COUNTS } from '../api/action.ts';
 import { FtvmError, isErrorCode, type FtvmErrorCode } from '../errors.ts';
 import { CLIENT_AUTH_FRAME_MAX, CLIENT_AUTH_MS, CLIENT_FRAME_MAX, ClientError, MODULE_CHUNK_BYTES, PEER_FRAME_MAX, drained, encodeMessage, mac, macOk, nonce, packValue, readMessages, resumeKey, send, type ClientErrorCode, type WireError, type WireMessage, unpackValue } from './wire.ts';
-import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX, VM_DIGESTS_KEPT_MAX } from '../limits.ts';
+import { OTHER_CLUSTER_NOTES_MAX, SNAPSHOT_CHUNK_BYTES as SNAPSHOT_CHUNK, SNAPSHOT_QUEUED_BYTES_MAX as SNAPSHOT_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_DEVICES_BYTES_MAX, SNAPSHOTS_IN_MAX, OFFER_TIMEOUT_MS, INCOMING_MODULES_MAX as INCOMING_MAX, INCOMING_IDLE_MS, INLINE_SHIP_BYTES_MAX, BACKUP_RETRY_MS, RETAIN_MAX, RETAIN_BYTES_MAX, SLOT_GONE_MS_MIN, INFO_EVERY_MS, API_CONN_IDLE_MS, ADMIN_TIMEOUT_MS, API_BOX_MAX, ADMIN_WAITS_MAX, API_BOX_BYTES_MAX, API_CONNECTIONS_MAX, BACKUP_BEHIND_ENTRIES_MAX, BUSY_HOLD_MS, BUSY_VMS_MAX, CLIENT_WRITE_BYTES_MAX, GUEST_LOG_BYTES_PER_SECOND as GUEST_LOG_BYTES_PER_S, HELD_BYTES_MAX, HELD_OUTPUTS_MAX, TOMBSTONES_MAX, RINGS_IN_MAX, START_FWD_TIMEOUT_MS, PLACING_MAX, LOOP_SECONDS_MAX, OUTPUT_READERS_MAX, OUTPUT_READS_MAX, MIGRATE_TIMEOUT_MS, MIGRATE_SWITCH_MS, checkLimits, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, CONN_OWNERS_MAX, RESUME_VMS_MAX, CLIENT_SWEEP_MS, UNACKED_LOG_BYTES_MAX as UNACKED_LOG_MAX, VM_DIGESTS_KEPT_MAX } from '../limits.ts';
 export { API_CONN_IDLE_MS, OUTPUT_WAIT_MS_MAX, CLIENT_IDLE_MS, CLIENT_CONNS_MAX, CLIENT_CONNS_PER_ADDRESS_MAX, UNACKED_LOG_MAX };
 
 export interface HostOptions {
@@ -208,6 +209,16 @@ interface Vm {
   recreate: { memoryBytes: number; pauseMs: number; waitMs: number; ms: number | null; askedAt: number } | null;
   /** the one timer that tries again to make a backup (recreateBackup), while one waits */
   backupRetry: NodeJS.Timeout | null;
+  /** the host recreateBackup makes the next backup on, when it is live (a migration's target); else placement chooses */
+  backupOn: string | null;
+  /**
+   * client messages a migration holds while the primary cannot take them (it
+   * claims a generation, or is paused for a planned switch), oldest first, at
+   * most INPUT_INBOX_MAX and INPUT_INBOX_BYTES_MAX; null when none are held
+   */
+  held: { msgs: HeldInput[]; bytes: number } | null;
+  /** paused for a planned switch: the last entry the replica logged, once it said so ('handed-over') */
+  handedOverSeq: number | null;
   /** client sends refused because the VM's input queue was full (FTVM_ERR_BUSY) */
   inputRefused: number;
   /** the newest state digests this replica logged or verified (at most VM_DIGESTS_KEPT_MAX) */
@@ -308,6 +319,37 @@ export interface StartRequest {
 
 /** What a host may be asked to do to a VM's primary. */
 export type AdminOp = 'failover' | 'restart-backup';
+
+/** A client message a migration holds for the primary (see Vm.held): as route() takes it. */
+interface HeldInput {
+  conn: number;
+  data: Uint8Array;
+  eof: boolean;
+  off?: number;
+  window?: number;
+}
+
+/**
+ * What a live migration did (FtHost.migrateVm): which replica moved from
+ * which host to which, the VM's generation, primary and backup after it, and
+ * in ms: the whole request (`ms`), how long the primary was paused to copy
+ * its memory for the new backup on the target (`snapshotPauseMs`; 0 when the
+ * target ran the backup already), and how long the planned switch kept the
+ * VM from running (`switchPauseMs`: from the primary's pause to the news
+ * that the new primary runs; 0 when the backup moved).
+ */
+export interface MigrateResult {
+  vm: string;
+  replica: 'primary' | 'backup';
+  from: string;
+  to: string;
+  gen: number;
+  primary: string;
+  backup: string | null;
+  ms: number;
+  snapshotPauseMs: number;
+  switchPauseMs: number;
+}
 
 export interface VmStatus {
   name: string;
@@ -454,7 +496,7 @@ export class FtHost {
   /** how each VM is doing, as another host running its primary last said (with when it arrived) */
   private readonly infos = new Map<string, SaidInfo>();
   /** requests forwarded to another host, waiting for its answer */
-  private readonly adminWaits = new Map<number, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly adminWaits = new Map<number, { resolve: (result?: Record<string, unknown>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private adminIds = 0;
   /** starts forwarded to the host placement chose, waiting for its answer */
   private readonly startWaits = new Map<number, { host: string; resolve: (r: PeerMessageOf<'start-res'>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -537,6 +579,12 @@ export class FtHost {
   private offerIds = 0;
   /** the newest request to make a backup of each VM (one overtaken while it waited is dropped) */
   private readonly making = new Map<string, object>();
+  /**
+   * The live migrations this host runs, one per VM whose primary is here (so
+   * at most one per VM), each with the waiter its next step waits on (woken
+   * where a switch moves: an ack, the replica's pause, a new primary).
+   */
+  private readonly migrations = new Map<string, { wake: (() => void) | null }>();
   /** what module shipping did: modules and bytes sent and received, and modules a peer had already */
   readonly shipping = { sent: 0, sentBytes: 0, chunksSent: 0, skipped: 0, received: 0, receivedBytes: 0 };
 
@@ -1164,8 +1212,11 @@ export class FtHost {
         if (vm && vm.role === 'primary' && vm.backup === from && vm.gen === m.gen && !vm.claiming) void this.backupLost(vm);
         return;
       case 'failover':
-        // the primary's host stopped its replica on request: take over at once
-        if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) void this.primaryLost(vm);
+        // the primary's host stopped its replica on request (a test failover), or paused it for a planned switch: take over at once
+        if (vm && vm.role === 'backup' && vm.primary === from && !vm.claiming) {
+          vm.backupOn = m.backupOn ?? null;
+          void this.primaryLost(vm);
+        }
         return;
       case 'stop':
         this.stopped(m.vm, m.gen);
@@ -1182,8 +1233,16 @@ export class FtHost {
         return;
       }
       case 'admin': {
-        const answer = (err?: HostError | Error) =>
-          this.toPeer(from, { t: 'admin-res', id: m.id, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_CONFLICT') : null, message: err?.message ?? null });
+        const answer = (err?: HostError | Error, result?: MigrateResult) =>
+          this.toPeer(from, { t: 'admin-res', id: m.id, code: err ? (err instanceof HostError ? err.code : 'FTVM_ERR_CONFLICT') : null, message: err?.message ?? null, ...(result ? { result } : {}) });
+        if (m.op === 'migrate') {
+          if (m.to === undefined) return void answer(new HostError('FTVM_ERR_BAD_REQUEST', 'a migration needs "to", the host to move to'));
+          this.migrateHere(m.vm, m.to, m.replica ?? 'primary').then(
+            (r) => answer(undefined, r),
+            (e: Error) => answer(e),
+          );
+          return;
+        }
         try {
           this.adminHere(m.op, m.vm);
           answer();
@@ -1225,7 +1284,7 @@ export class FtHost {
         if (!w) return;
         this.adminWaits.delete(m.id);
         clearTimeout(w.timer);
-        if (m.code === null) w.resolve();
+        if (m.code === null) w.resolve(m.result);
         else w.reject(new HostError((HOST_ERROR_CODES.includes(m.code) ? m.code : 'FTVM_ERR_CONFLICT') as HostErrorCode, `${from}: ${String(m.message)}`));
         return;
       }
@@ -1257,6 +1316,9 @@ export class FtHost {
       toldAt: 0,
       recreate: null,
       backupRetry: null,
+      backupOn: null,
+      held: null,
+      handedOverSeq: null,
       inputRefused: 0,
       digests: [],
       guestLog: { since: 0, bytes: 0, skipped: 0 },
@@ -1802,6 +1864,20 @@ export class FtHost {
         this.readopt(vm.name);
         return;
       }
+      case 'handed-over': {
+        // paused for a planned switch: the messages it had not delivered go first when the held ones go on
+        const back: HeldInput[] = m.inbox.map(({ msg, off }) => ({ conn: msg.conn, data: msg.bytes, eof: msg.eof, ...(off !== undefined ? { off } : {}), ...(msg.window !== undefined ? { window: msg.window } : {}) }));
+        if (vm.state === 'handing-over' && vm.held) {
+          vm.handedOverSeq = m.seq;
+          vm.held.msgs.unshift(...back);
+          vm.held.bytes += back.reduce((n, b) => n + b.data.length, 0);
+          this.migrations.get(vm.name)?.wake?.();
+        } else {
+          // the switch was called off before the replica paused (it was told to resume after): they go back to it
+          for (const b of back) vm.handle.sendInput({ msg: { conn: b.conn, bytes: b.data, eof: b.eof, ...(b.window !== undefined ? { window: b.window } : {}) }, off: b.off });
+        }
+        return;
+      }
       case 'snapshot':
         if (vm.recreate) {
           vm.recreate.pauseMs = m.pauseMs;
@@ -1891,6 +1967,7 @@ export class FtHost {
     this.endLag(vm);
     this.throttle(vm);
     if (vm.end) this.wakeReaders(vm);
+    this.migrations.get(vm.name)?.wake?.();
   }
 
   /** An ended VM whose backup acknowledged its end has no lag: nothing is left to replay. */
@@ -2105,6 +2182,8 @@ export class FtHost {
     // A replica here of an older generation was fenced off (a paused or cut-off primary, a backup whose
     // primary moved on): it stops at once and says so, instead of taking input it can never release.
     const mine = this.vms.get(name);
+    // (messages a planned switch held go to the primary that runs now, before anything else of theirs can)
+    if (mine && mine.gen < gen && host !== this.id && mine.held) this.unhold(mine, host);
     if (mine && mine.gen < gen && host !== this.id) this.dropVm(mine, `fenced off: generation ${gen} runs on ${host}, this replica is of generation ${mine.gen}`);
     const known = this.primaries.get(name);
     if (known && (known.gen > gen || (known.gen === gen && known.host === host))) return;
@@ -2174,7 +2253,10 @@ export class FtHost {
     vm.ended = true;
     this.wakeReaders(vm);
     void vm.handle.terminate();
+    // messages a migration held go to the primary known, or to the partner that is likely to be it
+    if (vm.held) this.unhold(vm, vm.role === 'primary' ? vm.backup : vm.primary);
     this.note({ event: 'replica-dropped', vm: vm.name, role: vm.role, why });
+    this.migrations.get(vm.name)?.wake?.();
   }
 
   /**
@@ -2260,10 +2342,16 @@ export class FtHost {
   }
 
   private async backupLost(vm: Vm, back?: () => boolean): Promise<void> {
+    // a primary paused for a planned switch goes on once it won (or kept) its generation
+    const paused = vm.state === 'handing-over';
     this.transition(vm, 'going-alone');
     const won = await this.claimNext(vm, back);
     if (this.vms.get(vm.name) !== vm) return;
-    if (won === 'resumed') return this.resumePair(vm);
+    if (won === 'resumed') {
+      this.resumePair(vm);
+      if (paused) this.resumeFromHandover(vm);
+      return;
+    }
     if (!won) return this.dropVm(vm, 'lost the arbiter: the backup went live');
     vm.gen++;
     this.transition(vm, 'alone');
@@ -2279,6 +2367,7 @@ export class FtHost {
     this.announce(vm);
     this.tell(vm);
     this.note({ event: 'generation-won', vm: vm.name, gen: vm.gen, role: 'primary' });
+    if (paused) this.resumeFromHandover(vm);
     this.recreateBackup(vm);
   }
 
@@ -2303,7 +2392,8 @@ export class FtHost {
       clearTimeout(vm.backupRetry);
       vm.backupRetry = null;
     }
-    const target = this.pickBackupHost(vm.name);
+    // a migration's target when it is live, else placement's choice
+    const target = vm.backupOn !== null && this.livePeers().includes(vm.backupOn) ? vm.backupOn : this.pickBackupHost(vm.name);
     if (!target) return retry(500);
     vm.snapshotFor = target;
     this.transition(vm, 'recreating-backup');
@@ -2404,6 +2494,7 @@ export class FtHost {
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
     this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
     this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });
+    vm.backupOn = null;
     this.note({ event: 'backup-recreated', vm: vm.name, backup: target, seq: snap.seq, memoryBytes: memory.length, pauseMs: vm.recreate?.pauseMs ?? 0, waitMs: vm.recreate?.waitMs ?? 0 });
     this.say(`${vm.name}: snapshot of ${memory.length} bytes streamed to ${target} in ${Math.round(performance.now() - t0)} ms`);
   }
@@ -2601,6 +2692,7 @@ export class FtHost {
     const vm = this.vms.get(name);
     if (!vm || vm.role !== 'primary' || vm.claiming) throw new HostError('FTVM_ERR_NOT_PRIMARY', `${this.id} has no primary of ${name}`);
     if (vm.end) throw new HostError('FTVM_ERR_VM_ENDED', `${name} has ended (${endText(vm.end)}): there is nothing to fail over or back up`);
+    if (this.migrations.has(name)) throw new HostError('FTVM_ERR_CONFLICT', `a migration of ${name} is under way`);
     if (op === 'failover') {
       // a test failover: kill only the primary replica; its backup takes over at once
       if (!vm.backup || vm.alone) throw new HostError('FTVM_ERR_CONFLICT', `${name} has no backup to take over yet`);
@@ -2626,21 +2718,251 @@ export class FtHost {
     await this.askPrimaryHost(p.host, (id) => ({ t: 'admin', id, op, vm: name }));
   }
 
+  // ---- live migration ----
+
+  /**
+   * Moves a running VM's primary (default) or backup replica to host `to`
+   * with nothing lost, and resolves once it is done (at most
+   * MIGRATE_TIMEOUT_MS): run here when this host has the primary, else asked
+   * of the primary's host (an 'admin' request, op 'migrate').
+   *
+   * The backup moves by a new backup made on `to` from a snapshot of the
+   * primary, as a backup restart makes one: the modules go to `to` first,
+   * the primary claims the next generation (which fences the old backup off:
+   * the arbiter's test-and-set, as in the FT paper) and pauses only to copy
+   * its memory at its next idle moment; client messages that come while it
+   * claims are held and delivered after.
+   * The primary moves by a planned switch to its backup, after the backup was
+   * moved to `to` when it ran elsewhere: the primary pauses at its next check
+   * point or wait with its log flushed, hands back the client messages its
+   * guest had not taken, and holds the ones that come; once the backup has
+   * acknowledged every entry, the backup is told to go live ('failover' with
+   * `backupOn`) and does so at once, with the next generation, without any
+   * failure timeout; the held messages follow it, and the old primary is
+   * stopped when the new generation is heard of. The new primary makes its
+   * backup on the host the backup ran on before, or on the old primary's host
+   * when the primary moved to its backup's host (the two swap).
+   *
+   * Errors: HostError FTVM_ERR_NOT_FOUND (no such VM), FTVM_ERR_BAD_REQUEST
+   * (`replica` neither 'primary' nor 'backup'), FTVM_ERR_CONFLICT (`to` is no
+   * member of the cluster, is silent, or runs that replica already; the backup
+   * asked onto the primary's host; a migration, failover or new backup under
+   * way; a guest that cannot be snapshotted, as for restart-backup),
+   * FTVM_ERR_VM_ENDED, FTVM_ERR_UNAVAILABLE (the primary's host is silent, a
+   * step did not finish in time: the VM goes on where the migration left it).
+   */
+  async migrateVm(name: string, to: string, replica: 'primary' | 'backup' = 'primary'): Promise<MigrateResult> {
+    if (replica !== 'primary' && replica !== 'backup') throw new HostError('FTVM_ERR_BAD_REQUEST', '"replica" is "primary" or "backup"');
+    if (typeof to !== 'string' || !to) throw new HostError('FTVM_ERR_BAD_REQUEST', '"to" is the id of a host of the cluster');
+    const p = this.primaries.get(name);
+    if (!p) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    if (to !== this.id && !this.members.some((h) => h.id === to)) throw new HostError('FTVM_ERR_CONFLICT', `no host ${JSON.stringify(to)} in the cluster`);
+    if (to !== this.id && !this.alive(to)) throw new HostError('FTVM_ERR_CONFLICT', `host ${to} is not answering: a VM moves only to a live host`);
+    if (p.host === this.id || this.vms.get(name)?.role === 'primary') return this.migrateHere(name, to, replica);
+    if (!this.alive(p.host)) throw new HostError('FTVM_ERR_UNAVAILABLE', `the primary's host ${p.host} is not answering; a failover may be under way`);
+    const r = await this.askPrimaryHost(p.host, (id) => ({ t: 'admin', id, op: 'migrate', vm: name, to, replica }), undefined, MIGRATE_TIMEOUT_MS + ADMIN_TIMEOUT_MS);
+    if (!r) throw new HostError('FTVM_ERR_UNAVAILABLE', `${p.host} answered the migration without saying what it did`);
+    return r as unknown as MigrateResult;
+  }
+
+  /** migrateVm on the primary's host (see there). */
+  private async migrateHere(name: string, to: string, replica: 'primary' | 'backup'): Promise<MigrateResult> {
+    const vm = this.vms.get(name);
+    if (!vm || vm.role !== 'primary' || vm.claiming) throw new HostError('FTVM_ERR_NOT_PRIMARY', `${this.id} has no primary of ${name}`);
+    if (vm.end) throw new HostError('FTVM_ERR_VM_ENDED', `${name} has ended (${endText(vm.end)}): there is nothing to migrate`);
+    if (this.migrations.has(name)) throw new HostError('FTVM_ERR_CONFLICT', `a migration of ${name} is under way already`);
+    const from = replica === 'primary' ? this.id : vm.backup;
+    if (to === from) throw new HostError('FTVM_ERR_CONFLICT', `${name}'s ${replica} runs on ${to} already`);
+    if (replica === 'backup' && to === this.id) throw new HostError('FTVM_ERR_CONFLICT', `${to} runs ${name}'s primary: its backup must be on another host`);
+    if (to !== this.id && !this.livePeers().includes(to)) throw new HostError('FTVM_ERR_CONFLICT', `host ${to} is not a live member of the cluster`);
+    // every migration makes a backup from a snapshot (on `to`, or the new primary's after the switch)
+    if (!snapshottable(vm.compiled)) throw new HostError('FTVM_ERR_CONFLICT', `${name} cannot be snapshotted while it runs (a command guest metered without Asyncify): a backup can only be made from boot, with the VM`);
+    if (vm.state !== 'live' || !vm.backup || !vm.backupReady || vm.snapshotFor !== null) {
+      throw new HostError('FTVM_ERR_CONFLICT', `${name} has no backup in place (one is being made, or it runs alone): a migration starts from a VM running with its backup`);
+    }
+    const t0 = performance.now();
+    const oldBackup = vm.backup;
+    this.migrations.set(name, { wake: null });
+    this.note({ event: 'migration', vm: name, replica, from: from ?? '', to, phase: 'started' });
+    try {
+      let snapshotPauseMs = 0;
+      let switchPauseMs = 0;
+      if (vm.backup !== to) snapshotPauseMs = await this.moveBackup(vm, to, t0 + MIGRATE_TIMEOUT_MS);
+      let gen = vm.gen;
+      if (replica === 'primary') {
+        switchPauseMs = await this.switchPrimary(vm, oldBackup !== to ? oldBackup : this.id);
+        gen = this.primaries.get(name)!.gen;
+        // done once the new primary says it runs with a backup again (vminfo, at least every INFO_EVERY_MS)
+        const ok = await this.waitFor(name, () => (this.infos.get(name)?.info.gen ?? 0) >= gen && this.infos.get(name)?.info.state === 'running', Math.max(0, t0 + MIGRATE_TIMEOUT_MS - performance.now()));
+        if (!ok) throw new HostError('FTVM_ERR_UNAVAILABLE', `${name} runs on ${to} now, but has not said it has a new backup within ${MIGRATE_TIMEOUT_MS} ms`);
+      }
+      const info = this.vmInfos().find((v) => v.name === name);
+      const r: MigrateResult = {
+        vm: name,
+        replica,
+        from: from ?? '',
+        to,
+        gen: info?.gen ?? gen,
+        primary: info?.primary ?? (replica === 'primary' ? to : this.id),
+        backup: info?.backup ?? null,
+        ms: performance.now() - t0,
+        snapshotPauseMs,
+        switchPauseMs,
+      };
+      this.note({ event: 'migration', vm: name, replica, from: from ?? '', to, phase: 'done' });
+      this.say(`${name}: ${replica} moved from ${from} to ${to} in ${Math.round(r.ms)} ms (primary paused ${r.snapshotPauseMs.toFixed(1)} ms for the snapshot, ${r.switchPauseMs.toFixed(1)} ms for the switch)`);
+      return r;
+    } catch (e) {
+      this.note({ event: 'migration', vm: name, replica, from: from ?? '', to, phase: 'failed' });
+      if (e instanceof HostError) throw e;
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `the migration of ${name} to ${to} failed: ${(e as Error).message}`);
+    } finally {
+      this.migrations.delete(name);
+    }
+  }
+
+  /**
+   * A migration's first step: the backup of `vm` (a primary here, live with
+   * a backup in place) made anew on `to` from a snapshot (see migrateVm).
+   * Resolves with the primary's pause for the snapshot, in ms, once the new
+   * backup acknowledged; FTVM_ERR_UNAVAILABLE when the VM changed meanwhile
+   * or the backup is not in place by `deadline` (performance.now() ms).
+   */
+  private async moveBackup(vm: Vm, to: string, deadline: number): Promise<number> {
+    const name = vm.name;
+    // the modules first: the primary runs without a backup only while its snapshot is taken
+    if (vm.module.length + vm.metered.length > INLINE_SHIP_BYTES_MAX) await this.shipModules(to, vm);
+    if (this.vms.get(name) !== vm || vm.state !== 'live') throw new HostError('FTVM_ERR_UNAVAILABLE', `${name} changed while its modules went to ${to} (a failover?); try again`);
+    this.say(`${name}: making its backup on ${to} in place of ${vm.backup}`);
+    vm.backupOn = to;
+    this.hold(vm);
+    try {
+      // the next generation fences the old backup off; recreateBackup then snapshots the primary for `to`
+      await this.backupLost(vm);
+    } finally {
+      if (this.vms.get(name) === vm) this.unhold(vm);
+    }
+    // (a backup made elsewhere, `to` having failed or gone, ends the wait at once)
+    const ok = await this.waitFor(name, () => this.vms.get(name) !== vm || (vm.state === 'live' && (vm.backup !== to || vm.backupReady)), Math.max(0, deadline - performance.now()));
+    if (!ok || this.vms.get(name) !== vm || vm.backup !== to || !vm.backupReady) {
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `no backup of ${name} came up on ${to} in time; the VM goes on with ${this.vms.get(name) === vm && vm.backup ? `its backup on ${vm.backup}` : 'no backup for now'}`);
+    }
+    return vm.recreate?.pauseMs ?? 0;
+  }
+
+  /**
+   * A migration's planned switch: the primary `vm` (here, live with its
+   * backup in place) pauses and its backup goes live with the next
+   * generation, making its own backup on `backupOn` (see migrateVm).
+   * Resolves with the pause, in ms: from the replica told to pause to the
+   * news that the new primary runs. A pause not reached, or a log not
+   * acknowledged, within MIGRATE_SWITCH_MS calls the switch off (the primary
+   * resumes); a backup not live within it is settled by a claim
+   * (backupLost: whichever replica wins goes on). Errors: HostError
+   * FTVM_ERR_UNAVAILABLE in those cases.
+   */
+  private async switchPrimary(vm: Vm, backupOn: string): Promise<number> {
+    const name = vm.name;
+    const target = vm.backup!;
+    const gen = vm.gen;
+    this.hold(vm);
+    this.transition(vm, 'handing-over');
+    vm.handedOverSeq = null;
+    const t0 = performance.now();
+    vm.handle.send({ t: 'handover' });
+    const here = (): boolean => this.vms.get(name) === vm && vm.state === 'handing-over';
+    const paused = await this.waitFor(name, () => !here() || vm.handedOverSeq !== null, MIGRATE_SWITCH_MS);
+    const caughtUp = paused && (await this.waitFor(name, () => !here() || vm.acked >= vm.handedOverSeq!, MIGRATE_SWITCH_MS));
+    if (!here()) throw new HostError('FTVM_ERR_UNAVAILABLE', `the switch of ${name} to ${target} was overtaken: its backup was lost meanwhile`);
+    if (!caughtUp) {
+      this.transition(vm, 'live');
+      this.resumeFromHandover(vm);
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `the switch of ${name} was called off: ${paused ? `${target} did not acknowledge the whole log` : 'the primary did not pause'} within ${MIGRATE_SWITCH_MS} ms; it goes on where it was`);
+    }
+    this.toPeer(target, { t: 'failover', vm: name, gen, backupOn });
+    // learnPrimary hands the held messages to the new primary and stops this replica
+    const switched = await this.waitFor(name, () => this.vms.get(name) !== vm, MIGRATE_SWITCH_MS);
+    const pauseMs = performance.now() - t0;
+    if (!switched) {
+      if (here()) void this.backupLost(vm);
+      throw new HostError('FTVM_ERR_UNAVAILABLE', `${target} did not go live within ${MIGRATE_SWITCH_MS} ms; a claim at the arbiter decides which replica of ${name} goes on`);
+    }
+    if ((this.primaries.get(name)?.gen ?? 0) <= gen) throw new HostError('FTVM_ERR_UNAVAILABLE', `${name}'s primary here stopped during the switch, and no newer one is known yet`);
+    return pauseMs;
+  }
+
+  /** A migration holds the client messages for `vm` from now on (route), until unhold. */
+  private hold(vm: Vm): void {
+    vm.held ??= { msgs: [], bytes: 0 };
+  }
+
+  /**
+   * The messages held for `vm` go on, in order: to its replica when it is a
+   * primary that takes input again, else to host `to` (the new primary), or
+   * to the primary this host knows; with none, they are dropped and said (a
+   * client's request goes unanswered, as when a host dies).
+   */
+  private unhold(vm: Vm, to: string | null = null): void {
+    const h = vm.held;
+    vm.held = null;
+    if (!h?.msgs.length) return;
+    const here = this.vms.get(vm.name) === vm && vm.role === 'primary' && !vm.claiming && vm.state !== 'handing-over';
+    const known = this.primaries.get(vm.name)?.host;
+    const host = to ?? (known !== this.id ? known : undefined);
+    for (const m of h.msgs) {
+      if (here) vm.handle.sendInput({ msg: { conn: m.conn, bytes: m.data, eof: m.eof, ...(m.window !== undefined ? { window: m.window } : {}) }, off: m.off });
+      else if (host && host !== this.id) this.toPeer(host, { t: 'fwd', vm: vm.name, conn: m.conn, data: m.data, eof: m.eof, hops: 1, ...(m.off !== undefined ? { off: m.off } : {}), ...(m.window !== undefined ? { window: m.window } : {}) });
+    }
+    if (!here && (!host || host === this.id)) this.say(`${vm.name}: ${h.msgs.length} messages held for a migration were dropped: no primary to hand them to`);
+  }
+
+  /** A primary paused for a planned switch goes on (the switch was called off, or its backup was lost): its replica resumes and takes the held messages. */
+  private resumeFromHandover(vm: Vm): void {
+    vm.handedOverSeq = null;
+    vm.handle.send({ t: 'resume' });
+    this.unhold(vm);
+  }
+
+  /**
+   * Resolves true once `cond()` holds, false after `ms` without it; checked
+   * whenever the migration of `name` is woken (acks, the replica's pause, a
+   * new primary, a replica dropped) and every 20 ms besides.
+   */
+  private waitFor(name: string, cond: () => boolean, ms: number): Promise<boolean> {
+    const mig = this.migrations.get(name);
+    if (!mig || cond()) return Promise.resolve(cond());
+    return new Promise<boolean>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        if (mig.wake === wake) mig.wake = null;
+        resolve(cond());
+      };
+      const wake = (): void => {
+        if (cond()) done();
+      };
+      const timer = setTimeout(done, ms);
+      const poll = setInterval(wake, 20);
+      mig.wake = wake;
+    });
+  }
+
   /**
    * Sends the request `make(id)` builds to `host` (the primary's host) and
-   * resolves when it answers ('admin-res' with that id), or rejects with the
-   * code of its answer. Errors: HostError FTVM_ERR_UNAVAILABLE (no link, no
-   * answer within ADMIN_TIMEOUT_MS, ADMIN_WAITS_MAX requests waiting
+   * resolves when it answers ('admin-res' with that id) with the answer's
+   * `result` (a migration's), or rejects with the code of its answer.
+   * Errors: HostError FTVM_ERR_UNAVAILABLE (no link, no answer within
+   * `timeoutMs`, default ADMIN_TIMEOUT_MS, ADMIN_WAITS_MAX requests waiting
    * already), or the answer's code.
    */
-  private askPrimaryHost(host: string, make: (id: number) => WireMessage, onRefused?: (e: Error) => void): Promise<void> {
+  private askPrimaryHost(host: string, make: (id: number) => WireMessage, onRefused?: (e: Error) => void, timeoutMs = ADMIN_TIMEOUT_MS): Promise<Record<string, unknown> | undefined> {
     if (this.adminWaits.size >= ADMIN_WAITS_MAX) return Promise.reject(new HostError('FTVM_ERR_UNAVAILABLE', `${this.adminWaits.size} requests wait for other hosts already; try again shortly`));
     const id = ++this.adminIds;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Record<string, unknown> | undefined>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.adminWaits.delete(id);
-        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${host} did not answer within ${ADMIN_TIMEOUT_MS} ms`));
-      }, ADMIN_TIMEOUT_MS);
+        reject(new HostError('FTVM_ERR_UNAVAILABLE', `${host} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
       this.adminWaits.set(id, {
         resolve,
         reject: (e) => {
@@ -2945,6 +3267,17 @@ export class FtHost {
       // a client's message (not a TCP stream's piece): refused, with its code, where it cannot go
       if (vm?.end || this.infos.get(name)?.info.state === 'ended') throw new HostError('FTVM_ERR_VM_ENDED', `${name} has ended: it takes no more messages`);
       if (hops === 0 && !vm && !this.primaries.has(name)) throw new HostError('FTVM_ERR_NOT_FOUND', `no VM named ${name}`);
+    }
+    if (vm?.held) {
+      // a migration holds it while the primary claims a generation or pauses for its switch (Vm.held)
+      const h = vm.held;
+      if (h.msgs.length >= INPUT_INBOX_MAX || h.bytes + data.length > INPUT_INBOX_BYTES_MAX) {
+        if (off === undefined) throw new HostError('FTVM_ERR_BUSY', `${name} is being migrated and ${h.msgs.length} messages (${h.bytes} bytes) wait for it; send again later`);
+        return; // a stream's piece: its ingress sends it again to the primary that runs next
+      }
+      h.msgs.push({ conn, data, eof, ...(off !== undefined ? { off } : {}), ...(window !== undefined ? { window } : {}) });
+      h.bytes += data.length;
+      return;
     }
     if (vm && vm.role === 'primary' && !vm.claiming) {
       if (off === undefined) {

@@ -136,7 +136,15 @@ export type ToReplica =
    * still open ends (an end-of-stream at its offset), as a reset would end it
    */
   | { t: 'slot-gone'; slot: number }
-  | { t: 'stop' };
+  | { t: 'stop' }
+  /**
+   * A planned switch (live migration, host.ts migrateVm): at its next check
+   * point or wait, a live replica flushes its log, hands back the client
+   * messages not yet in the guest's NIC (`handed-over`), and pauses, taking no
+   * input, until `resume` (the switch was called off) or `stop`.
+   */
+  | { t: 'handover' }
+  | { t: 'resume' };
 
 /** An output a live replica produced, released by the host once its entry is acknowledged. */
 export interface Output {
@@ -161,6 +169,14 @@ export type FromReplica =
   | { t: 'input-gap'; conn: number; end: number }
   | { t: 'progress'; count: bigint; seq: number }
   | { t: 'live'; seq: number; count: bigint }
+  /**
+   * A live replica paused for a planned switch (ToReplica 'handover'): `seq`
+   * is the last entry it logged (every frame through it was posted before
+   * this), `inbox` the client-port and REST messages it had not delivered
+   * (no longer counted in SIGNAL_INBOX_*; a TCP stream's input stays, its
+   * ingress sends it again to the next primary).
+   */
+  | { t: 'handed-over'; seq: number; inbox: NicInput[] }
   /**
    * The state digest (SHA-256, 32 bytes) at `count`: logged by this replica
    * as the primary (`verified` false), or logged by the primary and found
@@ -256,6 +272,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   /** slots of hosts gone whose connections are still to be ended */
   const slotsGone: number[] = [];
   let snapshotWanted: number | null = null;
+  /** a planned switch was asked for ('handover'), and the replica pauses for it (until 'resume' or 'stop') */
+  let handoverWanted = false;
+  let handoverPaused = false;
 
   const handle = (m: ToReplica): void => {
     switch (m.t) {
@@ -276,6 +295,13 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         break;
       case 'snapshot':
         snapshotWanted = m.id;
+        break;
+      case 'handover':
+        if (mode === 'live') handoverWanted = true;
+        break;
+      case 'resume':
+        handoverWanted = false;
+        handoverPaused = false;
         break;
       case 'slot-gone':
         // ended once live, from the offsets the replay reached (drainInbox)
@@ -714,8 +740,46 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
   };
 
+  /**
+   * The live replica's part of a planned switch: everything logged goes out,
+   * the client messages not delivered go back to the host, and the guest
+   * waits here (no entry is logged, no input taken) until the host resumes
+   * it or stops it. Called only where the guest may stop: a check point or a
+   * wait, never inside a host call.
+   */
+  const handOver = (): void => {
+    handoverWanted = false;
+    flush();
+    const back: NicInput[] = [];
+    const keep: typeof inbox = [];
+    let messages = 0;
+    let bytes = 0;
+    for (const m of inbox.splice(0)) {
+      if (isStreamConn(m.msg.conn)) {
+        keep.push(m);
+        continue;
+      }
+      back.push({ msg: m.msg, off: m.off });
+      if (m.counted) {
+        messages++;
+        bytes += m.msg.bytes.length;
+      }
+    }
+    inbox.push(...keep);
+    if (messages) {
+      Atomics.sub(signal, SIGNAL_INBOX_MESSAGES, messages);
+      Atomics.sub(signal, SIGNAL_INBOX_SIZE, bytes);
+    }
+    post({ t: 'handed-over', seq: nextSeq - 1, inbox: back });
+    handoverPaused = true;
+    while (handoverPaused) pump(Infinity);
+    // the clocks went on while it paused: timer ticks due meanwhile are delivered late, as after any stall
+    ranSince = performance.now();
+  };
+
   const liveCheck = (c: GuestContext): void => {
     const meter = c.meter!;
+    if (handoverWanted) handOver();
     const now = meter.count;
     if (now >= nextDigest) {
       nextDigest = (now / every + 1n) * every;
@@ -846,6 +910,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     }
     const end = timeoutNs === null ? null : nowNs() + timeoutNs;
     for (;;) {
+      if (handoverWanted) handOver();
       if (place === 'idle' && snapshotWanted !== null) {
         takeSnapshot(c, snapshotWanted);
         snapshotWanted = null;

@@ -13,6 +13,8 @@ export type HostEvent =
   | { event: 'backup-following'; vm: string; primary: string; from: 'boot' | 'snapshot'; seq: number }
   | { event: 'backup-recreated'; vm: string; backup: string; seq: number; memoryBytes: number; pauseMs: number; waitMs: number }
   | { event: 'live'; vm: string; gen: number; seq: number; count: string }
+  /** a live migration of a VM's primary or backup from one host to another, as the primary's host runs it */
+  | { event: 'migration'; vm: string; replica: 'primary' | 'backup'; from: string; to: string; phase: 'started' | 'done' | 'failed' }
   | { event: 'ended'; vm: string; role: 'primary' | 'backup'; outcome: string; exitCode: number | null; count: string }
   | { event: 'replica-failed'; vm: string; role: 'primary' | 'backup'; code: string; message: string }
   | { event: 'module-shipped'; vm: string; kind: string; hash: string; bytes: number; to: string; chunks: number }
@@ -38,6 +40,8 @@ export function eventText(e: HostEvent): string {
       return `${e.vm}: backup of ${e.primary}${e.from === 'snapshot' ? ` from a snapshot at entry ${e.seq}` : ' from boot'}`;
     case 'backup-recreated':
       return `${e.vm}: new backup on ${e.backup} from a snapshot at entry ${e.seq} (${e.memoryBytes} bytes of memory, the primary paused ${e.pauseMs.toFixed(1)} ms, after ${e.waitMs.toFixed(0)} ms waiting for the guest)`;
+    case 'migration':
+      return `${e.vm}: migration of its ${e.replica} from ${e.from} to ${e.to} ${e.phase}`;
     case 'live':
       return `${e.vm}: live at entry ${e.seq}, count ${e.count} (generation ${e.gen})`;
     case 'ended':

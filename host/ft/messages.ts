@@ -66,13 +66,16 @@ export type PeerMessage =
   | ({ t: 'adopt'; conn: number; after: number; owner: string } & AboutVm)
   | { t: 'conn-owner'; conn: number; owner: string }
   | ({ t: 'backup-failed'; gen: number } & AboutVm)
-  | ({ t: 'failover'; gen: number } & AboutVm)
+  /** `backupOn`: a planned switch (live migration) says where the new primary makes its new backup */
+  | ({ t: 'failover'; gen: number; backupOn?: string } & AboutVm)
   | ({ t: 'stop'; gen: number } & AboutVm)
   | { t: 'vminfo'; info: VmInfoMessage }
-  | ({ t: 'admin'; id: number; op: 'failover' | 'restart-backup' } & AboutVm)
+  /** `to`, `replica`: a migration's target host and which replica moves ('migrate' only) */
+  | ({ t: 'admin'; id: number; op: 'failover' | 'restart-backup' | 'migrate'; to?: string; replica?: 'primary' | 'backup' } & AboutVm)
   | ({ t: 'out-read'; id: number; stream: 'stdout' | 'stderr'; from: number; waitMs: number } & AboutVm)
   | { t: 'out-res'; id: number; read: Record<string, unknown> | null; code: string | null; message: string | null }
-  | { t: 'admin-res'; id: number; code: string | null; message: string | null }
+  /** `result`: what a migration did (FtHost MigrateResult), once it is done */
+  | { t: 'admin-res'; id: number; code: string | null; message: string | null; result?: Record<string, unknown> }
   /**
    * Start a VM with its primary on the receiving host (placement chose it):
    * the module rides along when small, else it was shipped before (by hash).
@@ -142,13 +145,13 @@ const SCHEMAS: { [T in PeerMessage['t']]: Record<string, Check> } = {
   adopt: { vm: isStr, conn: isU32, after: isSeq, owner: isStr },
   'conn-owner': { conn: isU32, owner: isStr },
   'backup-failed': { vm: isStr, gen: isNat },
-  failover: { vm: isStr, gen: isNat },
+  failover: { vm: isStr, gen: isNat, backupOn: opt(isStr) },
   stop: { vm: isStr, gen: isNat },
   vminfo: { info: (v) => isObj(v) && isStr((v as VmInfoMessage).name) && isNat((v as VmInfoMessage).gen) && isStr((v as VmInfoMessage).primary) },
-  admin: { id: isInt, vm: isStr, op: oneOf('failover', 'restart-backup') },
+  admin: { id: isInt, vm: isStr, op: oneOf('failover', 'restart-backup', 'migrate'), to: opt(isStr), replica: opt(oneOf('primary', 'backup')) },
   'out-read': { id: isInt, vm: isStr, stream: oneOf('stdout', 'stderr'), from: isNat, waitMs: isNat },
   'out-res': { id: isInt, read: orNull(isObj), code: orNull(isStr), message: orNull(isStr) },
-  'admin-res': { id: isInt, code: orNull(isStr), message: orNull(isStr) },
+  'admin-res': { id: isInt, code: orNull(isStr), message: orNull(isStr), result: opt(isObj) },
   'start-fwd': {
     id: isInt,
     vm: isStr,

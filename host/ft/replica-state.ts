@@ -10,8 +10,13 @@
 //   going-alone ──(its backup heard again, the arbiter not reached yet)──> live
 //   alone ──(snapshot asked for)──> recreating-backup ──(shipped)──> live
 //   recreating-backup ──(shipping failed)──> alone
+//   live ──(planned switch asked for)──> handing-over ──(switch called off)──> live
+//   handing-over ──(its backup is dead, or the switch is not seen through)──> going-alone
 //   any ──> stopped (lost the arbiter, test failover, deleted, replaced, failed)
 //
+// `handing-over` is a primary paused for a planned switch (live migration):
+// its backup gets the whole log, then goes live; the paused primary takes no
+// input and is stopped once the next generation runs.
 // `live` is a primary with a backup (being made from boot, or following);
 // `alone` a primary with none. A primary starts live, or alone when no other
 // host is up; a backup starts following.
@@ -19,15 +24,16 @@
 import { invariant } from '../assert.ts';
 
 /** The states; see the file's head. */
-export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' | 'alone' | 'recreating-backup' | 'stopped';
+export type ReplicaState = 'following' | 'going-live' | 'live' | 'going-alone' | 'alone' | 'recreating-backup' | 'handing-over' | 'stopped';
 
 const NEXT: Record<ReplicaState, readonly ReplicaState[]> = {
   following: ['going-live', 'stopped'],
   'going-live': ['alone', 'following', 'stopped'],
-  live: ['going-alone', 'stopped'],
+  live: ['going-alone', 'handing-over', 'stopped'],
   'going-alone': ['alone', 'live', 'stopped'],
   alone: ['recreating-backup', 'stopped'],
   'recreating-backup': ['live', 'alone', 'stopped'],
+  'handing-over': ['live', 'going-alone', 'stopped'],
   stopped: [],
 };
 

@@ -67,13 +67,13 @@ describe('ftvm bench meter', () => {
     const report = JSON.parse(r.stdout);
     expect(report.guests.map((g: { name: string }) => g.name)).toEqual(['fib', 'hash']);
     for (const g of report.guests) {
-      for (const k of ['unmetered_ms', 'metered_ms', 'ratio', 'classic_ratio', 'asyncify_ratio', 'asyncify_full_ratio', 'nan_ratio']) {
+      for (const k of ['unmetered_ms', 'metered_ms', 'ratio', 'classic_ratio', 'asyncify_ratio', 'asyncify_full_ratio', 'asyncify_input_ratio', 'asyncify_input_over_metered', 'nan_ratio']) {
         expect(typeof g[k], k).toBe('number');
         expect(g[k], k).toBeGreaterThan(0);
       }
       expect(BigInt(g.count) > 0n).toBe(true);
     }
-    for (const k of ['geomean_ratio', 'classic_geomean_ratio', 'speedup_vs_classic']) expect(report[k]).toBeGreaterThan(0);
+    for (const k of ['geomean_ratio', 'classic_geomean_ratio', 'speedup_vs_classic', 'asyncify_input_over_metered_geomean', 'asyncify_input_over_metered_max']) expect(report[k]).toBeGreaterThan(0);
   }, 120_000);
 });
 

@@ -134,6 +134,9 @@ export interface RealRow {
   unmetered_ms: number;
   metered_ms: number;
   ratio: number;
+  /** metered with Asyncify at the input calls (what a cluster runs a command guest as, for its snapshots): ms, and the ratio to metered */
+  asyncify_input_ms: number;
+  asyncify_input_over_metered: number;
 }
 
 /** The metering pass itself on one module, and whole `ftvm run`s against node:wasi. */
@@ -320,11 +323,12 @@ function benchReal(opts: BenchMeterOptions, log: (l: string) => void): RealRow[]
     log(`${g.name}: instrumenting`);
     const unmetered = compileModule(plain(bytes));
     const metered = compileModule(meter(bytes, { variant: 'ftvm' }).binary);
-    const times = { unmetered: [] as number[], metered: [] as number[] };
+    const input = compileModule(meter(bytes, { variant: 'ftvm', asyncify: 'input-calls' }).binary);
+    const times = { unmetered: [] as number[], metered: [] as number[], input: [] as number[] };
     let reference: Timed | null = null;
     let count = '';
     for (let round = 0; round < opts.warmup + opts.runs; round++) {
-      for (const [k, m] of [['unmetered', unmetered], ['metered', metered]] as const) {
+      for (const [k, m] of [['unmetered', unmetered], ['metered', metered], ['input', input]] as const) {
         const t = runOnce(m, g.args, g.outputFile);
         reference ??= t;
         if (t.stdout !== reference.stdout || t.file !== reference.file) throw new Error(`${g.name}: ${k} run's output differs`);
@@ -335,6 +339,7 @@ function benchReal(opts: BenchMeterOptions, log: (l: string) => void): RealRow[]
     }
     const u = median(times.unmetered);
     const m = median(times.metered);
+    const a = median(times.input);
     rows.push({
       name: g.name,
       module_mb: round3(bytes.length / MB),
@@ -343,6 +348,8 @@ function benchReal(opts: BenchMeterOptions, log: (l: string) => void): RealRow[]
       unmetered_ms: round3(u),
       metered_ms: round3(m),
       ratio: round3(m / u),
+      asyncify_input_ms: round3(a),
+      asyncify_input_over_metered: round3(a / m),
     });
   }
   return rows;
@@ -493,8 +500,8 @@ export function formatMeterReport(r: BenchMeterReport): string {
     out.push('', 'real modules (unmetered = the same binaryen pipeline without the counter):');
     out.push(
       table(
-        ['module', 'MB', 'code MB', 'count', 'unmetered ms', 'ftvm ms', 'ftvm x'],
-        r.real.map((g) => [g.name, fmt(g.module_mb, 1), fmt(g.code_mb, 2), g.count, fmt(g.unmetered_ms, 1), fmt(g.metered_ms, 1), fmt(g.ratio)]),
+        ['module', 'MB', 'code MB', 'count', 'unmetered ms', 'ftvm ms', 'ftvm x', 'asyncify(input calls) ms', 'input calls / ftvm'],
+        r.real.map((g) => [g.name, fmt(g.module_mb, 1), fmt(g.code_mb, 2), g.count, fmt(g.unmetered_ms, 1), fmt(g.metered_ms, 1), fmt(g.ratio), fmt(g.asyncify_input_ms, 1), fmt(g.asyncify_input_over_metered)]),
       ),
     );
   }

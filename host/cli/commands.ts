@@ -374,9 +374,12 @@ meter:
 
 Measures what metering costs on every compute guest, side by side in one run:
 unmetered, ftvm, the classic per-block global counter, ewasm's wasm-metering,
-Asyncify on top of ftvm (blocking imports only, and all), and NaN
+Asyncify on top of ftvm (blocking imports with ftvm.check, all imports, and
+the input calls only: what a cluster runs a command guest as, so that its
+snapshots can carry its stack, shown also over ftvm alone), and NaN
 canonicalization; then the real modules installed from npm (flite, a 21 MB
-speech synthesizer) unmetered and metered; then the pass itself: seconds and
+speech synthesizer) unmetered, metered, and metered with Asyncify at the
+input calls; then the pass itself: seconds and
 CPU seconds per MB of code and peak memory, metering flite and esbuild (20 MB,
 Go) in a fresh process, and whole \`ftvm run\`s of flite (fresh cache, cached)
 against node:wasi's. --no-real, --guests and --quick leave the real modules out. Prints a table (or,

@@ -41,6 +41,23 @@ describe('virtual NIC: bounded per-connection state', () => {
     expect(nic.image().ended).not.toContain(STREAMS_DONE_MAX + 10);
   });
 
+  it('remembers the newest STREAMS_DONE_MAX connections the guest closed whose peer never ended (client-port clients gone)', () => {
+    const nic = new VirtualNic();
+    const n = STREAMS_DONE_MAX + 500;
+    for (let conn = 1; conn <= n; conn++) {
+      nic.arrive({ conn, bytes: new TextEncoder().encode('hello'), eof: false });
+      nic.take();
+      nic.close(conn);
+    }
+    const closed = nic.image().closed;
+    expect(closed.length).toBe(STREAMS_DONE_MAX);
+    expect(closed).toContain(n);
+    expect(closed).not.toContain(1);
+    // the newest still drop what comes late
+    nic.arrive({ conn: n, bytes: new TextEncoder().encode('late'), eof: false });
+    expect(nic.queued).toBe(0);
+  });
+
   it('a NIC restored from an image drops the same windows next as its original (same state digest)', () => {
     const a = new VirtualNic();
     for (let conn = 1; conn <= STREAMS_DONE_MAX; conn++) serve(a, conn);

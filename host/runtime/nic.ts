@@ -17,7 +17,8 @@
 // until the peer's end-of-stream: then both sides are done and the id is
 // forgotten (so the set of closed ids stays as small as the connections still
 // half open, however many a long-running server has seen; an id whose peer
-// already ended is forgotten when the guest closes it). A message after the
+// already ended is forgotten when the guest closes it; of ids whose peer never
+// ends, as a client-port client that went away, the newest STREAMS_DONE_MAX). A message after the
 // peer's end-of-stream is a new connection with that id.
 // A connection that is not a socket keeps its send window after its peer's
 // end-of-stream (the guest may still answer a client that half-closed), until
@@ -229,7 +230,12 @@ export class VirtualNic {
     this.sockets.delete(conn);
     this.windows.delete(conn);
     this.ended.delete(conn);
-    if (!peerDone) this.closed.add(conn);
+    if (!peerDone) {
+      // A peer may never end (a client-port client that went away is not said to the guest):
+      // the newest STREAMS_DONE_MAX stay closed, an older one's later messages would open it anew.
+      this.closed.add(conn);
+      if (this.closed.size > STREAMS_DONE_MAX) this.closed.delete(this.closed.values().next().value!);
+    }
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queueBytes -= this.queue.splice(i, 1)[0]!.bytes.length;
   }
 

@@ -8,8 +8,9 @@
 //       resident memory (/proc/PID/status VmRSS) is sampled every
 //       `sampleEverySeconds`. Reported per host: first, last and largest
 //       sample, and the slope (MiB per minute, least squares over the samples
-//       after the first minute, when the run has more than one: the first
-//       minute is the hosts' and the guests' warm-up);
+//       from the end of the first minute, the hosts' and the guest's warm-up,
+//       to the young VM's start below, whose replicas add their own memory;
+//       over all samples before that start in a run of a minute);
 //   (b) backup re-creation by age: a second kv VM of the same memory size is
 //       started `youngMinutes` before the end, under the same load. At the
 //       end, the backup of each VM is restarted through REST
@@ -62,8 +63,10 @@ export interface RecoveryOptions {
 export interface RecoveryHostReport {
   id: string;
   rssMiB: { first: number; last: number; max: number };
-  /** least-squares slope of the samples after the first minute (all of them in a run of a minute), MiB per minute */
+  /** least-squares slope of the samples from the first minute to the young VM's start (from the first sample in a run of a minute), MiB per minute */
   slopeMiBPerMinute: number;
+  /** the sample at the end of the first minute, and the last before the young VM started, MiB (the slope's window) */
+  rssSettledMiB: { from: number; to: number };
 }
 
 /** One VM at the end of the run, and its backup re-creations (medians over the trials). */
@@ -107,6 +110,8 @@ export interface RecoveryReport {
   ratios: { recreateMs: number; syncMs: number; pauseMs: number; logBytes: number; logEntries: number };
   /** every host's RSS (MiB) at each sample; `t` in seconds from the old VM's load start */
   samples: { t: number; rssMiB: Record<string, number> }[];
+  /** when the young VM was asked for, in seconds from the old VM's load start (samples from then on count its replicas too) */
+  youngAskedS: number;
   machine: string;
 }
 
@@ -266,12 +271,14 @@ export async function benchRecovery(opts: RecoveryOptions = {}): Promise<Recover
     const endAt = t0 + minutes * 60_000;
     const youngAt = endAt - youngMinutes * 60_000;
     let young: { load: SteadyLoad; startedAt: number; fillMs: number } | null = null;
+    let youngAskedS = minutes * 60;
     for (let k = 0; ; k++) {
       const next = t0 + k * everyS * 1000;
       if (next > endAt) break;
       // the young VM is started as long before its moment as the old one took to start and fill: its load begins about then
       if (!young && next >= youngAt - old.fillMs) {
         await sleep(youngAt - old.fillMs - performance.now());
+        youngAskedS = round((performance.now() - t0) / 1000, 1);
         young = await startVm('young');
         log(`recovery: "young" started at ${round((young.startedAt - t0) / 60_000)} min`);
       }
@@ -324,11 +331,12 @@ export async function benchRecovery(opts: RecoveryOptions = {}): Promise<Recover
 
     const hosts = ids.map((id) => {
       const all = samples.map((s) => s.rssMiB[id]!);
-      const settled = samples.filter((s) => s.t >= 60 || minutes <= 1);
+      const settled = samples.filter((s) => (s.t >= 60 || minutes <= 1) && s.t < youngAskedS);
       return {
         id,
         rssMiB: { first: all[0] ?? 0, last: all.at(-1) ?? 0, max: Math.max(...all) },
         slopeMiBPerMinute: round(slope(settled.map((s) => [s.t / 60, s.rssMiB[id]!])), 3),
+        rssSettledMiB: { from: settled[0]?.rssMiB[id] ?? 0, to: settled.at(-1)?.rssMiB[id] ?? 0 },
       };
     });
     const vms = (['old', 'young'] as const).map((name): RecoveryVmReport => {
@@ -361,6 +369,7 @@ export async function benchRecovery(opts: RecoveryOptions = {}): Promise<Recover
       vms,
       ratios: { recreateMs: ratio(o.recreateMs, y.recreateMs), syncMs: ratio(o.syncMs, y.syncMs), pauseMs: ratio(o.pauseMs, y.pauseMs), logBytes: ratio(o.logBytes, y.logBytes), logEntries: ratio(o.logEntries, y.logEntries) },
       samples,
+      youngAskedS,
       machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}`,
     };
   } finally {
@@ -374,10 +383,11 @@ export function formatRecoveryReport(r: RecoveryReport): string {
   const out = [`ftvm bench recovery: kv (${r.memoryMiB} MiB) at ${r.rate} requests/s for ${r.minutes} min, 3 hosts (${r.machine})`, ''];
   out.push(
     ...markdownTable(
-      ['host', 'RSS first MiB', 'RSS last MiB', 'RSS max MiB', 'slope MiB/min'],
-      r.hosts.map((h) => [h.id, String(h.rssMiB.first), String(h.rssMiB.last), String(h.rssMiB.max), String(h.slopeMiBPerMinute)]),
+      ['host', 'RSS first MiB', 'RSS last MiB', 'RSS max MiB', 'RSS at 1 min / before young MiB', 'slope MiB/min'],
+      r.hosts.map((h) => [h.id, String(h.rssMiB.first), String(h.rssMiB.last), String(h.rssMiB.max), `${h.rssSettledMiB.from} / ${h.rssSettledMiB.to}`, String(h.slopeMiBPerMinute)]),
     ),
   );
+  out.push(`(slope: least squares from ${r.minutes > 1 ? '1 min' : 'the start'} to the young VM's start at ${round(r.youngAskedS / 60)} min)`);
   out.push('');
   out.push(
     ...markdownTable(

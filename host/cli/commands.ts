@@ -373,12 +373,12 @@ sends (FTVM_ERR_BUSY), failovers.
 recovery: on a local cluster of three hosts, the kv reactor (filled to 16 MiB)
 serves 100 requests/s through FtClient for --minutes N (default 10; --quick:
 1) while each host's RSS is read every 5 s: first, last and largest, and the
-slope in MiB per minute after the first minute. A second kv VM of the same
-memory starts 1 minute before the end; then the backup of each is restarted
-through REST (--trials N times each, default 3): the time to the new backup's
-first ack, to its being in sync (lag <= 50 ms), and the primary's pause,
-medians and the ratio old / young. Options: --json, --quick, --minutes N,
---trials N.
+slope in MiB per minute from the first minute until a second kv VM of the
+same memory starts, 1 minute before the end; then the backup of each is
+restarted through REST (--trials N times each, default 3): the time to the
+new backup's first ack, to its being in sync (lag <= 50 ms), and the
+primary's pause, medians and the ratio old / young. Options: --json,
+--quick, --minutes N, --trials N.
 
 meter:
 

@@ -212,7 +212,6 @@ interface Vm {
   stalls: number;
   /** when the primary last told the other hosts how the VM is doing */
   toldAt: number;
-  /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
   /** the last backup re-creation: memory shipped, the primary's pause, ms from the ask to the snapshot (waitMs: a command guest's waits for its next input call) and to the backup made (null until then) */
   recreate: { memoryBytes: number; pauseMs: number; waitMs: number; ms: number | null; askedAt: number } | null;
   /** the one timer that tries again to make a backup (recreateBackup), while one waits */
@@ -2420,7 +2419,7 @@ export class FtHost {
     }, ms);
   }
 
-  /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
+  /** Asks the primary replica for a snapshot, for a new backup on another host: a reactor's at its next idle moment, a command guest's at its next input call (runtime/unwind.ts). */
   private recreateBackup(vm: Vm): void {
     if (vm.end) return; // an ended guest needs no backup
     if (!snapshottable(vm.compiled)) {

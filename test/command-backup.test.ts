@@ -241,4 +241,28 @@ describe('new backups of command guests from snapshots of their stack', () => {
       clearInterval(timer);
     }
   }, 240_000);
+
+  it('an idle command guest whose replica restored from a snapshot goes live gets a new backup too, with no client traffic', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'idle', sample: 'kvsock' })).status).toBe(201);
+    const pairOf = async (primary: string): Promise<{ primary: string; backup: string; gen: number }> =>
+      eventually(`idle running with a backup, its primary on ${primary}`, async () => {
+        const r = (await api(primary, 'GET', '/v1/vms/idle')).json;
+        return r.state === 'running' && r.primary === primary && r.backup ? r : undefined;
+      }, 60_000);
+    const first = await pairOf('h1');
+    // a backup made from a snapshot of the guest blocked in its accept/poll
+    expect((await api('h1', 'POST', '/v1/vms/idle/backup/restart')).status).toBe(202);
+    const restored = await eventually('a backup made from a snapshot', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/idle')).json;
+      return r.state === 'running' && r.gen > first.gen && r.backup ? r : undefined;
+    }, 60_000);
+    // it goes live (test failover) while the guest waits for input that never comes, and asks for a backup of its own
+    expect((await api('h1', 'POST', '/v1/vms/idle/failover')).status).toBe(202);
+    const after = await pairOf(restored.backup);
+    expect(after.gen).toBeGreaterThan(restored.gen);
+    const made = (await eventsOf(c, restored.backup, 'backup-recreated')).filter((e) => e.vm === 'idle');
+    expect(made.length).toBeGreaterThan(0);
+  }, 180_000);
 });

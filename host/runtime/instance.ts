@@ -316,9 +316,10 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       if (typeof fn !== 'function') continue;
       const point = (...a: unknown[]): unknown => {
         const u = unwinder;
-        // only the outermost input call, outside an interrupt handler, can unwind (and is asked)
+        // The call a rewind reached is made now, as any other: asked too (a replica marks where
+        // the call began there). Only the outermost input call, outside an interrupt handler, is.
         if (u?.rewinding) u.stopRewind();
-        else if (u && ctx && pointDepth === 0 && !ctx.masked() && unwind.wanted(ctx) && u.fits()) {
+        if (u && ctx && pointDepth === 0 && !ctx.masked() && unwind.wanted(ctx) && u.fits()) {
           u.startUnwind();
           return 0;
         }

@@ -2400,6 +2400,9 @@ export class FtHost {
     vm.unackedBytes = 0;
     this.publishUnacked(vm);
     vm.handle.setStall(false);
+    // no backup, no lag: a primary slowed for one that fell behind computes at full speed again
+    vm.lag.clear();
+    vm.handle.setThrottle(0);
     const all = vm.rule.releaseAll();
     for (const o of all.outputs) this.release(vm, o);
     if (all.inputs.length) this.ackInputs(all.inputs);

@@ -839,7 +839,9 @@ makes its own backup where the backup ran before (on the old primary's host
 when the two swap). Clients see no lost or repeated answer. 409
 FTVM_ERR_CONFLICT: HOST unknown, silent or running that replica already, a
 migration, failover or new backup under way, or a guest whose state cannot be
-snapshotted; 503 FTVM_ERR_UNAVAILABLE: a step did not finish in time.`,
+snapshotted (reactors and command guests both can: see the README's
+"Snapshots of a running guest"); 503 FTVM_ERR_UNAVAILABLE: a step did not
+finish in time.`,
     options: { to: { type: 'string' }, backup: { type: 'boolean' } },
     operands: NAME_OPERAND,
   }),

@@ -234,6 +234,8 @@ async function vmCommand(argv: string[]): Promise<number> {
       case 'tail': {
         const after = int('after', values.after, -1) ?? -1;
         const count = int('count', values.count, 1) ?? Infinity;
+        // an unknown VM is said before a connection is opened (and announced) for it
+        await call('GET', `/v1/vms/${needName()}`);
         return await tail(api, token, needName(), await connection(), after, count, values.conn === undefined);
       }
       case 'send': {

@@ -1,7 +1,7 @@
 // The arbiter's contract, checked on both implementations: one winner per
 // generation, latest(), unique stable host slots, and no hang when etcd is gone.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -346,6 +346,23 @@ describe('EtcdArbiter without etcd', () => {
       await a.close();
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
+    }
+  });
+});
+
+describe('FileArbiter between processes', () => {
+  it('a host that reads the cluster file its maker has just written, before the maker made the rest, joins and registers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftvm-arbiter-race-'));
+    try {
+      // what another process leaves between linking the id file and making the parts
+      writeFileSync(join(dir, 'cluster'), 'c1');
+      const a = new FileArbiter(dir);
+      expect(await a.open()).toBe('c1');
+      const slot = await a.register({ id: 'h1', peer: 'p:1', client: 'c:1' });
+      expect(slot).toBeGreaterThan(0);
+      expect((await a.hosts()).map((h) => h.id)).toEqual(['h1']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

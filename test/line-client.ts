@@ -24,16 +24,7 @@ export class LineClient {
   }
   /** Connects to `endpoint` ("ADDR:PORT"), trying again while it is refused (a host opens a VM's port once it hears of the VM), and adds the socket to `opened` (the test's to destroy). */
   static async open(opened: Socket[], endpoint: string): Promise<LineClient> {
-    const i = endpoint.lastIndexOf(':');
-    const sock = await eventually(`a connection to ${endpoint}`, () =>
-      new Promise<Socket | undefined>((resolve) => {
-        const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
-        s.once('connect', () => resolve(s));
-        s.once('error', () => resolve(undefined));
-      }),
-    );
-    opened.push(sock);
-    return new LineClient(sock);
+    return new LineClient(await connectRetrying(opened, endpoint));
   }
   send(line: string): void {
     this.sock.write(`${line}\n`);
@@ -42,4 +33,22 @@ export class LineClient {
     await eventually(`${n} answers (have ${this.lines.length})`, () => (this.lines.length >= n ? true : undefined), ms);
     return this.lines.slice(0, n);
   }
+}
+
+/**
+ * Connects to `endpoint` ("ADDR:PORT"), trying again while it is refused (a
+ * host opens a VM's port once it hears of the VM), and adds the socket to
+ * `opened` (the test's to destroy).
+ */
+export async function connectRetrying(opened: Socket[], endpoint: string): Promise<Socket> {
+  const i = endpoint.lastIndexOf(':');
+  const sock = await eventually(`a connection to ${endpoint}`, () =>
+    new Promise<Socket | undefined>((resolve) => {
+      const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
+      s.once('connect', () => resolve(s));
+      s.once('error', () => resolve(undefined));
+    }),
+  );
+  opened.push(sock);
+  return sock;
 }

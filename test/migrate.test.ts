@@ -3,11 +3,12 @@
 // an FtClient and a plain TCP client (through a published port) keep sending
 // requests, and neither sees a lost, repeated or wrong answer; each refusal
 // comes with its stable code.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FtClient } from '../host/cluster/client.ts';
 import { apiOf, eventsOf, eventually, freePort, linkedCluster, type Cluster } from './cluster.ts';
 import { ftvm } from './ftvm-cli.ts';
+import { connectRetrying } from './line-client.ts';
 
 let c: Cluster | null = null;
 const sockets: Socket[] = [];
@@ -96,16 +97,7 @@ class TcpLoad {
     sock.on('error', () => {});
   }
   static async open(endpoint: string): Promise<TcpLoad> {
-    const i = endpoint.lastIndexOf(':');
-    const sock = await eventually(`a connection to ${endpoint}`, () =>
-      new Promise<Socket | undefined>((resolve) => {
-        const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
-        s.once('connect', () => resolve(s));
-        s.once('error', () => resolve(undefined));
-      }),
-    );
-    sockets.push(sock);
-    return new TcpLoad(sock);
+    return new TcpLoad(await connectRetrying(sockets, endpoint));
   }
   private ask(line: string): Promise<string> {
     return new Promise((resolve) => {

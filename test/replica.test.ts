@@ -11,6 +11,7 @@ import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { stream } from './replica-stream.ts';
 import { replicaStartOf, sampleBytes, samples, watBytes, watText } from './helpers.ts';
 
 const kv = sampleBytes(samples('service').find((g) => g.name === 'kv')!);
@@ -46,21 +47,6 @@ function replica(init: Omit<ConstructorParameters<typeof ReplicaHandle>[0], 'com
     });
   };
   return { h, said, until };
-}
-
-/** Decodes a primary's frames in order and forwards them to `to` (when given). */
-function stream(from: ReturnType<typeof replica>, to: () => ReplicaHandle | null, startSeq = 0) {
-  const check = new EntryChecker(startSeq);
-  const entries: LogEntry[] = [];
-  const outputs: Output[] = [];
-  from.h.on('message', (m) => {
-    if (m.t !== 'log') return;
-    const got = decodeFrame(m.frame, check);
-    entries.push(...got);
-    outputs.push(...m.outputs);
-    to()?.send({ t: 'entries', entries: got });
-  });
-  return { entries, outputs };
 }
 
 const request = (h: ReplicaHandle, conn: number, text: string) => h.send({ t: 'msg', msg: { conn, bytes: enc(text), eof: false } });

@@ -6,9 +6,10 @@
 // connections only (and of the one still open), a backup made from a
 // snapshot keeps the same, and the connection still open goes on across the
 // backup restart and a failover to that backup with every answer in place.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { eventually, freePort, linkedCluster, type Cluster } from './cluster.ts';
+import { connectRetrying } from './line-client.ts';
 import { STREAMS_DONE_MAX } from '../host/limits.ts';
 
 let c: Cluster | null = null;
@@ -21,16 +22,8 @@ afterEach(async () => {
 
 /** Connects to ADDR:PORT, trying again while it is refused (a host opens a VM's port once it hears of the VM). */
 async function open(endpoint: string): Promise<Socket> {
-  const i = endpoint.lastIndexOf(':');
-  const sock = await eventually(`a connection to ${endpoint}`, () =>
-    new Promise<Socket | undefined>((resolve) => {
-      const s = connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) });
-      s.once('connect', () => resolve(s));
-      s.once('error', () => resolve(undefined));
-    }),
-  );
+  const sock = await connectRetrying(sockets, endpoint);
   sock.on('error', () => {});
-  sockets.push(sock);
   return sock;
 }
 

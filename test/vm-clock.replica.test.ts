@@ -6,11 +6,12 @@
 // VM's time). The clock state follows from the log alone: a backup that
 // replayed it ends where the primary was, and its snapshot says the same.
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeFrame, EntryChecker, type LogEntry } from '../host/log/format.ts';
+import type { LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
 import { sealSnapshot, type FromReplica, type Output } from '../host/cluster/replica.ts';
 import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
+import { stream } from './replica-stream.ts';
 import { replicaStartOf, watBytes } from './helpers.ts';
 
 const guest = watBytes('clockecho');
@@ -38,21 +39,6 @@ function replica(init: Omit<ConstructorParameters<typeof ReplicaHandle>[0], 'com
     }
   };
   return { h, said, until };
-}
-
-/** Decodes a replica's frames and forwards them to `to()` when it is set. */
-function stream(from: ReturnType<typeof replica>, to: () => ReplicaHandle | null, startSeq = 0) {
-  const check = new EntryChecker(startSeq);
-  const entries: LogEntry[] = [];
-  const outputs: Output[] = [];
-  from.h.on('message', (m) => {
-    if (m.t !== 'log') return;
-    const got = decodeFrame(m.frame, check);
-    entries.push(...got);
-    outputs.push(...m.outputs);
-    to()?.send({ t: 'entries', entries: got });
-  });
-  return { entries, outputs };
 }
 
 interface Reading {

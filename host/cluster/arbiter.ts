@@ -153,9 +153,15 @@ export class FileArbiter implements Arbiter {
       } finally {
         unlinkSync(tmp);
       }
-      for (const part of ARBITER_PARTS) makeDirs(join(this.dir, part));
       id = readOr(marker);
       if (id === null) throw new ArbiterError(`${marker} vanished while the cluster was being made`);
+    }
+    // The host that made the cluster makes its parts just after the id file; another
+    // process may read the id in between, so each one that opens makes what is missing.
+    try {
+      for (const part of ARBITER_PARTS) makeDirs(join(this.dir, part));
+    } catch (e) {
+      throw new ArbiterError(`cannot make the arbiter's directories in ${this.dir}: ${(e as Error).message}`);
     }
     this.clusterId = id;
     return id;

@@ -89,11 +89,21 @@ describe('snapshots of a command guest with a live stack', () => {
     const shallow = runWithSnapshotAt(2).point.stack!.length;
     const deep = runWithSnapshotAt(stdin.length - 2).point.stack!.length;
     expect(deep).toBeGreaterThan(shallow);
-    let calls = 0;
+    // every third ask unwinds; the call made again after the rewind is asked too, at the same count
+    let asks = 0;
     let taken = 0;
-    const every = run({ stdin, unwind: { wanted: () => ++calls % 3 === 0, onUnwound: () => taken++ } });
+    const asked: bigint[] = [];
+    const every = run({
+      stdin,
+      unwind: {
+        wanted: (c) => (asked.push(c.meter!.count), ++asks % 3 === 0),
+        onUnwound: () => taken++,
+      },
+    });
     expect(every).toEqual(straight);
-    expect(taken).toBe(Math.floor(inputCalls / 3));
+    expect(taken).toBe(Math.floor(asks / 3));
+    expect(asks).toBe(inputCalls + taken);
+    for (let i = 2; i < asked.length; i += 3) expect(asked[i + 1], `the ask after unwind ${i}`).toBe(i + 1 < asked.length ? asked[i] : undefined);
   });
 
   it('a snapshot resumed twice in a chain ends the same', () => {

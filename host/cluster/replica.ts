@@ -53,7 +53,7 @@ import {
   meterOptions,
   moduleHash,
   stateDigest,
-} from '../runtime/replay-core.ts';
+} from '../runtime/replay/core.ts';
 import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */

@@ -35,25 +35,18 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { I64_MAX } from '../meter/abi.ts';
-import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
-import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
+import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry, type StdinMode } from '../log/format.ts';
+import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type Preopen, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
 import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
 import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
 import { joinOutputs } from '../ft/output-rule.ts';
-import {
-  CHUNK_BYTES,
-  chunksOf,
-  digestTail,
-  DivergenceError,
-  interruptOf,
-  interruptPayload,
-  meterOptions,
-  moduleHash,
-  stateDigest,
-} from '../runtime/replay/core.ts';
+import { chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from '../runtime/replay/core.ts';
+import { DigestSchedule } from '../runtime/replay/digests.ts';
+import { describeEntry, Feed, placeOf } from '../runtime/replay/feed.ts';
+import { logPreamble, readPreamble, type PreopenTree } from '../runtime/replay/preamble.ts';
 import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
@@ -66,6 +59,13 @@ export interface ReplicaInit {
   start: EntryPayloads['start'];
   /** the VM's stdin, logged at start (a primary at boot only) */
   stdin?: Uint8Array;
+  /**
+   * the VM's preopened directories at boot, in fd order, named as in
+   * `start.preopens` (a primary at boot only): logged at start, and the guest
+   * runs on what a replay rebuilds from the log (replay/preamble.ts). Absent:
+   * no files are logged and the guest has an empty "/"
+   */
+  preopens?: PreopenTree[];
   role: 'primary' | 'backup';
   /** a backup made from a snapshot of the running primary, instead of from boot */
   snapshot?: Snapshot;
@@ -252,15 +252,41 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const signal = new Int32Array(init.signal);
   const start = init.start;
   const module = init.compiled;
-  if (moduleHash(init.module) !== start.module) throw new Error('the module is not the one the VM was started with');
+  // the same error as a replay of a log recorded with another guest
+  if (moduleHash(init.module) !== start.module) {
+    throw new DivergenceError({ seq: 0, count: 0n, kind: 'start', payload: start }, `module ${start.module}`, `module ${moduleHash(init.module)} (not the guest this log was recorded with)`);
+  }
+  if (init.preopens && JSON.stringify(init.preopens.map((p) => p.name)) !== JSON.stringify(start.preopens ?? ['/'])) {
+    throw new Error(`the preopened directories ${JSON.stringify(init.preopens.map((p) => p.name))} are not the start entry's ${JSON.stringify(start.preopens ?? ['/'])}`);
+  }
 
   let mode: 'replay' | 'live' = init.role === 'primary' ? 'live' : 'replay';
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
 
   // ---- the inbox ----
-  const feed: LogEntry[] = [];
-  let at = 0;
+  // The log streamed from the primary (replay/feed.ts): take-compare blocks for
+  // more, and ends once the replica goes live.
+  const feed: Feed = new Feed({
+    count,
+    more: () => {
+      if (mode === 'live') return false;
+      if (goLive) {
+        switchLive();
+        return false;
+      }
+      report(true);
+      pump(Infinity);
+      return true;
+    },
+    end: 'live',
+    // a replay that never blocks still says how far it got (its host holds acks while it is far behind)
+    onPeek: () => {
+      if (mode === 'replay') report();
+    },
+    // consumed entries are not needed any more
+    compactAt: 4096,
+  });
   /** the count of the last entry received: the replay may run up to it */
   let horizon = init.snapshot ? init.snapshot.count : -1n;
   /** the seq of the last entry received (progress entries included) */
@@ -453,67 +479,22 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let lastLogged = performance.now();
 
   // ---- the replay side ----
-  const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
   let lastReport = 0;
   let reported = '';
   /** Tells the host how far the replay got: before it blocks (`now`), or at most every 2 ms when asked without `now`. */
   const report = (now = false): void => {
     const t = performance.now();
     if (!now && t - lastReport < 2) return;
-    const seq = at < feed.length ? feed[at]!.seq - 1 : lastSeq;
+    const next = feed.peekNow();
+    const seq = next ? next.seq - 1 : lastSeq;
     const key = `${count()}/${seq}`;
     if (key === reported) return;
     lastReport = t;
     reported = key;
     post({ t: 'progress', count: count(), seq });
   };
-  /** The next logged entry, blocking until it arrives; null once the replica is live. */
-  const peek = (): LogEntry | null => {
-    // a replay that never blocks still says how far it got (its host holds acks while it is far behind)
-    if (mode === 'replay') report();
-    if (at >= 4096) {
-      // consumed entries are not needed any more
-      feed.splice(0, at);
-      at = 0;
-    }
-    while (at >= feed.length) {
-      if (mode === 'live') return null;
-      if (goLive) {
-        switchLive();
-        return null;
-      }
-      report(true);
-      pump(Infinity);
-    }
-    return feed[at]!;
-  };
   /** The next entry, which must be of `kind` at `c`; null once live. */
-  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> | null => {
-    if (mode === 'live') return null;
-    const e = peek();
-    if (!e) return null;
-    if (e.kind !== kind || e.count !== c) throw new DivergenceError(e, describe(e.kind, e.count), describe(kind, c));
-    at++;
-    return e as Extract<LogEntry, { kind: K }>;
-  };
-  /** Chunked bytes (see record.ts); null once live. A replica never goes live in the middle of one payload: the primary logged all of it at once. */
-  const takeChunks = <K extends 'input' | 'output' | 'random'>(kind: K, c: bigint, bytesOf: (e: Extract<LogEntry, { kind: K }>) => Uint8Array): Uint8Array | null => {
-    const parts: Uint8Array[] = [];
-    for (;;) {
-      const e = take(kind, c);
-      if (!e) {
-        if (parts.length) throw new Error(`the log ended inside a ${kind} payload`);
-        return null;
-      }
-      parts.push(bytesOf(e));
-      if (parts.at(-1)!.length < CHUNK_BYTES) break;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  };
-  const onFd = (fd: number) => (e: Extract<LogEntry, { kind: 'input' | 'output' }>): Uint8Array => {
-    if (e.payload.fd !== fd) throw new DivergenceError(e, `${e.kind} on fd ${e.payload.fd}`, `${e.kind} on fd ${fd}`);
-    return e.payload.bytes;
-  };
+  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> | null => feed.take(kind, c);
 
   // ---- the timer (device state on both sides; ticks only live) ----
   let timerPeriod = init.snapshot?.timerPeriodNs ?? 0n;
@@ -537,9 +518,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   if (mode === 'live') vmClock.goLive();
   const nd: Nondeterminism = {
     clockNs(clock) {
-      const e = take('clock');
+      const e = feed.takeClock(clock);
       if (e) {
-        if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
         vmClock.observe(clock, e.payload.ns, e.payload.wall);
         return e.payload.ns;
       }
@@ -549,24 +529,13 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     },
     clockResolutionNs: vmClockResolutionNs,
     randomFill(dest) {
-      const e = mode === 'replay' ? peek() : null;
-      const bytes = takeChunks('random', count(), (r) => r.payload);
-      if (bytes) {
-        if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
-        dest.set(bytes);
-        return;
-      }
+      if (feed.takeRandom(dest)) return;
       live.randomFill(dest);
       for (const b of chunksOf(dest.slice())) append('random', count(), b);
     },
   };
   const output = (fd: number) => (b: Uint8Array): void => {
-    const e = mode === 'replay' ? peek() : null;
-    const logged = takeChunks('output', count(), onFd(fd));
-    if (logged) {
-      if (Buffer.compare(logged, b) !== 0) throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
-      return;
-    }
+    if (feed.compareOutput(fd, b)) return;
     for (const bytes of chunksOf(b)) {
       const entry = append('output', count(), { fd, bytes });
       outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
@@ -574,39 +543,19 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (!batching && performance.now() - lastFlush >= OUTPUT_FLUSH_MS) flush();
   };
   const nic = new VirtualNic((msg) => {
-    const e = take('send');
-    if (e) {
-      const p = e.payload;
-      if (p.conn !== msg.conn || p.eof !== msg.eof || Buffer.compare(p.bytes, msg.bytes) !== 0) {
-        throw new DivergenceError(e, `a message of ${p.bytes.length} bytes to ${p.conn}`, `${msg.bytes.length} bytes to ${msg.conn}`);
-      }
-      return;
-    }
+    if (feed.compareSend(msg)) return;
     const entry = append('send', count(), msg);
     outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
     if (!batching) flush();
   });
 
   // ---- check points ----
-  const budget = init.digestBudget ?? 0.02;
-  const pauseMsMax = init.digestPauseMsMax ?? DIGEST_PAUSE_MS_MAX;
-  /** the last digest's hashing time per byte of memory, ms (1 GB/s before any) */
-  let digestMsPerByte = 1e-6;
-  const every = start.digestEvery;
+  // the live side's digests (replay/digests.ts): a share of the run's time, and a bounded pause
+  const digests = new DigestSchedule(start.digestEvery, { budget: init.digestBudget ?? 0.02, pauseMsMax: init.digestPauseMsMax ?? DIGEST_PAUSE_MS_MAX });
   const pollEvery = init.pollEvery ?? 100_000n;
   const progressEveryMs = init.progressEveryMs ?? 5;
-  let nextDigest = every;
-  let digestEnd = performance.now();
-  let digestCost = 0;
-  const placeOf = (e: LogEntry): Place | null => (e.kind === 'interrupt' ? e.payload.at : e.kind === 'digest' ? 'check' : null);
-  /** The next digest or interrupt received, and where it is in the feed. */
-  const nextEvent = (): LogEntry | null => {
-    for (let i = at; i < feed.length; i++) {
-      const k = feed[i]!.kind;
-      if (k === 'digest' || k === 'interrupt' || k === 'exit') return k === 'exit' ? null : feed[i]!;
-    }
-    return null;
-  };
+  /** The next digest or interrupt received. */
+  const nextEvent = (): LogEntry | null => feed.nextEvent();
   const exitReceived = (): boolean => exitSeen;
   const deliver = (c: GuestContext, i: Interrupt, place: Place): void => {
     append('interrupt', count(), interruptPayload(i, place));
@@ -707,9 +656,8 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
           throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
         }
         if (e.kind === 'digest') {
-          const d = take('digest', meter.count)!;
           const mine = stateDigest(c);
-          if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+          feed.checkDigest(meter.count, mine);
           post({ t: 'digest', count: meter.count, digest: mine, verified: true });
         } else {
           const i = take('interrupt', meter.count)!;
@@ -730,7 +678,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         return;
       }
       // Nothing is known past this point yet.
-      if (goLive && at >= feed.length) {
+      if (goLive && feed.drained) {
         switchLive();
         liveCheck(c);
         return;
@@ -781,18 +729,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     const meter = c.meter!;
     if (handoverWanted) handOver();
     const now = meter.count;
-    if (now >= nextDigest) {
-      nextDigest = (now / every + 1n) * every;
-      const bytes = c.memory.buffer.byteLength;
-      if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd)) && bytes * digestMsPerByte <= pauseMsMax) {
-        const t = performance.now();
-        const d = stateDigest(c);
-        append('digest', now, d);
-        post({ t: 'digest', count: now, digest: d, verified: false });
-        digestEnd = performance.now();
-        digestCost = digestEnd - t;
-        if (bytes > 0) digestMsPerByte = digestCost / bytes;
-      }
+    const d = digests.take(now, c);
+    if (d) {
+      append('digest', now, d);
+      post({ t: 'digest', count: now, digest: d, verified: false });
     }
     pump(0);
     // Interrupts wait while the handler runs (it is not re-entered), and while a
@@ -862,7 +802,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     vmClock.goLive();
     timerArm();
     lastProgress = performance.now();
-    nextDigest = (count() / every + 1n) * every;
+    digests.restartAt(count());
     post({ t: 'live', seq: nextSeq, count: count() });
   };
 
@@ -878,31 +818,31 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
     while (mode === 'replay') {
       if (timeoutNs !== null) {
-        while (at >= feed.length && horizon <= count() && !goLive) {
+        while (feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
-        if (at >= feed.length && horizon > count()) return false;
+        if (feed.drained && horizon > count()) return false;
       }
-      const e = peek();
+      const e = feed.peek();
       if (!e) break; // went live
       if (!(e.kind === 'interrupt' && e.payload.at === place && e.count === count())) {
         if (timeoutNs !== null || e.kind === 'exit') return false;
-        throw new DivergenceError(e, describe(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
+        throw new DivergenceError(e, describeEntry(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
       }
       // Every interrupt the primary delivered in this one wait, each after what the previous handler did.
       for (let n: LogEntry | null = e; n; ) {
-        at++;
+        feed.take('interrupt', count());
         // The handler's own check points may hold the next event (a digest at this very count).
         if (c.meter) replayCheckArm(c);
         deliverLogged(c, interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.
-        while (at >= feed.length && horizon <= count() && !goLive) {
+        while (feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
-        const m = at < feed.length ? feed[at]! : null;
+        const m = feed.peekNow();
         n = m && m.kind === 'interrupt' && m.payload.at === place && m.count === count() ? m : null;
       }
       if (c.meter) replayCheckArm(c);
@@ -959,26 +899,54 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   };
 
   // ---- the run ----
+  // What the VM starts with (replay/preamble.ts): the files of its preopened
+  // directories, its stdin (whole, or streamed: each read logged at its
+  // count), whether it has the NIC's listening socket. A replica restored
+  // from a snapshot has them in the snapshot's devices.
   let stdin = init.stdin ?? new Uint8Array(0);
+  let stdinMode: StdinMode = start.stdin ?? 'whole';
+  let listen = start.listen ?? true;
+  let preopens: Preopen[] | undefined;
   if (!init.snapshot) {
     // A backup told to go live before the primary logged anything boots the VM itself.
     const s = mode === 'replay' ? take('start', 0n) : null;
     if (s) {
       if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
-      // the primary logged its start and its stdin in one frame
-      stdin = takeChunks('input', 0n, onFd(0)) ?? new Uint8Array(0);
+      // the primary logged its start, files and stdin before the guest ran
+      const pre = readPreamble(feed, s.payload);
+      stdin = pre.stdin ?? new Uint8Array(0);
+      stdinMode = pre.stdinMode;
+      listen = pre.listen;
+      preopens = pre.preopens;
     } else {
-      append('start', 0n, start);
-      for (const bytes of chunksOf(stdin)) append('input', 0n, { fd: 0, bytes });
+      preopens = logPreamble(append, start, init.preopens, stdin);
       flush();
     }
   }
+  /**
+   * Streamed stdin (start.stdin 'stream', a recording's log): replaying, each
+   * read returns what the log holds; live, a VM has no stdin stream, so it
+   * ends there (an empty read, logged at its count).
+   */
+  const stdinRead =
+    stdinMode === 'stream'
+      ? (maxBytes: number): Uint8Array => {
+          const got = feed.takeStdinRead(maxBytes);
+          if (got) return got;
+          const bytes = new Uint8Array(0);
+          append('input', count(), { fd: 0, bytes });
+          return bytes;
+        }
+      : undefined;
   let result: RunResult;
   try {
     result = runModule(module, {
       args: start.args,
       env: start.env,
       stdin,
+      stdinRead,
+      preopens,
+      listen,
       nic,
       nondeterminism: nd,
       onStdout: output(1),
@@ -1026,14 +994,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     throw e;
   }
   const digest = ctx ? stateDigest(ctx) : new Uint8Array(32);
-  if (mode === 'replay') {
-    const end = take('exit', result.count!);
-    if (end && (end.payload.code !== result.exitCode || end.payload.trap !== result.trap)) {
-      throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
-    }
-    const last = end ? take('digest', result.count!) : null;
-    if (last && Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
-  }
+  if (mode === 'replay') feed.checkExit(result.count!, result, digest);
   if (mode === 'live') {
     append('exit', result.count!, { code: result.exitCode, trap: result.trap });
     append('digest', result.count!, digest);

@@ -351,7 +351,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
       return replayModule(bytes, module, entries, opts);
     } catch (e) {
       // The log ends while the VM is being set up (its files, a whole stdin): the guest never ran.
-      if (e instanceof DivergenceError && e.entry === null && !isComplete(entries)) throw incompleteError('it ends before the guest started');
+      if (((e instanceof DivergenceError && e.entry === null) || (e as { code?: string }).code === 'FTVM_ERR_LOG_INCOMPLETE') && !isComplete(entries)) throw incompleteError('it ends before the guest started');
       throw e;
     }
   };

@@ -8,7 +8,7 @@ import type { LogWriter } from '../log/writer.ts';
 import { meterOptions } from './replay/core.ts';
 import { recordModule, recordStart, replayModule, startOf, type RecordedRun, type RecordOptions, type ReplayedRun, type ReplayOptions } from './replay/recorder.ts';
 
-export { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay/core.ts';
+export { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, LogIncompleteError, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay/core.ts';
 export { DEFAULT_DIGEST_EVERY, recordModule, recordStart, replayModule, startOf } from './replay/recorder.ts';
 export type { RecordedRun, RecordOptions, ReplayedRun, ReplayOptions } from './replay/recorder.ts';
 

@@ -28,6 +28,19 @@ export class DivergenceError extends Error {
   }
 }
 
+/**
+ * A log that ends before the guest started (a recording stopped while it
+ * logged the VM's files or stdin), replayed with acceptIncomplete: there is
+ * nothing of the guest to reproduce.
+ */
+export class LogIncompleteError extends Error {
+  readonly code = 'FTVM_ERR_LOG_INCOMPLETE' satisfies FtvmErrorCode;
+  constructor(message: string) {
+    super(message);
+    this.name = 'LogIncompleteError';
+  }
+}
+
 /** An interrupt as a log entry's payload. */
 export function interruptPayload(i: Interrupt, at: Place): EntryPayloads['interrupt'] {
   return i.kind === INTERRUPT_NIC

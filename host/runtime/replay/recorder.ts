@@ -36,10 +36,10 @@ import { runModule, type GuestContext, type Preopen, type RunResult } from '../i
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from '../wasi.ts';
 import { LiveTimer, sleepNs, type Interrupt, type InterruptSource, type Place } from '../events.ts';
 import { VirtualNic, type NicMessage } from '../nic.ts';
-import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from './core.ts';
+import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from './core.ts';
 import { DigestSchedule } from './digests.ts';
 import { describeEntry, Feed, placeOf } from './feed.ts';
-import { logPreamble, preopenTrees, readPreamble } from './preamble.ts';
+import { logPreamble, preopenTrees, readPreamble, type Preamble } from './preamble.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
 /** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
@@ -317,7 +317,15 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
   if (start.module !== moduleHash(bytes)) {
     throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
   }
-  const { stdinMode, stdin: stdinBytes, preopens, listen } = readPreamble(feed, start);
+  let preamble: Preamble;
+  try {
+    preamble = readPreamble(feed, start);
+  } catch (e) {
+    // Every way in says the same of a log cut here (a backup waits for the rest).
+    if (e instanceof DivergenceError && e.entry === null && !complete) throw new LogIncompleteError('the log ends before the guest started');
+    throw e;
+  }
+  const { stdinMode, stdin: stdinBytes, preopens, listen } = preamble;
   const stdinRead = stdinMode === 'stream' ? (maxBytes: number): Uint8Array => feed.takeStdinRead(maxBytes)! : undefined;
   const replaying: Nondeterminism = {
     clockNs: (clock) => feed.takeClock(clock)!.payload.ns,

@@ -43,10 +43,10 @@ import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '
 import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
 import { joinOutputs } from '../ft/output-rule.ts';
-import { chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, moduleHash, stateDigest } from '../runtime/replay/core.ts';
+import { chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from '../runtime/replay/core.ts';
 import { DigestSchedule } from '../runtime/replay/digests.ts';
 import { describeEntry, Feed, placeOf } from '../runtime/replay/feed.ts';
-import { logPreamble, readPreamble, type PreopenTree } from '../runtime/replay/preamble.ts';
+import { logPreamble, readPreamble, type Preamble, type PreopenTree } from '../runtime/replay/preamble.ts';
 import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
@@ -73,6 +73,8 @@ export interface ReplicaInit {
   port: MessagePort;
   /** the largest share of run time state digests may take (default 0.02) */
   digestBudget?: number;
+  /** replay this whole log, in process, and end at its end (role 'backup'; see WholeLog) */
+  log?: WholeLog;
   /**
    * a live replica skips a state digest whose hashing would pause the guest
    * longer than this, in ms, estimated from the memory's size at the rate the
@@ -89,6 +91,52 @@ export interface ReplicaInit {
   pollEvery?: bigint;
   /** the share of one core a live replica may compute, in percent (default 100: no limit) */
   cpuPercent?: number;
+}
+
+/**
+ * A whole log to replay (`ftvm replay`, replayGuest): every entry is there
+ * from the start, and the replay ends where the log ends instead of waiting
+ * for more or going live. The replica is then a backup whose primary is a
+ * file.
+ */
+export interface WholeLog {
+  /** the log's entries in seq order (progress entries only move the end of an incomplete log) */
+  entries: readonly LogEntry[];
+  /** stop at the first check point at or past this count */
+  until?: bigint;
+  /**
+   * an incomplete log (no exit entry, or nothing after it: a recording that
+   * was stopped) is reproduced up to its end, which is then reported as
+   * `incomplete`; otherwise the replay fails with a DivergenceError at the
+   * end of the log, as for any log that lacks what the guest asks for
+   */
+  acceptIncomplete?: boolean;
+}
+
+/** What an in-process caller of runEngine hears as the guest runs (functions: never sent to a worker thread). */
+export interface EngineHooks {
+  /** bytes the guest wrote on fd 1 or 2 (replaying: once they matched the log) */
+  onOutput?(fd: number, bytes: Uint8Array): void;
+  /** a message the guest sent on its NIC (replaying: once it matched the log) */
+  onSend?(msg: NicMessage): void;
+  /** the guest's memory when a whole log's replay stops (time-travel inspection) */
+  inspect?(memory: WebAssembly.Memory): void;
+}
+
+/** How a run of the engine ended (runEngine). */
+export interface EngineEnd {
+  /** outcome 'deadline' when a whole log's replay stopped at `until` or at the log's end */
+  result: RunResult;
+  /** the state digest at the end (zeros: the guest trapped while it was instantiated) */
+  digest: Uint8Array;
+  /** a whole log: the replay stopped at `until` before the guest ended */
+  stoppedAtUntil: boolean;
+  /** a whole log: it ends before the guest did, and every entry it has was reproduced */
+  incomplete: boolean;
+  /** log entries taken (progress entries not counted) */
+  entriesTaken: number;
+  /** the VM's preopened directories as the guest left them, in fd order (null: restored from a snapshot) */
+  preopens: Preopen[] | null;
 }
 
 /** A VM's state at a snapshot (an idle reactor's, or a command guest's at the entry of an input call, with its stack) and its place in the log. */
@@ -248,7 +296,29 @@ export const SIGNAL_SLOT_MAX = 2 ** 31 - 1;
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 
+/**
+ * Runs one replica until its guest ends or it is stopped, posting what it
+ * says to the host (FromReplica) and ending with 'ended' or 'stopped'.
+ * Throws what the guest's run throws: DivergenceError (FTVM_ERR_DIVERGENCE)
+ * when a replay disagrees with the log, GuestLoadError.
+ */
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
+  const end = runEngine(init, post);
+  if (!end) return;
+  const { stdout: _o, stderr: _e, ...rest } = end.result;
+  post({ t: 'ended', result: rest, digest: hex(end.digest), cpu: end.cpu });
+}
+
+/**
+ * The engine of record, replay and the replicas: runs `init` (a live
+ * primary, a backup fed a streamed log, or with `init.log` a replay of a
+ * whole log in process) and returns how it ended, or null when it was stopped
+ * ('stopped' posted). Errors: DivergenceError (FTVM_ERR_DIVERGENCE) naming
+ * the entry where guest and log disagree; LogIncompleteError
+ * (FTVM_ERR_LOG_INCOMPLETE) for a whole log that ends before the guest
+ * started, with acceptIncomplete; what the guest's run throws.
+ */
+export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void, hooks: EngineHooks = {}): (EngineEnd & { cpu: { ranMs: number; restedMs: number } }) | null {
   const signal = new Int32Array(init.signal);
   const start = init.start;
   const module = init.compiled;
@@ -265,12 +335,20 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const count = (): bigint => ctx?.meter?.count ?? 0n;
 
   // ---- the inbox ----
+  // A whole log (ftvm replay): all there, and its end is the end.
+  const whole = init.log ?? null;
+  const wholeEntries = whole ? whole.entries.filter((e) => e.kind !== 'progress') : [];
+  const wholeExitAt = wholeEntries.findIndex((e) => e.kind === 'exit');
+  /** a whole log has the guest's exit and the final digest after it; without acceptIncomplete every log is held to that */
+  const complete = (wholeExitAt >= 0 && wholeExitAt < wholeEntries.length - 1) || whole?.acceptIncomplete !== true;
+  /** how far an incomplete whole log got: its last entry's count (a progress entry says where the guest was computing) */
+  const endCount = whole?.entries.at(-1)?.count ?? 0n;
   // The log streamed from the primary (replay/feed.ts): take-compare blocks for
   // more, and ends once the replica goes live.
   const feed: Feed = new Feed({
     count,
     more: () => {
-      if (mode === 'live') return false;
+      if (whole || mode === 'live') return false;
       if (goLive) {
         switchLive();
         return false;
@@ -279,20 +357,27 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       pump(Infinity);
       return true;
     },
-    end: 'live',
+    end: whole ? 'end' : 'live',
     // a replay that never blocks still says how far it got (its host holds acks while it is far behind)
-    onPeek: () => {
-      if (mode === 'replay') report();
+    onPeek: whole
+      ? undefined
+      : () => {
+          if (mode === 'replay') report();
+        },
+    // the last entry of an incomplete whole log: from here the guest runs to the log's end count only
+    afterTake: () => {
+      if (whole && !complete && feed.drained && ctx?.meter) replayCheckArm(ctx);
     },
     // consumed entries are not needed any more
-    compactAt: 4096,
+    compactAt: whole ? undefined : 4096,
   });
+  for (const e of wholeEntries) feed.push(e);
   /** the count of the last entry received: the replay may run up to it */
-  let horizon = init.snapshot ? init.snapshot.count : -1n;
+  let horizon = init.snapshot ? init.snapshot.count : whole ? endCount : -1n;
   /** the seq of the last entry received (progress entries included) */
-  let lastSeq = init.snapshot ? init.snapshot.seq - 1 : -1;
+  let lastSeq = init.snapshot ? init.snapshot.seq - 1 : (whole?.entries.at(-1)?.seq ?? -1);
   let goLive = false;
-  let exitSeen = false;
+  let exitSeen = wholeExitAt >= 0;
   /** client messages not yet in the NIC; `counted`: in the host's count of them (SIGNAL_INBOX_*) */
   const inbox: { msg: NicMessage; off?: number; counted: boolean }[] = [];
   /** slots of hosts gone whose connections are still to be ended */
@@ -535,7 +620,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     },
   };
   const output = (fd: number) => (b: Uint8Array): void => {
-    if (feed.compareOutput(fd, b)) return;
+    if (feed.compareOutput(fd, b)) {
+      hooks.onOutput?.(fd, b);
+      return;
+    }
     for (const bytes of chunksOf(b)) {
       const entry = append('output', count(), { fd, bytes });
       outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
@@ -543,7 +631,10 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (!batching && performance.now() - lastFlush >= OUTPUT_FLUSH_MS) flush();
   };
   const nic = new VirtualNic((msg) => {
-    if (feed.compareSend(msg)) return;
+    if (feed.compareSend(msg)) {
+      hooks.onSend?.(msg);
+      return;
+    }
     const entry = append('send', count(), msg);
     outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
     if (!batching) flush();
@@ -650,6 +741,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       if (e && meter.count >= e.count) {
         if (placeOf(e) !== 'check') {
           if (meter.count === e.count) {
+            if (whole) break; // the guest waits for it further on, at this count
             meter.setDeadline(e.count + 1n);
             return;
           }
@@ -665,6 +757,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         }
         continue;
       }
+      if (whole) break;
       if (e) {
         meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
         return;
@@ -686,6 +779,16 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       report(true);
       pump(Infinity);
     }
+    // A whole log: the guest stops at --until, and at an incomplete log's end.
+    const stop = wholeStop();
+    if (stop !== null && meter.count >= stop) return; // the deadline stays: the guest stops here
+    replayCheckArm(c);
+  };
+  /** Where a whole log's replay stops at a check point: --until, or (an incomplete log, every entry taken) the log's end count. */
+  const wholeStop = (): bigint | null => {
+    const until = whole?.until ?? null;
+    const end = !complete && feed.drained ? endCount : null;
+    return until === null ? end : end === null || until < end ? until : end;
   };
 
   /**
@@ -818,14 +921,17 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
     while (mode === 'replay') {
       if (timeoutNs !== null) {
-        while (feed.drained && horizon <= count() && !goLive) {
+        while (!whole && feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
-        if (feed.drained && horizon > count()) return false;
+        if (feed.drained && (whole || horizon > count())) return false;
       }
       const e = feed.peek();
-      if (!e) break; // went live
+      if (!e) {
+        if (whole) throw new DivergenceError(null, 'no more entries', `the guest waiting for input (${place}) at count ${count()}`);
+        break; // went live
+      }
       if (!(e.kind === 'interrupt' && e.payload.at === place && e.count === count())) {
         if (timeoutNs !== null || e.kind === 'exit') return false;
         throw new DivergenceError(e, describeEntry(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
@@ -838,7 +944,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         deliverLogged(c, interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.
-        while (feed.drained && horizon <= count() && !goLive) {
+        while (!whole && feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
@@ -893,6 +999,13 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const replayCheckArm = (c: GuestContext): void => {
     const e = nextEvent();
     const meter = c.meter!;
+    if (whole) {
+      // an event the guest must wait for comes before any check point past its count
+      const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
+      const stop = wholeStop();
+      meter.setDeadline((d !== null && (stop === null || d < stop) ? d : stop) ?? I64_MAX);
+      return;
+    }
     if (e) meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
     else if (exitReceived()) meter.setDeadline(I64_MAX);
     else meter.setDeadline(horizon > meter.count ? horizon : meter.count);
@@ -913,7 +1026,14 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (s) {
       if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
       // the primary logged its start, files and stdin before the guest ran
-      const pre = readPreamble(feed, s.payload);
+      let pre: Preamble;
+      try {
+        pre = readPreamble(feed, s.payload);
+      } catch (e) {
+        // a whole log cut here: every way in says the same (a backup waits for the rest)
+        if (whole && !complete && e instanceof DivergenceError && e.entry === null) throw new LogIncompleteError('the log ends before the guest started');
+        throw e;
+      }
       stdin = pre.stdin ?? new Uint8Array(0);
       stdinMode = pre.stdinMode;
       listen = pre.listen;
@@ -951,8 +1071,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       nondeterminism: nd,
       onStdout: output(1),
       onStderr: output(2),
-      // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever)
-      collectOutput: false,
+      // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever);
+      // a whole log's replay returns what the guest wrote, as a run does
+      collectOutput: whole ? undefined : false,
       io: {
         timer_set: (ns: bigint) => {
           timerPeriod = ns > 0n ? ns : 0n;
@@ -989,9 +1110,19 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (e instanceof Stopped) {
       flush();
       post({ t: 'stopped' });
-      return;
+      return null;
     }
+    // The guest asked for an entry past the end of an incomplete whole log: everything it had was reproduced.
+    if (whole && !complete && e instanceof DivergenceError && e.entry === null) return wholeEnd(null, true);
     throw e;
+  }
+  if (whole) {
+    try {
+      return wholeEnd(result, false);
+    } catch (e) {
+      if (!complete && e instanceof DivergenceError && e.entry === null) return wholeEnd(null, true);
+      throw e;
+    }
   }
   const digest = ctx ? stateDigest(ctx) : new Uint8Array(32);
   if (mode === 'replay') feed.checkExit(result.count!, result, digest);
@@ -1000,8 +1131,29 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     append('digest', result.count!, digest);
     flush();
   }
-  const { stdout: _o, stderr: _e, ...rest } = result;
-  post({ t: 'ended', result: rest, digest: hex(digest), cpu });
+  return { result, digest, stoppedAtUntil: false, incomplete: false, entriesTaken: feed.taken, preopens: preopens ?? null, cpu };
+
+  /**
+   * The end of a whole log's replay: `result` null when the log ran out
+   * (incomplete), else how the guest's run ended, checked against the log
+   * (its exit, its final digest, nothing after them) unless it stopped at a
+   * check point (--until, or an incomplete log's end).
+   */
+  function wholeEnd(ran: RunResult | null, incomplete: boolean): EngineEnd & { cpu: typeof cpu } {
+    const c = ctx as GuestContext | null;
+    const r: RunResult = ran ?? { outcome: 'deadline', exitCode: null, count: c?.meter?.count ?? 0n, trap: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
+    const digest = c ? stateDigest(c) : new Uint8Array(32);
+    if (c) hooks.inspect?.(c.memory);
+    const base = { digest, entriesTaken: feed.taken, preopens: preopens ?? null, cpu };
+    if (incomplete || r.outcome === 'deadline') {
+      const until = whole?.until ?? null;
+      const stoppedAtUntil = !incomplete && until !== null && r.count !== null && r.count >= until;
+      return { ...base, result: { ...r, outcome: 'deadline' }, stoppedAtUntil, incomplete: !stoppedAtUntil };
+    }
+    feed.checkExit(r.count!, r, digest);
+    if (!feed.drained) throw new DivergenceError(feed.peekNow(), 'the guest to go on', 'the guest ended');
+    return { ...base, entriesTaken: feed.taken, result: r, stoppedAtUntil: false, incomplete: false };
+  }
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -28,7 +28,7 @@
 // (no exit entry, or none of the entries that follow it) reproduces the guest
 // up to the log's end and reports `incomplete`.
 
-import { I64_MAX, DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../../meter/abi.ts';
+import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../../meter/abi.ts';
 import type { MeterOptions } from '../../meter/cache.ts';
 import type { EntryPayloads, LogEntry } from '../../log/format.ts';
 import type { LogWriter } from '../../log/writer.ts';
@@ -36,10 +36,11 @@ import { runModule, type GuestContext, type Preopen, type RunResult } from '../i
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from '../wasi.ts';
 import { LiveTimer, sleepNs, type Interrupt, type InterruptSource, type Place } from '../events.ts';
 import { VirtualNic, type NicMessage } from '../nic.ts';
-import { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from './core.ts';
+import { MessageChannel } from 'node:worker_threads';
+import { runEngine, SIGNAL_SLOTS } from '../../cluster/replica.ts';
+import { CHUNK_BYTES, chunksOf, DivergenceError, interruptPayload, moduleHash, stateDigest } from './core.ts';
 import { DigestSchedule } from './digests.ts';
-import { describeEntry, Feed, placeOf } from './feed.ts';
-import { logPreamble, preopenTrees, readPreamble, type Preamble } from './preamble.ts';
+import { logPreamble, preopenTrees } from './preamble.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
 /** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
@@ -291,152 +292,33 @@ export function startOf(logged: readonly LogEntry[]): EntryPayloads['start'] {
  * entry where the guest and the log disagree.
  */
 export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logged: readonly LogEntry[], opts: ReplayOptions = {}): ReplayedRun {
-  // Progress markers only tell a following backup how far it may run.
-  const entries = logged.filter((e) => e.kind !== 'progress');
-  // A complete log has the guest's exit and the final digest after it.
-  const exitAt = entries.findIndex((e) => e.kind === 'exit');
-  // Without acceptIncomplete every log is held to the guest's end, as a complete one.
-  const complete = (exitAt >= 0 && exitAt < entries.length - 1) || opts.acceptIncomplete !== true;
-  /** How far an incomplete log got: its last entry's count (a progress entry says where the guest was computing). */
-  const endCount = logged.at(-1)?.count ?? 0n;
-  let rearm = (): void => {};
-  let ctx: GuestContext | null = null;
-  const count = (): bigint => ctx?.meter?.count ?? 0n;
-  // The whole log is there: its end is the end (a DivergenceError naming it).
-  const feed: Feed = new Feed({
-    count,
-    more: () => false,
-    end: 'end',
-    // The last entry of an incomplete log: from here the guest runs to the log's end count only.
-    afterTake: () => {
-      if (!complete && feed.drained) rearm();
-    },
-  });
-  for (const e of entries) feed.push(e);
-  const start = feed.take('start', 0n)!.payload;
-  if (start.module !== moduleHash(bytes)) {
-    throw new DivergenceError(entries[0]!, `module ${start.module}`, `module ${moduleHash(bytes)} (not the guest this log was recorded with)`);
-  }
-  let preamble: Preamble;
+  // The log's start entry says how the VM was started (the engine checks the module against it).
+  const start = startOf(logged.filter((e) => e.kind !== 'progress'));
+  // A replica whose primary is the file: a backup that ends at the log's end.
+  // It runs here, on this thread; its port and signals carry nothing.
+  const channel = new MessageChannel();
   try {
-    preamble = readPreamble(feed, start);
-  } catch (e) {
-    // Every way in says the same of a log cut here (a backup waits for the rest).
-    if (e instanceof DivergenceError && e.entry === null && !complete) throw new LogIncompleteError('the log ends before the guest started');
-    throw e;
-  }
-  const { stdinMode, stdin: stdinBytes, preopens, listen } = preamble;
-  const stdinRead = stdinMode === 'stream' ? (maxBytes: number): Uint8Array => feed.takeStdinRead(maxBytes)! : undefined;
-  const replaying: Nondeterminism = {
-    clockNs: (clock) => feed.takeClock(clock)!.payload.ns,
-    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
-    randomFill: (dest) => void feed.takeRandom(dest),
-  };
-  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
-    feed.compareOutput(fd, b);
-    user?.(b);
-  };
-  const until = opts.until ?? null;
-  /** Where the replay stops at a check point: --until, or (an incomplete log, every entry taken) the log's end count. */
-  const stopAt = (): bigint | null => {
-    const end = !complete && feed.drained ? endCount : null;
-    return until === null ? end : end === null || until < end ? until : end;
-  };
-  /** The next entry, which must be an interrupt delivered at `place` now; delivers it. */
-  const deliverNext = (c: GuestContext, place: Place): void => {
-    const e = feed.take('interrupt', count())!;
-    if (e.payload.at !== place) throw new DivergenceError(e, `an interrupt delivered at ${e.payload.at}`, `an interrupt delivered at ${place}`);
-    // The handler's own check points may hold the next event (a digest at this very count).
-    if (place !== 'check') rearm();
-    c.deliver(interruptOf(e.payload), place);
-  };
-  /** Stops at the check point of every logged digest and check-point interrupt, and at --until. */
-  const followLog = (c: GuestContext): void => {
-    const meter = c.meter!;
-    const arm = (): void => {
-      const e = feed.nextEvent();
-      // An event the guest must wait for comes before any check point past its count.
-      const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
-      const stop = stopAt();
-      const target = d !== null && (stop === null || d < stop) ? d : stop;
-      meter.setDeadline(target ?? I64_MAX);
-    };
-    rearm = arm;
-    meter.onCheck = () => {
-      // Everything the recording did at this check point, in its order; a
-      // handler moves the count on, and what follows must be at the new count.
-      for (let e = feed.nextEvent(); e && meter.count >= e.count; e = feed.nextEvent()) {
-        if (placeOf(e) !== 'check') {
-          if (meter.count === e.count) break; // the guest waits for it further on, at this count
-          throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
-        }
-        if (e.kind === 'digest') feed.checkDigest(meter.count, stateDigest(c));
-        else deliverNext(c, 'check');
-      }
-      const stop = stopAt();
-      if (stop !== null && meter.count >= stop) return; // the deadline stays: the guest stops here
-      arm();
-    };
-    arm();
-  };
-  /**
-   * The guest waits: the interrupts the recording delivered there, each after
-   * what the previous one's handler did. A timed wait with none logged here
-   * ended by its clock: it returns false at once.
-   */
-  const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
-    let delivered = 0;
-    for (let e = feed.peekNow(); e?.kind === 'interrupt' && e.payload.at === place && e.count === count(); e = feed.peekNow()) {
-      deliverNext(c, place);
-      delivered++;
-    }
-    if (delivered === 0 && timeoutNs === null && feed.peekNow()?.kind !== 'exit') {
-      const e = feed.peekNow();
-      throw new DivergenceError(e, e ? describeEntry(e.kind, e.count) : 'no more entries', `the guest waiting for input (${place}) at count ${count()}`);
-    }
-    rearm();
-    return delivered > 0;
-  };
-  const nic = new VirtualNic((msg) => {
-    feed.compareSend(msg);
-    opts.onSend?.(msg);
-  });
-  const ended = (result: RunResult, incomplete: boolean): ReplayedRun => {
-    const digest = finalDigest(ctx);
-    if (ctx) opts.inspect?.((ctx as GuestContext).memory);
-    if (incomplete || result.outcome === 'deadline') {
-      const stoppedAtUntil = !incomplete && until !== null && result.count !== null && result.count >= until;
-      return { ...result, outcome: 'deadline', digest: hex(digest), stoppedAtUntil, incomplete: !stoppedAtUntil, entriesReplayed: feed.taken, preopens };
-    }
-    feed.checkExit(result.count!, result, digest);
-    if (!feed.drained) throw new DivergenceError(feed.peekNow(), 'the guest to go on', 'the guest ended');
-    return { ...result, digest: hex(digest), stoppedAtUntil: false, incomplete: false, entriesReplayed: feed.taken, preopens };
-  };
-  try {
-    const result = runModule(module, {
-      args: start.args,
-      env: start.env,
-      stdin: stdinBytes ?? undefined,
-      stdinRead,
-      preopens,
-      listen,
-      // The timer's ticks come from the log; programming it changes nothing here.
-      io: { timer_set: () => {} },
-      nic,
-      wait,
-      nondeterminism: replaying,
-      onStdout: output(1, opts.onStdout),
-      onStderr: output(2, opts.onStderr),
-      onStart: (c) => {
-        ctx = c;
-        followLog(c);
+    const end = runEngine(
+      {
+        vm: 'replay',
+        module: bytes,
+        compiled: module,
+        start,
+        role: 'backup',
+        signal: new SharedArrayBuffer(SIGNAL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
+        port: channel.port1,
+        log: { entries: logged, until: opts.until, acceptIncomplete: opts.acceptIncomplete },
       },
-    });
-    return ended(result, false);
-  } catch (e) {
-    // The guest asked for an entry past the end of an incomplete log: everything it had was reproduced.
-    if (!(e instanceof DivergenceError) || e.entry !== null || complete) throw e;
-    const c = ctx as GuestContext | null;
-    return ended({ outcome: 'deadline', exitCode: null, count: c?.meter?.count ?? 0n, trap: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0) }, true);
+      () => {},
+      {
+        onOutput: (fd, b) => (fd === 1 ? opts.onStdout : opts.onStderr)?.(b),
+        onSend: opts.onSend,
+        inspect: opts.inspect,
+      },
+    )!;
+    return { ...end.result, digest: hex(end.digest), stoppedAtUntil: end.stoppedAtUntil, incomplete: end.incomplete, entriesReplayed: end.entriesTaken, preopens: end.preopens ?? [] };
+  } finally {
+    channel.port1.close();
+    channel.port2.close();
   }
 }

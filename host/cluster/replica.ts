@@ -39,11 +39,12 @@ import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry, type St
 import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type Preopen, type ResumePoint, type RunResult } from '../runtime/instance.ts';
 import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
 import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
-import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
+import { INTERRUPT_NIC, LiveTimer, sleepNs, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from '../runtime/events.ts';
+import type { LogWriter } from '../log/writer.ts';
 import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
 import { isStreamConn } from './ingress.ts';
 import { joinOutputs } from '../ft/output-rule.ts';
-import { chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from '../runtime/replay/core.ts';
+import { CHUNK_BYTES, chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from '../runtime/replay/core.ts';
 import { DigestSchedule } from '../runtime/replay/digests.ts';
 import { describeEntry, Feed, placeOf } from '../runtime/replay/feed.ts';
 import { logPreamble, readPreamble, type Preamble, type PreopenTree } from '../runtime/replay/preamble.ts';
@@ -113,12 +114,40 @@ export interface WholeLog {
   acceptIncomplete?: boolean;
 }
 
-/** What an in-process caller of runEngine hears as the guest runs (functions: never sent to a worker thread). */
+/**
+ * What an in-process caller of runEngine gives and hears as the guest runs
+ * (functions: never sent to a worker thread). With `log`, a live run is a
+ * recording (`ftvm record`): its entries go to the writer instead of frames
+ * posted to a host, its interrupts come from `interrupts`, and its outputs go
+ * out at once (there is no backup to wait for).
+ */
 export interface EngineHooks {
-  /** bytes the guest wrote on fd 1 or 2 (replaying: once they matched the log) */
+  /** bytes the guest wrote on fd 1 or 2 (replaying: once they matched the log; recording: once logged) */
   onOutput?(fd: number, bytes: Uint8Array): void;
-  /** a message the guest sent on its NIC (replaying: once it matched the log) */
+  /** a message the guest sent on its NIC (replaying: once it matched the log; recording: once logged) */
   onSend?(msg: NicMessage): void;
+  /** a recording: where a live run's log goes */
+  log?: LogWriter;
+  /** a recording: where interrupts come from (default: a timer on the host's monotonic clock) */
+  interrupts?: InterruptSource;
+  /**
+   * a recording with streamed stdin (start.stdin 'stream'): the live source,
+   * called with at most CHUNK_BYTES - 1 and the guest's request (> 0); returns
+   * at most that many bytes, empty at end of file
+   */
+  stdinRead?: (maxBytes: number) => Uint8Array;
+  /**
+   * the live clocks and randomness, and the clocks' resolutions (a recording,
+   * and the replay of one); default: the VM's clocks over the host's
+   * (vm-clock.ts), the host's randomness
+   */
+  live?: Nondeterminism;
+  /**
+   * a recording: called with the log at every check point the engine visits
+   * (at least every FLUSH_POLL_COUNTS counts) and before the guest blocks
+   * (stdin, a wait), between host calls: nothing is half logged there
+   */
+  atCheckPoint?: (log: LogWriter) => void;
   /** the guest's memory when a whole log's replay stops (time-travel inspection) */
   inspect?(memory: WebAssembly.Memory): void;
 }
@@ -289,6 +318,8 @@ export const SIGNAL_UNACKED_SIZE = 8;
 export const SIGNAL_UNACKED_BOUND = 9;
 /** Times the worker stalled its guest on the log's bound (see flush); the worker adds, the host reads. */
 export const SIGNAL_LOG_STALLS = 10;
+/** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
+const FLUSH_POLL_COUNTS = 1_000_000n;
 /** Int32 slots of the shared signal buffer. */
 export const SIGNAL_SLOTS = 11;
 /** The largest value an Int32 signal slot holds. */
@@ -333,6 +364,11 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
   let mode: 'replay' | 'live' = init.role === 'primary' ? 'live' : 'replay';
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
+
+  // ---- a recording (ftvm record): the log goes to a file, interrupts come from a source ----
+  const fileLog = hooks.log ?? null;
+  const source: InterruptSource | null = fileLog ? (hooks.interrupts ?? new LiveTimer()) : null;
+  if (fileLog && init.role !== 'primary') throw new Error('a recording is a live run: role primary');
 
   // ---- the inbox ----
   // A whole log (ftvm replay): all there, and its end is the end.
@@ -524,6 +560,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
   };
   let lastFlush = performance.now();
   const flush = (): void => {
+    if (fileLog) return fileLog.flush();
     if (!pending.length) return;
     const frame = encodeFrame(pending);
     const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
@@ -549,6 +586,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
   };
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
     appended++;
+    if (fileLog) return fileLog.append(kind, c, payload);
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
     lastLogged = performance.now();
@@ -608,14 +646,20 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
         vmClock.observe(clock, e.payload.ns, e.payload.wall);
         return e.payload.ns;
       }
+      if (hooks.live) {
+        const ns = hooks.live.clockNs(clock);
+        append('clock', count(), { clock, ns });
+        return ns;
+      }
       const { ns, wall } = vmClock.read(clock);
       append('clock', count(), wall === undefined ? { clock, ns } : { clock, ns, wall });
       return ns;
     },
-    clockResolutionNs: vmClockResolutionNs,
+    // not logged: each side's are the same function of the clock
+    clockResolutionNs: hooks.live ? (clock) => hooks.live!.clockResolutionNs(clock) : vmClockResolutionNs,
     randomFill(dest) {
       if (feed.takeRandom(dest)) return;
-      live.randomFill(dest);
+      (hooks.live ?? live).randomFill(dest);
       for (const b of chunksOf(dest.slice())) append('random', count(), b);
     },
   };
@@ -626,8 +670,10 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     }
     for (const bytes of chunksOf(b)) {
       const entry = append('output', count(), { fd, bytes });
-      outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
+      if (!fileLog) outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
     }
+    // a recording has no backup to wait for: its output goes out once logged
+    if (fileLog) return void hooks.onOutput?.(fd, b);
     if (!batching && performance.now() - lastFlush >= OUTPUT_FLUSH_MS) flush();
   };
   const nic = new VirtualNic((msg) => {
@@ -636,9 +682,13 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       return;
     }
     const entry = append('send', count(), msg);
+    if (fileLog) return void hooks.onSend?.(msg);
     outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
     if (!batching) flush();
   });
+
+  // a recording's interrupt source delivers to the guest's NIC (tcp-listen.ts LiveConnections)
+  source?.attach?.(nic);
 
   // ---- check points ----
   // the live side's digests (replay/digests.ts): a share of the run's time, and a bounded pause
@@ -828,7 +878,32 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     ranSince = performance.now();
   };
 
+  /**
+   * A recording's deadline: the next digest, at least every
+   * FLUSH_POLL_COUNTS (the log's time bound holds during long computations),
+   * and every pollEvery while an interrupt can become due.
+   */
+  const recordArm = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const now = meter.count;
+    let next = now + FLUSH_POLL_COUNTS < digests.next ? now + FLUSH_POLL_COUNTS : digests.next;
+    if (source!.armed() && now + pollEvery < next) next = now + pollEvery;
+    meter.setDeadline(next);
+  };
+  /** A recording's check point: its digest, the interrupts due, the log's time bound. */
+  const recordCheck = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const d = digests.take(meter.count, c);
+    if (d) append('digest', meter.count, d);
+    // Interrupts wait while the handler runs (it is not re-entered).
+    if (!c.masked()) for (const i of source!.poll(meter.count)) deliver(c, i, 'check');
+    fileLog!.flushIfDue(meter.count);
+    hooks.atCheckPoint?.(fileLog!);
+    recordArm(c);
+  };
+
   const liveCheck = (c: GuestContext): void => {
+    if (fileLog) return recordCheck(c);
     const meter = c.meter!;
     if (handoverWanted) handOver();
     const now = meter.count;
@@ -954,6 +1029,17 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       if (c.meter) replayCheckArm(c);
       return true;
     }
+    if (fileLog) {
+      // A recording: the source says what comes; a timed wait really sleeps, but no longer than until an interrupt comes.
+      const end = timeoutNs === null ? null : nowNs() + timeoutNs;
+      fileLog.flush(); // the guest may wait long: what was logged reaches the file first
+      hooks.atCheckPoint?.(fileLog);
+      const due = source!.wait(count(), timeoutNs);
+      for (const i of due) deliver(c, i, place);
+      if (!due.length && end !== null) sleepNs(end - nowNs());
+      if (c.meter) recordArm(c);
+      return due.length > 0;
+    }
     const end = timeoutNs === null ? null : nowNs() + timeoutNs;
     for (;;) {
       if (handoverWanted) handOver();
@@ -1053,8 +1139,17 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       ? (maxBytes: number): Uint8Array => {
           const got = feed.takeStdinRead(maxBytes);
           if (got) return got;
-          const bytes = new Uint8Array(0);
-          append('input', count(), { fd: 0, bytes });
+          const liveRead = hooks.stdinRead;
+          if (!liveRead) {
+            const bytes = new Uint8Array(0);
+            append('input', count(), { fd: 0, bytes });
+            return bytes;
+          }
+          flush(); // the read may block for ever: what was logged reaches the file first
+          if (fileLog) hooks.atCheckPoint?.(fileLog);
+          const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
+          if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
+          append('input', count(), { fd: 0, bytes: bytes.slice() });
           return bytes;
         }
       : undefined;
@@ -1073,11 +1168,15 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       onStderr: output(2),
       // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever);
       // a whole log's replay returns what the guest wrote, as a run does
-      collectOutput: whole ? undefined : false,
+      collectOutput: whole || fileLog ? undefined : false,
       io: {
         timer_set: (ns: bigint) => {
           timerPeriod = ns > 0n ? ns : 0n;
-          if (mode === 'live') timerArm();
+          if (source && mode === 'live') {
+            source.timerSet(ns);
+            // a newly armed timer needs the check points visited from now on
+            if (ctx?.meter) recordArm(ctx);
+          } else if (mode === 'live') timerArm();
         },
       },
       wait,
@@ -1103,6 +1202,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
         }
         c.meter!.onCheck = () => (mode === 'replay' ? replayCheck(c) : liveCheck(c));
         if (mode === 'replay') replayCheckArm(c);
+        else if (fileLog) recordArm(c);
         else c.meter!.setDeadline(pollEvery);
       },
     });

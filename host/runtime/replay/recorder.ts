@@ -32,19 +32,16 @@ import { DEFAULT_DEPTH_LIMIT, DEFAULT_MEMORY_LIMIT_PAGES } from '../../meter/abi
 import type { MeterOptions } from '../../meter/cache.ts';
 import type { EntryPayloads, LogEntry } from '../../log/format.ts';
 import type { LogWriter } from '../../log/writer.ts';
-import { runModule, type GuestContext, type Preopen, type RunResult } from '../instance.ts';
+import type { Preopen, RunResult } from '../instance.ts';
 import { liveNondeterminism, VirtualFs, type Nondeterminism } from '../wasi.ts';
-import { LiveTimer, sleepNs, type Interrupt, type InterruptSource, type Place } from '../events.ts';
-import { VirtualNic, type NicMessage } from '../nic.ts';
+import type { InterruptSource } from '../events.ts';
+import type { NicMessage } from '../nic.ts';
 import { MessageChannel } from 'node:worker_threads';
 import { runEngine, SIGNAL_SLOTS } from '../../cluster/replica.ts';
-import { CHUNK_BYTES, chunksOf, DivergenceError, interruptPayload, moduleHash, stateDigest } from './core.ts';
-import { DigestSchedule } from './digests.ts';
-import { logPreamble, preopenTrees } from './preamble.ts';
+import { DivergenceError, moduleHash } from './core.ts';
+import { preopenTrees } from './preamble.ts';
 
 export const DEFAULT_DIGEST_EVERY = 10_000_000n;
-/** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
-const FLUSH_POLL_COUNTS = 1_000_000n;
 
 export interface RecordOptions {
   args: string[];
@@ -101,11 +98,6 @@ export interface RecordedRun extends RunResult {
   preopens: Preopen[];
 }
 
-/** The state at the end; a guest that trapped while being instantiated has none (all zeros). */
-function finalDigest(ctx: GuestContext | null): Uint8Array {
-  return ctx ? stateDigest(ctx) : new Uint8Array(32);
-}
-
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** The start entry a recording of `bytes` with `opts` begins with; its meter options are what `module` must be compiled with. */
@@ -131,113 +123,46 @@ export function recordStart(bytes: Uint8Array, opts: RecordOptions): EntryPayloa
  * exit entry.
  */
 export function recordModule(bytes: Uint8Array, module: WebAssembly.Module, log: LogWriter, opts: RecordOptions): RecordedRun {
-  const live = opts.live ?? liveNondeterminism;
-  const source: InterruptSource = opts.interrupts ?? new LiveTimer();
-  let rearm = (): void => {};
   const start = recordStart(bytes, opts);
-  const stdin = opts.stdin ?? new Uint8Array(0);
-  let ctx: GuestContext | null = null;
-  const count = (): bigint => ctx?.meter?.count ?? 0n;
   // Each tree is logged in canonical order and the run starts from what a
   // replay will rebuild from the log, so both assign the same inode numbers.
   const given = opts.preopens ?? [{ name: '/', fs: opts.fs ?? new VirtualFs() }];
-  const preopens = logPreamble((kind, c, payload) => log.append(kind, c, payload), start, preopenTrees(given), stdin)!;
-  const liveRead = opts.stdinRead;
-  const stdinRead = liveRead
-    ? (maxBytes: number): Uint8Array => {
-        log.flush(); // the read may block for ever: what was logged reaches the file first
-        opts.atCheckPoint?.(log);
-        const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
-        if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
-        log.append('input', count(), { fd: 0, bytes: bytes.slice() });
-        return bytes;
-      }
-    : undefined;
-  const recording: Nondeterminism = {
-    clockNs(clock) {
-      const ns = live.clockNs(clock);
-      log.append('clock', count(), { clock, ns });
-      return ns;
-    },
-    clockResolutionNs: (clock) => liveNondeterminism.clockResolutionNs(clock),
-    randomFill(dest) {
-      live.randomFill(dest);
-      for (const bytes of chunksOf(dest.slice())) log.append('random', count(), bytes);
-    },
-  };
-  const output = (fd: number, user?: (b: Uint8Array) => void) => (b: Uint8Array) => {
-    for (const bytes of chunksOf(b)) log.append('output', count(), { fd, bytes });
-    user?.(b);
-  };
-  const nic = new VirtualNic((msg) => {
-    log.append('send', count(), msg);
-    opts.onSend?.(msg);
-  });
-  source.attach?.(nic);
-  /** Logs and delivers, one at a time: what a handler does is logged after its interrupt. */
-  const deliverAll = (c: GuestContext, due: Interrupt[], place: Place): void => {
-    for (const i of due) {
-      log.append('interrupt', count(), interruptPayload(i, place));
-      c.deliver(i, place);
-    }
-  };
-  const result = runModule(module, {
-    args: start.args,
-    env: start.env,
-    stdin: start.stdin === 'whole' ? stdin : undefined,
-    stdinRead,
-    preopens,
-    listen: start.listen,
-    nic,
-    wait: (c, place, timeoutNs) => {
-      // A timed wait really sleeps, but no longer than until an interrupt comes.
-      const end = timeoutNs === null ? null : process.hrtime.bigint() + timeoutNs;
-      log.flush(); // the guest may wait long: what was logged reaches the file first
-      opts.atCheckPoint?.(log);
-      const due = source.wait(count(), timeoutNs);
-      deliverAll(c, due, place);
-      if (!due.length && end !== null) sleepNs(end - process.hrtime.bigint());
-      rearm();
-      return due.length > 0;
-    },
-    nondeterminism: recording,
-    onStdout: output(1, opts.onStdout),
-    onStderr: output(2, opts.onStderr),
-    io: {
-      timer_set: (periodNs: bigint) => {
-        source.timerSet(periodNs);
-        rearm(); // a newly armed timer needs the check points visited from now on
+  // A live replica whose log goes to the writer instead of a backup. It runs
+  // here, on this thread; its port and signals carry nothing.
+  const channel = new MessageChannel();
+  try {
+    const end = runEngine(
+      {
+        vm: 'record',
+        module: bytes,
+        compiled: module,
+        start,
+        role: 'primary',
+        stdin: opts.stdin,
+        preopens: preopenTrees(given),
+        signal: new SharedArrayBuffer(SIGNAL_SLOTS * Int32Array.BYTES_PER_ELEMENT),
+        port: channel.port1,
+        digestBudget: opts.digestBudget,
+        // a recording's digests are bounded by their share of the run only (the guest has no clients to keep waiting)
+        digestPauseMsMax: Number.POSITIVE_INFINITY,
+        pollEvery: opts.pollEvery,
       },
-    },
-    onStart: (c) => {
-      ctx = c;
-      const meter = c.meter!;
-      const digests = new DigestSchedule(start.digestEvery, { budget: opts.digestBudget });
-      const pollEvery = opts.pollEvery ?? 100_000n;
-      const arm = (): void => {
-        const count = meter.count;
-        let next = count + FLUSH_POLL_COUNTS < digests.next ? count + FLUSH_POLL_COUNTS : digests.next;
-        if (source.armed() && count + pollEvery < next) next = count + pollEvery;
-        meter.setDeadline(next);
-      };
-      rearm = arm;
-      meter.onCheck = (count) => {
-        const digest = digests.take(count, c);
-        if (digest) log.append('digest', count, digest);
-        // Interrupts wait while the handler runs (it is not re-entered).
-        if (!c.masked()) deliverAll(c, source.poll(meter.count), 'check');
-        log.flushIfDue(meter.count);
-        opts.atCheckPoint?.(log);
-        arm();
-      };
-      arm();
-    },
-  });
-  const digest = finalDigest(ctx);
-  log.append('exit', result.count!, { code: result.exitCode, trap: result.trap });
-  log.append('digest', result.count!, digest);
-  log.flush();
-  return { ...result, digest: hex(digest), preopens };
+      () => {},
+      {
+        log,
+        interrupts: opts.interrupts,
+        stdinRead: opts.stdinRead,
+        live: opts.live ?? liveNondeterminism,
+        atCheckPoint: opts.atCheckPoint,
+        onOutput: (fd, b) => (fd === 1 ? opts.onStdout : opts.onStderr)?.(b),
+        onSend: opts.onSend,
+      },
+    )!;
+    return { ...end.result, digest: hex(end.digest), preopens: end.preopens ?? [] };
+  } finally {
+    channel.port1.close();
+    channel.port2.close();
+  }
 }
 
 export interface ReplayOptions {
@@ -314,6 +239,8 @@ export function replayModule(bytes: Uint8Array, module: WebAssembly.Module, logg
         onOutput: (fd, b) => (fd === 1 ? opts.onStdout : opts.onStderr)?.(b),
         onSend: opts.onSend,
         inspect: opts.inspect,
+        // a recording's clock resolutions (not logged: the same function on both sides)
+        live: liveNondeterminism,
       },
     )!;
     return { ...end.result, digest: hex(end.digest), stoppedAtUntil: end.stoppedAtUntil, incomplete: end.incomplete, entriesReplayed: end.entriesTaken, preopens: end.preopens ?? [] };

@@ -15,6 +15,13 @@
 // Going live happens wherever the replay ran out of log after the host told it
 // so (`golive`): inside a host call, at a check point, or while waiting.
 //
+// The same engine (runEngine) runs `ftvm record` and `ftvm replay` in process:
+// a recording is a live primary whose entries go to a LogWriter instead of
+// frames for a backup (EngineHooks.log), its interrupts from an
+// InterruptSource; a replay is a backup fed a whole log (ReplicaInit.log)
+// that ends at the log's end instead of blocking for more. The take-compare
+// steps, the log's preamble and the digest schedule are runtime/replay/'s.
+//
 // The host thread talks to the worker through a MessagePort read synchronously
 // (receiveMessageOnPort) at check points and whenever the guest waits; after
 // each post it bumps `signal[0]` and notifies, which wakes a blocked worker.

@@ -1,5 +1,6 @@
 // Record and replay of a WASI command guest given as bytes: the guest is
-// compiled (metered, through the cache) here, then recorder.ts does the work.
+// compiled (metered, through the cache) here, then replay/recorder.ts runs it
+// on the engine.
 // What the log holds and how a replay checks it is described there.
 
 import { compileGuest } from './guest.ts';

@@ -4,6 +4,14 @@
 // metering cache does not have the module. record.ts wraps these two for
 // callers that hand over the guest's bytes only.
 //
+// Both run the replicas' engine (cluster/replica.ts runEngine), on the
+// calling thread: a recording is a live primary whose entries go to a
+// LogWriter instead of to a backup, with its interrupts from an
+// InterruptSource; a replay is a backup fed the whole log, which ends where
+// the log ends. What they share with every replica is in this folder: the
+// take-compare feed (feed.ts), the log's preamble (preamble.ts), the digest
+// schedule (digests.ts) and the divergence error and digests (core.ts).
+//
 // Recording runs the guest live and logs, at the exact count where each
 // happens: what it was started with (arguments, environment, the names of its
 // preopened directories, whether it has the listening socket, how stdin is

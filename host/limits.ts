@@ -82,7 +82,7 @@ export const REPLICA_BATCH_FLUSH_BYTES = 64 * 1024;
 // what it posted that the host has not taken yet, so the log is at most one flush past the bound (replica.ts logStall).
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half); `--unacked-log-max`. */
 export const UNACKED_LOG_BYTES_MAX = 32 * 1024 * 1024;
-/** Stream connections whose end-of-stream was delivered, remembered per replica so that a late copy of their input is dropped. */
+/** Stream connections whose end-of-stream was delivered, remembered per replica so that a late copy of their input is dropped; of those the guest has not closed (a raw reactor never does), only the newest this many keep their output offset on the hosts and their send window in the NIC; and the NIC remembers this many connections the guest closed whose peer never ended. */
 export const STREAMS_DONE_MAX = 4096;
 
 // ---- The guest's NIC and TCP (host/runtime/nic.ts, tcp-listen.ts, cluster/ingress.ts) ----

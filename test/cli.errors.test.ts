@@ -45,6 +45,8 @@ const rows: Row[] = [
   [['bench'], 'FTVM_ERR_USAGE', 2],
   [['bench', 'nosuch'], 'FTVM_ERR_USAGE', 2],
   [['bench', 'meter', '--runs', 'many'], 'FTVM_ERR_USAGE', 2],
+  [['bench', 'recovery', '--minutes', '0'], 'FTVM_ERR_USAGE', 2, /--minutes/],
+  [['bench', 'recovery', '--minutes', 'ten'], 'FTVM_ERR_USAGE', 2, /--minutes/],
   [['conformance'], 'FTVM_ERR_USAGE', 2],
   [['conformance', '--bogus'], 'FTVM_ERR_USAGE', 2],
 ];

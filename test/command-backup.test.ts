@@ -10,6 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
 import { LineClient } from './line-client.ts';
 import { watText } from './helpers.ts';
+import { buildProgram } from './toolchain.ts';
+import { readFileSync } from 'node:fs';
 import type { LocalCluster } from '../host/cluster/local.ts';
 
 let c: LocalCluster | null = null;
@@ -201,4 +203,66 @@ describe('new backups of command guests from snapshots of their stack', () => {
       clearInterval(timer);
     }
   }, 240_000);
+
+  it('a real C server (tcpecho, wasi-libc sockets and poll with a timeout) survives two kills in turn, with a new backup from a snapshot between them', async () => {
+    const wasm = readFileSync(buildProgram('c', 'tcpecho', 'wasm'));
+    let api;
+    ({ c, api } = await linkedCluster());
+    const port = await freePort();
+    const start = await api('h1', 'POST', '/v1/vms', { name: 'echo', module: wasm.toString('base64'), publish: [port] });
+    expect(start.status, JSON.stringify(start.json)).toBe(201);
+    await eventually('a backup on h2', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/echo')).json;
+      return r.state === 'running' && r.backup === 'h2' && r.endpoints?.length === 3 ? true : undefined;
+    });
+    const client = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
+    expect(await client.answers(1)).toEqual(['hi']);
+    const TOTAL = 600;
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < TOTAL && sent - (client.lines.length - 1) < 8) client.send(`line ${sent++} of echo`);
+    };
+    const timer = setInterval(pump, 2);
+    try {
+      await client.answers(1 + TOTAL / 6);
+      await c.kill('h1');
+      await eventually('a new backup on h3, made from a snapshot', async () => {
+        const ev = (await eventsOf(c!, 'h3', 'backup-following')).filter((e) => e.vm === 'echo' && e.from === 'snapshot');
+        const r = (await api('h2', 'GET', '/v1/vms/echo')).json;
+        return ev.length && r.state === 'running' && r.primary === 'h2' && r.backup === 'h3' ? true : undefined;
+      }, 60_000);
+      const before = client.lines.length;
+      await eventually('answers after the new backup', () => (client.lines.length >= before + TOTAL / 6 ? true : undefined), 60_000);
+      await c.kill('h2');
+      const lines = await client.answers(1 + TOTAL, 90_000);
+      expect(lines).toEqual(['hi', ...Array.from({ length: TOTAL }, (_, i) => `LINE ${i} OF ECHO`)]);
+      expect(client.closed).toBe(false);
+    } finally {
+      clearInterval(timer);
+    }
+  }, 240_000);
+
+  it('an idle command guest whose replica restored from a snapshot goes live gets a new backup too, with no client traffic', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'idle', sample: 'kvsock' })).status).toBe(201);
+    const pairOf = async (primary: string): Promise<{ primary: string; backup: string; gen: number }> =>
+      eventually(`idle running with a backup, its primary on ${primary}`, async () => {
+        const r = (await api(primary, 'GET', '/v1/vms/idle')).json;
+        return r.state === 'running' && r.primary === primary && r.backup ? r : undefined;
+      }, 60_000);
+    const first = await pairOf('h1');
+    // a backup made from a snapshot of the guest blocked in its accept/poll
+    expect((await api('h1', 'POST', '/v1/vms/idle/backup/restart')).status).toBe(202);
+    const restored = await eventually('a backup made from a snapshot', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/idle')).json;
+      return r.state === 'running' && r.gen > first.gen && r.backup ? r : undefined;
+    }, 60_000);
+    // it goes live (test failover) while the guest waits for input that never comes, and asks for a backup of its own
+    expect((await api('h1', 'POST', '/v1/vms/idle/failover')).status).toBe(202);
+    const after = await pairOf(restored.backup);
+    expect(after.gen).toBeGreaterThan(restored.gen);
+    const made = (await eventsOf(c, restored.backup, 'backup-recreated')).filter((e) => e.vm === 'idle');
+    expect(made.length).toBeGreaterThan(0);
+  }, 180_000);
 });

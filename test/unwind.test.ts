@@ -7,10 +7,10 @@
 // digest.
 import { describe, expect, it } from 'vitest';
 import { compileGuest } from '../host/runtime/guest.ts';
-import { runModule, snapshotGlobals, SnapshotError, type GuestContext, type ResumePoint, type RunOptions } from '../host/runtime/instance.ts';
+import { runModule, snapshotGlobals, SnapshotError, UnwindNow, type GuestContext, type ResumePoint, type RunOptions } from '../host/runtime/instance.ts';
 import { stateDigest } from '../host/runtime/replay-core.ts';
 import { STACK_REGION_OFFSET } from '../host/runtime/unwind.ts';
-import { sampleBytes, samples, watBytes } from './helpers.ts';
+import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
 
 const stdin = new TextEncoder().encode('alpha\nbeta\ngamma\n\ndelta epsilon\nzeta\neta\ntheta\niota\nkappa\nlambda\n');
 const guest = compileGuest(watBytes('stackwalk'), { asyncify: 'input-calls' });
@@ -128,10 +128,76 @@ describe('snapshots of a command guest with a live stack', () => {
     expect(() => runModule(plain, { resume: point, unwind: { wanted: () => false, onUnwound: () => {} } })).toThrow(SnapshotError);
   });
 
-  it('a C server (kvsock) built with Asyncify runs its test as before', () => {
-    const kvsock = samples('service').find((g) => g.name === 'kvsock');
-    expect(kvsock).toBeDefined();
-    const names = WebAssembly.Module.exports(compileGuest(sampleBytes(kvsock!), { asyncify: 'input-calls' })).map((e) => e.name);
-    expect(names).toContain('asyncify_start_unwind');
+  it('input-calls Asyncify: a command guest (kvsock) gets the unwinder and its largest frame; a reactor (kv) gets neither', () => {
+    const exportsOf = (name: string): WebAssembly.ModuleExportDescriptor[] => {
+      const g = samples('service').find((x) => x.name === name);
+      expect(g, name).toBeDefined();
+      return WebAssembly.Module.exports(compileGuest(sampleBytes(g!), { asyncify: 'input-calls' }));
+    };
+    const kvsock = exportsOf('kvsock').map((e) => e.name);
+    expect(kvsock).toEqual(expect.arrayContaining(['asyncify_start_unwind', 'asyncify_stop_rewind', 'ftvm_unwind_frame_bytes']));
+    const kv = exportsOf('kv').map((e) => e.name);
+    expect(kv.filter((n) => n.startsWith('asyncify_') || n === 'ftvm_unwind_frame_bytes')).toEqual([]);
+  });
+
+  it('a guest blocked in a call that has had no effect yet unwinds from inside it (UnwindNow), and makes the call again', () => {
+    // writes "w", then blocks in sock_accept on its listening socket (fd 3) with "a" in a global and memory
+    const blocked = compileGuest(
+      watText(`(module
+        (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $g (mut i32) (i32.const 5))
+        (func $deep (param $n i32) (result i32)
+          (if (result i32) (local.get $n)
+            (then (i32.add (call $deep (i32.sub (local.get $n) (i32.const 1))) (local.get $n)))
+            (else (call $accept (i32.const 3) (i32.const 0) (i32.const 64)))))
+        (func (export "_start")
+          (i32.store8 (i32.const 2048) (i32.const 119))
+          (i32.store (i32.const 32) (i32.const 2048))
+          (i32.store (i32.const 36) (i32.const 1))
+          (drop (call $write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+          (global.set $g (call $deep (i32.const 6)))))`),
+      { asyncify: 'input-calls' },
+    );
+    let waits = 0;
+    let atPointOutside: boolean | null = null;
+    let point: ResumePoint | null = null;
+    const end = (c: GuestContext | null): string => Buffer.from(stateDigest(c!)).toString('hex');
+    let first: GuestContext | null = null;
+    const r = runModule(blocked, {
+      onStart: (c) => {
+        first = c;
+        atPointOutside = c.atSnapshotPoint();
+      },
+      wait: (c) => {
+        waits++;
+        // the first wait unwinds; the call made again after the rewind waits again, and nothing comes
+        if (waits === 1) {
+          expect(c.atSnapshotPoint()).toBe(true);
+          throw new UnwindNow();
+        }
+        return false;
+      },
+      unwind: {
+        wanted: () => false,
+        onUnwound: (c, stack) => {
+          point = { count: c.meter!.count, memory: new Uint8Array(c.memory.buffer).slice(), globals: snapshotGlobals(c.instance), devices: c.wasi.image(), stack };
+        },
+      },
+    });
+    expect(atPointOutside).toBe(false);
+    expect(waits).toBe(2);
+    expect(r.outcome).toBe('idle');
+    expect(Buffer.from(r.stdout).toString()).toBe('w');
+    expect(point).not.toBeNull();
+    expect(point!.count).toBe(r.count);
+    // a fresh instance resumed there blocks in the same call at the same count, in the same state, and writes nothing more
+    let second: GuestContext | null = null;
+    const again = runModule(blocked, { resume: point!, onStart: (c) => (second = c), wait: () => false, unwind: { wanted: () => false, onUnwound: () => {} } });
+    expect(again.outcome).toBe('idle');
+    expect(again.count).toBe(r.count);
+    expect(Buffer.from(again.stdout).length).toBe(0);
+    expect(end(second)).toBe(end(first));
   });
 });

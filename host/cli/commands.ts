@@ -326,7 +326,7 @@ options:
   -h, --help              this text
 `;
 
-const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|isolation|soak [options]
+const BENCH_HELP = `usage: ftvm bench meter|replay|ft|startup|isolation|soak|recovery [options]
 
 isolation: on a local cluster of three hosts, whether one VM's heavy moments
 disturb the others: small kv VMs under light load with their primaries on h1,
@@ -369,6 +369,16 @@ the hosts take them (client port and REST), a guest writing stdout in a tight
 loop, and a reactor answering a client that never reads. Each host's RSS each
 second (start, peak, end), held outputs, unacknowledged log, stalls, refused
 sends (FTVM_ERR_BUSY), failovers.
+
+recovery: on a local cluster of three hosts, the kv reactor (filled to 16 MiB)
+serves 100 requests/s through FtClient for --minutes N (default 10; --quick:
+1) while each host's RSS is read every 5 s: first, last and largest, and the
+slope in MiB per minute from the first minute until a second kv VM of the
+same memory starts, 1 minute before the end; then the backup of each is
+restarted through REST (--trials N times each, default 3): the time to the
+new backup's first ack, to its being in sync (lag <= 50 ms), and the
+primary's pause, medians and the ratio old / young. Options: --json,
+--quick, --minutes N, --trials N.
 
 meter:
 
@@ -457,12 +467,12 @@ export const REPLAY = command({
 });
 
 /** The benchmarks `ftvm bench` runs. */
-export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup', 'isolation', 'soak'] as const;
+export const BENCHMARKS = ['meter', 'replay', 'ft', 'startup', 'isolation', 'soak', 'recovery'] as const;
 
 /** `ftvm bench BENCHMARK`: one of BENCHMARKS, its flags shared (main.ts cmdBench). */
 export const BENCH = command({
   name: 'bench',
-  usage: 'ftvm bench meter|replay|ft|startup|isolation|soak [options]',
+  usage: 'ftvm bench meter|replay|ft|startup|isolation|soak|recovery [options]',
   help: BENCH_HELP,
   options: {
     json: { type: 'boolean' },
@@ -473,6 +483,7 @@ export const BENCH = command({
     'no-real': { type: 'boolean' },
     trials: { type: 'string' },
     seconds: { type: 'string' },
+    minutes: { type: 'string' },
     hosts: { type: 'string' },
     pin: { type: 'string' },
     baseline: { type: 'string' },

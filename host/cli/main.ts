@@ -440,7 +440,7 @@ async function cmdBench(argv: string[]): Promise<number> {
   const what = operands[0]!;
   if (!(BENCHMARKS as readonly string[]).includes(what)) throw usageError(`unknown benchmark "${what}" (available: ${BENCHMARKS.join(', ')})`);
   // every number is checked before a benchmark is loaded
-  for (const flag of ['runs', 'warmup', 'trials', 'seconds'] as const) if (values[flag] !== undefined) positiveInt(`--${flag}`, values[flag]);
+  for (const flag of ['runs', 'warmup', 'trials', 'seconds', 'minutes'] as const) if (values[flag] !== undefined) positiveInt(`--${flag}`, values[flag]);
   if (what === 'startup') {
     const { benchStartup, formatStartupReport } = await import('../bench/startup.ts');
     const report = await benchStartup({
@@ -474,6 +474,15 @@ async function cmdBench(argv: string[]): Promise<number> {
     return 0;
   }
   if (what === 'soak') return benchSoakCmd(values);
+  if (what === 'recovery') {
+    const { benchRecovery, formatRecoveryReport } = await import('../bench/recovery.ts');
+    const minutes = values.minutes === undefined ? undefined : positiveInt('--minutes', values.minutes);
+    if (minutes === 0) throw usageError('--minutes expects at least 1');
+    if (values.trials === '0') throw usageError('--trials expects at least 1');
+    const report = await benchRecovery({ minutes, quick: values.quick, trials: values.trials ? positiveInt('--trials', values.trials) : undefined, log: (l) => hostStderr.write(`${l}\n`) });
+    hostStdout.write((values.json ? JSON.stringify(report) : formatRecoveryReport(report)) + '\n');
+    return 0;
+  }
   if (what === 'replay') {
     // It compiles guests synchronously: the pass must be loaded first (runtime/guest.ts).
     const { benchReplay, formatReplayReport } = await import('../bench/replay.ts');

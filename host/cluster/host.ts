@@ -29,6 +29,8 @@ import { OutputRing, type RingSlice } from './output-ring.ts';
 import { isStreamConn, STREAM_CONN_BIT, TcpIngress, type IngressStats } from './ingress.ts';
 import { ReplicaHandle } from './replica-handle.ts';
 import { snapshottable } from '../runtime/instance.ts';
+import { INTERRUPT_NIC } from '../runtime/events.ts';
+import { STREAMS_DONE_MAX } from '../limits.ts';
 import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from './replica.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
@@ -165,6 +167,12 @@ interface Vm {
   publish: number[];
   /** per TCP connection through a published port: the offset in its outgoing stream after the last send seen in the log */
   outEnds: Map<number, number>;
+  /**
+   * the newest TCP connections through published ports whose input ended (the
+   * log delivered their end-of-stream), oldest first, at most
+   * STREAMS_DONE_MAX: the output offset of an older one is forgotten (streamEnded)
+   */
+  streamsEnded: Set<number>;
   /** stream input the worker delivered, to acknowledge to the ingress hosts once the backup has the log through `last` */
   /** the last log entry the live replica handed over */
   loggedSeq: number;
@@ -204,7 +212,6 @@ interface Vm {
   stalls: number;
   /** when the primary last told the other hosts how the VM is doing */
   toldAt: number;
-  /** the last backup re-creation: memory shipped, how long the primary paused, and from request to the new backup's first ack */
   /** the last backup re-creation: memory shipped, the primary's pause, ms from the ask to the snapshot (waitMs: a command guest's waits for its next input call) and to the backup made (null until then) */
   recreate: { memoryBytes: number; pauseMs: number; waitMs: number; ms: number | null; askedAt: number } | null;
   /** the one timer that tries again to make a backup (recreateBackup), while one waits */
@@ -383,6 +390,8 @@ export interface VmStatus {
   backupRetry: boolean;
   /** the newest state digests this replica logged or verified, oldest first (at most VM_DIGESTS_KEPT_MAX) */
   digests: DigestSeen[];
+  /** TCP connections through published ports whose output offset this replica's host keeps (open ones, and the newest STREAMS_DONE_MAX whose input ended) */
+  streams: number;
 }
 
 /**
@@ -750,6 +759,7 @@ export class FtHost {
         inputRefused: vm.inputRefused,
         backupRetry: vm.backupRetry !== null,
         digests: [...vm.digests],
+        streams: vm.outEnds.size,
       })),
       refused: this.refused,
     };
@@ -1131,6 +1141,8 @@ export class FtHost {
           }
           vm.unreleased.push(o);
         }
+        // (after the frame's sends, as the primary's host takes them: both forget the same offsets)
+        for (const e of entries) if (e.kind === 'interrupt' && e.payload.eof && e.payload.kind === INTERRUPT_NIC && isStreamConn(e.payload.conn)) this.streamEnded(vm, e.payload.conn);
         vm.lastSeq = last;
         this.primaryReleasedTo(vm, vm.primaryReleased);
         vm.handle.send({ t: 'entries', entries });
@@ -1328,6 +1340,7 @@ export class FtHost {
       cpuPercent: 100,
       publish: [],
       outEnds: new Map(),
+      streamsEnded: new Set(),
       loggedSeq: -1,
       primary: null,
       check: null,
@@ -1769,6 +1782,8 @@ export class FtHost {
       if (typeof memoryBytes !== 'number' || !Number.isInteger(memoryBytes) || memoryBytes < 0 || memoryBytes > s.memory.length) throw new Error(`the snapshot's memoryBytes ${String(memoryBytes)} is not within the ${s.memory.length} bytes streamed`);
       const devices = unpackValue(s.memory.subarray(memoryBytes)) as Snapshot['devices'];
       snapshot = { ...state, memory: s.memory.subarray(0, memoryBytes), devices } as Snapshot;
+      const ended = snapshot.streamsEnded as unknown;
+      if (ended !== undefined && (!Array.isArray(ended) || ended.length > STREAMS_DONE_MAX || !ended.every((c) => Number.isInteger(c) && c >= 0 && c <= 0xffffffff))) throw new Error(`the snapshot's streamsEnded is not a list of at most ${STREAMS_DONE_MAX} connection ids`);
     }
     const { start, moduleHash, meteredHash } = m;
     try {
@@ -1795,6 +1810,7 @@ export class FtHost {
       const vm = this.newVm({ name, gen, role: 'backup', state: 'following', module, metered, moduleHash, meteredHash, compiled, start, handle, cpuPercent, publish });
       vm.primary = from;
       if (snapshot?.outputEnds) vm.outEnds = new Map(snapshot.outputEnds);
+      if (snapshot?.streamsEnded) vm.streamsEnded = new Set(snapshot.streamsEnded);
       const rings = snapshot ? this.ringsIn.get(`${name}/${gen}`) : undefined;
       this.ringsIn.delete(`${name}/${gen}`);
       for (const k of ['stdout', 'stderr'] as const) {
@@ -1822,6 +1838,7 @@ export class FtHost {
         vm.loggedSeq = m.last;
         vm.lag.mark(m.count);
         for (const o of m.outputs) this.streamOffset(vm, o);
+        for (const conn of m.ended ?? []) this.streamEnded(vm, conn);
         if (m.inputs) this.inputDelivered(vm, m.inputs);
         if (vm.alone) {
           for (const o of m.outputs) this.release(vm, o);
@@ -1919,8 +1936,30 @@ export class FtHost {
   private streamOffset(vm: Vm, o: Output): void {
     if (o.kind !== 'send' || !isStreamConn(o.conn)) return;
     o.off = vm.outEnds.get(o.conn) ?? 0;
-    if (o.eof) vm.outEnds.delete(o.conn);
-    else vm.outEnds.set(o.conn, o.off + o.bytes.length);
+    if (o.eof) {
+      vm.outEnds.delete(o.conn);
+      vm.streamsEnded.delete(o.conn);
+    } else vm.outEnds.set(o.conn, o.off + o.bytes.length);
+  }
+
+  /**
+   * The log delivered the end of a TCP connection's input (its client ended
+   * its side, or its ingress host died). The guest may still send on it (a
+   * client that half-closed reads on), so its output offset stays, but a
+   * guest that never closes its side (the raw kv reactor) would leave one
+   * per connection it ever served: only the newest STREAMS_DONE_MAX ended
+   * connections keep theirs. The ingress resets a half-closed connection long
+   * before (INGRESS_CLOSED_LINGER_MS, INGRESS_HALF_CLOSED_MAX). Every replica's host
+   * sees the same ends and sends in the same order (each frame's sends, then
+   * its ends) and a snapshot carries the order, so all forget the same ones.
+   */
+  private streamEnded(vm: Vm, conn: number): void {
+    vm.streamsEnded.delete(conn);
+    vm.streamsEnded.add(conn);
+    if (vm.streamsEnded.size <= STREAMS_DONE_MAX) return;
+    const oldest = vm.streamsEnded.values().next().value!;
+    vm.streamsEnded.delete(oldest);
+    vm.outEnds.delete(oldest);
   }
 
   /**
@@ -2380,7 +2419,7 @@ export class FtHost {
     }, ms);
   }
 
-  /** Asks the primary replica for a snapshot at its next idle moment, for a new backup on another host. */
+  /** Asks the primary replica for a snapshot, for a new backup on another host: a reactor's at its next idle moment, a command guest's at its next input call (runtime/unwind.ts). */
   private recreateBackup(vm: Vm): void {
     if (vm.end) return; // an ended guest needs no backup
     if (!snapshottable(vm.compiled)) {
@@ -2455,6 +2494,7 @@ export class FtHost {
     }
     const total = memory.length + devicesBytes.length;
     const outputEnds = [...vm.outEnds];
+    const streamsEnded = [...vm.streamsEnded];
     const rings = { stdout: vm.stdout.image(), stderr: vm.stderr.image() };
     const gen = vm.gen;
     const t0 = performance.now();
@@ -2490,7 +2530,7 @@ export class FtHost {
       return;
     }
     hash.update(digestTail);
-    const meta = { ...rest, memoryBytes: memory.length, digest: new Uint8Array(hash.digest()), outputEnds };
+    const meta = { ...rest, memoryBytes: memory.length, digest: new Uint8Array(hash.digest()), outputEnds, streamsEnded };
     const small = vm.module.length + vm.metered.length <= INLINE_SHIP_BYTES_MAX;
     this.toPeer(target, { t: 'rings', vm: vm.name, gen, rings });
     this.toPeer(target, { ...this.backupRequest(vm, meta), ...(small ? { module: vm.module, metered: vm.metered } : {}) });

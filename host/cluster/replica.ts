@@ -188,6 +188,8 @@ export interface Snapshot extends ResumePoint {
   outputEnds?: [number, number][];
   /** where the VM's clocks stand: their last readings in the log before `seq` (vm-clock.ts; absent: none read) */
   clocks?: VmClockState;
+  /** the newest stream connections whose input ended, oldest first, at most STREAMS_DONE_MAX (the primary's host adds it: see FtHost.streamEnded) */
+  streamsEnded?: number[];
 }
 
 /** A client message for the guest's NIC. `off`: the message's offset in its connection's byte stream (TCP connections through published ports only) */
@@ -245,8 +247,8 @@ export interface Output {
 
 /** Worker → host thread. */
 export type FromReplica =
-  /** `inputs`: [conn, end] of stream connections whose delivered input grew in this frame */
-  | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[]; inputs?: [number, number][] }
+  /** `inputs`: [conn, end] of stream connections whose delivered input grew in this frame; `ended`: those whose end-of-stream it delivered, in log order */
+  | { t: 'log'; frame: Uint8Array; first: number; last: number; count: bigint; outputs: Output[]; inputs?: [number, number][]; ended?: number[] }
   /** a stream connection's input at an offset this replica delivered already: it has it through `end` (once the backup has the log so far) */
   | { t: 'input-end'; conn: number; end: number }
   /** a stream connection's input arrived past `end`, the offset this replica delivered to: the ingress sends it again from there */
@@ -520,6 +522,8 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
   const streamsDone = new Set<number>();
   /** input ends that grew since the last frame, for the host to acknowledge to the ingress once the backup has the frame */
   let inputsGrown = new Map<number, number>();
+  /** stream connections whose end-of-stream was delivered since the last frame, in log order (at most one frame's entries) */
+  let endedGrown: number[] = [];
   const noteInput = (msg: NicMessage): void => {
     if (!isStreamConn(msg.conn)) return;
     // a move of the send window is no input (only an opening, the first message, counts: as zero bytes)
@@ -531,6 +535,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       if (streamsDone.size > STREAMS_DONE_MAX) streamsDone.delete(streamsDone.values().next().value!);
     } else inputEnds.set(msg.conn, end);
     if (mode === 'live') inputsGrown.set(msg.conn, end);
+    if (mode === 'live' && msg.eof) endedGrown.push(msg.conn);
   };
   /**
    * The log the backup lacks, in bytes, against the bound in force: what the
@@ -571,11 +576,13 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     if (!pending.length) return;
     const frame = encodeFrame(pending);
     const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
+    const ended = endedGrown.length ? endedGrown : undefined;
     Atomics.add(signal, SIGNAL_POSTED_FRAMES, 1);
     Atomics.add(signal, SIGNAL_POSTED_SIZE, frame.length);
-    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs: joinOutputs(outputs), inputs }, [frame.buffer as ArrayBuffer]);
+    post({ t: 'log', frame, first: pending[0]!.seq, last: pending.at(-1)!.seq, count: pending.at(-1)!.count, outputs: joinOutputs(outputs), inputs, ended }, [frame.buffer as ArrayBuffer]);
     lastFlush = performance.now();
     if (inputs) inputsGrown = new Map();
+    if (ended) endedGrown = [];
     pending = [];
     pendingBytes = 0;
     outputs = [];

@@ -83,7 +83,8 @@ export interface RunOptions {
   /**
    * Snapshots of a command guest built with Asyncify (meter option asyncify
    * 'input-calls'; ignored otherwise). `wanted()` is asked at the entry of
-   * each call that waits for input (SNAPSHOT_POINT_IMPORTS); true unwinds
+   * each call that waits for input (SNAPSHOT_POINT_IMPORTS), unless it is
+   * made inside another or by an interrupt handler; true unwinds
    * the stack there (when it surely fits, StackUnwinder.fits) instead of
    * making the call. A `wait` may also throw UnwindNow while such a call
    * waits, if the call has had no effect yet (nothing read, delivered or
@@ -315,8 +316,10 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       if (typeof fn !== 'function') continue;
       const point = (...a: unknown[]): unknown => {
         const u = unwinder;
+        // The call a rewind reached is made now, as any other: asked too (a replica marks where
+        // the call began there). Only the outermost input call, outside an interrupt handler, is.
         if (u?.rewinding) u.stopRewind();
-        else if (u && ctx && unwind.wanted(ctx) && !ctx.masked() && u.fits()) {
+        if (u && ctx && pointDepth === 0 && !ctx.masked() && unwind.wanted(ctx) && u.fits()) {
           u.startUnwind();
           return 0;
         }

@@ -17,11 +17,20 @@
 // until the peer's end-of-stream: then both sides are done and the id is
 // forgotten (so the set of closed ids stays as small as the connections still
 // half open, however many a long-running server has seen; an id whose peer
-// already ended is forgotten when the guest closes it). A message after the
+// already ended is forgotten when the guest closes it; of ids whose peer never
+// ends, as a client-port client that went away, the newest STREAMS_DONE_MAX). A message after the
 // peer's end-of-stream is a new connection with that id.
+// A connection that is not a socket keeps its send window after its peer's
+// end-of-stream (the guest may still answer a client that half-closed), until
+// the guest closes it; a raw guest that never closes its connections would
+// keep one window per connection it ever served, so only the windows of the
+// newest STREAMS_DONE_MAX connections whose peer ended are kept: an older
+// one's goes, and the guest sends on it without a window (the ingress still
+// bounds what a client leaves unread). Which ones go follows from the
+// arrivals alone, so every replica keeps the same.
 
 import { createHash } from 'node:crypto';
-import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES, INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX } from '../limits.ts';
+import { NIC_MESSAGE_BYTES_MAX as MAX_MESSAGE_BYTES, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES, INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, STREAMS_DONE_MAX } from '../limits.ts';
 export { MAX_MESSAGE_BYTES, GUEST_UNREAD_BYTES_MAX, CLIENT_UNREAD_BYTES_MAX, SEND_WINDOW_BYTES };
 
 export { INPUT_INBOX_BYTES_MAX, INPUT_INBOX_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX };
@@ -61,6 +70,8 @@ export interface NicImage {
   closed: number[];
   /** [conn, window end, bytes sent] of connections with a send window (absent in images made before windows) */
   windows?: [number, number, number][];
+  /** connections not accepted as sockets whose peer ended while they had a window, oldest first (at most STREAMS_DONE_MAX; absent when none) */
+  ended?: number[];
 }
 
 export class VirtualNic {
@@ -72,6 +83,8 @@ export class VirtualNic {
   private readonly closed = new Set<number>();
   /** connections with a send window: how far the guest may send, and how far it has */
   private readonly windows = new Map<number, { end: number; sent: number }>();
+  /** connections that are not sockets whose peer ended while they had a window, oldest first: the windows kept past the end (see the header) */
+  private readonly ended = new Set<number>();
   /** every message the guest sent, in order, is handed here */
   constructor(private readonly send: (msg: NicMessage) => void = () => {}) {}
 
@@ -81,6 +94,8 @@ export class VirtualNic {
       if (msg.eof) this.closed.delete(msg.conn); // both sides ended: nothing more can come
       return;
     }
+    // a message after the peer's end-of-stream begins a new connection with that id
+    if (!msg.eof && this.ended.size) this.ended.delete(msg.conn);
     const s = this.sockets.get(msg.conn);
     if (msg.window !== undefined) {
       const w = this.windows.get(msg.conn);
@@ -92,11 +107,22 @@ export class VirtualNic {
     if (!s) {
       this.queue.push({ conn: msg.conn, bytes: msg.bytes.slice(), eof: msg.eof });
       this.queueBytes += msg.bytes.length;
+      if (msg.eof && this.windows.has(msg.conn)) this.windowEnded(msg.conn);
       return;
     }
     if (s.recvClosed) return;
     if (msg.eof) s.peerClosed = true;
     else if (!s.peerClosed && msg.bytes.length) s.chunks.push(msg.bytes.slice());
+  }
+
+  /** A connection's peer ended while it keeps a window: the newest STREAMS_DONE_MAX such windows are kept, an older one goes. */
+  private windowEnded(conn: number): void {
+    this.ended.delete(conn);
+    this.ended.add(conn);
+    if (this.ended.size <= STREAMS_DONE_MAX) return;
+    const oldest = this.ended.values().next().value!;
+    this.ended.delete(oldest);
+    this.windows.delete(oldest);
   }
 
   /** The oldest queued message, removed; null when none is queued. An opening (see `arrive`) is not a message: it is dropped. */
@@ -203,7 +229,13 @@ export class VirtualNic {
     const peerDone = s ? s.peerClosed : this.queue.some((m) => m.conn === conn && m.eof);
     this.sockets.delete(conn);
     this.windows.delete(conn);
-    if (!peerDone) this.closed.add(conn);
+    this.ended.delete(conn);
+    if (!peerDone) {
+      // A peer may never end (a client-port client that went away is not said to the guest):
+      // the newest STREAMS_DONE_MAX stay closed, an older one's later messages would open it anew.
+      this.closed.add(conn);
+      if (this.closed.size > STREAMS_DONE_MAX) this.closed.delete(this.closed.values().next().value!);
+    }
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queueBytes -= this.queue.splice(i, 1)[0]!.bytes.length;
   }
 
@@ -220,6 +252,7 @@ export class VirtualNic {
       })),
       closed: [...this.closed],
       windows: [...this.windows].map(([conn, w]) => [conn, w.end, w.sent]),
+      ...(this.ended.size ? { ended: [...this.ended] } : {}),
     };
   }
 
@@ -239,6 +272,7 @@ export class VirtualNic {
     }
     for (const c of img.closed) this.closed.add(c);
     for (const [conn, end, sent] of img.windows ?? []) this.windows.set(conn, { end, sent });
+    for (const c of img.ended ?? []) this.ended.add(c);
   }
 
   /** The socket of an accepted connection. */
@@ -262,6 +296,8 @@ export class VirtualNic {
     const state: Record<string, unknown> = { queue: this.queue.length, queued: h.digest('hex'), sockets, closed: [...this.closed].sort((a, b) => a - b) };
     // (only when there are any: a digest without windows reads as it always did)
     if (this.windows.size) state.windows = [...this.windows].sort((a, b) => a[0] - b[0]).map(([conn, w]) => [conn, w.end, w.sent]);
+    // (in their order: it decides which window goes next)
+    if (this.ended.size) state.ended = [...this.ended];
     return JSON.stringify(state);
   }
 }

@@ -534,8 +534,9 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       streamsDone.add(msg.conn);
       if (streamsDone.size > STREAMS_DONE_MAX) streamsDone.delete(streamsDone.values().next().value!);
     } else inputEnds.set(msg.conn, end);
-    if (mode === 'live') inputsGrown.set(msg.conn, end);
-    if (mode === 'live' && msg.eof) endedGrown.push(msg.conn);
+    // (a recording has no host to tell how far a backup has the streams' input)
+    if (mode === 'live' && !fileLog) inputsGrown.set(msg.conn, end);
+    if (mode === 'live' && !fileLog && msg.eof) endedGrown.push(msg.conn);
   };
   /**
    * The log the backup lacks, in bytes, against the bound in force: what the

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { FromReplica, Output } from '../host/cluster/replica.ts';
+import type { FromReplica, Output } from '../host/runtime/replay/engine.ts';
 import { fsTree } from '../host/runtime/replay/preamble.ts';
 import { VirtualFs } from '../host/runtime/wasi.ts';
 import { meterOptions, recordGuest } from '../host/runtime/record.ts';

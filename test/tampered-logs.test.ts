@@ -17,7 +17,7 @@ import { meterOptions, recordGuest, replayGuest, type RecordOptions } from '../h
 import { ScriptedMessages } from '../host/runtime/events.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { FromReplica } from '../host/cluster/replica.ts';
+import type { FromReplica } from '../host/runtime/replay/engine.ts';
 import { sampleBytes, samples } from './helpers.ts';
 import { ftvm } from './ftvm-cli.ts';
 

@@ -1,7 +1,7 @@
 // The replaying side of the engine: a feed of log entries that the guest's
 // host calls take one by one, each checked against what the guest asks for
 // (take-compare), shared by `ftvm replay` (replayGuest: a whole log, which ends
-// where the log ends) and a backup replica (cluster/replica.ts: the log as it
+// where the log ends) and a backup replica (engine.ts: the log as it
 // streams from the primary, which blocks for more and ends by going live).
 //
 // Every check raises a DivergenceError (FTVM_ERR_DIVERGENCE) that names the

@@ -4,7 +4,7 @@
 // metering cache does not have the module. record.ts wraps these two for
 // callers that hand over the guest's bytes only.
 //
-// Both run the replicas' engine (cluster/replica.ts runEngine), on the
+// Both run the replicas' engine (engine.ts runEngine), on the
 // calling thread: a recording is a live primary whose entries go to a
 // LogWriter instead of to a backup, with its interrupts from an
 // InterruptSource; a replay is a backup fed the whole log, which ends where
@@ -45,7 +45,7 @@ import { liveNondeterminism, VirtualFs, type Nondeterminism } from '../wasi.ts';
 import type { InterruptSource } from '../events.ts';
 import type { NicMessage } from '../nic.ts';
 import { MessageChannel } from 'node:worker_threads';
-import { runEngine, SIGNAL_SLOTS } from '../../cluster/replica.ts';
+import { runEngine, SIGNAL_SLOTS } from './engine.ts';
 import { DivergenceError, moduleHash } from './core.ts';
 import { preopenTrees } from './preamble.ts';
 

@@ -41,21 +41,21 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { I64_MAX } from '../meter/abi.ts';
-import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry, type StdinMode } from '../log/format.ts';
-import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type Preopen, type ResumePoint, type RunResult } from '../runtime/instance.ts';
-import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
-import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
-import { INTERRUPT_NIC, LiveTimer, sleepNs, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from '../runtime/events.ts';
-import type { LogWriter } from '../log/writer.ts';
-import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
-import { isStreamConn } from './ingress.ts';
-import { joinOutputs } from '../ft/output-rule.ts';
-import { CHUNK_BYTES, chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from '../runtime/replay/core.ts';
-import { DigestSchedule } from '../runtime/replay/digests.ts';
-import { describeEntry, Feed, placeOf } from '../runtime/replay/feed.ts';
-import { logPreamble, readPreamble, type Preamble, type PreopenTree } from '../runtime/replay/preamble.ts';
-import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
+import { I64_MAX } from '../../meter/abi.ts';
+import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry, type StdinMode } from '../../log/format.ts';
+import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type Preopen, type ResumePoint, type RunResult } from '../instance.ts';
+import { liveNondeterminism, type Nondeterminism } from '../wasi.ts';
+import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../vm-clock.ts';
+import { INTERRUPT_NIC, LiveTimer, sleepNs, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from '../events.ts';
+import type { LogWriter } from '../../log/writer.ts';
+import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../nic.ts';
+import { isStreamConn } from '../../cluster/ingress.ts';
+import { joinOutputs } from '../../ft/output-rule.ts';
+import { CHUNK_BYTES, chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from './core.ts';
+import { DigestSchedule } from './digests.ts';
+import { describeEntry, Feed, placeOf } from './feed.ts';
+import { logPreamble, readPreamble, type Preamble, type PreopenTree } from './preamble.ts';
+import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
 export interface ReplicaInit {

@@ -90,6 +90,10 @@ const slips: Slip[] = [
   // a connection id is a u32; one stream flag at a time
   [['vm', 'send', 'kv', 'x', '--conn', '99999999999', ...NOAPI], 'vm send', /--conn expects an integer from 0 to 4294967295/],
   [['vm', 'logs', 'kv', '--stdout', '--stderr', ...NOAPI], 'vm logs', /give one of --stdout, --stderr and --all/],
+  // a name no VM can have, for every command that takes one
+  ...(['show', 'logs', 'kill', 'failover', 'restart-backup', 'tail'] as const).map((sub) => [['vm', sub, 'bad name!', ...NOAPI], `vm ${sub}`, /"bad name!" is no VM name/] as [string[], string, RegExp]),
+  [['vm', 'migrate', 'bad name!', '--to', 'h2', ...NOAPI], 'vm migrate', /"bad name!" is no VM name/],
+  [['vm', 'send', 'a/b', 'x', ...NOAPI], 'vm send', /"a\/b" is no VM name/],
 ];
 
 describe('every slip of every command: one line, FTVM_ERR_USAGE, exit status 2', () => {

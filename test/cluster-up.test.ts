@@ -18,9 +18,12 @@ describe('ftvm cluster up', () => {
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
     try {
       let out = '';
+      let err = '';
       proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      const info = await eventually('the JSON line', () => (out.includes('\n') ? (JSON.parse(out.split('\n')[0]!) as { token: string; hosts: { id: string; api: string }[] }) : undefined), 60_000);
+      proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const info = await eventually('the JSON line', () => (out.includes('\n') ? (JSON.parse(out.split('\n')[0]!) as { token: string; hosts: { id: string; pid: number; api: string }[] }) : undefined), 60_000);
       expect(info.hosts.map((h) => h.id)).toEqual(['h1', 'h2']);
+      expect(info.hosts.every((h) => Number.isInteger(h.pid) && h.pid > 0)).toBe(true);
       const call = async (host: number, method: string, path: string, body?: unknown) => {
         const r = await fetch(`${info.hosts[host]!.api}${path}`, {
           method,
@@ -101,6 +104,10 @@ describe('ftvm cluster up', () => {
       }
       expect((await vm('kill', 'kv2')).code).toBe(0);
       expect((await vm('show', 'kv2')).code).toBe(1);
+      // a host killed by its pid is said, and the other goes on serving
+      process.kill(info.hosts[1]!.pid, 'SIGKILL');
+      await eventually('the death said', () => (err.includes(`host h2 (pid ${info.hosts[1]!.pid}) exited (SIGKILL); the others go on`) ? true : undefined), 30_000);
+      expect((await call(0, 'GET', '/v1/vms/kv')).status).toBe(200);
     } finally {
       proc.kill('SIGTERM');
     }

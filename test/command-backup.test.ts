@@ -7,7 +7,7 @@
 // its next one, and is protected again from there.
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
+import { apiOf, Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
 import { LineClient } from './line-client.ts';
 import { watText } from './helpers.ts';
 import { buildProgram } from './toolchain.ts';
@@ -21,6 +21,46 @@ afterEach(async () => {
   await c?.stop();
   c = null;
 });
+
+/**
+ * A command guest that reads stdin one byte per fd_read; after each byte it
+ * computes `outer` x `inner` additions (no host call but the metering's),
+ * then writes the byte, a space, its running sum (i32, little-endian) and a
+ * newline. At end of input it waits for ever in sock_accept on its
+ * listening socket.
+ */
+function spinGuest(outer: number, inner: number): Uint8Array {
+  return watText(`(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (local $i i32) (local $o i32) (local $sum i32)
+        (block $eof
+          (loop $next
+            (i32.store (i32.const 16) (i32.const 100))
+            (i32.store (i32.const 20) (i32.const 1))
+            (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (br_if $eof (i32.eqz (i32.load (i32.const 24))))
+            (local.set $o (i32.const ${outer}))
+            (loop $outer
+              (local.set $i (i32.const ${inner}))
+              (loop $spin
+                (local.set $sum (i32.add (local.get $sum) (local.get $i)))
+                (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+                (br_if $spin (local.get $i)))
+              (local.set $o (i32.sub (local.get $o) (i32.const 1)))
+              (br_if $outer (local.get $o)))
+            (i32.store8 (i32.const 101) (i32.const 32))
+            (i32.store (i32.const 102) (local.get $sum))
+            (i32.store8 (i32.const 106) (i32.const 10))
+            (i32.store (i32.const 32) (i32.const 100))
+            (i32.store (i32.const 36) (i32.const 7))
+            (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+            (br $next)))
+        (drop (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 48)))))`);
+}
 
 describe('new backups of command guests from snapshots of their stack', () => {
   it('kvsock survives kill -9 of the primary\'s host, a new backup from a snapshot, then kill -9 of the new primary\'s host', async () => {
@@ -77,42 +117,10 @@ describe('new backups of command guests from snapshots of their stack', () => {
   it('a guest that computes without an input call keeps its snapshot waiting until its next one, and is protected again from there', async () => {
     let api;
     ({ c, api } = await linkedCluster());
-    // Reads stdin one byte per fd_read; after each byte it computes for
-    // seconds (OUTER x INNER additions, no host call but the metering's),
-    // then writes the byte and its running sum. At end of input it waits for
-    // ever in sock_accept on its listening socket.
+    // computes for seconds after each byte of its stdin (spinGuest)
     const OUTER = 60;
     const INNER = 100_000_000;
-    const guest = watText(`(module
-      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (func (export "_start")
-        (local $i i32) (local $o i32) (local $sum i32)
-        (block $eof
-          (loop $next
-            (i32.store (i32.const 16) (i32.const 100))
-            (i32.store (i32.const 20) (i32.const 1))
-            (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
-            (br_if $eof (i32.eqz (i32.load (i32.const 24))))
-            (local.set $o (i32.const ${OUTER}))
-            (loop $outer
-              (local.set $i (i32.const ${INNER}))
-              (loop $spin
-                (local.set $sum (i32.add (local.get $sum) (local.get $i)))
-                (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-                (br_if $spin (local.get $i)))
-              (local.set $o (i32.sub (local.get $o) (i32.const 1)))
-              (br_if $outer (local.get $o)))
-            (i32.store8 (i32.const 101) (i32.const 32))
-            (i32.store (i32.const 102) (local.get $sum))
-            (i32.store8 (i32.const 106) (i32.const 10))
-            (i32.store (i32.const 32) (i32.const 100))
-            (i32.store (i32.const 36) (i32.const 7))
-            (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
-            (br $next)))
-        (drop (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 48)))))`);
+    const guest = spinGuest(OUTER, INNER);
     const input = 'ab';
     const start = await api('h1', 'POST', '/v1/vms', { name: 'spin', module: Buffer.from(guest).toString('base64'), stdinBase64: Buffer.from(input).toString('base64') });
     expect(start.status, JSON.stringify(start.json)).toBe(201);
@@ -264,5 +272,27 @@ describe('new backups of command guests from snapshots of their stack', () => {
     expect(after.gen).toBeGreaterThan(restored.gen);
     const made = (await eventsOf(c, restored.backup, 'backup-recreated')).filter((e) => e.vm === 'idle');
     expect(made.length).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('a primary slowed for a lagging backup computes at full speed again once it has lost that backup', async () => {
+    c = new Cluster();
+    // a lag target of 1 ms: the primary of a guest that computes is slowed at once
+    await Promise.all(['h1', 'h2', 'h3'].map((id) => c!.add(id, ['--lag-target-ms', '1'])));
+    await c.linked();
+    const api = apiOf(c);
+    const start = await api('h1', 'POST', '/v1/vms', { name: 'slow', module: Buffer.from(spinGuest(1000, 100_000_000)).toString('base64'), stdinBase64: Buffer.from('a').toString('base64') });
+    expect(start.status, JSON.stringify(start.json)).toBe(201);
+    const cl = await c.client('h1');
+    const statusOf = async (): Promise<{ throttleUs: number; alone: boolean; partner: string | null } | undefined> =>
+      ((await cl.status()).vms as { name: string; role: string; throttleUs: number; alone: boolean; partner: string | null }[]).find((v) => v.name === 'slow' && v.role === 'primary');
+    const slowed = await eventually('the primary slowed', async () => {
+      const v = await statusOf();
+      return v && v.throttleUs > 0 && !v.alone && v.partner ? v : undefined;
+    }, 60_000);
+    await c.kill(slowed.partner!);
+    await eventually('the primary alone at full speed', async () => {
+      const v = await statusOf();
+      return v && v.alone && v.throttleUs === 0 ? true : undefined;
+    }, 60_000);
   }, 180_000);
 });

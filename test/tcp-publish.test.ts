@@ -347,7 +347,7 @@ describe('published ports: bounded buffers', () => {
     await eventually('h2 listed again', async () => ((await api('h1', 'GET', '/v1/vms/kvb')).json.endpoints?.length === 2 ? true : undefined), 30_000);
   });
 
-  it('a guest that ends closes its ports as a process that exits does: its clients are reset and new ones refused', async () => {
+  it('a guest that ends closes its ports as a process that exits does: its clients are reset, new ones refused, and another VM may publish them', async () => {
     let api;
     ({ c, api } = await linkedCluster(['h1', 'h2']));
     const port = await freePort();
@@ -377,6 +377,14 @@ describe('published ports: bounded buffers', () => {
         }),
       );
     }
+    // the port is free for another VM, and the ended VM's name is still taken
+    const again = await api('h2', 'POST', '/v1/vms', { name: 'once', sample: 'kvsock', publish: [port] });
+    expect(again.json.error?.code).toBe('FTVM_ERR_EXISTS');
+    const other = await api('h2', 'POST', '/v1/vms', { name: 'next', sample: 'kvsock', publish: [port] });
+    expect(other.status, JSON.stringify(other.json)).toBe(201);
+    const next = await LineClient.open(sockets, `${c.host('h1').public}:${port}`);
+    next.send('n SET k v');
+    expect((await next.answers(1))[0]).toMatch(/^n OK \d+$/);
   });
 
   it('a VM that is lost closes its ports on the hosts left, as one that ended: its clients are reset and new ones refused', async () => {

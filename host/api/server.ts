@@ -237,6 +237,14 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
     if (schema?.body) schema.response = { ...schema.response, 415: errorSchema };
   });
 
+  // An empty body labelled JSON (what many HTTP clients send on a POST or
+  // DELETE that carries nothing) is no body: a route without one runs, and one
+  // that needs a body refuses it by its schema (400). Anything else goes to
+  // fastify's own JSON parser, with its prototype-poisoning guards.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => (body === '' ? done(null, undefined) : json(req, body as string, done)));
+
   const expected = Buffer.from(token);
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     // /healthz and the status page's HTML carry no data; the page asks for the token itself

@@ -59,18 +59,26 @@ export async function clusterMain(argv: string[]): Promise<number> {
     await Promise.all(Array.from({ length: n }, (_, i) => c.add(`h${i + 1}`)));
     progress('linking them...');
     await c.linked();
-    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, api: h.api, client: h.client, public: h.public, log: join(logDir, `${h.id}.log`) })).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const hosts = [...c.hosts.values()].map((h) => ({ id: h.id, pid: h.proc.pid ?? null, api: h.api, client: h.client, public: h.public, log: join(logDir, `${h.id}.log`) })).sort((a, b) => (a.id < b.id ? -1 : 1));
     if (values.json) process.stdout.write(`${JSON.stringify({ token: c.token, hosts })}\n`);
     else {
-      for (const h of hosts) process.stdout.write(`${h.id}  api ${h.api}  client ${h.client}  published ports at ${h.public}  log ${h.log}\n`);
+      for (const h of hosts) process.stdout.write(`${h.id}  pid ${h.pid}  api ${h.api}  client ${h.client}  published ports at ${h.public}  log ${h.log}\n`);
       process.stdout.write(`token ${c.token}\n`);
       process.stdout.write(`status page ${hosts[0]!.api}/ui#token=${c.token}\n`);
+    }
+    // a host that dies (kill -9 in a test of one's own) is said, and the others go on
+    let stopping = false;
+    for (const h of c.hosts.values()) {
+      void h.exited.then(() => {
+        if (!stopping) progress(`host ${h.id} (pid ${h.proc.pid}) exited (${h.proc.signalCode ?? `status ${h.proc.exitCode}`}); the others go on`);
+      });
     }
     progress('up; SIGINT or SIGTERM stops every host');
     await new Promise<void>((resolve) => {
       process.once('SIGTERM', resolve);
       process.once('SIGINT', resolve);
     });
+    stopping = true;
     return 0;
   } catch (e) {
     // a host that would not start or link: one line, after every host it started is stopped (finally)

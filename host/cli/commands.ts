@@ -640,10 +640,12 @@ Starts N ftvm hosts (default 3, at most ${CLUSTER_HOSTS_MAX}) on loopback, shari
 temporary directory, one cluster secret and one API token, and waits until
 they are linked to each other. Each host gets its own loopback address for the
 VMs' published ports (h1 127.0.0.1, h2 127.0.0.2, ...), so every host serves a
-published port as hosts of a real cluster do. Then it prints each host's REST
-API URL, client port and that address, and the token (with --json: one JSON
-line on stdout, {"token", "hosts": [{"id", "api", "client", "public", "log"}]}), and
-runs until SIGINT or SIGTERM, when it stops every host it started.
+published port as hosts of a real cluster do. Then it prints each host's
+process id, REST API URL, client port and that address, and the token (with
+--json: one JSON line on stdout, {"token", "hosts": [{"id", "pid", "api",
+"client", "public", "log"}]}), and runs until SIGINT or SIGTERM, when it stops
+every host it started. A host that dies meanwhile (kill -9 PID, to try a
+failover) is said on stderr; the others go on.
 
 Each host's log (what it did, and the lines its guests write on stdout and
 stderr) goes to DIR/<id>.log: --log-dir DIR, kept after the cluster stops;
@@ -839,7 +841,9 @@ makes its own backup where the backup ran before (on the old primary's host
 when the two swap). Clients see no lost or repeated answer. 409
 FTVM_ERR_CONFLICT: HOST unknown, silent or running that replica already, a
 migration, failover or new backup under way, or a guest whose state cannot be
-snapshotted; 503 FTVM_ERR_UNAVAILABLE: a step did not finish in time.`,
+snapshotted (reactors and command guests both can: see the README's
+"Snapshots of a running guest"); 503 FTVM_ERR_UNAVAILABLE: a step did not
+finish in time.`,
     options: { to: { type: 'string' }, backup: { type: 'boolean' } },
     operands: NAME_OPERAND,
   }),

@@ -18,6 +18,8 @@ import { describeFailure, EXIT, fileError, onFile, usageError } from './errors.t
 import { hostStderr, hostStdout, outputLost, type HostOutput } from './host-output.ts';
 import { FOLLOW_RETRY_MS, CLI_ANSWER_BYTES_MAX as MAX_ANSWER_BYTES } from '../limits.ts';
 
+import { NAME_RE } from '../cluster/arbiter.ts';
+
 export { INLINE_MODULE_BYTES_MAX, VM_HELP } from './commands.ts';
 
 /**
@@ -109,6 +111,10 @@ async function vmCommand(argv: string[]): Promise<number> {
     backup?: boolean;
   };
   const [name, text] = parsed.operands;
+  // a VM's name is checked here (`start` checks its whole body below): a name no VM can have is a wrong command line
+  if (cmd !== 'start' && spec.synopsis.startsWith(`${cmd} NAME`) && name !== undefined && !NAME_RE.test(name)) {
+    throw usageError(`NAME: ${JSON.stringify(name.slice(0, 100))} is no VM name (1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+  }
   const api = values.api ?? process.env.FTVM_API;
   const token = values.token ?? process.env.FTVM_TOKEN;
   if (!api || !token) throw usageError('--api and --token (or FTVM_API and FTVM_TOKEN) are required');
@@ -228,6 +234,8 @@ async function vmCommand(argv: string[]): Promise<number> {
       case 'tail': {
         const after = int('after', values.after, -1) ?? -1;
         const count = int('count', values.count, 1) ?? Infinity;
+        // an unknown VM is said before a connection is opened (and announced) for it
+        await call('GET', `/v1/vms/${needName()}`);
         return await tail(api, token, needName(), await connection(), after, count, values.conn === undefined);
       }
       case 'send': {

@@ -1395,7 +1395,8 @@ export class FtHost {
     const { host: _placeHint, ...vmReq } = req;
     const action = checkStart(vmReq);
     const { memoryMiB, cpuPercent, publish } = action;
-    const busy = this.vmInfos().find((v) => v.publish.some((p) => publish.includes(p)));
+    // a VM that ended or is lost has closed its ports, as a process that exits does
+    const busy = this.vmInfos().find((v) => v.state !== 'ended' && v.state !== 'lost' && v.publish.some((p) => publish.includes(p)));
     if (busy) throw new HostError('FTVM_ERR_CONFLICT', `VM ${busy.name} publishes port ${busy.publish.find((p) => publish.includes(p))} already`);
     let module: Uint8Array;
     let hash: string;
@@ -2400,6 +2401,9 @@ export class FtHost {
     vm.unackedBytes = 0;
     this.publishUnacked(vm);
     vm.handle.setStall(false);
+    // no backup, no lag: a primary slowed for one that fell behind computes at full speed again
+    vm.lag.clear();
+    vm.handle.setThrottle(0);
     const all = vm.rule.releaseAll();
     for (const o of all.outputs) this.release(vm, o);
     if (all.inputs.length) this.ackInputs(all.inputs);

@@ -210,7 +210,7 @@ export interface ReplayedRun extends RunResult {
 
 /**
  * The start entry of a log (what its module must be compiled with, see
- * replay-core.ts meterOptions); a DivergenceError when the log does not begin
+ * core.ts meterOptions); a DivergenceError when the log does not begin
  * with one.
  */
 export function startOf(logged: readonly LogEntry[]): EntryPayloads['start'] {

@@ -1,2 +1,0 @@
-// Moved to replay/core.ts (the record/replay engine's folder); this path stays for existing imports.
-export * from './replay/core.ts';

@@ -79,7 +79,7 @@ export const REPLICA_FRAME_FLUSH_BYTES = 512 * 1024;
 /** A batch of interrupts delivered together is flushed at this many bytes (the stall is checked at each flush). */
 export const REPLICA_BATCH_FLUSH_BYTES = 64 * 1024;
 // The primary's worker decides the stall at each flush, from what its host published as unacknowledged and
-// what it posted that the host has not taken yet, so the log is at most one flush past the bound (replica.ts logStall).
+// what it posted that the host has not taken yet, so the log is at most one flush past the bound (replay/engine.ts logStall).
 /** Log the backup has not acknowledged, in bytes, at which the primary stalls (it resumes at half); `--unacked-log-max`. */
 export const UNACKED_LOG_BYTES_MAX = 32 * 1024 * 1024;
 /** Stream connections whose end-of-stream was delivered, remembered per replica so that a late copy of their input is dropped; of those the guest has not closed (a raw reactor never does), only the newest this many keep their output offset on the hosts and their send window in the NIC; and the NIC remembers this many connections the guest closed whose peer never ended. */
@@ -448,7 +448,7 @@ function rules(l: Limits): [string, boolean][] {
     ['the start frame may be larger than the other frames', l.LOG_START_FRAME_BYTES_MAX >= l.LOG_FRAME_BYTES_MAX],
     ['the unacknowledged log holds a few flushes before the primary stalls', l.UNACKED_LOG_BYTES_MAX >= 4 * (l.REPLICA_FRAME_FLUSH_BYTES + l.REPLICA_BATCH_FLUSH_BYTES)],
     ['the unacknowledged log holds a few log frames', l.UNACKED_LOG_BYTES_MAX >= 4 * l.LOG_FRAME_BYTES_MAX],
-    ['the unacknowledged log\'s bound fits the Int32 slot the primary\'s worker reads it from, below its largest value (replica.ts SIGNAL_UNACKED_BOUND)', l.UNACKED_LOG_BYTES_MAX < 2 ** 31 - 1],
+    ['the unacknowledged log\'s bound fits the Int32 slot the primary\'s worker reads it from, below its largest value (replay/engine.ts SIGNAL_UNACKED_BOUND)', l.UNACKED_LOG_BYTES_MAX < 2 ** 31 - 1],
     // a guest's arguments, environment and stdin
     ['arguments and environment fit the first log frame with one input chunk (the start entry is written with what follows it)', l.VM_ARGV_ENV_BYTES_MAX + l.LOG_ENTRY_CHUNK_BYTES + l.FRAME_ENVELOPE_BYTES <= l.LOG_FRAME_BYTES_MAX],
     ['a backup request (the start entry with arguments and environment, and an inline-shipped module) fits a peer frame', l.VM_ARGV_ENV_BYTES_MAX + l.INLINE_SHIP_BYTES_MAX <= peer],

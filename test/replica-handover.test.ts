@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { FromReplica, Output } from '../host/cluster/replica.ts';
+import type { FromReplica, Output } from '../host/runtime/replay/engine.ts';
 import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { replicaStartOf, sampleBytes, samples } from './helpers.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { Output } from '../host/cluster/replica.ts';
+import type { Output } from '../host/runtime/replay/engine.ts';
 import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { REPLICA_BATCH_FLUSH_BYTES, REPLICA_FRAME_FLUSH_BYTES } from '../host/limits.ts';

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame, EntryChecker, type EntryPayloads, type LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import { sealSnapshot, type FromReplica, type Output } from '../host/cluster/replica.ts';
+import { sealSnapshot, type FromReplica, type Output } from '../host/runtime/replay/engine.ts';
 import { STREAM_CONN_BIT } from '../host/cluster/ingress.ts';
 import { NIC_QUEUE_BYTES_MAX } from '../host/runtime/nic.ts';
 import { meterOptions } from '../host/runtime/record.ts';

@@ -11,7 +11,7 @@ import { Proxy } from './proxy.ts';
 import { INFO_EVERY_MS } from '../host/limits.ts';
 import { watText } from './helpers.ts';
 import { INGRESS_CONNS_PER_VM_MAX, INGRESS_UNACKED_BYTES_MAX } from '../host/cluster/ingress.ts';
-import { NIC_UNREAD_BYTES_MAX } from '../host/cluster/replica.ts';
+import { NIC_UNREAD_BYTES_MAX } from '../host/runtime/replay/engine.ts';
 
 let c: Cluster | null = null;
 const sockets: Socket[] = [];

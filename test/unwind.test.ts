@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { runModule, snapshotGlobals, SnapshotError, UnwindNow, type GuestContext, type ResumePoint, type RunOptions } from '../host/runtime/instance.ts';
-import { stateDigest } from '../host/runtime/replay-core.ts';
+import { stateDigest } from '../host/runtime/replay/core.ts';
 import { STACK_REGION_OFFSET } from '../host/runtime/unwind.ts';
 import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
 

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LogEntry } from '../host/log/format.ts';
 import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import { sealSnapshot, type FromReplica, type Output } from '../host/cluster/replica.ts';
+import { sealSnapshot, type FromReplica, type Output } from '../host/runtime/replay/engine.ts';
 import { meterOptions } from '../host/runtime/record.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { stream } from './replica-stream.ts';

@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { REPLICA_THREAD_NAME } from '../cluster/replica.ts';
+import { REPLICA_THREAD_NAME } from '../runtime/replay/engine.ts';
 
 /**
  * How the bench places the live replica:

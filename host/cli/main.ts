@@ -7,7 +7,7 @@ import { hostStderr, hostStdout, outputLost } from './host-output.ts';
 import { I64_MAX } from '../meter/abi.ts';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
-import type { ReplayedRun, ReplayOptions } from '../runtime/recorder.ts';
+import type { ReplayedRun, ReplayOptions } from '../runtime/replay/recorder.ts';
 import { progressReporter } from '../meter/progress.ts';
 import { loadManifest, resolveGuest } from '../runtime/samples.ts';
 import { MAX_MESSAGE_BYTES, type NicMessage } from '../runtime/nic.ts';
@@ -176,9 +176,9 @@ async function runServing(
 ): Promise<number> {
   const io = await import('./guest-io.ts');
   const { compileGuestAsync } = await import('../runtime/compile.ts');
-  const { recordStart } = await import('../runtime/recorder.ts');
+  const { recordStart } = await import('../runtime/replay/recorder.ts');
   const { VirtualFs } = await import('../runtime/wasi.ts');
-  const { meterOptions } = await import('../runtime/replay-core.ts');
+  const { meterOptions } = await import('../runtime/replay/core.ts');
   const { recordInWorker } = await import('./record-worker.ts');
   const { TcpListenBridge } = await import('../runtime/tcp-listen.ts');
   const start = recordStart(o.bytes, {
@@ -245,9 +245,9 @@ async function cmdRecord(argv: string[]): Promise<number> {
   const env = parseEnv(values.env);
   const stdin = values.stdin !== undefined ? readStdinFile(values.stdin) : undefined;
   const { compileGuestAsync } = await import('../runtime/compile.ts');
-  const { recordStart } = await import('../runtime/recorder.ts');
+  const { recordStart } = await import('../runtime/replay/recorder.ts');
   const { VirtualFs } = await import('../runtime/wasi.ts');
-  const { meterOptions } = await import('../runtime/replay-core.ts');
+  const { meterOptions } = await import('../runtime/replay/core.ts');
   const { recordInWorker } = await import('./record-worker.ts');
   const args = [positionals[0]!, ...guestArgs];
   const listen = values.listen === true || messages !== null;
@@ -327,8 +327,8 @@ async function cmdReplay(argv: string[]): Promise<number> {
   if (values.out !== undefined) io.checkOut(values.out);
   const bytes = loadGuest(positionals[0]!);
   const { isComplete, readLogPrefix } = await import('../log/format.ts');
-  const { replayModule, startOf } = await import('../runtime/recorder.ts');
-  const { DivergenceError, meterOptions, moduleHash } = await import('../runtime/replay-core.ts');
+  const { replayModule, startOf } = await import('../runtime/replay/recorder.ts');
+  const { DivergenceError, meterOptions, moduleHash } = await import('../runtime/replay/core.ts');
   const { compileGuestAsync } = await import('../runtime/compile.ts');
   const file = onFile('--log', logPath, 'read', () => new Uint8Array(readFileSync(logPath)));
   const { entries, cutAt } = readLogPrefix(file);
@@ -351,7 +351,7 @@ async function cmdReplay(argv: string[]): Promise<number> {
       return replayModule(bytes, module, entries, opts);
     } catch (e) {
       // The log ends while the VM is being set up (its files, a whole stdin): the guest never ran.
-      if (e instanceof DivergenceError && e.entry === null && !isComplete(entries)) throw incompleteError('it ends before the guest started');
+      if (((e instanceof DivergenceError && e.entry === null) || (e as { code?: string }).code === 'FTVM_ERR_LOG_INCOMPLETE') && !isComplete(entries)) throw incompleteError('it ends before the guest started');
       throw e;
     }
   };

@@ -135,7 +135,7 @@ async function work(data: WorkerData): Promise<Reply> {
   const io = await import('./guest-io.ts');
   const { hostStderr, hostStdout, outputLost } = await import('./host-output.ts');
   const { CliError, fileError } = await import('./errors.ts');
-  const { recordModule } = await import('../runtime/recorder.ts');
+  const { recordModule } = await import('../runtime/replay/recorder.ts');
   const { LiveTimer, MergedSources, ScriptedMessages } = await import('../runtime/events.ts');
   const { LiveConnections } = await import('../runtime/tcp-listen.ts');
   const { LogWriter } = await import('../log/writer.ts');

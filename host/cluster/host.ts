@@ -31,7 +31,7 @@ import { ReplicaHandle } from './replica-handle.ts';
 import { snapshottable } from '../runtime/instance.ts';
 import { INTERRUPT_NIC } from '../runtime/events.ts';
 import { STREAMS_DONE_MAX } from '../limits.ts';
-import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from './replica.ts';
+import { SIGNAL_SLOT_MAX, type FromReplica, type Output, type Snapshot } from '../runtime/replay/engine.ts';
 import { FailureDetector } from '../ft/detector.ts';
 import { EventLog, eventText, type HostEvent } from '../ft/events.ts';
 import { joinOutputs, OutputRule } from '../ft/output-rule.ts';
@@ -985,7 +985,7 @@ export class FtHost {
 
   /**
    * A host taken for dead took its clients' TCP connections with it: every
-   * primary here ends those still open (replica.ts 'slot-gone'), once per
+   * primary here ends those still open (replay/engine.ts 'slot-gone'), once per
    * death, so a guest does not hold their sockets for ever.
    */
   private watchSlots(): void {
@@ -1133,7 +1133,7 @@ export class FtHost {
           if (e.kind === 'send') outs.push({ seq: e.seq, kind: 'send', conn: e.payload.conn, fd: -1, bytes: e.payload.bytes, eof: e.payload.eof });
           else if (e.kind === 'output') outs.push({ seq: e.seq, kind: 'output', conn: 0, fd: e.payload.fd, bytes: e.payload.bytes, eof: false });
         }
-        // the frame's runs of writes joined as its primary joined them (replica.ts joinOutputs)
+        // the frame's runs of writes joined as its primary joined them (replay/engine.ts joinOutputs)
         for (const o of joinOutputs(outs)) {
           if (o.kind === 'send') {
             this.streamOffset(vm, o);
@@ -2316,7 +2316,7 @@ export class FtHost {
 
   /**
    * Tells the replica's worker the log the backup has not acknowledged and
-   * the bound it stalls its guest at (replica.ts logStall): `--unacked-log-max`
+   * the bound it stalls its guest at (replay/engine.ts logStall): `--unacked-log-max`
    * for a primary with a backup (or claiming a generation to go on without
    * it), none for one alone or a backup. Called wherever either changes.
    */

@@ -14,7 +14,7 @@
 //     sent when the backup acknowledged the frame that delivered it). When the
 //     VM gets a new primary, the ingress host sends the kept bytes again; the
 //     new primary knows from its replayed log how far each stream was
-//     delivered (replica.ts, `inputEnds`) and drops what it already has.
+//     delivered (replay/engine.ts, `inputEnds`) and drops what it already has.
 //   - Output: every send of the guest on a stream connection has an offset
 //     computed by every replica's host from the same log. The ingress host
 //     writes each byte once, in order: it drops what it wrote already, keeps

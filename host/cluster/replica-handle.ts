@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { invariant } from '../assert.ts';
-import { SIGNAL_SLOTS, SIGNAL_INBOX_SIZE, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_SIZE, SIGNAL_POSTED_FRAMES, SIGNAL_UNACKED_SIZE, SIGNAL_UNACKED_BOUND, SIGNAL_LOG_STALLS, SIGNAL_SLOT_MAX, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from './replica.ts';
+import { SIGNAL_SLOTS, SIGNAL_INBOX_SIZE, SIGNAL_INBOX_MESSAGES, SIGNAL_POSTED_SIZE, SIGNAL_POSTED_FRAMES, SIGNAL_UNACKED_SIZE, SIGNAL_UNACKED_BOUND, SIGNAL_LOG_STALLS, SIGNAL_SLOT_MAX, type FromReplica, type NicInput, type ReplicaInit, type ToReplica } from '../runtime/replay/engine.ts';
 
 const ENTRY = new URL('./replica-entry.mjs', import.meta.url);
 
@@ -42,8 +42,8 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
         // the listener counts the frame in the unacknowledged log (setUnackedLog) first ...
         this.emit('message', m);
       } finally {
-        // ... then it leaves the posted count, so that the worker's sum of the two never dips (replica.ts SIGNAL_UNACKED_SIZE);
-        // the frame left the port's queue: the worker may post more (see replica.ts flush)
+        // ... then it leaves the posted count, so that the worker's sum of the two never dips (replay/engine.ts SIGNAL_UNACKED_SIZE);
+        // the frame left the port's queue: the worker may post more (see replay/engine.ts flush)
         Atomics.sub(this.signal, SIGNAL_POSTED_FRAMES, 1);
         Atomics.sub(this.signal, SIGNAL_POSTED_SIZE, m.frame.length);
         Atomics.notify(this.signal, SIGNAL_POSTED_FRAMES);
@@ -67,7 +67,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
    * (a futex call) is made once per turn of the event loop, after every
    * message of that turn (a read of many client messages, a frame of many
    * entries) was posted, and only when the worker said it waits
-   * (`signal[3]`, see replica.ts).
+   * (`signal[3]`, see replay/engine.ts).
    */
   send(m: ToReplica, transfer: ArrayBuffer[] = []): void {
     if (this.gone) return;
@@ -126,7 +126,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
    * Publishes the log the backup has not acknowledged, `bytes` (the host's
    * count of the frames it took), and the bound the primary's worker holds it
    * to with the frames not taken yet, `maxBytes` (0: none, the VM has no
-   * backup), for the worker's stall at each flush (replica.ts logStall).
+   * backup), for the worker's stall at each flush (replay/engine.ts logStall).
    * Called whenever either changes; a frame taken is published before
    * it leaves the posted count (see the 'message' listener). `bytes` above
    * 2^31 - 1 is published as that (the slot is an Int32; no bound may reach
@@ -146,7 +146,7 @@ export class ReplicaHandle extends EventEmitter<ReplicaHandleEvents> {
     return { frames: Atomics.load(this.signal, SIGNAL_POSTED_FRAMES), bytes: Atomics.load(this.signal, SIGNAL_POSTED_SIZE) };
   }
 
-  /** How often the worker stalled its guest on the log's bound (replica.ts logStall). */
+  /** How often the worker stalled its guest on the log's bound (replay/engine.ts logStall). */
   get logStalls(): number {
     return Atomics.load(this.signal, SIGNAL_LOG_STALLS);
   }

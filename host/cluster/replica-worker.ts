@@ -1,7 +1,7 @@
 // The worker thread of one replica: runs it and reports how it ended.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { nameReplicaThread, runReplica, type FromReplica, type ReplicaInit } from './replica.ts';
+import { nameReplicaThread, runReplica, type FromReplica, type ReplicaInit } from '../runtime/replay/engine.ts';
 
 const post = (m: FromReplica, transfer?: ArrayBuffer[]): void => parentPort!.postMessage(m, transfer ?? []);
 nameReplicaThread();

@@ -301,7 +301,7 @@ function readFrames(bytes: Uint8Array, prefix: boolean): { entries: LogEntry[]; 
 
 /**
  * A log is complete when it holds the guest's exit (a recording also logs the
- * final digest after it, see runtime/recorder.ts). A log cut at a frame
+ * final digest after it, see runtime/replay/recorder.ts). A log cut at a frame
  * boundary reads as a shorter log; this is how a reader tells.
  */
 export function isComplete(entries: readonly LogEntry[]): boolean {

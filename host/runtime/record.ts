@@ -1,16 +1,17 @@
 // Record and replay of a WASI command guest given as bytes: the guest is
-// compiled (metered, through the cache) here, then recorder.ts does the work.
+// compiled (metered, through the cache) here, then replay/recorder.ts runs it
+// on the engine.
 // What the log holds and how a replay checks it is described there.
 
 import { compileGuest } from './guest.ts';
 import type { LogEntry } from '../log/format.ts';
 import type { LogWriter } from '../log/writer.ts';
-import { meterOptions } from './replay-core.ts';
-import { recordModule, recordStart, replayModule, startOf, type RecordedRun, type RecordOptions, type ReplayedRun, type ReplayOptions } from './recorder.ts';
+import { meterOptions } from './replay/core.ts';
+import { recordModule, recordStart, replayModule, startOf, type RecordedRun, type RecordOptions, type ReplayedRun, type ReplayOptions } from './replay/recorder.ts';
 
-export { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay-core.ts';
-export { DEFAULT_DIGEST_EVERY, recordModule, recordStart, replayModule, startOf } from './recorder.ts';
-export type { RecordedRun, RecordOptions, ReplayedRun, ReplayOptions } from './recorder.ts';
+export { CHUNK_BYTES, chunksOf, DivergenceError, interruptOf, LogIncompleteError, interruptPayload, meterOptions, moduleHash, stateDigest } from './replay/core.ts';
+export { DEFAULT_DIGEST_EVERY, recordModule, recordStart, replayModule, startOf } from './replay/recorder.ts';
+export type { RecordedRun, RecordOptions, ReplayedRun, ReplayOptions } from './replay/recorder.ts';
 
 /**
  * Compiles `bytes` with the meter options `opts` gives (loading binaryen on

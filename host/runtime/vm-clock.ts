@@ -65,7 +65,7 @@ export interface HostClocks {
 
 /**
  * Where a VM's clocks stand: the last reading of each in the log, null when
- * the guest never read it. Carried by a snapshot (replica.ts `Snapshot.clocks`).
+ * the guest never read it. Carried by a snapshot (replay/engine.ts `Snapshot.clocks`).
  */
 export interface VmClockState {
   /** the last monotonic reading, ns of VM uptime */

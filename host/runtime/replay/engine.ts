@@ -15,6 +15,13 @@
 // Going live happens wherever the replay ran out of log after the host told it
 // so (`golive`): inside a host call, at a check point, or while waiting.
 //
+// The same engine (runEngine) runs `ftvm record` and `ftvm replay` in process:
+// a recording is a live primary whose entries go to a LogWriter instead of
+// frames for a backup (EngineHooks.log), its interrupts from an
+// InterruptSource; a replay is a backup fed a whole log (ReplicaInit.log)
+// that ends at the log's end instead of blocking for more. The take-compare
+// steps, the log's preamble and the digest schedule are runtime/replay/'s.
+//
 // The host thread talks to the worker through a MessagePort read synchronously
 // (receiveMessageOnPort) at check points and whenever the guest waits; after
 // each post it bumps `signal[0]` and notifies, which wakes a blocked worker.
@@ -34,27 +41,21 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { I64_MAX } from '../meter/abi.ts';
-import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry } from '../log/format.ts';
-import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type ResumePoint, type RunResult } from '../runtime/instance.ts';
-import { liveNondeterminism, type Nondeterminism } from '../runtime/wasi.ts';
-import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../runtime/vm-clock.ts';
-import { INTERRUPT_NIC, sleepNs, TIMER_TICK, type Interrupt, type Place } from '../runtime/events.ts';
-import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../runtime/nic.ts';
-import { isStreamConn } from './ingress.ts';
-import { joinOutputs } from '../ft/output-rule.ts';
-import {
-  CHUNK_BYTES,
-  chunksOf,
-  digestTail,
-  DivergenceError,
-  interruptOf,
-  interruptPayload,
-  meterOptions,
-  moduleHash,
-  stateDigest,
-} from '../runtime/replay-core.ts';
-import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../limits.ts';
+import { I64_MAX } from '../../meter/abi.ts';
+import { encodeFrame, type EntryKind, type EntryPayloads, type LogEntry, type StdinMode } from '../../log/format.ts';
+import { runModule, snapshotGlobals, UnwindNow, type GuestContext, type Preopen, type ResumePoint, type RunResult } from '../instance.ts';
+import { liveNondeterminism, type Nondeterminism } from '../wasi.ts';
+import { hostClocks, VmClock, vmClockResolutionNs, vmClockStateOf, type VmClockState } from '../vm-clock.ts';
+import { INTERRUPT_NIC, LiveTimer, sleepNs, TIMER_TICK, type Interrupt, type InterruptSource, type Place } from '../events.ts';
+import type { LogWriter } from '../../log/writer.ts';
+import { GUEST_UNREAD_BYTES_MAX, NIC_QUEUE_BYTES_MAX, NIC_QUEUE_MAX, VirtualNic, type NicMessage } from '../nic.ts';
+import { isStreamConn } from '../../cluster/ingress.ts';
+import { joinOutputs } from '../../ft/output-rule.ts';
+import { CHUNK_BYTES, chunksOf, digestTail, DivergenceError, interruptOf, interruptPayload, LogIncompleteError, moduleHash, stateDigest } from './core.ts';
+import { DigestSchedule } from './digests.ts';
+import { describeEntry, Feed, placeOf } from './feed.ts';
+import { logPreamble, readPreamble, type Preamble, type PreopenTree } from './preamble.ts';
+import { VM_DIGEST_PAUSE_MS_MAX as DIGEST_PAUSE_MS_MAX, REPLICA_FRAME_FLUSH_BYTES as FRAME_FLUSH_BYTES, REPLICA_BATCH_FLUSH_BYTES as BATCH_FLUSH_BYTES, STREAMS_DONE_MAX, OUTPUT_FLUSH_MS, POSTED_BYTES_MAX, POSTED_FRAMES_MAX } from '../../limits.ts';
 
 /** What the host hands a new replica (structured-clonable, plus the port). */
 export interface ReplicaInit {
@@ -66,6 +67,13 @@ export interface ReplicaInit {
   start: EntryPayloads['start'];
   /** the VM's stdin, logged at start (a primary at boot only) */
   stdin?: Uint8Array;
+  /**
+   * the VM's preopened directories at boot, in fd order, named as in
+   * `start.preopens` (a primary at boot only): logged at start, and the guest
+   * runs on what a replay rebuilds from the log (replay/preamble.ts). Absent:
+   * no files are logged and the guest has an empty "/"
+   */
+  preopens?: PreopenTree[];
   role: 'primary' | 'backup';
   /** a backup made from a snapshot of the running primary, instead of from boot */
   snapshot?: Snapshot;
@@ -73,6 +81,8 @@ export interface ReplicaInit {
   port: MessagePort;
   /** the largest share of run time state digests may take (default 0.02) */
   digestBudget?: number;
+  /** replay this whole log, in process, and end at its end (role 'backup'; see WholeLog) */
+  log?: WholeLog;
   /**
    * a live replica skips a state digest whose hashing would pause the guest
    * longer than this, in ms, estimated from the memory's size at the rate the
@@ -89,6 +99,80 @@ export interface ReplicaInit {
   pollEvery?: bigint;
   /** the share of one core a live replica may compute, in percent (default 100: no limit) */
   cpuPercent?: number;
+}
+
+/**
+ * A whole log to replay (`ftvm replay`, replayGuest): every entry is there
+ * from the start, and the replay ends where the log ends instead of waiting
+ * for more or going live. The replica is then a backup whose primary is a
+ * file.
+ */
+export interface WholeLog {
+  /** the log's entries in seq order (progress entries only move the end of an incomplete log) */
+  entries: readonly LogEntry[];
+  /** stop at the first check point at or past this count */
+  until?: bigint;
+  /**
+   * an incomplete log (no exit entry, or nothing after it: a recording that
+   * was stopped) is reproduced up to its end, which is then reported as
+   * `incomplete`; otherwise the replay fails with a DivergenceError at the
+   * end of the log, as for any log that lacks what the guest asks for
+   */
+  acceptIncomplete?: boolean;
+}
+
+/**
+ * What an in-process caller of runEngine gives and hears as the guest runs
+ * (functions: never sent to a worker thread). With `log`, a live run is a
+ * recording (`ftvm record`): its entries go to the writer instead of frames
+ * posted to a host, its interrupts come from `interrupts`, and its outputs go
+ * out at once (there is no backup to wait for).
+ */
+export interface EngineHooks {
+  /** bytes the guest wrote on fd 1 or 2 (replaying: once they matched the log; recording: once logged) */
+  onOutput?(fd: number, bytes: Uint8Array): void;
+  /** a message the guest sent on its NIC (replaying: once it matched the log; recording: once logged) */
+  onSend?(msg: NicMessage): void;
+  /** a recording: where a live run's log goes */
+  log?: LogWriter;
+  /** a recording: where interrupts come from (default: a timer on the host's monotonic clock) */
+  interrupts?: InterruptSource;
+  /**
+   * a recording with streamed stdin (start.stdin 'stream'): the live source,
+   * called with at most CHUNK_BYTES - 1 and the guest's request (> 0); returns
+   * at most that many bytes, empty at end of file
+   */
+  stdinRead?: (maxBytes: number) => Uint8Array;
+  /**
+   * the live clocks and randomness, and the clocks' resolutions (a recording,
+   * and the replay of one); default: the VM's clocks over the host's
+   * (vm-clock.ts), the host's randomness
+   */
+  live?: Nondeterminism;
+  /**
+   * a recording: called with the log at every check point the engine visits
+   * (at least every FLUSH_POLL_COUNTS counts) and before the guest blocks
+   * (stdin, a wait), between host calls: nothing is half logged there
+   */
+  atCheckPoint?: (log: LogWriter) => void;
+  /** the guest's memory when a whole log's replay stops (time-travel inspection) */
+  inspect?(memory: WebAssembly.Memory): void;
+}
+
+/** How a run of the engine ended (runEngine). */
+export interface EngineEnd {
+  /** outcome 'deadline' when a whole log's replay stopped at `until` or at the log's end */
+  result: RunResult;
+  /** the state digest at the end (zeros: the guest trapped while it was instantiated) */
+  digest: Uint8Array;
+  /** a whole log: the replay stopped at `until` before the guest ended */
+  stoppedAtUntil: boolean;
+  /** a whole log: it ends before the guest did, and every entry it has was reproduced */
+  incomplete: boolean;
+  /** log entries taken (progress entries not counted) */
+  entriesTaken: number;
+  /** the VM's preopened directories as the guest left them, in fd order (null: restored from a snapshot) */
+  preopens: Preopen[] | null;
 }
 
 /** A VM's state at a snapshot (an idle reactor's, or a command guest's at the entry of an input call, with its stack) and its place in the log. */
@@ -243,6 +327,8 @@ export const SIGNAL_UNACKED_SIZE = 8;
 export const SIGNAL_UNACKED_BOUND = 9;
 /** Times the worker stalled its guest on the log's bound (see flush); the worker adds, the host reads. */
 export const SIGNAL_LOG_STALLS = 10;
+/** While recording, a check point is visited at least every this many counts, so the log's time bound holds during long computations. */
+const FLUSH_POLL_COUNTS = 1_000_000n;
 /** Int32 slots of the shared signal buffer. */
 export const SIGNAL_SLOTS = 11;
 /** The largest value an Int32 signal slot holds. */
@@ -250,25 +336,93 @@ export const SIGNAL_SLOT_MAX = 2 ** 31 - 1;
 /** Unread bytes a stream connection may have in the guest's NIC before its next messages wait in the inbox (and the client's TCP window closes). */
 export const NIC_UNREAD_BYTES_MAX = GUEST_UNREAD_BYTES_MAX;
 
+/**
+ * Runs one replica until its guest ends or it is stopped, posting what it
+ * says to the host (FromReplica) and ending with 'ended' or 'stopped'.
+ * Throws what the guest's run throws: DivergenceError (FTVM_ERR_DIVERGENCE)
+ * when a replay disagrees with the log, GuestLoadError.
+ */
 export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void): void {
+  const end = runEngine(init, post);
+  if (!end) return;
+  const { stdout: _o, stderr: _e, ...rest } = end.result;
+  post({ t: 'ended', result: rest, digest: hex(end.digest), cpu: end.cpu });
+}
+
+/**
+ * The engine of record, replay and the replicas: runs `init` (a live
+ * primary, a backup fed a streamed log, or with `init.log` a replay of a
+ * whole log in process) and returns how it ended, or null when it was stopped
+ * ('stopped' posted). Errors: DivergenceError (FTVM_ERR_DIVERGENCE) naming
+ * the entry where guest and log disagree; LogIncompleteError
+ * (FTVM_ERR_LOG_INCOMPLETE) for a whole log that ends before the guest
+ * started, with acceptIncomplete; what the guest's run throws.
+ */
+export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: ArrayBuffer[]) => void, hooks: EngineHooks = {}): (EngineEnd & { cpu: { ranMs: number; restedMs: number } }) | null {
   const signal = new Int32Array(init.signal);
   const start = init.start;
   const module = init.compiled;
-  if (moduleHash(init.module) !== start.module) throw new Error('the module is not the one the VM was started with');
+  // the same error as a replay of a log recorded with another guest
+  if (moduleHash(init.module) !== start.module) {
+    throw new DivergenceError({ seq: 0, count: 0n, kind: 'start', payload: start }, `module ${start.module}`, `module ${moduleHash(init.module)} (not the guest this log was recorded with)`);
+  }
+  if (init.preopens && JSON.stringify(init.preopens.map((p) => p.name)) !== JSON.stringify(start.preopens ?? ['/'])) {
+    throw new Error(`the preopened directories ${JSON.stringify(init.preopens.map((p) => p.name))} are not the start entry's ${JSON.stringify(start.preopens ?? ['/'])}`);
+  }
 
   let mode: 'replay' | 'live' = init.role === 'primary' ? 'live' : 'replay';
   let ctx: GuestContext | null = null;
   const count = (): bigint => ctx?.meter?.count ?? 0n;
 
+  // ---- a recording (ftvm record): the log goes to a file, interrupts come from a source ----
+  const fileLog = hooks.log ?? null;
+  const source: InterruptSource | null = fileLog ? (hooks.interrupts ?? new LiveTimer()) : null;
+  if (fileLog && init.role !== 'primary') throw new Error('a recording is a live run: role primary');
+
   // ---- the inbox ----
-  const feed: LogEntry[] = [];
-  let at = 0;
+  // A whole log (ftvm replay): all there, and its end is the end.
+  const whole = init.log ?? null;
+  const wholeEntries = whole ? whole.entries.filter((e) => e.kind !== 'progress') : [];
+  const wholeExitAt = wholeEntries.findIndex((e) => e.kind === 'exit');
+  /** a whole log has the guest's exit and the final digest after it; without acceptIncomplete every log is held to that */
+  const complete = (wholeExitAt >= 0 && wholeExitAt < wholeEntries.length - 1) || whole?.acceptIncomplete !== true;
+  /** how far an incomplete whole log got: its last entry's count (a progress entry says where the guest was computing) */
+  const endCount = whole?.entries.at(-1)?.count ?? 0n;
+  // The log streamed from the primary (replay/feed.ts): take-compare blocks for
+  // more, and ends once the replica goes live.
+  const feed: Feed = new Feed({
+    count,
+    more: () => {
+      if (whole || mode === 'live') return false;
+      if (goLive) {
+        switchLive();
+        return false;
+      }
+      report(true);
+      pump(Infinity);
+      return true;
+    },
+    end: whole ? 'end' : 'live',
+    // a replay that never blocks still says how far it got (its host holds acks while it is far behind)
+    onPeek: whole
+      ? undefined
+      : () => {
+          if (mode === 'replay') report();
+        },
+    // the last entry of an incomplete whole log: from here the guest runs to the log's end count only
+    afterTake: () => {
+      if (whole && !complete && feed.drained && ctx?.meter) replayCheckArm(ctx);
+    },
+    // consumed entries are not needed any more
+    compactAt: whole ? undefined : 4096,
+  });
+  for (const e of wholeEntries) feed.push(e);
   /** the count of the last entry received: the replay may run up to it */
-  let horizon = init.snapshot ? init.snapshot.count : -1n;
+  let horizon = init.snapshot ? init.snapshot.count : whole ? endCount : -1n;
   /** the seq of the last entry received (progress entries included) */
-  let lastSeq = init.snapshot ? init.snapshot.seq - 1 : -1;
+  let lastSeq = init.snapshot ? init.snapshot.seq - 1 : (whole?.entries.at(-1)?.seq ?? -1);
   let goLive = false;
-  let exitSeen = false;
+  let exitSeen = wholeExitAt >= 0;
   /** client messages not yet in the NIC; `counted`: in the host's count of them (SIGNAL_INBOX_*) */
   const inbox: { msg: NicMessage; off?: number; counted: boolean }[] = [];
   /** slots of hosts gone whose connections are still to be ended */
@@ -380,8 +534,9 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       streamsDone.add(msg.conn);
       if (streamsDone.size > STREAMS_DONE_MAX) streamsDone.delete(streamsDone.values().next().value!);
     } else inputEnds.set(msg.conn, end);
-    if (mode === 'live') inputsGrown.set(msg.conn, end);
-    if (mode === 'live' && msg.eof) endedGrown.push(msg.conn);
+    // (a recording has no host to tell how far a backup has the streams' input)
+    if (mode === 'live' && !fileLog) inputsGrown.set(msg.conn, end);
+    if (mode === 'live' && !fileLog && msg.eof) endedGrown.push(msg.conn);
   };
   /**
    * The log the backup lacks, in bytes, against the bound in force: what the
@@ -418,6 +573,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   };
   let lastFlush = performance.now();
   const flush = (): void => {
+    if (fileLog) return fileLog.flush();
     if (!pending.length) return;
     const frame = encodeFrame(pending);
     const inputs = inputsGrown.size ? [...inputsGrown] : undefined;
@@ -445,6 +601,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   };
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
     appended++;
+    if (fileLog) return fileLog.append(kind, c, payload);
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
     lastLogged = performance.now();
@@ -460,67 +617,22 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   let lastLogged = performance.now();
 
   // ---- the replay side ----
-  const describe = (kind: string, c: bigint): string => `${kind} at count ${c}`;
   let lastReport = 0;
   let reported = '';
   /** Tells the host how far the replay got: before it blocks (`now`), or at most every 2 ms when asked without `now`. */
   const report = (now = false): void => {
     const t = performance.now();
     if (!now && t - lastReport < 2) return;
-    const seq = at < feed.length ? feed[at]!.seq - 1 : lastSeq;
+    const next = feed.peekNow();
+    const seq = next ? next.seq - 1 : lastSeq;
     const key = `${count()}/${seq}`;
     if (key === reported) return;
     lastReport = t;
     reported = key;
     post({ t: 'progress', count: count(), seq });
   };
-  /** The next logged entry, blocking until it arrives; null once the replica is live. */
-  const peek = (): LogEntry | null => {
-    // a replay that never blocks still says how far it got (its host holds acks while it is far behind)
-    if (mode === 'replay') report();
-    if (at >= 4096) {
-      // consumed entries are not needed any more
-      feed.splice(0, at);
-      at = 0;
-    }
-    while (at >= feed.length) {
-      if (mode === 'live') return null;
-      if (goLive) {
-        switchLive();
-        return null;
-      }
-      report(true);
-      pump(Infinity);
-    }
-    return feed[at]!;
-  };
   /** The next entry, which must be of `kind` at `c`; null once live. */
-  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> | null => {
-    if (mode === 'live') return null;
-    const e = peek();
-    if (!e) return null;
-    if (e.kind !== kind || e.count !== c) throw new DivergenceError(e, describe(e.kind, e.count), describe(kind, c));
-    at++;
-    return e as Extract<LogEntry, { kind: K }>;
-  };
-  /** Chunked bytes (see record.ts); null once live. A replica never goes live in the middle of one payload: the primary logged all of it at once. */
-  const takeChunks = <K extends 'input' | 'output' | 'random'>(kind: K, c: bigint, bytesOf: (e: Extract<LogEntry, { kind: K }>) => Uint8Array): Uint8Array | null => {
-    const parts: Uint8Array[] = [];
-    for (;;) {
-      const e = take(kind, c);
-      if (!e) {
-        if (parts.length) throw new Error(`the log ended inside a ${kind} payload`);
-        return null;
-      }
-      parts.push(bytesOf(e));
-      if (parts.at(-1)!.length < CHUNK_BYTES) break;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  };
-  const onFd = (fd: number) => (e: Extract<LogEntry, { kind: 'input' | 'output' }>): Uint8Array => {
-    if (e.payload.fd !== fd) throw new DivergenceError(e, `${e.kind} on fd ${e.payload.fd}`, `${e.kind} on fd ${fd}`);
-    return e.payload.bytes;
-  };
+  const take = <K extends EntryKind>(kind: K, c: bigint = count()): Extract<LogEntry, { kind: K }> | null => feed.take(kind, c);
 
   // ---- the timer (device state on both sides; ticks only live) ----
   let timerPeriod = init.snapshot?.timerPeriodNs ?? 0n;
@@ -544,76 +656,62 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   if (mode === 'live') vmClock.goLive();
   const nd: Nondeterminism = {
     clockNs(clock) {
-      const e = take('clock');
+      const e = feed.takeClock(clock);
       if (e) {
-        if (e.payload.clock !== clock) throw new DivergenceError(e, `clock ${e.payload.clock}`, `clock ${clock}`);
         vmClock.observe(clock, e.payload.ns, e.payload.wall);
         return e.payload.ns;
+      }
+      if (hooks.live) {
+        const ns = hooks.live.clockNs(clock);
+        append('clock', count(), { clock, ns });
+        return ns;
       }
       const { ns, wall } = vmClock.read(clock);
       append('clock', count(), wall === undefined ? { clock, ns } : { clock, ns, wall });
       return ns;
     },
-    clockResolutionNs: vmClockResolutionNs,
+    // not logged: each side's are the same function of the clock
+    clockResolutionNs: hooks.live ? (clock) => hooks.live!.clockResolutionNs(clock) : vmClockResolutionNs,
     randomFill(dest) {
-      const e = mode === 'replay' ? peek() : null;
-      const bytes = takeChunks('random', count(), (r) => r.payload);
-      if (bytes) {
-        if (bytes.length !== dest.length) throw new DivergenceError(e, `${bytes.length} random bytes`, `${dest.length} random bytes`);
-        dest.set(bytes);
-        return;
-      }
-      live.randomFill(dest);
+      if (feed.takeRandom(dest)) return;
+      (hooks.live ?? live).randomFill(dest);
       for (const b of chunksOf(dest.slice())) append('random', count(), b);
     },
   };
   const output = (fd: number) => (b: Uint8Array): void => {
-    const e = mode === 'replay' ? peek() : null;
-    const logged = takeChunks('output', count(), onFd(fd));
-    if (logged) {
-      if (Buffer.compare(logged, b) !== 0) throw new DivergenceError(e, `${logged.length} bytes on fd ${fd}`, `${b.length} different bytes on fd ${fd}`);
+    if (feed.compareOutput(fd, b)) {
+      hooks.onOutput?.(fd, b);
       return;
     }
     for (const bytes of chunksOf(b)) {
       const entry = append('output', count(), { fd, bytes });
-      outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
+      if (!fileLog) outputs.push({ seq: entry.seq, kind: 'output', conn: 0, fd, bytes, eof: false });
     }
+    // a recording has no backup to wait for: its output goes out once logged
+    if (fileLog) return void hooks.onOutput?.(fd, b);
     if (!batching && performance.now() - lastFlush >= OUTPUT_FLUSH_MS) flush();
   };
   const nic = new VirtualNic((msg) => {
-    const e = take('send');
-    if (e) {
-      const p = e.payload;
-      if (p.conn !== msg.conn || p.eof !== msg.eof || Buffer.compare(p.bytes, msg.bytes) !== 0) {
-        throw new DivergenceError(e, `a message of ${p.bytes.length} bytes to ${p.conn}`, `${msg.bytes.length} bytes to ${msg.conn}`);
-      }
+    if (feed.compareSend(msg)) {
+      hooks.onSend?.(msg);
       return;
     }
     const entry = append('send', count(), msg);
+    if (fileLog) return void hooks.onSend?.(msg);
     outputs.push({ seq: entry.seq, kind: 'send', conn: msg.conn, fd: -1, bytes: msg.bytes, eof: msg.eof });
     if (!batching) flush();
   });
 
+  // a recording's interrupt source delivers to the guest's NIC (tcp-listen.ts LiveConnections)
+  source?.attach?.(nic);
+
   // ---- check points ----
-  const budget = init.digestBudget ?? 0.02;
-  const pauseMsMax = init.digestPauseMsMax ?? DIGEST_PAUSE_MS_MAX;
-  /** the last digest's hashing time per byte of memory, ms (1 GB/s before any) */
-  let digestMsPerByte = 1e-6;
-  const every = start.digestEvery;
+  // the live side's digests (replay/digests.ts): a share of the run's time, and a bounded pause
+  const digests = new DigestSchedule(start.digestEvery, { budget: init.digestBudget ?? 0.02, pauseMsMax: init.digestPauseMsMax ?? DIGEST_PAUSE_MS_MAX });
   const pollEvery = init.pollEvery ?? 100_000n;
   const progressEveryMs = init.progressEveryMs ?? 5;
-  let nextDigest = every;
-  let digestEnd = performance.now();
-  let digestCost = 0;
-  const placeOf = (e: LogEntry): Place | null => (e.kind === 'interrupt' ? e.payload.at : e.kind === 'digest' ? 'check' : null);
-  /** The next digest or interrupt received, and where it is in the feed. */
-  const nextEvent = (): LogEntry | null => {
-    for (let i = at; i < feed.length; i++) {
-      const k = feed[i]!.kind;
-      if (k === 'digest' || k === 'interrupt' || k === 'exit') return k === 'exit' ? null : feed[i]!;
-    }
-    return null;
-  };
+  /** The next digest or interrupt received. */
+  const nextEvent = (): LogEntry | null => feed.nextEvent();
   const exitReceived = (): boolean => exitSeen;
   const deliver = (c: GuestContext, i: Interrupt, place: Place): void => {
     append('interrupt', count(), interruptPayload(i, place));
@@ -708,15 +806,15 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       if (e && meter.count >= e.count) {
         if (placeOf(e) !== 'check') {
           if (meter.count === e.count) {
+            if (whole) break; // the guest waits for it further on, at this count
             meter.setDeadline(e.count + 1n);
             return;
           }
           throw new DivergenceError(e, `the guest to wait for input at count ${e.count}`, `a check point at count ${meter.count}`);
         }
         if (e.kind === 'digest') {
-          const d = take('digest', meter.count)!;
           const mine = stateDigest(c);
-          if (Buffer.compare(d.payload, mine) !== 0) throw new DivergenceError(d, `digest ${hex(d.payload)}`, `digest ${hex(mine)}`);
+          feed.checkDigest(meter.count, mine);
           post({ t: 'digest', count: meter.count, digest: mine, verified: true });
         } else {
           const i = take('interrupt', meter.count)!;
@@ -724,6 +822,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         }
         continue;
       }
+      if (whole) break;
       if (e) {
         meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
         return;
@@ -737,7 +836,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         return;
       }
       // Nothing is known past this point yet.
-      if (goLive && at >= feed.length) {
+      if (goLive && feed.drained) {
         switchLive();
         liveCheck(c);
         return;
@@ -745,6 +844,16 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
       report(true);
       pump(Infinity);
     }
+    // A whole log: the guest stops at --until, and at an incomplete log's end.
+    const stop = wholeStop();
+    if (stop !== null && meter.count >= stop) return; // the deadline stays: the guest stops here
+    replayCheckArm(c);
+  };
+  /** Where a whole log's replay stops at a check point: --until, or (an incomplete log, every entry taken) the log's end count. */
+  const wholeStop = (): bigint | null => {
+    const until = whole?.until ?? null;
+    const end = !complete && feed.drained ? endCount : null;
+    return until === null ? end : end === null || until < end ? until : end;
   };
 
   /**
@@ -784,22 +893,39 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     ranSince = performance.now();
   };
 
+  /**
+   * A recording's deadline: the next digest, at least every
+   * FLUSH_POLL_COUNTS (the log's time bound holds during long computations),
+   * and every pollEvery while an interrupt can become due.
+   */
+  const recordArm = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const now = meter.count;
+    let next = now + FLUSH_POLL_COUNTS < digests.next ? now + FLUSH_POLL_COUNTS : digests.next;
+    if (source!.armed() && now + pollEvery < next) next = now + pollEvery;
+    meter.setDeadline(next);
+  };
+  /** A recording's check point: its digest, the interrupts due, the log's time bound. */
+  const recordCheck = (c: GuestContext): void => {
+    const meter = c.meter!;
+    const d = digests.take(meter.count, c);
+    if (d) append('digest', meter.count, d);
+    // Interrupts wait while the handler runs (it is not re-entered).
+    if (!c.masked()) for (const i of source!.poll(meter.count)) deliver(c, i, 'check');
+    fileLog!.flushIfDue(meter.count);
+    hooks.atCheckPoint?.(fileLog!);
+    recordArm(c);
+  };
+
   const liveCheck = (c: GuestContext): void => {
+    if (fileLog) return recordCheck(c);
     const meter = c.meter!;
     if (handoverWanted) handOver();
     const now = meter.count;
-    if (now >= nextDigest) {
-      nextDigest = (now / every + 1n) * every;
-      const bytes = c.memory.buffer.byteLength;
-      if (!(digestCost > 0 && digestCost > budget * (performance.now() - digestEnd)) && bytes * digestMsPerByte <= pauseMsMax) {
-        const t = performance.now();
-        const d = stateDigest(c);
-        append('digest', now, d);
-        post({ t: 'digest', count: now, digest: d, verified: false });
-        digestEnd = performance.now();
-        digestCost = digestEnd - t;
-        if (bytes > 0) digestMsPerByte = digestCost / bytes;
-      }
+    const d = digests.take(now, c);
+    if (d) {
+      append('digest', now, d);
+      post({ t: 'digest', count: now, digest: d, verified: false });
     }
     pump(0);
     // Interrupts wait while the handler runs (it is not re-entered), and while a
@@ -869,7 +995,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     vmClock.goLive();
     timerArm();
     lastProgress = performance.now();
-    nextDigest = (count() / every + 1n) * every;
+    digests.restartAt(count());
     post({ t: 'live', seq: nextSeq, count: count() });
   };
 
@@ -885,35 +1011,49 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const wait = (c: GuestContext, place: Exclude<Place, 'check'>, timeoutNs: bigint | null): boolean => {
     while (mode === 'replay') {
       if (timeoutNs !== null) {
-        while (at >= feed.length && horizon <= count() && !goLive) {
+        while (!whole && feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
-        if (at >= feed.length && horizon > count()) return false;
+        if (feed.drained && (whole || horizon > count())) return false;
       }
-      const e = peek();
-      if (!e) break; // went live
+      const e = feed.peek();
+      if (!e) {
+        if (whole) throw new DivergenceError(null, 'no more entries', `the guest waiting for input (${place}) at count ${count()}`);
+        break; // went live
+      }
       if (!(e.kind === 'interrupt' && e.payload.at === place && e.count === count())) {
         if (timeoutNs !== null || e.kind === 'exit') return false;
-        throw new DivergenceError(e, describe(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
+        throw new DivergenceError(e, describeEntry(e.kind, e.count), `the guest waiting for input (${place}) at count ${count()}`);
       }
       // Every interrupt the primary delivered in this one wait, each after what the previous handler did.
       for (let n: LogEntry | null = e; n; ) {
-        at++;
+        feed.take('interrupt', count());
         // The handler's own check points may hold the next event (a digest at this very count).
         if (c.meter) replayCheckArm(c);
         deliverLogged(c, interruptOf((n as Extract<LogEntry, { kind: 'interrupt' }>).payload), place);
         if (mode !== 'replay') return true;
         // Another one follows only at this count: the log shows it, or shows the primary went past.
-        while (at >= feed.length && horizon <= count() && !goLive) {
+        while (!whole && feed.drained && horizon <= count() && !goLive) {
           report(true);
           pump(Infinity);
         }
-        const m = at < feed.length ? feed[at]! : null;
+        const m = feed.peekNow();
         n = m && m.kind === 'interrupt' && m.payload.at === place && m.count === count() ? m : null;
       }
       if (c.meter) replayCheckArm(c);
       return true;
+    }
+    if (fileLog) {
+      // A recording: the source says what comes; a timed wait really sleeps, but no longer than until an interrupt comes.
+      const end = timeoutNs === null ? null : nowNs() + timeoutNs;
+      fileLog.flush(); // the guest may wait long: what was logged reaches the file first
+      hooks.atCheckPoint?.(fileLog);
+      const due = source!.wait(count(), timeoutNs);
+      for (const i of due) deliver(c, i, place);
+      if (!due.length && end !== null) sleepNs(end - nowNs());
+      if (c.meter) recordArm(c);
+      return due.length > 0;
     }
     const end = timeoutNs === null ? null : nowNs() + timeoutNs;
     for (;;) {
@@ -960,42 +1100,98 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
   const replayCheckArm = (c: GuestContext): void => {
     const e = nextEvent();
     const meter = c.meter!;
+    if (whole) {
+      // an event the guest must wait for comes before any check point past its count
+      const d = e === null ? null : placeOf(e) === 'check' ? e.count : e.count + 1n;
+      const stop = wholeStop();
+      meter.setDeadline((d !== null && (stop === null || d < stop) ? d : stop) ?? I64_MAX);
+      return;
+    }
     if (e) meter.setDeadline(placeOf(e) === 'check' ? e.count : e.count + 1n);
     else if (exitReceived()) meter.setDeadline(I64_MAX);
     else meter.setDeadline(horizon > meter.count ? horizon : meter.count);
   };
 
   // ---- the run ----
+  // What the VM starts with (replay/preamble.ts): the files of its preopened
+  // directories, its stdin (whole, or streamed: each read logged at its
+  // count), whether it has the NIC's listening socket. A replica restored
+  // from a snapshot has them in the snapshot's devices.
   let stdin = init.stdin ?? new Uint8Array(0);
+  let stdinMode: StdinMode = start.stdin ?? 'whole';
+  let listen = start.listen ?? true;
+  let preopens: Preopen[] | undefined;
   if (!init.snapshot) {
     // A backup told to go live before the primary logged anything boots the VM itself.
     const s = mode === 'replay' ? take('start', 0n) : null;
     if (s) {
       if (s.payload.module !== start.module) throw new DivergenceError(s, `module ${s.payload.module}`, `module ${start.module}`);
-      // the primary logged its start and its stdin in one frame
-      stdin = takeChunks('input', 0n, onFd(0)) ?? new Uint8Array(0);
+      // the primary logged its start, files and stdin before the guest ran
+      let pre: Preamble;
+      try {
+        pre = readPreamble(feed, s.payload);
+      } catch (e) {
+        // a whole log cut here: every way in says the same (a backup waits for the rest)
+        if (whole && !complete && e instanceof DivergenceError && e.entry === null) throw new LogIncompleteError('the log ends before the guest started');
+        throw e;
+      }
+      stdin = pre.stdin ?? new Uint8Array(0);
+      stdinMode = pre.stdinMode;
+      listen = pre.listen;
+      preopens = pre.preopens;
     } else {
-      append('start', 0n, start);
-      for (const bytes of chunksOf(stdin)) append('input', 0n, { fd: 0, bytes });
+      preopens = logPreamble(append, start, init.preopens, stdin);
       flush();
     }
   }
+  /**
+   * Streamed stdin (start.stdin 'stream', a recording's log): replaying, each
+   * read returns what the log holds; live, a VM has no stdin stream, so it
+   * ends there (an empty read, logged at its count).
+   */
+  const stdinRead =
+    stdinMode === 'stream'
+      ? (maxBytes: number): Uint8Array => {
+          const got = feed.takeStdinRead(maxBytes);
+          if (got) return got;
+          const liveRead = hooks.stdinRead;
+          if (!liveRead) {
+            const bytes = new Uint8Array(0);
+            append('input', count(), { fd: 0, bytes });
+            return bytes;
+          }
+          flush(); // the read may block for ever: what was logged reaches the file first
+          if (fileLog) hooks.atCheckPoint?.(fileLog);
+          const bytes = liveRead(Math.min(maxBytes, CHUNK_BYTES - 1));
+          if (bytes.length > maxBytes) throw new RangeError(`stdin gave ${bytes.length} bytes for a read of ${maxBytes}`);
+          append('input', count(), { fd: 0, bytes: bytes.slice() });
+          return bytes;
+        }
+      : undefined;
   let result: RunResult;
   try {
     result = runModule(module, {
       args: start.args,
       env: start.env,
       stdin,
+      stdinRead,
+      preopens,
+      listen,
       nic,
       nondeterminism: nd,
       onStdout: output(1),
       onStderr: output(2),
-      // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever)
-      collectOutput: false,
+      // every chunk goes to the log and the host's rings: none is kept here (a guest may write for ever);
+      // a whole log's replay returns what the guest wrote, as a run does
+      collectOutput: whole || fileLog ? undefined : false,
       io: {
         timer_set: (ns: bigint) => {
           timerPeriod = ns > 0n ? ns : 0n;
-          if (mode === 'live') timerArm();
+          if (source && mode === 'live') {
+            source.timerSet(ns);
+            // a newly armed timer needs the check points visited from now on
+            if (ctx?.meter) recordArm(ctx);
+          } else if (mode === 'live') timerArm();
         },
       },
       wait,
@@ -1021,6 +1217,7 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
         }
         c.meter!.onCheck = () => (mode === 'replay' ? replayCheck(c) : liveCheck(c));
         if (mode === 'replay') replayCheckArm(c);
+        else if (fileLog) recordArm(c);
         else c.meter!.setDeadline(pollEvery);
       },
     });
@@ -1028,26 +1225,50 @@ export function runReplica(init: ReplicaInit, post: (m: FromReplica, transfer?: 
     if (e instanceof Stopped) {
       flush();
       post({ t: 'stopped' });
-      return;
+      return null;
     }
+    // The guest asked for an entry past the end of an incomplete whole log: everything it had was reproduced.
+    if (whole && !complete && e instanceof DivergenceError && e.entry === null) return wholeEnd(null, true);
     throw e;
   }
-  const digest = ctx ? stateDigest(ctx) : new Uint8Array(32);
-  if (mode === 'replay') {
-    const end = take('exit', result.count!);
-    if (end && (end.payload.code !== result.exitCode || end.payload.trap !== result.trap)) {
-      throw new DivergenceError(end, `exit ${JSON.stringify(end.payload)}`, `exit ${JSON.stringify({ code: result.exitCode, trap: result.trap })}`);
+  if (whole) {
+    try {
+      return wholeEnd(result, false);
+    } catch (e) {
+      if (!complete && e instanceof DivergenceError && e.entry === null) return wholeEnd(null, true);
+      throw e;
     }
-    const last = end ? take('digest', result.count!) : null;
-    if (last && Buffer.compare(last.payload, digest) !== 0) throw new DivergenceError(last, `final digest ${hex(last.payload)}`, `final digest ${hex(digest)}`);
   }
+  const digest = ctx ? stateDigest(ctx) : new Uint8Array(32);
+  if (mode === 'replay') feed.checkExit(result.count!, result, digest);
   if (mode === 'live') {
     append('exit', result.count!, { code: result.exitCode, trap: result.trap });
     append('digest', result.count!, digest);
     flush();
   }
-  const { stdout: _o, stderr: _e, ...rest } = result;
-  post({ t: 'ended', result: rest, digest: hex(digest), cpu });
+  return { result, digest, stoppedAtUntil: false, incomplete: false, entriesTaken: feed.taken, preopens: preopens ?? null, cpu };
+
+  /**
+   * The end of a whole log's replay: `result` null when the log ran out
+   * (incomplete), else how the guest's run ended, checked against the log
+   * (its exit, its final digest, nothing after them) unless it stopped at a
+   * check point (--until, or an incomplete log's end).
+   */
+  function wholeEnd(ran: RunResult | null, incomplete: boolean): EngineEnd & { cpu: typeof cpu } {
+    const c = ctx as GuestContext | null;
+    const r: RunResult = ran ?? { outcome: 'deadline', exitCode: null, count: c?.meter?.count ?? 0n, trap: null, stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
+    const digest = c ? stateDigest(c) : new Uint8Array(32);
+    if (c) hooks.inspect?.(c.memory);
+    const base = { digest, entriesTaken: feed.taken, preopens: preopens ?? null, cpu };
+    if (incomplete || r.outcome === 'deadline') {
+      const until = whole?.until ?? null;
+      const stoppedAtUntil = !incomplete && until !== null && r.count !== null && r.count >= until;
+      return { ...base, result: { ...r, outcome: 'deadline' }, stoppedAtUntil, incomplete: !stoppedAtUntil };
+    }
+    feed.checkExit(r.count!, r, digest);
+    if (!feed.drained) throw new DivergenceError(feed.peekNow(), 'the guest to go on', 'the guest ended');
+    return { ...base, entriesTaken: feed.taken, result: r, stoppedAtUntil: false, incomplete: false };
+  }
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -3,13 +3,13 @@
 // how interrupts are logged. Nothing here loads binaryen.
 
 import { createHash } from 'node:crypto';
-import { EXPORT_GLOBAL_PREFIX } from '../meter/abi.ts';
-import type { MeterOptions } from '../meter/index.ts';
-import type { EntryPayloads, LogEntry } from '../log/format.ts';
-import type { GuestContext } from './instance.ts';
-import { INTERRUPT_NIC, TIMER_TICK, type Interrupt, type Place } from './events.ts';
-import type { FtvmErrorCode } from '../errors.ts';
-import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../limits.ts';
+import { EXPORT_GLOBAL_PREFIX } from '../../meter/abi.ts';
+import type { MeterOptions } from '../../meter/index.ts';
+import type { EntryPayloads, LogEntry } from '../../log/format.ts';
+import type { GuestContext } from '../instance.ts';
+import { INTERRUPT_NIC, TIMER_TICK, type Interrupt, type Place } from '../events.ts';
+import type { FtvmErrorCode } from '../../errors.ts';
+import { LOG_ENTRY_CHUNK_BYTES as CHUNK_BYTES } from '../../limits.ts';
 export { CHUNK_BYTES };
 
 export class DivergenceError extends Error {
@@ -25,6 +25,19 @@ export class DivergenceError extends Error {
         `expected ${expected}, got ${actual}`,
     );
     this.name = 'DivergenceError';
+  }
+}
+
+/**
+ * A log that ends before the guest started (a recording stopped while it
+ * logged the VM's files or stdin), replayed with acceptIncomplete: there is
+ * nothing of the guest to reproduce.
+ */
+export class LogIncompleteError extends Error {
+  readonly code = 'FTVM_ERR_LOG_INCOMPLETE' satisfies FtvmErrorCode;
+  constructor(message: string) {
+    super(message);
+    this.name = 'LogIncompleteError';
   }
 }
 

@@ -1,7 +1,7 @@
 // A primary replica's log, as the tests of replicas on worker threads wire it by hand.
 import { decodeFrame, EntryChecker, type LogEntry } from '../host/log/format.ts';
 import type { ReplicaHandle } from '../host/cluster/replica-handle.ts';
-import type { Output } from '../host/cluster/replica.ts';
+import type { Output } from '../host/runtime/replay/engine.ts';
 
 /**
  * Decodes a primary's frames in order (from entry `startSeq`) and forwards

@@ -295,4 +295,54 @@ describe('new backups of command guests from snapshots of their stack', () => {
       return v && v.alone && v.throttleUs === 0 ? true : undefined;
     }, 60_000);
   }, 180_000);
+
+  it('a guest blocked reading an idle connection while other clients\' messages arrive is snapshotted there, with no client sending', async () => {
+    let api;
+    ({ c, api } = await linkedCluster());
+    const port = await freePort();
+    // serves the first connection only: echoes what it reads, in a blocking fd_read
+    const one = watText(`(module
+      (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $fd i32)
+        (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 64)))
+        (local.set $fd (i32.load (i32.const 64)))
+        (block $end
+          (loop $next
+            (i32.store (i32.const 16) (i32.const 256))
+            (i32.store (i32.const 20) (i32.const 512))
+            (drop (call $read (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (br_if $end (i32.eqz (i32.load (i32.const 24))))
+            (i32.store (i32.const 32) (i32.const 256))
+            (i32.store (i32.const 36) (i32.load (i32.const 24)))
+            (drop (call $write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40)))
+            (br $next)))))`);
+    expect((await api('h1', 'POST', '/v1/vms', { name: 'one', module: Buffer.from(one).toString('base64'), publish: [port] })).status).toBe(201);
+    const first = await eventually('running with a backup', async () => {
+      const r = (await api('h1', 'GET', '/v1/vms/one')).json;
+      return r.state === 'running' && r.backup && r.endpoints?.length === 3 ? r : undefined;
+    });
+    const a = await LineClient.open(sockets, `${c.host('h3').public}:${port}`);
+    a.send('a');
+    expect(await a.answers(1)).toEqual(['a']);
+    // the guest waits in fd_read on a's connection; b's message comes in (logged) while it waits
+    const b = await LineClient.open(sockets, `${c.host('h2').public}:${port}`);
+    b.send('b');
+    await eventually('b\'s message taken in by the primary', async () => {
+      const cl = await c!.client(first.primary);
+      const v = ((await cl.status()).vms as { name: string; role: string; inboxMessages: number; acked: number }[]).find((x) => x.name === 'one' && x.role === 'primary');
+      return v && v.inboxMessages === 0 ? true : undefined;
+    });
+    expect((await api('h1', 'POST', '/v1/vms/one/backup/restart')).status).toBe(202);
+    const made = await eventually('a backup made from a snapshot', async () => {
+      const ev = (await eventsOf(c!, first.primary, 'backup-recreated')).filter((e) => e.vm === 'one');
+      return ev.length ? ev[0] : undefined;
+    }, 30_000);
+    expect(made.waitMs).toBeLessThan(30_000);
+    // and the guest goes on where it was: a's next line comes back
+    a.send('c');
+    expect(await a.answers(2)).toEqual(['a', 'c']);
+  }, 180_000);
 });

@@ -6,11 +6,17 @@
 // the memory region the unwinder borrows shows up as a different output or
 // digest.
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../host/cluster/local.ts';
 import { compileGuest } from '../host/runtime/guest.ts';
 import { runModule, snapshotGlobals, SnapshotError, UnwindNow, type GuestContext, type ResumePoint, type RunOptions } from '../host/runtime/instance.ts';
 import { stateDigest } from '../host/runtime/replay/core.ts';
 import { STACK_REGION_OFFSET } from '../host/runtime/unwind.ts';
-import { sampleBytes, samples, watBytes, watText } from './helpers.ts';
+import { replicaStartOf, sampleBytes, samples, watBytes, watText } from './helpers.ts';
+import { ReplicaHandle } from '../host/cluster/replica-handle.ts';
+import { meterOptions } from '../host/runtime/record.ts';
+import type { FromReplica } from '../host/runtime/replay/engine.ts';
+import { stream } from './replica-stream.ts';
+import { afterEach } from 'vitest';
 
 const stdin = new TextEncoder().encode('alpha\nbeta\ngamma\n\ndelta epsilon\nzeta\neta\ntheta\niota\nkappa\nlambda\n');
 const guest = compileGuest(watBytes('stackwalk'), { asyncify: 'input-calls' });
@@ -54,6 +60,11 @@ function runWithSnapshotAt(k: number): { ended: Ended; point: ResumePoint; outBe
   expect(point, `no snapshot at call ${k}`).not.toBeNull();
   return { ended, point: point!, outBefore };
 }
+
+const handles: ReplicaHandle[] = [];
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((h) => h.terminate()));
+});
 
 describe('snapshots of a command guest with a live stack', () => {
   const straight = run({ stdin });
@@ -210,4 +221,60 @@ describe('snapshots of a command guest with a live stack', () => {
     expect(Buffer.from(again.stdout).length).toBe(0);
     expect(end(second)).toBe(end(first));
   });
+
+  it('a primary unwound from a blocked read after other messages came in goes on as before: a backup replaying its whole log from boot never diverges', async () => {
+    // serves the first connection only: echoes what it reads, in a blocking fd_read
+    const one = watText(`(module
+      (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $fd i32)
+        (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 64)))
+        (local.set $fd (i32.load (i32.const 64)))
+        (block $end
+          (loop $next
+            (i32.store (i32.const 16) (i32.const 256))
+            (i32.store (i32.const 20) (i32.const 512))
+            (drop (call $read (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (br_if $end (i32.eqz (i32.load (i32.const 24))))
+            (i32.store (i32.const 32) (i32.const 256))
+            (i32.store (i32.const 36) (i32.load (i32.const 24)))
+            (drop (call $write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40)))
+            (br $next)))))`);
+    const start = replicaStartOf(one, ['one']);
+    const compiled = compileGuest(one, { ...meterOptions(start), asyncify: 'input-calls' });
+    const made = (role: 'primary' | 'backup') => {
+      const h = new ReplicaHandle({ vm: 'one', module: one, start, role, compiled });
+      handles.push(h);
+      const said: FromReplica[] = [];
+      h.on('message', (m) => said.push(m));
+      return { h, said };
+    };
+    const p = made('primary');
+    const b = made('backup');
+    const log = stream(p, () => b.h);
+    const send = (conn: number, text: string) => p.h.send({ t: 'msg', msg: { conn, bytes: new TextEncoder().encode(text), eof: false } });
+    const echoed = (text: string) => eventually(`the echo of ${text}`, () => (log.outputs.some((o) => Buffer.from(o.bytes).toString() === text) ? true : undefined));
+    send(1, 'a');
+    await echoed('a');
+    // another connection's message comes in while the guest waits in fd_read on the first
+    send(2, 'b');
+    await eventually('b logged', () => (log.entries.some((e) => e.kind === 'interrupt' && Buffer.from((e.payload as { bytes: Uint8Array }).bytes ?? []).toString() === 'b') ? true : undefined));
+    p.h.send({ t: 'snapshot', id: 1 });
+    await eventually('the snapshot', () => (p.said.some((m) => m.t === 'snapshot') ? true : undefined));
+    send(1, 'c');
+    await echoed('c');
+    // the backup replayed all of it, the unwind and the call made again included
+    const last = log.entries.at(-1)!;
+    await eventually('the backup caught up', () => (b.said.some((m) => m.t === 'progress' && m.count >= last.count) ? true : undefined));
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+    await p.h.terminate();
+    b.h.send({ t: 'golive' });
+    const live = (await eventually('live', () => b.said.find((m) => m.t === 'live'))) as Extract<FromReplica, { t: 'live' }>;
+    const after = stream(b, () => null, live.seq);
+    b.h.send({ t: 'msg', msg: { conn: 1, bytes: new TextEncoder().encode('d'), eof: false } });
+    await eventually('d echoed by the backup gone live', () => (after.outputs.some((o) => Buffer.from(o.bytes).toString() === 'd') ? true : undefined));
+    expect(b.said.filter((m) => m.t === 'error')).toEqual([]);
+  }, 60_000);
 });

@@ -87,8 +87,10 @@ export interface RunOptions {
    * made inside another or by an interrupt handler; true unwinds
    * the stack there (when it surely fits, StackUnwinder.fits) instead of
    * making the call. A `wait` may also throw UnwindNow while such a call
-   * waits, if the call has had no effect yet (nothing read, delivered or
-   * logged since its entry). `onUnwound` then gets the guest with its stack
+   * waits, if the call has had no effect but interrupts delivered to the NIC
+   * (no interrupt handler ran, nothing else was read or logged since its
+   * entry): made again from its start, the call then waits exactly as the
+   * one that went on would have. `onUnwound` then gets the guest with its stack
    * unwound and the stack image, takes its snapshot, and returns; the guest
    * rewinds and makes the call, as if nothing had happened.
    */
@@ -171,7 +173,7 @@ export interface GuestContext {
   masked(): boolean;
   /** the guest is a reactor (`_initialize` and interrupts, no `_start`) */
   reactor: boolean;
-  /** the guest is in a call that waits for input and may unwind from it (RunOptions.unwind, UnwindNow) */
+  /** the guest is in a call that waits for input and may unwind from it (RunOptions.unwind, UnwindNow): the outermost, no handler ran in it, the stack fits */
   atSnapshotPoint(): boolean;
 }
 
@@ -306,6 +308,9 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
   // A command guest built with Asyncify unwinds at the entry of a call that waits for input.
   let unwinder: StackUnwinder | null = null;
   let pointDepth = 0;
+  /** interrupt handlers run so far, and how many when the outermost input call began */
+  let handlerRuns = 0;
+  let handlerRunsAtPoint = 0;
   const unwind = opts.unwind;
   if (unwind && canUnwindModule(module)) {
     for (const full of SNAPSHOT_POINT_IMPORTS) {
@@ -323,6 +328,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
           u.startUnwind();
           return 0;
         }
+        if (pointDepth === 0) handlerRunsAtPoint = handlerRuns;
         pointDepth++;
         try {
           return (fn as (...x: unknown[]) => unknown)(...a);
@@ -378,6 +384,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     if (intr.kind === INTERRUPT_NIC) wasi.nic.arrive(intr.msg);
     if (typeof handler !== 'function' || inHandler > 0) return;
     const call = (): void => {
+      handlerRuns++;
       inHandler++;
       try {
         (handler as (kind: number) => void)(intr.kind);
@@ -401,7 +408,8 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
     deliver,
     masked: () => inHandler > 0,
     reactor,
-    atSnapshotPoint: () => unwinder !== null && pointDepth === 1 && inHandler === 0 && unwinder.fits(),
+    // (a handler that ran inside the call may have changed what the call read at its start)
+    atSnapshotPoint: () => unwinder !== null && pointDepth === 1 && inHandler === 0 && handlerRuns === handlerRunsAtPoint && unwinder.fits(),
   };
   if (opts.resume) resume(ctx, opts.resume, unwinder);
   opts.onStart?.(ctx);

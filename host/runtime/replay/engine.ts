@@ -600,7 +600,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     }
   };
   const append = <K extends EntryKind>(kind: K, c: bigint, payload: EntryPayloads[K]): LogEntry => {
-    appended++;
+    if (kind !== 'interrupt') readSincePoint++;
     if (fileLog) return fileLog.append(kind, c, payload);
     const e = { seq: nextSeq++, count: c, kind, payload } as LogEntry;
     pending.push(e);
@@ -609,9 +609,14 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     if (pendingBytes >= (batching ? BATCH_FLUSH_BYTES : FRAME_FLUSH_BYTES)) flush();
     return e;
   };
-  /** entries logged so far, and how many when the command guest's current input call began (an unwind from inside it needs none since) */
-  let appended = 0;
-  let appendedAtPoint = -1;
+  /**
+   * Entries other than interrupts logged since the command guest's current
+   * input call began (-1 before any): an unwind from inside the call needs
+   * none. Interrupts are fine: made again from its start after the rewind,
+   * the call finds them in the NIC and waits as the call that went on would
+   * have, so even a replay of the whole log sees the same.
+   */
+  let readSincePoint = -1;
   let lastProgress = performance.now();
   /** when the last entry of any kind was logged */
   let lastLogged = performance.now();
@@ -658,6 +663,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     clockNs(clock) {
       const e = feed.takeClock(clock);
       if (e) {
+        readSincePoint++; // read from the log as from the host (see readSincePoint)
         vmClock.observe(clock, e.payload.ns, e.payload.wall);
         return e.payload.ns;
       }
@@ -673,7 +679,10 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
     // not logged: each side's are the same function of the clock
     clockResolutionNs: hooks.live ? (clock) => hooks.live!.clockResolutionNs(clock) : vmClockResolutionNs,
     randomFill(dest) {
-      if (feed.takeRandom(dest)) return;
+      if (feed.takeRandom(dest)) {
+        readSincePoint++;
+        return;
+      }
       (hooks.live ?? live).randomFill(dest);
       for (const b of chunksOf(dest.slice())) append('random', count(), b);
     },
@@ -1062,9 +1071,9 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
         takeSnapshot(c, snapshotWanted);
         snapshotWanted = null;
       }
-      // A command guest blocked in an input call that has logged nothing yet
+      // A command guest blocked in an input call that has read nothing but interrupts
       // unwinds from it for the snapshot, and makes the call again after.
-      if (place === 'wait' && snapshotWanted !== null && appended === appendedAtPoint && c.atSnapshotPoint()) throw new UnwindNow();
+      if (place === 'wait' && snapshotWanted !== null && readSincePoint === 0 && c.atSnapshotPoint()) throw new UnwindNow();
       batching = true;
       let delivered: number;
       let due: Interrupt[];
@@ -1199,7 +1208,7 @@ export function runEngine(init: ReplicaInit, post: (m: FromReplica, transfer?: A
       // a command guest's snapshot: at the entry of its next input call, or while one waits (see wait)
       unwind: {
         wanted: () => {
-          appendedAtPoint = appended;
+          readSincePoint = 0;
           return mode === 'live' && snapshotWanted !== null;
         },
         onUnwound: (c, stack) => {

@@ -254,7 +254,7 @@ describe('new backups of command guests from snapshots of their stack', () => {
     let api;
     ({ c, api } = await linkedCluster());
     expect((await api('h1', 'POST', '/v1/vms', { name: 'idle', sample: 'kvsock' })).status).toBe(201);
-    const pairOf = async (primary: string): Promise<{ primary: string; backup: string; gen: number }> =>
+    const pairOf = async (primary: string): Promise<{ primary: string; backup: string; gen: number; count: string }> =>
       eventually(`idle running with a backup, its primary on ${primary}`, async () => {
         const r = (await api(primary, 'GET', '/v1/vms/idle')).json;
         return r.state === 'running' && r.primary === primary && r.backup ? r : undefined;
@@ -270,6 +270,8 @@ describe('new backups of command guests from snapshots of their stack', () => {
     expect((await api('h1', 'POST', '/v1/vms/idle/failover')).status).toBe(202);
     const after = await pairOf(restored.backup);
     expect(after.gen).toBeGreaterThan(restored.gen);
+    // the new primary says where the guest is, though it logged nothing since it went live
+    expect(BigInt(after.count)).toBeGreaterThan(0n);
     const made = (await eventsOf(c, restored.backup, 'backup-recreated')).filter((e) => e.vm === 'idle');
     expect(made.length).toBeGreaterThan(0);
   }, 180_000);

@@ -1877,6 +1877,8 @@ export class FtHost {
         return;
       case 'live': {
         this.note({ event: 'live', vm: vm.name, gen: vm.gen, seq: m.seq, count: String(m.count) });
+        // where the VM is, said at once: an idle guest logs nothing that would say it
+        if (m.count > vm.primaryCount) vm.primaryCount = m.count;
         // Outputs the old primary may not have released: clients drop the ones they saw (same sequence number).
         this.releaseUnreleased(vm);
         this.readopt(vm.name);

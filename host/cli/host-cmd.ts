@@ -1,7 +1,7 @@
 // `ftvm host`: run one host daemon of a cluster.
 
 import { randomBytes } from 'node:crypto';
-import { FileArbiter, type Arbiter } from '../cluster/arbiter.ts';
+import { FileArbiter, NAME_RE, type Arbiter } from '../cluster/arbiter.ts';
 import { FtHost } from '../cluster/host.ts';
 import { HOST, intOption, parseCommand, usageLine } from './commands.ts';
 import { usageError } from './errors.ts';
@@ -35,12 +35,27 @@ async function runHost(argv: string[]): Promise<number> {
     return 0;
   }
   const secret = values.secret ?? process.env.FTVM_SECRET;
+  if (values.dir && values.etcd) throw usageError('give one of --dir and --etcd, not both');
   if (!values.id || !secret || !values.dir === !values.etcd) {
     throw usageError('--id, a secret (--secret or FTVM_SECRET) and one of --dir or --etcd are required (see ftvm host --help)');
   }
-  const num = (name: string, v: string | undefined): number | undefined => intOption(`--${name}`, v);
-  // every number is checked before anything starts
+  if (!NAME_RE.test(values.id)) throw usageError(`--id ${JSON.stringify(values.id.slice(0, 100))} is no host id (1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+  // every number is checked before anything starts: ports (0: any free one) and what must be at least 1
+  const ranges: Record<string, [number, number]> = {
+    'peer-port': [0, 65535],
+    'client-port': [0, 65535],
+    'api-port': [0, 65535],
+    'heartbeat-ms': [1, Number.MAX_SAFE_INTEGER],
+    'fail-ms': [1, Number.MAX_SAFE_INTEGER],
+    'module-store-mib': [1, Number.MAX_SAFE_INTEGER],
+    'meter-jobs': [1, Number.MAX_SAFE_INTEGER],
+  };
+  const num = (name: string, v: string | undefined): number | undefined => intOption(`--${name}`, v, ...(ranges[name] ?? [0, Number.MAX_SAFE_INTEGER]));
   for (const k of ['peer-port', 'client-port', 'api-port', 'heartbeat-ms', 'fail-ms', 'lag-target-ms', 'unacked-log-max', 'module-bytes-max', 'module-store-mib', 'meter-jobs'] as const) num(k, values[k]);
+  const heartbeatMs = num('heartbeat-ms', values['heartbeat-ms']);
+  const failMs = num('fail-ms', values['fail-ms']);
+  // (the defaults, as FtHost has them: heartbeats every 50 ms, a peer silent 600 ms is taken for dead)
+  if ((failMs ?? 600) <= (heartbeatMs ?? 50)) throw usageError(`--fail-ms (${failMs ?? 600}) must be longer than --heartbeat-ms (${heartbeatMs ?? 50}): a host would be taken for dead between two heartbeats`);
   const digestEvery = intOption('--digest-every', values['digest-every'], 1);
   let arbiter: Arbiter;
   if (values.dir) arbiter = new FileArbiter(values.dir);
@@ -61,8 +76,8 @@ async function runHost(argv: string[]): Promise<number> {
     clientPort: num('client-port', values['client-port']),
     advertisePeer: values['advertise-peer'],
     publicAddress: values['public-address'],
-    heartbeatMs: num('heartbeat-ms', values['heartbeat-ms']),
-    failMs: num('fail-ms', values['fail-ms']),
+    heartbeatMs,
+    failMs,
     lagTargetMs: num('lag-target-ms', values['lag-target-ms']),
     unackedLogMax: num('unacked-log-max', values['unacked-log-max']),
     dataDir: values['data-dir'],

@@ -158,9 +158,16 @@ describe('a recording stopped by a signal', () => {
     const none = await ftvm(['replay', loop, '--log', cut]);
     expect(none.code).toBe(4);
     expect(none.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_INCOMPLETE: .*nothing to replay/m);
-    // An empty file (stopped before the log was begun) likewise; a foreign one is still refused as such.
+    // Cut inside the header, or empty (stopped before the log was begun): the same, saying where it ends
+    writeFileSync(cut, bytes.subarray(0, 10));
+    const inHeader = await ftvm(['replay', loop, '--log', cut]);
+    expect(inHeader.code).toBe(4);
+    expect(inHeader.stderr).toMatch(/^ftvm: FTVM_ERR_LOG_INCOMPLETE: .*nothing to replay: it ends inside its 16-byte header, after 10 bytes/m);
     writeFileSync(cut, '');
-    expect((await ftvm(['replay', loop, '--log', cut])).code).toBe(4);
+    const empty = await ftvm(['replay', loop, '--log', cut]);
+    expect(empty.code).toBe(4);
+    expect(empty.stderr).toMatch(/it ends inside its 16-byte header, after 0 bytes/);
+    // a foreign one is still refused as such
     writeFileSync(cut, 'MZ');
     const foreign = await ftvm(['replay', loop, '--log', cut]);
     expect(foreign.code).toBe(1);

@@ -4,6 +4,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { CliError, describeFailure, EXIT, fileError, onFile, usageError } from './errors.ts';
 import { BENCH, BENCHMARKS, DEMO, intOption, LOG_FLUSH_MS, parseCommand, RECORD, REPLAY, RUN, USAGE, usageLine } from './commands.ts';
 import { hostStderr, hostStdout, outputLost } from './host-output.ts';
+import { LOG_HEADER_BYTES } from '../limits.ts';
 import { I64_MAX } from '../meter/abi.ts';
 import type { MeterOptions } from '../meter/cache.ts';
 import type { RunResult } from '../runtime/instance.ts';
@@ -333,7 +334,12 @@ async function cmdReplay(argv: string[]): Promise<number> {
   const file = onFile('--log', logPath, 'read', () => new Uint8Array(readFileSync(logPath)));
   const { entries, cutAt } = readLogPrefix(file);
   if (entries.length === 0) {
-    const why = cutAt !== null ? `its first frame is cut off at byte ${cutAt}` : 'it has no entries';
+    const why =
+      file.length < LOG_HEADER_BYTES
+        ? `it ends inside its ${LOG_HEADER_BYTES}-byte header, after ${file.length} bytes`
+        : cutAt !== null
+          ? `its first frame is cut off at byte ${cutAt}`
+          : 'it has no entries';
     throw new CliError('FTVM_ERR_LOG_INCOMPLETE', `--log ${logPath}: nothing to replay: ${why} (a recording stopped before the guest started)`, EXIT.incomplete);
   }
   const start = startOf(entries);

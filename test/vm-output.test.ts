@@ -230,9 +230,9 @@ describe('a command guest under the service', () => {
       [['tail', 'x', '--count', 'many'], 2, /^ftvm vm tail: FTVM_ERR_USAGE: --count expects a positive integer/],
       // an unknown VM: said at once, with no connection opened and announced for it
       [['tail', 'ghost', '--count', '1'], 1, /^ftvm vm tail: FTVM_ERR_NOT_FOUND: no VM named ghost\n$/],
-      [['start', 'p', '--sample', 'kvsock', '--publish', '0'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 0\n$/],
-      [['start', 'p', '--sample', 'kvsock', '--publish', '70000'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 70000\n$/],
-      [['start', 'p', '--sample', 'kvsock', '--publish', '8080', '--publish', '8080'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish names a port twice\n$/],
+      [['start', 'p', '--sample', 'kvsock', '--publish', '0'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 0 \(see ftvm vm start --help\)\n$/],
+      [['start', 'p', '--sample', 'kvsock', '--publish', '70000'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish needs a TCP port from 1 to 65535, not 70000 \(see ftvm vm start --help\)\n$/],
+      [['start', 'p', '--sample', 'kvsock', '--publish', '8080', '--publish', '8080'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish names a port twice \(see ftvm vm start --help\)\n$/],
       [['start', 'p', '--sample', 'kvsock', '--publish', 'http'], 2, /^ftvm vm start: FTVM_ERR_USAGE: --publish expects an integer/],
     ];
     for (const [args, code, line] of cases) {

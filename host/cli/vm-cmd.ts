@@ -36,14 +36,20 @@ export async function vmMain(argv: string[]): Promise<number> {
     return outputLost() ? EXIT.failure : status;
   } catch (e) {
     const cmd = subCommandAt(argv) >= 0 ? argv[subCommandAt(argv)]! : '';
-    const { line, status } = describeVmFailure(e);
+    const { line, status } = describeVmFailure(e, cmd);
     hostStderr.write(`ftvm vm${cmd ? ` ${cmd}` : ''}: ${line}\n`);
     return status;
   }
 }
 
-/** The one line (without "ftvm vm CMD: ") and exit status of a failure of `ftvm vm`. */
-function describeVmFailure(err: unknown): { line: string; status: number } {
+/** The one line (without "ftvm vm CMD: ") and exit status of a failure of `ftvm vm CMD`; a wrong command line names the help to read. */
+function describeVmFailure(err: unknown, cmd: string): { line: string; status: number } {
+  const d = describeVmFailureBare(err);
+  if (d.status !== EXIT.usage || /\(see ftvm [^()]*--help\)$/.test(d.line)) return d;
+  return { line: `${d.line} (see ftvm vm${cmd ? ` ${cmd}` : ''} --help)`, status: d.status };
+}
+
+function describeVmFailureBare(err: unknown): { line: string; status: number } {
   const e = err as Error & { code?: unknown };
   const code = typeof e?.code === 'string' ? e.code : '';
   if (err instanceof ApiCallError) return { line: `${err.code}: ${err.detail}`, status: EXIT.failure };
@@ -249,7 +255,7 @@ async function vmCommand(argv: string[]): Promise<number> {
         throw new Error(`no handler for ftvm vm ${cmd}`);
     }
   } catch (e) {
-    const { line, status } = describeVmFailure(e);
+    const { line, status } = describeVmFailure(e, cmd);
     hostStderr.write(`ftvm vm ${cmd}: ${line}\n`);
     return status;
   }

@@ -154,6 +154,12 @@ describe('the REST API', { timeout: 120_000 }, () => {
       const r = await app.inject({ method, url, headers: { ...auth(), 'content-type': 'application/json' }, payload: '' });
       expect([r.statusCode, r.json().error.code], `${method} ${url}`).toEqual([404, 'FTVM_ERR_NOT_FOUND']);
     }
+    // and one that takes no body refuses one with anything in it
+    for (const [method, url] of [['POST', '/v1/vms/kv1/failover'], ['POST', '/v1/connections'], ['DELETE', '/v1/vms/ghost']] as const) {
+      const r = await app.inject({ method, url, headers: auth(), payload: { x: 1 } });
+      expect([r.statusCode, r.json().error.code, r.json().error.message], `${method} ${url}`).toEqual([400, 'FTVM_ERR_BAD_REQUEST', `${method} ${url === '/v1/vms/kv1/failover' ? '/v1/vms/:name/failover' : url === '/v1/vms/ghost' ? '/v1/vms/:name' : url} takes no body`]);
+    }
+    expect((await app.inject({ method: 'POST', url: '/v1/connections', headers: auth(), payload: {} })).statusCode).toBe(201);
     const empty = await app.inject({ method: 'POST', url: '/v1/vms', headers: { ...auth(), 'content-type': 'application/json' }, payload: '' });
     expect([empty.statusCode, empty.json().error.code]).toEqual([400, 'FTVM_ERR_BAD_REQUEST']);
     const broken = await app.inject({ method: 'POST', url: '/v1/vms', headers: { ...auth(), 'content-type': 'application/json' }, payload: '{"name":' });

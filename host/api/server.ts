@@ -235,6 +235,16 @@ export async function buildApi(host: FtHost, opts: ApiOptions = {}): Promise<{ a
   app.addHook('onRoute', (route) => {
     const schema = route.schema as { body?: unknown; response?: Record<string, unknown> } | undefined;
     if (schema?.body) schema.response = { ...schema.response, 415: errorSchema };
+    // a route that takes no body refuses one with anything in it, as a route with a body refuses a field it does not know
+    const methods = ([] as string[]).concat(route.method);
+    if (!schema?.body && methods.some((m) => m === 'POST' || m === 'DELETE')) {
+      const takesNone = async (req: FastifyRequest): Promise<void> => {
+        const b = req.body;
+        if (b === undefined || b === null || (typeof b === 'object' && !Array.isArray(b) && Object.keys(b).length === 0)) return;
+        throw new ApiError('FTVM_ERR_BAD_REQUEST', `${req.method} ${route.url} takes no body`);
+      };
+      route.preValidation = [...([] as unknown[]).concat(route.preValidation ?? []), takesNone] as typeof route.preValidation;
+    }
   });
 
   // An empty body labelled JSON (what many HTTP clients send on a POST or

@@ -55,7 +55,7 @@ export async function clusterMain(argv: string[]): Promise<number> {
   c.logDir = logDir;
   const progress = (l: string): void => void process.stderr.write(`${l}\n`);
   try {
-    progress(`starting ${n} hosts...`);
+    progress(`starting ${n} host${n === 1 ? '' : 's'}...`);
     await Promise.all(Array.from({ length: n }, (_, i) => c.add(`h${i + 1}`)));
     progress('linking them...');
     await c.linked();

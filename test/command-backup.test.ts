@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { apiOf, Cluster, eventsOf, eventually, freePort, linkedCluster } from './cluster.ts';
 import { LineClient } from './line-client.ts';
-import { watText } from './helpers.ts';
+import { watBytes, watText } from './helpers.ts';
 import { buildProgram } from './toolchain.ts';
 import { readFileSync } from 'node:fs';
 import type { LocalCluster } from '../host/cluster/local.ts';
@@ -303,24 +303,7 @@ describe('new backups of command guests from snapshots of their stack', () => {
     ({ c, api } = await linkedCluster());
     const port = await freePort();
     // serves the first connection only: echoes what it reads, in a blocking fd_read
-    const one = watText(`(module
-      (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (func (export "_start") (local $fd i32)
-        (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 64)))
-        (local.set $fd (i32.load (i32.const 64)))
-        (block $end
-          (loop $next
-            (i32.store (i32.const 16) (i32.const 256))
-            (i32.store (i32.const 20) (i32.const 512))
-            (drop (call $read (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 24)))
-            (br_if $end (i32.eqz (i32.load (i32.const 24))))
-            (i32.store (i32.const 32) (i32.const 256))
-            (i32.store (i32.const 36) (i32.load (i32.const 24)))
-            (drop (call $write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40)))
-            (br $next)))))`);
+    const one = watBytes('oneconn');
     expect((await api('h1', 'POST', '/v1/vms', { name: 'one', module: Buffer.from(one).toString('base64'), publish: [port] })).status).toBe(201);
     const first = await eventually('running with a backup', async () => {
       const r = (await api('h1', 'GET', '/v1/vms/one')).json;

@@ -224,24 +224,7 @@ describe('snapshots of a command guest with a live stack', () => {
 
   it('a primary unwound from a blocked read after other messages came in goes on as before: a backup replaying its whole log from boot never diverges', async () => {
     // serves the first connection only: echoes what it reads, in a blocking fd_read
-    const one = watText(`(module
-      (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (func (export "_start") (local $fd i32)
-        (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 64)))
-        (local.set $fd (i32.load (i32.const 64)))
-        (block $end
-          (loop $next
-            (i32.store (i32.const 16) (i32.const 256))
-            (i32.store (i32.const 20) (i32.const 512))
-            (drop (call $read (local.get $fd) (i32.const 16) (i32.const 1) (i32.const 24)))
-            (br_if $end (i32.eqz (i32.load (i32.const 24))))
-            (i32.store (i32.const 32) (i32.const 256))
-            (i32.store (i32.const 36) (i32.load (i32.const 24)))
-            (drop (call $write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40)))
-            (br $next)))))`);
+    const one = watBytes('oneconn');
     const start = replicaStartOf(one, ['one']);
     const compiled = compileGuest(one, { ...meterOptions(start), asyncify: 'input-calls' });
     const made = (role: 'primary' | 'backup') => {

@@ -231,6 +231,19 @@ async function redisBenchmark(addr: string, port: number, args: string[]): Promi
   return { rps: Number(row[1]), p50Ms: Number(row[4]), p99Ms: Number(row[6]) };
 }
 
+
+/** Fills the kv VM's memory to about `mib` MiB with 60 KiB values, 32 requests in flight at most, and waits for every answer. */
+async function fillKv(a: FtClient, mib: number): Promise<void> {
+  const value = 'x'.repeat(60 * 1024);
+  const n = Math.ceil((mib * 1024 * 1024) / value.length);
+  const got = answers(a);
+  for (let i = 0; i < n; i++) {
+    a.send('kv', `f${i} SET big${i} ${value}`);
+    if (i % 32 === 31) await eventually('fill', () => (got.has(`f${i}`) ? true : undefined), 30_000);
+  }
+  await eventually('fill', () => (got.has(`f${n - 1}`) ? true : undefined), 30_000);
+}
+
 /** Answers to requests by id: each request's text starts with its id. */
 function answers(c: FtClient): Map<string, number> {
   const got = new Map<string, number>();
@@ -514,15 +527,7 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
       try {
         const a = await c.client('h1');
         await a.start('kv', kv);
-        // fill memory with 60 KiB values
-        const value = 'x'.repeat(60 * 1024);
-        const n = Math.ceil((mib * 1024 * 1024) / value.length);
-        const got = answers(a);
-        for (let i = 0; i < n; i++) {
-          a.send('kv', `f${i} SET big${i} ${value}`);
-          if (i % 32 === 31) await eventually('fill', () => (got.has(`f${i}`) ? true : undefined), 30_000);
-        }
-        await eventually('fill', () => (got.has(`f${n - 1}`) ? true : undefined), 30_000);
+        await fillKv(a, mib);
         await c.kill('h2');
         const v = await eventually(
           'a new backup',
@@ -550,14 +555,7 @@ export async function benchFt(opts: FtBenchOptions = {}): Promise<Record<string,
       try {
         const a = await c.client('h1');
         await a.start('kv', kv);
-        const value = 'x'.repeat(60 * 1024);
-        const n = Math.ceil((mib * 1024 * 1024) / value.length);
-        const got = answers(a);
-        for (let i = 0; i < n; i++) {
-          a.send('kv', `f${i} SET big${i} ${value}`);
-          if (i % 32 === 31) await eventually('fill', () => (got.has(`f${i}`) ? true : undefined), 30_000);
-        }
-        await eventually('fill', () => (got.has(`f${n - 1}`) ? true : undefined), 30_000);
+        await fillKv(a, mib);
         const ask = async (to: string): Promise<Migrated> => {
           // a migration starts from a VM running with its backup in place: asked again while the last one's new backup comes up
           return eventually(

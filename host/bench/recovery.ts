@@ -25,6 +25,7 @@
 //
 // A table, or JSON with --json. Linux only (it reads /proc).
 
+import { rssMiB } from './soak.ts';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -115,15 +116,6 @@ export interface RecoveryReport {
   machine: string;
 }
 
-/** VmRSS of process `pid`, in MiB (0 when it is gone). */
-function rssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** Least-squares slope of (x, y) points; 0 with fewer than two. */
 export function slope(points: readonly [number, number][]): number {

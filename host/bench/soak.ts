@@ -125,7 +125,7 @@ export interface SoakReport {
 }
 
 /** VmRSS of process `pid`, in MiB (0 when it is gone). */
-function rssMiB(pid: number): number {
+export function rssMiB(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 102.4) / 10 : 0;

@@ -269,7 +269,8 @@ async function cpuBound(
   const before = b.replicas();
   const others = [...b.c.hosts.values()].filter((h) => h.id !== 'h1').map((h) => ({ pid: h.proc.pid!, before: new Set(replicaThreads(h.proc.pid!)) }));
   const t0 = performance.now();
-  await c.start(vm, hash, { args, cpuPercent });
+  // on h1, whose replica thread the bench watches: placement would pick a host without the kv VM's primary
+  await c.start(vm, hash, { args, cpuPercent, host: 'h1' });
   const tid = await b.placeNew(before);
   const startedMs = performance.now() - t0;
   let sched = { runMs: NaN, waitMs: NaN };

@@ -295,10 +295,12 @@ export class FtClient extends EventEmitter<ClientEvents> {
    * Starts VM `vm` of `module` on the host this client talks to; `args` are the
    * guest's arguments after the program name (its argv is [vm, ...args]);
    * `publish`, TCP ports every live host serves it on (see the README's
-   * "Published ports"). Resolves with the 'started' answer (gen, primary,
-   * backup); rejects with the host's error.
+   * "Published ports"); `host`, the host to run the primary on (else
+   * placement picks: the live host with the fewest replicas). Resolves with
+   * the 'started' answer (gen, primary, backup); rejects with the host's
+   * error (FTVM_ERR_UNAVAILABLE for a `host` that is no live member).
    */
-  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string>; stdin?: Uint8Array; memoryMiB?: number; cpuPercent?: number; publish?: number[] } = {}): Promise<WireMessage> {
+  start(vm: string, module: Uint8Array, opts: { args?: string[]; env?: Record<string, string>; stdin?: Uint8Array; memoryMiB?: number; cpuPercent?: number; publish?: number[]; host?: string } = {}): Promise<WireMessage> {
     return this.request({ t: 'start', vm, module, ...opts });
   }
 

@@ -8,7 +8,8 @@
 // FTVM_ERR_PRIVILEGE, which is tested as an unprivileged user.
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkTrial, digestClashes, divergencesOf, generationsOf, lostWrite, runCampaign, type CampaignReport, type DigestSample, type TrialReport, type Violation } from '../host/chaos/campaign.ts';
 import { CHAOS_SEED_MAX, campaignExitStatus, campaignSeed, summary } from '../host/chaos/cli.ts';
@@ -22,14 +23,29 @@ import { CHAOS } from '../host/cli/commands.ts';
 
 const root = process.getuid?.() === 0;
 
-/** Namespaces, links and markers of chaos runs on this machine now. */
+/**
+ * Namespaces and markers of chaos runs on this machine now, but those of a run
+ * still going (its marker names a live process: another suite's campaign on the
+ * same machine, whose namespaces come and go while this one runs).
+ */
 function leftovers(): string[] {
   const ns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     .split('\n')
     .map((l) => l.split(' ')[0]!)
     .filter((n) => n.startsWith('ftvm-c'));
   const markers = existsSync(CHAOS_STATE_DIR) ? readdirSync(CHAOS_STATE_DIR) : [];
-  return [...ns, ...markers];
+  const live = new Set<string>();
+  for (const m of markers) {
+    try {
+      const { pid, run } = JSON.parse(readFileSync(join(CHAOS_STATE_DIR, m), 'utf8')) as { pid: number; run: string };
+      process.kill(pid, 0);
+      live.add(run);
+    } catch {
+      // no such process (or a marker being written): not a run still going
+    }
+  }
+  const runOf = (x: string): string => /^(?:ftvm-)?(c\d+)/.exec(x)?.[1] ?? x;
+  return [...ns, ...markers].filter((x) => !live.has(runOf(x)));
 }
 
 /** A history of key "fabricated" no register can produce: a read of a value after a later write of another completed. */

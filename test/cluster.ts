@@ -49,10 +49,18 @@ export async function eventsOf(cluster: LocalCluster, host: string, name?: strin
   return name === undefined ? events : events.filter((e) => e.event === name);
 }
 
-/** A cluster of hosts `ids` (default h1..h3), every one linked to the others, and the caller of its REST API (stop it in teardown). */
+/** A cluster of hosts `ids` (default h1..h3), every one linked to the others, and the caller of its REST API (stop it in teardown); when one fails to start or link, every host started is stopped before the error is thrown. */
 export async function linkedCluster(ids: string[] = ['h1', 'h2', 'h3']): Promise<{ c: LocalCluster; api: ReturnType<typeof apiOf> }> {
   const c = new LocalCluster();
-  await Promise.all(ids.map((id) => c.add(id)));
-  await c.linked();
+  try {
+    // every start settles before a failure counts: a host that came up while another failed is stopped too
+    const started = await Promise.allSettled(ids.map((id) => c.add(id)));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    await c.linked();
+  } catch (e) {
+    await c.stop();
+    throw e;
+  }
   return { c, api: apiOf(c) };
 }

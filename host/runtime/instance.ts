@@ -399,7 +399,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
       call();
     }
   };
-  if (unwind && canUnwind(instance.exports)) unwinder = new StackUnwinder(instance, memory);
+  if (unwind && canUnwindModule(module)) unwinder = new StackUnwinder(instance, memory);
   ctx = {
     instance,
     memory,
@@ -442,8 +442,7 @@ export function runModule(module: WebAssembly.Module, opts: RunOptions = {}): Ru
 
 /** Whether a compiled module was built with Asyncify (see unwind.ts). */
 function canUnwindModule(module: WebAssembly.Module): boolean {
-  const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
-  return names.has('asyncify_start_unwind') && names.has('asyncify_get_state');
+  return canUnwind(new Set(WebAssembly.Module.exports(module).map((e) => e.name)));
 }
 
 /**
@@ -453,7 +452,7 @@ function canUnwindModule(module: WebAssembly.Module): boolean {
  */
 export function snapshottable(module: WebAssembly.Module): boolean {
   const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
-  return (!names.has('_start') && names.has('_initialize')) || canUnwindModule(module);
+  return (!names.has('_start') && names.has('_initialize')) || canUnwind(names);
 }
 
 /**

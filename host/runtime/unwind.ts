@@ -23,7 +23,6 @@ export { STACK_IMAGE_BYTES_MAX };
 export const STACK_REGION_OFFSET = 1024;
 
 /** binaryen Asyncify's states (asyncify_get_state). */
-const NORMAL = 0;
 const UNWINDING = 1;
 const REWINDING = 2;
 
@@ -35,11 +34,9 @@ interface AsyncifyExports {
   asyncify_get_state(): number;
 }
 
-/** Whether an instance (or a module's exports list) has Asyncify's exports. */
-export function canUnwind(exports: WebAssembly.Exports): boolean {
-  return ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state'].every(
-    (n) => typeof exports[n] === 'function',
-  );
+/** Whether a module exports (by name) what Asyncify adds. */
+export function canUnwind(exportNames: ReadonlySet<string>): boolean {
+  return ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state'].every((n) => exportNames.has(n));
 }
 
 /**
@@ -58,7 +55,7 @@ export class StackUnwinder {
     instance: WebAssembly.Instance,
     private readonly memory: WebAssembly.Memory,
   ) {
-    if (!canUnwind(instance.exports)) throw new Error('the instance was not built with Asyncify');
+    if (!canUnwind(new Set(Object.keys(instance.exports)))) throw new Error('the instance was not built with Asyncify');
     this.fns = instance.exports as unknown as AsyncifyExports;
     const depth = instance.exports[EXPORT_DEPTH];
     this.depth = depth instanceof WebAssembly.Global ? depth : null;
@@ -144,10 +141,5 @@ export class StackUnwinder {
     if (!this.saved) return;
     new Uint8Array(this.memory.buffer).set(this.saved, STACK_REGION_OFFSET);
     this.saved = null;
-  }
-
-  /** Asyncify's state is back to normal (no unwind or rewind under way). */
-  get idle(): boolean {
-    return this.fns.asyncify_get_state() === NORMAL;
   }
 }
